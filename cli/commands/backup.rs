@@ -1,0 +1,156 @@
+//! `cairn backup`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use cairn_core::backup::{self, BackupOptions, BackupProgress, BackupSource};
+use cairn_core::time::SnapshotTime;
+use cairn_core::Error;
+
+use crate::exit::ExitCode;
+use crate::output::{byte_progress, size};
+use crate::{print_json, GlobalArgs, CANCEL};
+
+#[derive(Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up, or - to read standard input
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+
+    /// Run this shell command and back up its standard output
+    #[arg(
+        long,
+        value_name = "COMMAND",
+        conflicts_with = "paths",
+        long_help = "Run COMMAND with `sh -c` and back up its standard output as one file \
+                     (named by --stdin-filename). The snapshot is committed only if the command \
+                     exits 0; otherwise nothing is committed, the command's stderr is shown, and \
+                     cairn exits 21. Prefer this to `pg_dump | cairn backup -`, where a failing \
+                     pg_dump cannot be noticed. In a pipeline inside COMMAND, only the last \
+                     command's status counts unless you use `set -o pipefail` (bash -c)."
+    )]
+    command: Option<String>,
+
+    /// File name for data read from stdin or --command
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    stdin_filename: String,
+
+    /// Host name to record [default: this machine's]
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+
+    /// Tag the snapshot (repeatable, or comma-separated)
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    tags: Vec<String>,
+
+    /// Record this time instead of now ("2026-11-20 03:00:00" or RFC 3339), to import old dumps
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
+}
+
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl BackupProgress for Progress {
+    fn bytes_read(&self, n: u64) {
+        self.bar.inc(n);
+    }
+    fn warning(&self, message: &str) {
+        self.bar.suspend(|| eprintln!("cairn: warning: {message}"));
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let stdin = args.paths.len() == 1 && args.paths[0].as_os_str() == "-";
+    if args.paths.iter().any(|p| p.as_os_str() == "-") && !stdin {
+        anyhow::bail!(Error::invalid(
+            "- (stdin) cannot be combined with other paths"
+        ));
+    }
+    if args.paths.is_empty() && args.command.is_none() {
+        anyhow::bail!(Error::invalid(
+            "nothing to back up: give paths, - for stdin, or --command"
+        ));
+    }
+    backup::check_stream_filename(&args.stdin_filename)?;
+    let time = args.time.as_deref().map(SnapshotTime::parse).transpose()?;
+    let repo = global.open()?;
+    let source = if let Some(command) = args.command {
+        BackupSource::Command {
+            command,
+            filename: args.stdin_filename,
+        }
+    } else if stdin {
+        BackupSource::Stream {
+            reader: Box::new(std::io::stdin()),
+            filename: args.stdin_filename,
+        }
+    } else {
+        BackupSource::Paths(args.paths)
+    };
+    let opts = BackupOptions {
+        hostname: args.host.unwrap_or_else(backup::hostname),
+        username: backup::username(),
+        tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
+        time,
+    };
+    let started = Instant::now();
+    let progress = Progress {
+        bar: byte_progress(global.quiet || global.json, "read"),
+    };
+    let outcome = backup::backup(&repo, source, &opts, &progress, &CANCEL);
+    progress.bar.finish_and_clear();
+    let outcome = outcome?;
+    let s = &outcome.snapshot;
+    let sum = &s.summary;
+    let secs = started.elapsed().as_secs_f64();
+    if global.json {
+        print_json(&json!({
+            "message_type": "summary",
+            "snapshot_id": s.id.to_hex(),
+            "short_id": s.id.short(),
+            "parent": s.parent.map(|p| p.to_hex()),
+            "time": s.time.to_rfc3339(),
+            "total_files_processed": sum.total_files_processed,
+            "total_dirs_processed": sum.total_dirs_processed,
+            "total_bytes_processed": sum.total_bytes_processed,
+            "files_unreadable": sum.files_unreadable,
+            "data_blobs": sum.data_blobs,
+            "tree_blobs": sum.tree_blobs,
+            "data_added": sum.data_added,
+            "data_added_packed": sum.data_added_packed,
+            "total_duration": secs,
+            "warnings": outcome.warnings,
+        }))?;
+    } else {
+        global.say(format!("snapshot {} saved", s.id.short()));
+        global.say(format!(
+            "  read {} in {} files and {} directories in {:.1}s",
+            size(sum.total_bytes_processed),
+            sum.total_files_processed,
+            sum.total_dirs_processed,
+            secs
+        ));
+        global.say(format!(
+            "  added {} new data ({} stored) in {} new blobs",
+            size(sum.data_added),
+            size(sum.data_added_packed),
+            sum.data_blobs + sum.tree_blobs
+        ));
+        global.verbose(format!("snapshot ID {}", s.id));
+    }
+    if outcome.warnings.is_empty() {
+        Ok(ExitCode::Success)
+    } else {
+        eprintln!(
+            "cairn: {} files or directories could not be read and are missing from snapshot {}",
+            outcome.warnings.len(),
+            s.id.short()
+        );
+        Ok(ExitCode::PartialBackup)
+    }
+}

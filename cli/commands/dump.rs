@@ -1,0 +1,37 @@
+//! `cairn dump`.
+
+use std::io::Write;
+
+use clap::Args;
+
+use cairn_core::restore;
+use cairn_core::snapshot;
+
+use crate::commands::{load_snapshots, FilterArgs};
+use crate::exit::ExitCode;
+use crate::{GlobalArgs, CANCEL};
+
+#[derive(Args)]
+pub struct DumpArgs {
+    /// Snapshot ID, unique ID prefix, or "latest"
+    #[arg(value_name = "SNAPSHOT")]
+    snapshot: String,
+
+    /// Path of the file in the snapshot (e.g. shop.sql, or /etc/hosts)
+    #[arg(value_name = "FILE")]
+    file: String,
+
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
+    let repo = global.open()?;
+    let (all, _) = load_snapshots(&repo)?;
+    let snap = snapshot::resolve(&all, &args.snapshot, &args.filter.filter())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    restore::dump(&repo, snap, &args.file, &mut out, &CANCEL)?;
+    out.flush()?;
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,79 @@
+//! `cairn restore`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use cairn_core::restore::{self, RestoreProgress};
+use cairn_core::snapshot;
+
+use crate::commands::{load_snapshots, FilterArgs};
+use crate::exit::ExitCode;
+use crate::output::{byte_progress, size};
+use crate::{print_json, GlobalArgs, CANCEL};
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Snapshot ID, unique ID prefix, or "latest"
+    #[arg(value_name = "SNAPSHOT")]
+    snapshot: String,
+
+    /// Directory to restore into (created if missing; files of the same name are replaced)
+    #[arg(short, long, value_name = "DIR")]
+    target: PathBuf,
+
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl RestoreProgress for Progress {
+    fn bytes_written(&self, n: u64) {
+        self.bar.inc(n);
+    }
+    fn warning(&self, message: &str) {
+        self.bar.suspend(|| eprintln!("cairn: warning: {message}"));
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let repo = global.open()?;
+    let (all, _) = load_snapshots(&repo)?;
+    let snap = snapshot::resolve(&all, &args.snapshot, &args.filter.filter())?;
+    let started = Instant::now();
+    let progress = Progress {
+        bar: byte_progress(global.quiet || global.json, "restored"),
+    };
+    let stats = restore::restore(&repo, snap, &args.target, &progress, &CANCEL);
+    progress.bar.finish_and_clear();
+    let stats = stats?;
+    let secs = started.elapsed().as_secs_f64();
+    if global.json {
+        print_json(&json!({
+            "message_type": "summary",
+            "snapshot_id": snap.id.to_hex(),
+            "target": args.target.display().to_string(),
+            "files_restored": stats.files,
+            "dirs_restored": stats.dirs,
+            "symlinks_restored": stats.symlinks,
+            "bytes_restored": stats.bytes,
+            "total_duration": secs,
+            "warnings": stats.warnings,
+        }))?;
+    } else {
+        global.say(format!(
+            "restored snapshot {} to {}: {} files, {} in {:.1}s",
+            snap.id.short(),
+            args.target.display(),
+            stats.files,
+            size(stats.bytes),
+            secs
+        ));
+    }
+    Ok(ExitCode::Success)
+}

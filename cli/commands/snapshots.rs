@@ -1,0 +1,59 @@
+//! `cairn snapshots`.
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::commands::{load_snapshots, FilterArgs};
+use crate::exit::ExitCode;
+use crate::output::{size, table};
+use crate::{print_json, GlobalArgs};
+
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
+    let repo = global.open()?;
+    let (all, unreadable) = load_snapshots(&repo)?;
+    let filter = args.filter.filter();
+    let shown: Vec<_> = all.iter().filter(|s| filter.matches(s)).collect();
+    if global.json {
+        let mut list = Vec::with_capacity(shown.len());
+        for s in &shown {
+            let mut v = serde_json::to_value(s)?;
+            if let Value::Object(map) = &mut v {
+                map.insert("id".into(), Value::String(s.id.to_hex()));
+                map.insert("short_id".into(), Value::String(s.id.short()));
+                map.insert("host".into(), Value::String(s.hostname.clone()));
+            }
+            list.push(v);
+        }
+        print_json(&list)?;
+    } else if !global.quiet {
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|s| {
+                vec![
+                    s.id.short(),
+                    s.time.local_display(),
+                    s.hostname.clone(),
+                    s.tags.join(","),
+                    s.paths.join(","),
+                    size(s.summary.total_bytes_processed),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(&["ID", "Time", "Host", "Tags", "Paths", "Size"], &rows)
+        );
+        println!("{} snapshots", shown.len());
+    }
+    Ok(if unreadable > 0 {
+        ExitCode::Damaged
+    } else {
+        ExitCode::Success
+    })
+}

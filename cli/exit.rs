@@ -1,0 +1,64 @@
+//! Exit codes, restic's where they overlap.
+
+use cairn_core::ErrorKind;
+
+/// The process exit codes of cairn. Documented in `--help` and README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    Error = 1,
+    Usage = 2,
+    PartialBackup = 3,
+    RepositoryNotFound = 10,
+    Locked = 11,
+    WrongPassword = 12,
+    SourceNotFound = 20,
+    CommandFailed = 21,
+    Damaged = 22,
+    NoSpace = 23,
+    SnapshotNotFound = 24,
+    Unsupported = 25,
+    RepositoryExists = 26,
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    pub fn of(kind: ErrorKind) -> ExitCode {
+        match kind {
+            ErrorKind::RepositoryNotFound => ExitCode::RepositoryNotFound,
+            ErrorKind::RepositoryExists => ExitCode::RepositoryExists,
+            ErrorKind::WrongPassword => ExitCode::WrongPassword,
+            ErrorKind::Corrupt | ErrorKind::MissingObject => ExitCode::Damaged,
+            ErrorKind::Unsupported => ExitCode::Unsupported,
+            ErrorKind::SourceNotFound => ExitCode::SourceNotFound,
+            ErrorKind::CommandFailed => ExitCode::CommandFailed,
+            ErrorKind::SnapshotNotFound | ErrorKind::AmbiguousSnapshot => {
+                ExitCode::SnapshotNotFound
+            }
+            ErrorKind::NoSpace => ExitCode::NoSpace,
+            ErrorKind::Interrupted => ExitCode::Interrupted,
+            ErrorKind::Locked => ExitCode::Locked,
+            ErrorKind::InvalidInput => ExitCode::Usage,
+            _ => ExitCode::Error,
+        }
+    }
+}
+
+/// The table printed at the end of `--help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+    0    success
+    1    error not listed below
+    2    invalid command line or option value
+    3    backup: snapshot saved, but some source files could not be read
+   10    repository does not exist (or is not a cairn repository)
+   11    repository is locked by another process
+   12    wrong password, or no password given
+   20    backup source (or file in a snapshot) not found
+   21    dump command failed (non-zero exit or killed): no snapshot written
+   22    repository data damaged: an object is corrupt or missing
+   23    no space left on the repository or restore target
+   24    no snapshot matches, or the ID prefix is ambiguous
+   25    repository format not supported by this version of cairn
+   26    init: a repository already exists there
+  130    interrupted (Ctrl-C, SIGTERM)";

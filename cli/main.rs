@@ -1,0 +1,200 @@
+//! `cairn`: content-addressed, deduplicating, encrypted backups for
+//! database dumps and file trees. The repository logic lives in
+//! `cairn-core`; this binary parses arguments, prints, and picks exit codes.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod exit;
+mod output;
+mod password;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, Parser};
+
+use cairn_core::backend::LocalBackend;
+use cairn_core::repository::{self, CacheLocation, Repository};
+
+use crate::exit::{ExitCode, EXIT_CODES_HELP};
+
+/// Set by Ctrl-C / SIGTERM; long operations stop at the next check.
+pub static CANCEL: AtomicBool = AtomicBool::new(false);
+
+const ABOUT: &str = "Encrypted, deduplicating backups of database dumps and file trees";
+
+const LONG_ABOUT: &str = "\
+cairn backs up database dumps (from stdin, or a command it runs itself) and
+file trees into an encrypted, deduplicating repository. Every snapshot
+restores like a full backup; the repository stores only what changed.
+
+A nightly pg_dump, committed only if pg_dump succeeds:
+    cairn -r /srv/backup backup --command 'pg_dump -d shop' --stdin-filename shop.sql
+List, restore:
+    cairn -r /srv/backup snapshots
+    cairn -r /srv/backup restore latest --target /tmp/restore
+    cairn -r /srv/backup dump 1a2b3c4d shop.sql | psql -d shop_copy
+
+The password comes from CAIRN_PASSWORD, CAIRN_PASSWORD_COMMAND,
+CAIRN_PASSWORD_FILE (or the --password-* options), else a terminal prompt.";
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_CODES_HELP,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository location (a directory)
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub repo: Option<PathBuf>,
+
+    /// Read the password from this file (first line)
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Run this shell command and use its output as the password
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        value_name = "COMMAND",
+        hide_env_values = true
+    )]
+    pub password_command: Option<String>,
+
+    /// Directory of the local index cache [default: ~/.cache/cairn]
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Use a temporary index cache, removed on exit
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    /// Print nothing but errors (and skipped-file warnings)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more (repeat for even more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalArgs {
+    fn backend(&self) -> anyhow::Result<Arc<LocalBackend>> {
+        let Some(repo) = &self.repo else {
+            anyhow::bail!(cairn_core::Error::invalid(
+                "no repository given: use -r/--repo or set CAIRN_REPOSITORY"
+            ));
+        };
+        Ok(Arc::new(LocalBackend::new(repo)))
+    }
+
+    fn cache(&self) -> CacheLocation {
+        if self.no_cache {
+            CacheLocation::Temporary
+        } else if let Some(dir) = &self.cache_dir {
+            CacheLocation::Dir(dir.clone())
+        } else {
+            CacheLocation::user_default()
+        }
+    }
+
+    /// Finds the repository, reads the password, opens it.
+    pub fn open(&self) -> anyhow::Result<Repository> {
+        let locked = repository::locate(self.backend()?)?;
+        let password = password::read(self, false)?;
+        Ok(locked.unlock(&password, &self.cache())?)
+    }
+
+    /// Prints a line unless quiet or JSON.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// Prints a line only with -v.
+    pub fn verbose(&self, line: impl AsRef<str>) {
+        if self.verbose > 0 && !self.json {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+}
+
+/// Prints JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .map(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .or_else(|| {
+                e.downcast_ref::<cairn_core::Error>()
+                    .map(|c| c.io_kind() == Some(std::io::ErrorKind::BrokenPipe))
+            })
+            .unwrap_or(false)
+    })
+}
+
+fn exit_code_of(err: &anyhow::Error) -> ExitCode {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<cairn_core::Error>())
+        .map(|e| ExitCode::of(e.kind()))
+        .unwrap_or(ExitCode::Error)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // First Ctrl-C / SIGTERM: stop cleanly (no snapshot, temp files
+    // removed). Second: leave at once.
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            std::process::exit(ExitCode::Interrupted as i32);
+        }
+    });
+    let code = match commands::run(&cli.global, cli.command) {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::Success,
+        Err(err) => {
+            let code = exit_code_of(&err);
+            if code == ExitCode::Interrupted {
+                eprintln!("cairn: interrupted; nothing was committed");
+            } else {
+                eprintln!("cairn: error: {err:#}");
+            }
+            code
+        }
+    };
+    std::process::exit(code as i32);
+}

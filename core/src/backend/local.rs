@@ -1,0 +1,228 @@
+//! A repository in a local directory.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, ObjectInfo, ObjectKind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::is_object_name;
+
+/// A repository in a local directory. Objects are written to a temporary
+/// file, fsynced, and then hard-linked to their name, which fails if the
+/// name exists: an object is never overwritten.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
+        self.root.join(kind.path(name))
+    }
+
+    fn missing(&self, kind: ObjectKind, name: &str) -> Error {
+        Error::new(
+            ErrorKind::MissingObject,
+            format!(
+                "{} {name} is missing ({})",
+                kind.noun(),
+                self.path(kind, name).display()
+            ),
+        )
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        let mk = |p: &Path| {
+            fs::create_dir_all(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
+        };
+        mk(&self.root)?;
+        for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Snapshot] {
+            mk(&self.root.join(kind.dir()))?;
+        }
+        for i in 0..=255u8 {
+            mk(&self.root.join("data").join(format!("{i:02x}")))?;
+        }
+        sync_dir(&self.root).map_err(|e| Error::io(format!("syncing {}", self.root.display()), e))
+    }
+
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
+        let path = self.path(kind, name);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let ctx = || format!("writing {}", path.display());
+        let mut tmp = match tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(|e| Error::io(ctx(), e))?;
+                tempfile::Builder::new()
+                    .prefix(".tmp-")
+                    .tempfile_in(&dir)
+                    .map_err(|e| Error::io(ctx(), e))?
+            }
+            Err(e) => return Err(Error::io(ctx(), e)),
+        };
+        tmp.write_all(data).map_err(|e| Error::io(ctx(), e))?;
+        tmp.as_file().sync_all().map_err(|e| Error::io(ctx(), e))?;
+        let created = match fs::hard_link(tmp.path(), &path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(_) => {
+                // File systems without hard links: rename, after checking.
+                if path.exists() {
+                    false
+                } else {
+                    tmp.persist_noclobber(&path)
+                        .map_err(|e| Error::io(ctx(), e.error))?;
+                    sync_dir(&dir).map_err(|e| Error::io(ctx(), e))?;
+                    return Ok(true);
+                }
+            }
+        };
+        drop(tmp);
+        if created {
+            sync_dir(&dir).map_err(|e| Error::io(ctx(), e))?;
+        }
+        Ok(created)
+    }
+
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(kind, name);
+        fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => self.missing(kind, name),
+            _ => Error::io(format!("reading {}", path.display()), e),
+        })
+    }
+
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let path = self.path(kind, name);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => self.missing(kind, name),
+            _ => Error::io(format!("opening {}", path.display()), e),
+        })?;
+        let len = usize::try_from(length).map_err(|_| Error::invalid("range too large"))?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => Error::corrupt(format!(
+                    "{} {name} is truncated: cannot read {length} bytes at offset {offset}",
+                    kind.noun()
+                )),
+                _ => Error::io(format!("reading {}", path.display()), e),
+            })?;
+        Ok(buf)
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        let dirs: Vec<PathBuf> = match kind {
+            ObjectKind::Config => return Ok(Vec::new()),
+            ObjectKind::Pack => {
+                let data = self.root.join("data");
+                let mut v = Vec::new();
+                match fs::read_dir(&data) {
+                    Ok(rd) => {
+                        for entry in rd {
+                            let entry = entry
+                                .map_err(|e| Error::io(format!("listing {}", data.display()), e))?;
+                            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                                v.push(entry.path());
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("listing {}", data.display()), e)),
+                }
+                v
+            }
+            other => vec![self.root.join(other.dir())],
+        };
+        let mut out = Vec::new();
+        for dir in dirs {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            };
+            for entry in rd {
+                let entry =
+                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if !is_object_name(&name) {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::io(format!("stat {}", entry.path().display()), e))?;
+                if meta.is_file() {
+                    out.push(ObjectInfo {
+                        name,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        let path = self.path(kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+
+    #[test]
+    fn put_is_create_only_and_listing_skips_temp_files() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create()?;
+        let name = Id::of_bytes(b"one").to_hex();
+        assert!(b.put(ObjectKind::Pack, &name, b"one")?);
+        assert!(!b.put(ObjectKind::Pack, &name, b"different")?);
+        assert_eq!(b.get(ObjectKind::Pack, &name)?, b"one");
+        assert_eq!(b.get_range(ObjectKind::Pack, &name, 1, 2)?, b"ne");
+        assert!(b.get_range(ObjectKind::Pack, &name, 1, 20).is_err());
+        fs::write(dir.path().join("repo/data/00/.tmp-junk"), b"x")
+            .map_err(|e| Error::io("w", e))?;
+        let listed = b.list(ObjectKind::Pack)?;
+        assert_eq!(
+            listed,
+            vec![ObjectInfo {
+                name: name.clone(),
+                size: 3
+            }]
+        );
+        let missing = b.get(ObjectKind::Index, &name).err().map(|e| e.kind());
+        assert_eq!(missing, Some(ErrorKind::MissingObject));
+        b.delete(ObjectKind::Pack, &name)?;
+        b.delete(ObjectKind::Pack, &name)?;
+        assert!(b.list(ObjectKind::Pack)?.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! Storage backends: something that can put, get, list and delete whole,
+//! immutable objects. Nothing in the format needs rename, append or
+//! overwrite.
+
+mod local;
+
+pub use local::LocalBackend;
+
+use crate::error::Result;
+
+/// The kinds of stored objects, one directory (prefix) each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// The single `config` object.
+    Config,
+    /// `keys/<id>`.
+    Key,
+    /// `data/<first two hex digits>/<id>`.
+    Pack,
+    /// `index/<id>`.
+    Index,
+    /// `snapshots/<id>`.
+    Snapshot,
+}
+
+impl ObjectKind {
+    /// The directory (prefix) of this kind.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "",
+            ObjectKind::Key => "keys",
+            ObjectKind::Pack => "data",
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshots",
+        }
+    }
+
+    /// The relative path of object `name` of this kind.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            ObjectKind::Config => "config".to_string(),
+            ObjectKind::Pack => format!("data/{}/{name}", name.get(..2).unwrap_or("00")),
+            other => format!("{}/{name}", other.dir()),
+        }
+    }
+
+    /// Singular noun for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Key => "key",
+            ObjectKind::Pack => "pack",
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its name (64 hex digits, or `config`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A place to keep a repository.
+///
+/// Errors: a missing object is [`crate::ErrorKind::MissingObject`]; a full
+/// device is [`crate::ErrorKind::NoSpace`].
+pub trait Backend: Send + Sync {
+    /// Where this is, for messages.
+    fn location(&self) -> String;
+
+    /// Prepares an empty location for a new repository.
+    fn create(&self) -> Result<()>;
+
+    /// Stores an object durably, only if no object of that name exists.
+    /// Returns `false` (and changes nothing) when one already did.
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool>;
+
+    /// Reads a whole object.
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads `length` bytes at `offset` of an object.
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+
+    /// Lists the objects of a kind (not `Config`), skipping anything whose
+    /// name is not a valid object name (temporary files).
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()>;
+}

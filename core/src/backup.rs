@@ -1,0 +1,834 @@
+//! Backing up a stream, a command's output, or files and directories.
+//!
+//! Order of writes (the commit protocol): packs, then index objects, then
+//! the snapshot. Until the snapshot is written nothing refers to the new
+//! data, so a crash, a failed upload or a failed dump command leaves at
+//! most unreferenced packs and index entries, never a half snapshot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+use std::thread;
+
+use rayon::prelude::*;
+
+use crate::backend::ObjectKind;
+use crate::cache::CacheReader;
+use crate::chunker::Chunker;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::index::IndexPack;
+use crate::pack::{self, BlobType, EncodedBlob, FinishedPack, PackWriter};
+use crate::repository::Repository;
+use crate::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
+use crate::time::SnapshotTime;
+use crate::tree::{self, Node, NodeKind, Tree};
+
+/// Chunks are handed from the reading thread to the hashing and
+/// compressing threads in batches of about this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+/// An index object is written whenever this many blobs are pending, so a
+/// long interrupted backup still leaves most of its uploads reusable.
+const INDEX_FLUSH_BLOBS: usize = 200_000;
+/// Files at least this large are read on their own thread.
+const THREADED_FILE_SIZE: u64 = 4 << 20;
+
+/// Receives progress from a running backup.
+pub trait BackupProgress: Sync {
+    /// `n` more bytes of content were read.
+    fn bytes_read(&self, _n: u64) {}
+    /// A file or directory was skipped; the backup goes on.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl BackupProgress for NoProgress {}
+
+/// What to back up.
+pub enum BackupSource {
+    /// Files and directories, recursively.
+    Paths(Vec<PathBuf>),
+    /// A stream (stdin), stored as one file named `filename`.
+    Stream {
+        /// The data.
+        reader: Box<dyn Read + Send>,
+        /// Name of the file in the snapshot.
+        filename: String,
+    },
+    /// The standard output of `sh -c command`, stored as one file named
+    /// `filename`; committed only if the command exits 0.
+    Command {
+        /// Shell command line.
+        command: String,
+        /// Name of the file in the snapshot.
+        filename: String,
+    },
+}
+
+/// Metadata of a new snapshot.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Host name recorded.
+    pub hostname: String,
+    /// User name recorded.
+    pub username: String,
+    /// Tags recorded.
+    pub tags: Vec<String>,
+    /// Snapshot time; `None` for now.
+    pub time: Option<SnapshotTime>,
+}
+
+/// The result of a backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// The snapshot written.
+    pub snapshot: Snapshot,
+    /// Files and directories that were skipped, one message each.
+    pub warnings: Vec<String>,
+}
+
+/// The host name of this machine.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// The name of the user running cairn.
+pub fn username() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var) {
+            if !u.is_empty() {
+                return u;
+            }
+        }
+    }
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if let (Some(uid), Ok(passwd)) = (uid, fs::read_to_string("/etc/passwd")) {
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() > 2 && f[2] == uid.to_string() {
+                return f[0].to_string();
+            }
+        }
+    }
+    uid.map(|u| u.to_string()).unwrap_or_default()
+}
+
+/// Checks a `--stdin-filename`.
+pub fn check_stream_filename(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::invalid(format!(
+            "invalid file name {name:?} for the stream: use a plain name like shop.sql"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a backup and writes its snapshot.
+pub fn backup(
+    repo: &Repository,
+    source: BackupSource,
+    opts: &BackupOptions,
+    progress: &dyn BackupProgress,
+    cancel: &AtomicBool,
+) -> Result<BackupOutcome> {
+    let start = SnapshotTime::now();
+    let (paths, source_meta) = match &source {
+        BackupSource::Paths(paths) => {
+            if paths.is_empty() {
+                return Err(Error::invalid(
+                    "nothing to back up: give paths, - for stdin, or --command",
+                ));
+            }
+            let abs = paths
+                .iter()
+                .map(|p| absolute(p))
+                .collect::<Result<Vec<_>>>()?;
+            for p in &abs {
+                if let Err(e) = fs::symlink_metadata(p) {
+                    return Err(if e.kind() == io::ErrorKind::NotFound {
+                        Error::new(
+                            ErrorKind::SourceNotFound,
+                            format!("backup source {} does not exist", p.display()),
+                        )
+                    } else {
+                        Error::io(format!("backup source {}", p.display()), e)
+                    });
+                }
+            }
+            let shown = abs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            (
+                shown,
+                SnapshotSource {
+                    kind: SourceKind::Paths,
+                    stdin_filename: None,
+                    command: None,
+                    exit_status: None,
+                },
+            )
+        }
+        BackupSource::Stream { filename, .. } => {
+            check_stream_filename(filename)?;
+            (
+                vec![format!("/{filename}")],
+                SnapshotSource {
+                    kind: SourceKind::Stdin,
+                    stdin_filename: Some(filename.clone()),
+                    command: None,
+                    exit_status: None,
+                },
+            )
+        }
+        BackupSource::Command { command, filename } => {
+            check_stream_filename(filename)?;
+            if command.trim().is_empty() {
+                return Err(Error::invalid("--command is empty"));
+            }
+            (
+                vec![format!("/{filename}")],
+                SnapshotSource {
+                    kind: SourceKind::Command,
+                    stdin_filename: Some(filename.clone()),
+                    command: Some(command.clone()),
+                    exit_status: Some(0),
+                },
+            )
+        }
+    };
+    let time = opts.time.unwrap_or(start);
+
+    let upload_failed = AtomicBool::new(false);
+    let (root, mut summary, warnings) = thread::scope(|scope| -> Result<_> {
+        let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
+        let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
+        let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+        let saved = match source {
+            BackupSource::Paths(p) => {
+                let abs = p.iter().map(|p| absolute(p)).collect::<Result<Vec<_>>>()?;
+                saver.save_paths(&abs)
+            }
+            BackupSource::Stream { reader, filename } => {
+                saver.save_stream_file(reader, &filename, time, &|| {})
+            }
+            BackupSource::Command { command, filename } => {
+                saver.save_command(&command, &filename, time)
+            }
+        };
+        let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
+        let (stats, warnings) = (
+            std::mem::take(&mut saver.stats),
+            std::mem::take(&mut saver.warnings),
+        );
+        drop(saver); // closes the pack channel: the uploader finishes
+        let uploaded = uploader
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Io, "the upload thread panicked"))?;
+        // When storing packs failed, that is the cause; otherwise the
+        // reading side's error (dump command, interruption) is.
+        let root = match (flushed, uploaded) {
+            (Ok(root), Ok(())) => root,
+            (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
+            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        };
+        Ok((root, stats, warnings))
+    })?;
+
+    if cancel.load(Ordering::SeqCst) {
+        return Err(Error::interrupted());
+    }
+    let (existing, _) = repo.load_snapshots()?;
+    let mut sorted_paths = paths.clone();
+    sorted_paths.sort();
+    let parent = existing
+        .iter()
+        .filter(|s| s.hostname == opts.hostname && s.sorted_paths() == sorted_paths)
+        .max_by(|a, b| a.time.cmp(&b.time))
+        .map(|s| s.id);
+    summary.backup_start = Some(start);
+    summary.backup_end = Some(SnapshotTime::now());
+    let mut snapshot = Snapshot {
+        id: Id::default(),
+        time,
+        tree: root,
+        paths,
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        tags: opts.tags.clone(),
+        parent,
+        source: source_meta,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        summary,
+    };
+    snapshot.id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome { snapshot, warnings })
+}
+
+/// Makes `p` absolute and removes `.` and `..` without following links.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs =
+        std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies and stores packs, then records them in index objects.
+fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBool) -> Result<()> {
+    let mut pending: Vec<IndexPack> = Vec::new();
+    let mut pending_blobs = 0usize;
+    let mut first_err: Option<Error> = None;
+    for pack in rx {
+        if first_err.is_some() {
+            continue;
+        }
+        let stored = pack::verify(repo.keys(), repo.id(), &pack).and_then(|_| {
+            repo.backend()
+                .put(ObjectKind::Pack, &pack.id.to_hex(), &pack.bytes)
+        });
+        match stored {
+            Ok(_) => {
+                pending_blobs += pack.entries.len();
+                pending.push(IndexPack {
+                    pack_id: pack.id,
+                    blobs: pack.entries,
+                });
+                if pending_blobs >= INDEX_FLUSH_BLOBS {
+                    if let Err(e) = repo.save_index(&pending) {
+                        failed.store(true, Ordering::SeqCst);
+                        first_err = Some(e);
+                    }
+                    pending.clear();
+                    pending_blobs = 0;
+                }
+            }
+            Err(e) => {
+                failed.store(true, Ordering::SeqCst);
+                first_err = Some(e.context(format!("storing pack {}", pack.id)));
+            }
+        }
+    }
+    // Index what did land, even after an error: it is valid data that the
+    // next run can deduplicate against.
+    if !pending.is_empty() {
+        if let Err(e) = repo.save_index(&pending) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Deduplicates, compresses, seals and packs blobs.
+struct BlobSaver<'a> {
+    repo: &'a Repository,
+    index: CacheReader,
+    seen: HashSet<Id>,
+    data_pack: PackWriter,
+    tree_pack: PackWriter,
+    tx: SyncSender<FinishedPack>,
+    level: i32,
+    pack_size: usize,
+    stats: SnapshotSummary,
+    warnings: Vec<String>,
+    progress: &'a dyn BackupProgress,
+    cancel: &'a AtomicBool,
+    upload_failed: &'a AtomicBool,
+}
+
+impl<'a> BlobSaver<'a> {
+    fn new(
+        repo: &'a Repository,
+        tx: SyncSender<FinishedPack>,
+        progress: &'a dyn BackupProgress,
+        cancel: &'a AtomicBool,
+        upload_failed: &'a AtomicBool,
+    ) -> Result<Self> {
+        Ok(BlobSaver {
+            repo,
+            index: repo.index()?,
+            seen: HashSet::new(),
+            data_pack: PackWriter::new(),
+            tree_pack: PackWriter::new(),
+            tx,
+            level: repo.config().compression.level,
+            pack_size: repo.config().pack_size as usize,
+            stats: SnapshotSummary::default(),
+            warnings: Vec::new(),
+            progress,
+            cancel,
+            upload_failed,
+        })
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        if self.upload_failed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Io, "storing packs failed"));
+        }
+        Ok(())
+    }
+
+    fn warn(&mut self, message: String) {
+        self.progress.warning(&message);
+        self.warnings.push(message);
+    }
+
+    fn is_new(&mut self, id: &Id) -> Result<bool> {
+        if self.seen.contains(id) || self.index.contains(id)? {
+            return Ok(false);
+        }
+        self.seen.insert(*id);
+        Ok(true)
+    }
+
+    /// Stores a batch of data chunks; returns their IDs in order.
+    fn save_chunks(&mut self, chunks: &[Vec<u8>]) -> Result<Vec<Id>> {
+        self.check_running()?;
+        let keys = self.repo.keys();
+        let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let mut fresh = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if self.is_new(id)? {
+                fresh.push(i);
+            }
+        }
+        let (repo_id, level) = (*self.repo.id(), self.level);
+        let encoded: Vec<EncodedBlob> = fresh
+            .par_iter()
+            .map(|&i| pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], &chunks[i], level))
+            .collect::<Result<_>>()?;
+        for blob in encoded {
+            self.add(blob)?;
+        }
+        Ok(ids)
+    }
+
+    /// Stores one tree or chunk-list blob.
+    fn save_metadata(&mut self, blob_type: BlobType, bytes: &[u8]) -> Result<Id> {
+        let id = self.repo.keys().chunk_id(bytes);
+        if self.is_new(&id)? {
+            let blob = pack::encode_blob(
+                self.repo.keys(),
+                self.repo.id(),
+                blob_type,
+                id,
+                bytes,
+                self.level,
+            )?;
+            self.add(blob)?;
+        }
+        Ok(id)
+    }
+
+    fn save_tree(&mut self, mut tree: Tree) -> Result<Id> {
+        let bytes = tree.encode()?;
+        self.save_metadata(BlobType::Tree, &bytes)
+    }
+
+    fn add(&mut self, blob: EncodedBlob) -> Result<()> {
+        if blob.blob_type == BlobType::Data {
+            self.stats.data_blobs += 1;
+        } else {
+            self.stats.tree_blobs += 1;
+        }
+        self.stats.data_added += u64::from(blob.raw_length);
+        self.stats.data_added_packed += blob.sealed.len() as u64;
+        let is_data = blob.blob_type == BlobType::Data;
+        let writer = if is_data {
+            &mut self.data_pack
+        } else {
+            &mut self.tree_pack
+        };
+        writer.add(&blob)?;
+        if writer.len() >= self.pack_size {
+            self.flush(is_data)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, data: bool) -> Result<()> {
+        let writer = if data {
+            &mut self.data_pack
+        } else {
+            &mut self.tree_pack
+        };
+        if writer.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::take(writer);
+        let finished = full.finish(self.repo.keys(), self.repo.id())?;
+        self.tx
+            .send(finished)
+            .map_err(|_| Error::new(ErrorKind::Io, "storing packs failed"))
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        self.flush(true)?;
+        self.flush(false)
+    }
+
+    /// The content fields of a file node for these chunk IDs.
+    fn content_of(&mut self, ids: Vec<Id>) -> Result<(Vec<Id>, Vec<Id>)> {
+        let runs = tree::split_chunk_list(&ids);
+        if runs.len() <= 1 {
+            return Ok((ids, Vec::new()));
+        }
+        let mut lists = Vec::with_capacity(runs.len());
+        for run in runs {
+            lists.push(self.save_metadata(BlobType::ChunkList, &tree::encode_chunk_list(run))?);
+        }
+        Ok((Vec::new(), lists))
+    }
+
+    /// Chunks and stores a stream read on its own thread, so reading and
+    /// chunking overlap with hashing, compressing and sealing. `abort` is
+    /// called if storing fails, to unblock the reader (kill a command).
+    fn save_stream<R: Read + Send>(
+        &mut self,
+        reader: R,
+        abort: &dyn Fn(),
+    ) -> Result<(Vec<Id>, u64)> {
+        let params = self.repo.config().chunker;
+        let seed = self.repo.keys().chunker_seed();
+        thread::scope(|scope| {
+            let (tx, rx) = sync_channel::<io::Result<Vec<Vec<u8>>>>(1);
+            scope.spawn(move || {
+                let mut chunker = Chunker::new(reader, &params, seed);
+                let mut batch = Vec::new();
+                let mut bytes = 0usize;
+                loop {
+                    match chunker.next_chunk() {
+                        Ok(Some(c)) => {
+                            bytes += c.len();
+                            batch.push(c.to_vec());
+                            if bytes >= BATCH_BYTES {
+                                if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                                    return;
+                                }
+                                bytes = 0;
+                            }
+                        }
+                        Ok(None) => {
+                            if !batch.is_empty() {
+                                let _ = tx.send(Ok(batch));
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+            let result = (|| {
+                let mut ids = Vec::new();
+                let mut total = 0u64;
+                for batch in &rx {
+                    let batch = batch.map_err(|e| Error::io("reading the backup stream", e))?;
+                    let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
+                    ids.extend(self.save_chunks(&batch)?);
+                    total += n;
+                    self.progress.bytes_read(n);
+                }
+                Ok((ids, total))
+            })();
+            if result.is_err() {
+                abort();
+            }
+            drop(rx);
+            result
+        })
+    }
+
+    /// Chunks and stores a small file on this thread.
+    fn save_small<R: Read>(&mut self, reader: R) -> Result<(Vec<Id>, u64)> {
+        let params = self.repo.config().chunker;
+        let mut chunker = Chunker::new(reader, &params, self.repo.keys().chunker_seed());
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let next = chunker.next_chunk().map_err(|e| Error::io("reading", e))?;
+            let done = next.is_none();
+            if let Some(c) = next {
+                bytes += c.len();
+                batch.push(c.to_vec());
+            }
+            if (done && !batch.is_empty()) || bytes >= BATCH_BYTES {
+                ids.extend(self.save_chunks(&batch)?);
+                total += bytes as u64;
+                self.progress.bytes_read(bytes as u64);
+                batch.clear();
+                bytes = 0;
+            }
+            if done {
+                return Ok((ids, total));
+            }
+        }
+    }
+
+    /// Stores a stream as the single file of a snapshot.
+    fn save_stream_file<R: Read + Send>(
+        &mut self,
+        reader: R,
+        filename: &str,
+        time: SnapshotTime,
+        abort: &dyn Fn(),
+    ) -> Result<Id> {
+        let (ids, size) = self.save_stream(reader, abort)?;
+        self.stats.total_files_processed += 1;
+        self.stats.total_bytes_processed += size;
+        let mut node = Node::new(OsStr::new(filename), NodeKind::File);
+        node.mode = 0o644;
+        let me = fs::metadata("/proc/self").ok();
+        node.uid = me.as_ref().map(|m| m.uid()).unwrap_or(0);
+        node.gid = me.as_ref().map(|m| m.gid()).unwrap_or(0);
+        node.mtime = time.timestamp().as_second();
+        node.mtime_nsec = time.timestamp().subsec_nanosecond().max(0) as u32;
+        node.size = size;
+        (node.content, node.content_lists) = self.content_of(ids)?;
+        self.save_tree(Tree { nodes: vec![node] })
+    }
+
+    /// Runs `sh -c command` and stores its standard output.
+    fn save_command(&mut self, command: &str, filename: &str, time: SnapshotTime) -> Result<Id> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::CommandFailed,
+                    format!("cannot start `{command}`"),
+                )
+                .with_source(e)
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::CommandFailed, "no stdout from the command"))?;
+        let child = Mutex::new(child);
+        let kill = || {
+            if let Ok(mut c) = child.lock() {
+                let _ = c.kill();
+            }
+        };
+        let saved = self.save_stream_file(stdout, filename, time, &kill);
+        let mut child: Child = child
+            .into_inner()
+            .map_err(|_| Error::new(ErrorKind::Io, "command state poisoned"))?;
+        if saved.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return saved;
+        }
+        let status = child.wait().map_err(|e| {
+            Error::new(ErrorKind::CommandFailed, format!("waiting for `{command}`")).with_source(e)
+        })?;
+        if !status.success() {
+            let how = match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                _ => "failed".to_string(),
+            };
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                format!("dump command `{command}` {how}; no snapshot was written"),
+            ));
+        }
+        saved
+    }
+
+    /// Stores files and directories; returns the root tree.
+    fn save_paths(&mut self, paths: &[PathBuf]) -> Result<Id> {
+        let mut root = Trie::default();
+        for p in paths {
+            let mut node = &mut root;
+            for c in p.components() {
+                if let Component::Normal(name) = c {
+                    node = node.children.entry(name.to_os_string()).or_default();
+                }
+            }
+            node.is_source = true;
+        }
+        if root.is_source {
+            // "/" itself was given.
+            return self
+                .save_dir(Path::new("/"))?
+                .ok_or_else(|| Error::new(ErrorKind::SourceNotFound, "cannot read directory /"));
+        }
+        self.save_trie(Path::new("/"), &root)
+    }
+
+    fn save_trie(&mut self, dir: &Path, trie: &Trie) -> Result<Id> {
+        let mut nodes = Vec::new();
+        for (name, child) in &trie.children {
+            let path = dir.join(name);
+            if child.is_source {
+                if let Some(node) = self.save_entry(&path, name)? {
+                    nodes.push(node);
+                }
+            } else {
+                let meta = fs::symlink_metadata(&path)
+                    .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+                let mut node = node_from_meta(name, &meta, NodeKind::Dir);
+                node.subtree = Some(self.save_trie(&path, child)?);
+                nodes.push(node);
+            }
+        }
+        self.save_tree(Tree { nodes })
+    }
+
+    /// Stores a directory; `None` if it cannot be listed (a warning).
+    fn save_dir(&mut self, dir: &Path) -> Result<Option<Id>> {
+        let mut names: Vec<OsString> = Vec::new();
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.stats.files_unreadable += 1;
+                self.warn(format!("{}: {e}", dir.display()));
+                return Ok(None);
+            }
+        };
+        for entry in rd {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.warn(format!("{}: {e}", dir.display())),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(node) = self.save_entry(&dir.join(&name), &name)? {
+                nodes.push(node);
+            }
+        }
+        self.save_tree(Tree { nodes }).map(Some)
+    }
+
+    /// Stores one entry; `None` if it could not be read (a warning).
+    fn save_entry(&mut self, path: &Path, name: &OsStr) -> Result<Option<Node>> {
+        self.check_running()?;
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.files_unreadable += 1;
+                self.warn(format!("{}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let mut node = node_from_meta(name, &meta, NodeKind::Dir);
+            match self.save_dir(path)? {
+                Some(id) => node.subtree = Some(id),
+                None => return Ok(None),
+            }
+            self.stats.total_dirs_processed += 1;
+            Ok(Some(node))
+        } else if ft.is_file() {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.stats.files_unreadable += 1;
+                    self.warn(format!("{}: {e}", path.display()));
+                    return Ok(None);
+                }
+            };
+            let saved = if meta.len() >= THREADED_FILE_SIZE {
+                self.save_stream(file, &|| {})
+            } else {
+                self.save_small(file)
+            };
+            let (ids, size) = match saved {
+                Ok(v) => v,
+                Err(e)
+                    if e.kind() == ErrorKind::Io && !self.upload_failed.load(Ordering::SeqCst) =>
+                {
+                    self.stats.files_unreadable += 1;
+                    self.warn(format!("{}: {e}", path.display()));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let mut node = node_from_meta(name, &meta, NodeKind::File);
+            node.size = size;
+            (node.content, node.content_lists) = self.content_of(ids)?;
+            self.stats.total_files_processed += 1;
+            self.stats.total_bytes_processed += size;
+            Ok(Some(node))
+        } else if ft.is_symlink() {
+            let target = match fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.stats.files_unreadable += 1;
+                    self.warn(format!("{}: {e}", path.display()));
+                    return Ok(None);
+                }
+            };
+            let mut node = node_from_meta(name, &meta, NodeKind::Symlink);
+            let (t, raw) = tree::encode_os_str(target.as_os_str());
+            node.target = Some(t);
+            node.target_raw = raw;
+            Ok(Some(node))
+        } else {
+            let kind = if ft.is_fifo() {
+                NodeKind::Fifo
+            } else if ft.is_socket() {
+                NodeKind::Socket
+            } else if ft.is_char_device() {
+                NodeKind::Chardev
+            } else {
+                NodeKind::Blockdev
+            };
+            let mut node = node_from_meta(name, &meta, kind);
+            if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+                node.device = Some(meta.rdev());
+            }
+            Ok(Some(node))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Trie {
+    is_source: bool,
+    children: BTreeMap<OsString, Trie>,
+}
+
+fn node_from_meta(name: &OsStr, meta: &Metadata, kind: NodeKind) -> Node {
+    let mut node = Node::new(name, kind);
+    node.mode = meta.mode() & 0o7777;
+    node.uid = meta.uid();
+    node.gid = meta.gid();
+    node.mtime = meta.mtime();
+    node.mtime_nsec = meta.mtime_nsec().clamp(0, 999_999_999) as u32;
+    node
+}

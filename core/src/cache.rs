@@ -1,0 +1,348 @@
+//! The local index cache: a redb database under the user's cache directory,
+//! keyed by repository ID, built from the repository's index objects.
+//!
+//! It is only a cache. It records which index objects it was built from; on
+//! every open it is compared with the repository's listing: new index
+//! objects are added, and if any index object it knows has gone (prune), it
+//! is rebuilt from scratch. Delete it at any time; it comes back.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use redb::{
+    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+
+use crate::compress::Compression;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::index::IndexPack;
+use crate::pack::{BlobEntry, BlobType};
+
+/// blob ID → pack ID (32) || type (1) || compression (1) || offset, length,
+/// raw length (3 × u32 LE).
+const BLOBS: TableDefinition<[u8; 32], [u8; 46]> = TableDefinition::new("blobs");
+/// index object ID → number of blobs it listed.
+const INDEXES: TableDefinition<[u8; 32], u64> = TableDefinition::new("indexes");
+/// "version" → layout version of this cache file.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Bump when the table layout changes; old caches are then rebuilt.
+const CACHE_VERSION: u64 = 1;
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack_id: Id,
+    /// Its entry in that pack.
+    pub entry: BlobEntry,
+}
+
+fn encode_location(pack_id: &Id, e: &BlobEntry) -> [u8; 46] {
+    let mut v = [0u8; 46];
+    v[..32].copy_from_slice(pack_id.as_bytes());
+    v[32] = e.blob_type as u8;
+    v[33] = e.compression as u8;
+    v[34..38].copy_from_slice(&e.offset.to_le_bytes());
+    v[38..42].copy_from_slice(&e.length.to_le_bytes());
+    v[42..46].copy_from_slice(&e.raw_length.to_le_bytes());
+    v
+}
+
+fn decode_location(id: Id, v: &[u8; 46]) -> Result<BlobLocation> {
+    let u32_at = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+    Ok(BlobLocation {
+        pack_id: Id::from_slice(&v[..32])?,
+        entry: BlobEntry {
+            id,
+            blob_type: BlobType::from_byte(v[32])?,
+            compression: Compression::from_byte(v[33])?,
+            offset: u32_at(34),
+            length: u32_at(38),
+            raw_length: u32_at(42),
+        },
+    })
+}
+
+fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("index cache: {context}: {e}"))
+}
+
+/// What [`IndexCache::sync`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncStats {
+    /// Index objects read from the repository.
+    pub loaded: usize,
+    /// Whether the cache was dropped and rebuilt.
+    pub rebuilt: bool,
+}
+
+/// The redb index cache of one repository.
+pub struct IndexCache {
+    db: Database,
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl IndexCache {
+    /// Opens (or creates) the cache file at `path`. A cache that cannot be
+    /// opened because it is damaged is deleted and created anew.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating cache directory {}", dir.display()), e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        let open = || {
+            Database::builder()
+                .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+                .create(path)
+        };
+        let db = match open() {
+            Ok(db) => db,
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Err(Error::io(
+                    format!("opening index cache {}", path.display()),
+                    e,
+                ))
+            }
+            Err(_) => {
+                // Damaged or from an incompatible redb: it is only a cache.
+                std::fs::remove_file(path).map_err(|e| {
+                    Error::io(
+                        format!("removing damaged index cache {}", path.display()),
+                        e,
+                    )
+                })?;
+                open().map_err(|e| db_err("creating", e))?
+            }
+        };
+        let cache = IndexCache {
+            db,
+            path: path.to_path_buf(),
+            _temp: None,
+        };
+        cache.init_tables()?;
+        Ok(cache)
+    }
+
+    /// A cache in a temporary directory, removed when dropped (`--no-cache`).
+    pub fn temporary() -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("creating temporary cache", e))?;
+        let mut cache = IndexCache::open(&dir.path().join("index.redb"))?;
+        cache._temp = Some(dir);
+        Ok(cache)
+    }
+
+    /// The file backing this cache.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_tables(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        {
+            let meta = tx.open_table(META).map_err(|e| db_err("meta", e))?;
+            let version = meta
+                .get("version")
+                .map_err(|e| db_err("meta", e))?
+                .map(|v| v.value());
+            if version != Some(CACHE_VERSION) {
+                drop(meta);
+                tx.delete_table(BLOBS).map_err(|e| db_err("reset", e))?;
+                tx.delete_table(INDEXES).map_err(|e| db_err("reset", e))?;
+                let mut meta = tx.open_table(META).map_err(|e| db_err("meta", e))?;
+                meta.insert("version", CACHE_VERSION)
+                    .map_err(|e| db_err("meta", e))?;
+            }
+            tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
+            tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
+        }
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// The index object IDs this cache was built from.
+    pub fn known_indexes(&self) -> Result<HashSet<Id>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let table = tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
+        let mut out = HashSet::new();
+        for row in table.iter().map_err(|e| db_err("indexes", e))? {
+            let (k, _) = row.map_err(|e| db_err("indexes", e))?;
+            out.insert(Id::from_bytes(k.value()));
+        }
+        Ok(out)
+    }
+
+    /// Brings the cache in line with the repository's index objects.
+    /// `load` reads and decodes one index object.
+    pub fn sync<F>(&self, repo_indexes: &[Id], load: F) -> Result<SyncStats>
+    where
+        F: Fn(&Id) -> Result<Vec<IndexPack>> + Sync,
+    {
+        let known = self.known_indexes()?;
+        let wanted: HashSet<Id> = repo_indexes.iter().copied().collect();
+        let mut stats = SyncStats::default();
+        let missing: Vec<Id> = if known.iter().any(|k| !wanted.contains(k)) {
+            self.clear()?;
+            stats.rebuilt = true;
+            repo_indexes.to_vec()
+        } else {
+            repo_indexes
+                .iter()
+                .filter(|id| !known.contains(id))
+                .copied()
+                .collect()
+        };
+        // Bounded batches keep memory flat on large repositories.
+        for batch in missing.chunks(16) {
+            let loaded: Vec<(Id, Vec<IndexPack>)> = batch
+                .par_iter()
+                .map(|id| load(id).map(|packs| (*id, packs)))
+                .collect::<Result<_>>()?;
+            for (id, packs) in loaded {
+                self.add_index(&id, &packs)?;
+                stats.loaded += 1;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        tx.delete_table(BLOBS).map_err(|e| db_err("clear", e))?;
+        tx.delete_table(INDEXES).map_err(|e| db_err("clear", e))?;
+        tx.open_table(BLOBS).map_err(|e| db_err("clear", e))?;
+        tx.open_table(INDEXES).map_err(|e| db_err("clear", e))?;
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// Records the contents of one index object, atomically.
+    pub fn add_index(&self, index_id: &Id, packs: &[IndexPack]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        {
+            let mut blobs = tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
+            let mut n = 0u64;
+            for p in packs {
+                for e in &p.blobs {
+                    blobs
+                        .insert(*e.id.as_bytes(), encode_location(&p.pack_id, e))
+                        .map_err(|e| db_err("insert", e))?;
+                    n += 1;
+                }
+            }
+            let mut indexes = tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
+            indexes
+                .insert(*index_id.as_bytes(), n)
+                .map_err(|e| db_err("insert", e))?;
+        }
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// A consistent read view for many lookups.
+    pub fn reader(&self) -> Result<CacheReader> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let table = tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
+        Ok(CacheReader { table })
+    }
+}
+
+/// Lookups against one snapshot of the cache.
+pub struct CacheReader {
+    table: redb::ReadOnlyTable<[u8; 32], [u8; 46]>,
+}
+
+impl CacheReader {
+    /// Where blob `id` is, if indexed.
+    pub fn get(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        match self
+            .table
+            .get(*id.as_bytes())
+            .map_err(|e| db_err("lookup", e))?
+        {
+            Some(v) => decode_location(*id, &v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Is blob `id` indexed?
+    pub fn contains(&self, id: &Id) -> Result<bool> {
+        Ok(self
+            .table
+            .get(*id.as_bytes())
+            .map_err(|e| db_err("lookup", e))?
+            .is_some())
+    }
+
+    /// Number of indexed blobs.
+    pub fn len(&self) -> Result<u64> {
+        self.table.len().map_err(|e| db_err("len", e))
+    }
+
+    /// No blobs indexed?
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(n: u8) -> IndexPack {
+        IndexPack {
+            pack_id: Id::from_bytes([n; 32]),
+            blobs: vec![BlobEntry {
+                id: Id::from_bytes([n + 100; 32]),
+                blob_type: BlobType::Data,
+                compression: Compression::Zstd,
+                offset: 8,
+                length: 64,
+                raw_length: 100,
+            }],
+        }
+    }
+
+    #[test]
+    fn sync_adds_and_rebuilds() -> Result<()> {
+        let cache = IndexCache::temporary()?;
+        let (a, b) = (Id::from_bytes([1; 32]), Id::from_bytes([2; 32]));
+        let load = |id: &Id| Ok(vec![pack(id.as_bytes()[0])]);
+        let s = cache.sync(&[a, b], load)?;
+        assert_eq!((s.loaded, s.rebuilt), (2, false));
+        let r = cache.reader()?;
+        assert_eq!(r.len()?, 2);
+        let loc = r.get(&Id::from_bytes([101; 32]))?;
+        assert_eq!(loc.map(|l| l.pack_id), Some(Id::from_bytes([1; 32])));
+        // Nothing new: nothing loaded.
+        assert_eq!(cache.sync(&[a, b], load)?.loaded, 0);
+        // Index `a` disappeared (prune): rebuilt from what is left.
+        let s = cache.sync(&[b], load)?;
+        assert_eq!((s.loaded, s.rebuilt), (1, true));
+        assert!(!cache.reader()?.contains(&Id::from_bytes([101; 32]))?);
+        assert!(cache.reader()?.contains(&Id::from_bytes([102; 32]))?);
+        Ok(())
+    }
+
+    #[test]
+    fn damaged_cache_file_is_replaced() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("index.redb");
+        std::fs::write(&path, b"this is not a redb file at all, just junk bytes")
+            .map_err(|e| Error::io("write", e))?;
+        let cache = IndexCache::open(&path)?;
+        assert!(cache.reader()?.is_empty()?);
+        Ok(())
+    }
+}

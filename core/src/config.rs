@@ -1,0 +1,160 @@
+//! The `config` object: repository ID and the parameters every writer must
+//! share (`repo-format.md` §3).
+//!
+//! ```text
+//! 0   8   header (type 1)
+//! 8   32  repository ID, in the clear (it is needed to open key files)
+//! 40  ..  nonce || seal(framed JSON) || tag, AD = header || repository ID
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::ChunkerParams;
+use crate::crypto::SealingKey;
+use crate::error::{Error, Result};
+use crate::format::{self, ObjectType, HEADER_LEN};
+use crate::id::Id;
+
+/// Largest config payload accepted.
+const MAX_CONFIG_LEN: usize = 1024 * 1024;
+
+/// Default target pack size: 16 MiB.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+/// Smallest allowed target pack size.
+pub const MIN_PACK_SIZE: u32 = 1024 * 1024;
+/// Largest allowed target pack size (offsets in packs are u32).
+pub const MAX_PACK_SIZE: u32 = 1024 * 1024 * 1024;
+/// Default zstd level.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+/// The zstd settings of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressionConfig {
+    /// Always "zstd" in version 1.
+    pub algorithm: String,
+    /// zstd level, 0 (off) to 22.
+    pub level: i32,
+}
+
+/// The sealed part of `config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoConfig {
+    /// Format version; 1.
+    pub version: u32,
+    /// When the repository was created (RFC 3339).
+    pub created: String,
+    /// How data is cut into chunks; fixed for the life of the repository so
+    /// that every writer produces the same chunks for the same data.
+    pub chunker: ChunkerParams,
+    /// How blobs are compressed.
+    pub compression: CompressionConfig,
+    /// Target size of pack files in bytes.
+    pub pack_size: u32,
+}
+
+impl RepoConfig {
+    /// A config with default parameters.
+    pub fn new(created: String) -> Self {
+        RepoConfig {
+            version: u32::from(format::FORMAT_VERSION),
+            created,
+            chunker: ChunkerParams::default(),
+            compression: CompressionConfig {
+                algorithm: "zstd".into(),
+                level: DEFAULT_COMPRESSION_LEVEL,
+            },
+            pack_size: DEFAULT_PACK_SIZE,
+        }
+    }
+
+    /// Checks every parameter; used on creation and on every read.
+    pub fn validate(&self) -> Result<()> {
+        if self.version != u32::from(format::FORMAT_VERSION) {
+            return Err(Error::new(
+                crate::ErrorKind::Unsupported,
+                format!(
+                    "repository format version {} is not supported",
+                    self.version
+                ),
+            ));
+        }
+        self.chunker.validate()?;
+        if self.compression.algorithm != "zstd" {
+            return Err(Error::new(
+                crate::ErrorKind::Unsupported,
+                format!("unknown compression {:?}", self.compression.algorithm),
+            ));
+        }
+        if !(0..=22).contains(&self.compression.level) {
+            return Err(Error::invalid(format!(
+                "zstd level {} is outside 0..=22",
+                self.compression.level
+            )));
+        }
+        if !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&self.pack_size) {
+            return Err(Error::invalid(format!(
+                "pack size {} is outside {MIN_PACK_SIZE}..={MAX_PACK_SIZE}",
+                self.pack_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes the `config` object.
+pub fn encode(config: &RepoConfig, repo_id: &Id, key: &SealingKey) -> Result<Vec<u8>> {
+    config.validate()?;
+    let h = format::header(ObjectType::Config);
+    let json = serde_json::to_vec(config).map_err(|e| Error::invalid(format!("config: {e}")))?;
+    let mut out = Vec::new();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(repo_id.as_bytes());
+    key.seal_into(
+        &format::associated_data(&h, repo_id, &[]),
+        &format::frame_payload(0, &json),
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Reads the repository ID from the clear part of `config`, without a key.
+pub fn repo_id(bytes: &[u8]) -> Result<Id> {
+    format::check_header(bytes, ObjectType::Config, "config")?;
+    Id::from_slice(&bytes[HEADER_LEN..]).map_err(|e| e.context("config"))
+}
+
+/// Opens and validates the sealed part of `config`.
+pub fn decode(bytes: &[u8], key: &SealingKey) -> Result<(Id, RepoConfig)> {
+    let h = format::check_header(bytes, ObjectType::Config, "config")?;
+    let id = repo_id(bytes)?;
+    let framed = key
+        .open(
+            &format::associated_data(&h, &id, &[]),
+            &bytes[HEADER_LEN + Id::LEN..],
+        )
+        .map_err(|e| Error::corrupt(format!("config: {e}")))?;
+    let json = format::unframe_payload(&framed, MAX_CONFIG_LEN)?;
+    let config: RepoConfig =
+        serde_json::from_slice(&json).map_err(|e| Error::corrupt(format!("config: {e}")))?;
+    config.validate().map_err(|e| e.context("config"))?;
+    Ok((id, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() -> Result<()> {
+        let key = SealingKey::new(&[9u8; 32]);
+        let id = Id::of_bytes(b"repo");
+        let config = RepoConfig::new("2026-11-27T00:00:00Z".into());
+        let bytes = encode(&config, &id, &key)?;
+        assert_eq!(repo_id(&bytes)?, id);
+        assert_eq!(decode(&bytes, &key)?, (id, config));
+        let mut swapped = bytes.clone();
+        swapped[HEADER_LEN] ^= 1;
+        assert!(decode(&swapped, &key).is_err());
+        Ok(())
+    }
+}

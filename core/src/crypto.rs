@@ -1,0 +1,223 @@
+//! Keys and authenticated encryption.
+//!
+//! Everything secret in a repository is sealed with XChaCha20-Poly1305 under
+//! a random 24-byte nonce. A random 32-byte master key is the root of every
+//! other key: sub-keys come from `blake3::derive_key` with distinct contexts,
+//! and the master key itself is stored only wrapped, in key files, under a
+//! key derived from a password with Argon2id (see [`crate::keyfile`]).
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Length of the random nonce in front of every sealed value.
+pub const NONCE_LEN: usize = 24;
+/// Length of the Poly1305 tag behind every sealed value.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed value adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// `blake3::derive_key` contexts; changing one changes the format.
+const CONTEXT_DATA: &str = "cairn 2026-11-27 v1 data encryption key";
+const CONTEXT_CHUNK_ID: &str = "cairn 2026-11-27 v1 chunk id key";
+const CONTEXT_CHUNKER_SEED: &str = "cairn 2026-11-27 v1 chunker gear seed";
+const CONTEXT_KEY_INFO: &str = "cairn 2026-11-27 v1 key file info key";
+
+/// Fills a fixed-size array from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).map_err(|e| {
+        Error::new(
+            crate::ErrorKind::Io,
+            format!("no randomness from the OS: {e}"),
+        )
+    })?;
+    Ok(out)
+}
+
+/// The repository's random master key. Never stored in the clear.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> Result<Self> {
+        Ok(MasterKey(random_bytes()?))
+    }
+
+    /// Wraps raw bytes (from an opened key file).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        MasterKey(bytes)
+    }
+
+    /// The raw bytes, for wrapping into a key file.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// A symmetric AEAD key: XChaCha20-Poly1305.
+#[derive(Clone)]
+pub struct SealingKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl SealingKey {
+    /// A sealing key from 32 raw bytes.
+    pub fn new(key: &[u8; 32]) -> Self {
+        SealingKey {
+            cipher: XChaCha20Poly1305::new(&(*key).into()),
+        }
+    }
+
+    /// Appends `nonce || ciphertext || tag` for `plaintext` to `out`, with
+    /// `ad` as associated data.
+    pub fn seal_into(&self, ad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let nonce: [u8; NONCE_LEN] = random_bytes()?;
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&XNonce::from(nonce), ad, out[start..].as_mut().into())
+            .map_err(|_| Error::invalid("plaintext too long to encrypt"))?;
+        out.extend_from_slice(tag.as_slice());
+        Ok(())
+    }
+
+    /// `nonce || ciphertext || tag` for `plaintext`.
+    pub fn seal(&self, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_into(ad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens `nonce || ciphertext || tag`. Fails when the value is too short,
+    /// was modified, or was sealed with another key or associated data.
+    pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(AuthError);
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let nonce = XNonce::try_from(nonce).map_err(|_| AuthError)?;
+        let tag = Tag::try_from(tag).map_err(|_| AuthError)?;
+        let mut plaintext = ciphertext.to_vec();
+        self.cipher
+            .decrypt_inout_detached(&nonce, ad, plaintext.as_mut_slice().into(), &tag)
+            .map_err(|_| AuthError)?;
+        Ok(plaintext)
+    }
+}
+
+/// A sealed value did not authenticate: wrong key, wrong associated data, or
+/// modified bytes. Callers turn it into an error that names the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthError;
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("authentication failed (wrong key, or the bytes were modified)")
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// The working keys of an opened repository, all derived from the master key.
+#[derive(Clone)]
+pub struct Keys {
+    data: SealingKey,
+    key_info: SealingKey,
+    chunk_id_key: [u8; 32],
+    chunker_seed: u64,
+}
+
+impl Keys {
+    /// Derives every sub-key from the master key.
+    pub fn derive(master: &MasterKey) -> Self {
+        let data = blake3::derive_key(CONTEXT_DATA, master.as_bytes());
+        let key_info = blake3::derive_key(CONTEXT_KEY_INFO, master.as_bytes());
+        let chunk_id_key = blake3::derive_key(CONTEXT_CHUNK_ID, master.as_bytes());
+        let seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, master.as_bytes());
+        let mut seed8 = [0u8; 8];
+        seed8.copy_from_slice(&seed[..8]);
+        Keys {
+            data: SealingKey::new(&data),
+            key_info: SealingKey::new(&key_info),
+            chunk_id_key,
+            chunker_seed: u64::from_le_bytes(seed8),
+        }
+    }
+
+    /// The key that seals packs, blobs, indexes, snapshots and the config.
+    pub fn data(&self) -> &SealingKey {
+        &self.data
+    }
+
+    /// The key that seals the descriptive part of key files.
+    pub fn key_info(&self) -> &SealingKey {
+        &self.key_info
+    }
+
+    /// The ID of a chunk: BLAKE3 keyed with the repository's chunk-ID key,
+    /// so that someone with read access to the storage cannot test whether
+    /// a known file is in the backup.
+    pub fn chunk_id(&self, plaintext: &[u8]) -> Id {
+        Id::from_bytes(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+    }
+
+    /// The seed of the chunker's gear table.
+    pub fn chunker_seed(&self) -> u64 {
+        self.chunker_seed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SealingKey {
+        SealingKey::new(&[7u8; 32])
+    }
+
+    #[test]
+    fn seal_open_round_trip() -> Result<()> {
+        let sealed = key().seal(b"ad", b"secret")?;
+        assert_eq!(sealed.len(), 6 + SEAL_OVERHEAD);
+        assert_eq!(key().open(b"ad", &sealed), Ok(b"secret".to_vec()));
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_ad_or_flipped_bit_fails() -> Result<()> {
+        let mut sealed = key().seal(b"ad", b"secret")?;
+        assert_eq!(key().open(b"other", &sealed), Err(AuthError));
+        sealed[NONCE_LEN] ^= 1;
+        assert_eq!(key().open(b"ad", &sealed), Err(AuthError));
+        assert_eq!(key().open(b"ad", &sealed[..10]), Err(AuthError));
+        Ok(())
+    }
+
+    #[test]
+    fn nonces_differ() -> Result<()> {
+        let a = key().seal(b"", b"same")?;
+        let b = key().seal(b"", b"same")?;
+        assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn sub_keys_are_distinct_and_deterministic() {
+        let master = MasterKey::from_bytes([1u8; 32]);
+        let a = Keys::derive(&master);
+        let b = Keys::derive(&master);
+        assert_eq!(a.chunk_id(b"x"), b.chunk_id(b"x"));
+        assert_eq!(a.chunker_seed(), b.chunker_seed());
+        let other = Keys::derive(&MasterKey::from_bytes([2u8; 32]));
+        assert_ne!(a.chunk_id(b"x"), other.chunk_id(b"x"));
+        assert_ne!(a.chunk_id(b"x"), Id::of_bytes(b"x"));
+    }
+}

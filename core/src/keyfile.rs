@@ -1,0 +1,346 @@
+//! Key files: the master key wrapped under a password (`repo-format.md` §4).
+//!
+//! ```text
+//! 0    8   header (type 2)
+//! 8    1   KDF algorithm: 1 = Argon2id, version 0x13
+//! 9    4   memory cost in KiB (u32 LE)
+//! 13   4   iterations (u32 LE)
+//! 17   4   parallelism (u32 LE)
+//! 21   32  salt
+//! 53   2   W: length of the wrapped key (u16 LE)
+//! 55   W   nonce || seal(kind (1) || master key (32)) || tag
+//! 55+W ..  nonce || seal(JSON key info) || tag, under the key-info sub-key
+//! ```
+//!
+//! The wrapping key is Argon2id(password, salt, params), 32 bytes. The KDF
+//! parameters are checked against fixed bounds *before* deriving, so a planted
+//! key file cannot make cairn allocate terabytes, and they are part of the
+//! associated data, so they cannot be lowered without breaking the seal.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{random_bytes, Keys, MasterKey, SealingKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{self, ObjectType, HEADER_LEN};
+use crate::id::Id;
+
+/// KDF algorithm byte for Argon2id v1.3.
+const KDF_ARGON2ID: u8 = 1;
+/// Key kind byte: full access (reads and writes everything).
+const KIND_FULL: u8 = 1;
+const KDF_BLOCK_END: usize = 53;
+const WRAPPED_PLAIN_LEN: usize = 33;
+/// Largest key-info section accepted.
+const MAX_INFO_LEN: usize = 64 * 1024;
+
+/// Upper bound on Argon2 memory: 2 GiB.
+pub const MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+/// Upper bound on Argon2 iterations.
+pub const MAX_ITERATIONS: u32 = 16;
+/// Upper bound on Argon2 lanes.
+pub const MAX_PARALLELISM: u32 = 16;
+
+/// Argon2id cost parameters of one key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Number of lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    /// RFC 9106's second recommended setting: 64 MiB, 3 passes, 4 lanes.
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 4,
+        }
+    }
+}
+
+impl KdfParams {
+    /// Refuses parameters outside cairn's bounds. Called before any
+    /// derivation, on parameters read from storage as well as from users.
+    pub fn check(&self) -> Result<()> {
+        let KdfParams {
+            memory_kib: m,
+            iterations: t,
+            parallelism: p,
+        } = *self;
+        if !(1..=MAX_PARALLELISM).contains(&p) {
+            return Err(Error::invalid(format!(
+                "Argon2 parallelism {p} is outside 1..={MAX_PARALLELISM}"
+            )));
+        }
+        if !(1..=MAX_ITERATIONS).contains(&t) {
+            return Err(Error::invalid(format!(
+                "Argon2 iterations {t} is outside 1..={MAX_ITERATIONS}"
+            )));
+        }
+        if m < 8 * p || m > MAX_MEMORY_KIB {
+            return Err(Error::invalid(format!(
+                "Argon2 memory {m} KiB is outside {}..={MAX_MEMORY_KIB} KiB",
+                8 * p
+            )));
+        }
+        Ok(())
+    }
+
+    fn derive(&self, password: &[u8], salt: &[u8; 32]) -> Result<SealingKey> {
+        self.check()?;
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|e| Error::invalid(format!("Argon2 parameters: {e}")))?;
+        let mut out = [0u8; 32];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(password, salt, &mut out)
+            .map_err(|e| Error::invalid(format!("Argon2: {e}")))?;
+        let key = SealingKey::new(&out);
+        zeroize::Zeroize::zeroize(&mut out);
+        Ok(key)
+    }
+}
+
+/// What a key file says about itself, readable by any full key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// When the key was added (RFC 3339).
+    pub created: String,
+    /// Host it was added on.
+    pub host: String,
+    /// User who added it.
+    pub user: String,
+    /// "full" (the only kind of format version 1).
+    pub kind: String,
+}
+
+/// Writes a new key file wrapping `master` under `password`.
+pub fn create(
+    master: &MasterKey,
+    repo_id: &Id,
+    password: &[u8],
+    params: KdfParams,
+    info: &KeyInfo,
+) -> Result<Vec<u8>> {
+    params.check()?;
+    let salt: [u8; 32] = random_bytes()?;
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&format::header(ObjectType::Key));
+    out.push(KDF_ARGON2ID);
+    out.extend_from_slice(&params.memory_kib.to_le_bytes());
+    out.extend_from_slice(&params.iterations.to_le_bytes());
+    out.extend_from_slice(&params.parallelism.to_le_bytes());
+    out.extend_from_slice(&salt);
+    let ad = ad_of(&out, repo_id)?;
+
+    let wrapping = params.derive(password, &salt)?;
+    let mut plain = [0u8; WRAPPED_PLAIN_LEN];
+    plain[0] = KIND_FULL;
+    plain[1..].copy_from_slice(master.as_bytes());
+    let wrapped = wrapping.seal(&ad, &plain)?;
+    zeroize::Zeroize::zeroize(&mut plain);
+    let wlen = u16::try_from(wrapped.len()).map_err(|_| Error::invalid("wrapped key too long"))?;
+    out.extend_from_slice(&wlen.to_le_bytes());
+    out.extend_from_slice(&wrapped);
+
+    let keys = Keys::derive(master);
+    let json = serde_json::to_vec(info).map_err(|e| Error::invalid(format!("key info: {e}")))?;
+    keys.key_info().seal_into(&info_ad(&ad), &json, &mut out)?;
+    Ok(out)
+}
+
+/// Tries to open a key file with `password`. `Ok(None)` means the password
+/// does not open this key; errors mean the file itself is unusable.
+pub fn open(bytes: &[u8], repo_id: &Id, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
+    let (params, salt, ad, wrapped, _) = parse(bytes, repo_id, what)?;
+    params.check().map_err(|e| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "{what}: refusing key file with out-of-bounds KDF parameters: {}",
+                e.message()
+            ),
+        )
+    })?;
+    let wrapping = params.derive(password, &salt)?;
+    let Ok(mut plain) = wrapping.open(&ad, wrapped) else {
+        return Ok(None);
+    };
+    if plain.len() != WRAPPED_PLAIN_LEN {
+        return Err(Error::corrupt(format!(
+            "{what}: wrapped key has the wrong length"
+        )));
+    }
+    if plain[0] != KIND_FULL {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{what}: unknown key kind {}", plain[0]),
+        ));
+    }
+    let mut mk = [0u8; 32];
+    mk.copy_from_slice(&plain[1..]);
+    zeroize::Zeroize::zeroize(&mut plain);
+    Ok(Some(MasterKey::from_bytes(mk)))
+}
+
+/// Reads the descriptive part of a key file with the repository's keys.
+pub fn info(bytes: &[u8], repo_id: &Id, keys: &Keys, what: &str) -> Result<(KdfParams, KeyInfo)> {
+    let (params, _, ad, _, sealed_info) = parse(bytes, repo_id, what)?;
+    if sealed_info.len() > MAX_INFO_LEN {
+        return Err(Error::corrupt(format!("{what}: key info too large")));
+    }
+    let json = keys
+        .key_info()
+        .open(&info_ad(&ad), sealed_info)
+        .map_err(|e| Error::corrupt(format!("{what}: key info: {e}")))?;
+    let info = serde_json::from_slice(&json)
+        .map_err(|e| Error::corrupt(format!("{what}: key info: {e}")))?;
+    Ok((params, info))
+}
+
+type Parsed<'a> = (KdfParams, [u8; 32], Vec<u8>, &'a [u8], &'a [u8]);
+
+fn parse<'a>(bytes: &'a [u8], repo_id: &Id, what: &str) -> Result<Parsed<'a>> {
+    format::check_header(bytes, ObjectType::Key, what)?;
+    if bytes.len() < KDF_BLOCK_END + 2 {
+        return Err(Error::corrupt(format!("{what}: truncated key file")));
+    }
+    if bytes[8] != KDF_ARGON2ID {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{what}: unknown KDF algorithm {}", bytes[8]),
+        ));
+    }
+    let u32_at = |at: usize| -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&bytes[at..at + 4]);
+        u32::from_le_bytes(b)
+    };
+    let params = KdfParams {
+        memory_kib: u32_at(9),
+        iterations: u32_at(13),
+        parallelism: u32_at(17),
+    };
+    let mut salt = [0u8; 32];
+    salt.copy_from_slice(&bytes[21..53]);
+    let ad = ad_of(&bytes[..KDF_BLOCK_END], repo_id)?;
+    let wlen = usize::from(u16::from_le_bytes([bytes[53], bytes[54]]));
+    let wrapped = bytes
+        .get(55..55 + wlen)
+        .ok_or_else(|| Error::corrupt(format!("{what}: truncated wrapped key")))?;
+    let info = &bytes[55 + wlen..];
+    Ok((params, salt, ad, wrapped, info))
+}
+
+/// `header || repository ID || KDF block`.
+fn ad_of(prefix: &[u8], repo_id: &Id) -> Result<Vec<u8>> {
+    let header: [u8; HEADER_LEN] = prefix[..HEADER_LEN]
+        .try_into()
+        .map_err(|_| Error::corrupt("short key header"))?;
+    Ok(format::associated_data(
+        &header,
+        repo_id,
+        &prefix[HEADER_LEN..KDF_BLOCK_END],
+    ))
+}
+
+fn info_ad(ad: &[u8]) -> Vec<u8> {
+    let mut v = ad.to_vec();
+    v.extend_from_slice(b"info");
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn sample_info() -> KeyInfo {
+        KeyInfo {
+            created: "2026-11-27T10:00:00Z".into(),
+            host: "db1".into(),
+            user: "postgres".into(),
+            kind: "full".into(),
+        }
+    }
+
+    #[test]
+    fn wrap_and_unwrap() -> Result<()> {
+        let master = MasterKey::generate()?;
+        let repo = Id::of_bytes(b"r");
+        let file = create(&master, &repo, b"pw", FAST, &sample_info())?;
+        let opened = open(&file, &repo, b"pw", "key")?;
+        assert_eq!(opened.map(|k| *k.as_bytes()), Some(*master.as_bytes()));
+        assert!(open(&file, &repo, b"wrong", "key")?.is_none());
+        // Bound to the repository.
+        assert!(open(&file, &Id::of_bytes(b"other"), b"pw", "key")?.is_none());
+        let (params, i) = super::info(&file, &repo, &Keys::derive(&master), "key")?;
+        assert_eq!((params, i), (FAST, sample_info()));
+        Ok(())
+    }
+
+    #[test]
+    fn lowering_the_cost_breaks_the_seal() -> Result<()> {
+        let master = MasterKey::generate()?;
+        let repo = Id::of_bytes(b"r");
+        let mut file = create(
+            &master,
+            &repo,
+            b"pw",
+            KdfParams {
+                memory_kib: 128,
+                ..FAST
+            },
+            &sample_info(),
+        )?;
+        file[9..13].copy_from_slice(&64u32.to_le_bytes());
+        assert!(open(&file, &repo, b"pw", "key")?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn absurd_memory_cost_is_refused_before_deriving() -> Result<()> {
+        let master = MasterKey::generate()?;
+        let repo = Id::of_bytes(b"r");
+        let mut file = create(&master, &repo, b"pw", FAST, &sample_info())?;
+        // 64 TiB expressed in KiB does not fit u32; use the largest u32.
+        file[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
+        let start = std::time::Instant::now();
+        let err = open(&file, &repo, b"pw", "key").err();
+        assert!(start.elapsed() < std::time::Duration::from_millis(200));
+        assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Corrupt));
+        Ok(())
+    }
+
+    #[test]
+    fn bounds() {
+        assert!(KdfParams::default().check().is_ok());
+        assert!(KdfParams {
+            parallelism: 0,
+            ..FAST
+        }
+        .check()
+        .is_err());
+        assert!(KdfParams {
+            iterations: 17,
+            ..FAST
+        }
+        .check()
+        .is_err());
+        assert!(KdfParams {
+            memory_kib: MAX_MEMORY_KIB + 1,
+            ..FAST
+        }
+        .check()
+        .is_err());
+    }
+}

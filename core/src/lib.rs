@@ -1,0 +1,43 @@
+//! `cairn-core`: the repository logic of cairn, a content-addressed,
+//! deduplicating, encrypted backup tool for database dumps and file trees.
+//!
+//! Organised by concept, one job per module:
+//!
+//! - [`chunker`]: FastCDC content-defined chunking with a seeded gear table
+//! - [`crypto`]: master key, sub-keys, XChaCha20-Poly1305 sealing
+//! - [`keyfile`]: password-wrapped master keys (Argon2id)
+//! - [`format`]: the object header and sealed objects
+//! - [`compress`]: zstd with bounded decompression
+//! - [`pack`]: pack files of sealed blobs with a sealed trailer
+//! - [`index`]: index objects; [`cache`]: the local redb index cache
+//! - [`tree`]: directory listings; [`snapshot`]: the commit point
+//! - [`backend`]: where objects are stored (a local directory)
+//! - [`repository`]: init, open, read; [`backup`] and [`restore`] do the work
+//!
+//! The byte-level format is specified in `repo-format.md` at the root of
+//! the project.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod backup;
+pub mod cache;
+pub mod chunker;
+pub mod compress;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod pack;
+pub mod repository;
+pub mod restore;
+pub mod snapshot;
+pub mod time;
+pub mod tree;
+
+pub use error::{Error, ErrorKind, Result};
+pub use id::Id;

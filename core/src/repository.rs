@@ -1,0 +1,397 @@
+//! Opening, creating and reading a repository.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::backend::{Backend, ObjectKind};
+use crate::cache::{CacheReader, IndexCache, SyncStats};
+use crate::chunker::ChunkerParams;
+use crate::config::{self, RepoConfig};
+use crate::crypto::{random_bytes, Keys, MasterKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::index::{self, IndexPack};
+use crate::keyfile::{self, KdfParams, KeyInfo};
+use crate::pack::{self, BlobType};
+use crate::snapshot::Snapshot;
+use crate::time::SnapshotTime;
+use crate::tree::{self, Node, Tree};
+
+/// Settings of a new repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// Argon2id cost of the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            compression_level: config::DEFAULT_COMPRESSION_LEVEL,
+            pack_size: config::DEFAULT_PACK_SIZE,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// Where the index cache lives.
+#[derive(Debug, Clone, Default)]
+pub enum CacheLocation {
+    /// `<dir>/<repository ID>/index.redb`.
+    Dir(PathBuf),
+    /// A temporary directory removed on exit.
+    #[default]
+    Temporary,
+}
+
+impl CacheLocation {
+    /// The user's cache directory (`$XDG_CACHE_HOME/cairn`, usually
+    /// `~/.cache/cairn`), or a temporary one when there is none.
+    pub fn user_default() -> Self {
+        match dirs::cache_dir() {
+            Some(d) => CacheLocation::Dir(d.join("cairn")),
+            None => CacheLocation::Temporary,
+        }
+    }
+}
+
+/// `Ok` unless `bytes` do not hash to the object's name.
+pub(crate) fn verify_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
+    let actual = Id::of_bytes(bytes);
+    if actual.to_hex() != name {
+        return Err(Error::corrupt(format!(
+            "{} {name}: contents do not match the name (hash is {actual})",
+            kind.noun()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a repository; returns its ID.
+pub fn init(
+    backend: Arc<dyn Backend>,
+    password: &[u8],
+    opts: &InitOptions,
+    info: KeyInfo,
+) -> Result<Id> {
+    match backend.get(ObjectKind::Config, "config") {
+        Ok(_) => {
+            return Err(Error::new(
+                ErrorKind::RepositoryExists,
+                format!("a repository already exists at {}", backend.location()),
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::MissingObject => {}
+        Err(e) => return Err(e),
+    }
+    if password.is_empty() {
+        return Err(Error::invalid("an empty password is not a password"));
+    }
+    let mut config = RepoConfig::new(SnapshotTime::now().to_rfc3339());
+    config.chunker = opts.chunker;
+    config.compression.level = opts.compression_level;
+    config.pack_size = opts.pack_size;
+    config.validate()?;
+    opts.kdf.check()?;
+
+    backend.create()?;
+    let master = MasterKey::generate()?;
+    let repo_id = Id::from_bytes(random_bytes()?);
+    let keys = Keys::derive(&master);
+    let key_file = keyfile::create(&master, &repo_id, password, opts.kdf, &info)?;
+    backend.put(
+        ObjectKind::Key,
+        &Id::of_bytes(&key_file).to_hex(),
+        &key_file,
+    )?;
+    // The config is written last: a repository exists once it does.
+    let config_bytes = config::encode(&config, &repo_id, keys.data())?;
+    if !backend.put(ObjectKind::Config, "config", &config_bytes)? {
+        return Err(Error::new(
+            ErrorKind::RepositoryExists,
+            format!(
+                "a repository was created at {} at the same time",
+                backend.location()
+            ),
+        ));
+    }
+    Ok(repo_id)
+}
+
+/// A repository found but not yet opened with a key.
+pub struct LockedRepository {
+    backend: Arc<dyn Backend>,
+    id: Id,
+    config_bytes: Vec<u8>,
+}
+
+/// Finds the repository at `backend` without needing a password.
+pub fn locate(backend: Arc<dyn Backend>) -> Result<LockedRepository> {
+    let config_bytes = match backend.get(ObjectKind::Config, "config") {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::MissingObject => {
+            return Err(Error::new(
+                ErrorKind::RepositoryNotFound,
+                format!(
+                    "no cairn repository at {} (no config object)",
+                    backend.location()
+                ),
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::Io => {
+            return Err(Error::new(
+                ErrorKind::RepositoryNotFound,
+                format!("cannot open repository at {}", backend.location()),
+            )
+            .with_source(e))
+        }
+        Err(e) => return Err(e),
+    };
+    let id = config::repo_id(&config_bytes).map_err(|e| match e.kind() {
+        ErrorKind::Corrupt => Error::new(
+            ErrorKind::RepositoryNotFound,
+            format!("{} is not a cairn repository ({})", backend.location(), e),
+        ),
+        _ => e,
+    })?;
+    Ok(LockedRepository {
+        backend,
+        id,
+        config_bytes,
+    })
+}
+
+impl LockedRepository {
+    /// The repository ID.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// Opens the master key with `password` and syncs the index cache.
+    pub fn unlock(self, password: &[u8], cache: &CacheLocation) -> Result<Repository> {
+        let key_list = self.backend.list(ObjectKind::Key)?;
+        if key_list.is_empty() {
+            return Err(Error::corrupt(format!(
+                "repository at {} has no key files",
+                self.backend.location()
+            )));
+        }
+        let mut unusable: Vec<Error> = Vec::new();
+        let mut tried = 0usize;
+        let mut master = None;
+        for info in &key_list {
+            let what = format!("key {}", info.name);
+            let opened = self
+                .backend
+                .get(ObjectKind::Key, &info.name)
+                .and_then(|bytes| {
+                    verify_name(ObjectKind::Key, &info.name, &bytes)?;
+                    keyfile::open(&bytes, &self.id, password, &what)
+                });
+            match opened {
+                Ok(Some(m)) => {
+                    master = Some(m);
+                    break;
+                }
+                Ok(None) => tried += 1,
+                Err(e) => unusable.push(e),
+            }
+        }
+        let master = match master {
+            Some(m) => m,
+            None if tried == 0 => {
+                // Every key file was unusable: say why, rather than blame
+                // the password.
+                return Err(unusable.swap_remove(0));
+            }
+            None => {
+                let mut msg =
+                    "wrong password: no key file of the repository opens with it".to_string();
+                if !unusable.is_empty() {
+                    msg.push_str(&format!(
+                        " ({} unusable key files skipped: {})",
+                        unusable.len(),
+                        unusable[0]
+                    ));
+                }
+                return Err(Error::new(ErrorKind::WrongPassword, msg));
+            }
+        };
+        let keys = Keys::derive(&master);
+        let (id, config) = config::decode(&self.config_bytes, keys.data())?;
+        if id != self.id {
+            return Err(Error::corrupt("config changed while opening"));
+        }
+        let cache = match cache {
+            CacheLocation::Dir(dir) => IndexCache::open(&dir.join(id.to_hex()).join("index.redb"))?,
+            CacheLocation::Temporary => IndexCache::temporary()?,
+        };
+        let repo = Repository {
+            backend: self.backend,
+            id,
+            config,
+            keys,
+            cache,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+}
+
+/// An opened repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    id: Id,
+    config: RepoConfig,
+    keys: Keys,
+    cache: IndexCache,
+}
+
+impl Repository {
+    /// The storage.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The repository ID.
+    pub fn id(&self) -> &Id {
+        &self.id
+    }
+
+    /// Its parameters.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// Its working keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The index cache.
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
+    /// Brings the index cache up to date with the index objects.
+    pub fn sync_index(&self) -> Result<SyncStats> {
+        let names: Vec<Id> = self
+            .backend
+            .list(ObjectKind::Index)?
+            .iter()
+            .map(|o| Id::parse(&o.name))
+            .collect::<Result<_>>()?;
+        self.cache.sync(&names, |id| self.load_index(id))
+    }
+
+    /// Reads and decodes index object `id`.
+    pub fn load_index(&self, id: &Id) -> Result<Vec<IndexPack>> {
+        let name = id.to_hex();
+        let bytes = self.backend.get(ObjectKind::Index, &name)?;
+        verify_name(ObjectKind::Index, &name, &bytes)?;
+        index::decode(&self.keys, &self.id, &bytes, id)
+    }
+
+    /// Writes an index object and records it in the cache.
+    pub fn save_index(&self, packs: &[IndexPack]) -> Result<Id> {
+        let bytes = index::encode(&self.keys, &self.id, packs)?;
+        let id = Id::of_bytes(&bytes);
+        self.backend.put(ObjectKind::Index, &id.to_hex(), &bytes)?;
+        self.cache.add_index(&id, packs)?;
+        Ok(id)
+    }
+
+    /// A read view of the index.
+    pub fn index(&self) -> Result<CacheReader> {
+        self.cache.reader()
+    }
+
+    /// Loads every snapshot, oldest first. Snapshots that cannot be read are
+    /// returned as errors beside the good ones, so one damaged snapshot
+    /// does not hide the others.
+    pub fn load_snapshots(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+        let names = self.backend.list(ObjectKind::Snapshot)?;
+        let results: Vec<Result<Snapshot>> = names
+            .par_iter()
+            .map(|o| self.load_snapshot_named(&o.name))
+            .collect();
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for r in results {
+            match r {
+                Ok(s) => good.push(s),
+                Err(e) => bad.push(e),
+            }
+        }
+        good.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        Ok((good, bad))
+    }
+
+    fn load_snapshot_named(&self, name: &str) -> Result<Snapshot> {
+        let id = Id::parse(name)?;
+        let bytes = self.backend.get(ObjectKind::Snapshot, name)?;
+        verify_name(ObjectKind::Snapshot, name, &bytes)?;
+        Snapshot::decode(&self.keys, &self.id, &bytes, &id)
+    }
+
+    /// Writes a snapshot: the commit point of a backup.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let bytes = snapshot.encode(&self.keys, &self.id)?;
+        let id = Id::of_bytes(&bytes);
+        self.backend
+            .put(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;
+        Ok(id)
+    }
+
+    /// Reads one blob through the index, verifying it.
+    pub fn read_blob(&self, index: &CacheReader, id: &Id, blob_type: BlobType) -> Result<Vec<u8>> {
+        let loc = index.get(id)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingObject,
+                format!("{} blob {id} is not in the index", blob_type.name()),
+            )
+        })?;
+        if loc.entry.blob_type != blob_type {
+            return Err(Error::corrupt(format!(
+                "blob {id} is a {} blob, expected {}",
+                loc.entry.blob_type.name(),
+                blob_type.name()
+            )));
+        }
+        let sealed = self.backend.get_range(
+            ObjectKind::Pack,
+            &loc.pack_id.to_hex(),
+            u64::from(loc.entry.offset),
+            u64::from(loc.entry.length),
+        )?;
+        pack::decode_blob(&self.keys, &self.id, &loc.entry, &sealed, &loc.pack_id)
+    }
+
+    /// Loads and checks a tree.
+    pub fn load_tree(&self, index: &CacheReader, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(index, id, BlobType::Tree)?;
+        Tree::decode(&bytes).map_err(|e| e.context(format!("tree {id}")))
+    }
+
+    /// The chunk IDs of a file node, in order.
+    pub fn file_chunks(&self, index: &CacheReader, node: &Node) -> Result<Vec<Id>> {
+        if node.content_lists.is_empty() {
+            return Ok(node.content.clone());
+        }
+        let mut ids = Vec::new();
+        for list in &node.content_lists {
+            let bytes = self.read_blob(index, list, BlobType::ChunkList)?;
+            ids.extend(tree::decode_chunk_list(&bytes)?);
+        }
+        Ok(ids)
+    }
+}

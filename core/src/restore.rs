@@ -1,0 +1,370 @@
+//! Restoring a snapshot into a directory, and dumping one file of it.
+//!
+//! Every blob is decrypted, decompressed and checked against its ID before
+//! a byte of it is written; a file is written under a temporary name and
+//! renamed into place only when all of it was verified, so a damaged
+//! repository never leaves a silently wrong file behind.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use filetime::FileTime;
+use rayon::prelude::*;
+
+use crate::backend::ObjectKind;
+use crate::cache::{BlobLocation, CacheReader};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::pack::{self, BlobType};
+use crate::repository::Repository;
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind};
+
+/// Chunks fetched and decoded together.
+const READ_BATCH: usize = 256;
+/// Blobs this close together in one pack are read with one request.
+const MERGE_GAP: u64 = 64 * 1024;
+
+/// Receives progress from a running restore.
+pub trait RestoreProgress: Sync {
+    /// `n` more bytes were written.
+    fn bytes_written(&self, _n: u64) {}
+    /// Something was skipped; the restore goes on.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Reports nothing.
+pub struct NoRestoreProgress;
+impl RestoreProgress for NoRestoreProgress {}
+
+/// Counts of a finished restore.
+#[derive(Debug, Default, Clone)]
+pub struct RestoreStats {
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Entries skipped (special files), one message each.
+    pub warnings: Vec<String>,
+}
+
+/// Writes the chunks `ids` to `out` in order, verifying each.
+pub fn write_chunks(
+    repo: &Repository,
+    index: &CacheReader,
+    ids: &[Id],
+    out: &mut dyn Write,
+    on_bytes: &dyn Fn(u64),
+    cancel: &AtomicBool,
+) -> Result<u64> {
+    let mut written = 0u64;
+    for batch in ids.chunks(READ_BATCH) {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        let locs: Vec<BlobLocation> = batch
+            .iter()
+            .map(|id| {
+                index.get(id)?.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::MissingObject,
+                        format!("data blob {id} is not in the index"),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        for loc in &locs {
+            if loc.entry.blob_type != BlobType::Data {
+                return Err(Error::corrupt(format!(
+                    "blob {} is a {} blob where file data was expected",
+                    loc.entry.id,
+                    loc.entry.blob_type.name()
+                )));
+            }
+        }
+        // Runs of blobs close together in one pack: one range read each.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for i in 0..locs.len() {
+            match runs.last_mut() {
+                Some((start, end))
+                    if locs[*start].pack_id == locs[i].pack_id
+                        && locs[i].entry.offset as u64 >= locs[*end - 1].entry.end()
+                        && (locs[i].entry.offset as u64)
+                            <= locs[*end - 1].entry.end() + MERGE_GAP =>
+                {
+                    *end = i + 1
+                }
+                _ => runs.push((i, i + 1)),
+            }
+        }
+        let decoded: Vec<Vec<Vec<u8>>> = runs
+            .par_iter()
+            .map(|&(start, end)| {
+                let first = &locs[start];
+                let base = u64::from(first.entry.offset);
+                let len = locs[end - 1].entry.end() - base;
+                let bytes = repo.backend().get_range(
+                    ObjectKind::Pack,
+                    &first.pack_id.to_hex(),
+                    base,
+                    len,
+                )?;
+                locs[start..end]
+                    .par_iter()
+                    .map(|loc| {
+                        let from = (u64::from(loc.entry.offset) - base) as usize;
+                        let sealed = &bytes[from..from + loc.entry.length as usize];
+                        pack::decode_blob(repo.keys(), repo.id(), &loc.entry, sealed, &loc.pack_id)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        for chunk in decoded.iter().flatten() {
+            out.write_all(chunk)
+                .map_err(|e| Error::io("writing restored data", e))?;
+            written += chunk.len() as u64;
+            on_bytes(chunk.len() as u64);
+        }
+    }
+    Ok(written)
+}
+
+/// Restores `snapshot` into `target` (created if missing). Existing files
+/// of the same names are replaced.
+pub fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+) -> Result<RestoreStats> {
+    fs::create_dir_all(target)
+        .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+    let index = repo.index()?;
+    let mut r = Restorer {
+        repo,
+        index,
+        progress,
+        cancel,
+        stats: RestoreStats::default(),
+        is_root: fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false),
+    };
+    r.restore_tree(&snapshot.tree, target)?;
+    Ok(r.stats)
+}
+
+struct Restorer<'a> {
+    repo: &'a Repository,
+    index: CacheReader,
+    progress: &'a dyn RestoreProgress,
+    cancel: &'a AtomicBool,
+    stats: RestoreStats,
+    is_root: bool,
+}
+
+impl Restorer<'_> {
+    fn restore_tree(&mut self, tree_id: &Id, dir: &Path) -> Result<()> {
+        let tree = self.repo.load_tree(&self.index, tree_id)?;
+        for node in &tree.nodes {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(Error::interrupted());
+            }
+            let path = dir.join(OsStr::from_bytes(&node.name_bytes()?));
+            match node.kind {
+                NodeKind::Dir => {
+                    match fs::symlink_metadata(&path) {
+                        Ok(m) if m.is_dir() => {}
+                        Ok(_) => remove(&path)?,
+                        Err(_) => {}
+                    }
+                    fs::create_dir_all(&path)
+                        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+                    let subtree = node.subtree.ok_or_else(|| {
+                        Error::corrupt(format!("directory {} has no subtree", path.display()))
+                    })?;
+                    self.restore_tree(&subtree, &path)?;
+                    self.set_metadata(&path, node, false)?;
+                    self.stats.dirs += 1;
+                }
+                NodeKind::File => {
+                    self.restore_file(node, &path)?;
+                    self.stats.files += 1;
+                }
+                NodeKind::Symlink => {
+                    if fs::symlink_metadata(&path).is_ok() {
+                        remove(&path)?;
+                    }
+                    let target = node.target_bytes()?;
+                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(|e| {
+                        Error::io(format!("creating symlink {}", path.display()), e)
+                    })?;
+                    self.set_metadata(&path, node, true)?;
+                    self.stats.symlinks += 1;
+                }
+                other => {
+                    let msg = format!("{}: skipped special file ({other:?})", path.display());
+                    self.progress.warning(&msg);
+                    self.stats.warnings.push(msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_file(&mut self, node: &Node, path: &Path) -> Result<()> {
+        let ids = self.repo.file_chunks(&self.index, node)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".cairn-restore-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
+        let progress = self.progress;
+        let written = {
+            let mut out = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let n = write_chunks(
+                self.repo,
+                &self.index,
+                &ids,
+                &mut out,
+                &|n| progress.bytes_written(n),
+                self.cancel,
+            )
+            .map_err(|e| e.context(format!("restoring {}", path.display())))?;
+            out.flush()
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            n
+        };
+        if written != node.size {
+            return Err(Error::corrupt(format!(
+                "restoring {}: got {written} bytes, the snapshot says {}",
+                path.display(),
+                node.size
+            )));
+        }
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if m.is_dir() {
+                remove(path)?;
+            }
+        }
+        let file = tmp.persist(path).map_err(|e| {
+            Error::io(
+                format!("moving restored file to {}", path.display()),
+                e.error,
+            )
+        })?;
+        drop(file);
+        self.stats.bytes += written;
+        self.set_metadata(path, node, false)
+    }
+
+    fn set_metadata(&self, path: &Path, node: &Node, symlink: bool) -> Result<()> {
+        if self.is_root {
+            let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
+        }
+        if !symlink {
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
+                .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
+        }
+        let mtime = FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+        let set = if symlink {
+            filetime::set_symlink_file_times(path, mtime, mtime)
+        } else {
+            filetime::set_file_mtime(path, mtime)
+        };
+        set.map_err(|e| Error::io(format!("setting the time of {}", path.display()), e))
+    }
+}
+
+fn remove(path: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    let r = if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
+}
+
+/// Finds the node at `path` (`shop.sql`, `/home/x/a.txt`) in a snapshot.
+pub fn find_node(
+    repo: &Repository,
+    index: &CacheReader,
+    snapshot: &Snapshot,
+    path: &str,
+) -> Result<Node> {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() {
+        return Err(Error::invalid("give the path of a file in the snapshot"));
+    }
+    let mut tree_id = snapshot.tree;
+    let mut walked = PathBuf::from("/");
+    for (i, part) in parts.iter().enumerate() {
+        let tree = repo.load_tree(index, &tree_id)?;
+        walked.push(part);
+        let node = tree
+            .nodes
+            .into_iter()
+            .find(|n| n.name == *part)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::SourceNotFound,
+                    format!(
+                        "{} is not in snapshot {}",
+                        walked.display(),
+                        snapshot.id.short()
+                    ),
+                )
+            })?;
+        if i + 1 == parts.len() {
+            return Ok(node);
+        }
+        tree_id = node.subtree.ok_or_else(|| {
+            Error::new(
+                ErrorKind::SourceNotFound,
+                format!("{} is not a directory", walked.display()),
+            )
+        })?;
+    }
+    Err(Error::invalid("empty path"))
+}
+
+/// Writes the content of one file of a snapshot to `out`.
+pub fn dump(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    path: &str,
+    out: &mut dyn Write,
+    cancel: &AtomicBool,
+) -> Result<u64> {
+    let index = repo.index()?;
+    let node = find_node(repo, &index, snapshot, path)?;
+    if node.kind != NodeKind::File {
+        return Err(Error::invalid(format!(
+            "{path} is not a regular file; use restore for directories"
+        )));
+    }
+    let ids = repo.file_chunks(&index, &node)?;
+    let n = write_chunks(repo, &index, &ids, out, &|_| {}, cancel)?;
+    if n != node.size {
+        return Err(Error::corrupt(format!(
+            "{path}: got {n} bytes, the snapshot says {}",
+            node.size
+        )));
+    }
+    Ok(n)
+}

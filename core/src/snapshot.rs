@@ -1,0 +1,292 @@
+//! Snapshots: the commit point of a backup (`repo-format.md` §9).
+//!
+//! A snapshot is a sealed object (type 5) holding JSON: when, where from,
+//! what (the root tree), and a summary. It is written last, after every
+//! pack and index object it depends on, so a snapshot that exists is
+//! complete.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Keys;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{self, ObjectType};
+use crate::id::Id;
+use crate::time::SnapshotTime;
+
+/// Largest snapshot payload accepted.
+const MAX_SNAPSHOT_LEN: usize = 64 * 1024 * 1024;
+
+/// Where a snapshot's data came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Files and directories.
+    Paths,
+    /// Standard input.
+    Stdin,
+    /// The standard output of a command cairn ran.
+    Command,
+}
+
+/// The source of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSource {
+    /// Paths, stdin or command.
+    pub kind: SourceKind,
+    /// Name the stream was stored under (stdin, command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_filename: Option<String>,
+    /// The command line (command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The command's exit status; always 0 in a stored snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+}
+
+/// Sizes and counts of one backup run. Field names follow restic's
+/// summary where they mean the same thing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSummary {
+    /// When the backup started.
+    pub backup_start: Option<SnapshotTime>,
+    /// When it finished (just before the snapshot was written).
+    pub backup_end: Option<SnapshotTime>,
+    /// Regular files (or streams) read.
+    pub total_files_processed: u64,
+    /// Directories read.
+    pub total_dirs_processed: u64,
+    /// Bytes of content read.
+    pub total_bytes_processed: u64,
+    /// Files that could not be read and are missing from the snapshot.
+    #[serde(default)]
+    pub files_unreadable: u64,
+    /// New data blobs stored.
+    pub data_blobs: u64,
+    /// New tree and chunk-list blobs stored.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: u64,
+    /// Stored (compressed, encrypted) bytes of new blobs.
+    pub data_added_packed: u64,
+}
+
+/// One backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The object name; not part of the stored JSON.
+    #[serde(skip)]
+    pub id: Id,
+    /// When the backup was taken (or `--time`).
+    pub time: SnapshotTime,
+    /// Root tree.
+    pub tree: Id,
+    /// Absolute source paths, or `/<stdin filename>` for streams.
+    pub paths: Vec<String>,
+    /// Host name.
+    pub hostname: String,
+    /// User who ran the backup.
+    pub username: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The previous snapshot of the same host and paths, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Id>,
+    /// Where the data came from.
+    pub source: SnapshotSource,
+    /// `cairn x.y.z`.
+    pub program_version: String,
+    /// Sizes and counts.
+    pub summary: SnapshotSummary,
+}
+
+impl Snapshot {
+    /// Seals the snapshot as an object.
+    pub fn encode(&self, keys: &Keys, repo_id: &Id) -> Result<Vec<u8>> {
+        let json =
+            serde_json::to_vec(self).map_err(|e| Error::invalid(format!("snapshot: {e}")))?;
+        format::seal_object(keys.data(), repo_id, ObjectType::Snapshot, &json, 3)
+    }
+
+    /// Opens snapshot object `id`.
+    pub fn decode(keys: &Keys, repo_id: &Id, bytes: &[u8], id: &Id) -> Result<Self> {
+        let what = format!("snapshot {id}");
+        let json = format::open_object(
+            keys.data(),
+            repo_id,
+            ObjectType::Snapshot,
+            bytes,
+            MAX_SNAPSHOT_LEN,
+            &what,
+        )?;
+        let mut snap: Snapshot =
+            serde_json::from_slice(&json).map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+        snap.id = *id;
+        Ok(snap)
+    }
+
+    /// Paths sorted, for grouping and parent lookup.
+    pub fn sorted_paths(&self) -> Vec<String> {
+        let mut p = self.paths.clone();
+        p.sort();
+        p
+    }
+}
+
+/// Which snapshots a command considers (`--host`, `--tag`, `--path`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    /// Any of these hosts (empty: any host).
+    pub hosts: Vec<String>,
+    /// Any of these tag sets, each of which must be fully present
+    /// (`--tag a,b --tag c`: (a and b) or c).
+    pub tags: Vec<Vec<String>>,
+    /// All of these paths must be among the snapshot's paths.
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Does `s` pass?
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && (self.tags.is_empty()
+                || self
+                    .tags
+                    .iter()
+                    .any(|set| set.iter().all(|t| s.tags.contains(t))))
+            && self.paths.iter().all(|p| s.paths.contains(p))
+    }
+}
+
+/// Finds the snapshot named by `spec`: a full ID, a unique ID prefix, or
+/// `latest` (the newest snapshot passing `filter`).
+pub fn resolve<'a>(
+    snapshots: &'a [Snapshot],
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<&'a Snapshot> {
+    if spec == "latest" {
+        return snapshots
+            .iter()
+            .filter(|s| filter.matches(s))
+            .max_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)))
+            .ok_or_else(|| {
+                Error::new(ErrorKind::SnapshotNotFound, "no snapshot matches (latest)")
+            });
+    }
+    let prefix = spec.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) || prefix.len() > 64 {
+        return Err(Error::new(
+            ErrorKind::SnapshotNotFound,
+            format!("{spec:?} is not a snapshot ID, ID prefix or \"latest\""),
+        ));
+    }
+    let found: Vec<&Snapshot> = snapshots
+        .iter()
+        .filter(|s| s.id.to_hex().starts_with(&prefix))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::new(
+            ErrorKind::SnapshotNotFound,
+            format!("no snapshot with ID {spec}"),
+        )),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        &s.id.to_hex()[..prefix.len().max(8) + 4],
+                        s.time.local_display()
+                    )
+                })
+                .collect();
+            Err(Error::new(
+                ErrorKind::AmbiguousSnapshot,
+                format!(
+                    "snapshot ID prefix {spec} is ambiguous: {}",
+                    list.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    fn snap(id_byte: u8, host: &str, tags: &[&str], time: &str) -> Result<Snapshot> {
+        let mut id = [id_byte; 32];
+        id[1] = 0;
+        Ok(Snapshot {
+            id: Id::from_bytes(id),
+            time: SnapshotTime::parse(time)?,
+            tree: Id::default(),
+            paths: vec!["/shop.sql".into()],
+            hostname: host.into(),
+            username: "root".into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            parent: None,
+            source: SnapshotSource {
+                kind: SourceKind::Stdin,
+                stdin_filename: Some("shop.sql".into()),
+                command: None,
+                exit_status: None,
+            },
+            program_version: "cairn test".into(),
+            summary: SnapshotSummary::default(),
+        })
+    }
+
+    #[test]
+    fn encode_decode() -> Result<()> {
+        let keys = Keys::derive(&MasterKey::from_bytes([1; 32]));
+        let repo = Id::of_bytes(b"r");
+        let s = snap(1, "db1", &["nightly"], "2026-11-20T03:00:00+01:00")?;
+        let bytes = s.encode(&keys, &repo)?;
+        let back = Snapshot::decode(&keys, &repo, &bytes, &s.id)?;
+        assert_eq!(back, s);
+        Ok(())
+    }
+
+    #[test]
+    fn resolve_prefix_latest_and_ambiguity() -> Result<()> {
+        let list = vec![
+            snap(0xab, "db1", &["nightly"], "2026-11-20T03:00:00Z")?,
+            snap(0xac, "db2", &[], "2026-11-21T03:00:00Z")?,
+            snap(0x12, "db1", &["weekly", "nightly"], "2026-11-19T03:00:00Z")?,
+        ];
+        let none = SnapshotFilter::default();
+        assert_eq!(resolve(&list, "ab", &none)?.hostname, "db1");
+        assert_eq!(resolve(&list, "latest", &none)?.hostname, "db2");
+        let db1 = SnapshotFilter {
+            hosts: vec!["db1".into()],
+            ..Default::default()
+        };
+        assert_eq!(resolve(&list, "latest", &db1)?.id, list[0].id);
+        let weekly = SnapshotFilter {
+            tags: vec![vec!["weekly".into(), "nightly".into()]],
+            ..Default::default()
+        };
+        assert_eq!(resolve(&list, "latest", &weekly)?.id, list[2].id);
+        let amb = resolve(&list, "a", &none).err();
+        assert_eq!(
+            amb.as_ref().map(|e| e.kind()),
+            Some(ErrorKind::AmbiguousSnapshot)
+        );
+        assert!(amb.map(|e| e.to_string().contains("abab")).unwrap_or(false));
+        assert_eq!(
+            resolve(&list, "ff", &none).err().map(|e| e.kind()),
+            Some(ErrorKind::SnapshotNotFound)
+        );
+        assert_eq!(
+            resolve(&list, "xyz", &none).err().map(|e| e.kind()),
+            Some(ErrorKind::SnapshotNotFound)
+        );
+        Ok(())
+    }
+}
