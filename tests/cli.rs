@@ -1,0 +1,267 @@
+//! The nightly loop through the real binary: init, backup from stdin and
+//! from a command, snapshots, restore and dump by ID, prefix and latest.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_code, fake_dump, stderr, Env};
+use serde_json::Value;
+
+#[test]
+fn stdin_backups_restore_by_id_prefix_and_latest() {
+    let env = Env::init();
+    let nights: Vec<Vec<u8>> = (0..3)
+        .map(|n| fake_dump(20_000 + n * 300, 7 + n as u64))
+        .collect();
+    let ids: Vec<String> = nights
+        .iter()
+        .map(|d| env.backup_stdin(d, &["--stdin-filename", "shop.sql"]))
+        .collect();
+    for (id, dump) in ids.iter().zip(&nights) {
+        assert_eq!(&env.dump(id, "shop.sql"), dump);
+        assert_eq!(&env.dump(&id[..6], "/shop.sql"), dump);
+    }
+    assert_eq!(&env.dump("latest", "shop.sql"), nights.last().unwrap());
+    let target = env.path("out");
+    env.ok(&[
+        "restore",
+        &ids[0][..8],
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(target.join("shop.sql")).unwrap(), nights[0]);
+}
+
+#[test]
+fn stdin_with_a_parent_still_stores_what_was_read() {
+    // rustic 0.11 stored nothing new for `backup -` with a parent.
+    let env = Env::init();
+    let first = fake_dump(5_000, 1);
+    let second = fake_dump(5_000, 2);
+    let a = env.backup_stdin(&first, &[]);
+    let b = env.backup_stdin(&second, &[]);
+    let snaps = env.snapshots();
+    let sb = snaps
+        .iter()
+        .find(|s| s["id"] == Value::String(b.clone()))
+        .unwrap();
+    assert_eq!(
+        sb["parent"],
+        Value::String(a.clone()),
+        "the first is the parent"
+    );
+    assert_eq!(env.dump(&b, "stdin"), second);
+    assert_eq!(env.dump(&a, "stdin"), first);
+    // An empty stream is a valid (empty) dump.
+    let c = env.backup_stdin(b"", &[]);
+    assert!(env.dump(&c, "stdin").is_empty());
+}
+
+#[test]
+fn command_backup_commits_only_on_success() {
+    let env = Env::init();
+    let args = [
+        "--json",
+        "backup",
+        "--command",
+        "printf 'hello\\n'; printf 'world\\n'",
+        "--stdin-filename",
+        "x.sql",
+    ];
+    let out = env.run(&args);
+    assert_code(&out, 0, &args);
+    let id = common::snapshot_id(&out);
+    assert_eq!(env.dump(&id, "x.sql"), b"hello\nworld\n");
+    let snap = &env.snapshots()[0];
+    assert_eq!(snap["source"]["kind"], "command");
+    assert_eq!(snap["source"]["exit_status"], 0);
+
+    // Fails after writing output: no snapshot, the command's stderr shown.
+    let args = [
+        "backup",
+        "--command",
+        "seq 1 100000; echo 'dump broke' >&2; exit 3",
+    ];
+    let out = env.run(&args);
+    assert_code(&out, 21, &args);
+    assert!(stderr(&out).contains("dump broke"));
+    assert!(stderr(&out).contains("exited with status 3"));
+    // Killed by a signal: no snapshot either.
+    let args = ["backup", "--command", "seq 1 1000; kill -9 $$"];
+    let out = env.run(&args);
+    assert_code(&out, 21, &args);
+    assert!(stderr(&out).contains("signal 9"), "{}", stderr(&out));
+    // A command that does not exist.
+    let args = ["backup", "--command", "/no/such/pg_dump"];
+    assert_code(&env.run(&args), 21, &args);
+    assert_eq!(env.snapshots().len(), 1);
+}
+
+#[test]
+fn snapshots_table_json_and_filters() {
+    let env = Env::init();
+    env.backup_stdin(
+        b"a",
+        &[
+            "--host",
+            "db1",
+            "--tag",
+            "nightly",
+            "--time",
+            "2026-01-02 03:00:00",
+        ],
+    );
+    env.backup_stdin(
+        b"b",
+        &[
+            "--host",
+            "db2",
+            "--tag",
+            "nightly,weekly",
+            "--time",
+            "2026-01-03T03:00:00+01:00",
+        ],
+    );
+    env.backup_stdin(b"c", &["--host", "db1", "--time", "2026-01-04T03:00:00Z"]);
+    let all = env.snapshots();
+    assert_eq!(all.len(), 3);
+    for s in &all {
+        for key in [
+            "id", "short_id", "time", "host", "hostname", "tags", "paths", "summary",
+        ] {
+            assert!(s.get(key).is_some(), "snapshots --json lacks {key}: {s}");
+        }
+        assert_eq!(
+            s["short_id"].as_str().unwrap(),
+            &s["id"].as_str().unwrap()[..8]
+        );
+        assert!(s["summary"]["total_bytes_processed"].as_u64().is_some());
+    }
+    assert_eq!(all[1]["time"], "2026-01-03T03:00:00+01:00");
+    assert_eq!(all[2]["time"], "2026-01-04T03:00:00+00:00");
+    let only = |args: &[&str]| -> usize {
+        let mut a = vec!["--json", "snapshots"];
+        a.extend(args);
+        serde_json::from_str::<Vec<Value>>(&env.ok(&a))
+            .unwrap()
+            .len()
+    };
+    assert_eq!(only(&["--host", "db1"]), 2);
+    assert_eq!(only(&["--tag", "nightly"]), 2);
+    assert_eq!(only(&["--tag", "nightly,weekly"]), 1);
+    assert_eq!(only(&["--path", "/stdin"]), 3);
+    // latest honours filters.
+    assert_eq!(env.dump("latest", "stdin"), b"c");
+    let out = env.run(&["dump", "latest", "stdin", "--host", "db2"]);
+    assert_code(&out, 0, &["dump latest --host db2"]);
+    assert_eq!(out.stdout, b"b");
+    let out = env.run(&["dump", "latest", "stdin", "--tag", "weekly"]);
+    assert_eq!(out.stdout, b"b");
+    // The human table names every snapshot.
+    let table = env.ok(&["snapshots"]);
+    for s in &all {
+        assert!(table.contains(s["short_id"].as_str().unwrap()), "{table}");
+    }
+    assert!(table.contains("3 snapshots"));
+}
+
+#[test]
+fn ambiguous_and_unknown_snapshot_ids() {
+    let env = Env::init();
+    // Enough snapshots that two share a first hex digit.
+    let ids: Vec<String> = (0..20u8).map(|i| env.backup_stdin(&[i], &[])).collect();
+    let digit = (0..16)
+        .map(|d| format!("{d:x}"))
+        .find(|d| ids.iter().filter(|id| id.starts_with(d.as_str())).count() >= 2)
+        .unwrap();
+    let out = env.run(&["dump", &digit, "stdin"]);
+    assert_code(&out, 24, &["dump", &digit]);
+    let err = stderr(&out);
+    assert!(err.contains("ambiguous"), "{err}");
+    for id in ids.iter().filter(|id| id.starts_with(digit.as_str())) {
+        assert!(err.contains(&id[..8]), "candidate {id} not listed: {err}");
+    }
+    let out = env.run(&["restore", "zz", "--target", "/tmp/never"]);
+    assert_code(&out, 24, &["restore zz"]);
+    let unknown = if ids.iter().any(|i| i.starts_with("0000")) {
+        "ffff"
+    } else {
+        "0000"
+    };
+    assert_code(&env.run(&["dump", unknown, "stdin"]), 24, &["dump unknown"]);
+    assert_code(
+        &env.run(&["dump", "latest", "no-such-file"]),
+        20,
+        &["dump missing file"],
+    );
+}
+
+#[test]
+fn backup_json_reports_sizes() {
+    let env = Env::init();
+    let data = fake_dump(30_000, 3);
+    let out = env.run_stdin(
+        &["--json", "backup", "-", "--stdin-filename", "d.sql"],
+        &data,
+    );
+    assert_code(&out, 0, &["backup --json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total_bytes_processed"].as_u64(), Some(data.len() as u64));
+    let added = v["data_added"].as_u64().unwrap();
+    let packed = v["data_added_packed"].as_u64().unwrap();
+    assert!(added >= data.len() as u64);
+    assert!(packed < added, "text compresses: {packed} < {added}");
+    // Human output, and -q silence.
+    let out = env.run_stdin(&["backup", "-"], &data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("snapshot ") && text.contains(" saved"),
+        "{text}"
+    );
+    let out = env.run_stdin(&["-q", "backup", "-"], &data);
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let env = Env::empty();
+    let out = env.ok(&["--help"]);
+    for code in ["10", "11", "12", "21", "22", "130"] {
+        assert!(
+            out.contains(&format!("  {code} ")) || out.contains(&format!(" {code}    ")),
+            "exit code {code} missing in --help"
+        );
+    }
+    assert!(env.ok(&["backup", "--help"]).contains("--command"));
+}
+
+#[test]
+fn usage_errors() {
+    let env = Env::init();
+    assert_code(&env.run(&["backup"]), 2, &["backup without source"]);
+    assert_code(
+        &env.run(&["backup", "-", "/etc"]),
+        2,
+        &["backup - and path"],
+    );
+    assert_code(
+        &env.run(&["backup", "-", "--stdin-filename", "a/b"]),
+        2,
+        &["bad stdin filename"],
+    );
+    assert_code(
+        &env.run(&["backup", "-", "--time", "yesterday"]),
+        2,
+        &["bad time"],
+    );
+    let mut no_repo = env.cmd();
+    no_repo.env_remove("CAIRN_PASSWORD");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["snapshots"])
+        .env_remove("CAIRN_REPOSITORY")
+        .output()
+        .unwrap();
+    assert_code(&out, 2, &["snapshots without repo"]);
+    assert!(stderr(&out).contains("CAIRN_REPOSITORY"));
+}

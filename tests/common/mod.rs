@@ -1,0 +1,229 @@
+//! Helpers for end-to-end tests of the real `cairn` binary.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A scratch directory with a repository path and a cache directory.
+pub struct Env {
+    pub dir: TempDir,
+    pub repo: PathBuf,
+    pub cache: PathBuf,
+}
+
+/// Fast key derivation for tests; real repositories use the defaults.
+pub const FAST_KDF: [&str; 4] = ["--kdf-memory", "64KiB", "--kdf-iterations", "1"];
+
+impl Env {
+    /// A scratch directory without a repository.
+    pub fn empty() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let cache = dir.path().join("cache");
+        Env { dir, repo, cache }
+    }
+
+    /// A scratch directory with an initialised repository.
+    pub fn init() -> Env {
+        Self::init_with(&[])
+    }
+
+    /// Like `init`, with extra `init` options.
+    pub fn init_with(extra: &[&str]) -> Env {
+        let env = Env::empty();
+        let mut args = vec!["init"];
+        args.extend(FAST_KDF);
+        args.extend(extra);
+        env.ok(&args);
+        env
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `cairn -r REPO` with the test password and cache, and no inherited
+    /// CAIRN_* settings.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CAIRN_") {
+                c.env_remove(k);
+            }
+        }
+        c.arg("-r")
+            .arg(&self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("CAIRN_CACHE_DIR", &self.cache)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs cairn with `args`; returns the output whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs cairn with `stdin` as standard input.
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_with_stdin(self.cmd().args(args), stdin)
+    }
+
+    /// Runs cairn and insists on exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_code(&out, 0, args);
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Backs up `data` from stdin; returns the snapshot ID.
+    pub fn backup_stdin(&self, data: &[u8], extra: &[&str]) -> String {
+        let mut args = vec!["--json", "backup", "-"];
+        args.extend(extra);
+        let out = self.run_stdin(&args, data);
+        assert_code(&out, 0, &args);
+        snapshot_id(&out)
+    }
+
+    /// `snapshots --json`.
+    pub fn snapshots(&self) -> Vec<Value> {
+        let out = self.ok(&["--json", "snapshots"]);
+        match serde_json::from_str(&out).unwrap() {
+            Value::Array(a) => a,
+            other => panic!("snapshots --json is not an array: {other}"),
+        }
+    }
+
+    /// `dump SNAPSHOT FILE` to memory.
+    pub fn dump(&self, snapshot: &str, file: &str) -> Vec<u8> {
+        let out = self.run(&["dump", snapshot, file]);
+        assert_code(&out, 0, &["dump", snapshot, file]);
+        out.stdout
+    }
+
+    /// Every file under the repository, with its size.
+    pub fn repo_listing(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        walk(&self.repo, &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push((p, m.len()));
+        }
+    }
+}
+
+pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// Asserts the exit code, printing stdout and stderr otherwise.
+pub fn assert_code(out: &Output, code: i32, what: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "cairn {what:?}: expected exit {code}, got {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The snapshot ID from `backup --json` output.
+pub fn snapshot_id(out: &Output) -> String {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "backup --json output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    v["snapshot_id"].as_str().unwrap().to_string()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A dump-like text: `rows` lines of an SQL COPY block.
+pub fn fake_dump(rows: usize, seed: u64) -> Vec<u8> {
+    let mut s = String::from(
+        "-- PostgreSQL database dump\nCOPY public.orders (id, customer, total, note) FROM stdin;\n",
+    );
+    let mut x = seed | 1;
+    for i in 0..rows {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(&format!(
+            "{i}\tcustomer-{}\t{}.{:02}\tnote {:x}\n",
+            x % 10_000,
+            x % 1000,
+            x % 100,
+            x
+        ));
+    }
+    s.push_str("\\.\n\n-- PostgreSQL database dump complete\n");
+    s.into_bytes()
+}
+
+/// Are we root? (Permission tests then run cairn as `nobody`.)
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// When CI=true a missing service is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}

@@ -1,0 +1,229 @@
+//! A throwaway PostgreSQL cluster for tests: initdb in a temp directory,
+//! its own port and socket directory, no TCP listener at all, stopped on
+//! drop. As root (CI), it runs as the `postgres` user, because initdb
+//! refuses to run as root.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+use super::{in_ci, is_root};
+
+pub struct Postgres {
+    dir: TempDir,
+    pub port: u16,
+    pub bindir: PathBuf,
+    as_postgres: bool,
+}
+
+/// Finds the directory of initdb/pg_ctl: Debian keeps them off PATH under
+/// /usr/lib/postgresql/<version>/bin.
+fn find_bindir() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    candidates.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates.reverse();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        if out.status.success() {
+            candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|d| d.join("initdb").exists() && d.join("pg_ctl").exists())
+}
+
+fn postgres_uid_gid() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&"postgres") && f.len() > 3)
+            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+fn check(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Postgres {
+    /// Starts a cluster. Without PostgreSQL installed: `None` and a
+    /// message, except when CI=true, where it panics (a missing service
+    /// fails the run, it never skips).
+    pub fn start() -> Option<Postgres> {
+        let Some(bindir) = find_bindir() else {
+            assert!(
+                !in_ci(),
+                "CI=true but PostgreSQL (initdb) is not installed: .ci/run must install it"
+            );
+            eprintln!("SKIPPED: PostgreSQL is not installed (apt-get install postgresql)");
+            return None;
+        };
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-pg-")
+            .tempdir()
+            .unwrap();
+        if as_postgres {
+            let (uid, gid) =
+                postgres_uid_gid().expect("running as root, but there is no postgres user");
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            dir,
+            port,
+            bindir,
+            as_postgres,
+        };
+        let data = pg.dir.path().join("data");
+        check(
+            pg.server_cmd("initdb")
+                .args(["-D"])
+                .arg(&data)
+                .args([
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ])
+                .output()
+                .unwrap(),
+            "initdb",
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
+            pg.port,
+            pg.dir.path().display()
+        );
+        check(
+            pg.server_cmd("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(pg.dir.path().join("log"))
+                .args(["-w", "-o", &opts, "start"])
+                .output()
+                .unwrap(),
+            "pg_ctl start",
+        );
+        Some(pg)
+    }
+
+    fn server_cmd(&self, tool: &str) -> Command {
+        let exe = self.bindir.join(tool);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A client tool (psql, pg_dump) connected to this cluster.
+    pub fn client(&self, tool: &str) -> Command {
+        let mut c = Command::new(self.bindir.join(tool));
+        c.arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", "postgres"]);
+        c
+    }
+
+    /// Runs SQL in `db`, stopping at the first error.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = check(
+            self.client("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-t",
+                    "-A",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    db,
+                    "-c",
+                    sql,
+                ])
+                .output()
+                .unwrap(),
+            "psql",
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Loads a plain SQL dump into `db`.
+    pub fn load(&self, db: &str, file: &Path) {
+        check(
+            self.client("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f"])
+                .arg(file)
+                .output()
+                .unwrap(),
+            "psql -f",
+        );
+    }
+
+    pub fn createdb(&self, name: &str) {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+    }
+
+    /// A shell command line running pg_dump of `db` (for --command).
+    pub fn pg_dump_command(&self, db: &str) -> String {
+        format!(
+            "{} -h {} -p {} -U postgres -d {db}",
+            self.bindir.join("pg_dump").display(),
+            self.dir.path().display(),
+            self.port
+        )
+    }
+
+    /// pg_dump of `db` into memory.
+    pub fn pg_dump(&self, db: &str) -> Vec<u8> {
+        check(
+            self.client("pg_dump").args(["-d", db]).output().unwrap(),
+            "pg_dump",
+        )
+        .stdout
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .server_cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}

@@ -1,0 +1,162 @@
+//! Directory trees: files, directories, symlinks, modes, mtimes, odd names;
+//! several backups with changes in between, each restored identically.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use common::{pseudo_random, Env};
+
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    File {
+        mode: u32,
+        mtime: i64,
+        content: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+    },
+    Link {
+        target: PathBuf,
+    },
+}
+
+fn scan(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    Entry::Link {
+                        target: fs::read_link(&p).unwrap(),
+                    },
+                );
+            } else if m.is_dir() {
+                out.insert(
+                    rel,
+                    Entry::Dir {
+                        mode: m.mode() & 0o7777,
+                    },
+                );
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    rel,
+                    Entry::File {
+                        mode: m.mode() & 0o7777,
+                        mtime: m.mtime(),
+                        content: fs::read(&p).unwrap(),
+                    },
+                );
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+fn build(src: &Path) {
+    fs::create_dir_all(src.join("etc/conf.d")).unwrap();
+    fs::create_dir_all(src.join("var/lib/empty")).unwrap();
+    fs::write(src.join("etc/hosts"), b"127.0.0.1 localhost\n").unwrap();
+    fs::write(src.join("etc/conf.d/app.toml"), b"[app]\nport = 5432\n").unwrap();
+    fs::write(src.join("var/lib/big.bin"), pseudo_random(5 << 20, 3)).unwrap();
+    fs::write(src.join("var/lib/zero"), b"").unwrap();
+    fs::write(
+        src.join(OsStr::from_bytes(b"caf\xe9-latin1.txt")),
+        b"not utf-8 name",
+    )
+    .unwrap();
+    fs::write(src.join("run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(src.join("run.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(src.join("etc/conf.d"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink("etc/hosts", src.join("hosts-link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
+    filetime::set_file_mtime(
+        src.join("etc/hosts"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 0),
+    )
+    .unwrap();
+}
+
+#[test]
+fn directory_tree_round_trips_across_changes() {
+    let env = Env::init();
+    let src = env.path("src");
+    build(&src);
+    let src_s = src.to_str().unwrap();
+    let before = scan(&src);
+    let first = common::snapshot_id(&env.run(&["--json", "backup", src_s]));
+
+    // Night two: edit, add, delete, grow the big file.
+    fs::write(src.join("etc/hosts"), b"127.0.0.1 localhost db1\n").unwrap();
+    fs::remove_file(src.join("var/lib/zero")).unwrap();
+    fs::write(src.join("var/lib/new.txt"), b"new").unwrap();
+    let mut big = fs::read(src.join("var/lib/big.bin")).unwrap();
+    big.splice(1000..1000, b"inserted".iter().copied());
+    fs::write(src.join("var/lib/big.bin"), &big).unwrap();
+    let after = scan(&src);
+    let out = env.run(&["--json", "backup", src_s]);
+    common::assert_code(&out, 0, &["second backup"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["data_added"].as_u64().unwrap() < 1 << 20,
+        "an insert in a 5 MiB file re-stored too much: {v}"
+    );
+    let second = common::snapshot_id(&out);
+
+    for (id, expected) in [(&first, &before), (&second, &after)] {
+        let target = env.path(&format!("restore-{}", &id[..8]));
+        env.ok(&["restore", id, "--target", target.to_str().unwrap()]);
+        let restored = scan(&target.join(src.strip_prefix("/").unwrap()));
+        assert_eq!(&restored, expected, "snapshot {id}");
+    }
+    // Single files come out with dump, by absolute path.
+    let hosts = format!("{}/etc/hosts", src_s);
+    assert_eq!(env.dump(&first, &hosts), b"127.0.0.1 localhost\n");
+    assert_eq!(env.dump(&second, &hosts), b"127.0.0.1 localhost db1\n");
+    let out = env.run(&["dump", &second, &format!("{src_s}/etc")]);
+    common::assert_code(&out, 2, &["dump of a directory"]);
+}
+
+#[test]
+fn several_paths_and_restore_over_existing_files() {
+    let env = Env::init();
+    let a = env.path("a");
+    let b = env.path("b/nested");
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::write(a.join("one"), b"1").unwrap();
+    fs::write(b.join("two"), b"2").unwrap();
+    let single = env.path("single.txt");
+    fs::write(&single, b"just a file").unwrap();
+    let id = common::snapshot_id(&env.run(&[
+        "--json",
+        "backup",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        single.to_str().unwrap(),
+    ]));
+    let target = env.path("t");
+    let inner = |p: &Path| target.join(p.strip_prefix("/").unwrap());
+    fs::create_dir_all(inner(&a)).unwrap();
+    fs::write(inner(&a).join("one"), b"stale content").unwrap();
+    env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(inner(&a).join("one")).unwrap(), b"1");
+    assert_eq!(fs::read(inner(&b).join("two")).unwrap(), b"2");
+    assert_eq!(fs::read(inner(&single)).unwrap(), b"just a file");
+    let snap = &env.snapshots()[0];
+    assert_eq!(snap["paths"].as_array().unwrap().len(), 3);
+}
