@@ -160,3 +160,19 @@ fn several_paths_and_restore_over_existing_files() {
     let snap = &env.snapshots()[0];
     assert_eq!(snap["paths"].as_array().unwrap().len(), 3);
 }
+
+/// Regression: a file whose bytes equal an empty directory's tree blob
+/// (`{"nodes":[]}`) once shared its blob ID, and restore failed.
+#[test]
+fn file_with_the_bytes_of_an_empty_tree() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("empty-dir")).unwrap();
+    fs::write(src.join("looks-like-a-tree.json"), br#"{"nodes":[]}"#).unwrap();
+    let id = common::snapshot_id(&env.run(&["--json", "backup", src.to_str().unwrap()]));
+    let target = env.path("t");
+    env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    let inner = target.join(src.strip_prefix("/").unwrap());
+    assert!(inner.join("empty-dir").is_dir());
+    assert_eq!(fs::read(inner.join("looks-like-a-tree.json")).unwrap(), br#"{"nodes":[]}"#);
+}

@@ -19,7 +19,7 @@ pub struct DumpArgs {
 
     /// Path of the file in the snapshot (e.g. shop.sql, or /etc/hosts)
     #[arg(value_name = "FILE")]
-    file: String,
+    file: std::path::PathBuf,
 
     #[command(flatten)]
     filter: FilterArgs,

@@ -425,7 +425,7 @@ impl<'a> BlobSaver<'a> {
 
     /// Stores one tree or chunk-list blob.
     fn save_metadata(&mut self, blob_type: BlobType, bytes: &[u8]) -> Result<Id> {
-        let id = self.repo.keys().chunk_id(bytes);
+        let id = pack::blob_id(self.repo.keys(), blob_type, bytes);
         if self.is_new(&id)? {
             let blob = pack::encode_blob(
                 self.repo.keys(),
@@ -489,10 +489,10 @@ impl<'a> BlobSaver<'a> {
 
     /// The content fields of a file node for these chunk IDs.
     fn content_of(&mut self, ids: Vec<Id>) -> Result<(Vec<Id>, Vec<Id>)> {
-        let runs = tree::split_chunk_list(&ids);
-        if runs.len() <= 1 {
+        if ids.len() <= tree::INLINE_MAX_IDS {
             return Ok((ids, Vec::new()));
         }
+        let runs = tree::split_chunk_list(&ids);
         let mut lists = Vec::with_capacity(runs.len());
         for run in runs {
             lists.push(self.save_metadata(BlobType::ChunkList, &tree::encode_chunk_list(run))?);
@@ -562,9 +562,13 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Chunks and stores a small file on this thread.
-    fn save_small<R: Read>(&mut self, reader: R) -> Result<(Vec<Id>, u64)> {
+    fn save_small<R: Read>(&mut self, reader: R, size_hint: u64) -> Result<(Vec<Id>, u64)> {
         let params = self.repo.config().chunker;
-        let mut chunker = Chunker::new(reader, &params, self.repo.keys().chunker_seed());
+        let buffer = usize::try_from(size_hint)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let mut chunker =
+            Chunker::with_buffer(reader, &params, self.repo.keys().chunker_seed(), buffer);
         let mut ids = Vec::new();
         let mut total = 0u64;
         let mut batch = Vec::new();
@@ -765,7 +769,7 @@ impl<'a> BlobSaver<'a> {
             let saved = if meta.len() >= THREADED_FILE_SIZE {
                 self.save_stream(file, &|| {})
             } else {
-                self.save_small(file)
+                self.save_small(file, meta.len())
             };
             let (ids, size) = match saved {
                 Ok(v) => v,

@@ -108,13 +108,21 @@ pub struct Chunker<R> {
 }
 
 impl<R: Read> Chunker<R> {
-    /// A chunker over `reader` with the repository's parameters and seed.
+    /// A chunker over `reader` with the repository's parameters and seed,
+    /// reading 4 MiB (or four maximum chunks) at a time.
     pub fn new(reader: R, params: &ChunkerParams, seed: u64) -> Self {
+        Self::with_buffer(reader, params, seed, 4 << 20)
+    }
+
+    /// Like [`Chunker::new`] with a read buffer of about `size` bytes (at
+    /// least two maximum chunks: cut points never depend on it). Small files
+    /// use a small buffer.
+    pub fn with_buffer(reader: R, params: &ChunkerParams, seed: u64, size: usize) -> Self {
         let (gear, gear_ls) = get_gear_with_seed(seed);
         let max = params.max_size as usize;
         Chunker {
             reader,
-            buf: vec![0u8; (4 * max).max(4 << 20)],
+            buf: vec![0u8; size.max(2 * max)],
             start: 0,
             end: 0,
             eof: false,

@@ -135,7 +135,7 @@ pub fn decode(bytes: &[u8], key: &SealingKey) -> Result<(Id, RepoConfig)> {
         .map_err(|e| Error::corrupt(format!("config: {e}")))?;
     let json = format::unframe_payload(&framed, MAX_CONFIG_LEN)?;
     let config: RepoConfig =
-        serde_json::from_slice(&json).map_err(|e| Error::corrupt(format!("config: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| Error::decode("config", e))?;
     config.validate().map_err(|e| e.context("config"))?;
     Ok((id, config))
 }

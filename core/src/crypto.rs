@@ -25,6 +25,7 @@ const CONTEXT_DATA: &str = "cairn 2026-11-27 v1 data encryption key";
 const CONTEXT_CHUNK_ID: &str = "cairn 2026-11-27 v1 chunk id key";
 const CONTEXT_CHUNKER_SEED: &str = "cairn 2026-11-27 v1 chunker gear seed";
 const CONTEXT_KEY_INFO: &str = "cairn 2026-11-27 v1 key file info key";
+const CONTEXT_METADATA_ID: &str = "cairn 2026-11-27 v1 metadata blob id key";
 
 /// Fills a fixed-size array from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
@@ -132,6 +133,7 @@ pub struct Keys {
     data: SealingKey,
     key_info: SealingKey,
     chunk_id_key: [u8; 32],
+    metadata_id_key: [u8; 32],
     chunker_seed: u64,
 }
 
@@ -141,6 +143,7 @@ impl Keys {
         let data = blake3::derive_key(CONTEXT_DATA, master.as_bytes());
         let key_info = blake3::derive_key(CONTEXT_KEY_INFO, master.as_bytes());
         let chunk_id_key = blake3::derive_key(CONTEXT_CHUNK_ID, master.as_bytes());
+        let metadata_id_key = blake3::derive_key(CONTEXT_METADATA_ID, master.as_bytes());
         let seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, master.as_bytes());
         let mut seed8 = [0u8; 8];
         seed8.copy_from_slice(&seed[..8]);
@@ -148,6 +151,7 @@ impl Keys {
             data: SealingKey::new(&data),
             key_info: SealingKey::new(&key_info),
             chunk_id_key,
+            metadata_id_key,
             chunker_seed: u64::from_le_bytes(seed8),
         }
     }
@@ -167,6 +171,16 @@ impl Keys {
     /// a known file is in the backup.
     pub fn chunk_id(&self, plaintext: &[u8]) -> Id {
         Id::from_bytes(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+    }
+
+    /// The ID of a metadata blob (tree, chunk list): BLAKE3 keyed with a
+    /// separate key over `type byte || plaintext`, so that no file content
+    /// can ever have the ID of a tree, nor a tree that of a chunk list.
+    pub fn metadata_id(&self, type_byte: u8, plaintext: &[u8]) -> Id {
+        let mut h = blake3::Hasher::new_keyed(&self.metadata_id_key);
+        h.update(&[type_byte]);
+        h.update(plaintext);
+        Id::from_bytes(*h.finalize().as_bytes())
     }
 
     /// The seed of the chunker's gear table.
@@ -219,5 +233,7 @@ mod tests {
         let other = Keys::derive(&MasterKey::from_bytes([2u8; 32]));
         assert_ne!(a.chunk_id(b"x"), other.chunk_id(b"x"));
         assert_ne!(a.chunk_id(b"x"), Id::of_bytes(b"x"));
+        assert_ne!(a.chunk_id(b"x"), a.metadata_id(1, b"x"));
+        assert_ne!(a.metadata_id(1, b"x"), a.metadata_id(2, b"x"));
     }
 }

@@ -71,6 +71,19 @@ impl Error {
         Error::new(ErrorKind::Corrupt, message)
     }
 
+    /// A JSON document from the repository that does not decode: an
+    /// unknown enum value means a newer writer (unsupported), anything else
+    /// is damage.
+    pub fn decode(what: impl fmt::Display, err: serde_json::Error) -> Self {
+        let text = err.to_string();
+        let kind = if text.contains("unknown variant") {
+            ErrorKind::Unsupported
+        } else {
+            ErrorKind::Corrupt
+        };
+        Error::new(kind, format!("{what}: {text}"))
+    }
+
     /// An invalid-input error.
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidInput, message)

@@ -177,6 +177,17 @@ fn blob_ad(repo_id: &Id, blob_type: BlobType, id: &Id) -> Vec<u8> {
     format::associated_data(&format::header(ObjectType::Pack), repo_id, &ctx)
 }
 
+/// The ID of a blob: data chunks are named by [`Keys::chunk_id`], tree and
+/// chunk-list blobs by [`Keys::metadata_id`] with their type byte, so the
+/// three kinds can never collide (an empty directory's tree is also a
+/// perfectly possible file).
+pub fn blob_id(keys: &Keys, blob_type: BlobType, plaintext: &[u8]) -> Id {
+    match blob_type {
+        BlobType::Data => keys.chunk_id(plaintext),
+        other => keys.metadata_id(other as u8, plaintext),
+    }
+}
+
 /// Compresses and seals one blob whose ID is already known.
 pub fn encode_blob(
     keys: &Keys,
@@ -237,7 +248,7 @@ pub fn decode_blob(
         entry.blob_type.max_raw_len(),
     )
     .map_err(|e| e.context(what()))?;
-    if keys.chunk_id(&plain) != entry.id {
+    if blob_id(keys, entry.blob_type, &plain) != entry.id {
         return Err(Error::corrupt(format!(
             "{}: contents do not match the ID",
             what()
@@ -460,6 +471,20 @@ mod tests {
             Some(ErrorKind::Unsupported)
         );
         Ok(())
+    }
+
+    #[test]
+    fn data_and_tree_blobs_with_equal_bytes_have_different_ids() {
+        let keys = keys();
+        let empty_tree = br#"{"nodes":[]}"#;
+        assert_ne!(
+            blob_id(&keys, BlobType::Data, empty_tree),
+            blob_id(&keys, BlobType::Tree, empty_tree)
+        );
+        assert_ne!(
+            blob_id(&keys, BlobType::Tree, b""),
+            blob_id(&keys, BlobType::ChunkList, b"")
+        );
     }
 
     #[test]

@@ -345,7 +345,7 @@ impl Repository {
 
     /// Writes a snapshot: the commit point of a backup.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
-        let bytes = snapshot.encode(&self.keys, &self.id)?;
+        let bytes = snapshot.encode(&self.keys, &self.id, self.config.compression.level)?;
         let id = Id::of_bytes(&bytes);
         self.backend
             .put(ObjectKind::Snapshot, &id.to_hex(), &bytes)?;

@@ -302,11 +302,14 @@ pub fn find_node(
     repo: &Repository,
     index: &CacheReader,
     snapshot: &Snapshot,
-    path: &str,
+    path: &Path,
 ) -> Result<Node> {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
+    // Exact name bytes: names need not be UTF-8.
+    let parts: Vec<&[u8]> = path
+        .as_os_str()
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
         .collect();
     if parts.is_empty() {
         return Err(Error::invalid("give the path of a file in the snapshot"));
@@ -315,11 +318,11 @@ pub fn find_node(
     let mut walked = PathBuf::from("/");
     for (i, part) in parts.iter().enumerate() {
         let tree = repo.load_tree(index, &tree_id)?;
-        walked.push(part);
+        walked.push(OsStr::from_bytes(part));
         let node = tree
             .nodes
             .into_iter()
-            .find(|n| n.name == *part)
+            .find(|n| n.name_bytes().is_ok_and(|b| b == *part))
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::SourceNotFound,
@@ -347,7 +350,7 @@ pub fn find_node(
 pub fn dump(
     repo: &Repository,
     snapshot: &Snapshot,
-    path: &str,
+    path: &Path,
     out: &mut dyn Write,
     cancel: &AtomicBool,
 ) -> Result<u64> {
@@ -355,14 +358,16 @@ pub fn dump(
     let node = find_node(repo, &index, snapshot, path)?;
     if node.kind != NodeKind::File {
         return Err(Error::invalid(format!(
-            "{path} is not a regular file; use restore for directories"
+            "{} is not a regular file; use restore for directories",
+            path.display()
         )));
     }
     let ids = repo.file_chunks(&index, &node)?;
     let n = write_chunks(repo, &index, &ids, out, &|_| {}, cancel)?;
     if n != node.size {
         return Err(Error::corrupt(format!(
-            "{path}: got {n} bytes, the snapshot says {}",
+            "{}: got {n} bytes, the snapshot says {}",
+            path.display(),
             node.size
         )));
     }

@@ -103,10 +103,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Seals the snapshot as an object.
-    pub fn encode(&self, keys: &Keys, repo_id: &Id) -> Result<Vec<u8>> {
+    pub fn encode(&self, keys: &Keys, repo_id: &Id, level: i32) -> Result<Vec<u8>> {
         let json =
             serde_json::to_vec(self).map_err(|e| Error::invalid(format!("snapshot: {e}")))?;
-        format::seal_object(keys.data(), repo_id, ObjectType::Snapshot, &json, 3)
+        format::seal_object(keys.data(), repo_id, ObjectType::Snapshot, &json, level)
     }
 
     /// Opens snapshot object `id`.
@@ -121,7 +121,7 @@ impl Snapshot {
             &what,
         )?;
         let mut snap: Snapshot =
-            serde_json::from_slice(&json).map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+            serde_json::from_slice(&json).map_err(|e| Error::decode(&what, e))?;
         snap.id = *id;
         Ok(snap)
     }
@@ -243,11 +243,19 @@ mod tests {
     }
 
     #[test]
+    fn unknown_source_kind_is_unsupported_not_corrupt() {
+        let json = br#"{"time":"2026-11-20T03:00:00Z","tree":"0000000000000000000000000000000000000000000000000000000000000000","paths":[],"hostname":"h","username":"u","source":{"kind":"s3-stream"},"program_version":"cairn 9","summary":{"total_files_processed":0,"total_dirs_processed":0,"total_bytes_processed":0,"data_blobs":0,"tree_blobs":0,"data_added":0,"data_added_packed":0}}"#;
+        let err =
+            serde_json::from_slice::<Snapshot>(json).map_err(|e| Error::decode("snapshot", e));
+        assert_eq!(err.err().map(|e| e.kind()), Some(ErrorKind::Unsupported));
+    }
+
+    #[test]
     fn encode_decode() -> Result<()> {
         let keys = Keys::derive(&MasterKey::from_bytes([1; 32]));
         let repo = Id::of_bytes(b"r");
         let s = snap(1, "db1", &["nightly"], "2026-11-20T03:00:00+01:00")?;
-        let bytes = s.encode(&keys, &repo)?;
+        let bytes = s.encode(&keys, &repo, 3)?;
         let back = Snapshot::decode(&keys, &repo, &bytes, &s.id)?;
         assert_eq!(back, s);
         Ok(())

@@ -49,11 +49,10 @@ impl SnapshotTime {
             .to_string()
     }
 
-    /// Parses RFC 3339 (`2026-11-20T03:00:00Z`, `...+01:00`), or a local
-    /// civil time `2026-11-20 03:00[:00]` / `2026-11-20T03:00:00` /
-    /// `2026-11-20` in the system time zone (for `backup --time`).
-    pub fn parse(s: &str) -> Result<Self> {
-        let s = s.trim();
+    /// Parses RFC 3339 with an explicit offset or `Z`, and nothing else: the
+    /// form stored in snapshots, which must mean the same instant to every
+    /// reader whatever its time zone.
+    pub fn parse_rfc3339(s: &str) -> Result<Self> {
         if let Ok(tm) = jiff::fmt::strtime::parse(RFC3339, s) {
             if let (Ok(ts), Some(offset)) = (tm.to_timestamp(), tm.offset()) {
                 return Ok(SnapshotTime {
@@ -62,12 +61,26 @@ impl SnapshotTime {
                 });
             }
         }
-        if let Ok(ts) = s.parse::<Timestamp>() {
-            // RFC 3339 with `Z`: keep UTC as the offset.
-            return Ok(SnapshotTime {
-                timestamp: ts,
-                offset: Offset::UTC,
-            });
+        if s.ends_with('Z') || s.ends_with('z') {
+            if let Ok(ts) = s.parse::<Timestamp>() {
+                return Ok(SnapshotTime {
+                    timestamp: ts,
+                    offset: Offset::UTC,
+                });
+            }
+        }
+        Err(Error::corrupt(format!(
+            "{s:?} is not an RFC 3339 time with an offset"
+        )))
+    }
+
+    /// Parses RFC 3339 (`2026-11-20T03:00:00Z`, `...+01:00`), or a local
+    /// civil time `2026-11-20 03:00[:00]` / `2026-11-20T03:00:00` /
+    /// `2026-11-20` in the system time zone (for `backup --time`).
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if let Ok(t) = SnapshotTime::parse_rfc3339(s) {
+            return Ok(t);
         }
         let civil = s
             .replace(' ', "T")
@@ -125,7 +138,7 @@ impl Serialize for SnapshotTime {
 impl<'de> Deserialize<'de> for SnapshotTime {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        SnapshotTime::parse(&s).map_err(serde::de::Error::custom)
+        SnapshotTime::parse_rfc3339(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -149,5 +162,8 @@ mod tests {
         assert!(SnapshotTime::parse("2026-11-20 03:00:00").is_ok());
         assert!(SnapshotTime::parse("2026-11-20").is_ok());
         assert!(SnapshotTime::parse("yesterday").is_err());
+        // Stored times must carry an offset.
+        assert!(SnapshotTime::parse_rfc3339("2026-11-20T03:00:00").is_err());
+        assert!(serde_json::from_str::<SnapshotTime>("\"2026-11-20 03:00:00\"").is_err());
     }
 }

@@ -5,7 +5,8 @@
 //! its target (symlinks). A file's content is a list of chunk IDs; for
 //! large files the list is itself cut into chunk-list blobs at
 //! content-defined points, so that a night's changes to a large dump store
-//! only the parts of the list that changed, and no tree grows without bound.
+//! only the parts of the list that changed, and a tree's size depends on
+//! the number of entries in its directory, not on the size of its files.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +21,10 @@ use crate::id::Id;
 pub const LIST_SPLIT_MODULUS: u32 = 4096;
 /// Hard upper bound on IDs per chunk-list blob.
 pub const LIST_MAX_IDS: usize = 16384;
+/// Files of at most this many chunks keep their chunk IDs inline in the
+/// tree; larger ones always use chunk-list blobs, so a tree node stays small
+/// whatever the file size.
+pub const INLINE_MAX_IDS: usize = 64;
 
 /// What a tree entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,8 +170,7 @@ impl Tree {
     /// Decodes a tree and checks every name: restoring it must never write
     /// outside the target directory.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let tree: Tree =
-            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("tree: {e}")))?;
+        let tree: Tree = serde_json::from_slice(bytes).map_err(|e| Error::decode("tree", e))?;
         let mut prev: Option<Vec<u8>> = None;
         for node in &tree.nodes {
             let name = node.name_bytes()?;

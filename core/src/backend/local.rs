@@ -56,10 +56,17 @@ impl Backend for LocalBackend {
         for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Snapshot] {
             mk(&self.root.join(kind.dir()))?;
         }
+        let data = self.root.join("data");
         for i in 0..=255u8 {
-            mk(&self.root.join("data").join(format!("{i:02x}")))?;
+            mk(&data.join(format!("{i:02x}")))?;
         }
-        sync_dir(&self.root).map_err(|e| Error::io(format!("syncing {}", self.root.display()), e))
+        for dir in [data.as_path(), self.root.as_path()] {
+            sync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        }
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent).map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+        }
+        Ok(())
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
@@ -82,8 +89,14 @@ impl Backend for LocalBackend {
         let created = match fs::hard_link(tmp.path(), &path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(_) => {
-                // File systems without hard links: rename, after checking.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                // File systems without hard links (EOPNOTSUPP, EPERM):
+                // rename, after checking.
                 if path.exists() {
                     false
                 } else {
@@ -93,6 +106,7 @@ impl Backend for LocalBackend {
                     return Ok(true);
                 }
             }
+            Err(e) => return Err(Error::io(ctx(), e)),
         };
         drop(tmp);
         if created {
