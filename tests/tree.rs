@@ -174,5 +174,8 @@ fn file_with_the_bytes_of_an_empty_tree() {
     env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
     let inner = target.join(src.strip_prefix("/").unwrap());
     assert!(inner.join("empty-dir").is_dir());
-    assert_eq!(fs::read(inner.join("looks-like-a-tree.json")).unwrap(), br#"{"nodes":[]}"#);
+    assert_eq!(
+        fs::read(inner.join("looks-like-a-tree.json")).unwrap(),
+        br#"{"nodes":[]}"#
+    );
 }

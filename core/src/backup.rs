@@ -724,7 +724,10 @@ impl<'a> BlobSaver<'a> {
         for entry in rd {
             match entry {
                 Ok(e) => names.push(e.file_name()),
-                Err(e) => self.warn(format!("{}: {e}", dir.display())),
+                Err(e) => {
+                    self.stats.files_unreadable += 1;
+                    self.warn(format!("{}: {e}", dir.display()));
+                }
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));

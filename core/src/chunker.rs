@@ -109,7 +109,7 @@ pub struct Chunker<R> {
 
 impl<R: Read> Chunker<R> {
     /// A chunker over `reader` with the repository's parameters and seed,
-    /// reading 4 MiB (or four maximum chunks) at a time.
+    /// reading into a 4 MiB buffer (or two maximum chunks, if larger).
     pub fn new(reader: R, params: &ChunkerParams, seed: u64) -> Self {
         Self::with_buffer(reader, params, seed, 4 << 20)
     }

@@ -1,5 +1,5 @@
 //! The `config` object: repository ID and the parameters every writer must
-//! share (`repo-format.md` §3).
+//! share (`repo-format.md` §5).
 //!
 //! ```text
 //! 0   8   header (type 1)
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunker::ChunkerParams;
 use crate::crypto::SealingKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::Id;
 
@@ -136,7 +136,10 @@ pub fn decode(bytes: &[u8], key: &SealingKey) -> Result<(Id, RepoConfig)> {
     let json = format::unframe_payload(&framed, MAX_CONFIG_LEN)?;
     let config: RepoConfig =
         serde_json::from_slice(&json).map_err(|e| Error::decode("config", e))?;
-    config.validate().map_err(|e| e.context("config"))?;
+    config.validate().map_err(|e| match e.kind() {
+        ErrorKind::InvalidInput => Error::corrupt(format!("config: {}", e.message())),
+        _ => e.context("config"),
+    })?;
     Ok((id, config))
 }
 

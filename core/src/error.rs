@@ -76,7 +76,9 @@ impl Error {
     /// is damage.
     pub fn decode(what: impl fmt::Display, err: serde_json::Error) -> Self {
         let text = err.to_string();
-        let kind = if text.contains("unknown variant") {
+        // serde's message for an enum value it does not know; a value quoted
+        // inside another message cannot start the text.
+        let kind = if text.starts_with("unknown variant") {
             ErrorKind::Unsupported
         } else {
             ErrorKind::Corrupt

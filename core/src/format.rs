@@ -1,4 +1,4 @@
-//! The plaintext object header and sealed objects (`repo-format.md` §2–3).
+//! The plaintext object header and sealed objects (`repo-format.md` §3).
 //!
 //! Every stored object starts with the same 8 bytes:
 //!

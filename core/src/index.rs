@@ -1,4 +1,4 @@
-//! Index objects: which pack holds which blob (`repo-format.md` §7).
+//! Index objects: which pack holds which blob (`repo-format.md` §8).
 //!
 //! An index object is a sealed object (type 4) whose payload is a run of
 //! pack records:

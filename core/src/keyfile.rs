@@ -202,6 +202,11 @@ pub fn info(bytes: &[u8], repo_id: &Id, keys: &Keys, what: &str) -> Result<(KdfP
     Ok((params, info))
 }
 
+/// The KDF parameters of a key file, without checking or using them.
+pub fn kdf_params(bytes: &[u8], what: &str) -> Result<KdfParams> {
+    Ok(parse(bytes, &Id::default(), what)?.0)
+}
+
 type Parsed<'a> = (KdfParams, [u8; 32], Vec<u8>, &'a [u8], &'a [u8]);
 
 fn parse<'a>(bytes: &'a [u8], repo_id: &Id, what: &str) -> Result<Parsed<'a>> {

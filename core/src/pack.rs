@@ -1,5 +1,5 @@
 //! Pack files: many sealed blobs and a sealed trailer listing them
-//! (`repo-format.md` §5).
+//! (`repo-format.md` §7).
 //!
 //! ```text
 //! 0      8   header (type 3)
@@ -76,7 +76,7 @@ impl BlobType {
 /// Where one blob is inside its pack, and how to decode it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobEntry {
-    /// Keyed hash of the blob's plaintext.
+    /// The blob's ID: a keyed hash of its plaintext ([`blob_id`]).
     pub id: Id,
     /// What the blob holds.
     pub blob_type: BlobType,
@@ -146,7 +146,7 @@ impl BlobEntry {
 
 /// Decodes a run of 48-byte entries.
 pub fn decode_entries(bytes: &[u8]) -> Result<Vec<BlobEntry>> {
-    if bytes.len() % ENTRY_LEN != 0 {
+    if !bytes.len().is_multiple_of(ENTRY_LEN) {
         return Err(Error::corrupt("entry list length is not a multiple of 48"));
     }
     bytes

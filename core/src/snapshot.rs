@@ -1,4 +1,4 @@
-//! Snapshots: the commit point of a backup (`repo-format.md` §9).
+//! Snapshots: the commit point of a backup (`repo-format.md` §10).
 //!
 //! A snapshot is a sealed object (type 5) holding JSON: when, where from,
 //! what (the root tree), and a summary. It is written last, after every

@@ -1,4 +1,4 @@
-//! Trees: directory listings stored as JSON blobs (`repo-format.md` §8).
+//! Trees: directory listings stored as JSON blobs (`repo-format.md` §9).
 //!
 //! A tree lists the entries of one directory, sorted by name, each with its
 //! metadata and either its content (files), its subtree (directories) or
@@ -241,7 +241,7 @@ pub fn encode_chunk_list(ids: &[Id]) -> Vec<u8> {
 
 /// Decodes a chunk-list blob.
 pub fn decode_chunk_list(bytes: &[u8]) -> Result<Vec<Id>> {
-    if bytes.len() % Id::LEN != 0 {
+    if !bytes.len().is_multiple_of(Id::LEN) {
         return Err(Error::corrupt("chunk list length is not a multiple of 32"));
     }
     bytes.chunks_exact(Id::LEN).map(Id::from_slice).collect()

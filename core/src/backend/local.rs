@@ -77,6 +77,9 @@ impl Backend for LocalBackend {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(&dir).map_err(|e| Error::io(ctx(), e))?;
+                if let Some(parent) = dir.parent() {
+                    sync_dir(parent).map_err(|e| Error::io(ctx(), e))?;
+                }
                 tempfile::Builder::new()
                     .prefix(".tmp-")
                     .tempfile_in(&dir)
@@ -89,21 +92,16 @@ impl Backend for LocalBackend {
         let created = match fs::hard_link(tmp.path(), &path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                // File systems without hard links (EOPNOTSUPP, EPERM):
-                // rename, after checking.
-                if path.exists() {
-                    false
-                } else {
-                    tmp.persist_noclobber(&path)
-                        .map_err(|e| Error::io(ctx(), e.error))?;
-                    sync_dir(&dir).map_err(|e| Error::io(ctx(), e))?;
-                    return Ok(true);
+            // File systems without hard links (EPERM, ENOSYS, EOPNOTSUPP):
+            // an exclusive rename instead.
+            Err(e) if matches!(e.raw_os_error(), Some(1 | 38 | 95)) => {
+                match tmp.persist_noclobber(&path) {
+                    Ok(_) => {
+                        sync_dir(&dir).map_err(|e| Error::io(ctx(), e))?;
+                        return Ok(true);
+                    }
+                    Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                    Err(e) => return Err(Error::io(ctx(), e.error)),
                 }
             }
             Err(e) => return Err(Error::io(ctx(), e)),

@@ -1,0 +1,235 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the test that
+//! replays their corpora. Each takes arbitrary bytes and must never panic,
+//! hang or allocate without bound; errors are the expected outcome.
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::{Keys, MasterKey};
+use crate::format::{self, ObjectType};
+use crate::id::Id;
+use crate::snapshot::Snapshot;
+use crate::tree::{self, Tree};
+use crate::{config, index, keyfile, pack};
+
+/// The fixed key material the targets decode under.
+pub fn fixed_keys() -> (Keys, Id) {
+    (
+        Keys::derive(&MasterKey::from_bytes([0x5a; 32])),
+        Id::from_bytes([0xa5; 32]),
+    )
+}
+
+/// Object headers and whole sealed objects of every type.
+pub fn object(data: &[u8]) {
+    let (keys, repo) = fixed_keys();
+    for ty in [
+        ObjectType::Config,
+        ObjectType::Key,
+        ObjectType::Pack,
+        ObjectType::Index,
+        ObjectType::Snapshot,
+    ] {
+        let _ = format::check_header(data, ty, "fuzz");
+        let _ = format::open_object(keys.data(), &repo, ty, data, 1 << 20, "fuzz");
+    }
+}
+
+/// The compression frame of sealed payloads (zstd bombs live here).
+pub fn frame(data: &[u8]) {
+    let _ = format::unframe_payload(data, 1 << 20);
+}
+
+/// Key files: parsing and KDF bounds. Derivation runs only for tiny
+/// parameters, so the fuzzer stays fast.
+pub fn key_file(data: &[u8]) {
+    let (keys, repo) = fixed_keys();
+    let _ = keyfile::info(data, &repo, &keys, "fuzz");
+    if let Ok(params) = keyfile::kdf_params(data, "fuzz") {
+        if params.check().is_ok() && params.memory_kib <= 64 && params.iterations <= 1 {
+            let _ = keyfile::open(data, &repo, b"fuzz", "fuzz");
+        }
+    }
+}
+
+/// The config object.
+pub fn config(data: &[u8]) {
+    let (keys, _) = fixed_keys();
+    let _ = config::repo_id(data);
+    let _ = config::decode(data, keys.data());
+}
+
+/// Whole packs: trailer, entries, every blob.
+pub fn pack(data: &[u8]) {
+    let (keys, repo) = fixed_keys();
+    let id = Id::of_bytes(data);
+    if let Ok(entries) = pack::read_trailer(&keys, &repo, data, &id) {
+        for e in entries {
+            if let Some(sealed) = data.get(e.offset as usize..e.end() as usize) {
+                let _ = pack::decode_blob(&keys, &repo, &e, sealed, &id);
+            }
+        }
+    }
+    let _ = pack::decode_entries(data);
+}
+
+/// Index payloads (after decryption) and whole index objects.
+pub fn index(data: &[u8]) {
+    let (keys, repo) = fixed_keys();
+    let _ = index::decode_payload(data);
+    let _ = index::decode(&keys, &repo, data, &Id::default());
+}
+
+/// Tree JSON and chunk-list blobs.
+pub fn tree(data: &[u8]) {
+    if let Ok(t) = Tree::decode(data) {
+        for n in &t.nodes {
+            let _ = n.name_bytes();
+            let _ = n.target_bytes();
+        }
+    }
+    let _ = tree::decode_chunk_list(data);
+}
+
+/// Snapshot JSON (after decryption) and whole snapshot objects.
+pub fn snapshot(data: &[u8]) {
+    let (keys, repo) = fixed_keys();
+    let _ = serde_json::from_slice::<Snapshot>(data);
+    let _ = Snapshot::decode(&keys, &repo, data, &Id::default());
+}
+
+/// The chunker: chunks cover the input and respect the size bounds.
+pub fn chunker(data: &[u8]) {
+    let params = ChunkerParams {
+        min_size: 64,
+        avg_size: 256,
+        max_size: 1024,
+        ..ChunkerParams::default()
+    };
+    let seed = data.first().copied().unwrap_or(0) as u64;
+    let mut c = Chunker::new(data, &params, seed);
+    let mut total = 0usize;
+    while let Ok(Some(chunk)) = c.next_chunk() {
+        assert!(chunk.len() <= 1024 && !chunk.is_empty());
+        total += chunk.len();
+    }
+    assert_eq!(total, data.len());
+}
+
+/// A fuzz target: arbitrary bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, for the corpus replay test.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("object", object),
+    ("frame", frame),
+    ("key_file", key_file),
+    ("config", config),
+    ("pack", pack),
+    ("index", index),
+    ("tree", tree),
+    ("snapshot", snapshot),
+    ("chunker", chunker),
+];
+
+/// Valid inputs for every target, made under [`fixed_keys`]: the seeds of
+/// the fuzz corpora, so fuzzing starts past authentication.
+pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
+    use crate::snapshot::{SnapshotSource, SnapshotSummary, SourceKind};
+    use crate::time::SnapshotTime;
+    use crate::tree::{Node, NodeKind};
+
+    let (keys, repo) = fixed_keys();
+    let master = MasterKey::from_bytes([0x5a; 32]);
+    let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+
+    let cfg = config::RepoConfig::new("2026-11-27T00:00:00Z".into());
+    out.push(("config", config::encode(&cfg, &repo, keys.data())?));
+    let tiny = keyfile::KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let info = keyfile::KeyInfo {
+        created: "2026-11-27T00:00:00Z".into(),
+        host: "fuzz".into(),
+        user: "fuzz".into(),
+        kind: "full".into(),
+    };
+    out.push((
+        "key_file",
+        keyfile::create(&master, &repo, b"fuzz", tiny, &info)?,
+    ));
+
+    let mut node = Node::new(std::ffi::OsStr::new("shop.sql"), NodeKind::File);
+    let chunk = b"COPY public.orders (id) FROM stdin;\n1\n2\n\\.\n".to_vec();
+    node.content = vec![keys.chunk_id(&chunk)];
+    node.size = chunk.len() as u64;
+    node.mode = 0o644;
+    let mut dir = Node::new(std::ffi::OsStr::new("etc"), NodeKind::Dir);
+    dir.subtree = Some(Id::from_bytes([1; 32]));
+    let mut link = Node::new(std::ffi::OsStr::new("link"), NodeKind::Symlink);
+    link.target = Some("etc".into());
+    let mut t = Tree {
+        nodes: vec![node, dir, link],
+    };
+    let tree_json = t.encode()?;
+    out.push(("tree", tree_json.clone()));
+    out.push((
+        "tree",
+        tree::encode_chunk_list(&[Id::from_bytes([2; 32]); 3]),
+    ));
+
+    let mut w = pack::PackWriter::new();
+    let data_id = keys.chunk_id(&chunk);
+    w.add(&pack::encode_blob(
+        &keys,
+        &repo,
+        pack::BlobType::Data,
+        data_id,
+        &chunk,
+        3,
+    )?)?;
+    let tree_id = pack::blob_id(&keys, pack::BlobType::Tree, &tree_json);
+    w.add(&pack::encode_blob(
+        &keys,
+        &repo,
+        pack::BlobType::Tree,
+        tree_id,
+        &tree_json,
+        3,
+    )?)?;
+    let finished = w.finish(&keys, &repo)?;
+    let ip = index::IndexPack {
+        pack_id: finished.id,
+        blobs: finished.entries.clone(),
+    };
+    out.push(("index", index::encode_payload(std::slice::from_ref(&ip))?));
+    out.push(("index", index::encode(&keys, &repo, &[ip])?));
+    out.push(("pack", finished.bytes));
+
+    let snap = Snapshot {
+        id: Id::default(),
+        time: SnapshotTime::parse_rfc3339("2026-11-27T03:00:00+01:00")?,
+        tree: tree_id,
+        paths: vec!["/shop.sql".into()],
+        hostname: "db1".into(),
+        username: "postgres".into(),
+        tags: vec!["nightly".into()],
+        parent: None,
+        source: SnapshotSource {
+            kind: SourceKind::Command,
+            stdin_filename: Some("shop.sql".into()),
+            command: Some("pg_dump shop".into()),
+            exit_status: Some(0),
+        },
+        program_version: "cairn fuzz".into(),
+        summary: SnapshotSummary::default(),
+    };
+    let json = serde_json::to_vec(&snap).map_err(|e| crate::Error::invalid(e.to_string()))?;
+    out.push(("snapshot", snap.encode(&keys, &repo, 3)?));
+    out.push(("snapshot", json.clone()));
+    out.push(("object", snap.encode(&keys, &repo, 3)?));
+    out.push(("frame", format::frame_payload(3, &json)));
+    out.push(("frame", format::frame_payload(0, b"raw")));
+    out.push(("chunker", json));
+    Ok(out)
+}
