@@ -129,7 +129,18 @@ impl GlobalArgs {
     pub fn open(&self) -> anyhow::Result<Repository> {
         let locked = repository::locate(self.backend()?)?;
         let password = password::read(self, false)?;
-        Ok(locked.unlock(&password, &self.cache())?)
+        let started = std::time::Instant::now();
+        let repo = locked.unlock(&password, &self.cache())?;
+        if self.verbose > 0 {
+            self.verbose(format!(
+                "opened repository {} in {:.2}s; index cache {} ({} blobs)",
+                repo.id().short(),
+                started.elapsed().as_secs_f64(),
+                repo.cache().path().display(),
+                repo.index()?.len()?
+            ));
+        }
+        Ok(repo)
     }
 
     /// Prints a line unless quiet or JSON.

@@ -40,11 +40,38 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A byte-counting progress spinner on stderr, or a hidden one when stderr
-/// is not a terminal or output is quiet.
-pub fn byte_progress(quiet: bool, verb: &str) -> ProgressBar {
+/// A byte-counting progress spinner on stderr (hidden when stderr is not a
+/// terminal or output is quiet) that also prints warnings above itself.
+pub struct Bar(pub ProgressBar);
+
+impl Bar {
+    fn warn(&self, message: &str) {
+        self.0.suspend(|| eprintln!("cairn: warning: {message}"));
+    }
+}
+
+impl cairn_core::backup::BackupProgress for Bar {
+    fn bytes_read(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn warning(&self, message: &str) {
+        self.warn(message);
+    }
+}
+
+impl cairn_core::restore::RestoreProgress for Bar {
+    fn bytes_written(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn warning(&self, message: &str) {
+        self.warn(message);
+    }
+}
+
+/// A [`Bar`] labelled with `verb` ("read", "restored").
+pub fn byte_progress(quiet: bool, verb: &str) -> Bar {
     if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+        return Bar(ProgressBar::hidden());
     }
     let pb = ProgressBar::new_spinner();
     let template = format!("{{spinner}} {verb} {{bytes}} ({{bytes_per_sec}}) {{elapsed}}");
@@ -52,5 +79,5 @@ pub fn byte_progress(quiet: bool, verb: &str) -> ProgressBar {
         pb.set_style(style);
     }
     pb.enable_steady_tick(Duration::from_millis(200));
-    pb
+    Bar(pb)
 }

@@ -309,3 +309,51 @@ fn deleted_cache_is_rebuilt_and_a_stale_one_is_not_trusted() {
         &["--no-cache"],
     );
 }
+
+/// A tmpfs of a few MiB as the repository: the backup that does not fit
+/// fails with exit 23 and a one-line error; nothing older is lost and a
+/// backup that fits still works. Needs root (mount); under CI=true a
+/// failing mount is an error, elsewhere the test is skipped.
+#[test]
+fn full_disk_during_backup() {
+    let env = Env::empty();
+    std::fs::create_dir_all(&env.repo).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&env.repo)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !mounted {
+        assert!(
+            !common::in_ci(),
+            "CI=true but a tmpfs cannot be mounted for the disk-full test"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).output();
+        }
+    }
+    let _guard = Unmount(env.repo.clone());
+    let mut init = vec!["init", "--pack-size", "1MiB"];
+    init.extend(common::FAST_KDF);
+    env.ok(&init);
+    let small = fake_dump(2_000, 5);
+    let kept = env.backup_stdin(&small, &["--stdin-filename", "db.sql"]);
+    let out = env.run_stdin(
+        &["backup", "-", "--stdin-filename", "db.sql"],
+        &pseudo_random(8 << 20, 77),
+    );
+    assert_code(&out, 23, &["backup into a full repository"]);
+    let err = stderr(&out);
+    assert!(err.contains("No space left"), "{err}");
+    one_line(&err);
+    assert_eq!(env.snapshots().len(), 1, "a failed backup made a snapshot");
+    assert_eq!(env.dump(&kept, "db.sql"), small);
+    let tiny = env.backup_stdin(b"still works", &["--stdin-filename", "t.sql"]);
+    assert_eq!(env.dump(&tiny, "t.sql"), b"still works");
+}

@@ -6,7 +6,8 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::backup::{self, BackupOptions, BackupProgress, BackupSource};
+use cairn_core::backup::{self, BackupOptions, BackupSource};
+use cairn_core::snapshot::SourceKind;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -51,19 +52,6 @@ pub struct BackupArgs {
     time: Option<String>,
 }
 
-struct Progress {
-    bar: indicatif::ProgressBar,
-}
-
-impl BackupProgress for Progress {
-    fn bytes_read(&self, n: u64) {
-        self.bar.inc(n);
-    }
-    fn warning(&self, message: &str) {
-        self.bar.suspend(|| eprintln!("cairn: warning: {message}"));
-    }
-}
-
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
     let stdin = args.paths.len() == 1 && args.paths[0].as_os_str() == "-";
     if args.paths.iter().any(|p| p.as_os_str() == "-") && !stdin {
@@ -99,11 +87,9 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         time,
     };
     let started = Instant::now();
-    let progress = Progress {
-        bar: byte_progress(global.quiet || global.json, "read"),
-    };
+    let progress = byte_progress(global.quiet || global.json, "read");
     let outcome = backup::backup(&repo, source, &opts, &progress, &CANCEL);
-    progress.bar.finish_and_clear();
+    progress.0.finish_and_clear();
     let outcome = outcome?;
     let s = &outcome.snapshot;
     let sum = &s.summary;
@@ -128,12 +114,17 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         }))?;
     } else {
         global.say(format!("snapshot {} saved", s.id.short()));
+        let what = match s.source.kind {
+            SourceKind::Paths => format!(
+                "in {} files and {} directories",
+                sum.total_files_processed, sum.total_dirs_processed
+            ),
+            SourceKind::Stdin => "from stdin".to_string(),
+            SourceKind::Command => "from the command".to_string(),
+        };
         global.say(format!(
-            "  read {} in {} files and {} directories in {:.1}s",
-            size(sum.total_bytes_processed),
-            sum.total_files_processed,
-            sum.total_dirs_processed,
-            secs
+            "  read {} {what} in {secs:.1}s",
+            size(sum.total_bytes_processed)
         ));
         global.say(format!(
             "  added {} new data ({} stored) in {} new blobs",

@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::restore::{self, RestoreProgress};
+use cairn_core::restore;
 use cairn_core::snapshot;
 
 use crate::commands::{load_snapshots, FilterArgs};
@@ -28,29 +28,14 @@ pub struct RestoreArgs {
     filter: FilterArgs,
 }
 
-struct Progress {
-    bar: indicatif::ProgressBar,
-}
-
-impl RestoreProgress for Progress {
-    fn bytes_written(&self, n: u64) {
-        self.bar.inc(n);
-    }
-    fn warning(&self, message: &str) {
-        self.bar.suspend(|| eprintln!("cairn: warning: {message}"));
-    }
-}
-
 pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     let (all, _) = load_snapshots(&repo)?;
     let snap = snapshot::resolve(&all, &args.snapshot, &args.filter.filter())?;
     let started = Instant::now();
-    let progress = Progress {
-        bar: byte_progress(global.quiet || global.json, "restored"),
-    };
+    let progress = byte_progress(global.quiet || global.json, "restored");
     let stats = restore::restore(&repo, snap, &args.target, &progress, &CANCEL);
-    progress.bar.finish_and_clear();
+    progress.0.finish_and_clear();
     let stats = stats?;
     let secs = started.elapsed().as_secs_f64();
     if global.json {

@@ -388,6 +388,14 @@ impl<'a> BlobSaver<'a> {
         Ok(())
     }
 
+    /// Counts and reports an entry that cannot be read; the backup goes on
+    /// without it.
+    fn skip<T>(&mut self, path: &Path, err: impl std::fmt::Display) -> Result<Option<T>> {
+        self.stats.files_unreadable += 1;
+        self.warn(format!("{}: {err}", path.display()));
+        Ok(None)
+    }
+
     fn warn(&mut self, message: String) {
         self.progress.warning(&message);
         self.warnings.push(message);
@@ -715,11 +723,7 @@ impl<'a> BlobSaver<'a> {
         let mut names: Vec<OsString> = Vec::new();
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
-            Err(e) => {
-                self.stats.files_unreadable += 1;
-                self.warn(format!("{}: {e}", dir.display()));
-                return Ok(None);
-            }
+            Err(e) => return self.skip(dir, e),
         };
         for entry in rd {
             match entry {
@@ -745,11 +749,7 @@ impl<'a> BlobSaver<'a> {
         self.check_running()?;
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
-            Err(e) => {
-                self.stats.files_unreadable += 1;
-                self.warn(format!("{}: {e}", path.display()));
-                return Ok(None);
-            }
+            Err(e) => return self.skip(path, e),
         };
         let ft = meta.file_type();
         if ft.is_dir() {
@@ -763,11 +763,7 @@ impl<'a> BlobSaver<'a> {
         } else if ft.is_file() {
             let file = match File::open(path) {
                 Ok(f) => f,
-                Err(e) => {
-                    self.stats.files_unreadable += 1;
-                    self.warn(format!("{}: {e}", path.display()));
-                    return Ok(None);
-                }
+                Err(e) => return self.skip(path, e),
             };
             let saved = if meta.len() >= THREADED_FILE_SIZE {
                 self.save_stream(file, &|| {})
@@ -779,9 +775,7 @@ impl<'a> BlobSaver<'a> {
                 Err(e)
                     if e.kind() == ErrorKind::Io && !self.upload_failed.load(Ordering::SeqCst) =>
                 {
-                    self.stats.files_unreadable += 1;
-                    self.warn(format!("{}: {e}", path.display()));
-                    return Ok(None);
+                    return self.skip(path, e);
                 }
                 Err(e) => return Err(e),
             };
@@ -794,11 +788,7 @@ impl<'a> BlobSaver<'a> {
         } else if ft.is_symlink() {
             let target = match fs::read_link(path) {
                 Ok(t) => t,
-                Err(e) => {
-                    self.stats.files_unreadable += 1;
-                    self.warn(format!("{}: {e}", path.display()));
-                    return Ok(None);
-                }
+                Err(e) => return self.skip(path, e),
             };
             let mut node = node_from_meta(name, &meta, NodeKind::Symlink);
             let (t, raw) = tree::encode_os_str(target.as_os_str());
