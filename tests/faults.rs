@@ -357,3 +357,46 @@ fn full_disk_during_backup() {
     let tiny = env.backup_stdin(b"still works", &["--stdin-filename", "t.sql"]);
     assert_eq!(env.dump(&tiny, "t.sql"), b"still works");
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM while the dump is still streaming: exit 130,
+/// no snapshot, no temporary files left, even when the input pipe has gone
+/// silent.
+#[test]
+fn interrupted_backup_exits_130_and_commits_nothing() {
+    for signal in ["-INT", "-TERM"] {
+        let env = Env::init_with(&["--pack-size", "1MiB"]);
+        let mut child = env
+            .cmd()
+            .args(["backup", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        for seed in 0..3 {
+            input.write_all(&pseudo_random(1 << 20, seed)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        // The pipe stays open and silent: cairn must not wait for it.
+        let killed = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let start = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_code(&out, 130, &["backup interrupted by", signal]);
+        assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+        drop(input);
+        assert!(env.snapshots().is_empty());
+        let temp: Vec<_> = env
+            .repo_listing()
+            .into_iter()
+            .filter(|(p, _)| p.file_name().unwrap().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(temp.is_empty(), "temporary files left: {temp:?}");
+    }
+}

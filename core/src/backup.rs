@@ -14,9 +14,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -511,62 +512,74 @@ impl<'a> BlobSaver<'a> {
     /// Chunks and stores a stream read on its own thread, so reading and
     /// chunking overlap with hashing, compressing and sealing. `abort` is
     /// called if storing fails, to unblock the reader (kill a command).
-    fn save_stream<R: Read + Send>(
+    fn save_stream<R: Read + Send + 'static>(
         &mut self,
         reader: R,
         abort: &dyn Fn(),
     ) -> Result<(Vec<Id>, u64)> {
         let params = self.repo.config().chunker;
         let seed = self.repo.keys().chunker_seed();
-        thread::scope(|scope| {
-            let (tx, rx) = sync_channel::<io::Result<Vec<Vec<u8>>>>(1);
-            scope.spawn(move || {
-                let mut chunker = Chunker::new(reader, &params, seed);
-                let mut batch = Vec::new();
-                let mut bytes = 0usize;
-                loop {
-                    match chunker.next_chunk() {
-                        Ok(Some(c)) => {
-                            bytes += c.len();
-                            batch.push(c.to_vec());
-                            if bytes >= BATCH_BYTES {
-                                if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                                    return;
-                                }
-                                bytes = 0;
+        let (tx, rx) = sync_channel::<io::Result<Vec<Vec<u8>>>>(1);
+        // Not a scoped thread: when the backup is interrupted while the
+        // reader is blocked on a silent pipe, the backup must still end; the
+        // reader then exits at its next read, when it finds no receiver.
+        let reader_thread = thread::spawn(move || {
+            let mut chunker = Chunker::new(reader, &params, seed);
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
+            loop {
+                match chunker.next_chunk() {
+                    Ok(Some(c)) => {
+                        bytes += c.len();
+                        batch.push(c.to_vec());
+                        if bytes >= BATCH_BYTES {
+                            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                                return;
                             }
-                        }
-                        Ok(None) => {
-                            if !batch.is_empty() {
-                                let _ = tx.send(Ok(batch));
-                            }
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
+                            bytes = 0;
                         }
                     }
+                    Ok(None) => {
+                        if !batch.is_empty() {
+                            let _ = tx.send(Ok(batch));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
                 }
-            });
-            let result = (|| {
-                let mut ids = Vec::new();
-                let mut total = 0u64;
-                for batch in &rx {
-                    let batch = batch.map_err(|e| Error::io("reading the backup stream", e))?;
-                    let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
-                    ids.extend(self.save_chunks(&batch)?);
-                    total += n;
-                    self.progress.bytes_read(n);
-                }
-                Ok((ids, total))
-            })();
-            if result.is_err() {
-                abort();
             }
-            drop(rx);
-            result
-        })
+        });
+        let result = (|| {
+            let mut ids = Vec::new();
+            let mut total = 0u64;
+            loop {
+                let batch = match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(batch) => batch.map_err(|e| Error::io("reading the backup stream", e))?,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.check_running()?;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
+                ids.extend(self.save_chunks(&batch)?);
+                total += n;
+                self.progress.bytes_read(n);
+            }
+            Ok((ids, total))
+        })();
+        drop(rx);
+        if result.is_err() {
+            abort();
+        } else {
+            reader_thread
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Io, "the reading thread panicked"))?;
+        }
+        result
     }
 
     /// Chunks and stores a small file on this thread.
@@ -602,7 +615,7 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Stores a stream as the single file of a snapshot.
-    fn save_stream_file<R: Read + Send>(
+    fn save_stream_file<R: Read + Send + 'static>(
         &mut self,
         reader: R,
         filename: &str,
