@@ -6,6 +6,11 @@
 #
 #   benches/gen-dumps.sh OUTDIR [NIGHTS=6] [SCALE=1]
 #
+# LAYOUT=compact packs the tables once after loading (VACUUM FULL), so new
+# rows are appended; the default leaves the free space a bulk load leaves
+# in every page, so new rows land all over the table (both happen in real
+# databases, and they dedup very differently).
+#
 # Writes OUTDIR/night-01.sql ... night-NN.sql. Starts its own cluster in a
 # temporary directory (socket only, no TCP) and stops it at the end. As
 # root it runs the server as the `postgres` user (initdb refuses root).
@@ -43,6 +48,7 @@ CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENC
   created_at timestamptz NOT NULL, status text NOT NULL, total numeric(12,2), shipping_address text);
 CREATE TABLE order_items (order_id bigint NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
   product_id int NOT NULL REFERENCES products(id), qty int NOT NULL, price numeric(10,2));
+CREATE INDEX order_items_order_id ON order_items (order_id);
 CREATE TABLE events (id bigserial PRIMARY KEY, at timestamptz NOT NULL, kind text NOT NULL, payload jsonb);
 INSERT INTO customers (name, email, city, created_at)
   SELECT 'Customer ' || g, 'customer' || g || '@example.org',
@@ -65,6 +71,7 @@ INSERT INTO events (at, kind, payload)
   FROM generate_series(1, $EVENTS) g;
 VACUUM ANALYZE;
 SQL
+if [ "${LAYOUT:-}" = compact ]; then "${PSQL[@]}" -d shop -c "VACUUM FULL ANALYZE"; fi
 
 for night in $(seq 1 "$NIGHTS"); do
   if [ "$night" -gt 1 ]; then
@@ -78,11 +85,15 @@ WITH new AS (
   FROM generate_series(1, $(n 8000)) g RETURNING id)
 INSERT INTO order_items (order_id, product_id, qty, price)
   SELECT id, 1 + (id * 13) % $PRODUCTS, 1 + id % 3, 9.99 FROM new;
-UPDATE orders SET status = 'shipped' WHERE status = 'open' AND id % 3 = $night % 3;
-UPDATE orders SET status = 'delivered', total = total + 0
-  WHERE id IN (SELECT id FROM orders WHERE status = 'delivered' ORDER BY random() LIMIT $(n 15000));
-UPDATE customers SET email = 'moved' || id || '.' || $night || '@example.net'
-  WHERE id IN (SELECT id FROM customers ORDER BY random() LIMIT $(n 5000));
+-- yesterday's shipped orders are delivered, older open ones ship
+UPDATE orders SET status = 'delivered' WHERE status = 'shipped';
+UPDATE orders SET status = 'shipped' WHERE status = 'open' AND id < (SELECT max(id) - $(n 2000) FROM orders);
+-- a few corrections to old orders, a few customers move
+UPDATE orders SET total = total + 1
+  WHERE id IN (SELECT id FROM orders ORDER BY random() LIMIT $(n 500));
+UPDATE customers SET email = 'moved' || id || '.' || $night || '@example.net', city = 'Bergen'
+  WHERE id IN (SELECT id FROM customers ORDER BY random() LIMIT $(n 2000));
+-- the oldest orders are archived away
 DELETE FROM orders WHERE id IN (SELECT id FROM orders ORDER BY id LIMIT $(n 2000));
 INSERT INTO events (at, kind, payload)
   SELECT now(), 'view', jsonb_build_object('session', md5((g * $night)::text)) FROM generate_series(1, $(n 15000)) g;

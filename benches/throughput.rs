@@ -47,7 +47,7 @@ fn chunking(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunking");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
-    for avg in [4 * 1024u32, 16 * 1024, 64 * 1024] {
+    for avg in [4 * 1024u32, 8 * 1024, 64 * 1024] {
         let params = ChunkerParams::with_average(avg);
         g.bench_with_input(BenchmarkId::from_parameter(avg), &params, |b, p| {
             b.iter(|| {
@@ -66,8 +66,8 @@ fn chunking(c: &mut Criterion) {
 fn per_chunk(c: &mut Criterion) {
     let keys = keys();
     let repo = Id::of_bytes(b"bench");
-    let chunk = dump_like(16 * 1024);
-    let mut g = c.benchmark_group("per_16KiB_chunk");
+    let chunk = dump_like(8 * 1024);
+    let mut g = c.benchmark_group("per_8KiB_chunk");
     g.throughput(Throughput::Bytes(chunk.len() as u64));
     g.bench_function("chunk_id_keyed_blake3", |b| {
         b.iter(|| keys.chunk_id(&chunk))
@@ -100,7 +100,7 @@ fn packs(c: &mut Criterion) {
     let repo = Id::of_bytes(b"bench");
     let data = dump_like(16 << 20);
     let blobs: Vec<_> = data
-        .chunks(16 * 1024)
+        .chunks(8 * 1024)
         .filter_map(|c| {
             pack::encode_blob(&keys, &repo, BlobType::Data, keys.chunk_id(c), c, 3).ok()
         })

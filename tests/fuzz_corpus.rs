@@ -78,6 +78,10 @@ fn write_seed_files() {
     for (i, (name, seed)) in seeds().unwrap().into_iter().enumerate() {
         let dir = corpus_dir().join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("seed-{i:02}")), seed).unwrap();
+        // Seeds hold random nonces: keep the committed ones stable.
+        let path = dir.join(format!("seed-{i:02}"));
+        if !path.exists() {
+            std::fs::write(path, seed).unwrap();
+        }
     }
 }

@@ -22,9 +22,9 @@ pub struct InitArgs {
     #[arg(
         long,
         value_name = "SIZE",
-        default_value = "16KiB",
+        default_value = "8KiB",
         long_help = "Average chunk size. Chunks are cut between a quarter and four times this \
-                     size. Smaller chunks deduplicate nightly dumps better (see README: 16 KiB \
+                     size. Smaller chunks deduplicate nightly dumps better (see README: 8 KiB \
                      was chosen by measurement on pg_dump series); fixed for the life of the \
                      repository."
     )]

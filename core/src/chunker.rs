@@ -46,10 +46,11 @@ fn algorithm_name() -> ChunkerAlgorithm {
 }
 
 impl Default for ChunkerParams {
-    /// 4 KiB / 16 KiB / 64 KiB; chosen by measurement on nightly pg_dumps
-    /// (see `repo-format.md` §6 and README).
+    /// 2 KiB / 8 KiB / 32 KiB: chosen by measurement on series of nightly
+    /// plain pg_dumps (`benches/chunk-sizes.sh`; table in README and
+    /// `repo-format.md` §6.3).
     fn default() -> Self {
-        ChunkerParams::with_average(16 * 1024)
+        ChunkerParams::with_average(8 * 1024)
     }
 }
 
