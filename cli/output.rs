@@ -5,6 +5,18 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// A snapshot as `--json` shows it: its stored JSON plus `id`, `short_id`
+/// and `host` (restic's `hostname`, under the name the issue asked for).
+pub fn snapshot_json(s: &cairn_core::snapshot::Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut v {
+        map.insert("id".into(), s.id.to_hex().into());
+        map.insert("short_id".into(), s.id.short().into());
+        map.insert("host".into(), s.hostname.clone().into());
+    }
+    v
+}
+
 /// `12.3 MiB`.
 pub fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()

@@ -2,6 +2,7 @@
 
 mod backup;
 mod dump;
+mod forget;
 mod init;
 mod restore;
 mod snapshots;
@@ -25,6 +26,8 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Write one file of a snapshot to standard output
     Dump(dump::DumpArgs),
+    /// Remove snapshots by retention policy (restic's rules) or by ID
+    Forget(forget::ForgetArgs),
 }
 
 pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
@@ -34,6 +37,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Snapshots(a) => snapshots::run(global, a),
         Command::Restore(a) => restore::run(global, a),
         Command::Dump(a) => dump::run(global, a),
+        Command::Forget(a) => forget::run(global, a),
     }
 }
 

@@ -1,11 +1,10 @@
 //! `cairn snapshots`.
 
 use clap::Args;
-use serde_json::Value;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{size, table};
+use crate::output::{size, snapshot_json, table};
 use crate::{print_json, GlobalArgs};
 
 #[derive(Args)]
@@ -20,16 +19,7 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
     let filter = args.filter.filter();
     let shown: Vec<_> = all.iter().filter(|s| filter.matches(s)).collect();
     if global.json {
-        let mut list = Vec::with_capacity(shown.len());
-        for s in &shown {
-            let mut v = serde_json::to_value(s)?;
-            if let Value::Object(map) = &mut v {
-                map.insert("id".into(), Value::String(s.id.to_hex()));
-                map.insert("short_id".into(), Value::String(s.id.short()));
-                map.insert("host".into(), Value::String(s.hostname.clone()));
-            }
-            list.push(v);
-        }
+        let list: Vec<_> = shown.iter().map(|s| snapshot_json(s)).collect();
         print_json(&list)?;
     } else if !global.quiet {
         let rows: Vec<Vec<String>> = shown

@@ -37,6 +37,7 @@ pub mod keyfile;
 pub mod pack;
 pub mod repository;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod time;
 pub mod tree;
