@@ -50,11 +50,12 @@ Exit codes:
     0    success
     1    error not listed below
     2    invalid command line or option value
-    3    backup: snapshot saved, but some source files could not be read
+    3    finished, but some entries were skipped (listed on stderr): backup saved a
+         snapshot without unreadable files; restore left out special files
    10    repository does not exist (or is not a cairn repository)
    11    repository is locked by another process
    12    wrong password, or no password given
-   20    backup source (or file in a snapshot) not found
+   20    backup source not found or unreadable (nothing written), or file not in snapshot
    21    dump command failed (non-zero exit or killed): no snapshot written
    22    repository data damaged: an object is corrupt or missing
    23    no space left on the repository or restore target

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::{Args, Parser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use cairn_core::backend::LocalBackend;
 use cairn_core::repository::{self, CacheLocation, Repository};
@@ -70,7 +70,7 @@ pub struct GlobalArgs {
     )]
     pub repo: Option<PathBuf>,
 
-    /// Read the password from this file (first line)
+    /// Read the password from this file (a trailing newline is ignored)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
@@ -131,6 +131,9 @@ impl GlobalArgs {
         let password = password::read(self, false)?;
         let started = std::time::Instant::now();
         let repo = locked.unlock(&password, &self.cache())?;
+        for w in repo.warnings() {
+            eprintln!("cairn: warning: {w}");
+        }
         if self.verbose > 0 {
             self.verbose(format!(
                 "opened repository {} in {:.2}s; index cache {} ({} blobs)",
@@ -143,10 +146,11 @@ impl GlobalArgs {
         Ok(repo)
     }
 
-    /// Prints a line unless quiet or JSON.
+    /// Prints a line unless quiet or JSON. Best effort: a reader that went
+    /// away must not turn a finished backup into a failure.
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", line.as_ref());
+            let _ = writeln!(std::io::stdout(), "{}", line.as_ref());
         }
     }
 
@@ -158,11 +162,12 @@ impl GlobalArgs {
     }
 }
 
-/// Prints JSON on stdout.
+/// Prints JSON on stdout (an I/O error stays an I/O error, so a closed
+/// pipe is recognised as one).
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
+    let mut buf = serde_json::to_vec(value)?;
+    buf.push(b'\n');
+    std::io::stdout().lock().write_all(&buf)?;
     Ok(())
 }
 
@@ -186,7 +191,18 @@ fn exit_code_of(err: &anyhow::Error) -> ExitCode {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Every subcommand's --help ends with the exit codes too.
+    let command = Cli::command().mut_subcommands(|sub| {
+        let extra = sub
+            .get_after_help()
+            .map(|h| format!("{h}\n\n{EXIT_CODES_HELP}"))
+            .unwrap_or_else(|| EXIT_CODES_HELP.to_string());
+        sub.after_help(extra)
+    });
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // First Ctrl-C / SIGTERM: stop cleanly (no snapshot, temp files
     // removed). Second: leave at once.
     let _ = ctrlc::set_handler(|| {

@@ -1,15 +1,20 @@
-//! Where the repository password comes from: `CAIRN_PASSWORD`,
-//! `--password-command` / `CAIRN_PASSWORD_COMMAND`, `--password-file` /
-//! `CAIRN_PASSWORD_FILE`, else a terminal prompt.
+//! Where the repository password comes from, in restic's order:
+//! `--password-command` / `CAIRN_PASSWORD_COMMAND` (its output),
+//! `--password-file` / `CAIRN_PASSWORD_FILE` (the file's contents), the
+//! `CAIRN_PASSWORD` variable, else a terminal prompt. A command and a file
+//! together are refused.
 
 use std::io::IsTerminal;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use cairn_core::{Error, ErrorKind};
 
-use crate::GlobalArgs;
+use crate::{GlobalArgs, CANCEL};
 
+/// Drops one trailing newline (`\n` or `\r\n`): files and commands end
+/// their output with one, passwords do not.
 fn strip_newline(mut s: Vec<u8>) -> Vec<u8> {
     if s.last() == Some(&b'\n') {
         s.pop();
@@ -28,11 +33,24 @@ fn no_password() -> anyhow::Error {
     .into()
 }
 
+fn prompt(text: &str) -> anyhow::Result<String> {
+    rpassword::prompt_password(text).map_err(|_| {
+        if CANCEL.load(Ordering::SeqCst) {
+            Error::interrupted().into()
+        } else {
+            no_password()
+        }
+    })
+}
+
 /// Reads the password; `confirm` asks twice on a terminal (init).
 pub fn read(args: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
-    let pw = if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
-        p.into_bytes()
-    } else if let Some(cmd) = &args.password_command {
+    if args.password_command.is_some() && args.password_file.is_some() {
+        anyhow::bail!(Error::invalid(
+            "--password-command and --password-file (or their CAIRN_ variables) are mutually exclusive"
+        ));
+    }
+    let pw = if let Some(cmd) = &args.password_command {
         let out = Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -52,15 +70,12 @@ pub fn read(args: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
         let bytes = std::fs::read(file)
             .with_context(|| format!("reading password file {}", file.display()))?;
         strip_newline(bytes)
+    } else if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+        std::os::unix::ffi::OsStringExt::into_vec(p)
     } else if std::io::stderr().is_terminal() || std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password("enter password for repository: ")
-            .map_err(|_| no_password())?;
-        if confirm {
-            let again =
-                rpassword::prompt_password("enter password again: ").map_err(|_| no_password())?;
-            if again != first {
-                anyhow::bail!(Error::invalid("passwords do not match"));
-            }
+        let first = prompt("enter password for repository: ")?;
+        if confirm && prompt("enter password again: ")? != first {
+            anyhow::bail!(Error::invalid("passwords do not match"));
         }
         first.into_bytes()
     } else {

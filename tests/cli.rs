@@ -255,11 +255,10 @@ fn usage_errors() {
         2,
         &["bad time"],
     );
-    let mut no_repo = env.cmd();
-    no_repo.env_remove("CAIRN_PASSWORD");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["snapshots"])
         .env_remove("CAIRN_REPOSITORY")
+        .env("CAIRN_PASSWORD", "x")
         .output()
         .unwrap();
     assert_code(&out, 2, &["snapshots without repo"]);

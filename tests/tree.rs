@@ -23,9 +23,11 @@ enum Entry {
     },
     Dir {
         mode: u32,
+        mtime: i64,
     },
     Link {
         target: PathBuf,
+        mtime: i64,
     },
 }
 
@@ -41,16 +43,19 @@ fn scan(root: &Path) -> BTreeMap<PathBuf, Entry> {
                     rel,
                     Entry::Link {
                         target: fs::read_link(&p).unwrap(),
+                        mtime: m.mtime(),
                     },
                 );
             } else if m.is_dir() {
+                walk(root, &p, out);
+                // After the walk: reading a directory does not change its mtime.
                 out.insert(
                     rel,
                     Entry::Dir {
                         mode: m.mode() & 0o7777,
+                        mtime: m.mtime(),
                     },
                 );
-                walk(root, &p, out);
             } else {
                 out.insert(
                     rel,

@@ -5,7 +5,6 @@ use std::io::Write;
 use clap::Args;
 
 use cairn_core::restore;
-use cairn_core::snapshot;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -27,8 +26,8 @@ pub struct DumpArgs {
 
 pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
-    let (all, _) = load_snapshots(&repo)?;
-    let snap = snapshot::resolve(&all, &args.snapshot, &args.filter.filter())?;
+    let loaded = load_snapshots(&repo)?;
+    let snap = loaded.resolve(&args.snapshot, &args.filter.filter())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     restore::dump(&repo, snap, &args.file, &mut out, &CANCEL)?;

@@ -1,11 +1,13 @@
 //! `cairn forget`: remove snapshots by retention policy or by ID.
 
+use std::io::Write;
+
 use clap::Args;
 use serde_json::{json, Value};
 
 use cairn_core::backend::ObjectKind;
 use cairn_core::retention::{self, GroupBy, KeepDuration, RetentionPolicy};
-use cairn_core::snapshot::{self, Snapshot};
+use cairn_core::snapshot::Snapshot;
 use cairn_core::Error;
 
 use crate::commands::{load_snapshots, FilterArgs};
@@ -197,19 +199,33 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let repo = global.open()?;
-    let (all, _) = load_snapshots(&repo)?;
+    let loaded = load_snapshots(&repo)?;
+    let all = &loaded.good;
 
     let mut to_remove: Vec<Snapshot> = Vec::new();
+    let mut damaged_by_name: Vec<String> = Vec::new();
     let mut json_groups: Vec<Value> = Vec::new();
     if !args.snapshots.is_empty() {
         let none = Default::default();
         for spec in &args.snapshots {
-            let s = snapshot::resolve(&all, spec, &none)?;
+            // A damaged snapshot can be forgotten by its full name.
+            if let Some(name) = loaded.damaged.iter().find(|n| *n == spec) {
+                damaged_by_name.push(name.clone());
+                continue;
+            }
+            let s = loaded.resolve(spec, &none)?;
             if !to_remove.iter().any(|r| r.id == s.id) {
                 to_remove.push(s.clone());
             }
         }
     } else {
+        if let Some(name) = loaded.damaged.first() {
+            anyhow::bail!(Error::corrupt(format!(
+                "snapshot {} cannot be read; a policy over an incomplete list could remove the \
+                 wrong snapshots. Forget it by its full ID first ({name})",
+                &name[..8.min(name.len())]
+            )));
+        }
         let filter = args.filter.filter();
         let selected: Vec<Snapshot> = all.iter().filter(|s| filter.matches(s)).cloned().collect();
         global.say(format!("Applying policy: {}", policy.describe()));
@@ -231,6 +247,7 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                     "reasons": reasons,
                 }));
             } else if !global.quiet {
+                let mut out = std::io::stdout().lock();
                 let mut what = Vec::new();
                 if args.group_by.host {
                     what.push(format!("host [{}]", key.hostname));
@@ -241,16 +258,17 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                 if args.group_by.paths {
                     what.push(format!("paths [{}]", key.paths.join(", ")));
                 }
-                println!("\nsnapshots for ({}):", what.join(", "));
+                writeln!(out, "\nsnapshots for ({}):", what.join(", "))?;
                 let header = ["ID", "Time", "Host", "Tags", "Reasons", "Paths"];
-                println!("keep {} snapshots:", result.keep.len());
-                print!(
+                writeln!(out, "keep {} snapshots:", result.keep.len())?;
+                write!(
+                    out,
                     "{}",
                     table(&header, &rows(&result.keep, Some(&result.reasons)))
-                );
+                )?;
                 if !result.remove.is_empty() {
-                    println!("remove {} snapshots:", result.remove.len());
-                    print!("{}", table(&header, &rows(&result.remove, None)));
+                    writeln!(out, "remove {} snapshots:", result.remove.len())?;
+                    write!(out, "{}", table(&header, &rows(&result.remove, None)))?;
                 }
             }
             to_remove.extend(result.remove);
@@ -269,6 +287,12 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                 .delete(ObjectKind::Snapshot, &s.id.to_hex())
                 .map_err(|e| e.context(format!("forgetting snapshot {}", s.id.short())))?;
             removed += 1;
+        }
+        for name in &damaged_by_name {
+            repo.backend()
+                .delete(ObjectKind::Snapshot, name)
+                .map_err(|e| e.context(format!("forgetting damaged snapshot {name}")))?;
+            global.say(format!("removed damaged snapshot {}", &name[..8]));
         }
         if !args.snapshots.is_empty() {
             for s in &to_remove {

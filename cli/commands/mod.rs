@@ -9,7 +9,9 @@ mod snapshots;
 
 use clap::{Args, Subcommand};
 
-use cairn_core::snapshot::SnapshotFilter;
+use cairn_core::repository::Repository;
+use cairn_core::snapshot::{self, Snapshot, SnapshotFilter};
+use cairn_core::Error;
 
 use crate::exit::ExitCode;
 use crate::GlobalArgs;
@@ -74,13 +76,41 @@ impl FilterArgs {
     }
 }
 
+/// Snapshots loaded for a command: the readable ones and the object names
+/// of those that cannot be read.
+pub struct Loaded {
+    pub good: Vec<Snapshot>,
+    pub damaged: Vec<String>,
+}
+
 /// Loads snapshots, warning about any that cannot be read.
-pub fn load_snapshots(
-    repo: &cairn_core::repository::Repository,
-) -> anyhow::Result<(Vec<cairn_core::snapshot::Snapshot>, usize)> {
-    let (good, bad) = repo.load_snapshots()?;
-    for e in &bad {
+pub fn load_snapshots(repo: &Repository) -> anyhow::Result<Loaded> {
+    let list = repo.load_snapshots()?;
+    for (_, e) in &list.damaged {
         eprintln!("cairn: warning: skipping unreadable snapshot: {e}");
     }
-    Ok((good, bad.len()))
+    Ok(Loaded {
+        good: list.good,
+        damaged: list.damaged.into_iter().map(|(name, _)| name).collect(),
+    })
+}
+
+impl Loaded {
+    /// Resolves SNAPSHOT, refusing to guess: `latest` while some snapshot
+    /// cannot be read (it may be the newest), or a prefix of a damaged
+    /// snapshot's name, is a damage error naming it.
+    pub fn resolve(&self, spec: &str, filter: &SnapshotFilter) -> anyhow::Result<&Snapshot> {
+        let lower = spec.to_ascii_lowercase();
+        let hit = self
+            .damaged
+            .iter()
+            .find(|name| spec == "latest" || (!lower.is_empty() && name.starts_with(&lower)));
+        if let Some(name) = hit {
+            anyhow::bail!(Error::corrupt(format!(
+                "snapshot {} cannot be read, so {spec:?} cannot be resolved safely; name another snapshot by ID",
+                &name[..8.min(name.len())]
+            )));
+        }
+        Ok(snapshot::resolve(&self.good, spec, filter)?)
+    }
 }

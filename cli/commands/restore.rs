@@ -7,7 +7,6 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::restore;
-use cairn_core::snapshot;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -30,8 +29,8 @@ pub struct RestoreArgs {
 
 pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
-    let (all, _) = load_snapshots(&repo)?;
-    let snap = snapshot::resolve(&all, &args.snapshot, &args.filter.filter())?;
+    let loaded = load_snapshots(&repo)?;
+    let snap = loaded.resolve(&args.snapshot, &args.filter.filter())?;
     let started = Instant::now();
     let progress = byte_progress(global.quiet || global.json, "restored");
     let stats = restore::restore(&repo, snap, &args.target, &progress, &CANCEL);
@@ -60,5 +59,13 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             secs
         ));
     }
-    Ok(ExitCode::Success)
+    if stats.warnings.is_empty() {
+        Ok(ExitCode::Success)
+    } else {
+        eprintln!(
+            "cairn: {} entries were not restored (special files)",
+            stats.warnings.len()
+        );
+        Ok(ExitCode::PartialBackup)
+    }
 }

@@ -1,5 +1,7 @@
 //! `cairn snapshots`.
 
+use std::io::Write;
+
 use clap::Args;
 
 use crate::commands::{load_snapshots, FilterArgs};
@@ -15,7 +17,8 @@ pub struct SnapshotsArgs {
 
 pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
-    let (all, unreadable) = load_snapshots(&repo)?;
+    let loaded = load_snapshots(&repo)?;
+    let (all, unreadable) = (&loaded.good, loaded.damaged.len());
     let filter = args.filter.filter();
     let shown: Vec<_> = all.iter().filter(|s| filter.matches(s)).collect();
     if global.json {
@@ -35,11 +38,13 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
                 ]
             })
             .collect();
-        print!(
+        let mut out = std::io::stdout().lock();
+        write!(
+            out,
             "{}",
             table(&["ID", "Time", "Host", "Tags", "Paths", "Size"], &rows)
-        );
-        println!("{} snapshots", shown.len());
+        )?;
+        writeln!(out, "{} snapshots", shown.len())?;
     }
     Ok(if unreadable > 0 {
         ExitCode::Damaged

@@ -36,9 +36,12 @@ use crate::tree::{self, Node, NodeKind, Tree};
 /// Chunks are handed from the reading thread to the hashing and
 /// compressing threads in batches of about this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
-/// An index object is written whenever this many blobs are pending, so a
-/// long interrupted backup still leaves most of its uploads reusable.
+/// An index object is written whenever this many blobs, or packs, are
+/// pending, or this much time has passed, so that a backup killed midway
+/// leaves most of what it uploaded reusable by the next one.
 const INDEX_FLUSH_BLOBS: usize = 200_000;
+const INDEX_FLUSH_PACKS: usize = 16;
+const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Files at least this large are read on their own thread.
 const THREADED_FILE_SIZE: u64 = 4 << 20;
 
@@ -248,7 +251,8 @@ pub fn backup(
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::interrupted());
     }
-    let (existing, _) = repo.load_snapshots()?;
+    // Damaged snapshots only cost the parent link; backups must go on.
+    let existing = repo.load_snapshots()?.good;
     let mut sorted_paths = paths.clone();
     sorted_paths.sort();
     let parent = existing
@@ -296,6 +300,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBool) -> Result<()> {
     let mut pending: Vec<IndexPack> = Vec::new();
     let mut pending_blobs = 0usize;
+    let mut last_flush = std::time::Instant::now();
     let mut first_err: Option<Error> = None;
     for pack in rx {
         if first_err.is_some() {
@@ -312,13 +317,17 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
                     pack_id: pack.id,
                     blobs: pack.entries,
                 });
-                if pending_blobs >= INDEX_FLUSH_BLOBS {
+                if pending_blobs >= INDEX_FLUSH_BLOBS
+                    || pending.len() >= INDEX_FLUSH_PACKS
+                    || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
+                {
                     if let Err(e) = repo.save_index(&pending) {
                         failed.store(true, Ordering::SeqCst);
                         first_err = Some(e);
                     }
                     pending.clear();
                     pending_blobs = 0;
+                    last_flush = std::time::Instant::now();
                 }
             }
             Err(e) => {
@@ -349,6 +358,7 @@ struct BlobSaver<'a> {
     pack_size: usize,
     stats: SnapshotSummary,
     warnings: Vec<String>,
+    sources_skipped: usize,
     progress: &'a dyn BackupProgress,
     cancel: &'a AtomicBool,
     upload_failed: &'a AtomicBool,
@@ -373,6 +383,7 @@ impl<'a> BlobSaver<'a> {
             pack_size: repo.config().pack_size as usize,
             stats: SnapshotSummary::default(),
             warnings: Vec::new(),
+            sources_skipped: 0,
             progress,
             cancel,
             upload_failed,
@@ -688,6 +699,11 @@ impl<'a> BlobSaver<'a> {
                 format!("dump command `{command}` {how}; no snapshot was written"),
             ));
         }
+        if self.stats.total_bytes_processed == 0 {
+            self.progress.warning(&format!(
+                "`{command}` exited 0 but wrote nothing; the snapshot is empty"
+            ));
+        }
         saved
     }
 
@@ -703,13 +719,21 @@ impl<'a> BlobSaver<'a> {
             }
             node.is_source = true;
         }
+        let sources = paths.len();
         if root.is_source {
             // "/" itself was given.
             return self
                 .save_dir(Path::new("/"))?
                 .ok_or_else(|| Error::new(ErrorKind::SourceNotFound, "cannot read directory /"));
         }
-        self.save_trie(Path::new("/"), &root)
+        let root = self.save_trie(Path::new("/"), &root)?;
+        if self.sources_skipped >= sources {
+            return Err(Error::new(
+                ErrorKind::SourceNotFound,
+                "none of the backup sources could be read; no snapshot was written",
+            ));
+        }
+        Ok(root)
     }
 
     fn save_trie(&mut self, dir: &Path, trie: &Trie) -> Result<Id> {
@@ -717,11 +741,14 @@ impl<'a> BlobSaver<'a> {
         for (name, child) in &trie.children {
             let path = dir.join(name);
             if child.is_source {
-                if let Some(node) = self.save_entry(&path, name)? {
-                    nodes.push(node);
+                match self.save_entry(&path, name)? {
+                    Some(node) => nodes.push(node),
+                    None => self.sources_skipped += 1,
                 }
             } else {
-                let meta = fs::symlink_metadata(&path)
+                // A directory on the way to a source; follow a symlink here,
+                // as reading the source did, and store what it points to.
+                let meta = fs::metadata(&path)
                     .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
                 let mut node = node_from_meta(name, &meta, NodeKind::Dir);
                 node.subtree = Some(self.save_trie(&path, child)?);

@@ -71,12 +71,16 @@ fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// What [`IndexCache::sync`] did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub struct SyncStats {
     /// Index objects read from the repository.
     pub loaded: usize,
     /// Whether the cache was dropped and rebuilt.
     pub rebuilt: bool,
+    /// Index objects that could not be read. They are left out (their blobs
+    /// look absent: a backup stores them again, a restore that needs them
+    /// fails naming the blob) and retried at the next open.
+    pub unreadable: Vec<Error>,
 }
 
 /// The redb index cache of one repository.
@@ -184,37 +188,65 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Brings the cache in line with the repository's index objects.
-    /// `load` reads and decodes one index object.
+    /// Brings the cache in line with the repository's index objects, in
+    /// one write transaction: a concurrent reader sees the old cache or the
+    /// new one, never a half-built one. `load` reads and decodes one index
+    /// object.
     pub fn sync<F>(&self, repo_indexes: &[Id], load: F) -> Result<SyncStats>
     where
         F: Fn(&Id) -> Result<Vec<IndexPack>> + Sync,
     {
         let known = self.known_indexes()?;
         let wanted: HashSet<Id> = repo_indexes.iter().copied().collect();
-        let mut stats = SyncStats::default();
-        let missing: Vec<Id> = if known.iter().any(|k| !wanted.contains(k)) {
-            self.clear()?;
-            stats.rebuilt = true;
-            repo_indexes.to_vec()
-        } else {
-            repo_indexes
-                .iter()
-                .filter(|id| !known.contains(id))
-                .copied()
-                .collect()
+        let mut stats = SyncStats {
+            rebuilt: known.iter().any(|k| !wanted.contains(k)),
+            ..SyncStats::default()
         };
-        // Bounded batches keep memory flat on large repositories.
-        for batch in missing.chunks(16) {
-            let loaded: Vec<(Id, Vec<IndexPack>)> = batch
-                .par_iter()
-                .map(|id| load(id).map(|packs| (*id, packs)))
-                .collect::<Result<_>>()?;
-            for (id, packs) in loaded {
-                self.add_index(&id, &packs)?;
-                stats.loaded += 1;
+        let missing: Vec<Id> = repo_indexes
+            .iter()
+            .filter(|id| stats.rebuilt || !known.contains(id))
+            .copied()
+            .collect();
+        if missing.is_empty() && !stats.rebuilt {
+            return Ok(stats);
+        }
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        if stats.rebuilt {
+            tx.delete_table(BLOBS).map_err(|e| db_err("clear", e))?;
+            tx.delete_table(INDEXES).map_err(|e| db_err("clear", e))?;
+        }
+        {
+            let mut blobs = tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
+            let mut indexes = tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
+            // Bounded batches keep memory flat on large repositories.
+            for batch in missing.chunks(16) {
+                let loaded: Vec<(Id, Result<Vec<IndexPack>>)> =
+                    batch.par_iter().map(|id| (*id, load(id))).collect();
+                for (id, packs) in loaded {
+                    let packs = match packs {
+                        Ok(p) => p,
+                        Err(e) => {
+                            stats.unreadable.push(e);
+                            continue;
+                        }
+                    };
+                    let mut n = 0u64;
+                    for p in &packs {
+                        for e in &p.blobs {
+                            blobs
+                                .insert(*e.id.as_bytes(), encode_location(&p.pack_id, e))
+                                .map_err(|e| db_err("insert", e))?;
+                            n += 1;
+                        }
+                    }
+                    indexes
+                        .insert(*id.as_bytes(), n)
+                        .map_err(|e| db_err("insert", e))?;
+                    stats.loaded += 1;
+                }
             }
         }
+        tx.commit().map_err(|e| db_err("commit", e))?;
         Ok(stats)
     }
 
@@ -321,6 +353,7 @@ mod tests {
         let load = |id: &Id| Ok(vec![pack(id.as_bytes()[0])]);
         let s = cache.sync(&[a, b], load)?;
         assert_eq!((s.loaded, s.rebuilt), (2, false));
+        assert!(s.unreadable.is_empty());
         let r = cache.reader()?;
         assert_eq!(r.len()?, 2);
         let loc = r.get(&Id::from_bytes([101; 32]))?;
@@ -331,6 +364,27 @@ mod tests {
         let s = cache.sync(&[b], load)?;
         assert_eq!((s.loaded, s.rebuilt), (1, true));
         assert!(!cache.reader()?.contains(&Id::from_bytes([101; 32]))?);
+        assert!(cache.reader()?.contains(&Id::from_bytes([102; 32]))?);
+        Ok(())
+    }
+
+    #[test]
+    fn unreadable_index_is_skipped_and_retried() -> Result<()> {
+        let cache = IndexCache::temporary()?;
+        let (a, b) = (Id::from_bytes([1; 32]), Id::from_bytes([2; 32]));
+        let flaky = |id: &Id| {
+            if *id == b {
+                Err(Error::corrupt("index 02: bad tag"))
+            } else {
+                Ok(vec![pack(id.as_bytes()[0])])
+            }
+        };
+        let s = cache.sync(&[a, b], flaky)?;
+        assert_eq!((s.loaded, s.unreadable.len()), (1, 1));
+        assert!(cache.reader()?.contains(&Id::from_bytes([101; 32]))?);
+        // Repaired later: picked up at the next sync.
+        let s = cache.sync(&[a, b], |id: &Id| Ok(vec![pack(id.as_bytes()[0])]))?;
+        assert_eq!((s.loaded, s.rebuilt), (1, false));
         assert!(cache.reader()?.contains(&Id::from_bytes([102; 32]))?);
         Ok(())
     }

@@ -207,7 +207,9 @@ mod tests {
     }
 
     fn chunks(data: &[u8], params: &ChunkerParams, seed: u64, step: usize) -> Vec<Vec<u8>> {
-        let mut c = Chunker::new(Dribble { data, step }, params, seed);
+        // The smallest buffer allowed, so refills and compaction happen
+        // many times per input.
+        let mut c = Chunker::with_buffer(Dribble { data, step }, params, seed, 0);
         let mut out = Vec::new();
         while let Ok(Some(chunk)) = c.next_chunk() {
             out.push(chunk.to_vec());

@@ -82,13 +82,18 @@ mod tests {
 
     #[test]
     fn incompressible_data_stays_raw() {
-        let data: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let data: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
             .collect();
         let (c, packed) = compress(3, &data);
-        if c == Compression::None {
-            assert_eq!(packed, data);
-        }
+        assert_eq!(c, Compression::None, "random bytes do not shrink");
+        assert_eq!(packed, data);
         assert_eq!(compress(0, b"aaaaaaaa").0, Compression::None);
     }
 

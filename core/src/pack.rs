@@ -128,6 +128,18 @@ impl BlobEntry {
                 entry.id.short()
             )));
         }
+        // Payloads are stored raw when zstd does not shrink them, so a
+        // sealed blob is never longer than its plaintext plus the seal.
+        let max_len = u64::from(entry.raw_length) + SEAL_OVERHEAD as u64;
+        let exact = entry.compression == Compression::None;
+        if u64::from(entry.length) > max_len || (exact && u64::from(entry.length) != max_len) {
+            return Err(Error::corrupt(format!(
+                "blob entry {} has length {} for {} raw bytes",
+                entry.id.short(),
+                entry.length,
+                entry.raw_length
+            )));
+        }
         if entry.raw_length as usize > entry.blob_type.max_raw_len() {
             return Err(Error::corrupt(format!(
                 "blob entry {} claims {} bytes",
@@ -461,6 +473,9 @@ mod tests {
             length: 100,
             raw_length: 500,
         };
+        let mut long = Vec::new();
+        BlobEntry { length: 541, ..e }.encode(&mut long);
+        assert!(BlobEntry::decode(&long).is_err(), "longer than raw + seal");
         let mut b = Vec::new();
         e.encode(&mut b);
         assert_eq!(b.len(), ENTRY_LEN);

@@ -64,6 +64,18 @@ impl CacheLocation {
     }
 }
 
+/// Marks the cache directory for backup tools that honour CACHEDIR.TAG
+/// (cairn's own cache need not be backed up). Best effort.
+fn tag_cache_dir(dir: &std::path::Path) {
+    let tag = dir.join("CACHEDIR.TAG");
+    if !tag.exists() && std::fs::create_dir_all(dir).is_ok() {
+        let _ = std::fs::write(
+            tag,
+            "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cairn.\n",
+        );
+    }
+}
+
 /// `Ok` unless `bytes` do not hash to the object's name.
 pub(crate) fn verify_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
     let actual = Id::of_bytes(bytes);
@@ -232,19 +244,40 @@ impl LockedRepository {
             return Err(Error::corrupt("config changed while opening"));
         }
         let cache = match cache {
-            CacheLocation::Dir(dir) => IndexCache::open(&dir.join(id.to_hex()).join("index.redb"))?,
+            CacheLocation::Dir(dir) => {
+                let dir = dir.join(id.to_hex());
+                tag_cache_dir(dir.parent().unwrap_or(&dir));
+                IndexCache::open(&dir.join("index.redb"))?
+            }
             CacheLocation::Temporary => IndexCache::temporary()?,
         };
-        let repo = Repository {
+        let mut repo = Repository {
             backend: self.backend,
             id,
             config,
             keys,
             cache,
+            warnings: Vec::new(),
         };
-        repo.sync_index()?;
+        let stats = repo.sync_index()?;
+        repo.warnings.extend(
+            stats
+                .unreadable
+                .iter()
+                .map(|e| format!("skipping unreadable index object: {e}")),
+        );
         Ok(repo)
     }
+}
+
+/// The snapshots of a repository: the readable ones, oldest first, and the
+/// object names of those that cannot be read, with why.
+#[derive(Debug)]
+pub struct SnapshotList {
+    /// Readable snapshots, oldest first.
+    pub good: Vec<Snapshot>,
+    /// Object name and error of each unreadable snapshot.
+    pub damaged: Vec<(String, Error)>,
 }
 
 /// An opened repository.
@@ -254,9 +287,16 @@ pub struct Repository {
     config: RepoConfig,
     keys: Keys,
     cache: IndexCache,
+    warnings: Vec<String>,
 }
 
 impl Repository {
+    /// Problems found while opening that did not stop it (damaged index
+    /// objects), one line each, for the caller to show.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// The storage.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
@@ -316,24 +356,25 @@ impl Repository {
     }
 
     /// Loads every snapshot, oldest first. Snapshots that cannot be read are
-    /// returned as errors beside the good ones, so one damaged snapshot
-    /// does not hide the others.
-    pub fn load_snapshots(&self) -> Result<(Vec<Snapshot>, Vec<Error>)> {
+    /// returned beside the good ones (object name and error), so one damaged
+    /// snapshot does not hide the others, and callers that must not guess
+    /// (`latest`) can refuse.
+    pub fn load_snapshots(&self) -> Result<SnapshotList> {
         let names = self.backend.list(ObjectKind::Snapshot)?;
-        let results: Vec<Result<Snapshot>> = names
+        let results: Vec<(String, Result<Snapshot>)> = names
             .par_iter()
-            .map(|o| self.load_snapshot_named(&o.name))
+            .map(|o| (o.name.clone(), self.load_snapshot_named(&o.name)))
             .collect();
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for r in results {
+        for (name, r) in results {
             match r {
                 Ok(s) => good.push(s),
-                Err(e) => bad.push(e),
+                Err(e) => bad.push((name, e)),
             }
         }
         good.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-        Ok((good, bad))
+        Ok(SnapshotList { good, damaged: bad })
     }
 
     fn load_snapshot_named(&self, name: &str) -> Result<Snapshot> {

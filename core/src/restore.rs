@@ -27,8 +27,10 @@ use crate::tree::{Node, NodeKind};
 
 /// Chunks fetched and decoded together.
 const READ_BATCH: usize = 256;
-/// Blobs this close together in one pack are read with one request.
+/// Blobs this close together in one pack are read with one request...
 const MERGE_GAP: u64 = 64 * 1024;
+/// ...of at most this many bytes.
+const MAX_RUN: u64 = 32 * 1024 * 1024;
 
 /// Receives progress from a running restore.
 pub trait RestoreProgress: Sync {
@@ -99,7 +101,9 @@ pub fn write_chunks(
                     if locs[*start].pack_id == locs[i].pack_id
                         && locs[i].entry.offset as u64 >= locs[*end - 1].entry.end()
                         && (locs[i].entry.offset as u64)
-                            <= locs[*end - 1].entry.end() + MERGE_GAP =>
+                            <= locs[*end - 1].entry.end() + MERGE_GAP
+                        && locs[i].entry.end() - u64::from(locs[*start].entry.offset)
+                            <= MAX_RUN =>
                 {
                     *end = i + 1
                 }
@@ -184,7 +188,12 @@ impl Restorer<'_> {
             match node.kind {
                 NodeKind::Dir => {
                     match fs::symlink_metadata(&path) {
-                        Ok(m) if m.is_dir() => {}
+                        // Restoring again over a read-only directory: make it
+                        // writable for now; its mode is set when done.
+                        Ok(m) if m.is_dir() => {
+                            let mode = m.permissions().mode() | 0o700;
+                            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
+                        }
                         Ok(_) => remove(&path)?,
                         Err(_) => {}
                     }

@@ -196,11 +196,9 @@ pub fn resolve<'a>(
             let list: Vec<String> = many
                 .iter()
                 .map(|s| {
-                    format!(
-                        "{} ({})",
-                        &s.id.to_hex()[..prefix.len().max(8) + 4],
-                        s.time.local_display()
-                    )
+                    let hex = s.id.to_hex();
+                    let shown = hex.get(..prefix.len().max(8) + 4).unwrap_or(&hex);
+                    format!("{shown} ({})", s.time.local_display())
                 })
                 .collect();
             Err(Error::new(

@@ -227,3 +227,32 @@ pub fn in_ci() -> bool {
         .map(|v| v == "true" || v == "1")
         .unwrap_or(false)
 }
+
+/// `cairn` as an unprivileged user: as root, through `setpriv` as
+/// `nobody` (root reads and writes everything, which hides permission
+/// bugs); otherwise as ourselves. The scratch directory is opened up so
+/// that `nobody` can use it.
+pub fn unprivileged(env: &Env) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = if is_root() {
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_cairn"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("-r")
+        .arg(env.path("repo-unprivileged"))
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_CACHE_DIR", env.path("cache-unprivileged"))
+        .env("HOME", env.dir.path())
+        .stdin(Stdio::null());
+    c
+}

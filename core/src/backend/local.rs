@@ -9,6 +9,9 @@ use super::{Backend, ObjectInfo, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::is_object_name;
 
+/// Largest range read accepted (a tree blob is at most 256 MiB).
+const MAX_RANGE: u64 = 512 * 1024 * 1024;
+
 /// A repository in a local directory. Objects are written to a temporary
 /// file, fsynced, and then hard-linked to their name, which fails if the
 /// name exists: an object is never overwritten.
@@ -115,10 +118,23 @@ impl Backend for LocalBackend {
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
-        fs::read(&path).map_err(|e| match e.kind() {
+        let ctx = || format!("reading {}", path.display());
+        let mut file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => self.missing(kind, name),
-            _ => Error::io(format!("reading {}", path.display()), e),
-        })
+            _ => Error::io(ctx(), e),
+        })?;
+        let len = file.metadata().map_err(|e| Error::io(ctx(), e))?.len();
+        if len > kind.max_size() {
+            return Err(Error::corrupt(format!(
+                "{} {name} is {len} bytes, more than any valid {} ({} bytes)",
+                kind.noun(),
+                kind.noun(),
+                kind.max_size()
+            )));
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        io::Read::read_to_end(&mut file, &mut buf).map_err(|e| Error::io(ctx(), e))?;
+        Ok(buf)
     }
 
     fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
@@ -127,6 +143,11 @@ impl Backend for LocalBackend {
             io::ErrorKind::NotFound => self.missing(kind, name),
             _ => Error::io(format!("opening {}", path.display()), e),
         })?;
+        if length > MAX_RANGE {
+            return Err(Error::invalid(format!(
+                "range of {length} bytes is too large"
+            )));
+        }
         let len = usize::try_from(length).map_err(|_| Error::invalid("range too large"))?;
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, offset)

@@ -44,6 +44,18 @@ impl ObjectKind {
         }
     }
 
+    /// The largest object of this kind a reader accepts: a planted file of
+    /// terabytes must not be read into memory.
+    pub fn max_size(self) -> u64 {
+        const MIB: u64 = 1024 * 1024;
+        match self {
+            ObjectKind::Config | ObjectKind::Key => MIB,
+            ObjectKind::Snapshot => 65 * MIB,
+            ObjectKind::Index => 1025 * MIB,
+            ObjectKind::Pack => u64::from(u32::MAX),
+        }
+    }
+
     /// Singular noun for messages.
     pub fn noun(self) -> &'static str {
         match self {
@@ -80,7 +92,8 @@ pub trait Backend: Send + Sync {
     /// Returns `false` (and changes nothing) when one already did.
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool>;
 
-    /// Reads a whole object.
+    /// Reads a whole object; one larger than [`ObjectKind::max_size`] is
+    /// refused as corrupt without being read.
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>>;
 
     /// Reads `length` bytes at `offset` of an object.
