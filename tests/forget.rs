@@ -176,7 +176,7 @@ fn forget_policy_groups_reasons_and_dry_run() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(
-            "keep 7 daily, 4 weekly, all monthly snapshots and all snapshots with tags [keep]"
+            "keep 7 daily, 4 weekly, all monthly snapshots and all snapshots with tags [[keep]]"
         ),
         "{text}"
     );

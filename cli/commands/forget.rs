@@ -120,6 +120,13 @@ pub struct ForgetArgs {
     #[arg(long)]
     unsafe_allow_remove_all: bool,
 
+    /// Run prune afterwards (with the prune options below)
+    #[arg(long)]
+    prune: bool,
+
+    #[command(flatten, next_help_heading = "Prune options (with --prune)")]
+    prune_options: crate::commands::prune::PruneOptionArgs,
+
     #[command(flatten)]
     filter: FilterArgs,
 }
@@ -142,7 +149,7 @@ impl ForgetArgs {
             tags: self
                 .keep_tag
                 .iter()
-                .map(|t| t.split(',').map(str::to_string).collect())
+                .map(|t| t.split(',').map(|s| s.trim().to_string()).collect())
                 .collect(),
         }
     }
@@ -311,6 +318,10 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                 "would_remove": to_remove.iter().map(|s| s.id.to_hex()).collect::<Vec<_>>(),
             }))?;
         }
+    }
+    if args.prune && !args.dry_run {
+        global.say("");
+        return crate::commands::prune::run_on(global, &repo, &args.prune_options, false);
     }
     Ok(ExitCode::Success)
 }

@@ -49,6 +49,10 @@ pub struct InitArgs {
     /// Argon2id lanes
     #[arg(long, value_name = "N", default_value_t = 4)]
     kdf_parallelism: u32,
+
+    /// How long prune keeps a pack marked obsolete before deleting it; backups must finish within it
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::commands::prune::parse_duration_seconds)]
+    prune_grace: u64,
 }
 
 fn to_u32(what: &str, size: ByteSize) -> anyhow::Result<u32> {
@@ -71,6 +75,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
             iterations: args.kdf_iterations,
             parallelism: args.kdf_parallelism,
         },
+        prune_grace_seconds: args.prune_grace,
     };
     opts.chunker.validate()?;
     opts.kdf.check()?;

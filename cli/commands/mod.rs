@@ -4,6 +4,7 @@ mod backup;
 mod dump;
 mod forget;
 mod init;
+mod prune;
 mod restore;
 mod snapshots;
 
@@ -30,6 +31,8 @@ pub enum Command {
     Dump(dump::DumpArgs),
     /// Remove snapshots by retention policy (restic's rules) or by ID
     Forget(forget::ForgetArgs),
+    /// Remove data that no snapshot needs (safe next to running backups)
+    Prune(prune::PruneArgs),
 }
 
 pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Restore(a) => restore::run(global, a),
         Command::Dump(a) => dump::run(global, a),
         Command::Forget(a) => forget::run(global, a),
+        Command::Prune(a) => prune::run(global, a),
     }
 }
 
@@ -66,6 +70,7 @@ impl FilterArgs {
                 .iter()
                 .map(|t| {
                     t.split(',')
+                        .map(str::trim)
                         .filter(|s| !s.is_empty())
                         .map(str::to_string)
                         .collect()

@@ -213,7 +213,7 @@ pub fn backup(
     let time = opts.time.unwrap_or(start);
 
     let upload_failed = AtomicBool::new(false);
-    let (root, mut summary, warnings) = thread::scope(|scope| -> Result<_> {
+    let (root, mut summary, warnings, reused) = thread::scope(|scope| -> Result<_> {
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
@@ -230,9 +230,10 @@ pub fn backup(
             }
         };
         let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
-        let (stats, warnings) = (
+        let (stats, warnings, mut reused) = (
             std::mem::take(&mut saver.stats),
             std::mem::take(&mut saver.warnings),
+            std::mem::take(&mut saver.reused),
         );
         drop(saver); // closes the pack channel: the uploader finishes
         let uploaded = uploader
@@ -241,16 +242,20 @@ pub fn backup(
         // When storing packs failed, that is the cause; otherwise the
         // reading side's error (dump command, interruption) is.
         let root = match (flushed, uploaded) {
-            (Ok(root), Ok(())) => root,
+            (Ok(root), Ok(stored)) => {
+                reused.extend(stored);
+                root
+            }
             (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
         };
-        Ok((root, stats, warnings))
+        Ok((root, stats, warnings, reused))
     })?;
 
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::interrupted());
     }
+    verify_reused(repo, &reused)?;
     // Damaged snapshots only cost the parent link; backups must go on.
     let existing = repo.load_snapshots()?.good;
     let mut sorted_paths = paths.clone();
@@ -279,6 +284,46 @@ pub fn backup(
     Ok(BackupOutcome { snapshot, warnings })
 }
 
+/// The commit check of the two-phase prune (`repo-format.md` §11): every
+/// blob this backup took from the index instead of storing it, and one blob
+/// of every pack it stored (a prune may have marked those as unused when
+/// it saw them indexed before this snapshot existed), must still be in a
+/// pack in use, or in a pack marked obsolete so recently that no prune can
+/// delete it before this snapshot is visible. Otherwise a prune ran during
+/// this backup and the snapshot could refer to deleted data: nothing is
+/// committed (exit 11, run the backup again).
+fn verify_reused(repo: &Repository, reused: &HashSet<Id>) -> Result<()> {
+    if reused.is_empty() {
+        return Ok(());
+    }
+    repo.sync_index()?;
+    let index = repo.index()?;
+    let config = repo.config();
+    let limit = config
+        .prune_grace_seconds
+        .saturating_sub(config.grace_margin_seconds());
+    let now = jiff::Timestamp::now().as_second();
+    for id in reused {
+        let pruned = match index.get(id)? {
+            None => true,
+            Some(loc) => loc
+                .obsolete_since
+                .is_some_and(|since| now >= since.saturating_add(limit as i64)),
+        };
+        if pruned {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "a prune removed data this backup reuses (blob {}) while it ran; \
+                     no snapshot was written: run the backup again",
+                    id.short()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Makes `p` absolute and removes `.` and `..` without following links.
 fn absolute(p: &Path) -> Result<PathBuf> {
     let abs =
@@ -296,8 +341,15 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Verifies and stores packs, then records them in index objects.
-fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBool) -> Result<()> {
+/// Verifies and stores packs, then records them in index objects. Returns
+/// one blob of each stored pack: the commit check looks them up to see
+/// whether a prune marked these packs meanwhile.
+fn upload_packs(
+    repo: &Repository,
+    rx: Receiver<FinishedPack>,
+    failed: &AtomicBool,
+) -> Result<Vec<Id>> {
+    let mut stored_packs = Vec::new();
     let mut pending: Vec<IndexPack> = Vec::new();
     let mut pending_blobs = 0usize;
     let mut last_flush = std::time::Instant::now();
@@ -313,10 +365,10 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
         match stored {
             Ok(_) => {
                 pending_blobs += pack.entries.len();
-                pending.push(IndexPack {
-                    pack_id: pack.id,
-                    blobs: pack.entries,
-                });
+                if let Some(first) = pack.entries.first() {
+                    stored_packs.push(first.id);
+                }
+                pending.push(IndexPack::live(pack.id, pack.entries));
                 if pending_blobs >= INDEX_FLUSH_BLOBS
                     || pending.len() >= INDEX_FLUSH_PACKS
                     || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
@@ -343,7 +395,7 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
             first_err.get_or_insert(e);
         }
     }
-    first_err.map_or(Ok(()), Err)
+    first_err.map_or(Ok(stored_packs), Err)
 }
 
 /// Deduplicates, compresses, seals and packs blobs.
@@ -351,6 +403,7 @@ struct BlobSaver<'a> {
     repo: &'a Repository,
     index: CacheReader,
     seen: HashSet<Id>,
+    reused: HashSet<Id>,
     data_pack: PackWriter,
     tree_pack: PackWriter,
     tx: SyncSender<FinishedPack>,
@@ -359,6 +412,7 @@ struct BlobSaver<'a> {
     stats: SnapshotSummary,
     warnings: Vec<String>,
     sources_skipped: usize,
+    sources_tried: usize,
     progress: &'a dyn BackupProgress,
     cancel: &'a AtomicBool,
     upload_failed: &'a AtomicBool,
@@ -376,6 +430,7 @@ impl<'a> BlobSaver<'a> {
             repo,
             index: repo.index()?,
             seen: HashSet::new(),
+            reused: HashSet::new(),
             data_pack: PackWriter::new(),
             tree_pack: PackWriter::new(),
             tx,
@@ -384,6 +439,7 @@ impl<'a> BlobSaver<'a> {
             stats: SnapshotSummary::default(),
             warnings: Vec::new(),
             sources_skipped: 0,
+            sources_tried: 0,
             progress,
             cancel,
             upload_failed,
@@ -413,8 +469,15 @@ impl<'a> BlobSaver<'a> {
         self.warnings.push(message);
     }
 
+    /// Whether blob `id` must be stored. Blobs found in the index are
+    /// remembered: before committing, the backup checks that no prune has
+    /// marked their packs for too long (see [`verify_reused`]).
     fn is_new(&mut self, id: &Id) -> Result<bool> {
-        if self.seen.contains(id) || self.index.contains(id)? {
+        if self.seen.contains(id) || self.reused.contains(id) {
+            return Ok(false);
+        }
+        if self.index.contains_live(id)? {
+            self.reused.insert(*id);
             return Ok(false);
         }
         self.seen.insert(*id);
@@ -719,7 +782,6 @@ impl<'a> BlobSaver<'a> {
             }
             node.is_source = true;
         }
-        let sources = paths.len();
         if root.is_source {
             // "/" itself was given.
             return self
@@ -727,7 +789,9 @@ impl<'a> BlobSaver<'a> {
                 .ok_or_else(|| Error::new(ErrorKind::SourceNotFound, "cannot read directory /"));
         }
         let root = self.save_trie(Path::new("/"), &root)?;
-        if self.sources_skipped >= sources {
+        // Duplicate and nested sources merge in the trie: compare with the
+        // sources actually tried.
+        if self.sources_skipped >= self.sources_tried {
             return Err(Error::new(
                 ErrorKind::SourceNotFound,
                 "none of the backup sources could be read; no snapshot was written",
@@ -741,6 +805,7 @@ impl<'a> BlobSaver<'a> {
         for (name, child) in &trie.children {
             let path = dir.join(name);
             if child.is_source {
+                self.sources_tried += 1;
                 match self.save_entry(&path, name)? {
                     Some(node) => nodes.push(node),
                     None => self.sources_skipped += 1,

@@ -22,14 +22,14 @@ use crate::index::IndexPack;
 use crate::pack::{BlobEntry, BlobType};
 
 /// blob ID → pack ID (32) || type (1) || compression (1) || offset, length,
-/// raw length (3 × u32 LE).
-const BLOBS: TableDefinition<[u8; 32], [u8; 46]> = TableDefinition::new("blobs");
+/// raw length (3 × u32 LE) || obsolete (1) || obsolete since (i64 LE).
+const BLOBS: TableDefinition<[u8; 32], [u8; 55]> = TableDefinition::new("blobs");
 /// index object ID → number of blobs it listed.
 const INDEXES: TableDefinition<[u8; 32], u64> = TableDefinition::new("indexes");
 /// "version" → layout version of this cache file.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Bump when the table layout changes; old caches are then rebuilt.
-const CACHE_VERSION: u64 = 1;
+const CACHE_VERSION: u64 = 2;
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,20 +38,27 @@ pub struct BlobLocation {
     pub pack_id: Id,
     /// Its entry in that pack.
     pub entry: BlobEntry,
+    /// When prune marked that pack obsolete, if it did (and the blob is in
+    /// no pack in use).
+    pub obsolete_since: Option<i64>,
 }
 
-fn encode_location(pack_id: &Id, e: &BlobEntry) -> [u8; 46] {
-    let mut v = [0u8; 46];
+fn encode_location(pack_id: &Id, e: &BlobEntry, obsolete_since: Option<i64>) -> [u8; 55] {
+    let mut v = [0u8; 55];
     v[..32].copy_from_slice(pack_id.as_bytes());
     v[32] = e.blob_type as u8;
     v[33] = e.compression as u8;
     v[34..38].copy_from_slice(&e.offset.to_le_bytes());
     v[38..42].copy_from_slice(&e.length.to_le_bytes());
     v[42..46].copy_from_slice(&e.raw_length.to_le_bytes());
+    if let Some(since) = obsolete_since {
+        v[46] = 1;
+        v[47..55].copy_from_slice(&since.to_le_bytes());
+    }
     v
 }
 
-fn decode_location(id: Id, v: &[u8; 46]) -> Result<BlobLocation> {
+fn decode_location(id: Id, v: &[u8; 55]) -> Result<BlobLocation> {
     let u32_at = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
     Ok(BlobLocation {
         pack_id: Id::from_slice(&v[..32])?,
@@ -63,7 +70,38 @@ fn decode_location(id: Id, v: &[u8; 46]) -> Result<BlobLocation> {
             length: u32_at(38),
             raw_length: u32_at(42),
         },
+        obsolete_since: (v[46] == 1).then(|| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[47..55]);
+            i64::from_le_bytes(b)
+        }),
     })
+}
+
+/// Records `e` of pack `p` unless the blob already has a location in a
+/// pack in use and this one is obsolete: readers and deduplication prefer
+/// packs in use.
+fn insert_location(
+    blobs: &mut redb::Table<[u8; 32], [u8; 55]>,
+    p: &IndexPack,
+    e: &BlobEntry,
+) -> Result<()> {
+    if p.obsolete_since.is_some() {
+        let existing = blobs
+            .get(*e.id.as_bytes())
+            .map_err(|e| db_err("lookup", e))?
+            .map(|v| v.value()[46]);
+        if existing == Some(0) {
+            return Ok(());
+        }
+    }
+    blobs
+        .insert(
+            *e.id.as_bytes(),
+            encode_location(&p.pack_id, e, p.obsolete_since),
+        )
+        .map_err(|e| db_err("insert", e))?;
+    Ok(())
 }
 
 fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
@@ -233,9 +271,7 @@ impl IndexCache {
                     let mut n = 0u64;
                     for p in &packs {
                         for e in &p.blobs {
-                            blobs
-                                .insert(*e.id.as_bytes(), encode_location(&p.pack_id, e))
-                                .map_err(|e| db_err("insert", e))?;
+                            insert_location(&mut blobs, p, e)?;
                             n += 1;
                         }
                     }
@@ -268,9 +304,7 @@ impl IndexCache {
             let mut n = 0u64;
             for p in packs {
                 for e in &p.blobs {
-                    blobs
-                        .insert(*e.id.as_bytes(), encode_location(&p.pack_id, e))
-                        .map_err(|e| db_err("insert", e))?;
+                    insert_location(&mut blobs, p, e)?;
                     n += 1;
                 }
             }
@@ -292,7 +326,7 @@ impl IndexCache {
 
 /// Lookups against one snapshot of the cache.
 pub struct CacheReader {
-    table: redb::ReadOnlyTable<[u8; 32], [u8; 46]>,
+    table: redb::ReadOnlyTable<[u8; 32], [u8; 55]>,
 }
 
 impl CacheReader {
@@ -308,13 +342,14 @@ impl CacheReader {
         }
     }
 
-    /// Is blob `id` indexed?
-    pub fn contains(&self, id: &Id) -> Result<bool> {
+    /// Is blob `id` indexed in a pack in use? (Deduplication may only rely
+    /// on those: an obsolete pack may be deleted.)
+    pub fn contains_live(&self, id: &Id) -> Result<bool> {
         Ok(self
             .table
             .get(*id.as_bytes())
             .map_err(|e| db_err("lookup", e))?
-            .is_some())
+            .is_some_and(|v| v.value()[46] == 0))
     }
 
     /// Number of indexed blobs.
@@ -335,6 +370,7 @@ mod tests {
     fn pack(n: u8) -> IndexPack {
         IndexPack {
             pack_id: Id::from_bytes([n; 32]),
+            obsolete_since: None,
             blobs: vec![BlobEntry {
                 id: Id::from_bytes([n + 100; 32]),
                 blob_type: BlobType::Data,
@@ -363,8 +399,35 @@ mod tests {
         // Index `a` disappeared (prune): rebuilt from what is left.
         let s = cache.sync(&[b], load)?;
         assert_eq!((s.loaded, s.rebuilt), (1, true));
-        assert!(!cache.reader()?.contains(&Id::from_bytes([101; 32]))?);
-        assert!(cache.reader()?.contains(&Id::from_bytes([102; 32]))?);
+        assert!(!cache.reader()?.contains_live(&Id::from_bytes([101; 32]))?);
+        assert!(cache.reader()?.contains_live(&Id::from_bytes([102; 32]))?);
+        Ok(())
+    }
+
+    #[test]
+    fn packs_in_use_win_over_obsolete_ones() -> Result<()> {
+        let cache = IndexCache::temporary()?;
+        let live = pack(1);
+        let mut obsolete = pack(2);
+        obsolete.blobs = live.blobs.clone();
+        obsolete.obsolete_since = Some(1_800_000_000);
+        let blob = live.blobs[0].id;
+        // Obsolete first, then in use: the pack in use wins...
+        cache.add_index(&Id::from_bytes([9; 32]), std::slice::from_ref(&obsolete))?;
+        assert!(!cache.reader()?.contains_live(&blob)?);
+        assert_eq!(
+            cache.reader()?.get(&blob)?.and_then(|l| l.obsolete_since),
+            Some(1_800_000_000)
+        );
+        cache.add_index(&Id::from_bytes([8; 32]), std::slice::from_ref(&live))?;
+        assert!(cache.reader()?.contains_live(&blob)?);
+        // ...and keeps winning when another obsolete copy arrives.
+        cache.add_index(&Id::from_bytes([7; 32]), &[obsolete])?;
+        let loc = cache.reader()?.get(&blob)?;
+        assert_eq!(
+            loc.map(|l| (l.pack_id, l.obsolete_since)),
+            Some((live.pack_id, None))
+        );
         Ok(())
     }
 
@@ -381,11 +444,11 @@ mod tests {
         };
         let s = cache.sync(&[a, b], flaky)?;
         assert_eq!((s.loaded, s.unreadable.len()), (1, 1));
-        assert!(cache.reader()?.contains(&Id::from_bytes([101; 32]))?);
+        assert!(cache.reader()?.contains_live(&Id::from_bytes([101; 32]))?);
         // Repaired later: picked up at the next sync.
         let s = cache.sync(&[a, b], |id: &Id| Ok(vec![pack(id.as_bytes()[0])]))?;
         assert_eq!((s.loaded, s.rebuilt), (1, false));
-        assert!(cache.reader()?.contains(&Id::from_bytes([102; 32]))?);
+        assert!(cache.reader()?.contains_live(&Id::from_bytes([102; 32]))?);
         Ok(())
     }
 

@@ -50,6 +50,19 @@ pub struct RepoConfig {
     pub compression: CompressionConfig,
     /// Target size of pack files in bytes.
     pub pack_size: u32,
+    /// Seconds between prune marking a pack obsolete and deleting it; a
+    /// backup that references a pack marked longer ago than this (less a
+    /// margin) refuses to commit. Every writer must agree on it, so it is
+    /// part of the config.
+    #[serde(default = "default_grace")]
+    pub prune_grace_seconds: u64,
+}
+
+/// Default grace period: 24 hours.
+pub const DEFAULT_PRUNE_GRACE: u64 = 24 * 3600;
+
+fn default_grace() -> u64 {
+    DEFAULT_PRUNE_GRACE
 }
 
 impl RepoConfig {
@@ -64,6 +77,7 @@ impl RepoConfig {
                 level: DEFAULT_COMPRESSION_LEVEL,
             },
             pack_size: DEFAULT_PACK_SIZE,
+            prune_grace_seconds: DEFAULT_PRUNE_GRACE,
         }
     }
 
@@ -97,7 +111,19 @@ impl RepoConfig {
                 self.pack_size
             )));
         }
+        if self.prune_grace_seconds > 365 * 24 * 3600 {
+            return Err(Error::invalid(format!(
+                "prune grace of {} seconds is more than a year",
+                self.prune_grace_seconds
+            )));
+        }
         Ok(())
+    }
+
+    /// The safety margin a backup keeps before a pack's grace period ends
+    /// (clock skew between machines): 1/24 of the grace period.
+    pub fn grace_margin_seconds(&self) -> u64 {
+        self.prune_grace_seconds / 24
     }
 }
 

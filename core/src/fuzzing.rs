@@ -198,10 +198,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         3,
     )?)?;
     let finished = w.finish(&keys, &repo)?;
-    let ip = index::IndexPack {
-        pack_id: finished.id,
-        blobs: finished.entries.clone(),
-    };
+    let ip = index::IndexPack::live(finished.id, finished.entries.clone());
     out.push(("index", index::encode_payload(std::slice::from_ref(&ip))?));
     out.push(("index", index::encode(&keys, &repo, &[ip])?));
     out.push(("pack", finished.bytes));

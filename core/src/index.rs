@@ -4,13 +4,19 @@
 //! pack records:
 //!
 //! ```text
-//! 32  pack ID
-//! 4   n, number of blobs (u32 LE)
-//! n × 48  blob entries, exactly as in the pack trailer
+//! 0   1   kind: 1 = pack in use, 2 = pack obsolete (deletion pending)
+//! 1   32  pack ID
+//! 33  8   obsolete since: Unix seconds (i64 LE), 0 for kind 1
+//! 41  4   n, number of blobs (u32 LE)
+//! 45  n × 48  blob entries, exactly as in the pack trailer
 //! ```
 //!
-//! Index objects are immutable and written by each backup after its packs.
-//! They are the source of truth; the local redb cache is built from them.
+//! Index objects are immutable and written by each backup after its packs,
+//! and by prune. They are the source of truth; the local redb cache is
+//! built from them. An obsolete pack's blobs can still be read (a backup
+//! that started before prune marked it may have referenced them) but are
+//! never deduplicated against; prune deletes the pack only after the grace
+//! period (`repo-format.md` §11).
 
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
@@ -21,20 +27,45 @@ use crate::pack::{decode_entries, BlobEntry, ENTRY_LEN};
 /// Largest index payload accepted (about 22 million blobs).
 pub const MAX_INDEX_LEN: usize = 1024 * 1024 * 1024;
 
+/// Length of a pack record's header.
+const RECORD_HEADER: usize = 45;
+/// Record kind: a pack in use.
+const KIND_LIVE: u8 = 1;
+/// Record kind: a pack marked obsolete by prune.
+const KIND_OBSOLETE: u8 = 2;
+
 /// The blobs of one pack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexPack {
     /// The pack's object name.
     pub pack_id: Id,
+    /// When prune marked the pack obsolete (Unix seconds), if it did.
+    pub obsolete_since: Option<i64>,
     /// Its blobs.
     pub blobs: Vec<BlobEntry>,
+}
+
+impl IndexPack {
+    /// A pack in use.
+    pub fn live(pack_id: Id, blobs: Vec<BlobEntry>) -> Self {
+        IndexPack {
+            pack_id,
+            obsolete_since: None,
+            blobs,
+        }
+    }
 }
 
 /// Encodes the payload of an index object.
 pub fn encode_payload(packs: &[IndexPack]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for p in packs {
+        match p.obsolete_since {
+            None => out.push(KIND_LIVE),
+            Some(_) => out.push(KIND_OBSOLETE),
+        }
         out.extend_from_slice(p.pack_id.as_bytes());
+        out.extend_from_slice(&p.obsolete_since.unwrap_or(0).to_le_bytes());
         let n = u32::try_from(p.blobs.len()).map_err(|_| Error::invalid("too many blobs"))?;
         out.extend_from_slice(&n.to_le_bytes());
         for b in &p.blobs {
@@ -48,20 +79,43 @@ pub fn encode_payload(packs: &[IndexPack]) -> Result<Vec<u8>> {
 pub fn decode_payload(mut bytes: &[u8]) -> Result<Vec<IndexPack>> {
     let mut packs = Vec::new();
     while !bytes.is_empty() {
-        if bytes.len() < 36 {
+        if bytes.len() < RECORD_HEADER {
             return Err(Error::corrupt("truncated pack record"));
         }
-        let pack_id = Id::from_slice(&bytes[..32])?;
-        let n = u32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]) as usize;
+        let pack_id = Id::from_slice(&bytes[1..33])?;
+        let mut since = [0u8; 8];
+        since.copy_from_slice(&bytes[33..41]);
+        let since = i64::from_le_bytes(since);
+        let obsolete_since = match bytes[0] {
+            KIND_LIVE if since == 0 => None,
+            KIND_OBSOLETE => Some(since),
+            KIND_LIVE => {
+                return Err(Error::corrupt(format!(
+                    "pack record {} has a time but is in use",
+                    pack_id.short()
+                )))
+            }
+            other => {
+                return Err(Error::new(
+                    crate::ErrorKind::Unsupported,
+                    format!("unknown index record kind {other}"),
+                ))
+            }
+        };
+        let n = u32::from_le_bytes([bytes[41], bytes[42], bytes[43], bytes[44]]) as usize;
         let len = n
             .checked_mul(ENTRY_LEN)
-            .filter(|l| *l <= bytes.len() - 36)
+            .filter(|l| *l <= bytes.len() - RECORD_HEADER)
             .ok_or_else(|| {
                 Error::corrupt(format!("pack record {} is truncated", pack_id.short()))
             })?;
-        let blobs = decode_entries(&bytes[36..36 + len])?;
-        packs.push(IndexPack { pack_id, blobs });
-        bytes = &bytes[36 + len..];
+        let blobs = decode_entries(&bytes[RECORD_HEADER..RECORD_HEADER + len])?;
+        packs.push(IndexPack {
+            pack_id,
+            obsolete_since,
+            blobs,
+        });
+        bytes = &bytes[RECORD_HEADER + len..];
     }
     Ok(packs)
 }
@@ -105,6 +159,7 @@ mod tests {
         let packs = vec![
             IndexPack {
                 pack_id: Id::of_bytes(b"p1"),
+                obsolete_since: None,
                 blobs: vec![BlobEntry {
                     id: Id::of_bytes(b"b"),
                     blob_type: BlobType::Data,
@@ -116,6 +171,7 @@ mod tests {
             },
             IndexPack {
                 pack_id: Id::of_bytes(b"p2"),
+                obsolete_since: Some(1_790_000_000),
                 blobs: vec![],
             },
         ];
@@ -126,6 +182,12 @@ mod tests {
         let payload = encode_payload(&packs)?;
         assert!(decode_payload(&payload[..payload.len() - 1]).is_err());
         assert!(decode_payload(&payload[..40]).is_err());
+        let mut unknown = payload.clone();
+        unknown[0] = 9;
+        assert_eq!(
+            decode_payload(&unknown).err().map(|e| e.kind()),
+            Some(crate::ErrorKind::Unsupported)
+        );
         Ok(())
     }
 }

@@ -35,6 +35,7 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod pack;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod retention;

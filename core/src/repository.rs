@@ -30,6 +30,8 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// Argon2id cost of the first key.
     pub kdf: KdfParams,
+    /// Seconds between prune marking a pack and deleting it.
+    pub prune_grace_seconds: u64,
 }
 
 impl Default for InitOptions {
@@ -39,6 +41,7 @@ impl Default for InitOptions {
             compression_level: config::DEFAULT_COMPRESSION_LEVEL,
             pack_size: config::DEFAULT_PACK_SIZE,
             kdf: KdfParams::default(),
+            prune_grace_seconds: config::DEFAULT_PRUNE_GRACE,
         }
     }
 }
@@ -77,7 +80,7 @@ fn tag_cache_dir(dir: &std::path::Path) {
 }
 
 /// `Ok` unless `bytes` do not hash to the object's name.
-pub(crate) fn verify_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn verify_name(kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<()> {
     let actual = Id::of_bytes(bytes);
     if actual.to_hex() != name {
         return Err(Error::corrupt(format!(
@@ -112,6 +115,7 @@ pub fn init(
     config.chunker = opts.chunker;
     config.compression.level = opts.compression_level;
     config.pack_size = opts.pack_size;
+    config.prune_grace_seconds = opts.prune_grace_seconds;
     config.validate()?;
     opts.kdf.check()?;
 
@@ -394,7 +398,21 @@ impl Repository {
     }
 
     /// Reads one blob through the index, verifying it.
+    ///
+    /// When the pack the cache names is gone (a prune repacked the blob
+    /// elsewhere and deleted it since the cache was last synced), the cache
+    /// is brought up to date and the read retried once.
     pub fn read_blob(&self, index: &CacheReader, id: &Id, blob_type: BlobType) -> Result<Vec<u8>> {
+        match self.read_blob_once(index, id, blob_type) {
+            Err(e) if e.kind() == ErrorKind::MissingObject => {
+                self.sync_index()?;
+                self.read_blob_once(&self.index()?, id, blob_type)
+            }
+            other => other,
+        }
+    }
+
+    fn read_blob_once(&self, index: &CacheReader, id: &Id, blob_type: BlobType) -> Result<Vec<u8>> {
         let loc = index.get(id)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::MissingObject,

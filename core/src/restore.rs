@@ -59,7 +59,9 @@ pub struct RestoreStats {
     pub warnings: Vec<String>,
 }
 
-/// Writes the chunks `ids` to `out` in order, verifying each.
+/// Writes the chunks `ids` to `out` in order, verifying each. If a pack
+/// named by the cache is gone (repacked and deleted by a prune since the
+/// cache was synced), the cache is synced and the batch read again.
 pub fn write_chunks(
     repo: &Repository,
     index: &CacheReader,
@@ -69,69 +71,21 @@ pub fn write_chunks(
     cancel: &AtomicBool,
 ) -> Result<u64> {
     let mut written = 0u64;
+    let mut fresh: Option<CacheReader> = None;
     for batch in ids.chunks(READ_BATCH) {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::interrupted());
         }
-        let locs: Vec<BlobLocation> = batch
-            .iter()
-            .map(|id| {
-                index.get(id)?.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::MissingObject,
-                        format!("data blob {id} is not in the index"),
-                    )
-                })
-            })
-            .collect::<Result<_>>()?;
-        for loc in &locs {
-            if loc.entry.blob_type != BlobType::Data {
-                return Err(Error::corrupt(format!(
-                    "blob {} is a {} blob where file data was expected",
-                    loc.entry.id,
-                    loc.entry.blob_type.name()
-                )));
+        let decoded = match read_batch(repo, fresh.as_ref().unwrap_or(index), batch) {
+            Err(e) if e.kind() == ErrorKind::MissingObject && fresh.is_none() => {
+                repo.sync_index()?;
+                let reader = repo.index()?;
+                let again = read_batch(repo, &reader, batch);
+                fresh = Some(reader);
+                again?
             }
-        }
-        // Runs of blobs close together in one pack: one range read each.
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for i in 0..locs.len() {
-            match runs.last_mut() {
-                Some((start, end))
-                    if locs[*start].pack_id == locs[i].pack_id
-                        && locs[i].entry.offset as u64 >= locs[*end - 1].entry.end()
-                        && (locs[i].entry.offset as u64)
-                            <= locs[*end - 1].entry.end() + MERGE_GAP
-                        && locs[i].entry.end() - u64::from(locs[*start].entry.offset)
-                            <= MAX_RUN =>
-                {
-                    *end = i + 1
-                }
-                _ => runs.push((i, i + 1)),
-            }
-        }
-        let decoded: Vec<Vec<Vec<u8>>> = runs
-            .par_iter()
-            .map(|&(start, end)| {
-                let first = &locs[start];
-                let base = u64::from(first.entry.offset);
-                let len = locs[end - 1].entry.end() - base;
-                let bytes = repo.backend().get_range(
-                    ObjectKind::Pack,
-                    &first.pack_id.to_hex(),
-                    base,
-                    len,
-                )?;
-                locs[start..end]
-                    .par_iter()
-                    .map(|loc| {
-                        let from = (u64::from(loc.entry.offset) - base) as usize;
-                        let sealed = &bytes[from..from + loc.entry.length as usize];
-                        pack::decode_blob(repo.keys(), repo.id(), &loc.entry, sealed, &loc.pack_id)
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
+            other => other?,
+        };
         for chunk in decoded.iter().flatten() {
             out.write_all(chunk)
                 .map_err(|e| Error::io("writing restored data", e))?;
@@ -140,6 +94,66 @@ pub fn write_chunks(
         }
     }
     Ok(written)
+}
+
+/// Locates, fetches (merging nearby blobs of a pack into one read),
+/// decrypts and verifies one batch of data chunks, in order.
+fn read_batch(repo: &Repository, index: &CacheReader, batch: &[Id]) -> Result<Vec<Vec<Vec<u8>>>> {
+    let locs: Vec<BlobLocation> = batch
+        .iter()
+        .map(|id| {
+            index.get(id)?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::MissingObject,
+                    format!("data blob {id} is not in the index"),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    for loc in &locs {
+        if loc.entry.blob_type != BlobType::Data {
+            return Err(Error::corrupt(format!(
+                "blob {} is a {} blob where file data was expected",
+                loc.entry.id,
+                loc.entry.blob_type.name()
+            )));
+        }
+    }
+    // Runs of blobs close together in one pack: one range read each.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for i in 0..locs.len() {
+        match runs.last_mut() {
+            Some((start, end))
+                if locs[*start].pack_id == locs[i].pack_id
+                    && locs[i].entry.offset as u64 >= locs[*end - 1].entry.end()
+                    && (locs[i].entry.offset as u64) <= locs[*end - 1].entry.end() + MERGE_GAP
+                    && locs[i].entry.end() - u64::from(locs[*start].entry.offset) <= MAX_RUN =>
+            {
+                *end = i + 1
+            }
+            _ => runs.push((i, i + 1)),
+        }
+    }
+    let decoded: Vec<Vec<Vec<u8>>> = runs
+        .par_iter()
+        .map(|&(start, end)| {
+            let first = &locs[start];
+            let base = u64::from(first.entry.offset);
+            let len = locs[end - 1].entry.end() - base;
+            let bytes =
+                repo.backend()
+                    .get_range(ObjectKind::Pack, &first.pack_id.to_hex(), base, len)?;
+            locs[start..end]
+                .par_iter()
+                .map(|loc| {
+                    let from = (u64::from(loc.entry.offset) - base) as usize;
+                    let sealed = &bytes[from..from + loc.entry.length as usize];
+                    pack::decode_blob(repo.keys(), repo.id(), &loc.entry, sealed, &loc.pack_id)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    Ok(decoded)
 }
 
 /// Restores `snapshot` into `target` (created if missing). Existing files

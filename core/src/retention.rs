@@ -245,7 +245,11 @@ impl RetentionPolicy {
             if !s.is_empty() {
                 s.push_str(" and ");
             }
-            let lists: Vec<String> = self.tags.iter().map(|l| l.join(",")).collect();
+            let lists: Vec<String> = self
+                .tags
+                .iter()
+                .map(|l| format!("[{}]", l.join(", ")))
+                .collect();
             s.push_str(&format!("all snapshots with tags [{}]", lists.join(" ")));
         }
         if !self.within.is_zero() {
@@ -467,7 +471,7 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
         for l in &p.tags {
             if has_tags(cur, l) {
                 keep = true;
-                reasons.push(format!("has tags [{}]", l.join(" ")));
+                reasons.push(format!("has tags [{}]", l.join(", ")));
             }
         }
         let after = |d: &KeepDuration| match &latest {
@@ -878,7 +882,7 @@ mod tests {
         );
         assert_eq!(
             reasons_of(&r, "2026-11-20T03:00:00+00:00"),
-            ["has tags [monthly nightly]"]
+            ["has tags [monthly, nightly]"]
         );
         // An empty tag matches untagged snapshots.
         let p = RetentionPolicy {

@@ -123,7 +123,14 @@ impl Backend for LocalBackend {
             io::ErrorKind::NotFound => self.missing(kind, name),
             _ => Error::io(ctx(), e),
         })?;
-        let len = file.metadata().map_err(|e| Error::io(ctx(), e))?.len();
+        let meta = file.metadata().map_err(|e| Error::io(ctx(), e))?;
+        if !meta.is_file() {
+            return Err(Error::corrupt(format!(
+                "{} {name} is not a regular file",
+                kind.noun()
+            )));
+        }
+        let len = meta.len();
         if len > kind.max_size() {
             return Err(Error::corrupt(format!(
                 "{} {name} is {len} bytes, more than any valid {} ({} bytes)",
@@ -133,7 +140,18 @@ impl Backend for LocalBackend {
             )));
         }
         let mut buf = Vec::with_capacity(len as usize);
-        io::Read::read_to_end(&mut file, &mut buf).map_err(|e| Error::io(ctx(), e))?;
+        // Bounded even if the file grows after the size check.
+        io::Read::read_to_end(
+            &mut io::Read::take(&mut file, kind.max_size() + 1),
+            &mut buf,
+        )
+        .map_err(|e| Error::io(ctx(), e))?;
+        if buf.len() as u64 > kind.max_size() {
+            return Err(Error::corrupt(format!(
+                "{} {name} grew beyond the size limit while being read",
+                kind.noun()
+            )));
+        }
         Ok(buf)
     }
 
@@ -200,13 +218,22 @@ impl Backend for LocalBackend {
                 if !is_object_name(&name) {
                     continue;
                 }
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| Error::io(format!("stat {}", entry.path().display()), e))?;
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    // Deleted (by a prune) between listing and stat.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("stat {}", entry.path().display()), e)),
+                };
                 if meta.is_file() {
+                    let modified = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .and_then(|d| i64::try_from(d.as_secs()).ok());
                     out.push(ObjectInfo {
                         name,
                         size: meta.len(),
+                        modified,
                     });
                 }
             }
@@ -244,13 +271,12 @@ mod tests {
         fs::write(dir.path().join("repo/data/00/.tmp-junk"), b"x")
             .map_err(|e| Error::io("w", e))?;
         let listed = b.list(ObjectKind::Pack)?;
+        assert_eq!(listed.len(), 1);
         assert_eq!(
-            listed,
-            vec![ObjectInfo {
-                name: name.clone(),
-                size: 3
-            }]
+            (listed[0].name.as_str(), listed[0].size),
+            (name.as_str(), 3)
         );
+        assert!(listed[0].modified.is_some());
         let missing = b.get(ObjectKind::Index, &name).err().map(|e| e.kind());
         assert_eq!(missing, Some(ErrorKind::MissingObject));
         b.delete(ObjectKind::Pack, &name)?;

@@ -49,7 +49,7 @@ impl ObjectKind {
     pub fn max_size(self) -> u64 {
         const MIB: u64 = 1024 * 1024;
         match self {
-            ObjectKind::Config | ObjectKind::Key => MIB,
+            ObjectKind::Config | ObjectKind::Key => 2 * MIB,
             ObjectKind::Snapshot => 65 * MIB,
             ObjectKind::Index => 1025 * MIB,
             ObjectKind::Pack => u64::from(u32::MAX),
@@ -75,6 +75,8 @@ pub struct ObjectInfo {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was stored, if the backend knows (Unix seconds).
+    pub modified: Option<i64>,
 }
 
 /// A place to keep a repository.

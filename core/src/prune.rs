@@ -1,0 +1,701 @@
+//! Prune: remove data that no snapshot needs, safely next to backups that
+//! run at the same time, from this or another machine (`repo-format.md`
+//! §11, "Two-phase prune").
+//!
+//! Plan first, then act. [`plan`] reads every snapshot, walks their trees
+//! to find the blobs in use, reads every index object and lists the packs,
+//! and decides for each pack:
+//!
+//! - all blobs in use: keep; some in use: keep, or repack while the
+//!   unused data exceeds `--max-unused`;
+//! - none in use: mark it obsolete (write it into the new index as such);
+//! - obsolete for at least the grace period and still unused: delete it;
+//!   obsolete but in use again (a backup that started before the mark
+//!   referenced it): revive it;
+//! - not in any index (left by an interrupted backup, or one still
+//!   running): delete once older than the grace period.
+//!
+//! [`execute`] then writes repacked packs, then the new index objects, and
+//! only then deletes the index objects it replaced and the packs it
+//! condemned: a crash at any point leaves every snapshot restorable.
+//!
+//! A backup only deduplicates against packs in use and, before it commits,
+//! checks that none of the packs it took blobs from has been obsolete for
+//! longer than the grace period less a margin; so no snapshot can appear
+//! that refers to a pack a prune is allowed to delete.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+use crate::backend::ObjectKind;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::index::IndexPack;
+use crate::pack::{self, BlobEntry, BlobType, PackWriter};
+use crate::repository::{verify_name, Repository};
+use crate::tree::{self, NodeKind};
+
+/// How much unused data may stay in partly used packs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxUnused {
+    /// Never repack.
+    Unlimited,
+    /// At most this percentage of the repository's size after pruning.
+    Percent(f64),
+    /// At most this many bytes.
+    Bytes(u64),
+}
+
+impl Default for MaxUnused {
+    /// restic's default: 5 %.
+    fn default() -> Self {
+        MaxUnused::Percent(5.0)
+    }
+}
+
+impl FromStr for MaxUnused {
+    type Err = Error;
+
+    /// `5%`, `100M`, `2G` (k/m/g/t, powers of 1024), or `unlimited`.
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if s == "unlimited" {
+            return Ok(MaxUnused::Unlimited);
+        }
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| Error::invalid(format!("invalid percentage {s:?}")))?;
+            if !(0.0..100.0).contains(&v) {
+                return Err(Error::invalid(format!(
+                    "--max-unused {s}: must be 0% to below 100%"
+                )));
+            }
+            return Ok(MaxUnused::Percent(v));
+        }
+        parse_size(s).map(MaxUnused::Bytes)
+    }
+}
+
+/// Parses `123`, `100k`, `64M`, `2G`, `1T` (powers of 1024, case-insensitive).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_lowercase() {
+                'k' => 1u64 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                'b' => 1,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "invalid size {s:?}: use k, m, g or t"
+                    )))
+                }
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid(format!("invalid size {s:?}")))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| Error::invalid(format!("size {s:?} is too large")))
+}
+
+/// Options of a prune.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Repack partly used packs until at most this much unused data stays.
+    pub max_unused: MaxUnused,
+    /// Repack at most this many bytes of packs in one run.
+    pub max_repack_size: Option<u64>,
+    /// Override the repository's grace period (seconds). Shorter than the
+    /// repository's is only safe when no backup runs at the same time.
+    pub grace_seconds: Option<u64>,
+}
+
+/// What happens to one pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackAction {
+    /// In use; stays.
+    Keep,
+    /// Partly used: its used blobs are copied to new packs, it becomes
+    /// obsolete.
+    Repack,
+    /// Unused: marked obsolete now, deleted by a later prune.
+    Mark,
+    /// Obsolete, still within its grace period.
+    KeepMarked,
+    /// Obsolete but in use again: back in use.
+    Revive,
+    /// Obsolete for the grace period and unused: deleted now.
+    Delete,
+    /// In no index and older than the grace period: deleted now.
+    DeleteUnindexed,
+    /// In no index but recent (maybe a running backup's): left alone.
+    KeepUnindexed,
+    /// In an index but not in storage, and holding nothing in use: dropped
+    /// from the index.
+    DropMissing,
+}
+
+/// One pack in the plan.
+#[derive(Debug, Clone)]
+pub struct PackPlan {
+    /// The pack.
+    pub id: Id,
+    /// Its stored size (0 when missing).
+    pub size: u64,
+    /// Blobs listed for it.
+    pub blobs: usize,
+    /// Blobs in use that this pack provides.
+    pub used_blobs: usize,
+    /// Stored bytes of those blobs.
+    pub used_bytes: u64,
+    /// When it was marked obsolete, if it was.
+    pub obsolete_since: Option<i64>,
+    /// The decision.
+    pub action: PackAction,
+    entries: Vec<BlobEntry>,
+    claimed: Vec<bool>,
+}
+
+/// Sums over the plan.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneTotals {
+    /// Snapshots whose data is kept.
+    pub snapshots: usize,
+    /// Distinct blobs in use.
+    pub used_blobs: usize,
+    /// Packs in storage or in the index.
+    pub packs: usize,
+    /// Bytes in packs.
+    pub bytes: u64,
+    /// Stored bytes of blobs in use.
+    pub used_bytes: u64,
+    /// Stored bytes of everything else.
+    pub unused_bytes: u64,
+    /// Packs deleted by this run, and their bytes.
+    pub delete_packs: usize,
+    /// Bytes freed by this run.
+    pub delete_bytes: u64,
+    /// Packs repacked, and their bytes.
+    pub repack_packs: usize,
+    /// Bytes of packs read to repack.
+    pub repack_bytes: u64,
+    /// Packs marked obsolete (freed by a later prune), and their bytes.
+    pub mark_packs: usize,
+    /// Bytes marked obsolete.
+    pub mark_bytes: u64,
+    /// Packs still waiting for their grace period.
+    pub waiting_packs: usize,
+    /// Packs in use again.
+    pub revive_packs: usize,
+    /// Packs in no index left alone because they are recent.
+    pub recent_unindexed_packs: usize,
+    /// Packs listed in the index but missing from storage.
+    pub missing_packs: usize,
+    /// Unused bytes left in packs that stay in use.
+    pub unused_bytes_after: u64,
+}
+
+/// The decisions of a prune, before anything is changed.
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    /// When the plan was made (Unix seconds): the mark time.
+    pub time: i64,
+    /// Grace period used (seconds).
+    pub grace_seconds: u64,
+    /// Every pack and its fate, sorted by ID.
+    pub packs: Vec<PackPlan>,
+    /// The index objects this prune read and replaces.
+    pub index_objects: Vec<Id>,
+    /// Sums.
+    pub totals: PruneTotals,
+}
+
+impl PrunePlan {
+    /// Packs with `action`.
+    pub fn with_action(&self, action: PackAction) -> impl Iterator<Item = &PackPlan> {
+        self.packs.iter().filter(move |p| p.action == action)
+    }
+
+    /// Does executing this plan change anything?
+    pub fn is_noop(&self) -> bool {
+        self.packs.iter().all(|p| {
+            matches!(
+                p.action,
+                PackAction::Keep | PackAction::KeepMarked | PackAction::KeepUnindexed
+            )
+        })
+    }
+}
+
+fn damaged(message: String) -> Error {
+    Error::new(ErrorKind::Corrupt, message)
+}
+
+/// Every blob that some snapshot needs: trees, chunk lists, data.
+///
+/// Snapshots are listed first and the index read after: a snapshot is
+/// written after its index objects, so everything a listed snapshot needs
+/// is in an index object this prune reads. Snapshots committed later are
+/// protected by the grace period instead.
+fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, usize)> {
+    let list = repo.load_snapshots()?;
+    if let Some((name, e)) = list.damaged.first() {
+        return Err(damaged(format!(
+            "snapshot {name} cannot be read ({e}); prune needs every snapshot to know what is in use, so it stops without changing anything"
+        )));
+    }
+    let stats = repo.sync_index()?;
+    if let Some(e) = stats.unreadable.first() {
+        return Err(damaged(format!(
+            "{e}; prune needs the whole index and stops without changing anything"
+        )));
+    }
+    let index = repo.index()?;
+    let index = &index;
+    let mut used = HashSet::new();
+    let mut stack: Vec<Id> = Vec::new();
+    for s in &list.good {
+        if used.insert(s.tree) {
+            stack.push(s.tree);
+        }
+    }
+    while let Some(tree_id) = stack.pop() {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        let tree = repo.load_tree(index, &tree_id).map_err(|e| {
+            damaged(format!("cannot read tree {tree_id}: {e}; prune stops without changing anything (run `cairn check`)"))
+        })?;
+        for node in tree.nodes {
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = node.subtree {
+                        if used.insert(sub) {
+                            stack.push(sub);
+                        }
+                    }
+                }
+                NodeKind::File => {
+                    used.extend(node.content.iter().copied());
+                    for list_id in &node.content_lists {
+                        if used.insert(*list_id) {
+                            let bytes = repo
+                                .read_blob(index, list_id, BlobType::ChunkList)
+                                .map_err(|e| {
+                                    damaged(format!(
+                                        "cannot read chunk list {list_id}: {e}; prune stops"
+                                    ))
+                                })?;
+                            used.extend(tree::decode_chunk_list(&bytes)?);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((used, list.good.len()))
+}
+
+/// Decides what to do; changes nothing.
+pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Result<PrunePlan> {
+    if let Some(w) = repo.warnings().first() {
+        return Err(damaged(format!(
+            "{w}; prune needs the whole index and stops without changing anything"
+        )));
+    }
+    let time = jiff::Timestamp::now().as_second();
+    let grace = opts
+        .grace_seconds
+        .unwrap_or(repo.config().prune_grace_seconds);
+    let backend = repo.backend();
+    let (used, snapshots) = used_blobs(repo, cancel)?;
+
+    // Index objects first, then packs: a backup that finishes in between
+    // has its packs listed (recent, in no index we read: left alone).
+    let index_objects: Vec<Id> = backend
+        .list(ObjectKind::Index)?
+        .iter()
+        .map(|o| Id::parse(&o.name))
+        .collect::<Result<_>>()?;
+    let mut packs: HashMap<Id, PackPlan> = HashMap::new();
+    for id in &index_objects {
+        for p in repo.load_index(id).map_err(|e| {
+            damaged(format!(
+                "{e}; prune needs the whole index and stops without changing anything"
+            ))
+        })? {
+            let entry = packs.entry(p.pack_id).or_insert_with(|| PackPlan {
+                id: p.pack_id,
+                size: 0,
+                blobs: p.blobs.len(),
+                used_blobs: 0,
+                used_bytes: 0,
+                obsolete_since: p.obsolete_since,
+                action: PackAction::Keep,
+                claimed: vec![false; p.blobs.len()],
+                entries: p.blobs.clone(),
+            });
+            // Listed in use anywhere: in use.
+            entry.obsolete_since = match (entry.obsolete_since, p.obsolete_since) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+    }
+    let stored = backend.list(ObjectKind::Pack)?;
+    let mut unindexed = Vec::new();
+    let mut present = HashSet::new();
+    for o in &stored {
+        let id = Id::parse(&o.name)?;
+        present.insert(id);
+        match packs.get_mut(&id) {
+            Some(p) => p.size = o.size,
+            None => unindexed.push((id, o.size, o.modified)),
+        }
+    }
+
+    // Claim each blob in use once: packs in use first, then obsolete ones
+    // (which are then revived). Sorted for a deterministic plan.
+    let mut ids: Vec<Id> = packs.keys().copied().collect();
+    ids.sort();
+    let mut claimed: HashSet<Id> = HashSet::with_capacity(used.len());
+    for pass_obsolete in [false, true] {
+        for id in &ids {
+            let Some(p) = packs.get_mut(id) else { continue };
+            if p.obsolete_since.is_some() != pass_obsolete || !present.contains(id) {
+                continue;
+            }
+            for (i, e) in p.entries.iter().enumerate() {
+                if used.contains(&e.id) && claimed.insert(e.id) {
+                    p.claimed[i] = true;
+                    p.used_blobs += 1;
+                    p.used_bytes += u64::from(e.length);
+                }
+            }
+        }
+    }
+    if claimed.len() != used.len() {
+        let missing = used
+            .iter()
+            .find(|id| !claimed.contains(id))
+            .copied()
+            .unwrap_or_default();
+        return Err(damaged(format!(
+            "{} blobs that snapshots use are in no stored pack (first: {missing}); the repository is damaged. \
+             prune stops without changing anything (run `cairn check`)",
+            used.len() - claimed.len()
+        )));
+    }
+
+    let mut totals = PruneTotals {
+        snapshots,
+        used_blobs: used.len(),
+        ..PruneTotals::default()
+    };
+    let mut candidates: Vec<Id> = Vec::new();
+    for id in &ids {
+        let Some(p) = packs.get_mut(id) else { continue };
+        let all_used = p.used_blobs == p.entries.len();
+        p.action = if !present.contains(id) {
+            PackAction::DropMissing
+        } else if let Some(since) = p.obsolete_since {
+            if p.used_blobs > 0 {
+                PackAction::Revive
+            } else if time.saturating_sub(since) >= grace as i64 {
+                PackAction::Delete
+            } else {
+                PackAction::KeepMarked
+            }
+        } else if p.used_blobs == 0 {
+            if grace == 0 {
+                PackAction::Delete
+            } else {
+                PackAction::Mark
+            }
+        } else {
+            if !all_used {
+                candidates.push(*id);
+            }
+            PackAction::Keep
+        };
+    }
+
+    // Repack the emptiest packs until the unused data left is small enough.
+    let used_total: u64 = packs.values().map(|p| p.used_bytes).sum();
+    let unused_of = |p: &PackPlan| p.size.saturating_sub(p.used_bytes);
+    let mut unused_left: u64 = packs
+        .values()
+        .filter(|p| matches!(p.action, PackAction::Keep | PackAction::Revive))
+        .map(unused_of)
+        .sum();
+    let max_unused = match opts.max_unused {
+        MaxUnused::Unlimited => u64::MAX,
+        MaxUnused::Bytes(b) => b,
+        MaxUnused::Percent(pct) => (used_total as f64 * pct / (100.0 - pct)) as u64,
+    };
+    candidates.sort_by(|a, b| {
+        let ratio = |id: &Id| {
+            packs
+                .get(id)
+                .map(|p| unused_of(p) as f64 / p.size.max(1) as f64)
+                .unwrap_or(0.0)
+        };
+        ratio(b).total_cmp(&ratio(a)).then(a.cmp(b))
+    });
+    let mut repack_size = 0u64;
+    for id in candidates {
+        if unused_left <= max_unused {
+            break;
+        }
+        let Some(p) = packs.get_mut(&id) else {
+            continue;
+        };
+        if opts
+            .max_repack_size
+            .is_some_and(|limit| repack_size + p.size > limit)
+        {
+            continue;
+        }
+        p.action = PackAction::Repack;
+        repack_size += p.size;
+        unused_left -= unused_of(p);
+    }
+
+    let mut list: Vec<PackPlan> = packs.into_values().collect();
+    // A running backup's packs are in no index until its next index flush
+    // (at most 16 packs or a minute later): never delete an unindexed pack
+    // younger than an hour, however short the grace period (except 0,
+    // where the caller vouched that nothing runs).
+    let unindexed_age = if grace == 0 {
+        0
+    } else {
+        grace.max(MIN_UNINDEXED_AGE)
+    };
+    for (id, size, modified) in unindexed {
+        let old = modified.is_some_and(|m| time.saturating_sub(m) >= unindexed_age as i64);
+        list.push(PackPlan {
+            id,
+            size,
+            blobs: 0,
+            used_blobs: 0,
+            used_bytes: 0,
+            obsolete_since: None,
+            action: if old {
+                PackAction::DeleteUnindexed
+            } else {
+                PackAction::KeepUnindexed
+            },
+            entries: Vec::new(),
+            claimed: Vec::new(),
+        });
+    }
+    list.sort_by_key(|p| p.id);
+    for p in &list {
+        totals.packs += 1;
+        totals.bytes += p.size;
+        totals.used_bytes += p.used_bytes;
+        match p.action {
+            PackAction::Delete | PackAction::DeleteUnindexed => {
+                totals.delete_packs += 1;
+                totals.delete_bytes += p.size;
+            }
+            PackAction::Repack => {
+                totals.repack_packs += 1;
+                totals.repack_bytes += p.size;
+            }
+            PackAction::Mark => {
+                totals.mark_packs += 1;
+                totals.mark_bytes += p.size;
+            }
+            PackAction::KeepMarked => totals.waiting_packs += 1,
+            PackAction::Revive => totals.revive_packs += 1,
+            PackAction::KeepUnindexed => totals.recent_unindexed_packs += 1,
+            PackAction::DropMissing => totals.missing_packs += 1,
+            PackAction::Keep => {}
+        }
+    }
+    totals.unused_bytes = totals.bytes.saturating_sub(totals.used_bytes);
+    totals.unused_bytes_after = unused_left;
+    Ok(PrunePlan {
+        time,
+        grace_seconds: grace,
+        packs: list,
+        index_objects,
+        totals,
+    })
+}
+
+/// What [`execute`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneStats {
+    /// Packs deleted.
+    pub packs_deleted: usize,
+    /// Bytes freed now.
+    pub bytes_deleted: u64,
+    /// New packs written by repacking.
+    pub packs_written: usize,
+    /// Bytes written by repacking.
+    pub bytes_written: u64,
+    /// Index objects written.
+    pub index_written: usize,
+    /// Index objects deleted.
+    pub index_deleted: usize,
+}
+
+/// Youngest age (seconds) at which a pack in no index may be deleted.
+pub const MIN_UNINDEXED_AGE: u64 = 3600;
+
+/// Most blobs per new index object.
+const INDEX_CHUNK_BLOBS: usize = 1_000_000;
+
+/// Carries out a plan. Order: new packs, new index, then deletions.
+pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Result<PruneStats> {
+    let mut stats = PruneStats::default();
+    let check = || {
+        if cancel.load(Ordering::SeqCst) {
+            Err(Error::interrupted())
+        } else {
+            Ok(())
+        }
+    };
+    let keys = repo.keys();
+    let level = repo.config().compression.level;
+    let pack_size = repo.config().pack_size as usize;
+
+    // 1. Copy the used blobs of partly used packs into new packs.
+    let mut new_packs: Vec<IndexPack> = Vec::new();
+    let mut writers: HashMap<bool, PackWriter> = HashMap::new();
+    let store =
+        |w: PackWriter, stats: &mut PruneStats, new_packs: &mut Vec<IndexPack>| -> Result<()> {
+            let finished = w.finish(keys, repo.id())?;
+            pack::verify(keys, repo.id(), &finished)?;
+            repo.backend()
+                .put(ObjectKind::Pack, &finished.id.to_hex(), &finished.bytes)?;
+            stats.packs_written += 1;
+            stats.bytes_written += finished.bytes.len() as u64;
+            new_packs.push(IndexPack::live(finished.id, finished.entries));
+            Ok(())
+        };
+    for p in plan.with_action(PackAction::Repack) {
+        check()?;
+        let name = p.id.to_hex();
+        let bytes = repo.backend().get(ObjectKind::Pack, &name)?;
+        verify_name(ObjectKind::Pack, &name, &bytes)?;
+        for (e, claimed) in p.entries.iter().zip(&p.claimed) {
+            if !claimed {
+                continue;
+            }
+            let sealed = bytes
+                .get(e.offset as usize..e.end() as usize)
+                .ok_or_else(|| {
+                    damaged(format!("pack {name}: blob {} lies outside the pack", e.id))
+                })?;
+            let plain = pack::decode_blob(keys, repo.id(), e, sealed, &p.id)?;
+            let blob = pack::encode_blob(keys, repo.id(), e.blob_type, e.id, &plain, level)?;
+            let is_data = e.blob_type == BlobType::Data;
+            let w = writers.entry(is_data).or_default();
+            w.add(&blob)?;
+            if w.len() >= pack_size {
+                let full = std::mem::take(w);
+                store(full, &mut stats, &mut new_packs)?;
+            }
+        }
+    }
+    for (_, w) in writers.drain() {
+        if !w.is_empty() {
+            store(w, &mut stats, &mut new_packs)?;
+        }
+    }
+    check()?;
+
+    // 2. The new index: everything that stays, obsolete packs as such.
+    let mut records = new_packs;
+    for p in &plan.packs {
+        let obsolete_since = match p.action {
+            PackAction::Keep | PackAction::Revive => None,
+            PackAction::Mark | PackAction::Repack => Some(plan.time),
+            PackAction::KeepMarked => p.obsolete_since,
+            PackAction::Delete
+            | PackAction::DeleteUnindexed
+            | PackAction::KeepUnindexed
+            | PackAction::DropMissing => continue,
+        };
+        records.push(IndexPack {
+            pack_id: p.id,
+            obsolete_since,
+            blobs: p.entries.clone(),
+        });
+    }
+    let mut chunk: Vec<IndexPack> = Vec::new();
+    let mut blobs = 0usize;
+    for r in records {
+        blobs += r.blobs.len();
+        chunk.push(r);
+        if blobs >= INDEX_CHUNK_BLOBS {
+            repo.save_index(&chunk)?;
+            stats.index_written += 1;
+            chunk.clear();
+            blobs = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        repo.save_index(&chunk)?;
+        stats.index_written += 1;
+    }
+
+    // 3. Only now: remove what the new index replaces...
+    for id in &plan.index_objects {
+        repo.backend().delete(ObjectKind::Index, &id.to_hex())?;
+        stats.index_deleted += 1;
+    }
+    // 4. ...and the condemned packs.
+    for p in &plan.packs {
+        if matches!(p.action, PackAction::Delete | PackAction::DeleteUnindexed) {
+            repo.backend().delete(ObjectKind::Pack, &p.id.to_hex())?;
+            stats.packs_deleted += 1;
+            stats.bytes_deleted += p.size;
+        }
+    }
+    // 5. With grace 0, repacked packs go at once too (nothing else can need
+    // them: the caller vouched that no backup runs).
+    if plan.grace_seconds == 0 {
+        for p in plan.with_action(PackAction::Repack) {
+            repo.backend().delete(ObjectKind::Pack, &p.id.to_hex())?;
+            stats.packs_deleted += 1;
+            stats.bytes_deleted += p.size;
+        }
+    }
+    repo.sync_index()?;
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unused_parses_like_restic() -> Result<()> {
+        assert_eq!("5%".parse::<MaxUnused>()?, MaxUnused::Percent(5.0));
+        assert_eq!("unlimited".parse::<MaxUnused>()?, MaxUnused::Unlimited);
+        assert_eq!("100M".parse::<MaxUnused>()?, MaxUnused::Bytes(100 << 20));
+        assert_eq!("2g".parse::<MaxUnused>()?, MaxUnused::Bytes(2 << 30));
+        assert_eq!("4096".parse::<MaxUnused>()?, MaxUnused::Bytes(4096));
+        assert!("100%".parse::<MaxUnused>().is_err());
+        assert!("5x".parse::<MaxUnused>().is_err());
+        Ok(())
+    }
+}
