@@ -213,7 +213,7 @@ pub fn backup(
     let time = opts.time.unwrap_or(start);
 
     let upload_failed = AtomicBool::new(false);
-    let (root, mut summary, warnings, reused) = thread::scope(|scope| -> Result<_> {
+    let (root, mut summary, warnings, referenced) = thread::scope(|scope| -> Result<_> {
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
@@ -230,10 +230,13 @@ pub fn backup(
             }
         };
         let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
-        let (stats, warnings, mut reused) = (
+        // Everything the snapshot will refer to, for the commit check:
+        // what was reused from the index and what this backup stored.
+        let mut referenced = std::mem::take(&mut saver.reused);
+        referenced.extend(saver.seen.drain());
+        let (stats, warnings) = (
             std::mem::take(&mut saver.stats),
             std::mem::take(&mut saver.warnings),
-            std::mem::take(&mut saver.reused),
         );
         drop(saver); // closes the pack channel: the uploader finishes
         let uploaded = uploader
@@ -242,20 +245,16 @@ pub fn backup(
         // When storing packs failed, that is the cause; otherwise the
         // reading side's error (dump command, interruption) is.
         let root = match (flushed, uploaded) {
-            (Ok(root), Ok(stored)) => {
-                reused.extend(stored);
-                root
-            }
+            (Ok(root), Ok(())) => root,
             (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
         };
-        Ok((root, stats, warnings, reused))
+        Ok((root, stats, warnings, referenced))
     })?;
 
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::interrupted());
     }
-    verify_reused(repo, &reused)?;
     // Damaged snapshots only cost the parent link; backups must go on.
     let existing = repo.load_snapshots()?.good;
     let mut sorted_paths = paths.clone();
@@ -280,31 +279,42 @@ pub fn backup(
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
     };
+    // Last, right before the commit point: as little time as possible
+    // between the check and the snapshot becoming visible.
+    verify_referenced(repo, &referenced)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { snapshot, warnings })
 }
 
-/// The commit check of the two-phase prune (`repo-format.md` §11): every
-/// blob this backup took from the index instead of storing it, and one blob
-/// of every pack it stored (a prune may have marked those as unused when
-/// it saw them indexed before this snapshot existed), must still be in a
-/// pack in use, or in a pack marked obsolete so recently that no prune can
-/// delete it before this snapshot is visible. Otherwise a prune ran during
-/// this backup and the snapshot could refer to deleted data: nothing is
-/// committed (exit 11, run the backup again).
-fn verify_reused(repo: &Repository, reused: &HashSet<Id>) -> Result<()> {
-    if reused.is_empty() {
+/// The commit check of the two-phase prune (`repo-format.md` §12.6): every
+/// blob the snapshot refers to, whether this backup took it from the index
+/// or stored it (a prune may have marked this backup's own packs unused
+/// when it saw them indexed before this snapshot existed), must still be in
+/// a pack in use, or in a pack marked obsolete so recently that no prune
+/// can delete it before this snapshot is visible. Otherwise a prune ran
+/// during this backup and the snapshot could refer to deleted data:
+/// nothing is committed (exit 11, run the backup again).
+fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> {
+    if referenced.is_empty() {
         return Ok(());
     }
-    repo.sync_index()?;
+    // Index objects that were unreadable before the backup do not matter
+    // here: their blobs looked absent, so the backup stored its own copies.
+    let stats = repo.sync_index()?;
     let index = repo.index()?;
     let config = repo.config();
     let limit = config
         .prune_grace_seconds
         .saturating_sub(config.grace_margin_seconds());
     let now = jiff::Timestamp::now().as_second();
-    for id in reused {
+    for id in referenced {
         let pruned = match index.get(id)? {
+            None if !stats.unreadable.is_empty() => return Err(Error::corrupt(format!(
+                "blob {} of this backup is no longer indexed and an index object cannot be read \
+                     ({}); no snapshot was written",
+                id.short(),
+                stats.unreadable[0]
+            ))),
             None => true,
             Some(loc) => loc
                 .obsolete_since
@@ -341,20 +351,35 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Verifies and stores packs, then records them in index objects. Returns
-/// one blob of each stored pack: the commit check looks them up to see
-/// whether a prune marked these packs meanwhile.
-fn upload_packs(
-    repo: &Repository,
-    rx: Receiver<FinishedPack>,
-    failed: &AtomicBool,
-) -> Result<Vec<Id>> {
-    let mut stored_packs = Vec::new();
+/// Verifies and stores packs, then records them in index objects: every
+/// 200 000 blobs or 16 packs, and at least once a minute even when no new
+/// pack arrives (a stored pack must not stay unindexed for long: prune
+/// treats old unindexed packs as leftovers of crashed backups).
+fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBool) -> Result<()> {
     let mut pending: Vec<IndexPack> = Vec::new();
     let mut pending_blobs = 0usize;
     let mut last_flush = std::time::Instant::now();
     let mut first_err: Option<Error> = None;
-    for pack in rx {
+    let flush = |pending: &mut Vec<IndexPack>, first_err: &mut Option<Error>| {
+        if let Err(e) = repo.save_index(pending) {
+            failed.store(true, Ordering::SeqCst);
+            first_err.get_or_insert(e);
+        }
+        pending.clear();
+    };
+    loop {
+        let pack = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(pack) => pack,
+            Err(RecvTimeoutError::Timeout) => {
+                if !pending.is_empty() && last_flush.elapsed() >= INDEX_FLUSH_INTERVAL {
+                    flush(&mut pending, &mut first_err);
+                    pending_blobs = 0;
+                    last_flush = std::time::Instant::now();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if first_err.is_some() {
             continue;
         }
@@ -365,19 +390,12 @@ fn upload_packs(
         match stored {
             Ok(_) => {
                 pending_blobs += pack.entries.len();
-                if let Some(first) = pack.entries.first() {
-                    stored_packs.push(first.id);
-                }
                 pending.push(IndexPack::live(pack.id, pack.entries));
                 if pending_blobs >= INDEX_FLUSH_BLOBS
                     || pending.len() >= INDEX_FLUSH_PACKS
                     || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
                 {
-                    if let Err(e) = repo.save_index(&pending) {
-                        failed.store(true, Ordering::SeqCst);
-                        first_err = Some(e);
-                    }
-                    pending.clear();
+                    flush(&mut pending, &mut first_err);
                     pending_blobs = 0;
                     last_flush = std::time::Instant::now();
                 }
@@ -395,7 +413,7 @@ fn upload_packs(
             first_err.get_or_insert(e);
         }
     }
-    first_err.map_or(Ok(stored_packs), Err)
+    first_err.map_or(Ok(()), Err)
 }
 
 /// Deduplicates, compresses, seals and packs blobs.
@@ -471,7 +489,7 @@ impl<'a> BlobSaver<'a> {
 
     /// Whether blob `id` must be stored. Blobs found in the index are
     /// remembered: before committing, the backup checks that no prune has
-    /// marked their packs for too long (see [`verify_reused`]).
+    /// marked their packs for too long (see [`verify_referenced`]).
     fn is_new(&mut self, id: &Id) -> Result<bool> {
         if self.seen.contains(id) || self.reused.contains(id) {
             return Ok(false);

@@ -28,6 +28,10 @@ const BLOBS: TableDefinition<[u8; 32], [u8; 55]> = TableDefinition::new("blobs")
 const INDEXES: TableDefinition<[u8; 32], u64> = TableDefinition::new("indexes");
 /// "version" → layout version of this cache file.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// redb's page cache. Its default (1 GiB) let a full rebuild of a large
+/// index take hundreds of MiB; the cache is read in runs, so a small page
+/// cache costs little speed.
+const CACHE_MEMORY: usize = 16 * 1024 * 1024;
 /// Bump when the table layout changes; old caches are then rebuilt.
 const CACHE_VERSION: u64 = 2;
 
@@ -119,6 +123,9 @@ pub struct SyncStats {
     /// look absent: a backup stores them again, a restore that needs them
     /// fails naming the blob) and retried at the next open.
     pub unreadable: Vec<Error>,
+    /// Index objects deleted (by a prune) between listing and reading:
+    /// the caller should list and sync again.
+    pub vanished: usize,
 }
 
 /// The redb index cache of one repository.
@@ -144,6 +151,7 @@ impl IndexCache {
         let open = || {
             Database::builder()
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+                .set_cache_size(CACHE_MEMORY)
                 .create(path)
         };
         let db = match open() {
@@ -263,6 +271,10 @@ impl IndexCache {
                 for (id, packs) in loaded {
                     let packs = match packs {
                         Ok(p) => p,
+                        Err(e) if e.kind() == ErrorKind::MissingObject => {
+                            stats.vanished += 1;
+                            continue;
+                        }
                         Err(e) => {
                             stats.unreadable.push(e);
                             continue;

@@ -16,7 +16,7 @@
 //! built from them. An obsolete pack's blobs can still be read (a backup
 //! that started before prune marked it may have referenced them) but are
 //! never deduplicated against; prune deletes the pack only after the grace
-//! period (`repo-format.md` §11).
+//! period (`repo-format.md` §12).
 
 use crate::crypto::Keys;
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! Prune: remove data that no snapshot needs, safely next to backups that
 //! run at the same time, from this or another machine (`repo-format.md`
-//! §11, "Two-phase prune").
+//! §12, "Two-phase prune").
 //!
 //! Plan first, then act. [`plan`] reads every snapshot, walks their trees
 //! to find the blobs in use, reads every index object and lists the packs,
@@ -277,7 +277,9 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
             return Err(Error::interrupted());
         }
         let tree = repo.load_tree(index, &tree_id).map_err(|e| {
-            damaged(format!("cannot read tree {tree_id}: {e}; prune stops without changing anything (run `cairn check`)"))
+            damaged(format!(
+                "cannot read tree {tree_id}: {e}; prune stops without changing anything"
+            ))
         })?;
         for node in tree.nodes {
             match node.kind {
@@ -396,7 +398,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
             .unwrap_or_default();
         return Err(damaged(format!(
             "{} blobs that snapshots use are in no stored pack (first: {missing}); the repository is damaged. \
-             prune stops without changing anything (run `cairn check`)",
+             prune stops without changing anything",
             used.len() - claimed.len()
         )));
     }
@@ -477,7 +479,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
 
     let mut list: Vec<PackPlan> = packs.into_values().collect();
     // A running backup's packs are in no index until its next index flush
-    // (at most 16 packs or a minute later): never delete an unindexed pack
+    // (at most 16 packs or a minute later, timer-driven): never delete an unindexed pack
     // younger than an hour, however short the grace period (except 0,
     // where the caller vouched that nothing runs).
     let unindexed_age = if grace == 0 {
@@ -622,12 +624,17 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
     }
     check()?;
 
-    // 2. The new index: everything that stays, obsolete packs as such.
+    // 2. The new index: everything that stays, obsolete packs as such. The
+    // mark time is now, when the marks become visible, not when planning
+    // began: the grace period must not start before backups can see it.
+    let mark_time = jiff::Timestamp::now().as_second().max(plan.time);
     let mut records = new_packs;
     for p in &plan.packs {
         let obsolete_since = match p.action {
             PackAction::Keep | PackAction::Revive => None,
-            PackAction::Mark | PackAction::Repack => Some(plan.time),
+            // With grace 0 repacked packs are deleted below: no record.
+            PackAction::Repack if plan.grace_seconds == 0 => continue,
+            PackAction::Mark | PackAction::Repack => Some(mark_time),
             PackAction::KeepMarked => p.obsolete_since,
             PackAction::Delete
             | PackAction::DeleteUnindexed

@@ -326,15 +326,24 @@ impl Repository {
         &self.cache
     }
 
-    /// Brings the index cache up to date with the index objects.
+    /// Brings the index cache up to date with the index objects. When a
+    /// prune replaces index objects while they are being read, the listing
+    /// is taken again (a few times) until it is stable.
     pub fn sync_index(&self) -> Result<SyncStats> {
-        let names: Vec<Id> = self
-            .backend
-            .list(ObjectKind::Index)?
-            .iter()
-            .map(|o| Id::parse(&o.name))
-            .collect::<Result<_>>()?;
-        self.cache.sync(&names, |id| self.load_index(id))
+        let mut attempt = 0;
+        loop {
+            let names: Vec<Id> = self
+                .backend
+                .list(ObjectKind::Index)?
+                .iter()
+                .map(|o| Id::parse(&o.name))
+                .collect::<Result<_>>()?;
+            let stats = self.cache.sync(&names, |id| self.load_index(id))?;
+            attempt += 1;
+            if stats.vanished == 0 || attempt >= 5 {
+                return Ok(stats);
+            }
+        }
     }
 
     /// Reads and decodes index object `id`.

@@ -72,12 +72,15 @@ pub fn write_chunks(
 ) -> Result<u64> {
     let mut written = 0u64;
     let mut fresh: Option<CacheReader> = None;
+    let mut resyncs = 0;
     for batch in ids.chunks(READ_BATCH) {
         if cancel.load(Ordering::SeqCst) {
             return Err(Error::interrupted());
         }
         let decoded = match read_batch(repo, fresh.as_ref().unwrap_or(index), batch) {
-            Err(e) if e.kind() == ErrorKind::MissingObject && fresh.is_none() => {
+            // A few times per file: several prunes may pass during a long one.
+            Err(e) if e.kind() == ErrorKind::MissingObject && resyncs < 3 => {
+                resyncs += 1;
                 repo.sync_index()?;
                 let reader = repo.index()?;
                 let again = read_batch(repo, &reader, batch);
