@@ -309,12 +309,14 @@ fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> 
     let now = jiff::Timestamp::now().as_second();
     for id in referenced {
         let pruned = match index.get(id)? {
-            None if !stats.unreadable.is_empty() => return Err(Error::corrupt(format!(
+            None if !stats.unreadable.is_empty() => {
+                return Err(Error::corrupt(format!(
                 "blob {} of this backup is no longer indexed and an index object cannot be read \
                      ({}); no snapshot was written",
                 id.short(),
                 stats.unreadable[0]
-            ))),
+            )))
+            }
             None => true,
             Some(loc) => loc
                 .obsolete_since
