@@ -627,31 +627,14 @@ pub fn group(snapshots: &[Snapshot], by: GroupBy) -> Vec<(GroupKey, Vec<Snapshot
 mod tests {
     use super::*;
     use crate::id::Id;
-    use crate::snapshot::{SnapshotSource, SnapshotSummary, SourceKind};
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashSet};
 
     fn snap(n: u32, time: &str, host: &str, tags: &[&str]) -> Snapshot {
         let mut id = [0u8; 32];
         id[..4].copy_from_slice(&n.to_be_bytes());
-        Snapshot {
-            id: Id::from_bytes(id),
-            time: SnapshotTime::parse_rfc3339(time).expect("test time"),
-            tree: Id::default(),
-            paths: vec!["/shop.sql".into()],
-            hostname: host.into(),
-            username: "postgres".into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            parent: None,
-            source: SnapshotSource {
-                kind: SourceKind::Stdin,
-                stdin_filename: Some("shop.sql".into()),
-                command: None,
-                exit_status: None,
-            },
-            program_version: "test".into(),
-            summary: SnapshotSummary::default(),
-        }
+        let time = SnapshotTime::parse_rfc3339(time).expect("test time");
+        crate::snapshot::sample(Id::from_bytes(id), time, host, tags)
     }
 
     fn far_future() -> Timestamp {

@@ -212,6 +212,29 @@ pub fn resolve<'a>(
     }
 }
 
+/// A stdin snapshot of `/shop.sql` for tests.
+#[cfg(test)]
+pub(crate) fn sample(id: Id, time: SnapshotTime, host: &str, tags: &[&str]) -> Snapshot {
+    Snapshot {
+        id,
+        time,
+        tree: Id::default(),
+        paths: vec!["/shop.sql".into()],
+        hostname: host.into(),
+        username: "postgres".into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        parent: None,
+        source: SnapshotSource {
+            kind: SourceKind::Stdin,
+            stdin_filename: Some("shop.sql".into()),
+            command: None,
+            exit_status: None,
+        },
+        program_version: "cairn test".into(),
+        summary: SnapshotSummary::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,24 +243,12 @@ mod tests {
     fn snap(id_byte: u8, host: &str, tags: &[&str], time: &str) -> Result<Snapshot> {
         let mut id = [id_byte; 32];
         id[1] = 0;
-        Ok(Snapshot {
-            id: Id::from_bytes(id),
-            time: SnapshotTime::parse(time)?,
-            tree: Id::default(),
-            paths: vec!["/shop.sql".into()],
-            hostname: host.into(),
-            username: "root".into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            parent: None,
-            source: SnapshotSource {
-                kind: SourceKind::Stdin,
-                stdin_filename: Some("shop.sql".into()),
-                command: None,
-                exit_status: None,
-            },
-            program_version: "cairn test".into(),
-            summary: SnapshotSummary::default(),
-        })
+        Ok(sample(
+            Id::from_bytes(id),
+            SnapshotTime::parse(time)?,
+            host,
+            tags,
+        ))
     }
 
     #[test]
