@@ -53,8 +53,8 @@ Exit codes:
     3    finished, but some entries were skipped (listed on stderr): backup saved a
          snapshot without unreadable files; restore left out special files
    10    repository does not exist (or is not a cairn repository)
-   11    repository busy: a prune ran during this backup and removed data it reused;
-         nothing was committed (run the backup again)
+   11    repository busy: a prune ran during this backup and condemned data it refers
+         to; nothing was committed (run the backup again)
    12    wrong password, or no password given
    20    backup source not found or unreadable (nothing written), or file not in snapshot
    21    dump command failed (non-zero exit or killed): no snapshot written
