@@ -174,7 +174,7 @@ fn missing_source_path_is_an_error_and_no_snapshot() {
 
 #[test]
 fn unreadable_file_gives_exit_3_and_a_snapshot_without_it() {
-    let env = Env::init();
+    let env = Env::empty();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("ok.txt"), b"fine").unwrap();
@@ -185,34 +185,8 @@ fn unreadable_file_gives_exit_3_and_a_snapshot_without_it() {
         std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    let mut cmd = if common::is_root() {
-        // Root reads everything: run cairn as nobody, in a world-writable scratch dir.
-        for p in [env.dir.path().to_path_buf(), src.clone()] {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-        }
-        let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--"])
-            .arg(env!("CARGO_BIN_EXE_cairn"));
-        c.env("HOME", env.dir.path());
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-    };
-    let repo = env.path("repo-nobody");
-    cmd.arg("-r")
-        .arg(&repo)
-        .env("CAIRN_PASSWORD", PASSWORD)
-        .env("CAIRN_CACHE_DIR", env.path("cache-nobody"));
-    let run = |args: &[&str]| {
-        let mut c = Command::new(cmd.get_program());
-        c.args(cmd.get_args()).args(args);
-        for (k, v) in cmd.get_envs() {
-            if let Some(v) = v {
-                c.env(k, v);
-            }
-        }
-        c.output().unwrap()
-    };
+    // Root reads everything: run cairn unprivileged.
+    let run = |args: &[&str]| common::unprivileged(&env).args(args).output().unwrap();
     assert_code(
         &run(&["init", "--kdf-memory", "64KiB", "--kdf-iterations", "1"]),
         0,

@@ -145,6 +145,8 @@ pub fn backup(
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
     let start = SnapshotTime::now();
+    // Absolute, normalised source paths (for `BackupSource::Paths`).
+    let mut sources: Vec<PathBuf> = Vec::new();
     let (paths, source_meta) = match &source {
         BackupSource::Paths(paths) => {
             if paths.is_empty() {
@@ -172,6 +174,7 @@ pub fn backup(
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect();
+            sources = abs;
             (
                 shown,
                 SnapshotSource {
@@ -218,10 +221,7 @@ pub fn backup(
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
         let saved = match source {
-            BackupSource::Paths(p) => {
-                let abs = p.iter().map(|p| absolute(p)).collect::<Result<Vec<_>>>()?;
-                saver.save_paths(&abs)
-            }
+            BackupSource::Paths(_) => saver.save_paths(&sources),
             BackupSource::Stream { reader, filename } => {
                 saver.save_stream_file(reader, &filename, time, &|| {})
             }

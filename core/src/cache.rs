@@ -82,6 +82,26 @@ fn decode_location(id: Id, v: &[u8; 55]) -> Result<BlobLocation> {
     })
 }
 
+/// Records every blob of one index object and the object itself.
+fn record_index(
+    blobs: &mut redb::Table<[u8; 32], [u8; 55]>,
+    indexes: &mut redb::Table<[u8; 32], u64>,
+    index_id: &Id,
+    packs: &[IndexPack],
+) -> Result<()> {
+    let mut n = 0u64;
+    for p in packs {
+        for e in &p.blobs {
+            insert_location(blobs, p, e)?;
+            n += 1;
+        }
+    }
+    indexes
+        .insert(*index_id.as_bytes(), n)
+        .map_err(|e| db_err("insert", e))?;
+    Ok(())
+}
+
 /// Records `e` of pack `p` unless the blob already has a location in a
 /// pack in use and this one is obsolete: readers and deduplication prefer
 /// packs in use.
@@ -280,16 +300,7 @@ impl IndexCache {
                             continue;
                         }
                     };
-                    let mut n = 0u64;
-                    for p in &packs {
-                        for e in &p.blobs {
-                            insert_location(&mut blobs, p, e)?;
-                            n += 1;
-                        }
-                    }
-                    indexes
-                        .insert(*id.as_bytes(), n)
-                        .map_err(|e| db_err("insert", e))?;
+                    record_index(&mut blobs, &mut indexes, &id, &packs)?;
                     stats.loaded += 1;
                 }
             }
@@ -298,32 +309,13 @@ impl IndexCache {
         Ok(stats)
     }
 
-    /// Drops every entry.
-    pub fn clear(&self) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
-        tx.delete_table(BLOBS).map_err(|e| db_err("clear", e))?;
-        tx.delete_table(INDEXES).map_err(|e| db_err("clear", e))?;
-        tx.open_table(BLOBS).map_err(|e| db_err("clear", e))?;
-        tx.open_table(INDEXES).map_err(|e| db_err("clear", e))?;
-        tx.commit().map_err(|e| db_err("commit", e))
-    }
-
     /// Records the contents of one index object, atomically.
     pub fn add_index(&self, index_id: &Id, packs: &[IndexPack]) -> Result<()> {
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
         {
             let mut blobs = tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
-            let mut n = 0u64;
-            for p in packs {
-                for e in &p.blobs {
-                    insert_location(&mut blobs, p, e)?;
-                    n += 1;
-                }
-            }
             let mut indexes = tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
-            indexes
-                .insert(*index_id.as_bytes(), n)
-                .map_err(|e| db_err("insert", e))?;
+            record_index(&mut blobs, &mut indexes, index_id, packs)?;
         }
         tx.commit().map_err(|e| db_err("commit", e))
     }
