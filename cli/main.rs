@@ -127,13 +127,20 @@ impl GlobalArgs {
 
     /// Finds the repository, reads the password, opens it.
     pub fn open(&self) -> anyhow::Result<Repository> {
+        let repo = self.open_quietly()?;
+        for w in repo.warnings() {
+            eprintln!("cairn: warning: {w}");
+        }
+        Ok(repo)
+    }
+
+    /// [`GlobalArgs::open`] without printing the warnings of opening
+    /// (damaged index objects), for commands that report them themselves.
+    pub fn open_quietly(&self) -> anyhow::Result<Repository> {
         let locked = repository::locate(self.backend()?)?;
         let password = password::read(self, false)?;
         let started = std::time::Instant::now();
         let repo = locked.unlock(&password, &self.cache())?;
-        for w in repo.warnings() {
-            eprintln!("cairn: warning: {w}");
-        }
         if self.verbose > 0 {
             self.verbose(format!(
                 "opened repository {} in {:.2}s; index cache {} ({} blobs)",

@@ -93,3 +93,41 @@ pub fn byte_progress(quiet: bool, verb: &str) -> Bar {
     pb.enable_steady_tick(Duration::from_millis(200));
     Bar(pb)
 }
+
+/// A progress bar over the phases of a long command (`check`), on stderr
+/// when it is a terminal.
+pub struct PhaseBar(ProgressBar);
+
+impl PhaseBar {
+    pub fn new(quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return PhaseBar(ProgressBar::hidden());
+        }
+        let pb = ProgressBar::new(0);
+        pb.enable_steady_tick(Duration::from_millis(200));
+        PhaseBar(pb)
+    }
+
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl cairn_core::check::CheckProgress for PhaseBar {
+    fn phase(&self, name: &str, total: u64, bytes: bool) {
+        let template = if bytes {
+            format!("{name:>10} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)")
+        } else {
+            format!("{name:>10} [{{bar:30}}] {{pos}}/{{len}} {{elapsed}}")
+        };
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            self.0.set_style(style.progress_chars("=> "));
+        }
+        self.0.set_length(total);
+        self.0.set_position(0);
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}

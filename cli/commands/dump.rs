@@ -32,5 +32,16 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     restore::dump(&repo, snap, &args.file, &mut out, &CANCEL)?;
     out.flush()?;
+    // A file `repair snapshots` marked: the bytes are what could be
+    // saved, and the exit code says so.
+    let node = restore::find_node(&repo, &repo.index()?, snap, &args.file)?;
+    if let Some(d) = &node.damage {
+        eprintln!(
+            "cairn: warning: {}: {}",
+            args.file.display(),
+            restore::damage_note(d)
+        );
+        return Ok(ExitCode::PartialBackup);
+    }
     Ok(ExitCode::Success)
 }

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
 mod backup;
+mod check;
 mod dump;
 mod forget;
 mod init;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 
@@ -33,6 +35,10 @@ pub enum Command {
     Forget(forget::ForgetArgs),
     /// Remove data that no snapshot needs (safe next to running backups)
     Prune(prune::PruneArgs),
+    /// Verify the repository: structure, and with --read-data every blob
+    Check(check::CheckArgs),
+    /// Rebuild a lost index, or save what is left of damaged snapshots
+    Repair(repair::RepairArgs),
 }
 
 pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
@@ -44,6 +50,8 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Dump(a) => dump::run(global, a),
         Command::Forget(a) => forget::run(global, a),
         Command::Prune(a) => prune::run(global, a),
+        Command::Check(a) => check::run(global, a),
+        Command::Repair(a) => repair::run(global, a),
     }
 }
 

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-use crate::backend::ObjectKind;
 use crate::cache::CacheReader;
 use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
@@ -39,7 +38,7 @@ const BATCH_BYTES: usize = 4 << 20;
 /// An index object is written whenever this many blobs, or packs, are
 /// pending, or this much time has passed, so that a backup killed midway
 /// leaves most of what it uploaded reusable by the next one.
-const INDEX_FLUSH_BLOBS: usize = 200_000;
+pub(crate) const INDEX_FLUSH_BLOBS: usize = 200_000;
 const INDEX_FLUSH_PACKS: usize = 16;
 const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Files at least this large are read on their own thread.
@@ -276,6 +275,7 @@ pub fn backup(
         tags: opts.tags.clone(),
         parent,
         source: source_meta,
+        original: None,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
     };
@@ -294,7 +294,7 @@ pub fn backup(
 /// can delete it before this snapshot is visible. Otherwise a prune ran
 /// during this backup and the snapshot could refer to deleted data:
 /// nothing is committed (exit 11, run the backup again).
-fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> {
+pub(crate) fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> {
     if referenced.is_empty() {
         return Ok(());
     }
@@ -385,14 +385,10 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
         if first_err.is_some() {
             continue;
         }
-        let stored = pack::verify(repo.keys(), repo.id(), &pack).and_then(|_| {
-            repo.backend()
-                .put(ObjectKind::Pack, &pack.id.to_hex(), &pack.bytes)
-        });
-        match stored {
-            Ok(_) => {
-                pending_blobs += pack.entries.len();
-                pending.push(IndexPack::live(pack.id, pack.entries));
+        match repo.store_pack(pack) {
+            Ok(record) => {
+                pending_blobs += record.blobs.len();
+                pending.push(record);
                 if pending_blobs >= INDEX_FLUSH_BLOBS
                     || pending.len() >= INDEX_FLUSH_PACKS
                     || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
@@ -404,7 +400,7 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
             }
             Err(e) => {
                 failed.store(true, Ordering::SeqCst);
-                first_err = Some(e.context(format!("storing pack {}", pack.id)));
+                first_err = Some(e);
             }
         }
     }
@@ -592,15 +588,7 @@ impl<'a> BlobSaver<'a> {
 
     /// The content fields of a file node for these chunk IDs.
     fn content_of(&mut self, ids: Vec<Id>) -> Result<(Vec<Id>, Vec<Id>)> {
-        if ids.len() <= tree::INLINE_MAX_IDS {
-            return Ok((ids, Vec::new()));
-        }
-        let runs = tree::split_chunk_list(&ids);
-        let mut lists = Vec::with_capacity(runs.len());
-        for run in runs {
-            lists.push(self.save_metadata(BlobType::ChunkList, &tree::encode_chunk_list(run))?);
-        }
-        Ok((Vec::new(), lists))
+        tree::content_fields(ids, |list| self.save_metadata(BlobType::ChunkList, list))
     }
 
     /// Chunks and stores a stream read on its own thread, so reading and

@@ -220,6 +220,22 @@ impl IndexCache {
         &self.path
     }
 
+    /// Is this a throw-away cache (`--no-cache`, or one built by `check`)?
+    pub fn is_temporary(&self) -> bool {
+        self._temp.is_some()
+    }
+
+    /// Empties the cache, so that the next sync rebuilds it from the
+    /// repository.
+    pub fn reset(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        tx.delete_table(BLOBS).map_err(|e| db_err("reset", e))?;
+        tx.delete_table(INDEXES).map_err(|e| db_err("reset", e))?;
+        tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
+        tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
     fn init_tables(&self) -> Result<()> {
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
         {
@@ -328,6 +344,20 @@ impl IndexCache {
     }
 }
 
+/// How a cache differs from one built afresh from the repository.
+#[derive(Debug, Default)]
+pub struct CacheComparison {
+    /// Blobs the cache knows and the repository's index does not.
+    pub extra: u64,
+    /// Blobs the repository's index has and the cache lacks.
+    pub missing: u64,
+    /// Blobs both know, at different places.
+    pub different: u64,
+    /// Some of the differing blobs: ID, place in the cache, place in the
+    /// repository's index.
+    pub samples: Vec<(Id, Option<BlobLocation>, Option<BlobLocation>)>,
+}
+
 /// Lookups against one snapshot of the cache.
 pub struct CacheReader {
     table: redb::ReadOnlyTable<[u8; 32], [u8; 55]>,
@@ -354,6 +384,40 @@ impl CacheReader {
             .get(*id.as_bytes())
             .map_err(|e| db_err("lookup", e))?
             .is_some_and(|v| v.value()[46] == 0))
+    }
+
+    /// Compares this view with `truth`, one lookup per blob of either.
+    /// Entries that differ are returned (at most `limit` of them; all are
+    /// counted) for the caller to judge: two live copies of one blob are
+    /// both valid, and two caches built in a different order may pick
+    /// different ones.
+    pub fn compare(&self, truth: &CacheReader, limit: usize) -> Result<CacheComparison> {
+        let mut cmp = CacheComparison::default();
+        let mut common = 0u64;
+        for row in self.table.iter().map_err(|e| db_err("scan", e))? {
+            let (k, v) = row.map_err(|e| db_err("scan", e))?;
+            let id = Id::from_bytes(k.value());
+            let mine = decode_location(id, &v.value())?;
+            match truth.get(&id)? {
+                None => {
+                    cmp.extra += 1;
+                    if cmp.samples.len() < limit {
+                        cmp.samples.push((id, Some(mine), None));
+                    }
+                }
+                Some(t) => {
+                    common += 1;
+                    if t != mine {
+                        cmp.different += 1;
+                        if cmp.samples.len() < limit {
+                            cmp.samples.push((id, Some(mine), Some(t)));
+                        }
+                    }
+                }
+            }
+        }
+        cmp.missing = truth.len()?.saturating_sub(common);
+        Ok(cmp)
     }
 
     /// Number of indexed blobs.

@@ -218,6 +218,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
             command: Some("pg_dump shop".into()),
             exit_status: Some(0),
         },
+        original: None,
         program_version: "cairn fuzz".into(),
         summary: SnapshotSummary::default(),
     };

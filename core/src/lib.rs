@@ -23,6 +23,7 @@
 pub mod backend;
 pub mod backup;
 pub mod cache;
+pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod config;
@@ -36,6 +37,7 @@ pub mod index;
 pub mod keyfile;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;

@@ -367,24 +367,40 @@ pub fn read_trailer(
     pack: &[u8],
     pack_id: &Id,
 ) -> Result<Vec<BlobEntry>> {
+    format::check_header(pack, ObjectType::Pack, &format!("pack {pack_id}"))?;
+    open_trailer(keys, repo_id, pack, pack.len() as u64, pack_id)
+}
+
+/// The smallest possible pack: a header, an empty sealed trailer and its
+/// length.
+pub const MIN_PACK_LEN: u64 = (HEADER_LEN + SEAL_OVERHEAD + 4) as u64;
+
+/// Decodes the trailer from `tail`, the last `tail.len()` bytes of a pack
+/// of `pack_len` bytes (the whole pack, or just enough of its end to hold
+/// the trailer and its length). Fails as corrupt when the tail is too
+/// short for the trailer it announces; [`trailer_len`] says how much is
+/// needed.
+pub fn open_trailer(
+    keys: &Keys,
+    repo_id: &Id,
+    tail: &[u8],
+    pack_len: u64,
+    pack_id: &Id,
+) -> Result<Vec<BlobEntry>> {
     let what = format!("pack {pack_id}");
-    format::check_header(pack, ObjectType::Pack, &what)?;
-    let n = pack.len();
-    if n < HEADER_LEN + SEAL_OVERHEAD + 4 {
-        return Err(Error::corrupt(format!("{what}: truncated ({n} bytes)")));
-    }
-    let tlen = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
-    let tstart = (n - 4)
-        .checked_sub(tlen)
-        .filter(|s| *s >= HEADER_LEN)
-        .ok_or_else(|| Error::corrupt(format!("{what}: trailer length {tlen} is impossible")))?;
+    let tlen = trailer_len(tail, pack_len, pack_id)?;
+    let n = tail.len();
+    let tstart_in_tail = (n - 4)
+        .checked_sub(tlen as usize)
+        .ok_or_else(|| Error::corrupt(format!("{what}: trailer not within the bytes read")))?;
+    let tstart = pack_len - 4 - tlen;
     let plain = keys
         .data()
-        .open(&trailer_ad(repo_id), &pack[tstart..n - 4])
+        .open(&trailer_ad(repo_id), &tail[tstart_in_tail..n - 4])
         .map_err(|e| Error::corrupt(format!("{what}: trailer: {e}")))?;
     let entries = decode_entries(&plain).map_err(|e| e.context(&what))?;
     for e in &entries {
-        if e.end() > tstart as u64 {
+        if e.end() > tstart {
             return Err(Error::corrupt(format!(
                 "{what}: blob {} lies outside the blob area",
                 e.id.short()
@@ -392,6 +408,61 @@ pub fn read_trailer(
         }
     }
     Ok(entries)
+}
+
+/// The sealed trailer's length, read from the last four bytes of `tail`
+/// (the end of a pack of `pack_len` bytes), checked against the pack's
+/// size.
+pub fn trailer_len(tail: &[u8], pack_len: u64, pack_id: &Id) -> Result<u64> {
+    let n = tail.len();
+    if pack_len < MIN_PACK_LEN || n < 4 || n as u64 > pack_len {
+        return Err(Error::corrupt(format!(
+            "pack {pack_id}: truncated ({pack_len} bytes)"
+        )));
+    }
+    let tlen = u64::from(u32::from_le_bytes([
+        tail[n - 4],
+        tail[n - 3],
+        tail[n - 2],
+        tail[n - 1],
+    ]));
+    if tlen < SEAL_OVERHEAD as u64 || tlen + 4 + HEADER_LEN as u64 > pack_len {
+        return Err(Error::corrupt(format!(
+            "pack {pack_id}: trailer length {tlen} is impossible for {pack_len} bytes"
+        )));
+    }
+    Ok(tlen)
+}
+
+/// The size a pack holding exactly `entries` must have: blobs are stored
+/// back to back after the header, then the trailer and its length. `None`
+/// when the entries do not tile the blob area that way.
+pub fn expected_pack_len(entries: &[BlobEntry]) -> Option<u64> {
+    let mut sorted: Vec<&BlobEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.offset);
+    let mut end = HEADER_LEN as u64;
+    for e in sorted {
+        if u64::from(e.offset) != end {
+            return None;
+        }
+        end = e.end();
+    }
+    Some(end + (entries.len() * ENTRY_LEN + SEAL_OVERHEAD) as u64 + 4)
+}
+
+/// A digest of a pack's entry list, independent of order: two lists with
+/// the same digest describe the same blobs at the same places.
+pub fn entries_digest(entries: &[BlobEntry]) -> [u8; 32] {
+    let mut sorted: Vec<&BlobEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| (e.offset, e.id));
+    let mut h = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(ENTRY_LEN);
+    for e in sorted {
+        buf.clear();
+        e.encode(&mut buf);
+        h.update(&buf);
+    }
+    *h.finalize().as_bytes()
 }
 
 /// Verifies a finished pack from its bytes: the name is the hash, the

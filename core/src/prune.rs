@@ -584,12 +584,9 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
     let store =
         |w: PackWriter, stats: &mut PruneStats, new_packs: &mut Vec<IndexPack>| -> Result<()> {
             let finished = w.finish(keys, repo.id())?;
-            pack::verify(keys, repo.id(), &finished)?;
-            repo.backend()
-                .put(ObjectKind::Pack, &finished.id.to_hex(), &finished.bytes)?;
             stats.packs_written += 1;
             stats.bytes_written += finished.bytes.len() as u64;
-            new_packs.push(IndexPack::live(finished.id, finished.entries));
+            new_packs.push(repo.store_pack(finished)?);
             Ok(())
         };
     for p in plan.with_action(PackAction::Repack) {

@@ -11,10 +11,11 @@ use crate::chunker::ChunkerParams;
 use crate::config::{self, RepoConfig};
 use crate::crypto::{random_bytes, Keys, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::Id;
 use crate::index::{self, IndexPack};
 use crate::keyfile::{self, KdfParams, KeyInfo};
-use crate::pack::{self, BlobType};
+use crate::pack::{self, BlobEntry, BlobType};
 use crate::snapshot::Snapshot;
 use crate::time::SnapshotTime;
 use crate::tree::{self, Node, Tree};
@@ -421,7 +422,14 @@ impl Repository {
         }
     }
 
-    fn read_blob_once(&self, index: &CacheReader, id: &Id, blob_type: BlobType) -> Result<Vec<u8>> {
+    /// Reads one blob where `index` says it is, verifying it, without
+    /// refreshing the cache on failure (`check` must see what is there).
+    pub fn read_blob_once(
+        &self,
+        index: &CacheReader,
+        id: &Id,
+        blob_type: BlobType,
+    ) -> Result<Vec<u8>> {
         let loc = index.get(id)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::MissingObject,
@@ -442,6 +450,44 @@ impl Repository {
             u64::from(loc.entry.length),
         )?;
         pack::decode_blob(&self.keys, &self.id, &loc.entry, &sealed, &loc.pack_id)
+    }
+
+    /// Verifies a finished pack from the bytes that will be stored, stores
+    /// it, and returns its index record (to be written in an index object).
+    pub fn store_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
+        pack::verify(&self.keys, &self.id, &pack)?;
+        self.backend
+            .put(ObjectKind::Pack, &pack.id.to_hex(), &pack.bytes)
+            .map_err(|e| e.context(format!("storing pack {}", pack.id)))?;
+        Ok(IndexPack::live(pack.id, pack.entries))
+    }
+
+    /// Reads the header and the trailer of a stored pack of `size` bytes
+    /// (two small range reads, not the whole pack) and returns its entries.
+    pub fn read_pack_trailer(&self, pack_id: &Id, size: u64) -> Result<Vec<BlobEntry>> {
+        let name = pack_id.to_hex();
+        let what = format!("pack {name}");
+        // One read usually covers the trailer: its length is guessed
+        // generously and re-read only when it is larger.
+        const GUESS: u64 = 64 * 1024;
+        if size <= GUESS {
+            let bytes = self.backend.get_range(ObjectKind::Pack, &name, 0, size)?;
+            return pack::read_trailer(&self.keys, &self.id, &bytes, pack_id);
+        }
+        let head = self
+            .backend
+            .get_range(ObjectKind::Pack, &name, 0, HEADER_LEN as u64)?;
+        format::check_header(&head, ObjectType::Pack, &what)?;
+        let mut tail = self
+            .backend
+            .get_range(ObjectKind::Pack, &name, size - GUESS, GUESS)?;
+        let tlen = pack::trailer_len(&tail, size, pack_id)?;
+        if tlen + 4 > GUESS {
+            tail = self
+                .backend
+                .get_range(ObjectKind::Pack, &name, size - 4 - tlen, tlen + 4)?;
+        }
+        pack::open_trailer(&self.keys, &self.id, &tail, size, pack_id)
     }
 
     /// Loads and checks a tree.

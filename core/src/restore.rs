@@ -55,7 +55,8 @@ pub struct RestoreStats {
     pub symlinks: u64,
     /// Bytes of file content written.
     pub bytes: u64,
-    /// Entries skipped (special files), one message each.
+    /// Entries skipped (special files) or restored damaged (marked by
+    /// `repair snapshots`), one message each.
     pub warnings: Vec<String>,
 }
 
@@ -202,6 +203,11 @@ impl Restorer<'_> {
                 return Err(Error::interrupted());
             }
             let path = dir.join(OsStr::from_bytes(&node.name_bytes()?));
+            if let Some(d) = &node.damage {
+                let msg = format!("{}: {}", path.display(), damage_note(d));
+                self.progress.warning(&msg);
+                self.stats.warnings.push(msg);
+            }
             match node.kind {
                 NodeKind::Dir => {
                     match fs::symlink_metadata(&path) {
@@ -370,6 +376,30 @@ pub fn find_node(
         })?;
     }
     Err(Error::invalid("empty path"))
+}
+
+/// One line on what `repair snapshots` could not save of an entry.
+pub fn damage_note(d: &crate::tree::Damage) -> String {
+    if d.listing_lost {
+        return format!(
+            "damaged: the listing of directory {:?} was lost in a repair; restored empty",
+            d.original_name
+        );
+    }
+    let mut s = format!(
+        "damaged: {} chunks of {:?} were lost in a repair",
+        d.lost_chunks, d.original_name
+    );
+    if d.zeroed_bytes > 0 {
+        s.push_str(&format!("; {} bytes read back as zeros", d.zeroed_bytes));
+    }
+    if d.dropped_chunks > 0 {
+        s.push_str(&format!(
+            "; {} pieces of unknown length are missing (the file is shorter)",
+            d.dropped_chunks
+        ));
+    }
+    s
 }
 
 /// Writes the content of one file of a snapshot to `out`.

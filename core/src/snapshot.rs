@@ -95,6 +95,9 @@ pub struct Snapshot {
     pub parent: Option<Id>,
     /// Where the data came from.
     pub source: SnapshotSource,
+    /// The snapshot this one is a repaired copy of (`repair snapshots`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
     /// `cairn x.y.z`.
     pub program_version: String,
     /// Sizes and counts.
@@ -230,6 +233,7 @@ pub(crate) fn sample(id: Id, time: SnapshotTime, host: &str, tags: &[&str]) -> S
             command: None,
             exit_status: None,
         },
+        original: None,
         program_version: "cairn test".into(),
         summary: SnapshotSummary::default(),
     }

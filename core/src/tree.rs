@@ -93,7 +93,33 @@ pub struct Node {
     /// Device number of a device node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<u64>,
+    /// Set by `repair snapshots` on an entry whose content was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<Damage>,
 }
+
+/// What `repair snapshots` could not save of one entry. A damaged file
+/// keeps its length where the lost chunks' lengths were known (they read
+/// back as zero bytes); chunks of unknown length are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Damage {
+    /// The entry's name before it was marked (`shop.sql` for
+    /// `shop.sql.damaged`).
+    pub original_name: String,
+    /// Chunks lost.
+    pub lost_chunks: u64,
+    /// Bytes lost and replaced by zeros.
+    pub zeroed_bytes: u64,
+    /// Lost chunks whose length was unknown, left out (the file is shorter
+    /// than it was by that much).
+    pub dropped_chunks: u64,
+    /// A directory whose listing was lost (it is restored empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listing_lost: bool,
+}
+
+/// Suffix `repair snapshots` adds to the name of a damaged entry.
+pub const DAMAGED_SUFFIX: &str = ".damaged";
 
 /// Encodes possibly non-UTF-8 bytes as (lossy string, raw hex if needed).
 pub fn encode_os_str(s: &OsStr) -> (String, Option<String>) {
@@ -133,6 +159,15 @@ impl Node {
             target: None,
             target_raw: None,
             device: None,
+            damage: None,
+        }
+    }
+
+    /// Appends `suffix` to the name (raw bytes too, when present).
+    pub fn add_suffix(&mut self, suffix: &str) {
+        self.name.push_str(suffix);
+        if let Some(raw) = &mut self.name_raw {
+            raw.push_str(&hex::encode(suffix.as_bytes()));
         }
     }
 
@@ -210,6 +245,24 @@ impl Tree {
         }
         Ok(tree)
     }
+}
+
+/// The `content` and `content_lists` fields of a file node with these
+/// chunk IDs: inline when few, else content-defined runs stored as
+/// chunk-list blobs by `save_list` (which returns the blob's ID).
+pub fn content_fields(
+    ids: Vec<Id>,
+    mut save_list: impl FnMut(&[u8]) -> Result<Id>,
+) -> Result<(Vec<Id>, Vec<Id>)> {
+    if ids.len() <= INLINE_MAX_IDS {
+        return Ok((ids, Vec::new()));
+    }
+    let runs = split_chunk_list(&ids);
+    let mut lists = Vec::with_capacity(runs.len());
+    for run in runs {
+        lists.push(save_list(&encode_chunk_list(run))?);
+    }
+    Ok((Vec::new(), lists))
 }
 
 /// Cuts a file's chunk-ID list into runs at content-defined points.
