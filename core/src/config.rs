@@ -5,7 +5,12 @@
 //! 0   8   header (type 1)
 //! 8   32  repository ID, in the clear (it is needed to open key files)
 //! 40  ..  nonce || seal(framed JSON) || tag, AD = header || repository ID
+//! end-32  BLAKE3 of everything before it
 //! ```
+//!
+//! `config` is the one object not named by its hash, so it carries its
+//! hash: a damaged repository ID would otherwise make every key file fail
+//! to open, and cairn would blame the password.
 
 use serde::{Deserialize, Serialize};
 
@@ -140,23 +145,48 @@ pub fn encode(config: &RepoConfig, repo_id: &Id, key: &SealingKey) -> Result<Vec
         &format::frame_payload(0, &json),
         &mut out,
     )?;
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
     Ok(out)
 }
 
+/// The config without its checksum, once the checksum matches.
+fn checked(bytes: &[u8]) -> Result<&[u8]> {
+    let body_len = bytes
+        .len()
+        .checked_sub(CHECKSUM_LEN)
+        .filter(|n| *n >= HEADER_LEN + Id::LEN)
+        .ok_or_else(|| Error::corrupt(format!("config: truncated ({} bytes)", bytes.len())))?;
+    let (body, sum) = bytes.split_at(body_len);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(Error::corrupt(
+            "config is damaged: its checksum does not match its contents",
+        ));
+    }
+    // After the checksum: a damaged version byte is damage, not a newer
+    // format.
+    format::check_header(body, ObjectType::Config, "config")?;
+    Ok(body)
+}
+
+/// Length of the trailing checksum.
+const CHECKSUM_LEN: usize = 32;
+
 /// Reads the repository ID from the clear part of `config`, without a key.
 pub fn repo_id(bytes: &[u8]) -> Result<Id> {
-    format::check_header(bytes, ObjectType::Config, "config")?;
-    Id::from_slice(&bytes[HEADER_LEN..]).map_err(|e| e.context("config"))
+    let body = checked(bytes)?;
+    Id::from_slice(&body[HEADER_LEN..HEADER_LEN + Id::LEN]).map_err(|e| e.context("config"))
 }
 
 /// Opens and validates the sealed part of `config`.
 pub fn decode(bytes: &[u8], key: &SealingKey) -> Result<(Id, RepoConfig)> {
-    let h = format::check_header(bytes, ObjectType::Config, "config")?;
+    let body = checked(bytes)?;
+    let h = format::check_header(body, ObjectType::Config, "config")?;
     let id = repo_id(bytes)?;
     let framed = key
         .open(
             &format::associated_data(&h, &id, &[]),
-            &bytes[HEADER_LEN + Id::LEN..],
+            &body[HEADER_LEN + Id::LEN..],
         )
         .map_err(|e| Error::corrupt(format!("config: {e}")))?;
     let json = format::unframe_payload(&framed, MAX_CONFIG_LEN)?;
@@ -181,9 +211,14 @@ mod tests {
         let bytes = encode(&config, &id, &key)?;
         assert_eq!(repo_id(&bytes)?, id);
         assert_eq!(decode(&bytes, &key)?, (id, config));
-        let mut swapped = bytes.clone();
-        swapped[HEADER_LEN] ^= 1;
-        assert!(decode(&swapped, &key).is_err());
+        // Any flipped bit is damage, found without a key, never a
+        // different repository ID (which would look like a wrong password).
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 1;
+            let e = repo_id(&flipped).expect_err("flipped bit accepted");
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "byte {i}: {e}");
+        }
         Ok(())
     }
 }

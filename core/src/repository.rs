@@ -173,13 +173,19 @@ pub fn locate(backend: Arc<dyn Backend>) -> Result<LockedRepository> {
         }
         Err(e) => return Err(e),
     };
-    let id = config::repo_id(&config_bytes).map_err(|e| match e.kind() {
-        ErrorKind::Corrupt => Error::new(
+    // Not a cairn object at all: not a repository. A cairn config that
+    // fails its checksum: a damaged repository.
+    if config_bytes.get(..format::MAGIC.len()) != Some(&format::MAGIC[..]) {
+        return Err(Error::new(
             ErrorKind::RepositoryNotFound,
-            format!("{} is not a cairn repository ({})", backend.location(), e),
-        ),
-        _ => e,
-    })?;
+            format!(
+                "{} is not a cairn repository (config: bad magic)",
+                backend.location()
+            ),
+        ));
+    }
+    let id = config::repo_id(&config_bytes)
+        .map_err(|e| e.context(format!("repository at {}", backend.location())))?;
     Ok(LockedRepository {
         backend,
         id,
