@@ -644,22 +644,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
             blobs: p.entries.clone(),
         });
     }
-    let mut chunk: Vec<IndexPack> = Vec::new();
-    let mut blobs = 0usize;
-    for r in records {
-        blobs += r.blobs.len();
-        chunk.push(r);
-        if blobs >= INDEX_CHUNK_BLOBS {
-            repo.save_index(&chunk)?;
-            stats.index_written += 1;
-            chunk.clear();
-            blobs = 0;
-        }
-    }
-    if !chunk.is_empty() {
-        repo.save_index(&chunk)?;
-        stats.index_written += 1;
-    }
+    stats.index_written += repo.save_index_records(records, INDEX_CHUNK_BLOBS)?;
 
     // 3. Only now: remove what the new index replaces...
     for id in &plan.index_objects {

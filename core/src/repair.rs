@@ -197,22 +197,7 @@ pub fn repair_index(
 
     // New index objects first, then the old ones go.
     new_records.sort_by_key(|p| p.pack_id);
-    let mut batch: Vec<IndexPack> = Vec::new();
-    let mut blobs = 0usize;
-    for p in new_records {
-        blobs += p.blobs.len();
-        batch.push(p);
-        if blobs >= INDEX_FLUSH_BLOBS {
-            repo.save_index(&batch)?;
-            out.written += 1;
-            batch.clear();
-            blobs = 0;
-        }
-    }
-    if !batch.is_empty() {
-        repo.save_index(&batch)?;
-        out.written += 1;
-    }
+    out.written = repo.save_index_records(new_records, INDEX_FLUSH_BLOBS)?;
     for id in &old_ids {
         backend.delete(ObjectKind::Index, &id.to_hex())?;
         out.deleted += 1;
