@@ -147,6 +147,15 @@ fn read_batch(repo: &Repository, index: &CacheReader, batch: &[Id]) -> Result<Ve
             let bytes =
                 repo.backend()
                     .get_range(ObjectKind::Pack, &first.pack_id.to_hex(), base, len)?;
+            // A backend that returns fewer bytes than asked for must not
+            // make the slicing below panic.
+            if bytes.len() as u64 != len {
+                return Err(Error::corrupt(format!(
+                    "pack {}: a read of {len} bytes at offset {base} returned {} bytes",
+                    first.pack_id,
+                    bytes.len()
+                )));
+            }
             locs[start..end]
                 .par_iter()
                 .map(|loc| {
