@@ -221,6 +221,10 @@ struct Checker<'a> {
     walked: HashMap<Id, Culprits>,
     /// Snapshots affected, per problem.
     affected: HashMap<usize, BTreeSet<String>>,
+    /// The first read that failed for a passing reason (storage
+    /// unreachable, disk full): the check then fails instead of reporting
+    /// damage that is not there.
+    passing: Mutex<Option<Error>>,
     /// Byte counts of the chunk lists walked.
     list_sizes: HashMap<Id, u64>,
     /// Referenced blobs found only in packs prune has marked obsolete.
@@ -248,6 +252,7 @@ pub fn check(
         affected: HashMap::new(),
         list_sizes: HashMap::new(),
         in_obsolete: 0,
+        passing: Mutex::new(None),
     };
     c.check_keys()?;
     let fresh = IndexCache::temporary()?;
@@ -261,6 +266,9 @@ pub fn check(
             "{} referenced blobs are only in packs prune marked unused; the next prune keeps them",
             c.in_obsolete
         ));
+    }
+    if let Some(e) = c.passing.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e.context("check could not read the repository"));
     }
     compare_user_cache(repo, &index, &mut c.report)?;
     let mut report = c.report;
@@ -283,6 +291,17 @@ impl Checker<'_> {
         self.report.problems.len() - 1
     }
 
+    /// Remembers `e` if it is not damage; passes it on.
+    fn note<'e>(&self, e: &'e Error) -> &'e Error {
+        if matches!(
+            e.kind(),
+            ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted
+        ) {
+            lock(&self.passing).get_or_insert_with(|| Error::new(e.kind(), e.to_string()));
+        }
+        e
+    }
+
     fn cancelled(&self) -> Result<()> {
         if self.cancel.load(Ordering::SeqCst) {
             return Err(Error::interrupted());
@@ -296,16 +315,29 @@ impl Checker<'_> {
         self.report.stats.keys = keys.len();
         for info in keys {
             let what = format!("key {}", info.name);
-            let result = backend.get(ObjectKind::Key, &info.name).and_then(|bytes| {
+            let bytes = backend.get(ObjectKind::Key, &info.name).and_then(|bytes| {
                 verify_name(ObjectKind::Key, &info.name, &bytes)?;
-                keyfile::info(&bytes, self.repo.id(), self.repo.keys(), &what).map(|_| ())
+                keyfile::kdf_params(&bytes, &what)?;
+                Ok(bytes)
             });
-            match result {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::MissingObject => {}
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::MissingObject => continue,
                 Err(e) => {
+                    self.note(&e);
                     self.problem(ProblemKind::Key, info.name.clone(), e.to_string());
+                    continue;
                 }
+            };
+            // Its bytes are what was written (the name matched), yet it
+            // does not open with this repository's keys: not damage, but a
+            // key file of another master key, e.g. left by an init that
+            // crashed before writing `config`.
+            if let Err(e) = keyfile::info(&bytes, self.repo.id(), self.repo.keys(), &what) {
+                self.report.warnings.push(format!(
+                    "{e}: key {} belongs to another repository or master key (left by an interrupted init?); it is never used and can be deleted",
+                    info.name
+                ));
             }
         }
         Ok(())
@@ -337,6 +369,7 @@ impl Checker<'_> {
                     // was written first and is listed or covered below.
                     Err(e) if e.kind() == ErrorKind::MissingObject => continue,
                     Err(e) => {
+                        self.note(&e);
                         self.problem(ProblemKind::Index, name, e.to_string());
                         continue;
                     }
@@ -500,7 +533,7 @@ impl Checker<'_> {
                 *id,
                 format!("pack {id}: its trailer does not list the blobs the index says"),
             )),
-            Err(e) => Some(PackFinding::whole(*id, e.to_string())),
+            Err(e) => Some(PackFinding::whole(*id, self.note(&e).to_string())),
         }
     }
 
@@ -510,7 +543,7 @@ impl Checker<'_> {
         let name = id.to_hex();
         let bytes = match self.repo.backend().get(ObjectKind::Pack, &name) {
             Ok(b) => b,
-            Err(e) => return (Some(PackFinding::whole(*id, e.to_string())), 0),
+            Err(e) => return (Some(PackFinding::whole(*id, self.note(&e).to_string())), 0),
         };
         if bytes.len() as u64 != size {
             return (
@@ -524,7 +557,7 @@ impl Checker<'_> {
         let name_ok = verify_name(ObjectKind::Pack, &name, &bytes);
         let entries = match pack::read_trailer(self.repo.keys(), self.repo.id(), &bytes, id) {
             Ok(e) => e,
-            Err(e) => return (Some(PackFinding::whole(*id, e.to_string())), 0),
+            Err(e) => return (Some(PackFinding::whole(*id, self.note(&e).to_string())), 0),
         };
         if pack::entries_digest(&entries) != exp.digest {
             return (
@@ -573,6 +606,7 @@ impl Checker<'_> {
         let list = self.repo.load_snapshots()?;
         self.report.stats.snapshots = list.good.len() + list.damaged.len();
         for (name, e) in &list.damaged {
+            self.note(e);
             let n = self.problem(ProblemKind::Snapshot, name.clone(), e.to_string());
             self.affected.entry(n).or_default().insert(name.clone());
             self.report.damaged_snapshots.push(name.clone());
@@ -735,9 +769,13 @@ impl Checker<'_> {
         blob_type: BlobType,
     ) -> std::result::Result<Vec<u8>, usize> {
         match self.blob_status(index, id, blob_type) {
-            Err(e) => Err(self.problem(ProblemKind::Tree, id.to_hex(), e.to_string())),
+            Err(e) => {
+                self.note(&e);
+                Err(self.problem(ProblemKind::Tree, id.to_hex(), e.to_string()))
+            }
             Ok(Err(n)) => Err(n),
             Ok(Ok(_)) => self.repo.read_blob_once(index, id, blob_type).map_err(|e| {
+                self.note(&e);
                 self.problem(
                     ProblemKind::Tree,
                     id.to_hex(),

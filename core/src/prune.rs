@@ -244,6 +244,18 @@ fn damaged(message: String) -> Error {
     Error::new(ErrorKind::Corrupt, message)
 }
 
+/// Prune stops because reading failed: damage, unless the read failed for
+/// a passing reason (storage unreachable, disk full, Ctrl-C), which keeps
+/// its own kind and exit code.
+fn stop(cause: &Error, message: String) -> Error {
+    match cause.kind() {
+        ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted => {
+            Error::new(cause.kind(), message)
+        }
+        _ => damaged(message),
+    }
+}
+
 /// Every blob that some snapshot needs: trees, chunk lists, data.
 ///
 /// Snapshots are listed first and the index read after: a snapshot is
@@ -253,15 +265,16 @@ fn damaged(message: String) -> Error {
 fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, usize)> {
     let list = repo.load_snapshots()?;
     if let Some((name, e)) = list.damaged.first() {
-        return Err(damaged(format!(
+        return Err(stop(e, format!(
             "snapshot {name} cannot be read ({e}); prune needs every snapshot to know what is in use, so it stops without changing anything"
         )));
     }
     let stats = repo.sync_index()?;
     if let Some(e) = stats.unreadable.first() {
-        return Err(damaged(format!(
-            "{e}; prune needs the whole index and stops without changing anything"
-        )));
+        return Err(stop(
+            e,
+            format!("{e}; prune needs the whole index and stops without changing anything"),
+        ));
     }
     let index = repo.index()?;
     let index = &index;
@@ -277,9 +290,10 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
             return Err(Error::interrupted());
         }
         let tree = repo.load_tree(index, &tree_id).map_err(|e| {
-            damaged(format!(
-                "cannot read tree {tree_id}: {e}; prune stops without changing anything"
-            ))
+            stop(
+                &e,
+                format!("cannot read tree {tree_id}: {e}; prune stops without changing anything"),
+            )
         })?;
         for node in tree.nodes {
             match node.kind {
@@ -297,9 +311,12 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
                             let bytes = repo
                                 .read_blob(index, list_id, BlobType::ChunkList)
                                 .map_err(|e| {
-                                    damaged(format!(
-                                        "cannot read chunk list {list_id}: {e}; prune stops"
-                                    ))
+                                    stop(
+                                        &e,
+                                        format!(
+                                            "cannot read chunk list {list_id}: {e}; prune stops"
+                                        ),
+                                    )
                                 })?;
                             used.extend(tree::decode_chunk_list(&bytes)?);
                         }
@@ -336,9 +353,10 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
     let mut packs: HashMap<Id, PackPlan> = HashMap::new();
     for id in &index_objects {
         for p in repo.load_index(id).map_err(|e| {
-            damaged(format!(
-                "{e}; prune needs the whole index and stops without changing anything"
-            ))
+            stop(
+                &e,
+                format!("{e}; prune needs the whole index and stops without changing anything"),
+            )
         })? {
             let entry = packs.entry(p.pack_id).or_insert_with(|| PackPlan {
                 id: p.pack_id,

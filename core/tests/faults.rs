@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
 use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
+use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::chunker::ChunkerParams;
 use cairn_core::config::MIN_PACK_SIZE;
 use cairn_core::keyfile::{KdfParams, KeyInfo};
@@ -228,6 +229,22 @@ fn check(repo: &Repository, expected: &Model, maybe: Option<&Files>, what: &str)
         repo.warnings().is_empty(),
         "{what}: warnings on open: {:?}",
         repo.warnings()
+    );
+    // `check --read-data` finds nothing wrong: a fault or crash leaves at
+    // most leftovers, never damage.
+    let report = integrity::check(
+        repo,
+        &CheckOptions {
+            read_data: Some(DataSubset::All),
+        },
+        &NoCheckProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap_or_else(|e| panic!("{what}: check cannot run: {e}"));
+    assert!(
+        report.is_ok(),
+        "{what}: check found damage: {:?}",
+        report.problems
     );
     let list = repo
         .load_snapshots()
@@ -1203,4 +1220,52 @@ proptest! {
             t.0, t.1, t.2, t.3
         );
     }
+}
+
+/// `check` under faults: a failed read (storage unreachable) makes the
+/// check fail, never report damage that is not there; a damaged read is
+/// reported as damage, never passed over.
+#[test]
+fn check_tells_failed_reads_from_damage() {
+    let (mem, _src, _model) = damage_repo();
+    let fb = Arc::new(FaultBackend::new(Arc::new(mem.clone())));
+    let repo = open(fb.clone(), &CacheLocation::Temporary).unwrap();
+    let opts = CheckOptions {
+        read_data: Some(DataSubset::All),
+    };
+    let run = |repo: &Repository| {
+        integrity::check(repo, &opts, &NoCheckProgress, &AtomicBool::new(false))
+    };
+    fb.arm(Fault::None);
+    assert!(run(&repo).unwrap().is_ok());
+    let (gets, ranges) = (fb.count(Op::Get), fb.count(Op::GetRange));
+    let mut tried = 0;
+    for (op, n) in [(Op::Get, gets), (Op::GetRange, ranges)] {
+        for nth in 0..n {
+            fb.arm(Fault::Fail {
+                op,
+                nth,
+                failure: Failure::Io,
+            });
+            let what = format!("{op:?} {nth} of {n} fails");
+            match run(&repo) {
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e}"),
+                Ok(r) => panic!("{what}: check did not fail: {:?}", r.problems),
+            }
+            tried += 1;
+        }
+    }
+    for nth in 0..gets + ranges {
+        for damage in [Damage::Short(1), Damage::Flip { permille: 500 }] {
+            fb.arm(Fault::Damage { nth, damage });
+            let what = format!("read {nth} damaged ({damage:?})");
+            let report = run(&repo).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if fb.fired().is_empty() {
+                continue;
+            }
+            assert!(!report.is_ok(), "{what}: damage passed over");
+            tried += 1;
+        }
+    }
+    eprintln!("check under faults: {tried} failed or damaged reads, each told apart");
 }
