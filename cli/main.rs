@@ -197,15 +197,21 @@ fn exit_code_of(err: &anyhow::Error) -> ExitCode {
         .unwrap_or(ExitCode::Error)
 }
 
-fn main() {
-    // Every subcommand's --help ends with the exit codes too.
-    let command = Cli::command().mut_subcommands(|sub| {
+/// Appends the exit codes to the help of every subcommand, nested ones
+/// (`repair index`) included.
+fn with_exit_codes(command: clap::Command) -> clap::Command {
+    command.mut_subcommands(|sub| {
         let extra = sub
             .get_after_help()
             .map(|h| format!("{h}\n\n{EXIT_CODES_HELP}"))
             .unwrap_or_else(|| EXIT_CODES_HELP.to_string());
-        sub.after_help(extra)
-    });
+        with_exit_codes(sub.after_help(extra))
+    })
+}
+
+fn main() {
+    // Every subcommand's --help ends with the exit codes too.
+    let command = with_exit_codes(Cli::command());
     let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

@@ -10,8 +10,7 @@ use crate::exit::ExitCode;
 use crate::output::{size, PhaseBar};
 use crate::{print_json, GlobalArgs, CANCEL};
 
-#[derive(Args)]
-#[command(long_about = "\
+pub const LONG_ABOUT: &str = "\
 Check that the repository is whole and every snapshot can be restored.
 
 Without options, check reads every key file, index object, snapshot, tree and
@@ -29,7 +28,9 @@ a nightly cron job can spread the work:
     --read-data-subset 50G    random packs, about 50 GiB
 
 Each problem is printed on stderr on one line, naming the broken object and
-the snapshots it affects; the exit code is then 22.")]
+the snapshots it affects; the exit code is then 22.";
+
+#[derive(Args)]
 pub struct CheckArgs {
     /// Also read all pack data and verify every blob
     #[arg(long)]

@@ -36,6 +36,7 @@ pub enum Command {
     /// Remove data that no snapshot needs (safe next to running backups)
     Prune(prune::PruneArgs),
     /// Verify the repository: structure, and with --read-data every blob
+    #[command(long_about = check::LONG_ABOUT)]
     Check(check::CheckArgs),
     /// Rebuild a lost index, or save what is left of damaged snapshots
     Repair(repair::RepairArgs),
