@@ -546,3 +546,48 @@ fn kill_9_during_prune_loses_nothing() {
     assert_eq!(env.snapshots().len(), 1);
     eprintln!("prune killed {kills} times at growing delays; nothing lost");
 }
+
+#[test]
+fn repair_snapshots_refuses_while_an_index_object_is_damaged() {
+    let f = fixture();
+    let env = &f.env;
+    let idx = data_files(env, "index").remove(0);
+    flip(&idx, 100);
+    let before = env.repo_listing();
+    // Without a cache that already knows the damaged object's contents.
+    let out = env.run(&["--no-cache", "repair", "snapshots", "--forget"]);
+    assert_code(&out, 22, &["repair snapshots"]);
+    assert!(stderr(&out).contains("repair index"), "{}", stderr(&out));
+    assert_eq!(
+        env.repo_listing(),
+        before,
+        "something was written or deleted"
+    );
+    env.ok(&["repair", "index"]);
+    let out = env.ok(&["repair", "snapshots"]);
+    assert!(out.contains("0 repaired"), "{out}");
+    for (id, data) in &f.nights {
+        assert_eq!(&env.dump(id, "shop.sql"), data);
+    }
+}
+
+#[test]
+fn repair_index_keeps_a_pack_whose_trailer_is_damaged() {
+    let f = fixture();
+    let env = &f.env;
+    let p = largest(&f.packs[1]);
+    let len = std::fs::metadata(&p).unwrap().len() as usize;
+    flip(&p, len - 30);
+    env.ok(&["repair", "index", "--read-all-packs"]);
+    // The pack stays indexed, so prune keeps it and every blob in it is
+    // still read (each is sealed on its own).
+    env.ok(&["prune", "--grace", "0"]);
+    assert!(p.exists(), "prune deleted a pack whose blobs are in use");
+    for (id, data) in &f.nights {
+        assert_eq!(&env.dump(id, "shop.sql"), data);
+    }
+    // check still says the trailer is damaged.
+    let out = env.run(&["check"]);
+    assert_code(&out, 22, &["check"]);
+    assert!(stderr(&out).contains(&name_of(&p)), "{}", stderr(&out));
+}

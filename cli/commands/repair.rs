@@ -5,9 +5,8 @@ use indicatif::ProgressBar;
 
 use cairn_core::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
 use cairn_core::restore::damage_note;
-use cairn_core::snapshot;
 
-use crate::commands::FilterArgs;
+use crate::commands::{FilterArgs, Loaded};
 use crate::exit::ExitCode;
 use crate::{print_json, GlobalArgs, CANCEL};
 
@@ -44,7 +43,10 @@ repaired copy is written, tagged `repaired`, recording the original's ID:
 - a directory whose listing is lost becomes an empty NAME.damaged.
 Restore and dump print a warning for each damaged entry and exit 3.
 The originals stay until --forget (which also deletes snapshot objects that
-cannot be decrypted, never ones written by a newer cairn).")]
+cannot be decrypted, never ones written by a newer cairn). It refuses to run
+while an index object cannot be read (run `repair index` first), and stops
+(never guessing) when storage cannot be read. Exits 22 when damaged snapshots
+remain (unrepairable or unreadable ones kept), 0 otherwise.")]
     Snapshots(SnapshotsArgs),
 }
 
@@ -153,6 +155,9 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
     let repo = global.open()?;
     let list = repo.load_snapshots()?;
     let filter = args.filter.filter();
+    let filtered = !(args.filter.hosts.is_empty()
+        && args.filter.tags.is_empty()
+        && args.filter.paths.is_empty());
     let (chosen, unreadable) = if args.snapshots.is_empty() {
         let chosen: Vec<_> = list
             .good
@@ -160,15 +165,19 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
             .filter(|s| filter.matches(s))
             .cloned()
             .collect();
-        (chosen, list.damaged)
+        // Whose an unreadable snapshot is cannot be known: only a repair
+        // of everything deals with those.
+        let unreadable = if filtered { Vec::new() } else { list.damaged };
+        (chosen, unreadable)
     } else {
-        let mut chosen = Vec::new();
+        let loaded = Loaded {
+            good: list.good,
+            damaged: list.damaged.into_iter().map(|(name, _)| name).collect(),
+        };
+        let mut chosen: Vec<cairn_core::snapshot::Snapshot> = Vec::new();
         for spec in &args.snapshots {
-            let s = snapshot::resolve(&list.good, spec, &filter)?;
-            if !chosen
-                .iter()
-                .any(|c: &cairn_core::snapshot::Snapshot| c.id == s.id)
-            {
+            let s = loaded.resolve(spec, &filter)?;
+            if !chosen.iter().any(|c| c.id == s.id) {
                 chosen.push(s.clone());
             }
         }
@@ -180,9 +189,21 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
         dry_run: args.dry_run,
     };
     let r = repair::repair_snapshots(&repo, &chosen, &unreadable, opts, &CANCEL)?;
+    // Damage that stays (unrepairable or unreadable snapshots kept) is
+    // still damage: exit 22, so a script does not take it for success.
+    let left = r
+        .snapshots
+        .iter()
+        .any(|s| s.outcome == "unrepairable" && !s.forgotten)
+        || r.unreadable.iter().any(|(_, _, deleted)| !deleted);
+    let done = if left && !args.dry_run {
+        ExitCode::Damaged
+    } else {
+        ExitCode::Success
+    };
     if global.json {
         print_json(&r)?;
-        return Ok(ExitCode::Success);
+        return Ok(done);
     }
     let would = if args.dry_run { "would be " } else { "" };
     let (mut intact, mut repaired, mut lost) = (0, 0, 0);
@@ -195,10 +216,10 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
                     .as_deref()
                     .map(|id| format!(" as {}", short(id)))
                     .unwrap_or_default();
-                let original = if s.forgotten {
-                    "original forgotten"
-                } else {
-                    "original kept"
+                let original = match (s.forgotten, args.forget && args.dry_run) {
+                    (true, _) => "original forgotten",
+                    (false, true) => "original would be forgotten",
+                    (false, false) => "original kept",
                 };
                 global.say(format!(
                     "snapshot {}: {would}repaired{copy} ({original})",
@@ -240,5 +261,5 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
             ""
         }
     ));
-    Ok(ExitCode::Success)
+    Ok(done)
 }

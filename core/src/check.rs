@@ -31,7 +31,7 @@ use crate::index::IndexPack;
 use crate::keyfile;
 use crate::pack::{self, BlobType};
 use crate::prune::{self, MIN_UNINDEXED_AGE};
-use crate::repository::{verify_name, Repository};
+use crate::repository::{verify_name, Repository, SnapshotList};
 use crate::tree::{self, NodeKind};
 
 /// Which packs `--read-data-subset` reads.
@@ -214,7 +214,7 @@ struct Checker<'a> {
     /// Packs found broken or missing → their problem.
     bad_packs: HashMap<Id, usize>,
     /// Blobs found broken by reading data → their problem.
-    bad_blobs: HashMap<Id, usize>,
+    bad_blobs: HashMap<(Id, Id), usize>,
     /// Problem per blob that is referenced but not indexed.
     unindexed_blobs: HashMap<Id, usize>,
     /// Trees and chunk lists walked → the problems under them.
@@ -225,6 +225,8 @@ struct Checker<'a> {
     /// unreachable, disk full): the check then fails instead of reporting
     /// damage that is not there.
     passing: Mutex<Option<Error>>,
+    /// Packs marked obsolete that are no longer stored.
+    gone_obsolete: HashSet<Id>,
     /// Byte counts of the chunk lists walked.
     list_sizes: HashMap<Id, u64>,
     /// Referenced blobs found only in packs prune has marked obsolete.
@@ -251,16 +253,22 @@ pub fn check(
         walked: HashMap::new(),
         affected: HashMap::new(),
         list_sizes: HashMap::new(),
+        gone_obsolete: HashSet::new(),
         in_obsolete: 0,
         passing: Mutex::new(None),
     };
     c.check_keys()?;
+    // Snapshots before the index, as prune reads them (§12.2): a snapshot
+    // is written after its index objects, so everything a listed snapshot
+    // needs is in an index object read below, even if a backup commits
+    // meanwhile.
+    let snapshots = repo.load_snapshots()?;
     let fresh = IndexCache::temporary()?;
     let expected = c.check_index(&fresh)?;
     let index = fresh.reader()?;
     c.report.stats.blobs = index.len()?;
     c.check_packs(&expected, opts.read_data)?;
-    c.check_snapshots(&index)?;
+    c.check_snapshots(&index, snapshots)?;
     if c.in_obsolete > 0 {
         c.report.warnings.push(format!(
             "{} referenced blobs are only in packs prune marked unused; the next prune keeps them",
@@ -346,11 +354,53 @@ impl Checker<'_> {
     /// Reads every index object into `fresh`; returns what each indexed
     /// pack must look like.
     fn check_index(&mut self, fresh: &IndexCache) -> Result<HashMap<Id, ExpectedPack>> {
-        let names = self.repo.backend().list(ObjectKind::Index)?;
-        self.report.stats.index_objects = names.len();
-        self.progress.phase("index", names.len() as u64, false);
         let mut expected: HashMap<Id, ExpectedPack> = HashMap::new();
         let mut disagreeing: BTreeSet<Id> = BTreeSet::new();
+        let mut done: HashSet<String> = HashSet::new();
+        // A prune that replaces index objects while they are read writes
+        // their successors first: list again (a few times) until nothing
+        // listed has vanished.
+        for _ in 0..5 {
+            let names: Vec<_> = self
+                .repo
+                .backend()
+                .list(ObjectKind::Index)?
+                .into_iter()
+                .filter(|o| !done.contains(&o.name))
+                .collect();
+            if names.is_empty() {
+                break;
+            }
+            self.progress.phase("index", names.len() as u64, false);
+            let vanished =
+                self.read_index_objects(&names, fresh, &mut expected, &mut disagreeing, &mut done)?;
+            if !vanished {
+                break;
+            }
+        }
+        self.report.stats.index_objects = done.len();
+        for pack_id in disagreeing {
+            let n = self.problem(
+                ProblemKind::Index,
+                pack_id.to_hex(),
+                format!("index objects list different blobs for pack {pack_id}"),
+            );
+            self.bad_packs.insert(pack_id, n);
+        }
+        Ok(expected)
+    }
+
+    /// Reads one listing's worth of index objects; returns whether any had
+    /// vanished (replaced by a prune meanwhile).
+    fn read_index_objects(
+        &mut self,
+        names: &[crate::backend::ObjectInfo],
+        fresh: &IndexCache,
+        expected: &mut HashMap<Id, ExpectedPack>,
+        disagreeing: &mut BTreeSet<Id>,
+        done: &mut HashSet<String>,
+    ) -> Result<bool> {
+        let mut vanished = false;
         for batch in names.chunks(16) {
             self.cancelled()?;
             let loaded: Vec<(String, LoadedIndex)> = batch
@@ -365,15 +415,19 @@ impl Checker<'_> {
                 self.progress.advance(1);
                 let (id, packs) = match r {
                     Ok(v) => v,
-                    // Replaced by a prune since the listing: its successor
-                    // was written first and is listed or covered below.
-                    Err(e) if e.kind() == ErrorKind::MissingObject => continue,
+                    // Replaced by a prune since the listing.
+                    Err(e) if e.kind() == ErrorKind::MissingObject => {
+                        vanished = true;
+                        continue;
+                    }
                     Err(e) => {
                         self.note(&e);
+                        done.insert(name.clone());
                         self.problem(ProblemKind::Index, name, e.to_string());
                         continue;
                     }
                 };
+                done.insert(name);
                 fresh.add_index(&id, &packs)?;
                 for p in &packs {
                     let digest = pack::entries_digest(&p.blobs);
@@ -401,15 +455,7 @@ impl Checker<'_> {
                 }
             }
         }
-        for pack_id in disagreeing {
-            let n = self.problem(
-                ProblemKind::Index,
-                pack_id.to_hex(),
-                format!("index objects list different blobs for pack {pack_id}"),
-            );
-            self.bad_packs.insert(pack_id, n);
-        }
-        Ok(expected)
+        Ok(vanished)
     }
 
     fn check_packs(
@@ -430,13 +476,13 @@ impl Checker<'_> {
                 present.push((id, o.size));
             } else {
                 self.report.stats.unindexed_packs += 1;
-                unindexed_bytes += o.size;
                 let age = o
                     .modified
                     .map(|m| now.saturating_sub(m))
                     .unwrap_or(i64::MAX);
                 if age >= MIN_UNINDEXED_AGE as i64 {
                     unindexed_old += 1;
+                    unindexed_bytes += o.size;
                 }
             }
         }
@@ -460,6 +506,13 @@ impl Checker<'_> {
             );
             self.bad_packs.insert(*id, n);
         }
+        // Packs prune marked unused and then deleted: fine, unless a
+        // snapshot still needs a blob only they held (see `blob_status`).
+        self.gone_obsolete = expected
+            .iter()
+            .filter(|(id, e)| !e.live && !present_ids.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
 
         let chosen = match read_data {
             Some(subset) => choose(&present, subset)?,
@@ -511,7 +564,7 @@ impl Checker<'_> {
                 self.bad_packs.insert(f.pack, n);
             }
             for b in f.bad_blobs {
-                self.bad_blobs.insert(b, n);
+                self.bad_blobs.insert((f.pack, b), n);
             }
         }
         Ok(())
@@ -533,6 +586,7 @@ impl Checker<'_> {
                 *id,
                 format!("pack {id}: its trailer does not list the blobs the index says"),
             )),
+            Err(e) if e.kind() == ErrorKind::MissingObject && !exp.live => None,
             Err(e) => Some(PackFinding::whole(*id, self.note(&e).to_string())),
         }
     }
@@ -543,6 +597,7 @@ impl Checker<'_> {
         let name = id.to_hex();
         let bytes = match self.repo.backend().get(ObjectKind::Pack, &name) {
             Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::MissingObject && !exp.live => return (None, 0),
             Err(e) => return (Some(PackFinding::whole(*id, self.note(&e).to_string())), 0),
         };
         if bytes.len() as u64 != size {
@@ -602,8 +657,10 @@ impl Checker<'_> {
         (finding, verified)
     }
 
-    fn check_snapshots(&mut self, index: &CacheReader) -> Result<()> {
-        let list = self.repo.load_snapshots()?;
+    fn check_snapshots(&mut self, index: &CacheReader, mut list: SnapshotList) -> Result<()> {
+        // Forgotten between listing and reading: not damage.
+        list.damaged
+            .retain(|(_, e)| e.kind() != ErrorKind::MissingObject);
         self.report.stats.snapshots = list.good.len() + list.damaged.len();
         for (name, e) in &list.damaged {
             self.note(e);
@@ -706,7 +763,13 @@ impl Checker<'_> {
     fn walk_file(&mut self, index: &CacheReader, node: &tree::Node) -> Result<(Culprits, u64)> {
         let mut damage = BTreeSet::new();
         let mut size = 0u64;
-        for id in &node.content {
+        // `content` counts only when there are no chunk lists (§9.2).
+        let inline: &[Id] = if node.content_lists.is_empty() {
+            &node.content
+        } else {
+            &[]
+        };
+        for id in inline {
             match self.blob_status(index, id, BlobType::Data)? {
                 Ok(len) => size += len,
                 Err(n) => {
@@ -824,8 +887,21 @@ impl Checker<'_> {
         if let Some(n) = self.bad_packs.get(&loc.pack_id) {
             return Ok(Err(*n));
         }
-        if let Some(n) = self.bad_blobs.get(id) {
+        if let Some(n) = self.bad_blobs.get(&(loc.pack_id, *id)) {
             return Ok(Err(*n));
+        }
+        if self.gone_obsolete.contains(&loc.pack_id) {
+            let pack_id = loc.pack_id;
+            let n = self.problem(
+                ProblemKind::MissingPack,
+                pack_id.to_hex(),
+                format!(
+                    "pack {pack_id} was deleted by a prune, but snapshots still need its blobs"
+                ),
+            );
+            self.bad_packs.insert(pack_id, n);
+            self.gone_obsolete.remove(&pack_id);
+            return Ok(Err(n));
         }
         if loc.obsolete_since.is_some() {
             self.in_obsolete += 1;
@@ -940,9 +1016,15 @@ fn compare_user_cache(
     // A different place is fine when the cache's place is a real copy of
     // the blob: the caches just picked different duplicates.
     for (_, mine, theirs) in &cmp.samples {
-        let (Some(mine), Some(_)) = (mine, theirs) else {
+        // ...and both agree on whether its pack is in use: a cache that
+        // thinks an obsolete pack is in use would let backups deduplicate
+        // against data a prune deletes.
+        let (Some(mine), Some(theirs)) = (mine, theirs) else {
             continue;
         };
+        if mine.obsolete_since.is_some() != theirs.obsolete_since.is_some() {
+            continue;
+        }
         let entries = trailers.entry(mine.pack_id).or_insert_with(|| {
             sizes
                 .get(&mine.pack_id.to_hex())

@@ -31,8 +31,29 @@ use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Damage, Node, NodeKind, Tree, DAMAGED_SUFFIX};
 
+/// Directory nesting beyond this is refused (a hostile tree must not
+/// overflow the stack).
+const MAX_DEPTH: usize = 4096;
+
 /// Tag added to repaired snapshots.
 pub const REPAIRED_TAG: &str = "repaired";
+
+/// Whether a failed read means the data is lost (damaged or gone), as
+/// opposed to a reason to stop (storage unreachable, disk full, Ctrl-C, a
+/// newer format): repairs must never treat the latter as loss.
+fn lost(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::MissingObject)
+}
+
+/// `Ok(None)` when `r` failed because the data is lost; other failures
+/// are passed on.
+fn lost_or<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if lost(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     if cancel.load(Ordering::SeqCst) {
@@ -103,9 +124,11 @@ pub fn repair_index(
                     match old.get_mut(&p.pack_id) {
                         // Listed in use anywhere: in use (as prune reads it).
                         Some(existing) => {
-                            if p.obsolete_since.is_none() {
-                                existing.obsolete_since = None;
-                            }
+                            existing.obsolete_since =
+                                match (existing.obsolete_since, p.obsolete_since) {
+                                    (Some(a), Some(b)) => Some(a.max(b)),
+                                    _ => None,
+                                };
                         }
                         None => {
                             old.insert(p.pack_id, p);
@@ -114,10 +137,14 @@ pub fn repair_index(
                 }
             }
             Err(e) if e.kind() == ErrorKind::MissingObject => {}
-            Err(e) => {
+            // Damaged: replaced below. Anything else (unreachable
+            // storage, a newer format) stops the repair: such an object
+            // must never be deleted.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
                 old_ids.push(id);
                 out.unreadable_indexes.push((o.name.clone(), e.to_string()));
             }
+            Err(e) => return Err(e),
         }
     }
 
@@ -176,7 +203,17 @@ pub fn repair_index(
                 });
             }
             Err(e) if e.kind() == ErrorKind::MissingObject => {}
-            Err(e) => out.unreadable_packs.push((id.to_hex(), e.to_string())),
+            // A damaged trailer: the old record, if any, is still the best
+            // description of the pack (its blobs are sealed one by one and
+            // still readable), so it is kept.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                if let Some(p) = old.get(&id) {
+                    new_records.push(p.clone());
+                    out.kept += 1;
+                }
+                out.unreadable_packs.push((id.to_hex(), e.to_string()));
+            }
+            Err(e) => return Err(e),
         }
     }
     let mut dropped: Vec<String> = old
@@ -266,6 +303,13 @@ pub fn repair_snapshots(
     cancel: &AtomicBool,
 ) -> Result<SnapshotsRepair> {
     let mut out = SnapshotsRepair::default();
+    // Blobs of an unreadable index object would look lost, and be zeroed.
+    let stats = repo.sync_index()?;
+    if let Some(e) = stats.unreadable.first() {
+        return Err(Error::corrupt(format!(
+            "{e}; run `cairn repair index` first: repair snapshots needs the whole index"
+        )));
+    }
     let stored: HashSet<Id> = repo
         .backend()
         .list(ObjectKind::Pack)?
@@ -279,7 +323,7 @@ pub fn repair_snapshots(
         read_data: opts.read_data,
         usable: HashMap::new(),
         trees: HashMap::new(),
-        writer: BlobWriter::new(repo)?,
+        writer: BlobWriter::new(repo, opts.dry_run)?,
         cancel,
     };
     let mut repaired: Vec<(usize, Snapshot)> = Vec::new();
@@ -398,7 +442,7 @@ impl Rewriter<'_> {
             None => false,
             Some(l) if l.entry.blob_type != blob_type || !self.stored.contains(&l.pack_id) => false,
             Some(_) if self.read_data && blob_type == BlobType::Data => {
-                self.repo.read_blob_once(&self.index, id, blob_type).is_ok()
+                lost_or(self.repo.read_blob_once(&self.index, id, blob_type))?.is_some()
             }
             Some(_) => true,
         };
@@ -413,10 +457,11 @@ impl Rewriter<'_> {
         })
     }
 
-    fn read(&mut self, id: &Id, blob_type: BlobType) -> Option<Vec<u8>> {
-        match self.chunk(id, blob_type) {
-            Ok(Chunk::Good(_)) => self.repo.read_blob_once(&self.index, id, blob_type).ok(),
-            _ => None,
+    /// A tree or chunk list's bytes; `None` when lost.
+    fn read(&mut self, id: &Id, blob_type: BlobType) -> Result<Option<Vec<u8>>> {
+        match self.chunk(id, blob_type)? {
+            Chunk::Good(_) => lost_or(self.repo.read_blob_once(&self.index, id, blob_type)),
+            Chunk::Lost(_) => Ok(None),
         }
     }
 
@@ -427,10 +472,16 @@ impl Rewriter<'_> {
         if let Some(done) = self.trees.get(id) {
             return Ok(done.clone().map(|(new, dmg)| (new, prefixed(path, dmg))));
         }
-        let Some(tree) = self
-            .read(id, BlobType::Tree)
-            .and_then(|b| Tree::decode(&b).ok())
-        else {
+        if path.matches('/').count() > MAX_DEPTH {
+            return Err(Error::corrupt(format!(
+                "tree {id}: directories nest deeper than {MAX_DEPTH}"
+            )));
+        }
+        let tree = match self.read(id, BlobType::Tree)? {
+            Some(b) => lost_or(Tree::decode(&b))?,
+            None => None,
+        };
+        let Some(tree) = tree else {
             self.trees.insert(*id, None);
             return Ok(None);
         };
@@ -502,12 +553,18 @@ impl Rewriter<'_> {
     /// Repairs a file entry in place; its damage, if any.
     fn file(&mut self, node: &mut Node) -> Result<Option<Damage>> {
         let mut damage = Damage::default();
-        let mut ids = node.content.clone();
+        // `content` counts only when there are no chunk lists (§9.2).
+        let mut ids = if node.content_lists.is_empty() {
+            node.content.clone()
+        } else {
+            Vec::new()
+        };
         for list in node.content_lists.clone() {
-            match self
-                .read(&list, BlobType::ChunkList)
-                .and_then(|b| tree::decode_chunk_list(&b).ok())
-            {
+            let decoded = match self.read(&list, BlobType::ChunkList)? {
+                Some(b) => lost_or(tree::decode_chunk_list(&b))?,
+                None => None,
+            };
+            match decoded {
                 Some(more) => ids.extend(more),
                 None => {
                     damage.lost_chunks += 1;
@@ -561,24 +618,25 @@ fn prefixed(path: &str, entries: Vec<DamagedEntry>) -> Vec<DamagedEntry> {
 /// chunks) in packs, deduplicated against the index.
 struct BlobWriter<'a> {
     repo: &'a Repository,
+    /// Compute IDs only; store nothing.
+    dry_run: bool,
     index: CacheReader,
     seen: HashSet<Id>,
     referenced: HashSet<Id>,
     data: PackWriter,
     meta: PackWriter,
-    records: Vec<IndexPack>,
 }
 
 impl<'a> BlobWriter<'a> {
-    fn new(repo: &'a Repository) -> Result<Self> {
+    fn new(repo: &'a Repository, dry_run: bool) -> Result<Self> {
         Ok(BlobWriter {
             repo,
+            dry_run,
             index: repo.index()?,
             seen: HashSet::new(),
             referenced: HashSet::new(),
             data: PackWriter::new(),
             meta: PackWriter::new(),
-            records: Vec::new(),
         })
     }
 
@@ -588,6 +646,9 @@ impl<'a> BlobWriter<'a> {
             return Ok(id);
         }
         self.seen.insert(id);
+        if self.dry_run {
+            return Ok(id);
+        }
         let blob = pack::encode_blob(
             self.repo.keys(),
             self.repo.id(),
@@ -608,8 +669,11 @@ impl<'a> BlobWriter<'a> {
     fn flush(&mut self, data: bool) -> Result<()> {
         let writer = std::mem::take(if data { &mut self.data } else { &mut self.meta });
         if !writer.is_empty() {
+            // Indexed at once: a pack in no index for long looks like a
+            // crashed backup's leftover to prune (§12.4).
             let finished = writer.finish(self.repo.keys(), self.repo.id())?;
-            self.records.push(self.repo.store_pack(finished)?);
+            let record = self.repo.store_pack(finished)?;
+            self.repo.save_index(std::slice::from_ref(&record))?;
         }
         Ok(())
     }
@@ -638,9 +702,6 @@ impl<'a> BlobWriter<'a> {
     fn finish(mut self) -> Result<HashSet<Id>> {
         self.flush(true)?;
         self.flush(false)?;
-        if !self.records.is_empty() {
-            self.repo.save_index(&self.records)?;
-        }
         Ok(self.referenced)
     }
 }

@@ -371,21 +371,21 @@ impl Repository {
     }
 
     /// Writes `records` as as many index objects as needed, each listing
-    /// at most `max_blobs` blobs (a pack is never split); returns how many
-    /// were written.
+    /// at most `max_blobs` blobs (a pack is never split, so a pack of more
+    /// blobs gets an object of its own); returns how many were written.
     pub fn save_index_records(&self, records: Vec<IndexPack>, max_blobs: usize) -> Result<usize> {
         let mut written = 0;
         let mut batch: Vec<IndexPack> = Vec::new();
         let mut blobs = 0usize;
         for p in records {
-            blobs += p.blobs.len();
-            batch.push(p);
-            if blobs >= max_blobs {
+            if !batch.is_empty() && blobs + p.blobs.len() > max_blobs {
                 self.save_index(&batch)?;
                 written += 1;
                 batch.clear();
                 blobs = 0;
             }
+            blobs += p.blobs.len();
+            batch.push(p);
         }
         if !batch.is_empty() {
             self.save_index(&batch)?;

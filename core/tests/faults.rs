@@ -1269,3 +1269,109 @@ fn check_tells_failed_reads_from_damage() {
     }
     eprintln!("check under faults: {tried} failed or damaged reads, each told apart");
 }
+
+/// `repair index` and `repair snapshots` under failed reads: they stop
+/// with the I/O error and change nothing; an outage is never taken for
+/// lost data.
+#[test]
+fn repairs_stop_on_failed_reads_and_change_nothing() {
+    use cairn_core::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
+    let (mem, _src, model) = damage_repo();
+    // Something to repair: one index object gone (repair index) ...
+    let index = mem.names(ObjectKind::Index);
+    let fb = Arc::new(FaultBackend::new(Arc::new(mem.clone())));
+    let no = AtomicBool::new(false);
+    let mut tried = 0;
+    for (op, what) in [(Op::Get, "get"), (Op::GetRange, "get_range")] {
+        for nth in 0.. {
+            let copy = mem.fork();
+            copy.delete(ObjectKind::Index, &index[0]).unwrap();
+            let fb = Arc::new(FaultBackend::new(Arc::new(copy.clone())));
+            let repo = open(fb.clone(), &CacheLocation::Temporary).unwrap();
+            let before: Vec<_> = [ObjectKind::Index, ObjectKind::Pack, ObjectKind::Snapshot]
+                .iter()
+                .map(|k| copy.names(*k))
+                .collect();
+            fb.arm(Fault::Fail {
+                op,
+                nth,
+                failure: Failure::Io,
+            });
+            let r = repair::repair_index(&repo, IndexRepairOptions::default(), &|_, _| {}, &no);
+            if fb.fired().is_empty() {
+                r.unwrap();
+                break;
+            }
+            // A read that fails after the work is done (the closing cache
+            // refresh) cannot undo it: the repair must then be complete.
+            if r.is_ok() {
+                let fresh = open(Arc::new(copy.clone()), &CacheLocation::Temporary).unwrap();
+                check(
+                    &fresh,
+                    &model,
+                    None,
+                    &format!("repair index, late {what} {nth} failed"),
+                );
+                tried += 1;
+                continue;
+            }
+            let e = r
+                .err()
+                .unwrap_or_else(|| panic!("repair index, {what} {nth} failed: no error"));
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            let after: Vec<_> = [ObjectKind::Index, ObjectKind::Pack, ObjectKind::Snapshot]
+                .iter()
+                .map(|k| copy.names(*k))
+                .collect();
+            assert_eq!(
+                before, after,
+                "repair index, {what} {nth} failed: storage changed"
+            );
+            tried += 1;
+        }
+    }
+    // ... and a pack gone (repair snapshots, which must stop, not zero).
+    for nth in 0.. {
+        let copy = mem.fork();
+        let pack = largest_pack(&copy);
+        copy.delete(ObjectKind::Pack, &pack).unwrap();
+        let fb = Arc::new(FaultBackend::new(Arc::new(copy.clone())));
+        let repo = open(fb.clone(), &CacheLocation::Temporary).unwrap();
+        let list = repo.load_snapshots().unwrap();
+        let before = copy.names(ObjectKind::Snapshot);
+        fb.arm(Fault::Fail {
+            op: Op::GetRange,
+            nth,
+            failure: Failure::Io,
+        });
+        let opts = SnapshotRepairOptions {
+            read_data: true,
+            forget: true,
+            dry_run: false,
+        };
+        let r = repair::repair_snapshots(&repo, &list.good, &[], opts, &no);
+        if fb.fired().is_empty() {
+            r.unwrap();
+            break;
+        }
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("repair snapshots, read {nth} failed: no error"));
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert_eq!(
+            copy.names(ObjectKind::Snapshot),
+            before,
+            "snapshots changed"
+        );
+        tried += 1;
+    }
+    let _ = (fb, model);
+    eprintln!("repairs under failed reads: {tried} tried, each stopped and changed nothing");
+}
+
+fn largest_pack(mem: &MemBackend) -> String {
+    mem.names(ObjectKind::Pack)
+        .into_iter()
+        .max_by_key(|n| mem.get(ObjectKind::Pack, n).map(|b| b.len()).unwrap_or(0))
+        .unwrap()
+}
