@@ -554,33 +554,47 @@ fn fail_backup_everywhere(
     tried
 }
 
+/// A repository with a first snapshot of `first`: the storage and its
+/// model.
+fn first_stream(first: &[u8]) -> (MemBackend, Model) {
+    let mem = init_repo();
+    let snap = {
+        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
+        backup_stream(&repo, first).unwrap()
+    };
+    (mem, [(snap.id, stream_files(first))].into())
+}
+
+/// A repository with a first snapshot of a directory at version 1, which
+/// is then changed to version 2: the storage, its model, and what the
+/// directory now holds.
+fn first_dir(dir: &Path) -> (MemBackend, Model, Files) {
+    let mem = init_repo();
+    write_tree(dir, 1);
+    let snap = {
+        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
+        backup_paths(&repo, dir).unwrap()
+    };
+    let before: Model = [(snap.id, files_of_dir(dir))].into();
+    write_tree(dir, 2);
+    let new = files_of_dir(dir);
+    assert_ne!(before[&snap.id], new);
+    (mem, before, new)
+}
+
 #[test]
 fn failing_any_operation_of_a_backup_loses_nothing() {
     let v = versions();
-    let mem = init_repo();
-    let first = {
-        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
-        backup_stream(&repo, &v.v1).unwrap()
-    };
-    let before: Model = [(first.id, stream_files(&v.v1))].into();
+    let (mem, before) = first_stream(&v.v1);
     let new = stream_files(&v.v2);
     fail_backup_everywhere(&mem, &before, &new, |r| backup_stream(r, &v.v2), "backup");
 }
 
 #[test]
 fn failing_any_operation_of_a_directory_backup_loses_nothing() {
-    let mem = init_repo();
     let src = tempfile::tempdir().unwrap();
     let dir = src.path().join("data");
-    write_tree(&dir, 1);
-    let first = {
-        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
-        backup_paths(&repo, &dir).unwrap()
-    };
-    let before: Model = [(first.id, files_of_dir(&dir))].into();
-    write_tree(&dir, 2);
-    let new = files_of_dir(&dir);
-    assert_ne!(before[&first.id], new);
+    let (mem, before, new) = first_dir(&dir);
     fail_backup_everywhere(
         &mem,
         &before,
@@ -724,29 +738,16 @@ fn crash_backup_everywhere(
 #[test]
 fn crash_at_any_point_of_a_backup_loses_nothing() {
     let v = versions();
-    let mem = init_repo();
-    let first = {
-        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
-        backup_stream(&repo, &v.v1).unwrap()
-    };
-    let before: Model = [(first.id, stream_files(&v.v1))].into();
+    let (mem, before) = first_stream(&v.v1);
     let new = stream_files(&v.v2);
     crash_backup_everywhere(&mem, &before, &new, |r| backup_stream(r, &v.v2), "backup");
 }
 
 #[test]
 fn crash_at_any_point_of_a_directory_backup_loses_nothing() {
-    let mem = init_repo();
     let src = tempfile::tempdir().unwrap();
     let dir = src.path().join("data");
-    write_tree(&dir, 1);
-    let first = {
-        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
-        backup_paths(&repo, &dir).unwrap()
-    };
-    let before: Model = [(first.id, files_of_dir(&dir))].into();
-    write_tree(&dir, 2);
-    let new = files_of_dir(&dir);
+    let (mem, before, new) = first_dir(&dir);
     crash_backup_everywhere(
         &mem,
         &before,
@@ -761,13 +762,8 @@ fn crash_at_any_point_of_a_directory_backup_loses_nothing() {
 /// backup reuses and a prune deletes.
 #[test]
 fn crash_at_any_point_of_a_long_backup_loses_nothing() {
-    let mem = init_repo();
     let small = pseudo_random(100 << 10, 50);
-    let first = {
-        let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
-        backup_stream(&repo, &small).unwrap()
-    };
-    let before: Model = [(first.id, stream_files(&small))].into();
+    let (mem, before) = first_stream(&small);
     let mut long = small.clone();
     long.extend(pseudo_random(17 << 20, 51));
     let new = stream_files(&long);
