@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
-use cairn_core::backend::LocalBackend;
+use cairn_core::backend::{self, Backend, ObjectStoreOptions};
 use cairn_core::repository::{self, CacheLocation, Repository};
 
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
@@ -60,15 +60,26 @@ struct Cli {
 /// Options every subcommand takes.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository location (a directory)
+    /// Repository location: a directory, or s3:https://host[:port]/bucket[/prefix]
     #[arg(
         short = 'r',
         long = "repo",
         env = "CAIRN_REPOSITORY",
         global = true,
-        value_name = "PATH"
+        value_name = "LOCATION"
     )]
-    pub repo: Option<PathBuf>,
+    pub repo: Option<String>,
+
+    /// Object storage: requests in flight at once, at most
+    #[arg(
+        long,
+        env = "CAIRN_CONNECTIONS",
+        global = true,
+        value_name = "N",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub connections: u16,
 
     /// Read the password from this file (a trailing newline is ignored)
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
@@ -106,13 +117,23 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    fn backend(&self) -> anyhow::Result<Arc<LocalBackend>> {
-        let Some(repo) = &self.repo else {
-            anyhow::bail!(cairn_core::Error::invalid(
+    /// The repository location given.
+    pub fn location(&self) -> anyhow::Result<&str> {
+        match &self.repo {
+            Some(r) if !r.is_empty() => Ok(r),
+            _ => anyhow::bail!(cairn_core::Error::invalid(
                 "no repository given: use -r/--repo or set CAIRN_REPOSITORY"
-            ));
+            )),
+        }
+    }
+
+    /// The storage at the repository location.
+    pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
+        let opts = ObjectStoreOptions {
+            connections: usize::from(self.connections),
+            ..ObjectStoreOptions::default()
         };
-        Ok(Arc::new(LocalBackend::new(repo)))
+        Ok(backend::open(self.location()?, &opts)?)
     }
 
     fn cache(&self) -> CacheLocation {

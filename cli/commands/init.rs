@@ -1,12 +1,9 @@
 //! `cairn init`.
 
-use std::sync::Arc;
-
 use bytesize::ByteSize;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::backend::LocalBackend;
 use cairn_core::chunker::ChunkerParams;
 use cairn_core::keyfile::{KdfParams, KeyInfo};
 use cairn_core::repository::{self, InitOptions};
@@ -61,11 +58,7 @@ fn to_u32(what: &str, size: ByteSize) -> anyhow::Result<u32> {
 }
 
 pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
-    let Some(path) = &global.repo else {
-        anyhow::bail!(Error::invalid(
-            "no repository given: use -r/--repo or set CAIRN_REPOSITORY"
-        ));
-    };
+    let location = global.location()?;
     let opts = InitOptions {
         chunker: ChunkerParams::with_average(to_u32("chunk size", args.chunk_size)?),
         compression_level: args.compression,
@@ -79,11 +72,11 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     };
     opts.chunker.validate()?;
     opts.kdf.check()?;
-    let backend = Arc::new(LocalBackend::new(path));
+    let backend = global.backend()?;
     if repository::locate(backend.clone()).is_ok() {
         anyhow::bail!(Error::new(
             cairn_core::ErrorKind::RepositoryExists,
-            format!("a repository already exists at {}", path.display())
+            format!("a repository already exists at {location}")
         ));
     }
     let password = password::read(global, true)?;
@@ -98,13 +91,13 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
         print_json(&json!({
             "message_type": "initialized",
             "id": id.to_hex(),
-            "repository": path.display().to_string(),
+            "repository": location,
         }))?;
     } else {
         global.say(format!(
             "created cairn repository {} at {}",
             id.short(),
-            path.display()
+            location
         ));
         global
             .say("Keep the password safe: without it the data in this repository cannot be read.");

@@ -11,7 +11,7 @@
 //! - [`pack`]: pack files of sealed blobs with a sealed trailer
 //! - [`index`]: index objects; [`cache`]: the local redb index cache
 //! - [`tree`]: directory listings; [`snapshot`]: the commit point
-//! - [`backend`]: where objects are stored (a local directory)
+//! - [`backend`]: where objects are stored (a local directory, S3)
 //! - [`repository`]: init, open, read; [`backup`] and [`restore`] do the work
 //!
 //! The byte-level format is specified in `repo-format.md` at the root of

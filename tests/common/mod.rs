@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod pg;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,6 +18,10 @@ pub struct Env {
     pub dir: TempDir,
     pub repo: PathBuf,
     pub cache: PathBuf,
+    /// A repository location other than the `repo` directory (`s3:...`).
+    pub location: Option<String>,
+    /// Extra environment for every run (credentials).
+    pub vars: Vec<(String, String)>,
 }
 
 /// Fast key derivation for tests; real repositories use the defaults.
@@ -28,7 +33,29 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         let cache = dir.path().join("cache");
-        Env { dir, repo, cache }
+        Env {
+            dir,
+            repo,
+            cache,
+            location: None,
+            vars: Vec::new(),
+        }
+    }
+
+    /// A scratch directory (for the cache) with a repository initialised
+    /// at `location`, reached with the environment `vars`.
+    pub fn init_at(location: &str, vars: &[(&str, &str)], extra: &[&str]) -> Env {
+        let mut env = Env::empty();
+        env.location = Some(location.to_string());
+        env.vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut args = vec!["init"];
+        args.extend(FAST_KDF);
+        args.extend(extra);
+        env.ok(&args);
+        env
     }
 
     /// A scratch directory with an initialised repository.
@@ -60,8 +87,11 @@ impl Env {
                 c.env_remove(k);
             }
         }
-        c.arg("-r")
-            .arg(&self.repo)
+        match &self.location {
+            Some(l) => c.arg("-r").arg(l),
+            None => c.arg("-r").arg(&self.repo),
+        };
+        c.envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env("CAIRN_PASSWORD", PASSWORD)
             .env("CAIRN_CACHE_DIR", &self.cache)
             .stdin(Stdio::null());

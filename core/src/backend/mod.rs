@@ -3,10 +3,32 @@
 //! overwrite.
 
 mod local;
+mod object_store;
 
 pub use local::LocalBackend;
+pub use object_store::{ObjectStoreBackend, ObjectStoreOptions, S3Location};
 
-use crate::error::Result;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Opens a repository location: `s3:https://host[:port]/bucket[/prefix]`
+/// (or restic's `s3:host/bucket/prefix`), else a local directory.
+pub fn open(location: &str, opts: &ObjectStoreOptions) -> Result<Arc<dyn Backend>> {
+    if let Some(rest) = location.strip_prefix("s3:") {
+        return Ok(Arc::new(ObjectStoreBackend::s3(
+            &S3Location::parse(rest)?,
+            opts,
+        )?));
+    }
+    if location.starts_with("sftp:") {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{location}: sftp repositories are not supported yet"),
+        ));
+    }
+    Ok(Arc::new(LocalBackend::new(location)))
+}
 
 /// The kinds of stored objects, one directory (prefix) each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
