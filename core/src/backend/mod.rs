@@ -3,10 +3,33 @@
 //! overwrite.
 
 mod local;
+#[cfg(feature = "s3")]
 mod object_store;
 
 pub use local::LocalBackend;
-pub use object_store::{ObjectStoreBackend, ObjectStoreOptions, S3Location};
+#[cfg(feature = "s3")]
+pub use object_store::{ObjectStoreBackend, S3Location};
+
+/// Settings of object storage backends.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectStoreOptions {
+    /// Requests in flight at once, at most.
+    pub connections: usize,
+    /// Attempts of a request that fails transiently, first one included.
+    pub attempts: usize,
+    /// Time limit of one request.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for ObjectStoreOptions {
+    fn default() -> Self {
+        ObjectStoreOptions {
+            connections: 8,
+            attempts: 6,
+            timeout: std::time::Duration::from_secs(120),
+        }
+    }
+}
 
 use std::sync::Arc;
 
@@ -16,10 +39,18 @@ use crate::error::{Error, ErrorKind, Result};
 /// (or restic's `s3:host/bucket/prefix`), else a local directory.
 pub fn open(location: &str, opts: &ObjectStoreOptions) -> Result<Arc<dyn Backend>> {
     if let Some(rest) = location.strip_prefix("s3:") {
+        #[cfg(feature = "s3")]
         return Ok(Arc::new(ObjectStoreBackend::s3(
             &S3Location::parse(rest)?,
             opts,
         )?));
+        #[cfg(not(feature = "s3"))]
+        let _ = opts;
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("s3:{rest}: this cairn was built without S3 support (feature `s3`)"),
+        ));
     }
     if location.starts_with("sftp:") {
         return Err(Error::new(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
 
-use super::{Backend, ObjectInfo, ObjectKind};
+use super::{Backend, ObjectInfo, ObjectKind, ObjectStoreOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::is_object_name;
 
@@ -60,27 +60,6 @@ impl S3Location {
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
         })
-    }
-}
-
-/// Settings of object storage backends.
-#[derive(Debug, Clone, Copy)]
-pub struct ObjectStoreOptions {
-    /// Requests in flight at once, at most.
-    pub connections: usize,
-    /// Attempts of a request that fails transiently, first one included.
-    pub attempts: usize,
-    /// Time limit of one request.
-    pub timeout: Duration,
-}
-
-impl Default for ObjectStoreOptions {
-    fn default() -> Self {
-        ObjectStoreOptions {
-            connections: 8,
-            attempts: 6,
-            timeout: Duration::from_secs(120),
-        }
     }
 }
 
