@@ -26,11 +26,11 @@ use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
 
 /// Chunks fetched and decoded together.
-const READ_BATCH: usize = 256;
+const READ_BATCH: usize = 1024;
 /// Blobs this close together in one pack are read with one request...
 const MERGE_GAP: u64 = 64 * 1024;
 /// ...of at most this many bytes.
-const MAX_RUN: u64 = 32 * 1024 * 1024;
+const MAX_RUN: u64 = 4 * 1024 * 1024;
 
 /// Receives progress from a running restore.
 pub trait RestoreProgress: Sync {
@@ -71,32 +71,55 @@ pub fn write_chunks(
     on_bytes: &dyn Fn(u64),
     cancel: &AtomicBool,
 ) -> Result<u64> {
+    // Batches are fetched on a thread of their own, one ahead of the one
+    // being written: on object storage, requests are slow to answer but
+    // cheap to overlap.
     let mut written = 0u64;
-    let mut fresh: Option<CacheReader> = None;
-    let mut resyncs = 0;
-    for batch in ids.chunks(READ_BATCH) {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
-        let decoded = match read_batch(repo, fresh.as_ref().unwrap_or(index), batch) {
-            // A few times per file: several prunes may pass during a long one.
-            Err(e) if e.kind() == ErrorKind::MissingObject && resyncs < 3 => {
-                resyncs += 1;
-                repo.sync_index()?;
-                let reader = repo.index()?;
-                let again = read_batch(repo, &reader, batch);
-                fresh = Some(reader);
-                again?
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<Vec<u8>>>>>(1);
+        let reader = scope.spawn(move || {
+            let mut fresh: Option<CacheReader> = None;
+            let mut resyncs = 0;
+            for batch in ids.chunks(READ_BATCH) {
+                if cancel.load(Ordering::SeqCst) {
+                    let _ = tx.send(Err(Error::interrupted()));
+                    return;
+                }
+                let current = match &fresh {
+                    Some(r) => read_batch(repo, r, batch),
+                    None => read_batch(repo, index, batch),
+                };
+                let decoded = match current {
+                    // A few times per file: several prunes may pass during a
+                    // long one.
+                    Err(e) if e.kind() == ErrorKind::MissingObject && resyncs < 3 => {
+                        resyncs += 1;
+                        repo.sync_index().and_then(|_| repo.index()).and_then(|r| {
+                            let d = read_batch(repo, &r, batch);
+                            fresh = Some(r);
+                            d
+                        })
+                    }
+                    other => other,
+                };
+                let failed = decoded.is_err();
+                if tx.send(decoded).is_err() || failed {
+                    return;
+                }
             }
-            other => other?,
-        };
-        for chunk in decoded.iter().flatten() {
-            out.write_all(chunk)
-                .map_err(|e| Error::io("writing restored data", e))?;
-            written += chunk.len() as u64;
-            on_bytes(chunk.len() as u64);
+        });
+        for decoded in rx {
+            for chunk in decoded?.iter().flatten() {
+                out.write_all(chunk)
+                    .map_err(|e| Error::io("writing restored data", e))?;
+                written += chunk.len() as u64;
+                on_bytes(chunk.len() as u64);
+            }
         }
-    }
+        reader
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Io, "the restore reader thread panicked"))
+    })?;
     Ok(written)
 }
 
