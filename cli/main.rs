@@ -136,7 +136,7 @@ impl GlobalArgs {
         Ok(backend::open(self.location()?, &opts)?)
     }
 
-    fn cache(&self) -> CacheLocation {
+    pub fn cache(&self) -> CacheLocation {
         if self.no_cache {
             CacheLocation::Temporary
         } else if let Some(dir) = &self.cache_dir {

@@ -43,14 +43,37 @@ fn prompt(text: &str) -> anyhow::Result<String> {
     })
 }
 
+/// Where one repository's password may come from.
+pub struct Source<'a> {
+    pub command: Option<&'a str>,
+    pub file: Option<&'a std::path::Path>,
+    /// The variable holding the password itself.
+    pub var: &'static str,
+    /// "repository" or "target repository", for the prompt.
+    pub what: &'static str,
+}
+
 /// Reads the password; `confirm` asks twice on a terminal (init).
 pub fn read(args: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
-    if args.password_command.is_some() && args.password_file.is_some() {
+    read_from(
+        &Source {
+            command: args.password_command.as_deref(),
+            file: args.password_file.as_deref(),
+            var: "CAIRN_PASSWORD",
+            what: "repository",
+        },
+        confirm,
+    )
+}
+
+/// Reads a password from `src`, in restic's order.
+pub fn read_from(src: &Source, confirm: bool) -> anyhow::Result<Vec<u8>> {
+    if src.command.is_some() && src.file.is_some() {
         anyhow::bail!(Error::invalid(
-            "--password-command and --password-file (or their CAIRN_ variables) are mutually exclusive"
+            "a password command and a password file (or their CAIRN_ variables) are mutually exclusive"
         ));
     }
-    let pw = if let Some(cmd) = &args.password_command {
+    let pw = if let Some(cmd) = src.command {
         let out = Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -66,14 +89,14 @@ pub fn read(args: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
             .into());
         }
         strip_newline(out.stdout)
-    } else if let Some(file) = &args.password_file {
+    } else if let Some(file) = src.file {
         let bytes = std::fs::read(file)
             .with_context(|| format!("reading password file {}", file.display()))?;
         strip_newline(bytes)
-    } else if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+    } else if let Some(p) = std::env::var_os(src.var) {
         std::os::unix::ffi::OsStringExt::into_vec(p)
     } else if std::io::stderr().is_terminal() || std::io::stdin().is_terminal() {
-        let first = prompt("enter password for repository: ")?;
+        let first = prompt(&format!("enter password for {}: ", src.what))?;
         if confirm && prompt("enter password again: ")? != first {
             anyhow::bail!(Error::invalid("passwords do not match"));
         }

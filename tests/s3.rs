@@ -163,3 +163,150 @@ fn bad_s3_locations_and_credentials_are_clear_errors() {
         .unwrap();
     assert_code(&out, 10, &["snapshots of nothing"]);
 }
+
+/// `cairn -r SRC copy --to DST` with the target's own password.
+fn copy_cmd(src: &Env, to: &str, vars: &[(&str, &str)]) -> std::process::Command {
+    let mut c = src.cmd();
+    c.args(["copy", "--to", to])
+        .env("CAIRN_PASSWORD2", "another password")
+        .envs(vars.iter().copied());
+    c
+}
+
+#[test]
+fn copy_local_to_s3_and_back_is_identical_and_idempotent() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let local = Env::init_with(&["--pack-size", "1MiB"]);
+    let mut nights = Vec::new();
+    for n in 0..3u64 {
+        let mut dump = fake_dump(20_000, 300 * (n + 1));
+        dump.extend(pseudo_random(200_000, 900 * (n + 1)));
+        nights.push((
+            local.backup_stdin(&dump, &["--stdin-filename", "shop.sql"]),
+            dump,
+        ));
+    }
+    // The target has its own password and keys.
+    let mut s3 = Env::empty();
+    s3.location = Some(server.location("offsite"));
+    s3.vars = server
+        .env()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = s3
+        .cmd()
+        .args(["init", "--kdf-memory", "64KiB", "--kdf-iterations", "1"])
+        .env("CAIRN_PASSWORD", "another password")
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["init s3"]);
+    let to = server.location("offsite");
+    let out = copy_cmd(&local, &to, &server.env()).output().unwrap();
+    assert_code(&out, 0, &["copy"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 snapshots copied"));
+    // Twice: nothing new.
+    let out = copy_cmd(&local, &to, &server.env())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["copy again"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["chunks_read"], 0);
+    assert!(v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["skipped"] == true));
+
+    let on_s3 = |args: &[&str]| {
+        let out = s3
+            .cmd()
+            .args(args)
+            .env("CAIRN_PASSWORD", "another password")
+            .output()
+            .unwrap();
+        assert_code(&out, 0, args);
+        out.stdout
+    };
+    let snaps: Vec<serde_json::Value> =
+        serde_json::from_slice(&on_s3(&["--json", "snapshots"])).unwrap();
+    assert_eq!(snaps.len(), 3);
+    for (id, dump) in &nights {
+        let copy = snaps.iter().find(|s| s["original"] == id.as_str()).unwrap();
+        assert_eq!(
+            &on_s3(&["dump", copy["id"].as_str().unwrap(), "shop.sql"]),
+            dump
+        );
+    }
+    on_s3(&["check", "--read-data"]);
+
+    // And back, from S3 into a third repository.
+    let back = Env::init();
+    let out = s3
+        .cmd()
+        .args(["copy", "--to", back.repo.to_str().unwrap()])
+        .env("CAIRN_PASSWORD", "another password")
+        .env("CAIRN_PASSWORD2", PASSWORD)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["copy back"]);
+    let snaps = back.snapshots();
+    assert_eq!(snaps.len(), 3);
+    for (id, dump) in &nights {
+        // A copy of a copy names the first original.
+        let copy = snaps.iter().find(|s| s["original"] == id.as_str()).unwrap();
+        assert_eq!(&back.dump(copy["id"].as_str().unwrap(), "shop.sql"), dump);
+    }
+    back.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn an_interrupted_copy_resumes() {
+    let src = Env::init_with(&["--pack-size", "1MiB"]);
+    let data = pseudo_random(6 << 20, 4242);
+    let id = src.backup_stdin(&data, &["--stdin-filename", "big.bin"]);
+    let dst = Env::init();
+    let to = dst.repo.to_str().unwrap().to_string();
+    // Kill copies at growing delays until one finishes on its own.
+    let mut kills = 0;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let mut child = copy_cmd(&src, &to, &[])
+            .env("CAIRN_PASSWORD2", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let done = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if start.elapsed() >= delay {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        // The target stays whole whatever was interrupted.
+        assert_code(&dst.run(&["check"]), 0, &["check target"]);
+        match done {
+            Some(st) => {
+                assert!(st.success());
+                break;
+            }
+            None => kills += 1,
+        }
+        delay += Duration::from_millis(20);
+        assert!(kills < 500);
+    }
+    let snaps = dst.snapshots();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["original"], id.as_str());
+    assert_eq!(dst.dump(snaps[0]["id"].as_str().unwrap(), "big.bin"), data);
+    eprintln!("copy killed {kills} times before it finished");
+}

@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod dump;
 mod forget;
 mod init;
@@ -40,6 +41,9 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Rebuild a lost index, or save what is left of damaged snapshots
     Repair(repair::RepairArgs),
+    /// Copy snapshots to another repository (off-site copy)
+    #[command(long_about = copy::LONG_ABOUT)]
+    Copy(copy::CopyArgs),
 }
 
 pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
@@ -53,6 +57,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Prune(a) => prune::run(global, a),
         Command::Check(a) => check::run(global, a),
         Command::Repair(a) => repair::run(global, a),
+        Command::Copy(a) => copy::run(global, a),
     }
 }
 

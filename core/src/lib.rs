@@ -22,11 +22,13 @@
 
 pub mod backend;
 pub mod backup;
+mod blob_writer;
 pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod format;

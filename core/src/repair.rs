@@ -22,11 +22,12 @@ use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::backup::{verify_referenced, INDEX_FLUSH_BLOBS};
+use crate::blob_writer::BlobWriter;
 use crate::cache::CacheReader;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::index::IndexPack;
-use crate::pack::{self, BlobType, PackWriter};
+use crate::pack::{self, BlobType};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Damage, Node, NodeKind, Tree, DAMAGED_SUFFIX};
@@ -612,96 +613,4 @@ fn prefixed(path: &str, entries: Vec<DamagedEntry>) -> Vec<DamagedEntry> {
             e
         })
         .collect()
-}
-
-/// Stores the few new blobs a repair needs (trees, chunk lists, zero
-/// chunks) in packs, deduplicated against the index.
-struct BlobWriter<'a> {
-    repo: &'a Repository,
-    /// Compute IDs only; store nothing.
-    dry_run: bool,
-    index: CacheReader,
-    seen: HashSet<Id>,
-    referenced: HashSet<Id>,
-    data: PackWriter,
-    meta: PackWriter,
-}
-
-impl<'a> BlobWriter<'a> {
-    fn new(repo: &'a Repository, dry_run: bool) -> Result<Self> {
-        Ok(BlobWriter {
-            repo,
-            dry_run,
-            index: repo.index()?,
-            seen: HashSet::new(),
-            referenced: HashSet::new(),
-            data: PackWriter::new(),
-            meta: PackWriter::new(),
-        })
-    }
-
-    fn save(&mut self, blob_type: BlobType, id: Id, bytes: &[u8]) -> Result<Id> {
-        self.referenced.insert(id);
-        if self.seen.contains(&id) || self.index.contains_live(&id)? {
-            return Ok(id);
-        }
-        self.seen.insert(id);
-        if self.dry_run {
-            return Ok(id);
-        }
-        let blob = pack::encode_blob(
-            self.repo.keys(),
-            self.repo.id(),
-            blob_type,
-            id,
-            bytes,
-            self.repo.config().compression.level,
-        )?;
-        let data = blob_type == BlobType::Data;
-        let writer = if data { &mut self.data } else { &mut self.meta };
-        writer.add(&blob)?;
-        if writer.len() >= self.repo.config().pack_size as usize {
-            self.flush(data)?;
-        }
-        Ok(id)
-    }
-
-    fn flush(&mut self, data: bool) -> Result<()> {
-        let writer = std::mem::take(if data { &mut self.data } else { &mut self.meta });
-        if !writer.is_empty() {
-            // Indexed at once: a pack in no index for long looks like a
-            // crashed backup's leftover to prune (§12.4).
-            let finished = writer.finish(self.repo.keys(), self.repo.id())?;
-            let record = self.repo.store_pack(finished)?;
-            self.repo.save_index(std::slice::from_ref(&record))?;
-        }
-        Ok(())
-    }
-
-    fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
-        let bytes = tree.encode()?;
-        let id = pack::blob_id(self.repo.keys(), BlobType::Tree, &bytes);
-        self.save(BlobType::Tree, id, &bytes)
-    }
-
-    fn save_zeros(&mut self, len: usize) -> Result<Id> {
-        let zeros = vec![0u8; len];
-        let id = self.repo.keys().chunk_id(&zeros);
-        self.save(BlobType::Data, id, &zeros)
-    }
-
-    fn content_of(&mut self, ids: Vec<Id>) -> Result<(Vec<Id>, Vec<Id>)> {
-        tree::content_fields(ids, |list| {
-            let id = pack::blob_id(self.repo.keys(), BlobType::ChunkList, list);
-            self.save(BlobType::ChunkList, id, list)
-        })
-    }
-
-    /// Stores what is pending and indexes it; returns every blob the
-    /// repaired trees refer to that this writer saved or found indexed.
-    fn finish(mut self) -> Result<HashSet<Id>> {
-        self.flush(true)?;
-        self.flush(false)?;
-        Ok(self.referenced)
-    }
 }

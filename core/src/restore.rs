@@ -125,7 +125,11 @@ pub fn write_chunks(
 
 /// Locates, fetches (merging nearby blobs of a pack into one read),
 /// decrypts and verifies one batch of data chunks, in order.
-fn read_batch(repo: &Repository, index: &CacheReader, batch: &[Id]) -> Result<Vec<Vec<Vec<u8>>>> {
+pub(crate) fn read_batch(
+    repo: &Repository,
+    index: &CacheReader,
+    batch: &[Id],
+) -> Result<Vec<Vec<Vec<u8>>>> {
     let locs: Vec<BlobLocation> = batch
         .iter()
         .map(|id| {

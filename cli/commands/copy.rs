@@ -1,0 +1,138 @@
+//! `cairn copy`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::json;
+
+use cairn_core::backend::{self, ObjectStoreOptions};
+use cairn_core::copy;
+use cairn_core::repository;
+use cairn_core::Error;
+
+use crate::commands::{load_snapshots, FilterArgs};
+use crate::exit::ExitCode;
+use crate::password::{self, Source};
+use crate::{print_json, GlobalArgs, CANCEL};
+
+pub const LONG_ABOUT: &str = "\
+Copy snapshots to another repository (an off-site copy), which has keys of
+its own.
+
+Every chunk of the chosen snapshots is read, named with the target's key and
+stored only if the target lacks it; trees are rewritten. Each copy records
+the source snapshot's ID in `original`, and a snapshot already copied is
+skipped: running copy every night sends only what is new, and a copy that
+was interrupted resumes where it stopped.
+
+The target's password comes from --password-command2 / CAIRN_PASSWORD_COMMAND2,
+--password-file2 / CAIRN_PASSWORD_FILE2, CAIRN_PASSWORD2, else a prompt.
+    cairn -r /srv/backup copy --to s3:https://s3.example.com/offsite/db1";
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Target repository location (a directory, or s3:...)
+    #[arg(long = "to", env = "CAIRN_REPOSITORY2", value_name = "LOCATION")]
+    to: String,
+
+    /// Read the target's password from this file
+    #[arg(long, env = "CAIRN_PASSWORD_FILE2", value_name = "FILE")]
+    password_file2: Option<PathBuf>,
+
+    /// Run this shell command and use its output as the target's password
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND2",
+        value_name = "COMMAND",
+        hide_env_values = true
+    )]
+    password_command2: Option<String>,
+
+    /// Snapshots to copy (IDs, prefixes or "latest"); all matching the filters if none
+    #[arg(value_name = "SNAPSHOT")]
+    snapshots: Vec<String>,
+
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
+    let src = global.open()?;
+    let loaded = load_snapshots(&src)?;
+    let filter = args.filter.filter();
+    let chosen: Vec<_> = if args.snapshots.is_empty() {
+        loaded
+            .good
+            .iter()
+            .filter(|s| filter.matches(s))
+            .cloned()
+            .collect()
+    } else {
+        let mut v: Vec<cairn_core::snapshot::Snapshot> = Vec::new();
+        for spec in &args.snapshots {
+            let s = loaded.resolve(spec, &filter)?;
+            if !v.iter().any(|c| c.id == s.id) {
+                v.push(s.clone());
+            }
+        }
+        v
+    };
+
+    let opts = ObjectStoreOptions {
+        connections: usize::from(global.connections),
+        ..ObjectStoreOptions::default()
+    };
+    let locked = repository::locate(backend::open(&args.to, &opts)?)?;
+    if locked.id() == *src.id() {
+        anyhow::bail!(Error::invalid(format!(
+            "{} is the same repository as the source",
+            args.to
+        )));
+    }
+    let pw = password::read_from(
+        &Source {
+            command: args.password_command2.as_deref(),
+            file: args.password_file2.as_deref(),
+            var: "CAIRN_PASSWORD2",
+            what: "target repository",
+        },
+        false,
+    )?;
+    let dst = locked.unlock(&pw, &global.cache())?;
+    for w in dst.warnings() {
+        eprintln!("cairn: warning: target: {w}");
+    }
+    let stats = copy::copy(&src, &dst, &chosen, &CANCEL)?;
+    if global.json {
+        print_json(&json!({
+            "message_type": "summary",
+            "snapshots": stats.snapshots,
+            "chunks_read": stats.chunks_read,
+            "bytes_read": stats.bytes_read,
+        }))?;
+        return Ok(ExitCode::Success);
+    }
+    let mut copied = 0;
+    for s in &stats.snapshots {
+        if s.skipped {
+            global.say(format!(
+                "snapshot {} is already in the target as {}",
+                &s.source[..8],
+                &s.target[..8]
+            ));
+        } else {
+            copied += 1;
+            global.say(format!(
+                "copied snapshot {} as {}",
+                &s.source[..8],
+                &s.target[..8]
+            ));
+        }
+    }
+    global.say(format!(
+        "{copied} snapshots copied, {} already there; {} chunks read",
+        stats.snapshots.len() - copied,
+        stats.chunks_read
+    ));
+    Ok(ExitCode::Success)
+}
