@@ -261,6 +261,19 @@ fn copy_local_to_s3_and_back_is_identical_and_idempotent() {
         assert_eq!(&back.dump(copy["id"].as_str().unwrap(), "shop.sql"), dump);
     }
     back.ok(&["check", "--read-data"]);
+
+    // Copying back to where they came from copies nothing.
+    let out = s3
+        .cmd()
+        .args(["--json", "copy", "--to", local.repo.to_str().unwrap()])
+        .env("CAIRN_PASSWORD", "another password")
+        .env("CAIRN_PASSWORD2", PASSWORD)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["copy home"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["chunks_read"], 0, "{v}");
+    assert_eq!(local.snapshots().len(), 3);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! Blob IDs are keyed, so every chunk is read from the source, named again
 //! with the target's chunk-ID key, and stored only if the target lacks it;
 //! trees and chunk lists are rewritten with the new IDs. Chunk boundaries
-//! are the source's (a target created with `init --copy-chunker-params`
-//! cuts its own backups the same way, so they deduplicate against copies).
+//! are the source's; the target's own backups cut with its own chunker
+//! seed, so they deduplicate only against each other.
 //!
 //! A copy records the source snapshot in `original` (the source's own
 //! `original` when it is itself a copy) and is skipped when the target
@@ -22,12 +22,9 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::BlobType;
 use crate::repository::Repository;
-use crate::restore::read_batch;
+use crate::restore::{batches, read_batch};
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
-
-/// Chunks read from the source at once.
-const BATCH: usize = 1024;
 
 /// What happened to one snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,7 +61,7 @@ pub fn copy(
     snapshots: &[Snapshot],
     cancel: &AtomicBool,
 ) -> Result<CopyStats> {
-    let existing = dst.load_snapshots()?.good;
+    let mut existing = dst.load_snapshots()?.good;
     let mut stats = CopyStats::default();
     let mut c = Copier {
         src,
@@ -78,9 +75,12 @@ pub fn copy(
     };
     for s in snapshots {
         let id = identity(s);
+        // The same backup, however it got there: a copy of it (whose
+        // `original` is its identity), or the snapshot itself (copying back
+        // to where it came from).
         if let Some(t) = existing
             .iter()
-            .find(|t| t.original == Some(id) && t.time == s.time && t.tags == s.tags)
+            .find(|t| identity(t) == id && t.time == s.time && t.tags == s.tags)
         {
             stats.snapshots.push(CopiedSnapshot {
                 source: s.id.to_hex(),
@@ -100,6 +100,8 @@ pub fn copy(
         copy.original = Some(id);
         copy.parent = None;
         let new = dst.save_snapshot(&copy)?;
+        copy.id = new;
+        existing.push(copy);
         stats.snapshots.push(CopiedSnapshot {
             source: s.id.to_hex(),
             target: new.to_hex(),
@@ -167,7 +169,7 @@ impl Copier<'_> {
     /// The target IDs of source chunks, storing those the target lacks.
     fn chunks_of(&mut self, ids: &[Id]) -> Result<Vec<Id>> {
         let mut out = Vec::with_capacity(ids.len());
-        for batch in ids.chunks(BATCH) {
+        for batch in batches(&self.index, ids)? {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(Error::interrupted());
             }

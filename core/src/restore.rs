@@ -25,8 +25,36 @@ use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
 
-/// Chunks fetched and decoded together.
+/// Chunks fetched and decoded together, at most...
 const READ_BATCH: usize = 1024;
+/// ...and at most this many plaintext bytes (large chunks: memory stays
+/// bounded whatever the chunk size).
+const READ_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Cuts `ids` into batches of at most [`READ_BATCH`] chunks and
+/// [`READ_BATCH_BYTES`] plaintext bytes (always at least one chunk).
+pub(crate) fn batches<'a>(index: &CacheReader, ids: &'a [Id]) -> Result<Vec<&'a [Id]>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < ids.len() {
+        let mut end = start;
+        let mut bytes = 0u64;
+        while end < ids.len() && end - start < READ_BATCH {
+            let len = index
+                .get(&ids[end])?
+                .map(|l| u64::from(l.entry.raw_length))
+                .unwrap_or(0);
+            if end > start && bytes + len > READ_BATCH_BYTES {
+                break;
+            }
+            bytes += len;
+            end += 1;
+        }
+        out.push(&ids[start..end]);
+        start = end;
+    }
+    Ok(out)
+}
 /// Blobs this close together in one pack are read with one request...
 const MERGE_GAP: u64 = 64 * 1024;
 /// ...of at most this many bytes.
@@ -80,7 +108,14 @@ pub fn write_chunks(
         let reader = scope.spawn(move || {
             let mut fresh: Option<CacheReader> = None;
             let mut resyncs = 0;
-            for batch in ids.chunks(READ_BATCH) {
+            let batches = match batches(index, ids) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            for batch in batches {
                 if cancel.load(Ordering::SeqCst) {
                     let _ = tx.send(Err(Error::interrupted()));
                     return;
