@@ -8,8 +8,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -506,42 +506,21 @@ fn kill_9_during_prune_loses_nothing() {
     env.ok(&forget);
     let kept = &kept;
     // Kill prune at growing delays until one run finishes on its own.
-    let mut delay = Duration::from_millis(5);
-    let mut kills = 0;
-    loop {
-        let mut child = env
-            .cmd()
-            .args(["prune", "--grace", "0", "--max-unused", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        let finished = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break Some(st);
-            }
-            if start.elapsed() >= delay {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
+    let kills = kill_until_done(
+        || {
+            let mut c = env.cmd();
+            c.args(["prune", "--grace", "0", "--max-unused", "0"]);
+            c
+        },
+        Duration::from_millis(5),
+        Duration::from_millis(1),
         // Whatever was interrupted, the kept snapshot restores exactly and
         // check finds nothing worse than leftovers.
-        assert_eq!(&env.dump(&kept.0, "shop.sql"), &kept.1);
-        assert_code(&env.run(&["check"]), 0, &["check after killed prune"]);
-        match finished {
-            Some(st) => {
-                assert!(st.success());
-                break;
-            }
-            None => kills += 1,
-        }
-        delay += Duration::from_millis(1);
-        assert!(kills < 2000, "prune never finished");
-    }
+        || {
+            assert_eq!(&env.dump(&kept.0, "shop.sql"), &kept.1);
+            assert_code(&env.run(&["check"]), 0, &["check after killed prune"]);
+        },
+    );
     env.ok(&["check", "--read-data"]);
     assert_eq!(env.snapshots().len(), 1);
     eprintln!("prune killed {kills} times at growing delays; nothing lost");

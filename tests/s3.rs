@@ -283,40 +283,18 @@ fn an_interrupted_copy_resumes() {
     let id = src.backup_stdin(&data, &["--stdin-filename", "big.bin"]);
     let dst = Env::init();
     let to = dst.repo.to_str().unwrap().to_string();
-    // Kill copies at growing delays until one finishes on its own.
-    let mut kills = 0;
-    let mut delay = Duration::from_millis(20);
-    loop {
-        let mut child = copy_cmd(&src, &to, &[])
-            .env("CAIRN_PASSWORD2", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        let done = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break Some(st);
-            }
-            if start.elapsed() >= delay {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        // The target stays whole whatever was interrupted.
-        assert_code(&dst.run(&["check"]), 0, &["check target"]);
-        match done {
-            Some(st) => {
-                assert!(st.success());
-                break;
-            }
-            None => kills += 1,
-        }
-        delay += Duration::from_millis(20);
-        assert!(kills < 500);
-    }
+    // Kill copies at growing delays until one finishes on its own; the
+    // target stays whole whatever was interrupted.
+    let kills = kill_until_done(
+        || {
+            let mut c = copy_cmd(&src, &to, &[]);
+            c.env("CAIRN_PASSWORD2", PASSWORD);
+            c
+        },
+        Duration::from_millis(20),
+        Duration::from_millis(20),
+        || assert_code(&dst.run(&["check"]), 0, &["check target"]),
+    );
     let snaps = dst.snapshots();
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0]["original"], id.as_str());

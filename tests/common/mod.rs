@@ -286,3 +286,46 @@ pub fn unprivileged(env: &Env) -> Command {
         .stdin(Stdio::null());
     c
 }
+
+/// Starts `cmd` again and again, killing it (SIGKILL) after a delay that
+/// grows by `step` each time, until a run finishes on its own (which must
+/// succeed). `after` runs after every attempt, killed or not, to check
+/// that nothing was lost. Returns how many runs were killed.
+pub fn kill_until_done(
+    mut cmd: impl FnMut() -> Command,
+    first: std::time::Duration,
+    step: std::time::Duration,
+    mut after: impl FnMut(),
+) -> usize {
+    let mut delay = first;
+    let mut kills = 0;
+    loop {
+        let mut child = cmd()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let finished = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if start.elapsed() >= delay {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        after();
+        match finished {
+            Some(st) => {
+                assert!(st.success(), "the last, uninterrupted run failed: {st}");
+                return kills;
+            }
+            None => kills += 1,
+        }
+        delay += step;
+        assert!(kills < 2000, "the command never finished");
+    }
+}
