@@ -33,7 +33,9 @@ use cairn_core::snapshot::{Snapshot, SourceKind};
 use cairn_core::{ErrorKind, Id, Result};
 use proptest::prelude::*;
 
-use common::{dump_text, pseudo_random, Damage, Failure, Fault, FaultBackend, MemBackend, Op, OPS};
+use common::{
+    dump_text, pseudo_random, Damage, Failure, Fault, FaultBackend, Fired, MemBackend, Op, OPS,
+};
 
 const PASSWORD: &[u8] = b"correct horse battery staple";
 /// The file name of stream backups.
@@ -488,6 +490,56 @@ fn fault_backend_injects_what_it_is_told() {
 // ---------------------------------------------------------------------------
 // Every operation fails in turn
 
+/// What one run with a fault armed left behind.
+struct FaultyRun<T> {
+    /// The storage as the fault left it (a fork of the original).
+    storage: MemBackend,
+    /// The cache directory the run used, kept as a crash would keep it.
+    cache: tempfile::TempDir,
+    result: Result<T>,
+    /// What the fault hit.
+    fired: Vec<Fired>,
+}
+
+/// Runs `run` against a fork of `storage` with `fault` armed, through a
+/// cache in a new directory.
+fn run_with_fault<T>(
+    storage: &MemBackend,
+    fault: Fault,
+    run: impl FnOnce(&Repository) -> Result<T>,
+) -> FaultyRun<T> {
+    let storage = storage.fork();
+    let cache = tempfile::tempdir().unwrap();
+    let fb = Arc::new(FaultBackend::new(Arc::new(storage.clone())));
+    let repo = open(fb.clone(), &cache_in(&cache)).unwrap();
+    fb.arm(fault);
+    let result = run(&repo);
+    FaultyRun {
+        storage,
+        cache,
+        result,
+        fired: fb.fired(),
+    }
+}
+
+/// The last check of a backup fault test: through a new cache, the
+/// repository holds `before`, the snapshot the faulty run committed (if
+/// any) and the retried one, each restoring to `new`.
+fn assert_after_retry(
+    storage: &MemBackend,
+    before: &Model,
+    new: &Files,
+    committed: Option<Id>,
+    retried: &Snapshot,
+    what: &str,
+) {
+    let mut after = before.clone();
+    after.extend(committed.map(|id| (id, new.clone())));
+    after.insert(retried.id, new.clone());
+    let repo = open_clean(storage, &CacheLocation::Temporary, what);
+    assert_eq!(check(&repo, &after, None, what), None);
+}
+
 /// Runs `run` (a backup that stores `new`) against a copy of `storage`
 /// (whose snapshots are `before`) with each of its operations failing in
 /// turn, each way; then checks the storage left through the failed run's
@@ -510,13 +562,12 @@ fn fail_backup_everywhere(
         for nth in 0..counts[&op] {
             for &failure in failures(op) {
                 let what = format!("{label}, {op:?} #{nth} fails ({failure:?})");
-                let storage = storage.fork();
-                let cache = tempfile::tempdir().unwrap();
-                let fb = Arc::new(FaultBackend::new(Arc::new(storage.clone())));
-                let repo = open(fb.clone(), &cache_in(&cache)).unwrap();
-                fb.arm(Fault::Fail { op, nth, failure });
-                let result = run(&repo);
-                let fired = fb.fired();
+                let FaultyRun {
+                    storage,
+                    cache,
+                    result,
+                    fired,
+                } = run_with_fault(storage, Fault::Fail { op, nth, failure }, &run);
                 assert_eq!(fired.len(), 1, "{what}: the fault hit {fired:?}");
                 let hit = &fired[0];
                 match &result {
@@ -528,7 +579,6 @@ fn fail_backup_everywhere(
                         "{what}: the backup succeeded despite a failed {hit:?}"
                     ),
                 }
-                drop(repo);
 
                 // The storage as the fault left it, with the cache the
                 // failed run used.
@@ -540,12 +590,7 @@ fn fail_backup_everywhere(
                 let retried =
                     run(&repo).unwrap_or_else(|e| panic!("{what}: the backup fails again: {e}"));
                 drop(repo);
-
-                let mut after = before.clone();
-                after.extend(committed.map(|id| (id, new.clone())));
-                after.insert(retried.id, new.clone());
-                let repo = open_clean(&storage, &CacheLocation::Temporary, &what);
-                assert_eq!(check(&repo, &after, None, &what), None);
+                assert_after_retry(&storage, before, new, committed, &retried, &what);
                 tried += 1;
             }
         }
@@ -624,13 +669,12 @@ fn failing_any_operation_of_a_prune_loses_nothing() {
         for nth in 0..counts[&op] {
             for &failure in failures(op) {
                 let what = format!("prune, {op:?} #{nth} fails ({failure:?})");
-                let storage = mem.fork();
-                let cache = tempfile::tempdir().unwrap();
-                let fb = Arc::new(FaultBackend::new(Arc::new(storage.clone())));
-                let repo = open(fb.clone(), &cache_in(&cache)).unwrap();
-                fb.arm(Fault::Fail { op, nth, failure });
-                let result = prune_now(&repo);
-                let fired = fb.fired();
+                let FaultyRun {
+                    storage,
+                    cache,
+                    result,
+                    fired,
+                } = run_with_fault(&mem, Fault::Fail { op, nth, failure }, prune_now);
                 assert_eq!(fired.len(), 1, "{what}: the fault hit {fired:?}");
                 match &result {
                     Err(e) if matches!(op, Op::Put | Op::Delete) => {
@@ -650,7 +694,6 @@ fn failing_any_operation_of_a_prune_loses_nothing() {
                         fired[0]
                     ),
                 }
-                drop(repo);
 
                 let repo = open_clean(&storage, &cache_in(&cache), &what);
                 assert_eq!(check(&repo, &kept, None, &what), None);
@@ -695,15 +738,14 @@ fn crash_backup_everywhere(
                 "{label}, crash at put {at} of {mutations} ({})",
                 if applied { "landed" } else { "lost" }
             );
-            let storage = storage.fork();
-            let cache = tempfile::tempdir().unwrap();
-            let fb = Arc::new(FaultBackend::new(Arc::new(storage.clone())));
-            let repo = open(fb.clone(), &cache_in(&cache)).unwrap();
-            fb.arm(Fault::Crash { at, applied });
-            let result = run(&repo);
+            let FaultyRun {
+                storage,
+                cache,
+                result,
+                fired,
+            } = run_with_fault(storage, Fault::Crash { at, applied }, &run);
             assert!(result.is_err(), "{what}: the backup succeeded");
-            assert!(!fb.fired().is_empty(), "{what}: no crash");
-            drop(repo);
+            assert!(!fired.is_empty(), "{what}: no crash");
             // The snapshot is the last write: it exists iff it landed.
             let snapshot_landed = applied && at + 1 == mutations;
 
@@ -722,12 +764,7 @@ fn crash_backup_everywhere(
             prune_now(&repo).unwrap_or_else(|e| panic!("{what}: prune after the crash: {e}"));
             assert!(prune_is_noop(&repo), "{what}: a second prune has work");
             drop(repo);
-
-            let mut after = before.clone();
-            after.extend(committed.map(|id| (id, new.clone())));
-            after.insert(retried.id, new.clone());
-            let repo = open_clean(&storage, &CacheLocation::Temporary, &what);
-            assert_eq!(check(&repo, &after, None, &what), None);
+            assert_after_retry(&storage, before, new, committed, &retried, &what);
             tried += 1;
         }
     }
@@ -794,14 +831,14 @@ fn crash_at_any_point_of_a_prune_loses_nothing() {
                 "prune, crash at mutation {at} of {mutations} ({})",
                 if applied { "landed" } else { "lost" }
             );
-            let storage = mem.fork();
-            let cache = tempfile::tempdir().unwrap();
-            let fb = Arc::new(FaultBackend::new(Arc::new(storage.clone())));
-            let repo = open(fb.clone(), &cache_in(&cache)).unwrap();
-            fb.arm(Fault::Crash { at, applied });
-            assert!(prune_now(&repo).is_err(), "{what}: the prune succeeded");
-            assert!(!fb.fired().is_empty(), "{what}: no crash");
-            drop(repo);
+            let FaultyRun {
+                storage,
+                cache,
+                result,
+                fired,
+            } = run_with_fault(&mem, Fault::Crash { at, applied }, prune_now);
+            assert!(result.is_err(), "{what}: the prune succeeded");
+            assert!(!fired.is_empty(), "{what}: no crash");
 
             let repo = open_clean(&storage, &CacheLocation::Temporary, &what);
             assert_eq!(
