@@ -89,9 +89,8 @@ fn forget_policy_groups_reasons_and_dry_run() {
     assert_eq!(env.snapshots().len(), made.len());
     let before = env.repo_listing();
 
-    let args = [
-        "--json",
-        "forget",
+    // The policy of this test, asked first as a dry run, then for real.
+    const POLICY: [&str; 8] = [
         "--keep-daily",
         "7",
         "--keep-weekly",
@@ -100,8 +99,8 @@ fn forget_policy_groups_reasons_and_dry_run() {
         "-1",
         "--keep-tag",
         "keep",
-        "--dry-run",
     ];
+    let args = [&["--json", "forget"][..], &POLICY, &["--dry-run"]].concat();
     let out = env.ok(&args);
     assert_eq!(
         env.repo_listing(),
@@ -161,17 +160,7 @@ fn forget_policy_groups_reasons_and_dry_run() {
     assert_eq!(short_ids(&group_for(&groups, "db2")["keep"]).len(), 5);
 
     // For real this time: exactly the planned snapshots go, their data stays.
-    let out = env.run(&[
-        "forget",
-        "--keep-daily",
-        "7",
-        "--keep-weekly",
-        "4",
-        "--keep-monthly",
-        "-1",
-        "--keep-tag",
-        "keep",
-    ]);
+    let out = env.run(&[&["forget"][..], &POLICY].concat());
     assert_code(&out, 0, &["forget"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
