@@ -27,6 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::index::IndexPack;
 use crate::pack::{self, BlobType, EncodedBlob, FinishedPack, PackWriter};
+use crate::prune::verify_referenced;
 use crate::repository::Repository;
 use crate::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::time::SnapshotTime;
@@ -284,56 +285,6 @@ pub fn backup(
     verify_referenced(repo, &referenced)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { snapshot, warnings })
-}
-
-/// The commit check of the two-phase prune (`repo-format.md` §12.6): every
-/// blob the snapshot refers to, whether this backup took it from the index
-/// or stored it (a prune may have marked this backup's own packs unused
-/// when it saw them indexed before this snapshot existed), must still be in
-/// a pack in use, or in a pack marked obsolete so recently that no prune
-/// can delete it before this snapshot is visible. Otherwise a prune ran
-/// during this backup and the snapshot could refer to deleted data:
-/// nothing is committed (exit 11, run the backup again).
-pub(crate) fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> {
-    if referenced.is_empty() {
-        return Ok(());
-    }
-    // Index objects that were unreadable before the backup do not matter
-    // here: their blobs looked absent, so the backup stored its own copies.
-    let stats = repo.sync_index()?;
-    let index = repo.index()?;
-    let config = repo.config();
-    let limit = config
-        .prune_grace_seconds
-        .saturating_sub(config.grace_margin_seconds());
-    let now = jiff::Timestamp::now().as_second();
-    for id in referenced {
-        let pruned = match index.get(id)? {
-            None if !stats.unreadable.is_empty() => {
-                return Err(Error::corrupt(format!(
-                "blob {} of this backup is no longer indexed and an index object cannot be read \
-                     ({}); no snapshot was written",
-                id.short(),
-                stats.unreadable[0]
-            )))
-            }
-            None => true,
-            Some(loc) => loc
-                .obsolete_since
-                .is_some_and(|since| now >= since.saturating_add(limit as i64)),
-        };
-        if pruned {
-            return Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "a prune removed data this backup reuses (blob {}) while it ran; \
-                     no snapshot was written: run the backup again",
-                    id.short()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Makes `p` absolute and removes `.` and `..` without following links.

@@ -301,10 +301,7 @@ impl Checker<'_> {
 
     /// Remembers `e` if it is not damage; passes it on.
     fn note<'e>(&self, e: &'e Error) -> &'e Error {
-        if matches!(
-            e.kind(),
-            ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted
-        ) {
+        if e.kind().is_passing() {
             lock(&self.passing).get_or_insert_with(|| Error::new(e.kind(), e.to_string()));
         }
         e

@@ -15,12 +15,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backup::verify_referenced;
 use crate::blob_writer::BlobWriter;
 use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::BlobType;
+use crate::prune::verify_referenced;
 use crate::repository::Repository;
 use crate::restore::{batches, read_batch};
 use crate::snapshot::Snapshot;

@@ -45,6 +45,19 @@ pub enum ErrorKind {
     Io,
 }
 
+impl ErrorKind {
+    /// A failure of the surroundings (storage unreachable, disk full,
+    /// Ctrl-C), not of the data: reads that fail this way say nothing
+    /// about whether the repository is damaged, so `check` and `prune`
+    /// must not report them as damage.
+    pub fn is_passing(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted
+        )
+    }
+}
+
 /// The error type of every fallible function in `cairn-core`.
 #[derive(Debug)]
 pub struct Error {

@@ -248,11 +248,10 @@ fn damaged(message: String) -> Error {
 /// a passing reason (storage unreachable, disk full, Ctrl-C), which keeps
 /// its own kind and exit code.
 fn stop(cause: &Error, message: String) -> Error {
-    match cause.kind() {
-        ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted => {
-            Error::new(cause.kind(), message)
-        }
-        _ => damaged(message),
+    if cause.kind().is_passing() {
+        Error::new(cause.kind(), message)
+    } else {
+        damaged(message)
     }
 }
 
@@ -327,6 +326,56 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
         }
     }
     Ok((used, list.good.len()))
+}
+
+/// The commit check of the two-phase prune (`repo-format.md` §12.6): every
+/// blob the snapshot refers to, whether this backup took it from the index
+/// or stored it (a prune may have marked this backup's own packs unused
+/// when it saw them indexed before this snapshot existed), must still be in
+/// a pack in use, or in a pack marked obsolete so recently that no prune
+/// can delete it before this snapshot is visible. Otherwise a prune ran
+/// during this backup and the snapshot could refer to deleted data:
+/// nothing is committed (exit 11, run the backup again).
+pub(crate) fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> {
+    if referenced.is_empty() {
+        return Ok(());
+    }
+    // Index objects that were unreadable before the backup do not matter
+    // here: their blobs looked absent, so the backup stored its own copies.
+    let stats = repo.sync_index()?;
+    let index = repo.index()?;
+    let config = repo.config();
+    let limit = config
+        .prune_grace_seconds
+        .saturating_sub(config.grace_margin_seconds());
+    let now = jiff::Timestamp::now().as_second();
+    for id in referenced {
+        let pruned = match index.get(id)? {
+            None if !stats.unreadable.is_empty() => {
+                return Err(Error::corrupt(format!(
+                "blob {} of this backup is no longer indexed and an index object cannot be read \
+                     ({}); no snapshot was written",
+                id.short(),
+                stats.unreadable[0]
+            )))
+            }
+            None => true,
+            Some(loc) => loc
+                .obsolete_since
+                .is_some_and(|since| now >= since.saturating_add(limit as i64)),
+        };
+        if pruned {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "a prune removed data this backup reuses (blob {}) while it ran; \
+                     no snapshot was written: run the backup again",
+                    id.short()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Decides what to do; changes nothing.

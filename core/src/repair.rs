@@ -21,13 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
-use crate::backup::{verify_referenced, INDEX_FLUSH_BLOBS};
+use crate::backup::INDEX_FLUSH_BLOBS;
 use crate::blob_writer::BlobWriter;
 use crate::cache::CacheReader;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::index::IndexPack;
 use crate::pack::{self, BlobType};
+use crate::prune::verify_referenced;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Damage, Node, NodeKind, Tree, DAMAGED_SUFFIX};
