@@ -155,7 +155,11 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
     };
     for e in rd.flatten() {
         let p = e.path();
-        let m = std::fs::symlink_metadata(&p).unwrap();
+        // A running cairn (tests poll while one writes) removes its
+        // temporary files between the listing and the stat.
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if m.is_dir() {
             walk(&p, out);
         } else {
