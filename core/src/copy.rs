@@ -12,7 +12,7 @@
 //! twice copies nothing, and after an interruption it resumes, with every
 //! chunk already stored and indexed in the target reused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::blob_writer::BlobWriter;
@@ -22,7 +22,7 @@ use crate::id::Id;
 use crate::pack::BlobType;
 use crate::prune::verify_referenced;
 use crate::repository::Repository;
-use crate::restore::{batches, read_batch};
+use crate::restore::read_next_batch;
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
 
@@ -168,33 +168,35 @@ impl Copier<'_> {
 
     /// The target IDs of source chunks, storing those the target lacks.
     fn chunks_of(&mut self, ids: &[Id]) -> Result<Vec<Id>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for batch in batches(&self.index, ids)? {
+        // The chunks not copied yet, each once, in file order (which keeps
+        // reads of one pack together), read in batches.
+        let mut once = HashSet::new();
+        let missing: Vec<Id> = ids
+            .iter()
+            .filter(|id| !self.chunks.contains_key(id) && once.insert(**id))
+            .copied()
+            .collect();
+        let mut pos = 0;
+        while pos < missing.len() {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(Error::interrupted());
             }
-            let missing: Vec<Id> = batch
-                .iter()
-                .filter(|id| !self.chunks.contains_key(id))
-                .copied()
-                .collect();
-            if !missing.is_empty() {
-                let decoded = read_batch(self.src, &self.index, &missing)?;
-                for (src_id, bytes) in missing.iter().zip(decoded.iter().flatten()) {
-                    self.chunks_read += 1;
-                    self.bytes_read += bytes.len() as u64;
-                    let new = self.writer.repo().keys().chunk_id(bytes);
-                    self.writer.save(BlobType::Data, new, bytes)?;
-                    self.chunks.insert(*src_id, new);
-                }
+            let (n, chunks) = read_next_batch(self.src, &self.index, &missing[pos..])?;
+            for (src_id, bytes) in missing[pos..pos + n].iter().zip(&chunks) {
+                self.chunks_read += 1;
+                self.bytes_read += bytes.len() as u64;
+                let new = self.writer.repo().keys().chunk_id(bytes);
+                self.writer.save(BlobType::Data, new, bytes)?;
+                self.chunks.insert(*src_id, new);
             }
-            for id in batch {
-                let new = self.chunks.get(id).copied().ok_or_else(|| {
-                    Error::corrupt(format!("chunk {id} was not read from the source"))
-                })?;
-                out.push(new);
-            }
+            pos += n;
         }
-        Ok(out)
+        ids.iter()
+            .map(|id| {
+                self.chunks.get(id).copied().ok_or_else(|| {
+                    Error::corrupt(format!("chunk {id} was not read from the source"))
+                })
+            })
+            .collect()
     }
 }

@@ -31,29 +31,46 @@ const READ_BATCH: usize = 1024;
 /// bounded whatever the chunk size).
 const READ_BATCH_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Cuts `ids` into batches of at most [`READ_BATCH`] chunks and
-/// [`READ_BATCH_BYTES`] plaintext bytes (always at least one chunk).
-pub(crate) fn batches<'a>(index: &CacheReader, ids: &'a [Id]) -> Result<Vec<&'a [Id]>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < ids.len() {
-        let mut end = start;
-        let mut bytes = 0u64;
-        while end < ids.len() && end - start < READ_BATCH {
-            let len = index
-                .get(&ids[end])?
-                .map(|l| u64::from(l.entry.raw_length))
-                .unwrap_or(0);
-            if end > start && bytes + len > READ_BATCH_BYTES {
-                break;
-            }
-            bytes += len;
-            end += 1;
+/// Locates the next batch of the data chunks `ids` (a prefix of them): at
+/// most [`READ_BATCH`] chunks and [`READ_BATCH_BYTES`] plaintext bytes,
+/// always at least one chunk when `ids` is not empty. A chunk no index
+/// knows, or that is not a data blob, is an error.
+pub(crate) fn locate_batch(index: &CacheReader, ids: &[Id]) -> Result<Vec<BlobLocation>> {
+    let mut locs = Vec::new();
+    let mut bytes = 0u64;
+    for id in ids.iter().take(READ_BATCH) {
+        let loc = index.get(id)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingObject,
+                format!("data blob {id} is not in the index"),
+            )
+        })?;
+        if loc.entry.blob_type != BlobType::Data {
+            return Err(Error::corrupt(format!(
+                "blob {id} is a {} blob where file data was expected",
+                loc.entry.blob_type.name()
+            )));
         }
-        out.push(&ids[start..end]);
-        start = end;
+        let len = u64::from(loc.entry.raw_length);
+        if !locs.is_empty() && bytes + len > READ_BATCH_BYTES {
+            break;
+        }
+        bytes += len;
+        locs.push(loc);
     }
-    Ok(out)
+    Ok(locs)
+}
+
+/// Locates and fetches the next batch of `ids` through `index`: the
+/// number of chunks it covers and their plaintexts, in order.
+pub(crate) fn read_next_batch(
+    repo: &Repository,
+    index: &CacheReader,
+    ids: &[Id],
+) -> Result<(usize, Vec<Vec<u8>>)> {
+    let locs = locate_batch(index, ids)?;
+    let chunks = fetch_batch(repo, &locs)?;
+    Ok((locs.len(), chunks.into_iter().flatten().collect()))
 }
 /// Blobs this close together in one pack are read with one request...
 const MERGE_GAP: u64 = 64 * 1024;
@@ -104,47 +121,42 @@ pub fn write_chunks(
     // cheap to overlap.
     let mut written = 0u64;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<Vec<u8>>>>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(1);
         let reader = scope.spawn(move || {
             let mut fresh: Option<CacheReader> = None;
             let mut resyncs = 0;
-            let batches = match batches(index, ids) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            for batch in batches {
+            let mut pos = 0;
+            while pos < ids.len() {
                 if cancel.load(Ordering::SeqCst) {
                     let _ = tx.send(Err(Error::interrupted()));
                     return;
                 }
-                let current = match &fresh {
-                    Some(r) => read_batch(repo, r, batch),
-                    None => read_batch(repo, index, batch),
-                };
-                let decoded = match current {
+                let rest = &ids[pos..];
+                let batch = match read_next_batch(repo, fresh.as_ref().unwrap_or(index), rest) {
                     // A few times per file: several prunes may pass during a
                     // long one.
                     Err(e) if e.kind() == ErrorKind::MissingObject && resyncs < 3 => {
                         resyncs += 1;
                         repo.sync_index().and_then(|_| repo.index()).and_then(|r| {
-                            let d = read_batch(repo, &r, batch);
+                            let b = read_next_batch(repo, &r, rest);
                             fresh = Some(r);
-                            d
+                            b
                         })
                     }
                     other => other,
                 };
-                let failed = decoded.is_err();
-                if tx.send(decoded).is_err() || failed {
+                let batch = batch.map(|(n, chunks)| {
+                    pos += n;
+                    chunks
+                });
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
                     return;
                 }
             }
         });
-        for decoded in rx {
-            for chunk in decoded?.iter().flatten() {
+        for chunks in rx {
+            for chunk in &chunks? {
                 out.write_all(chunk)
                     .map_err(|e| Error::io("writing restored data", e))?;
                 written += chunk.len() as u64;
@@ -158,33 +170,9 @@ pub fn write_chunks(
     Ok(written)
 }
 
-/// Locates, fetches (merging nearby blobs of a pack into one read),
-/// decrypts and verifies one batch of data chunks, in order.
-pub(crate) fn read_batch(
-    repo: &Repository,
-    index: &CacheReader,
-    batch: &[Id],
-) -> Result<Vec<Vec<Vec<u8>>>> {
-    let locs: Vec<BlobLocation> = batch
-        .iter()
-        .map(|id| {
-            index.get(id)?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::MissingObject,
-                    format!("data blob {id} is not in the index"),
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    for loc in &locs {
-        if loc.entry.blob_type != BlobType::Data {
-            return Err(Error::corrupt(format!(
-                "blob {} is a {} blob where file data was expected",
-                loc.entry.id,
-                loc.entry.blob_type.name()
-            )));
-        }
-    }
+/// Fetches (merging nearby blobs of a pack into one read), decrypts and
+/// verifies located data chunks: their plaintexts per run, in order.
+fn fetch_batch(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<Vec<u8>>>> {
     // Runs of blobs close together in one pack: one range read each.
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for i in 0..locs.len() {
