@@ -301,3 +301,68 @@ fn an_interrupted_copy_resumes() {
     assert_eq!(dst.dump(snaps[0]["id"].as_str().unwrap(), "big.bin"), data);
     eprintln!("copy killed {kills} times before it finished");
 }
+
+/// `data_added` of a `backup --json` of `data` as `shop.sql`.
+fn data_added(env: &Env, data: &[u8]) -> u64 {
+    let out = env.run_stdin(&["--json", "backup", "-", "--stdin-filename", "shop.sql"], data);
+    assert_code(&out, 0, &["backup"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["data_added"].as_u64().unwrap()
+}
+
+#[test]
+fn a_target_with_the_sources_chunker_params_dedups_copies_against_its_own_backups() {
+    let src = Env::init_with(&["--chunk-size", "4KiB"]);
+    let night1 = fake_dump(40_000, 11);
+    let mut night2 = night1.clone();
+    night2.splice(1000..1000, b"a row inserted near the start\n".iter().copied());
+    src.backup_stdin(&night1, &["--stdin-filename", "shop.sql"]);
+    let holder = tempfile::tempdir().unwrap();
+    let from = src.repo.to_str().unwrap();
+    let second = [("CAIRN_PASSWORD2", PASSWORD)];
+
+    // The twin cuts like the source; a repository made without the option
+    // (same chunk size, its own seed) does not.
+    let twin_dir = holder.path().join("twin");
+    let twin = Env::init_at(
+        twin_dir.to_str().unwrap(),
+        &second,
+        &["--copy-chunker-params", "--from", from],
+    );
+    let other_dir = holder.path().join("other");
+    let other = Env::init_at(other_dir.to_str().unwrap(), &[], &["--chunk-size", "4KiB"]);
+    for dst in [&twin, &other] {
+        let mut c = copy_cmd(&src, dst.location.as_deref().unwrap(), &[]);
+        c.env("CAIRN_PASSWORD2", PASSWORD);
+        assert_code(&c.output().unwrap(), 0, &["copy"]);
+    }
+    // The next night, backed up directly into each target: the twin
+    // stores only the chunks around the insert.
+    let twin_added = data_added(&twin, &night2);
+    let other_added = data_added(&other, &night2);
+    assert!(
+        twin_added < 64 * 1024,
+        "twin stored {twin_added} bytes of a {} byte dump",
+        night2.len()
+    );
+    assert!(
+        other_added > night2.len() as u64 / 2,
+        "a repository with its own seed stored only {other_added} bytes"
+    );
+    assert_eq!(twin.dump("latest", "shop.sql"), night2);
+    twin.ok(&["check", "--read-data"]);
+
+    // The options go together, and a wrong source password changes nothing.
+    let lone = Env::empty();
+    let out = lone.run(&["init", "--copy-chunker-params"]);
+    assert_code(&out, 2, &["--copy-chunker-params without --from"]);
+    let out = lone
+        .cmd()
+        .args(["init", "--copy-chunker-params", "--from", from])
+        .env("CAIRN_PASSWORD2", "not it")
+        .output()
+        .unwrap();
+    assert_code(&out, 12, &["wrong source password"]);
+    assert!(stderr(&out).contains("source repository"), "{}", stderr(&out));
+    assert!(!lone.repo.exists());
+}

@@ -1,18 +1,12 @@
 //! `cairn copy`.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::backend::{self, ObjectStoreOptions};
 use cairn_core::copy;
-use cairn_core::repository;
-use cairn_core::Error;
 
-use crate::commands::{load_snapshots, FilterArgs};
+use crate::commands::{load_snapshots, FilterArgs, SecondPasswordArgs};
 use crate::exit::ExitCode;
-use crate::password::{self, Source};
 use crate::{print_json, GlobalArgs, CANCEL};
 
 pub const LONG_ABOUT: &str = "\
@@ -35,18 +29,8 @@ pub struct CopyArgs {
     #[arg(long = "to", env = "CAIRN_REPOSITORY2", value_name = "LOCATION")]
     to: String,
 
-    /// Read the target's password from this file
-    #[arg(long, env = "CAIRN_PASSWORD_FILE2", value_name = "FILE")]
-    password_file2: Option<PathBuf>,
-
-    /// Run this shell command and use its output as the target's password
-    #[arg(
-        long,
-        env = "CAIRN_PASSWORD_COMMAND2",
-        value_name = "COMMAND",
-        hide_env_values = true
-    )]
-    password_command2: Option<String>,
+    #[command(flatten)]
+    password2: SecondPasswordArgs,
 
     /// Snapshots to copy (IDs, prefixes or "latest"); all matching the filters if none
     #[arg(value_name = "SNAPSHOT")]
@@ -78,30 +62,9 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
         v
     };
 
-    let opts = ObjectStoreOptions {
-        connections: usize::from(global.connections),
-        ..ObjectStoreOptions::default()
-    };
-    let locked = repository::locate(backend::open(&args.to, &opts)?)?;
-    if locked.id() == *src.id() {
-        anyhow::bail!(Error::invalid(format!(
-            "{} is the same repository as the source",
-            args.to
-        )));
-    }
-    let pw = password::read_from(
-        &Source {
-            command: args.password_command2.as_deref(),
-            file: args.password_file2.as_deref(),
-            var: "CAIRN_PASSWORD2",
-            what: "target repository",
-        },
-        false,
-    )?;
-    let dst = locked.unlock(&pw, &global.cache())?;
-    for w in dst.warnings() {
-        eprintln!("cairn: warning: target: {w}");
-    }
+    let dst = args
+        .password2
+        .open(global, &args.to, "target repository", Some(src.id()))?;
     let stats = copy::copy(&src, &dst, &chosen, &CANCEL)?;
     if global.json {
         print_json(&json!({

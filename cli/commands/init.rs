@@ -10,6 +10,7 @@ use cairn_core::repository::{self, InitOptions};
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
+use crate::commands::SecondPasswordArgs;
 use crate::exit::ExitCode;
 use crate::{password, print_json, GlobalArgs};
 
@@ -18,6 +19,7 @@ pub struct InitArgs {
     /// Average chunk size; chunks are between a quarter and four times this
     #[arg(
         long,
+        conflicts_with = "copy_chunker_params",
         value_name = "SIZE",
         default_value = "8KiB",
         long_help = "Average chunk size. Chunks are cut between a quarter and four times this \
@@ -50,6 +52,25 @@ pub struct InitArgs {
     /// How long prune keeps a pack marked obsolete before deleting it; backups must finish within it
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::commands::prune::parse_duration_seconds)]
     prune_grace: u64,
+
+    /// Cut data exactly like the repository given with --from (same chunk sizes and seed)
+    #[arg(
+        long,
+        requires = "from",
+        long_help = "Cut data exactly like the repository given with --from: the same chunk \
+                     sizes and the same chunker seed. Snapshots copied from it with `cairn \
+                     copy` then deduplicate against backups made directly into this \
+                     repository (the same dump cuts into the same chunks in both). The keys \
+                     stay this repository's own."
+    )]
+    copy_chunker_params: bool,
+
+    /// The repository to take the chunker parameters from (its password: CAIRN_PASSWORD2, --password-file2, --password-command2)
+    #[arg(long, value_name = "LOCATION", requires = "copy_chunker_params")]
+    from: Option<String>,
+
+    #[command(flatten)]
+    password2: SecondPasswordArgs,
 }
 
 fn to_u32(what: &str, size: ByteSize) -> anyhow::Result<u32> {
@@ -59,8 +80,24 @@ fn to_u32(what: &str, size: ByteSize) -> anyhow::Result<u32> {
 
 pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     let location = global.location()?;
+    let backend = global.backend()?;
+    if repository::locate(backend.clone()).is_ok() {
+        anyhow::bail!(Error::new(
+            cairn_core::ErrorKind::RepositoryExists,
+            format!("a repository already exists at {location}")
+        ));
+    }
+    let chunker = match &args.from {
+        // The source's parameters, seed included; read before asking for
+        // the new password, so a wrong source password fails early.
+        Some(from) => args
+            .password2
+            .open(global, from, "source repository", None)?
+            .chunker_identity(),
+        None => ChunkerParams::with_average(to_u32("chunk size", args.chunk_size)?),
+    };
     let opts = InitOptions {
-        chunker: ChunkerParams::with_average(to_u32("chunk size", args.chunk_size)?),
+        chunker,
         compression_level: args.compression,
         pack_size: to_u32("pack size", args.pack_size)?,
         kdf: KdfParams {
@@ -72,13 +109,6 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     };
     opts.chunker.validate()?;
     opts.kdf.check()?;
-    let backend = global.backend()?;
-    if repository::locate(backend.clone()).is_ok() {
-        anyhow::bail!(Error::new(
-            cairn_core::ErrorKind::RepositoryExists,
-            format!("a repository already exists at {location}")
-        ));
-    }
     let password = password::read(global, true)?;
     let info = KeyInfo {
         created: SnapshotTime::now().to_rfc3339(),

@@ -11,9 +11,12 @@ mod repair;
 mod restore;
 mod snapshots;
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
-use cairn_core::repository::Repository;
+use cairn_core::backend::{self, ObjectStoreOptions};
+use cairn_core::repository::{self, Repository};
 use cairn_core::snapshot::{self, Snapshot, SnapshotFilter};
 use cairn_core::Error;
 
@@ -92,6 +95,68 @@ impl FilterArgs {
                 .collect(),
             paths: self.paths.clone(),
         }
+    }
+}
+
+/// The password options of a second repository (the target of `copy`,
+/// the source of `init --from`); its password itself comes from
+/// `CAIRN_PASSWORD2`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecondPasswordArgs {
+    /// Read the other repository's password from this file
+    #[arg(long, env = "CAIRN_PASSWORD_FILE2", value_name = "FILE")]
+    pub password_file2: Option<PathBuf>,
+
+    /// Run this shell command and use its output as the other repository's password
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND2",
+        value_name = "COMMAND",
+        hide_env_values = true
+    )]
+    pub password_command2: Option<String>,
+}
+
+impl SecondPasswordArgs {
+    /// Opens the repository at `location` with the second password;
+    /// `what` names it in the prompt and in messages ("target repository").
+    /// The repository with ID `not` (the first one, if it exists) is
+    /// refused: copying a repository onto itself is a mistake.
+    pub fn open(
+        &self,
+        global: &GlobalArgs,
+        location: &str,
+        what: &'static str,
+        not: Option<&cairn_core::Id>,
+    ) -> anyhow::Result<Repository> {
+        let opts = ObjectStoreOptions {
+            connections: usize::from(global.connections),
+            ..ObjectStoreOptions::default()
+        };
+        let locked = repository::locate(backend::open(location, &opts)?)
+            .map_err(|e| e.context(what))?;
+        if Some(&locked.id()) == not {
+            anyhow::bail!(Error::invalid(format!(
+                "{location} is the same repository as {}",
+                global.location()?
+            )));
+        }
+        let pw = crate::password::read_from(
+            &crate::password::Source {
+                command: self.password_command2.as_deref(),
+                file: self.password_file2.as_deref(),
+                var: "CAIRN_PASSWORD2",
+                what,
+            },
+            false,
+        )?;
+        let repo = locked
+            .unlock(&pw, &global.cache())
+            .map_err(|e| e.context(what))?;
+        for w in repo.warnings() {
+            eprintln!("cairn: warning: {what}: {w}");
+        }
+        Ok(repo)
     }
 }
 

@@ -551,7 +551,7 @@ impl<'a> BlobSaver<'a> {
         abort: &dyn Fn(),
     ) -> Result<(Vec<Id>, u64)> {
         let params = self.repo.config().chunker;
-        let seed = self.repo.keys().chunker_seed();
+        let seed = self.repo.chunker_seed();
         let (tx, rx) = sync_channel::<io::Result<Vec<Vec<u8>>>>(1);
         // Not a scoped thread: when the backup is interrupted while the
         // reader is blocked on a silent pipe, the backup must still end; the
@@ -622,7 +622,7 @@ impl<'a> BlobSaver<'a> {
             .unwrap_or(usize::MAX)
             .saturating_add(1);
         let mut chunker =
-            Chunker::with_buffer(reader, &params, self.repo.keys().chunker_seed(), buffer);
+            Chunker::with_buffer(reader, &params, self.repo.chunker_seed(), buffer);
         let mut ids = Vec::new();
         let mut total = 0u64;
         let mut batch = Vec::new();

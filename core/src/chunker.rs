@@ -31,6 +31,45 @@ pub struct ChunkerParams {
     pub avg_size: u32,
     /// No chunk is longer.
     pub max_size: u32,
+    /// The gear table's seed, when it is not the one derived from the
+    /// master key (`repo-format.md` §4.1): a repository made with
+    /// `init --copy-chunker-params` keeps its source's seed here, so that
+    /// both cut the same data into the same chunks.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex_seed"
+    )]
+    pub seed: Option<u64>,
+}
+
+/// A seed is written as 16 hex digits (a JSON number would lose bits in
+/// readers that parse numbers as doubles).
+mod hex_seed {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seed: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match seed {
+            Some(v) => s.serialize_str(&format!("{v:016x}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let text = String::deserialize(d)?;
+        let digits_ok = text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !digits_ok {
+            return Err(D::Error::custom(format!(
+                "chunker seed {text:?} is not 16 lowercase hex digits"
+            )));
+        }
+        u64::from_str_radix(&text, 16)
+            .map(Some)
+            .map_err(D::Error::custom)
+    }
 }
 
 /// The chunking algorithm; one variant in format version 1.
@@ -62,6 +101,7 @@ impl ChunkerParams {
             min_size: avg / 4,
             avg_size: avg,
             max_size: avg.saturating_mul(4),
+            seed: None,
         }
     }
 
@@ -234,6 +274,7 @@ mod tests {
         min_size: 256,
         avg_size: 1024,
         max_size: 4096,
+        seed: None,
     };
 
     proptest! {
@@ -291,6 +332,24 @@ mod tests {
             shared + 4 >= a.len(),
             "an insert should change only a few chunks"
         );
+    }
+
+    #[test]
+    fn seed_is_sixteen_hex_digits_and_optional() {
+        let with = ChunkerParams {
+            seed: Some(0x0123_4567_89ab_cdef),
+            ..SMALL
+        };
+        let json = serde_json::to_string(&with).unwrap_or_default();
+        assert!(json.contains(r#""seed":"0123456789abcdef""#), "{json}");
+        assert_eq!(serde_json::from_str::<ChunkerParams>(&json).ok(), Some(with));
+        let without = serde_json::to_string(&SMALL).unwrap_or_default();
+        assert!(!without.contains("seed"), "{without}");
+        assert_eq!(serde_json::from_str::<ChunkerParams>(&without).ok(), Some(SMALL));
+        for bad in ["\"123\"", "\"0123456789ABCDEF\"", "\"0123456789abcdeg\"", "81985529216486895"] {
+            let j = format!(r#"{{"min_size":256,"avg_size":1024,"max_size":4096,"seed":{bad}}}"#);
+            assert!(serde_json::from_str::<ChunkerParams>(&j).is_err(), "{j}");
+        }
     }
 
     #[test]

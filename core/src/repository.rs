@@ -323,6 +323,26 @@ impl Repository {
         &self.config
     }
 
+    /// The seed of the chunker's gear table: the config's, when it names
+    /// one (`init --copy-chunker-params`), else the one derived from the
+    /// master key (`repo-format.md` §4.1, §5.2).
+    pub fn chunker_seed(&self) -> u64 {
+        self.config
+            .chunker
+            .seed
+            .unwrap_or_else(|| self.keys.chunker_seed())
+    }
+
+    /// Its chunker parameters with the seed made explicit: what a new
+    /// repository needs to cut data into the same chunks
+    /// (`init --copy-chunker-params`).
+    pub fn chunker_identity(&self) -> ChunkerParams {
+        ChunkerParams {
+            seed: Some(self.chunker_seed()),
+            ..self.config.chunker
+        }
+    }
+
     /// Its working keys.
     pub fn keys(&self) -> &Keys {
         &self.keys
