@@ -304,7 +304,10 @@ fn an_interrupted_copy_resumes() {
 
 /// `data_added` of a `backup --json` of `data` as `shop.sql`.
 fn data_added(env: &Env, data: &[u8]) -> u64 {
-    let out = env.run_stdin(&["--json", "backup", "-", "--stdin-filename", "shop.sql"], data);
+    let out = env.run_stdin(
+        &["--json", "backup", "-", "--stdin-filename", "shop.sql"],
+        data,
+    );
     assert_code(&out, 0, &["backup"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["data_added"].as_u64().unwrap()
@@ -315,7 +318,10 @@ fn a_target_with_the_sources_chunker_params_dedups_copies_against_its_own_backup
     let src = Env::init_with(&["--chunk-size", "4KiB"]);
     let night1 = fake_dump(40_000, 11);
     let mut night2 = night1.clone();
-    night2.splice(1000..1000, b"a row inserted near the start\n".iter().copied());
+    night2.splice(
+        1000..1000,
+        b"a row inserted near the start\n".iter().copied(),
+    );
     src.backup_stdin(&night1, &["--stdin-filename", "shop.sql"]);
     let holder = tempfile::tempdir().unwrap();
     let from = src.repo.to_str().unwrap();
@@ -363,6 +369,10 @@ fn a_target_with_the_sources_chunker_params_dedups_copies_against_its_own_backup
         .output()
         .unwrap();
     assert_code(&out, 12, &["wrong source password"]);
-    assert!(stderr(&out).contains("source repository"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("source repository"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!lone.repo.exists());
 }

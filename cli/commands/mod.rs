@@ -133,8 +133,8 @@ impl SecondPasswordArgs {
             connections: usize::from(global.connections),
             ..ObjectStoreOptions::default()
         };
-        let locked = repository::locate(backend::open(location, &opts)?)
-            .map_err(|e| e.context(what))?;
+        let locked =
+            repository::locate(backend::open(location, &opts)?).map_err(|e| e.context(what))?;
         if Some(&locked.id()) == not {
             anyhow::bail!(Error::invalid(format!(
                 "{location} is the same repository as {}",

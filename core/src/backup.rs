@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
@@ -304,11 +304,55 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Verifies and stores packs, then records them in index objects: every
-/// 200 000 blobs or 16 packs, and at least once a minute even when no new
-/// pack arrives (a stored pack must not stay unindexed for long: prune
-/// treats old unindexed packs as leftovers of crashed backups).
+/// Verifies and stores packs on `repo.backend().parallel_writes()`
+/// threads, then records them in index objects: every 200 000 blobs or 16
+/// packs, and at least once a minute even when no new pack arrives (a
+/// stored pack must not stay unindexed for long: prune treats old unindexed
+/// packs as leftovers of crashed backups).
+///
+/// The channel has no buffer, so at most one pack per upload thread is in
+/// flight, besides the ones the saver is filling: memory is bounded by the
+/// pack size times the connections, whatever the size of the dump.
 fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBool) -> Result<()> {
+    let rx = Mutex::new(rx);
+    let (stored_tx, stored_rx) = mpsc::channel::<Result<IndexPack>>();
+    thread::scope(|scope| {
+        for _ in 0..repo.backend().parallel_writes().max(1) {
+            let stored_tx = stored_tx.clone();
+            let rx = &rx;
+            scope.spawn(move || loop {
+                // One thread waits for the next pack; the others wait for
+                // the lock. A poisoned lock means a thread panicked: stop.
+                let Ok(next) = rx.lock().map(|r| r.recv()) else {
+                    break;
+                };
+                let Ok(pack) = next else {
+                    break; // the saver is done
+                };
+                if failed.load(Ordering::SeqCst) {
+                    continue; // after a failure, drain without storing
+                }
+                let stored = repo.store_pack(pack);
+                if stored.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                if stored_tx.send(stored).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(stored_tx);
+        index_stored_packs(repo, &stored_rx, failed)
+    })
+}
+
+/// Writes index objects for the packs the upload threads stored, until
+/// they are all done; returns the first error.
+fn index_stored_packs(
+    repo: &Repository,
+    stored: &Receiver<Result<IndexPack>>,
+    failed: &AtomicBool,
+) -> Result<()> {
     let mut pending: Vec<IndexPack> = Vec::new();
     let mut pending_blobs = 0usize;
     let mut last_flush = std::time::Instant::now();
@@ -321,8 +365,12 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
         pending.clear();
     };
     loop {
-        let pack = match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(pack) => pack,
+        let record = match stored.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if !pending.is_empty() && last_flush.elapsed() >= INDEX_FLUSH_INTERVAL {
                     flush(&mut pending, &mut first_err);
@@ -333,26 +381,15 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        if first_err.is_some() {
-            continue;
-        }
-        match repo.store_pack(pack) {
-            Ok(record) => {
-                pending_blobs += record.blobs.len();
-                pending.push(record);
-                if pending_blobs >= INDEX_FLUSH_BLOBS
-                    || pending.len() >= INDEX_FLUSH_PACKS
-                    || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
-                {
-                    flush(&mut pending, &mut first_err);
-                    pending_blobs = 0;
-                    last_flush = std::time::Instant::now();
-                }
-            }
-            Err(e) => {
-                failed.store(true, Ordering::SeqCst);
-                first_err = Some(e);
-            }
+        pending_blobs += record.blobs.len();
+        pending.push(record);
+        if pending_blobs >= INDEX_FLUSH_BLOBS
+            || pending.len() >= INDEX_FLUSH_PACKS
+            || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
+        {
+            flush(&mut pending, &mut first_err);
+            pending_blobs = 0;
+            last_flush = std::time::Instant::now();
         }
     }
     // Index what did land, even after an error: it is valid data that the
@@ -621,8 +658,7 @@ impl<'a> BlobSaver<'a> {
         let buffer = usize::try_from(size_hint)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let mut chunker =
-            Chunker::with_buffer(reader, &params, self.repo.chunker_seed(), buffer);
+        let mut chunker = Chunker::with_buffer(reader, &params, self.repo.chunker_seed(), buffer);
         let mut ids = Vec::new();
         let mut total = 0u64;
         let mut batch = Vec::new();

@@ -35,11 +35,7 @@ pub struct ChunkerParams {
     /// master key (`repo-format.md` §4.1): a repository made with
     /// `init --copy-chunker-params` keeps its source's seed here, so that
     /// both cut the same data into the same chunks.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex_seed"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_seed")]
     pub seed: Option<u64>,
 }
 
@@ -342,11 +338,22 @@ mod tests {
         };
         let json = serde_json::to_string(&with).unwrap_or_default();
         assert!(json.contains(r#""seed":"0123456789abcdef""#), "{json}");
-        assert_eq!(serde_json::from_str::<ChunkerParams>(&json).ok(), Some(with));
+        assert_eq!(
+            serde_json::from_str::<ChunkerParams>(&json).ok(),
+            Some(with)
+        );
         let without = serde_json::to_string(&SMALL).unwrap_or_default();
         assert!(!without.contains("seed"), "{without}");
-        assert_eq!(serde_json::from_str::<ChunkerParams>(&without).ok(), Some(SMALL));
-        for bad in ["\"123\"", "\"0123456789ABCDEF\"", "\"0123456789abcdeg\"", "81985529216486895"] {
+        assert_eq!(
+            serde_json::from_str::<ChunkerParams>(&without).ok(),
+            Some(SMALL)
+        );
+        for bad in [
+            "\"123\"",
+            "\"0123456789ABCDEF\"",
+            "\"0123456789abcdeg\"",
+            "81985529216486895",
+        ] {
             let j = format!(r#"{{"min_size":256,"avg_size":1024,"max_size":4096,"seed":{bad}}}"#);
             assert!(serde_json::from_str::<ChunkerParams>(&j).is_err(), "{j}");
         }

@@ -650,6 +650,65 @@ fn failing_any_operation_of_a_directory_backup_loses_nothing() {
 }
 
 #[test]
+fn parallel_uploads_overlap_and_any_failed_one_loses_nothing() {
+    let v = versions();
+    let (mem, before) = first_stream(&v.v1);
+    let big = pseudo_random(6 << 20, 77); // six 1 MiB packs or more
+    let new = stream_files(&big);
+    let delay = std::time::Duration::from_millis(40);
+    let parallel = |storage: &MemBackend| {
+        Arc::new(FaultBackend::with_parallel_writes(
+            Arc::new(storage.clone()),
+            4,
+            delay,
+        ))
+    };
+
+    // Without a fault: the packs go up several at a time.
+    let storage = mem.fork();
+    let fb = parallel(&storage);
+    let repo = open(fb.clone(), &CacheLocation::Temporary).unwrap();
+    fb.arm(Fault::None);
+    let snap = backup_stream(&repo, &big).unwrap();
+    let puts = fb.count(Op::Put);
+    assert!(
+        fb.max_puts_in_flight() >= 2,
+        "at most {} put at a time",
+        fb.max_puts_in_flight()
+    );
+    let mut after = before.clone();
+    after.insert(snap.id, new.clone());
+    assert_eq!(check(&repo, &after, None, "parallel backup"), None);
+
+    // Each put failing in turn, while others are in flight: no snapshot,
+    // nothing lost, and the retry works.
+    for nth in 0..puts {
+        let what = format!("parallel backup, put #{nth} fails");
+        let storage = mem.fork();
+        let fb = parallel(&storage);
+        let cache = tempfile::tempdir().unwrap();
+        let repo = open(fb.clone(), &cache_in(&cache)).unwrap();
+        fb.arm(Fault::Fail {
+            op: Op::Put,
+            nth,
+            failure: Failure::Io,
+        });
+        let result = backup_stream(&repo, &big);
+        let e = result
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the backup succeeded"));
+        assert_eq!(e.kind(), ErrorKind::Io, "{what}: {e}");
+        drop(repo);
+        let repo = open_clean(&storage, &cache_in(&cache), &what);
+        assert_eq!(check(&repo, &before, None, &what), None);
+        let retried = backup_stream(&repo, &big)
+            .unwrap_or_else(|e| panic!("{what}: the backup fails again: {e}"));
+        drop(repo);
+        assert_after_retry(&storage, &before, &new, None, &retried, &what);
+    }
+}
+
+#[test]
 fn failing_any_operation_of_a_prune_loses_nothing() {
     let v = versions();
     let (mem, kept) = forgotten_repo(&v);

@@ -51,6 +51,11 @@ impl Backend for LocalBackend {
         self.root.display().to_string()
     }
 
+    /// Two: one pack is written and synced while the next is verified.
+    fn parallel_writes(&self) -> usize {
+        2
+    }
+
     fn create(&self) -> Result<()> {
         let mk = |p: &Path| {
             fs::create_dir_all(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))

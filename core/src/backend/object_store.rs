@@ -80,6 +80,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 pub struct ObjectStoreBackend {
     op: opendal::blocking::Operator,
     location: String,
+    connections: usize,
 }
 
 impl ObjectStoreBackend {
@@ -124,7 +125,11 @@ impl ObjectStoreBackend {
         let _entered = rt.enter();
         let op = opendal::blocking::Operator::new(op)
             .map_err(|e| map_err(&location, "configuring", e))?;
-        Ok(ObjectStoreBackend { op, location })
+        Ok(ObjectStoreBackend {
+            op,
+            location,
+            connections: opts.connections.max(1),
+        })
     }
 
     fn missing(&self, kind: ObjectKind, name: &str) -> Error {
@@ -157,6 +162,12 @@ fn map_err(location: &str, what: &str, e: opendal::Error) -> Error {
 impl Backend for ObjectStoreBackend {
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    /// Every connection may carry a pack upload: a single stream to object
+    /// storage is limited by latency, not bandwidth.
+    fn parallel_writes(&self) -> usize {
+        self.connections
     }
 
     fn create(&self) -> Result<()> {

@@ -271,6 +271,11 @@ pub struct FaultBackend {
     reads: AtomicUsize,
     fault: Mutex<Fault>,
     fired: Mutex<Vec<Fired>>,
+    /// What `parallel_writes` answers, and how long each pack put takes.
+    parallel: usize,
+    put_delay: std::time::Duration,
+    puts_in_flight: AtomicUsize,
+    max_puts_in_flight: AtomicUsize,
 }
 
 impl FaultBackend {
@@ -282,7 +287,30 @@ impl FaultBackend {
             reads: AtomicUsize::new(0),
             fault: Mutex::new(Fault::None),
             fired: Mutex::new(Vec::new()),
+            parallel: 1,
+            put_delay: std::time::Duration::ZERO,
+            puts_in_flight: AtomicUsize::new(0),
+            max_puts_in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Like [`FaultBackend::new`], asking for `n` parallel writes, with
+    /// every pack put taking at least `delay` (so that they overlap).
+    pub fn with_parallel_writes(
+        inner: Arc<dyn Backend>,
+        n: usize,
+        delay: std::time::Duration,
+    ) -> Self {
+        FaultBackend {
+            parallel: n,
+            put_delay: delay,
+            ..Self::new(inner)
+        }
+    }
+
+    /// The most puts that ran at the same time.
+    pub fn max_puts_in_flight(&self) -> usize {
+        self.max_puts_in_flight.load(SeqCst)
     }
 
     /// Resets the counters and injects `fault` from now on.
@@ -419,7 +447,18 @@ impl Backend for FaultBackend {
     }
 
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
-        self.mutate(Op::Put, kind, name, || self.inner.put(kind, name, data))
+        let now = self.puts_in_flight.fetch_add(1, SeqCst) + 1;
+        self.max_puts_in_flight.fetch_max(now, SeqCst);
+        if kind == ObjectKind::Pack {
+            std::thread::sleep(self.put_delay);
+        }
+        let r = self.mutate(Op::Put, kind, name, || self.inner.put(kind, name, data));
+        self.puts_in_flight.fetch_sub(1, SeqCst);
+        r
+    }
+
+    fn parallel_writes(&self) -> usize {
+        self.parallel
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
