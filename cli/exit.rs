@@ -12,6 +12,7 @@ pub enum ExitCode {
     RepositoryNotFound = 10,
     Locked = 11,
     WrongPassword = 12,
+    AccessDenied = 13,
     SourceNotFound = 20,
     CommandFailed = 21,
     Damaged = 22,
@@ -39,6 +40,7 @@ impl ExitCode {
             ErrorKind::Interrupted => ExitCode::Interrupted,
             ErrorKind::Locked => ExitCode::Locked,
             ErrorKind::InvalidInput => ExitCode::Usage,
+            ErrorKind::AccessDenied => ExitCode::AccessDenied,
             _ => ExitCode::Error,
         }
     }
@@ -57,6 +59,8 @@ Exit codes:
    11    repository busy: a prune ran during this backup and condemned data it refers
          to; nothing was committed (run the backup again)
    12    wrong password, or no password given
+   13    the storage refused access: wrong S3 credentials, or no permission on the
+         repository directory
    20    backup source not found or unreadable (nothing written), or file not in snapshot
    21    dump command failed (non-zero exit or killed): no snapshot written
    22    repository data damaged: an object is corrupt or missing

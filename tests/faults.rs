@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -207,6 +208,71 @@ fn unreadable_file_gives_exit_3_and_a_snapshot_without_it() {
     let inner = restored.join(src.strip_prefix("/").unwrap());
     assert_eq!(std::fs::read(inner.join("ok.txt")).unwrap(), b"fine");
     assert!(!inner.join("secret.txt").exists());
+}
+
+#[test]
+fn a_repository_the_user_may_not_write_or_read_is_exit_13() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::empty();
+    let run = |args: &[&str]| common::unprivileged(&env).args(args).output().unwrap();
+    assert_code(
+        &run(&["init", "--kdf-memory", "64KiB", "--kdf-iterations", "1"]),
+        0,
+        &["init"],
+    );
+    let repo = env.path("repo-unprivileged");
+    let chmod_all = |mode: u32| {
+        for entry in walk(&repo) {
+            if entry.is_dir() {
+                std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    };
+    // Read-only: the backup fails with 13 and writes nothing; reading works.
+    chmod_all(0o555);
+    let out = common::run_with_stdin(
+        common::unprivileged(&env).args(["backup", "-"]),
+        b"some data",
+    );
+    assert_code(&out, 13, &["backup into a read-only repository"]);
+    one_line(&stderr(&out));
+    assert!(
+        stderr(&out).contains("ermission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert_code(
+        &run(&["snapshots"]),
+        0,
+        &["snapshots of a read-only repository"],
+    );
+    // Unreadable: 13, not "no repository" (10) or "wrong password" (12).
+    std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = run(&["snapshots"]);
+    assert_code(&out, 13, &["snapshots of an unreadable repository"]);
+    one_line(&stderr(&out));
+    std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chmod_all(0o755);
+    assert_code(
+        &run(&["check"]),
+        0,
+        &["check after the permissions are back"],
+    );
+}
+
+/// Every path under `dir`, `dir` included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }
 
 #[test]

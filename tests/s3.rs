@@ -148,10 +148,40 @@ fn bad_s3_locations_and_credentials_are_clear_errors() {
         .env("AWS_SECRET_ACCESS_KEY", "wrong")
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_code(&out, 13, &["wrong secret"]);
     assert_eq!(
         stderr(&out).trim_end().lines().count(),
         1,
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    // Nothing listening: an I/O error after the retries, not "no
+    // repository" (which would send the admin looking for a lost bucket).
+    let out = cairn()
+        .args(["-r", "s3:http://127.0.0.1:9/bucket/x", "snapshots"])
+        .envs(server.env())
+        .output()
+        .unwrap();
+    assert_code(&out, 1, &["nothing listening"]);
+    assert!(
+        stderr(&out).contains("Connection refused"),
+        "{}",
+        stderr(&out)
+    );
+    // A bucket that does not exist: init says so.
+    let out = cairn()
+        .args([
+            "-r",
+            &server.location("x").replace("/cairn/", "/no-such-bucket/"),
+            "init",
+        ])
+        .envs(server.env())
+        .output()
+        .unwrap();
+    assert_code(&out, 1, &["init in a missing bucket"]);
+    assert!(
+        stderr(&out).contains("the bucket does not exist"),
         "{}",
         stderr(&out)
     );

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     Locked,
     /// An argument or option value is invalid.
     InvalidInput,
+    /// The storage refused access: wrong credentials (S3 403), or a
+    /// repository directory this user may not read or write.
+    AccessDenied,
     /// Any other I/O failure.
     Io,
 }
@@ -53,7 +56,7 @@ impl ErrorKind {
     pub fn is_passing(self) -> bool {
         matches!(
             self,
-            ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted
+            ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted | ErrorKind::AccessDenied
         )
     }
 }
@@ -117,6 +120,20 @@ impl Error {
             message: context.into(),
             source: Some(Box::new(err)),
         }
+    }
+
+    /// Like [`Error::io`] for an operation on the repository's storage,
+    /// where a permission error is [`ErrorKind::AccessDenied`] (its own
+    /// exit code: running as the wrong user is the usual cause).
+    pub fn storage_io(context: impl Into<String>, err: io::Error) -> Self {
+        let mut e = Error::io(context, err);
+        let denied = matches!(&e.source, Some(s) if s
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::PermissionDenied));
+        if denied {
+            e.kind = ErrorKind::AccessDenied;
+        }
+        e
     }
 
     /// Attaches an underlying cause.

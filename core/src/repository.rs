@@ -164,14 +164,7 @@ pub fn locate(backend: Arc<dyn Backend>) -> Result<LockedRepository> {
                 ),
             ))
         }
-        Err(e) if e.kind() == ErrorKind::Io => {
-            return Err(Error::new(
-                ErrorKind::RepositoryNotFound,
-                format!("cannot open repository at {}", backend.location()),
-            )
-            .with_source(e))
-        }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.context("cannot open the repository")),
     };
     // Not a cairn object at all: not a repository. A cairn config that
     // fails its checksum: a damaged repository.

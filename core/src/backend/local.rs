@@ -58,7 +58,8 @@ impl Backend for LocalBackend {
 
     fn create(&self) -> Result<()> {
         let mk = |p: &Path| {
-            fs::create_dir_all(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
+            fs::create_dir_all(p)
+                .map_err(|e| Error::storage_io(format!("creating {}", p.display()), e))
         };
         mk(&self.root)?;
         for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Snapshot] {
@@ -69,10 +70,12 @@ impl Backend for LocalBackend {
             mk(&data.join(format!("{i:02x}")))?;
         }
         for dir in [data.as_path(), self.root.as_path()] {
-            sync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+            sync_dir(dir)
+                .map_err(|e| Error::storage_io(format!("syncing {}", dir.display()), e))?;
         }
         if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent).map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+            sync_dir(parent)
+                .map_err(|e| Error::storage_io(format!("syncing {}", parent.display()), e))?;
         }
         Ok(())
     }
@@ -84,19 +87,22 @@ impl Backend for LocalBackend {
         let mut tmp = match tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(|e| Error::io(ctx(), e))?;
+                fs::create_dir_all(&dir).map_err(|e| Error::storage_io(ctx(), e))?;
                 if let Some(parent) = dir.parent() {
-                    sync_dir(parent).map_err(|e| Error::io(ctx(), e))?;
+                    sync_dir(parent).map_err(|e| Error::storage_io(ctx(), e))?;
                 }
                 tempfile::Builder::new()
                     .prefix(".tmp-")
                     .tempfile_in(&dir)
-                    .map_err(|e| Error::io(ctx(), e))?
+                    .map_err(|e| Error::storage_io(ctx(), e))?
             }
-            Err(e) => return Err(Error::io(ctx(), e)),
+            Err(e) => return Err(Error::storage_io(ctx(), e)),
         };
-        tmp.write_all(data).map_err(|e| Error::io(ctx(), e))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io(ctx(), e))?;
+        tmp.write_all(data)
+            .map_err(|e| Error::storage_io(ctx(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::storage_io(ctx(), e))?;
         let created = match fs::hard_link(tmp.path(), &path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
@@ -105,18 +111,18 @@ impl Backend for LocalBackend {
             Err(e) if matches!(e.raw_os_error(), Some(1 | 38 | 95)) => {
                 match tmp.persist_noclobber(&path) {
                     Ok(_) => {
-                        sync_dir(&dir).map_err(|e| Error::io(ctx(), e))?;
+                        sync_dir(&dir).map_err(|e| Error::storage_io(ctx(), e))?;
                         return Ok(true);
                     }
                     Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-                    Err(e) => return Err(Error::io(ctx(), e.error)),
+                    Err(e) => return Err(Error::storage_io(ctx(), e.error)),
                 }
             }
-            Err(e) => return Err(Error::io(ctx(), e)),
+            Err(e) => return Err(Error::storage_io(ctx(), e)),
         };
         drop(tmp);
         if created {
-            sync_dir(&dir).map_err(|e| Error::io(ctx(), e))?;
+            sync_dir(&dir).map_err(|e| Error::storage_io(ctx(), e))?;
         }
         Ok(created)
     }
@@ -125,10 +131,11 @@ impl Backend for LocalBackend {
         let path = self.path(kind, name);
         let ctx = || format!("reading {}", path.display());
         let mut file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => self.missing(kind, name),
-            _ => Error::io(ctx(), e),
+            // Below a file, not a directory: nothing is stored there.
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => self.missing(kind, name),
+            _ => Error::storage_io(ctx(), e),
         })?;
-        let meta = file.metadata().map_err(|e| Error::io(ctx(), e))?;
+        let meta = file.metadata().map_err(|e| Error::storage_io(ctx(), e))?;
         if !meta.is_file() {
             return Err(Error::corrupt(format!(
                 "{} {name} is not a regular file",
@@ -150,7 +157,7 @@ impl Backend for LocalBackend {
             &mut io::Read::take(&mut file, kind.max_size() + 1),
             &mut buf,
         )
-        .map_err(|e| Error::io(ctx(), e))?;
+        .map_err(|e| Error::storage_io(ctx(), e))?;
         if buf.len() as u64 > kind.max_size() {
             return Err(Error::corrupt(format!(
                 "{} {name} grew beyond the size limit while being read",
@@ -164,7 +171,7 @@ impl Backend for LocalBackend {
         let path = self.path(kind, name);
         let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => self.missing(kind, name),
-            _ => Error::io(format!("opening {}", path.display()), e),
+            _ => Error::storage_io(format!("opening {}", path.display()), e),
         })?;
         if length > MAX_RANGE {
             return Err(Error::invalid(format!(
@@ -179,7 +186,7 @@ impl Backend for LocalBackend {
                     "{} {name} is truncated: cannot read {length} bytes at offset {offset}",
                     kind.noun()
                 )),
-                _ => Error::io(format!("reading {}", path.display()), e),
+                _ => Error::storage_io(format!("reading {}", path.display()), e),
             })?;
         Ok(buf)
     }
@@ -193,15 +200,18 @@ impl Backend for LocalBackend {
                 match fs::read_dir(&data) {
                     Ok(rd) => {
                         for entry in rd {
-                            let entry = entry
-                                .map_err(|e| Error::io(format!("listing {}", data.display()), e))?;
+                            let entry = entry.map_err(|e| {
+                                Error::storage_io(format!("listing {}", data.display()), e)
+                            })?;
                             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                                 v.push(entry.path());
                             }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(format!("listing {}", data.display()), e)),
+                    Err(e) => {
+                        return Err(Error::storage_io(format!("listing {}", data.display()), e))
+                    }
                 }
                 v
             }
@@ -212,11 +222,11 @@ impl Backend for LocalBackend {
             let rd = match fs::read_dir(&dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+                Err(e) => return Err(Error::storage_io(format!("listing {}", dir.display()), e)),
             };
             for entry in rd {
-                let entry =
-                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let entry = entry
+                    .map_err(|e| Error::storage_io(format!("listing {}", dir.display()), e))?;
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
@@ -227,7 +237,12 @@ impl Backend for LocalBackend {
                     Ok(m) => m,
                     // Deleted (by a prune) between listing and stat.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(format!("stat {}", entry.path().display()), e)),
+                    Err(e) => {
+                        return Err(Error::storage_io(
+                            format!("stat {}", entry.path().display()),
+                            e,
+                        ))
+                    }
                 };
                 if meta.is_file() {
                     let modified = meta
@@ -252,7 +267,7 @@ impl Backend for LocalBackend {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+            Err(e) => Err(Error::storage_io(format!("deleting {}", path.display()), e)),
         }
     }
 }
@@ -264,7 +279,7 @@ mod tests {
 
     #[test]
     fn put_is_create_only_and_listing_skips_temp_files() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let dir = tempfile::tempdir().map_err(|e| Error::storage_io("tempdir", e))?;
         let b = LocalBackend::new(dir.path().join("repo"));
         b.create()?;
         let name = Id::of_bytes(b"one").to_hex();
@@ -274,7 +289,7 @@ mod tests {
         assert_eq!(b.get_range(ObjectKind::Pack, &name, 1, 2)?, b"ne");
         assert!(b.get_range(ObjectKind::Pack, &name, 1, 20).is_err());
         fs::write(dir.path().join("repo/data/00/.tmp-junk"), b"x")
-            .map_err(|e| Error::io("w", e))?;
+            .map_err(|e| Error::storage_io("w", e))?;
         let listed = b.list(ObjectKind::Pack)?;
         assert_eq!(listed.len(), 1);
         assert_eq!(

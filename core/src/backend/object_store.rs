@@ -152,11 +152,61 @@ impl ObjectStoreBackend {
     }
 }
 
+/// One line for a storage error: what failed, and the cause in words
+/// (opendal's own text lists the whole request context).
 fn map_err(location: &str, what: &str, e: opendal::Error) -> Error {
-    Error::new(
-        ErrorKind::Io,
-        format!("{location}: {what}: {}", e.to_string().replace('\n', " ")),
-    )
+    use opendal::ErrorKind as K;
+    let (kind, cause) = match e.kind() {
+        K::PermissionDenied => (
+            ErrorKind::AccessDenied,
+            "access denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile) \
+             and the bucket's permissions"
+                .to_string(),
+        ),
+        K::RateLimited => (
+            ErrorKind::Io,
+            "the storage is throttling requests (still, after every retry)".to_string(),
+        ),
+        _ => (ErrorKind::Io, describe(&e)),
+    };
+    Error::new(kind, format!("{location}: {what}: {cause}"))
+}
+
+/// The code and message of an S3 error response, from opendal's
+/// `S3Error { code: "NoSuchBucket", message: "...", ... }` text.
+fn s3_error_code(message: &str) -> Option<(&str, &str)> {
+    let field = |name: &str| {
+        let start = message.find(&format!("{name}: \""))? + name.len() + 3;
+        let len = message[start..].find('"')?;
+        Some(&message[start..start + len])
+    };
+    if !message.starts_with("S3Error") {
+        return None;
+    }
+    Some((field("code")?, field("message").unwrap_or("")))
+}
+
+/// opendal's message and the innermost cause of an error ("error sending
+/// request: tcp connect error: Connection refused (os error 111)" is
+/// reduced to its last part), without the request context.
+fn describe(e: &opendal::Error) -> String {
+    let mut root: Option<String> = None;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    let message = match s3_error_code(e.message()) {
+        Some(("NoSuchBucket", _)) => "the bucket does not exist (create it first)".to_string(),
+        Some((code, "")) => format!("S3 error {code}"),
+        Some((code, text)) => format!("S3 error {code}: {text}"),
+        None => e.message().replace('\n', " "),
+    };
+    match root {
+        Some(r) if !r.is_empty() && r != message => format!("{message}: {r}"),
+        _ if message.is_empty() => e.kind().to_string(),
+        _ => message,
+    }
 }
 
 impl Backend for ObjectStoreBackend {
@@ -297,6 +347,16 @@ impl Backend for ObjectStoreBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_responses_become_short_text() {
+        let m = r#"S3Error { code: "NoSuchBucket", message: "", resource: "", request_id: "" }"#;
+        assert_eq!(s3_error_code(m), Some(("NoSuchBucket", "")));
+        let m = r#"S3Error { code: "SlowDown", message: "Please reduce", resource: "" }"#;
+        assert_eq!(s3_error_code(m), Some(("SlowDown", "Please reduce")));
+        assert_eq!(s3_error_code("send http request"), None);
+        assert_eq!(s3_error_code(r#"S3Error { code: "unterminated"#), None);
+    }
 
     #[test]
     fn locations_parse_like_restic() -> Result<()> {
