@@ -304,7 +304,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Verifies and stores packs on `repo.backend().parallel_writes()`
+/// Verifies and stores packs on `repo.backend().parallel_requests()`
 /// threads, then records them in index objects: every 200 000 blobs or 16
 /// packs, and at least once a minute even when no new pack arrives (a
 /// stored pack must not stay unindexed for long: prune treats old unindexed
@@ -317,7 +317,7 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
     let rx = Mutex::new(rx);
     let (stored_tx, stored_rx) = mpsc::channel::<Result<IndexPack>>();
     thread::scope(|scope| {
-        for _ in 0..repo.backend().parallel_writes().max(1) {
+        for _ in 0..repo.backend().parallel_requests().max(1) {
             let stored_tx = stored_tx.clone();
             let rx = &rx;
             scope.spawn(move || loop {

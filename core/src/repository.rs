@@ -262,6 +262,7 @@ impl LockedRepository {
             keys,
             cache,
             warnings: Vec::new(),
+            io_pool: std::sync::OnceLock::new(),
         };
         let stats = repo.sync_index()?;
         repo.warnings.extend(
@@ -292,6 +293,9 @@ pub struct Repository {
     keys: Keys,
     cache: IndexCache,
     warnings: Vec<String>,
+    /// Threads for reads that should overlap (restore, copy): as many as
+    /// the backend takes requests at once. Made on first use.
+    io_pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
 }
 
 impl Repository {
@@ -304,6 +308,26 @@ impl Repository {
     /// The storage.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Runs `f` on the repository's I/O threads, so that the rayon
+    /// iterators inside it run as many storage requests at once as the
+    /// backend takes ([`Backend::parallel_requests`]), not one per core.
+    pub fn with_io_threads<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let pool = self.io_pool.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(self.backend.parallel_requests().max(1))
+                .thread_name(|i| format!("cairn-read-{i}"))
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        match pool {
+            Ok(pool) => Ok(pool.install(f)),
+            Err(e) => Err(Error::new(
+                ErrorKind::Io,
+                format!("starting the read threads: {e}"),
+            )),
+        }
     }
 
     /// The repository ID.

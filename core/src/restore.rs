@@ -25,20 +25,25 @@ use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
 
-/// Chunks fetched and decoded together, at most...
-const READ_BATCH: usize = 1024;
+/// Chunks fetched and decoded together, at most this many per request the
+/// backend takes at once (enough for several reads of [`MAX_RUN`] each)...
+const READ_BATCH_PER_REQUEST: usize = 512;
 /// ...and at most this many plaintext bytes (large chunks: memory stays
 /// bounded whatever the chunk size).
 const READ_BATCH_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Locates the next batch of the data chunks `ids` (a prefix of them): at
-/// most [`READ_BATCH`] chunks and [`READ_BATCH_BYTES`] plaintext bytes,
+/// most `max_chunks` chunks and [`READ_BATCH_BYTES`] plaintext bytes,
 /// always at least one chunk when `ids` is not empty. A chunk no index
 /// knows, or that is not a data blob, is an error.
-pub(crate) fn locate_batch(index: &CacheReader, ids: &[Id]) -> Result<Vec<BlobLocation>> {
+pub(crate) fn locate_batch(
+    index: &CacheReader,
+    ids: &[Id],
+    max_chunks: usize,
+) -> Result<Vec<BlobLocation>> {
     let mut locs = Vec::new();
     let mut bytes = 0u64;
-    for id in ids.iter().take(READ_BATCH) {
+    for id in ids.iter().take(max_chunks.max(1)) {
         let loc = index.get(id)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::MissingObject,
@@ -68,14 +73,15 @@ pub(crate) fn read_next_batch(
     index: &CacheReader,
     ids: &[Id],
 ) -> Result<(usize, Vec<Vec<u8>>)> {
-    let locs = locate_batch(index, ids)?;
+    let width = READ_BATCH_PER_REQUEST * repo.backend().parallel_requests().max(1);
+    let locs = locate_batch(index, ids, width)?;
     let chunks = fetch_batch(repo, &locs)?;
     Ok((locs.len(), chunks.into_iter().flatten().collect()))
 }
 /// Blobs this close together in one pack are read with one request...
 const MERGE_GAP: u64 = 64 * 1024;
 /// ...of at most this many bytes.
-const MAX_RUN: u64 = 4 * 1024 * 1024;
+const MAX_RUN: u64 = 1024 * 1024;
 
 /// Receives progress from a running restore.
 pub trait RestoreProgress: Sync {
@@ -188,34 +194,38 @@ fn fetch_batch(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<Vec<u
             _ => runs.push((i, i + 1)),
         }
     }
-    let decoded: Vec<Vec<Vec<u8>>> = runs
-        .par_iter()
-        .map(|&(start, end)| {
-            let first = &locs[start];
-            let base = u64::from(first.entry.offset);
-            let len = locs[end - 1].entry.end() - base;
-            let bytes =
-                repo.backend()
-                    .get_range(ObjectKind::Pack, &first.pack_id.to_hex(), base, len)?;
-            // A backend that returns fewer bytes than asked for must not
-            // make the slicing below panic.
-            if bytes.len() as u64 != len {
-                return Err(Error::corrupt(format!(
-                    "pack {}: a read of {len} bytes at offset {base} returned {} bytes",
-                    first.pack_id,
-                    bytes.len()
-                )));
-            }
-            locs[start..end]
-                .par_iter()
-                .map(|loc| {
-                    let from = (u64::from(loc.entry.offset) - base) as usize;
-                    let sealed = &bytes[from..from + loc.entry.length as usize];
-                    pack::decode_blob(repo.keys(), repo.id(), &loc.entry, sealed, &loc.pack_id)
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<_>>()?;
+    let decoded: Vec<Vec<Vec<u8>>> = repo.with_io_threads(|| {
+        runs.par_iter()
+            .map(|&(start, end)| {
+                let first = &locs[start];
+                let base = u64::from(first.entry.offset);
+                let len = locs[end - 1].entry.end() - base;
+                let bytes = repo.backend().get_range(
+                    ObjectKind::Pack,
+                    &first.pack_id.to_hex(),
+                    base,
+                    len,
+                )?;
+                // A backend that returns fewer bytes than asked for must not
+                // make the slicing below panic.
+                if bytes.len() as u64 != len {
+                    return Err(Error::corrupt(format!(
+                        "pack {}: a read of {len} bytes at offset {base} returned {} bytes",
+                        first.pack_id,
+                        bytes.len()
+                    )));
+                }
+                locs[start..end]
+                    .par_iter()
+                    .map(|loc| {
+                        let from = (u64::from(loc.entry.offset) - base) as usize;
+                        let sealed = &bytes[from..from + loc.entry.length as usize];
+                        pack::decode_blob(repo.keys(), repo.id(), &loc.entry, sealed, &loc.pack_id)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()
+    })??;
     Ok(decoded)
 }
 

@@ -657,7 +657,7 @@ fn parallel_uploads_overlap_and_any_failed_one_loses_nothing() {
     let new = stream_files(&big);
     let delay = std::time::Duration::from_millis(40);
     let parallel = |storage: &MemBackend| {
-        Arc::new(FaultBackend::with_parallel_writes(
+        Arc::new(FaultBackend::with_parallel_requests(
             Arc::new(storage.clone()),
             4,
             delay,

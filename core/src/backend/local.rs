@@ -51,8 +51,9 @@ impl Backend for LocalBackend {
         self.root.display().to_string()
     }
 
-    /// Two: one pack is written and synced while the next is verified.
-    fn parallel_writes(&self) -> usize {
+    /// Two: one pack is written and synced while the next is verified;
+    /// two reads keep a disk busy.
+    fn parallel_requests(&self) -> usize {
         2
     }
 

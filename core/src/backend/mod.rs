@@ -161,9 +161,10 @@ pub trait Backend: Send + Sync {
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<()>;
 
-    /// How many large writes are worth running at once (backup uploads
-    /// this many packs in parallel, holding one pack in memory each).
-    fn parallel_writes(&self) -> usize {
+    /// How many requests are worth running at once: backup uploads this
+    /// many packs in parallel (holding one pack in memory each), restore
+    /// and copy run this many reads.
+    fn parallel_requests(&self) -> usize {
         1
     }
 }

@@ -216,7 +216,7 @@ impl Backend for ObjectStoreBackend {
 
     /// Every connection may carry a pack upload: a single stream to object
     /// storage is limited by latency, not bandwidth.
-    fn parallel_writes(&self) -> usize {
+    fn parallel_requests(&self) -> usize {
         self.connections
     }
 

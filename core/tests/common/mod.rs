@@ -271,7 +271,7 @@ pub struct FaultBackend {
     reads: AtomicUsize,
     fault: Mutex<Fault>,
     fired: Mutex<Vec<Fired>>,
-    /// What `parallel_writes` answers, and how long each pack put takes.
+    /// What `parallel_requests` answers, and how long each pack put takes.
     parallel: usize,
     put_delay: std::time::Duration,
     puts_in_flight: AtomicUsize,
@@ -296,7 +296,7 @@ impl FaultBackend {
 
     /// Like [`FaultBackend::new`], asking for `n` parallel writes, with
     /// every pack put taking at least `delay` (so that they overlap).
-    pub fn with_parallel_writes(
+    pub fn with_parallel_requests(
         inner: Arc<dyn Backend>,
         n: usize,
         delay: std::time::Duration,
@@ -457,7 +457,7 @@ impl Backend for FaultBackend {
         r
     }
 
-    fn parallel_writes(&self) -> usize {
+    fn parallel_requests(&self) -> usize {
         self.parallel
     }
 
