@@ -406,3 +406,43 @@ fn a_target_with_the_sources_chunker_params_dedups_copies_against_its_own_backup
     );
     assert!(!lone.repo.exists());
 }
+
+#[test]
+fn a_nightly_copy_reads_only_what_changed() {
+    let src = Env::init();
+    let night1 = fake_dump(30_000, 5);
+    let mut night2 = night1.clone();
+    night2.splice(500_000..500_000, b"one new row\n".iter().copied());
+    night2.extend(fake_dump(500, 6));
+    let first = src.backup_stdin(&night1, &["--stdin-filename", "shop.sql"]);
+    src.backup_stdin(&night2, &["--stdin-filename", "shop.sql"]);
+    let dst = Env::init();
+    let to = dst.repo.to_str().unwrap().to_string();
+    let copy = |ids: &[&str]| {
+        let mut c = copy_cmd(&src, &to, &[("CAIRN_PASSWORD2", PASSWORD)]);
+        c.arg("--json").args(ids);
+        let out = c.output().unwrap();
+        assert_code(&out, 0, &["copy"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = copy(&[&first]);
+    let all = v["chunks_read"].as_u64().unwrap();
+    assert!(all > 100, "{v}");
+    // The second night: only the chunks around the insert and the tail.
+    let v = copy(&[]);
+    let read = v["chunks_read"].as_u64().unwrap();
+    let known = v["chunks_known"].as_u64().unwrap();
+    assert!(read * 10 < all, "read {read} of about {all} chunks: {v}");
+    assert!(known + read >= all, "{v}");
+    let snaps = dst.snapshots();
+    assert_eq!(snaps.len(), 2);
+    for s in &snaps {
+        let want = if s["original"] == first.as_str() {
+            &night1
+        } else {
+            &night2
+        };
+        assert_eq!(&dst.dump(s["id"].as_str().unwrap(), "shop.sql"), want);
+    }
+    dst.ok(&["check", "--read-data"]);
+}

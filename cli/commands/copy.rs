@@ -14,7 +14,10 @@ Copy snapshots to another repository (an off-site copy), which has keys of
 its own.
 
 Every chunk of the chosen snapshots is read, named with the target's key and
-stored only if the target lacks it; trees are rewritten. Each copy records
+stored only if the target lacks it; trees are rewritten. Chunks of files
+that an earlier copied snapshot of the same host and paths already holds
+are mapped through that copy instead of being read, so a nightly copy reads
+little more than what changed. Each copy records
 the source snapshot's ID in `original`, and a snapshot already copied is
 skipped: running copy every night sends only what is new, and a copy that
 was interrupted resumes where it stopped.
@@ -72,6 +75,7 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
             "snapshots": stats.snapshots,
             "chunks_read": stats.chunks_read,
             "bytes_read": stats.bytes_read,
+            "chunks_known": stats.chunks_known,
         }))?;
         return Ok(ExitCode::Success);
     }
@@ -93,9 +97,10 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     global.say(format!(
-        "{copied} snapshots copied, {} already there; {} chunks read",
+        "{copied} snapshots copied, {} already there; {} chunks read, {} already in the target",
         stats.snapshots.len() - copied,
-        stats.chunks_read
+        stats.chunks_read,
+        stats.chunks_known
     ));
     Ok(ExitCode::Success)
 }

@@ -62,6 +62,18 @@ impl<'a> BlobWriter<'a> {
         Ok(id)
     }
 
+    /// Refers to a blob the repository is known to hold (`id` was learnt
+    /// from an earlier copy), if it does: stored by this writer or live in
+    /// the index. Returns `false` when it does not, and the caller must
+    /// store it.
+    pub(crate) fn reuse(&mut self, id: &Id) -> Result<bool> {
+        if self.seen.contains(id) || self.index.contains_live(id)? {
+            self.referenced.insert(*id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     fn flush(&mut self, data: bool) -> Result<()> {
         let writer = std::mem::take(if data { &mut self.data } else { &mut self.meta });
         if !writer.is_empty() {

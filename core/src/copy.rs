@@ -6,6 +6,15 @@
 //! are the source's; the target's own backups cut with its own chunker
 //! seed, so they deduplicate only against each other.
 //!
+//! Keyed IDs mean the target ID of a chunk is only known once the chunk is
+//! read, but a snapshot already in both repositories pairs them: its file
+//! in the source and its copy in the target have the same chunks in the
+//! same order. Each snapshot is copied with such a pair (the nearest
+//! earlier snapshot of the same host and paths) as a hint: unchanged
+//! subtrees map whole, and the chunks of same-named files map one to one
+//! (when sizes, counts and every chunk length agree), so only new chunks
+//! are read.
+//!
 //! A copy records the source snapshot in `original` (the source's own
 //! `original` when it is itself a copy) and is skipped when the target
 //! already has a snapshot with that `original`, time and tags: running copy
@@ -21,10 +30,11 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::BlobType;
 use crate::prune::verify_referenced;
+use crate::repair::REPAIRED_TAG;
 use crate::repository::Repository;
 use crate::restore::read_next_batch;
 use crate::snapshot::Snapshot;
-use crate::tree::NodeKind;
+use crate::tree::{Node, NodeKind, Tree};
 
 /// What happened to one snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -47,11 +57,60 @@ pub struct CopyStats {
     pub chunks_read: u64,
     /// Bytes of those chunks.
     pub bytes_read: u64,
+    /// Chunk references resolved without reading: the target already held
+    /// the chunk (learnt from an earlier copy of the same files, or read
+    /// earlier in the same snapshot).
+    pub chunks_known: u64,
 }
 
 /// The identity a copy records in `original`.
 fn identity(s: &Snapshot) -> Id {
     s.original.unwrap_or(s.id)
+}
+
+/// A source tree and its copy in the target (or the tree it was copied
+/// from): both have the same names, sizes and chunk boundaries, so what a
+/// later snapshot shares with it maps to target IDs without being read.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    src: Id,
+    dst: Id,
+}
+
+/// The nearest earlier snapshot of the same host and paths that both
+/// repositories hold (the same backup: same identity, time and tags),
+/// as a pair of root trees. Repaired snapshots are never used: their trees
+/// differ from their originals'.
+fn hint_for(s: &Snapshot, sources: &[Snapshot], targets: &[Snapshot]) -> Option<Pair> {
+    let usable = |x: &Snapshot| {
+        x.hostname == s.hostname
+            && x.sorted_paths() == s.sorted_paths()
+            && !x.tags.iter().any(|t| t == REPAIRED_TAG)
+    };
+    let pairs: Vec<(&Snapshot, Pair)> = targets
+        .iter()
+        .filter(|t| usable(t))
+        .filter_map(|t| {
+            let sp = sources.iter().find(|sp| {
+                usable(sp) && identity(sp) == identity(t) && sp.time == t.time && sp.tags == t.tags
+            })?;
+            Some((
+                t,
+                Pair {
+                    src: sp.tree,
+                    dst: t.tree,
+                },
+            ))
+        })
+        .collect();
+    // The latest one not after `s`, else the earliest after it.
+    let before = pairs
+        .iter()
+        .filter(|(t, _)| t.time <= s.time)
+        .max_by(|a, b| a.0.time.cmp(&b.0.time));
+    before
+        .or_else(|| pairs.iter().min_by(|a, b| a.0.time.cmp(&b.0.time)))
+        .map(|(_, pair)| *pair)
 }
 
 /// Copies `snapshots` of `src` into `dst`.
@@ -62,16 +121,19 @@ pub fn copy(
     cancel: &AtomicBool,
 ) -> Result<CopyStats> {
     let mut existing = dst.load_snapshots()?.good;
+    let sources = src.load_snapshots()?.good;
     let mut stats = CopyStats::default();
     let mut c = Copier {
         src,
         index: src.index()?,
+        dst_index: dst.index()?,
         writer: BlobWriter::new(dst, false)?,
         trees: HashMap::new(),
         chunks: HashMap::new(),
         cancel,
         chunks_read: 0,
         bytes_read: 0,
+        chunks_known: 0,
     };
     for s in snapshots {
         let id = identity(s);
@@ -89,7 +151,13 @@ pub fn copy(
             });
             continue;
         }
-        let root = c.tree(&s.tree, 0)?;
+        // What was learnt copying the previous snapshot is dropped (memory
+        // stays bounded by one snapshot); the nearest snapshot already in
+        // both repositories tells what did not change.
+        c.trees.clear();
+        c.chunks.clear();
+        c.dst_index = dst.index()?;
+        let root = c.tree(&s.tree, hint_for(s, &sources, &existing), 0)?;
         // Everything the snapshot needs is stored and indexed before it is
         // written (the commit point, §11.1), and the target's prune rules
         // hold for what the copy reused (§12.6).
@@ -111,12 +179,15 @@ pub fn copy(
     c.writer.finish()?;
     stats.chunks_read = c.chunks_read;
     stats.bytes_read = c.bytes_read;
+    stats.chunks_known = c.chunks_known;
     Ok(stats)
 }
 
 struct Copier<'a> {
     src: &'a Repository,
     index: CacheReader,
+    /// The target's index as of the start of the current snapshot.
+    dst_index: CacheReader,
     writer: BlobWriter<'a>,
     /// Source tree → target tree.
     trees: HashMap<Id, Id>,
@@ -125,15 +196,22 @@ struct Copier<'a> {
     cancel: &'a AtomicBool,
     chunks_read: u64,
     bytes_read: u64,
+    chunks_known: u64,
 }
 
 /// Directory nesting beyond this is refused.
 const MAX_DEPTH: usize = 4096;
 
 impl Copier<'_> {
-    fn tree(&mut self, id: &Id, depth: usize) -> Result<Id> {
+    fn tree(&mut self, id: &Id, hint: Option<Pair>, depth: usize) -> Result<Id> {
         if let Some(t) = self.trees.get(id) {
             return Ok(*t);
+        }
+        if let Some(h) = hint {
+            if h.src == *id && self.writer.reuse(&h.dst)? {
+                self.trees.insert(*id, h.dst);
+                return Ok(h.dst);
+            }
         }
         if self.cancel.load(Ordering::SeqCst) {
             return Err(Error::interrupted());
@@ -144,14 +222,40 @@ impl Copier<'_> {
             )));
         }
         let mut tree = self.src.load_tree(&self.index, id)?;
+        let partners = hint.and_then(|h| self.hint_trees(h));
         for node in &mut tree.nodes {
+            let partner = partners.as_ref().and_then(|(a, b)| {
+                let find = |t: &Tree| {
+                    t.nodes
+                        .iter()
+                        .find(|n| {
+                            n.name == node.name
+                                && n.name_raw == node.name_raw
+                                && n.kind == node.kind
+                                && n.damage.is_none()
+                        })
+                        .cloned()
+                };
+                Some((find(a)?, find(b)?))
+            });
             match node.kind {
                 NodeKind::Dir => {
                     if let Some(sub) = node.subtree {
-                        node.subtree = Some(self.tree(&sub, depth + 1)?);
+                        let hint = partner.and_then(|(a, b)| {
+                            Some(Pair {
+                                src: a.subtree?,
+                                dst: b.subtree?,
+                            })
+                        });
+                        node.subtree = Some(self.tree(&sub, hint, depth + 1)?);
                     }
                 }
                 NodeKind::File => {
+                    if let Some((a, b)) = &partner {
+                        if node.damage.is_none() {
+                            self.learn_file(a, b)?;
+                        }
+                    }
                     let ids = self.src.file_chunks(&self.index, node)?;
                     let mapped = self.chunks_of(&ids)?;
                     let (content, lists) = self.writer.content_of(mapped)?;
@@ -166,16 +270,62 @@ impl Copier<'_> {
         Ok(new)
     }
 
+    /// The trees of a hint pair; `None` when either cannot be read (a hint
+    /// only saves work, so a damaged one is passed over).
+    fn hint_trees(&self, h: Pair) -> Option<(Tree, Tree)> {
+        let a = self.src.load_tree(&self.index, &h.src).ok()?;
+        let b = self.writer.repo().load_tree(&self.dst_index, &h.dst).ok()?;
+        Some((a, b))
+    }
+
+    /// Learns source → target chunk IDs from a file and its copy: the
+    /// same chunks in the same order, when sizes, counts and every chunk's
+    /// length agree (anything else and the file is read as usual).
+    fn learn_file(&mut self, a: &Node, b: &Node) -> Result<()> {
+        if a.size != b.size {
+            return Ok(());
+        }
+        let (Ok(from), Ok(to)) = (
+            self.src.file_chunks(&self.index, a),
+            self.writer.repo().file_chunks(&self.dst_index, b),
+        ) else {
+            return Ok(());
+        };
+        if from.len() != to.len() {
+            return Ok(());
+        }
+        let mut learnt = Vec::with_capacity(from.len());
+        for (s, d) in from.iter().zip(&to) {
+            match (self.index.get(s)?, self.dst_index.get(d)?) {
+                (Some(x), Some(y)) if x.entry.raw_length == y.entry.raw_length => {
+                    learnt.push((*s, *d))
+                }
+                _ => return Ok(()),
+            }
+        }
+        self.chunks.extend(learnt);
+        Ok(())
+    }
+
     /// The target IDs of source chunks, storing those the target lacks.
     fn chunks_of(&mut self, ids: &[Id]) -> Result<Vec<Id>> {
-        // The chunks not copied yet, each once, in file order (which keeps
-        // reads of one pack together), read in batches.
+        // The chunks not known yet, each once, in file order (which keeps
+        // reads of one pack together), read in batches. A chunk learnt from
+        // an earlier copy is reused if the target still holds it.
         let mut once = HashSet::new();
-        let missing: Vec<Id> = ids
-            .iter()
-            .filter(|id| !self.chunks.contains_key(id) && once.insert(**id))
-            .copied()
-            .collect();
+        let mut missing: Vec<Id> = Vec::new();
+        for id in ids {
+            if let Some(t) = self.chunks.get(id).copied() {
+                if self.writer.reuse(&t)? {
+                    self.chunks_known += 1;
+                    continue;
+                }
+                self.chunks.remove(id);
+            }
+            if once.insert(*id) {
+                missing.push(*id);
+            }
+        }
         let mut pos = 0;
         while pos < missing.len() {
             if self.cancel.load(Ordering::SeqCst) {
