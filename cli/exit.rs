@@ -20,6 +20,7 @@ pub enum ExitCode {
     SnapshotNotFound = 24,
     Unsupported = 25,
     RepositoryExists = 26,
+    DumpInvalid = 27,
     Interrupted = 130,
 }
 
@@ -33,6 +34,7 @@ impl ExitCode {
             ErrorKind::Unsupported => ExitCode::Unsupported,
             ErrorKind::SourceNotFound => ExitCode::SourceNotFound,
             ErrorKind::CommandFailed => ExitCode::CommandFailed,
+            ErrorKind::DumpInvalid => ExitCode::DumpInvalid,
             ErrorKind::SnapshotNotFound | ErrorKind::AmbiguousSnapshot => {
                 ExitCode::SnapshotNotFound
             }
@@ -68,4 +70,6 @@ Exit codes:
    24    no snapshot matches, or the ID prefix is ambiguous
    25    repository format not supported by this version of cairn
    26    init: a repository already exists there
+   27    the dump is incomplete or unreadable (a plain pg_dump without its completion
+         line, an archive pg_restore cannot read): no snapshot written
   130    interrupted (Ctrl-C, SIGTERM)";

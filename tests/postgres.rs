@@ -143,3 +143,169 @@ fn failed_pg_dump_never_becomes_a_snapshot() {
     assert!(err.contains("no snapshot was written"), "{err}");
     assert!(env.snapshots().is_empty());
 }
+
+/// `backup --command CMD --stdin-filename NAME` plus `extra`.
+fn backup_command(env: &Env, cmd: &str, name: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--json",
+        "backup",
+        "--command",
+        cmd,
+        "--stdin-filename",
+        name,
+    ];
+    args.extend(extra);
+    env.run(&args)
+}
+
+/// The recorded `source.dump` of the snapshot a `backup --json` wrote.
+fn dump_info(env: &Env, out: &std::process::Output) -> Value {
+    let id = snapshot_id(out);
+    env.snapshots()
+        .into_iter()
+        .find(|s| s["id"] == Value::String(id.clone()))
+        .map(|s| s["source"]["dump"].clone())
+        .unwrap()
+}
+
+#[test]
+fn incomplete_dumps_never_become_snapshots() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.createdb("shop");
+    pg.psql("shop", SCHEMA);
+    let env = Env::init();
+    let dump = pg.pg_dump_command("shop");
+
+    // Complete dumps of every streamable format pass, and say what they are.
+    let out = backup_command(&env, &dump, "shop.sql", &[]);
+    assert_code(&out, 0, &["plain"]);
+    let info = dump_info(&env, &out);
+    assert_eq!(info["format"], "pg_dump-plain", "{info}");
+    assert_eq!(info["validated"], true);
+    assert!(
+        info["server_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(char::is_numeric)),
+        "{info}"
+    );
+    for (flags, format) in [("-Fc -Z0", "pg_dump-custom"), ("-Ft", "pg_dump-tar")] {
+        let out = backup_command(&env, &format!("{dump} {flags}"), "shop.dump", &[]);
+        assert_code(&out, 0, &[flags]);
+        assert!(stderr(&out).is_empty(), "{flags}: {}", stderr(&out));
+        let info = dump_info(&env, &out);
+        assert_eq!(info["format"], format, "{info}");
+        assert_eq!(info["database"], "shop", "{info}");
+    }
+    let good = env.snapshots().len();
+
+    // A pipeline that exits 0 with half a dump, for each format: exit 27,
+    // no snapshot, and the message says what is wrong.
+    for (flags, name, why) in [
+        ("", "shop.sql", "dump complete"),
+        ("-Fc -Z0", "shop.dump", "pg_restore"),
+        ("-Ft", "shop.tar", "end-of-archive"),
+    ] {
+        let cut = format!("{dump} {flags} | head -c 400000");
+        let out = backup_command(&env, &cut, name, &[]);
+        assert_code(&out, 27, &[&cut]);
+        let err = stderr(&out);
+        assert!(err.contains(name) && err.contains(why), "{cut}: {err}");
+        assert!(err.contains("no snapshot was written"), "{err}");
+    }
+    // pg_dump killed halfway behind `pg_dump | cairn backup -`, where cairn
+    // cannot see its exit status: the cut stream is refused as well.
+    let full = pg.pg_dump("shop");
+    let out = env.run_stdin(
+        &["backup", "-", "--stdin-filename", "shop.sql"],
+        &full[..full.len() / 2],
+    );
+    assert_code(&out, 27, &["half a dump on stdin"]);
+    assert_eq!(
+        env.snapshots().len(),
+        good,
+        "a refused dump left a snapshot"
+    );
+
+    // --no-validate commits it anyway, recorded as not validated.
+    let cut = format!("{dump} | head -c 400000");
+    let out = backup_command(&env, &cut, "shop.sql", &["--no-validate"]);
+    assert_code(&out, 0, &["--no-validate"]);
+    assert_eq!(dump_info(&env, &out)["validated"], false);
+}
+
+#[test]
+fn compressed_dumps_are_stored_with_a_warning() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.createdb("shop");
+    pg.psql("shop", SCHEMA);
+    let env = Env::init();
+    let dump = pg.pg_dump_command("shop");
+    // pg_dump -Fc compresses by default; gzip compresses the whole stream.
+    for (cmd, name, format, advice) in [
+        (
+            format!("{dump} -Fc"),
+            "shop.dump",
+            "pg_dump-custom",
+            "-Fc -Z0",
+        ),
+        (format!("{dump} | gzip"), "shop.sql.gz", "gzip", "-Z0"),
+    ] {
+        let out = backup_command(&env, &cmd, name, &[]);
+        assert_code(&out, 0, &[&cmd]);
+        let err = stderr(&out);
+        assert!(
+            err.contains("warning") && err.contains("deduplication") && err.contains(advice),
+            "{cmd}: {err}"
+        );
+        let info = dump_info(&env, &out);
+        assert_eq!(info["format"], format, "{info}");
+    }
+    // The compressed custom dump restores like any other.
+    let restored = env.path("restored.dump");
+    let out = env
+        .cmd()
+        .args(["dump", "latest", "shop.sql.gz"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["dump"]);
+    std::fs::write(&restored, out.stdout).unwrap();
+    assert!(std::fs::metadata(&restored).unwrap().len() > 1000);
+}
+
+#[test]
+fn a_directory_format_dump_is_checked_before_it_is_backed_up() {
+    let Some(pg) = Postgres::start() else { return };
+    pg.createdb("shop");
+    pg.psql("shop", SCHEMA);
+    let env = Env::init();
+    let dir = env.path("shop.dir");
+    let out = pg
+        .client("pg_dump")
+        .args(["-d", "shop", "-Fd", "-Z0", "-f"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.run(&["--json", "backup", dir.to_str().unwrap()]);
+    assert_code(&out, 0, &["directory dump"]);
+    let info = dump_info(&env, &out);
+    assert_eq!(info["format"], "pg_dump-directory", "{info}");
+    assert_eq!(info["database"], "shop", "{info}");
+    // A data file lost: refused, nothing committed.
+    let victim = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dat") && !p.ends_with("toc.dat"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let out = env.run(&["backup", dir.to_str().unwrap()]);
+    assert_code(&out, 27, &["directory dump with a missing file"]);
+    assert!(stderr(&out).contains("pg_restore"), "{}", stderr(&out));
+    assert_eq!(env.snapshots().len(), 1);
+}

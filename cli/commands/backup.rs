@@ -50,6 +50,22 @@ pub struct BackupArgs {
     /// Record this time instead of now ("2026-11-20 03:00:00" or RFC 3339), to import old dumps
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
+
+    /// Do not check that a database dump is complete before committing
+    #[arg(
+        long,
+        long_help = "Do not check that a database dump is complete before committing. By default \
+                     a stream (stdin or --command) that is a database dump is checked as it is \
+                     read: a plain pg_dump or pg_dumpall must end with PostgreSQL's completion \
+                     line, a custom or tar archive must be readable to the end by `pg_restore` \
+                     (it is fed to `pg_restore -f /dev/null` while being backed up), mysqldump \
+                     output must end with `-- Dump completed`; a single directory given as PATH \
+                     that is a directory-format dump (toc.dat) is read by pg_restore first. A dump \
+                     that fails is not committed (exit 27). Its format, database and versions \
+                     are recorded either way. Compressed input (gzip, zstd, pg_dump -Fc's default \
+                     compression) gets a warning: it defeats deduplication."
+    )]
+    no_validate: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -85,6 +101,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         username: backup::username(),
         tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         time,
+        validate_dumps: !args.no_validate,
     };
     let started = Instant::now();
     let progress = byte_progress(global.quiet || global.json, "read");

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::cache::CacheReader;
 use crate::chunker::Chunker;
+use crate::dumpcheck::{check_directory_dump, DumpInfo, InspectingReader, Inspector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::index::IndexPack;
@@ -89,6 +90,10 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// Snapshot time; `None` for now.
     pub time: Option<SnapshotTime>,
+    /// Check that a stream or command output that is a database dump is
+    /// complete before committing (`dumpcheck`); with `false` its format
+    /// is still recorded.
+    pub validate_dumps: bool,
 }
 
 /// The result of a backup.
@@ -147,7 +152,7 @@ pub fn backup(
     let start = SnapshotTime::now();
     // Absolute, normalised source paths (for `BackupSource::Paths`).
     let mut sources: Vec<PathBuf> = Vec::new();
-    let (paths, source_meta) = match &source {
+    let (paths, mut source_meta) = match &source {
         BackupSource::Paths(paths) => {
             if paths.is_empty() {
                 return Err(Error::invalid(
@@ -182,6 +187,7 @@ pub fn backup(
                     stdin_filename: None,
                     command: None,
                     exit_status: None,
+                    dump: None,
                 },
             )
         }
@@ -194,6 +200,7 @@ pub fn backup(
                     stdin_filename: Some(filename.clone()),
                     command: None,
                     exit_status: None,
+                    dump: None,
                 },
             )
         }
@@ -209,6 +216,7 @@ pub fn backup(
                     stdin_filename: Some(filename.clone()),
                     command: Some(command.clone()),
                     exit_status: Some(0),
+                    dump: None,
                 },
             )
         }
@@ -216,17 +224,54 @@ pub fn backup(
     let time = opts.time.unwrap_or(start);
 
     let upload_failed = AtomicBool::new(false);
+    let mut dump_info = None;
     let (root, mut summary, warnings, referenced) = thread::scope(|scope| -> Result<_> {
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+        let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
+        // A stream is inspected as it is read and judged once it ended
+        // (and, for a command, once it exited 0): an incomplete dump fails
+        // the backup before the snapshot.
+        let judge = |saved: Result<Id>, filename: &str, dump_info: &mut Option<DumpInfo>| {
+            let root = saved?;
+            let taken = match inspector.lock() {
+                Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
+                Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
+            };
+            let found = taken.finish(filename)?;
+            for w in &found.warnings {
+                progress.warning(w);
+            }
+            *dump_info = found.info;
+            Ok(root)
+        };
         let saved = match source {
-            BackupSource::Paths(_) => saver.save_paths(&sources),
+            BackupSource::Paths(_) => {
+                // One directory-format dump (pg_dump -Fd) is checked first.
+                let checked = match sources.as_slice() {
+                    [one] => check_directory_dump(one, opts.validate_dumps),
+                    _ => Ok(None),
+                };
+                checked.and_then(|info| {
+                    if let Some(i) = &info {
+                        let name = sources[0].display().to_string();
+                        if let Some(w) = crate::dumpcheck::compression_warning(&name, i) {
+                            progress.warning(&w);
+                        }
+                    }
+                    dump_info = info;
+                    saver.save_paths(&sources)
+                })
+            }
             BackupSource::Stream { reader, filename } => {
-                saver.save_stream_file(reader, &filename, time, &|| {})
+                let reader = InspectingReader::new(reader, Arc::clone(&inspector));
+                let saved = saver.save_stream_file(reader, &filename, time, &|| {});
+                judge(saved, &filename, &mut dump_info)
             }
             BackupSource::Command { command, filename } => {
-                saver.save_command(&command, &filename, time)
+                let saved = saver.save_command(&command, &filename, time, &inspector);
+                judge(saved, &filename, &mut dump_info)
             }
         };
         let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
@@ -255,6 +300,7 @@ pub fn backup(
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::interrupted());
     }
+    source_meta.dump = dump_info;
     // Damaged snapshots only cost the parent link; backups must go on.
     let existing = repo.load_snapshots()?.good;
     let mut sorted_paths = paths.clone();
@@ -707,7 +753,13 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Runs `sh -c command` and stores its standard output.
-    fn save_command(&mut self, command: &str, filename: &str, time: SnapshotTime) -> Result<Id> {
+    fn save_command(
+        &mut self,
+        command: &str,
+        filename: &str,
+        time: SnapshotTime,
+        inspector: &Arc<Mutex<Inspector>>,
+    ) -> Result<Id> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
@@ -731,6 +783,7 @@ impl<'a> BlobSaver<'a> {
                 let _ = c.kill();
             }
         };
+        let stdout = InspectingReader::new(stdout, Arc::clone(inspector));
         let saved = self.save_stream_file(stdout, filename, time, &kill);
         let mut child: Child = child
             .into_inner()

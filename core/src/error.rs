@@ -29,6 +29,8 @@ pub enum ErrorKind {
     SourceNotFound,
     /// The dump command exited non-zero or was killed by a signal.
     CommandFailed,
+    /// A database dump is incomplete or unreadable (validation failed).
+    DumpInvalid,
     /// No snapshot matches the given ID, prefix or filter.
     SnapshotNotFound,
     /// A snapshot ID prefix matches more than one snapshot.

@@ -5,6 +5,7 @@
 //!
 //! - [`chunker`]: FastCDC content-defined chunking with a seeded gear table
 //! - [`crypto`]: master key, sub-keys, XChaCha20-Poly1305 sealing
+//! - [`dumpcheck`]: recognising database dumps and checking they are complete
 //! - [`keyfile`]: password-wrapped master keys (Argon2id)
 //! - [`format`]: the object header and sealed objects
 //! - [`compress`]: zstd with bounded decompression
@@ -30,6 +31,7 @@ pub mod compress;
 pub mod config;
 pub mod copy;
 pub mod crypto;
+pub mod dumpcheck;
 pub mod error;
 pub mod format;
 #[doc(hidden)]

@@ -42,6 +42,9 @@ pub struct SnapshotSource {
     /// The command's exit status; always 0 in a stored snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
+    /// What database dump the stream (or the one source directory) is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump: Option<crate::dumpcheck::DumpInfo>,
 }
 
 /// Sizes and counts of one backup run. Field names follow restic's
@@ -232,6 +235,7 @@ pub(crate) fn sample(id: Id, time: SnapshotTime, host: &str, tags: &[&str]) -> S
             stdin_filename: Some("shop.sql".into()),
             command: None,
             exit_status: None,
+            dump: None,
         },
         original: None,
         program_version: "cairn test".into(),

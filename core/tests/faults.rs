@@ -91,6 +91,7 @@ fn backup_options() -> BackupOptions {
         username: "test".into(),
         tags: Vec::new(),
         time: None,
+        validate_dumps: true,
     }
 }
 
