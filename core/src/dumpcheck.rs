@@ -169,7 +169,9 @@ fn ends_with_completion(tail: &[u8], complete_line: &str) -> bool {
 /// Whether a tar stream ends with the end-of-archive marker: its length is
 /// a multiple of 512 and its last 1024 bytes are zero.
 fn tar_is_whole(tail: &[u8], total: u64) -> bool {
-    total.is_multiple_of(512) && tail.len() >= 1024 && tail[tail.len() - 1024..].iter().all(|b| *b == 0)
+    total.is_multiple_of(512)
+        && tail.len() >= 1024
+        && tail[tail.len() - 1024..].iter().all(|b| *b == 0)
 }
 
 /// Finds a PostgreSQL client tool: on PATH, else the newest
@@ -324,6 +326,8 @@ pub struct Inspection {
 /// Watches a stream as it is read; see the module documentation.
 pub struct Inspector {
     validate: bool,
+    /// Whether pg_restore may be run (not when fuzzing).
+    tools: bool,
     head: Vec<u8>,
     tail: Vec<u8>,
     total: u64,
@@ -338,12 +342,22 @@ impl Inspector {
     pub fn new(validate: bool) -> Self {
         Inspector {
             validate,
+            tools: true,
             head: Vec::new(),
             tail: Vec::new(),
             total: 0,
             format: None,
             restore: None,
             start_error: None,
+        }
+    }
+
+    /// An inspector that never runs pg_restore: archives are recognised
+    /// but not read (for fuzzing the parsing of untrusted streams).
+    pub fn without_tools() -> Self {
+        Inspector {
+            tools: false,
+            ..Inspector::new(true)
         }
     }
 
@@ -380,7 +394,7 @@ impl Inspector {
     fn recognise(&mut self) {
         let format = detect(&self.head);
         self.format = Some(format);
-        if self.validate && matches!(format, Format::PgCustom | Format::PgTar) {
+        if self.validate && self.tools && matches!(format, Format::PgCustom | Format::PgTar) {
             match find_pg_tool("pg_restore") {
                 Some(p) => match RestoreCheck::start(&p) {
                     Ok(r) => self.restore = Some(r),
@@ -499,7 +513,7 @@ impl Inspector {
                     .filter(|d| !d.is_empty());
             }
             Format::PgCustom | Format::PgTar => {
-                if let Some(list) = list_header(&self.head) {
+                if let Some(list) = self.tools.then(|| list_header(&self.head)).flatten() {
                     info.database = list_value(&list, "dbname:");
                     info.server_version = list_value(&list, "Dumped from database version:");
                     info.dump_version = list_value(&list, "Dumped by pg_dump version:");

@@ -124,6 +124,21 @@ pub fn chunker(data: &[u8]) {
 /// A fuzz target: arbitrary bytes in, no panic out.
 pub type Target = fn(&[u8]);
 
+/// Dump inspection: recognising and checking a backed-up stream never
+/// panics, however it is split into reads.
+pub fn dump(data: &[u8]) {
+    let step = usize::from(data.first().copied().unwrap_or(0)).max(1) * 97;
+    let mut i = crate::dumpcheck::Inspector::without_tools();
+    for piece in data.chunks(step) {
+        i.feed(piece);
+    }
+    if let Ok(found) = i.finish("fuzz.sql") {
+        if let Some(info) = found.info {
+            let _ = info.describe();
+        }
+    }
+}
+
 /// Every target by name, for the corpus replay test.
 pub const TARGETS: &[(&str, Target)] = &[
     ("object", object),
@@ -135,6 +150,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tree", tree),
     ("snapshot", snapshot),
     ("chunker", chunker),
+    ("dump", dump),
 ];
 
 /// Valid inputs for every target, made under [`fixed_keys`]: the seeds of
@@ -244,5 +260,18 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     out.push(("frame", format::frame_payload(3, &json)));
     out.push(("frame", format::frame_payload(0, b"raw")));
     out.push(("chunker", json));
+    let plain = "--\n-- PostgreSQL database dump\n--\n\n\
+                 -- Dumped from database version 16.4\n-- Dumped by pg_dump version 16.4\n\n\
+                 SET x = 0;\n\n--\n-- PostgreSQL database dump complete\n--\n\n";
+    out.push(("dump", plain.as_bytes().to_vec()));
+    out.push((
+        "dump",
+        b"-- MySQL dump 10.13\n-- Host: h    Database: shop\n-- Server version\t8.0\n\n-- Dump completed on 2026-11-27\n".to_vec(),
+    ));
+    let mut tar = vec![0u8; 2048];
+    tar[..8].copy_from_slice(b"toc.dat\0");
+    tar[257..262].copy_from_slice(b"ustar");
+    out.push(("dump", tar));
+    out.push(("dump", b"PGDMP\x01\x0e\x00\x04\x08\x01".to_vec()));
     Ok(out)
 }
