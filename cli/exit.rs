@@ -21,6 +21,7 @@ pub enum ExitCode {
     Unsupported = 25,
     RepositoryExists = 26,
     DumpInvalid = 27,
+    WalConflict = 28,
     Interrupted = 130,
 }
 
@@ -35,6 +36,7 @@ impl ExitCode {
             ErrorKind::SourceNotFound => ExitCode::SourceNotFound,
             ErrorKind::CommandFailed => ExitCode::CommandFailed,
             ErrorKind::DumpInvalid => ExitCode::DumpInvalid,
+            ErrorKind::WalConflict => ExitCode::WalConflict,
             ErrorKind::SnapshotNotFound | ErrorKind::AmbiguousSnapshot => {
                 ExitCode::SnapshotNotFound
             }
@@ -72,4 +74,5 @@ Exit codes:
    26    init: a repository already exists there
    27    the dump is incomplete or unreadable (a plain pg_dump without its completion
          line, an archive pg_restore cannot read): no snapshot written
+   28    wal-push: a WAL file of that name is already archived with different contents
   130    interrupted (Ctrl-C, SIGTERM)";

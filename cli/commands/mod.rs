@@ -10,6 +10,7 @@ mod prune;
 mod repair;
 mod restore;
 mod snapshots;
+mod wal;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,12 @@ pub enum Command {
     /// Copy snapshots to another repository (off-site copy)
     #[command(long_about = copy::LONG_ABOUT)]
     Copy(copy::CopyArgs),
+    /// Archive a PostgreSQL WAL file (archive_command = 'cairn wal-push %p')
+    #[command(name = "wal-push", long_about = wal::PUSH_ABOUT)]
+    WalPush(wal::PushArgs),
+    /// Restore an archived WAL file (restore_command = 'cairn wal-fetch %f %p')
+    #[command(name = "wal-fetch", long_about = wal::FETCH_ABOUT)]
+    WalFetch(wal::FetchArgs),
 }
 
 pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
@@ -61,6 +68,8 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(a) => check::run(global, a),
         Command::Repair(a) => repair::run(global, a),
         Command::Copy(a) => copy::run(global, a),
+        Command::WalPush(a) => wal::push(global, a),
+        Command::WalFetch(a) => wal::fetch(global, a),
     }
 }
 

@@ -118,6 +118,8 @@ pub enum ProblemKind {
     Tree,
     /// A blob a snapshot needs is in no index (or has the wrong type).
     Blob,
+    /// An archived WAL record cannot be read.
+    Wal,
 }
 
 /// One thing that is wrong.
@@ -150,6 +152,8 @@ pub struct CheckStats {
     pub unindexed_packs: usize,
     /// Snapshots.
     pub snapshots: usize,
+    /// Archived WAL files.
+    pub wal_files: usize,
     /// Distinct trees walked.
     pub trees: usize,
     /// Packs read whole (`--read-data`).
@@ -169,6 +173,8 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
     /// Snapshots that cannot be fully restored (hex IDs, oldest first).
     pub damaged_snapshots: Vec<String>,
+    /// WAL files that cannot be fully fetched (their names).
+    pub damaged_wal: Vec<String>,
     /// What was looked at.
     pub stats: CheckStats,
 }
@@ -263,12 +269,14 @@ pub fn check(
     // needs is in an index object read below, even if a backup commits
     // meanwhile.
     let snapshots = repo.load_snapshots()?;
+    let wal = crate::wal::load(repo)?;
     let fresh = IndexCache::temporary()?;
     let expected = c.check_index(&fresh)?;
     let index = fresh.reader()?;
     c.report.stats.blobs = index.len()?;
     c.check_packs(&expected, opts.read_data)?;
     c.check_snapshots(&index, snapshots)?;
+    c.check_wal(&index, wal)?;
     if c.in_obsolete > 0 {
         c.report.warnings.push(format!(
             "{} referenced blobs are only in packs prune marked unused; the next prune keeps them",
@@ -676,6 +684,40 @@ impl Checker<'_> {
             }
             if !damage.is_empty() {
                 self.report.damaged_snapshots.push(hex);
+            }
+            self.progress.advance(1);
+        }
+        Ok(())
+    }
+
+    /// Archived WAL files are checked like snapshots: each record must
+    /// read, and its tree, chunk lists and blobs must be whole. Problems
+    /// name the WAL files they affect as `wal:<name>`.
+    fn check_wal(&mut self, index: &CacheReader, mut list: crate::wal::WalList) -> Result<()> {
+        list.damaged
+            .retain(|(_, e)| e.kind() != ErrorKind::MissingObject);
+        self.report.stats.wal_files = list.good.len() + list.damaged.len();
+        for (name, e) in &list.damaged {
+            self.note(e);
+            let n = self.problem(ProblemKind::Wal, name.clone(), e.to_string());
+            self.affected
+                .entry(n)
+                .or_default()
+                .insert(format!("wal:{name}"));
+            self.report.damaged_wal.push(name.clone());
+        }
+        self.progress.phase("WAL", list.good.len() as u64, false);
+        for w in &list.good {
+            self.cancelled()?;
+            let damage = self.walk_tree(index, &w.tree, 0)?;
+            for n in &damage {
+                self.affected
+                    .entry(*n)
+                    .or_default()
+                    .insert(format!("wal:{}", w.name));
+            }
+            if !damage.is_empty() {
+                self.report.damaged_wal.push(w.name.clone());
             }
             self.progress.advance(1);
         }

@@ -26,6 +26,7 @@ const CONTEXT_CHUNK_ID: &str = "cairn 2026-11-27 v1 chunk id key";
 const CONTEXT_CHUNKER_SEED: &str = "cairn 2026-11-27 v1 chunker gear seed";
 const CONTEXT_KEY_INFO: &str = "cairn 2026-11-27 v1 key file info key";
 const CONTEXT_METADATA_ID: &str = "cairn 2026-11-27 v1 metadata blob id key";
+const CONTEXT_WAL_NAME: &str = "cairn 2026-11-27 v1 wal file name key";
 
 /// Fills a fixed-size array from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
@@ -134,6 +135,7 @@ pub struct Keys {
     key_info: SealingKey,
     chunk_id_key: [u8; 32],
     metadata_id_key: [u8; 32],
+    wal_name_key: [u8; 32],
     chunker_seed: u64,
 }
 
@@ -144,6 +146,7 @@ impl Keys {
         let key_info = blake3::derive_key(CONTEXT_KEY_INFO, master.as_bytes());
         let chunk_id_key = blake3::derive_key(CONTEXT_CHUNK_ID, master.as_bytes());
         let metadata_id_key = blake3::derive_key(CONTEXT_METADATA_ID, master.as_bytes());
+        let wal_name_key = blake3::derive_key(CONTEXT_WAL_NAME, master.as_bytes());
         let seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, master.as_bytes());
         let mut seed8 = [0u8; 8];
         seed8.copy_from_slice(&seed[..8]);
@@ -152,6 +155,7 @@ impl Keys {
             key_info: SealingKey::new(&key_info),
             chunk_id_key,
             metadata_id_key,
+            wal_name_key,
             chunker_seed: u64::from_le_bytes(seed8),
         }
     }
@@ -181,6 +185,13 @@ impl Keys {
         h.update(&[type_byte]);
         h.update(plaintext);
         Id::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// The object name of the archived WAL file `name`: BLAKE3 keyed with
+    /// the WAL-name key, so that a WAL file is found without listing, and
+    /// the storage does not learn which WAL files there are.
+    pub fn wal_object_id(&self, name: &str) -> Id {
+        Id::from_bytes(*blake3::keyed_hash(&self.wal_name_key, name.as_bytes()).as_bytes())
     }
 
     /// The seed of the chunker's gear table.

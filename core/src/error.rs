@@ -31,6 +31,8 @@ pub enum ErrorKind {
     CommandFailed,
     /// A database dump is incomplete or unreadable (validation failed).
     DumpInvalid,
+    /// A WAL file name is already archived with other contents.
+    WalConflict,
     /// No snapshot matches the given ID, prefix or filter.
     SnapshotNotFound,
     /// A snapshot ID prefix matches more than one snapshot.

@@ -42,6 +42,8 @@ pub enum ObjectType {
     Index = 4,
     /// `snapshots/<id>`: one backup.
     Snapshot = 5,
+    /// `wal/<id>`: one archived PostgreSQL WAL file.
+    WalRecord = 6,
 }
 
 impl ObjectType {
@@ -52,6 +54,7 @@ impl ObjectType {
             3 => ObjectType::Pack,
             4 => ObjectType::Index,
             5 => ObjectType::Snapshot,
+            6 => ObjectType::WalRecord,
             _ => return None,
         })
     }
@@ -64,6 +67,7 @@ impl ObjectType {
             ObjectType::Pack => "pack",
             ObjectType::Index => "index",
             ObjectType::Snapshot => "snapshot",
+            ObjectType::WalRecord => "WAL record",
         }
     }
 }

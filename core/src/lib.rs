@@ -48,6 +48,7 @@ pub mod retention;
 pub mod snapshot;
 pub mod time;
 pub mod tree;
+pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

@@ -268,6 +268,14 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
             "snapshot {name} cannot be read ({e}); prune needs every snapshot to know what is in use, so it stops without changing anything"
         )));
     }
+    // Archived WAL files are roots like snapshots (listed before the
+    // index for the same reason).
+    let wal = crate::wal::load(repo)?;
+    if let Some((name, e)) = wal.damaged.first() {
+        return Err(stop(e, format!(
+            "WAL record {name} cannot be read ({e}); prune needs every WAL record to know what is in use, so it stops without changing anything"
+        )));
+    }
     let stats = repo.sync_index()?;
     if let Some(e) = stats.unreadable.first() {
         return Err(stop(
@@ -279,9 +287,14 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
     let index = &index;
     let mut used = HashSet::new();
     let mut stack: Vec<Id> = Vec::new();
-    for s in &list.good {
-        if used.insert(s.tree) {
-            stack.push(s.tree);
+    for tree in list
+        .good
+        .iter()
+        .map(|s| s.tree)
+        .chain(wal.good.iter().map(|w| w.tree))
+    {
+        if used.insert(tree) {
+            stack.push(tree);
         }
     }
     while let Some(tree_id) = stack.pop() {

@@ -68,6 +68,13 @@ impl Postgres {
     /// message, except when CI=true, where it panics (a missing service
     /// fails the run, it never skips).
     pub fn start() -> Option<Postgres> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a cluster with extra server settings (`-c name=value`);
+    /// `{dir}` in a value is replaced by the cluster's own directory,
+    /// which the server's user can write.
+    pub fn start_with(settings: &[(&str, &str)]) -> Option<Postgres> {
         let Some(bindir) = find_bindir() else {
             assert!(
                 !in_ci(),
@@ -120,6 +127,20 @@ impl Postgres {
             pg.port,
             pg.dir.path().display()
         );
+        // Settings go into postgresql.conf: values with spaces and quotes
+        // do not survive pg_ctl -o.
+        if !settings.is_empty() {
+            let dir = pg.dir.path().display().to_string();
+            let mut conf = String::new();
+            for (k, v) in settings {
+                let v = v.replace("{dir}", &dir).replace('\'', "''");
+                conf.push_str(&format!("{k} = '{v}'\n"));
+            }
+            let path = data.join("postgresql.auto.conf");
+            let mut old = std::fs::read_to_string(&path).unwrap_or_default();
+            old.push_str(&conf);
+            std::fs::write(&path, old).unwrap();
+        }
         check(
             pg.server_cmd("pg_ctl")
                 .arg("-D")
@@ -147,6 +168,24 @@ impl Postgres {
 
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Gives the server's user (postgres, when we are root) ownership of
+    /// `path` and everything under it.
+    pub fn give(&self, path: &Path) {
+        if self.as_postgres {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(path)
+                .output()
+                .unwrap();
+            check(out, "chown");
+        }
     }
 
     /// A client tool (psql, pg_dump) connected to this cluster.

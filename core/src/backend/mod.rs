@@ -74,6 +74,8 @@ pub enum ObjectKind {
     Index,
     /// `snapshots/<id>`.
     Snapshot,
+    /// `wal/<id>`: one archived PostgreSQL WAL file (`repo-format.md` §18).
+    Wal,
 }
 
 impl ObjectKind {
@@ -85,6 +87,7 @@ impl ObjectKind {
             ObjectKind::Pack => "data",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Wal => "wal",
         }
     }
 
@@ -103,7 +106,7 @@ impl ObjectKind {
         const MIB: u64 = 1024 * 1024;
         match self {
             ObjectKind::Config | ObjectKind::Key => 2 * MIB,
-            ObjectKind::Snapshot => 65 * MIB,
+            ObjectKind::Snapshot | ObjectKind::Wal => 65 * MIB,
             ObjectKind::Index => 1025 * MIB,
             ObjectKind::Pack => u64::from(u32::MAX),
         }
@@ -117,6 +120,7 @@ impl ObjectKind {
             ObjectKind::Pack => "pack",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Wal => "WAL record",
         }
     }
 }

@@ -20,6 +20,7 @@ fn kind_key(kind: ObjectKind) -> u8 {
         ObjectKind::Pack => 2,
         ObjectKind::Index => 3,
         ObjectKind::Snapshot => 4,
+        ObjectKind::Wal => 5,
     }
 }
 

@@ -1,0 +1,123 @@
+//! PostgreSQL WAL archiving through the real binary: a real cluster with
+//! `archive_command = 'cairn wal-push %p'`, then `wal-fetch` of what it
+//! archived, retries, conflicts, and prune next to archived WAL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::pg::Postgres;
+use common::{assert_code, stderr, Env, PASSWORD};
+use serde_json::Value;
+
+/// A cluster archiving into a fresh repository at `{dir}/archive` (owned
+/// by the server's user), and an `Env` to run cairn on it as root.
+fn archiving_cluster() -> Option<(Postgres, Env)> {
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    let command = format!(
+        "CAIRN_PASSWORD='{PASSWORD}' CAIRN_CACHE_DIR={{dir}}/cache {cairn} -q -r {{dir}}/archive wal-push %p"
+    );
+    let pg = Postgres::start_with(&[
+        ("archive_mode", "on"),
+        ("archive_command", &command),
+        ("wal_level", "replica"),
+    ])?;
+    let repo = pg.socket_dir().join("archive");
+    let env = Env::init_at(repo.to_str().unwrap(), &[], &[]);
+    pg.give(&repo);
+    Some((pg, env))
+}
+
+/// Switches to a new WAL segment `n` times, each after some writes, and
+/// waits until PostgreSQL reports them archived; returns the last
+/// archived file name.
+fn archive_segments(pg: &Postgres, n: usize) -> String {
+    let before: u64 = pg
+        .psql("postgres", "SELECT archived_count FROM pg_stat_archiver")
+        .parse()
+        .unwrap();
+    for i in 0..n {
+        pg.psql(
+            "postgres",
+            &format!(
+                "INSERT INTO t SELECT g, md5((g * {i})::text) FROM generate_series(1, 2000) g"
+            ),
+        );
+        pg.psql("postgres", "SELECT pg_switch_wal()");
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let row = pg.psql(
+            "postgres",
+            "SELECT archived_count || ',' || failed_count || ',' || coalesce(last_archived_wal, '') \
+             FROM pg_stat_archiver",
+        );
+        let f: Vec<&str> = row.split(',').collect();
+        let archived: u64 = f[0].parse().unwrap();
+        assert_eq!(
+            f[1], "0",
+            "archive_command failed; server log has cairn's message"
+        );
+        if archived >= before + n as u64 {
+            return f[2].to_string();
+        }
+        assert!(Instant::now() < deadline, "WAL not archived in time: {row}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    let last = archive_segments(&pg, 3);
+    let segment = pg.data_dir().join("pg_wal").join(&last);
+    let original = std::fs::read(&segment).unwrap();
+    assert_eq!(original.len(), 16 << 20);
+
+    // Fetched byte-identical, through a temporary file.
+    let dest = env.path("fetched");
+    let out = env.run(&["--json", "wal-fetch", &last, dest.to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-fetch"]);
+    assert_eq!(std::fs::read(&dest).unwrap(), original);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["size"], 16 << 20);
+
+    // A retried push of the same file stores nothing and succeeds.
+    let out = env.run(&["--json", "wal-push", segment.to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-push again"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["already_archived"], true, "{v}");
+    // Different contents under an archived name: refused, 28.
+    let other = env.path(&last);
+    let mut changed = original.clone();
+    changed[100] ^= 1;
+    std::fs::write(&other, &changed).unwrap();
+    let out = env.run(&["wal-push", other.to_str().unwrap()]);
+    assert_code(&out, 28, &["wal-push of other contents"]);
+    assert!(stderr(&out).contains(&last), "{}", stderr(&out));
+    // Past the end of the archive: 20, one line, nothing written.
+    let out = env.run(&[
+        "wal-fetch",
+        "0000000100000000000000FF",
+        dest.to_str().unwrap(),
+    ]);
+    assert_code(&out, 20, &["wal-fetch of a file not archived"]);
+    assert_eq!(std::fs::read(&dest).unwrap(), original);
+    // Not a WAL file name: refused before anything is read.
+    let out = env.run(&["wal-fetch", "../etc/passwd", dest.to_str().unwrap()]);
+    assert_code(&out, 2, &["wal-fetch of a path"]);
+
+    // Archived WAL is what prune must keep, even with no snapshot at all.
+    env.ok(&["prune", "--grace", "0"]);
+    env.ok(&["prune", "--grace", "0"]);
+    let out = env.run(&["wal-fetch", &last, dest.to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-fetch after prune"]);
+    assert_eq!(std::fs::read(&dest).unwrap(), original);
+    let checked = env.ok(&["check", "--read-data"]);
+    assert!(checked.contains("archived WAL files"), "{checked}");
+}
