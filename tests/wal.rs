@@ -121,3 +121,95 @@ fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
     let checked = env.ok(&["check", "--read-data"]);
     assert!(checked.contains("archived WAL files"), "{checked}");
 }
+
+#[test]
+fn point_in_time_restore_replays_archived_wal_up_to_the_target() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    pg.psql(
+        "postgres",
+        "CREATE TABLE marks (label text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    let socket = pg.socket_dir().to_str().unwrap().to_string();
+    let port = pg.port.to_string();
+    let out = env.run(&[
+        "--json",
+        "pg",
+        "basebackup",
+        "--",
+        "-h",
+        &socket,
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+    ]);
+    assert_code(&out, 0, &["pg basebackup"]);
+    let snaps = env.snapshots();
+    let base = &snaps[0]["source"]["dump"];
+    assert_eq!(base["format"], "pg_basebackup", "{base}");
+    assert!(
+        base["start_wal"].as_str().is_some_and(|w| w.len() == 24),
+        "{base}"
+    );
+
+    // Row "one", then the target time, then row "two"; all archived.
+    let utc_now = "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', \
+                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+    pg.psql("postgres", "INSERT INTO marks (label) VALUES ('one')");
+    std::thread::sleep(Duration::from_millis(1100));
+    let target = pg.psql("postgres", utc_now);
+    std::thread::sleep(Duration::from_millis(1100));
+    pg.psql("postgres", "INSERT INTO marks (label) VALUES ('two')");
+    archive_segments(&pg, 2);
+
+    // The restore_command runs as the server's user: it gets a password
+    // file and a cache directory of its own.
+    let (dir, _) = Postgres::scratch_dir();
+    let password = pg.socket_dir().join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    pg.give(&password);
+    let cache = dir.path().join("cache");
+    let pgdata = dir.path().join("data");
+    let out = env
+        .cmd()
+        .args(["pg", "restore", "--pgdata", pgdata.to_str().unwrap()])
+        .args(["--target-time", &target])
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", &password)
+        .env("CAIRN_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["pg restore"]);
+    pg.give(&cache);
+    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(
+        auto.contains("wal-fetch %f %p") && auto.contains("recovery_target_time"),
+        "{auto}"
+    );
+    // Into a directory that is not empty: refused.
+    let out = env.run(&["pg", "restore", "--pgdata", pgdata.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+
+    let restored = Postgres::adopt(dir);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while restored.psql("postgres", "SELECT pg_is_in_recovery()") == "t" {
+        assert!(Instant::now() < deadline, "recovery did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        restored.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
+        "one",
+        "the restored cluster has the rows committed before {target}, and only those"
+    );
+    // The original still has both.
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT string_agg(label, ',' ORDER BY at) FROM marks"
+        ),
+        "one,two"
+    );
+}

@@ -103,9 +103,20 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         time,
         validate_dumps: !args.no_validate,
     };
+    run_backup(global, &repo, source, &opts)
+}
+
+/// Runs a backup with a progress bar and reports it (human or JSON);
+/// shared with `pg basebackup`.
+pub fn run_backup(
+    global: &GlobalArgs,
+    repo: &cairn_core::repository::Repository,
+    source: BackupSource,
+    opts: &BackupOptions,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let progress = byte_progress(global.quiet || global.json, "read");
-    let outcome = backup::backup(&repo, source, &opts, &progress, &CANCEL);
+    let outcome = backup::backup(repo, source, opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let outcome = outcome?;
     let s = &outcome.snapshot;

@@ -1,11 +1,12 @@
 //! One module per subcommand.
 
-mod backup;
+pub(crate) mod backup;
 mod check;
 mod copy;
 mod dump;
 mod forget;
 mod init;
+mod pg;
 mod prune;
 mod repair;
 mod restore;
@@ -48,6 +49,8 @@ pub enum Command {
     /// Copy snapshots to another repository (off-site copy)
     #[command(long_about = copy::LONG_ABOUT)]
     Copy(copy::CopyArgs),
+    /// PostgreSQL base backups and point-in-time restore
+    Pg(pg::PgArgs),
     /// Archive a PostgreSQL WAL file (archive_command = 'cairn wal-push %p')
     #[command(name = "wal-push", long_about = wal::PUSH_ABOUT)]
     WalPush(wal::PushArgs),
@@ -68,6 +71,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(a) => check::run(global, a),
         Command::Repair(a) => repair::run(global, a),
         Command::Copy(a) => copy::run(global, a),
+        Command::Pg(a) => pg::run(global, a),
         Command::WalPush(a) => wal::push(global, a),
         Command::WalFetch(a) => wal::fetch(global, a),
     }

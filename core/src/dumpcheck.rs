@@ -60,6 +60,15 @@ pub struct DumpInfo {
     /// was written.
     #[serde(default)]
     pub validated: bool,
+    /// A base backup's start: its WAL location (LSN, `0/2000028`)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_lsn: Option<String>,
+    /// ...the WAL file holding it (recovery needs it and all later ones)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_wal: Option<String>,
+    /// ...and its timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
 }
 
 impl DumpInfo {
@@ -86,6 +95,9 @@ enum Format {
     PgDumpall,
     PgCustom,
     PgTar,
+    /// `pg_basebackup -Ft -D -`: a tar of the data directory whose first
+    /// member is `backup_label`.
+    PgBaseBackup,
     MysqlDump,
     /// The whole stream is compressed (gzip, zstd...).
     Compressed(&'static str),
@@ -109,6 +121,9 @@ fn detect(head: &[u8]) -> Format {
     // A pg_dump tar archive: a ustar header whose first member is toc.dat.
     if head.len() >= 512 && &head[257..262] == b"ustar" && head.starts_with(b"toc.dat\0") {
         return Format::PgTar;
+    }
+    if head.len() >= 512 && &head[257..262] == b"ustar" && head.starts_with(b"backup_label\0") {
+        return Format::PgBaseBackup;
     }
     if let Some((_, name)) = MAGICS.iter().find(|(m, _)| head.starts_with(m)) {
         return Format::Compressed(name);
@@ -137,6 +152,7 @@ fn format_name(f: Format) -> Option<String> {
             Format::PgDumpall => "pg_dumpall",
             Format::PgCustom => "pg_dump-custom",
             Format::PgTar => "pg_dump-tar",
+            Format::PgBaseBackup => "pg_basebackup",
             Format::MysqlDump => "mysqldump",
             Format::Compressed(name) => name,
             Format::Unknown => return None,
@@ -172,6 +188,15 @@ fn tar_is_whole(tail: &[u8], total: u64) -> bool {
     total.is_multiple_of(512)
         && tail.len() >= 1024
         && tail[tail.len() - 1024..].iter().all(|b| *b == 0)
+}
+
+/// The text of the first tar member (`backup_label`), from the head.
+fn backup_label(head: &[u8]) -> Option<String> {
+    let size_field = std::str::from_utf8(head.get(124..136)?).ok()?;
+    let size =
+        usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()?;
+    let data = head.get(512..512 + size.min(64 * 1024))?;
+    Some(String::from_utf8_lossy(data).into_owned())
 }
 
 /// Finds a PostgreSQL client tool: on PATH, else the newest
@@ -432,7 +457,8 @@ impl Inspector {
         }
         // A tar archive cut short is known bad without pg_restore (which
         // may never finish reading it).
-        let tar_cut = format == Format::PgTar && !tar_is_whole(&self.tail, self.total);
+        let tar_cut = matches!(format, Format::PgTar | Format::PgBaseBackup)
+            && !tar_is_whole(&self.tail, self.total);
         let restore_failure = match self.restore.take() {
             Some(r) if tar_cut => {
                 r.abandon();
@@ -473,7 +499,7 @@ impl Inspector {
                             "it does not end with \"-- Dump completed\" (cut short?)".into(),
                         );
                     }
-                    Format::PgTar if tar_cut => {
+                    Format::PgTar | Format::PgBaseBackup if tar_cut => {
                         return invalid(
                             "the tar archive has no end-of-archive blocks (cut short?)".into(),
                         );
@@ -528,6 +554,21 @@ impl Inspector {
                  night is stored almost whole; back up the dump uncompressed (drop the \
                  compressor, or use `pg_dump -Z0`): cairn compresses with zstd itself"
             )),
+            Format::PgBaseBackup => {
+                let label = backup_label(&self.head).unwrap_or_default();
+                let start = header_value(&label, "START WAL LOCATION:");
+                // "0/2000028 (file 000000010000000000000002)"
+                info.start_lsn = start
+                    .as_deref()
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(str::to_string);
+                info.start_wal = start
+                    .as_deref()
+                    .and_then(|s| s.split("(file ").nth(1))
+                    .map(|s| s.trim_end_matches(')').trim().to_string());
+                info.timeline =
+                    header_value(&label, "START TIMELINE:").and_then(|t| t.parse().ok());
+            }
             Format::Unknown => {}
         }
         Ok(Inspection {
@@ -663,6 +704,7 @@ pub fn check_directory_dump(dir: &Path, validate: bool) -> Result<Option<DumpInf
             .filter(|c| c != "0" && c != "none")
             .map(|c| if c == "-1" { "gzip".to_string() } else { c }),
         validated: validate,
+        ..DumpInfo::default()
     }))
 }
 

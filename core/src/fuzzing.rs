@@ -247,6 +247,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
                 dump_version: Some("16.4".into()),
                 compression: None,
                 validated: true,
+                ..crate::dumpcheck::DumpInfo::default()
             }),
         },
         original: None,

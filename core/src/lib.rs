@@ -6,6 +6,8 @@
 //! - [`chunker`]: FastCDC content-defined chunking with a seeded gear table
 //! - [`crypto`]: master key, sub-keys, XChaCha20-Poly1305 sealing
 //! - [`dumpcheck`]: recognising database dumps and checking they are complete
+//! - [`wal`]: PostgreSQL WAL archiving (`wal-push`, `wal-fetch`)
+//! - [`pitr`]: base backups and point-in-time restore
 //! - [`keyfile`]: password-wrapped master keys (Argon2id)
 //! - [`format`]: the object header and sealed objects
 //! - [`compress`]: zstd with bounded decompression
@@ -40,6 +42,7 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod pack;
+pub mod pitr;
 pub mod prune;
 pub mod repair;
 pub mod repository;

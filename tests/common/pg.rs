@@ -18,6 +18,14 @@ pub struct Postgres {
     as_postgres: bool,
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Finds the directory of initdb/pg_ctl: Debian keeps them off PATH under
 /// /usr/lib/postgresql/<version>/bin.
 fn find_bindir() -> Option<PathBuf> {
@@ -83,21 +91,8 @@ impl Postgres {
             eprintln!("SKIPPED: PostgreSQL is not installed (apt-get install postgresql)");
             return None;
         };
-        let as_postgres = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-pg-")
-            .tempdir()
-            .unwrap();
-        if as_postgres {
-            let (uid, gid) =
-                postgres_uid_gid().expect("running as root, but there is no postgres user");
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (dir, as_postgres) = Self::scratch_dir();
+        let port = free_port();
         let pg = Postgres {
             dir,
             port,
@@ -122,13 +117,6 @@ impl Postgres {
                 .unwrap(),
             "initdb",
         );
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
-            pg.port,
-            pg.dir.path().display()
-        );
-        // Settings go into postgresql.conf: values with spaces and quotes
-        // do not survive pg_ctl -o.
         if !settings.is_empty() {
             let dir = pg.dir.path().display().to_string();
             let mut conf = String::new();
@@ -141,18 +129,58 @@ impl Postgres {
             old.push_str(&conf);
             std::fs::write(&path, old).unwrap();
         }
+        pg.launch();
+        Some(pg)
+    }
+
+    /// A scratch directory the server's user owns, and whether the
+    /// server runs as `postgres` (we are root).
+    pub fn scratch_dir() -> (TempDir, bool) {
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-pg-")
+            .tempdir()
+            .unwrap();
+        if as_postgres {
+            let (uid, gid) =
+                postgres_uid_gid().expect("running as root, but there is no postgres user");
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        (dir, as_postgres)
+    }
+
+    /// Starts a server on the data directory `dir/data` made by someone
+    /// else (a restore), on a port of its own.
+    pub fn adopt(dir: TempDir) -> Postgres {
+        let pg = Postgres {
+            dir,
+            port: free_port(),
+            bindir: find_bindir().expect("PostgreSQL is not installed"),
+            as_postgres: is_root(),
+        };
+        pg.launch();
+        pg
+    }
+
+    fn launch(&self) {
+        let pg = self;
+        let data = pg.dir.path().join("data");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
+            pg.port,
+            pg.dir.path().display()
+        );
         check(
             pg.server_cmd("pg_ctl")
                 .arg("-D")
                 .arg(&data)
                 .arg("-l")
                 .arg(pg.dir.path().join("log"))
-                .args(["-w", "-o", &opts, "start"])
+                .args(["-w", "-t", "120", "-o", &opts, "start"])
                 .output()
                 .unwrap(),
             "pg_ctl start",
         );
-        Some(pg)
     }
 
     fn server_cmd(&self, tool: &str) -> Command {

@@ -1,0 +1,259 @@
+//! `cairn pg`: PostgreSQL base backups and point-in-time restore.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use cairn_core::backup::{self, BackupOptions, BackupSource};
+use cairn_core::dumpcheck::find_pg_tool;
+use cairn_core::pitr::{self, Target};
+use cairn_core::time::SnapshotTime;
+use cairn_core::Error;
+
+use crate::commands::{load_snapshots, FilterArgs};
+use crate::exit::ExitCode;
+use crate::{print_json, GlobalArgs, CANCEL};
+
+pub const RESTORE_ABOUT: &str = "\
+Restore PostgreSQL to a point in time: the newest base backup that finished
+before the target is unpacked into --pgdata (a new or empty directory), and
+recovery is configured (recovery.signal, and restore_command, the target and
+the target action appended to postgresql.auto.conf) so that starting
+PostgreSQL on that directory replays the archived WAL up to the target.
+
+    cairn pg restore --pgdata /var/lib/postgresql/16/restored --target-time '2026-11-27 14:05:00'
+    pg_ctl -D /var/lib/postgresql/16/restored start
+
+Without --target-time or --target-lsn, recovery replays all archived WAL.
+restore_command is `cairn -r REPO wal-fetch %f %p`, with this run's
+CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND and CAIRN_CACHE_DIR (a password
+given in CAIRN_PASSWORD is never written into the configuration: use a
+password file, or --restore-command).";
+
+#[derive(Subcommand)]
+pub enum PgCommand {
+    /// Take a base backup with pg_basebackup, streamed into a snapshot
+    Basebackup(BasebackupArgs),
+    /// Restore a base backup and configure recovery to a point in time
+    #[command(long_about = RESTORE_ABOUT)]
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+pub struct PgArgs {
+    #[command(subcommand)]
+    command: PgCommand,
+}
+
+#[derive(Args)]
+pub struct BasebackupArgs {
+    /// pg_basebackup to run [default: on PATH, else the newest /usr/lib/postgresql/*/bin]
+    #[arg(long, value_name = "PATH")]
+    pg_basebackup: Option<PathBuf>,
+
+    /// Tag the snapshot (repeatable, or comma-separated)
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    tags: Vec<String>,
+
+    /// Connection options for pg_basebackup, after -- (e.g. -- -h /run/postgresql -U postgres)
+    #[arg(last = true, value_name = "PG_BASEBACKUP_ARGS")]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// The data directory to create (must not exist, or be empty)
+    #[arg(long, value_name = "DIR")]
+    pgdata: PathBuf,
+
+    /// Recover up to this time ("2026-11-27 14:05:00" local time, or RFC 3339)
+    #[arg(long, value_name = "TIME", conflicts_with = "target_lsn")]
+    target_time: Option<String>,
+
+    /// Recover up to this WAL location (e.g. 0/3000060)
+    #[arg(long, value_name = "LSN")]
+    target_lsn: Option<String>,
+
+    /// What PostgreSQL does at the target: promote (open for writes), pause, or shutdown
+    #[arg(long, value_name = "ACTION", default_value = "promote", value_parser = ["promote", "pause", "shutdown"])]
+    target_action: String,
+
+    /// Use this base backup (ID or prefix) instead of choosing one
+    #[arg(long, value_name = "SNAPSHOT")]
+    snapshot: Option<String>,
+
+    /// restore_command to configure [default: cairn -r REPO wal-fetch %f %p]
+    #[arg(long, value_name = "COMMAND")]
+    restore_command: Option<String>,
+
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+/// Quotes a word for `sh -c`.
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+pub fn run(global: &GlobalArgs, args: PgArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        PgCommand::Basebackup(a) => basebackup(global, a),
+        PgCommand::Restore(a) => restore(global, a),
+    }
+}
+
+fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitCode> {
+    let tool = match args.pg_basebackup {
+        Some(p) => p,
+        None => find_pg_tool("pg_basebackup").ok_or_else(|| {
+            Error::new(
+                cairn_core::ErrorKind::SourceNotFound,
+                "pg_basebackup is not installed (or give --pg-basebackup PATH)",
+            )
+        })?,
+    };
+    // One tar of the data directory on stdout; the WAL it needs comes from
+    // the archive (wal-push), as for any point-in-time restore.
+    let mut command = format!(
+        "{} -D - -Ft -X none --checkpoint=fast",
+        sh_quote(&tool.to_string_lossy())
+    );
+    for a in &args.args {
+        command.push(' ');
+        command.push_str(&sh_quote(a));
+    }
+    let repo = global.open()?;
+    let opts = BackupOptions {
+        hostname: backup::hostname(),
+        username: backup::username(),
+        tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
+        time: None,
+        validate_dumps: true,
+    };
+    let source = BackupSource::Command {
+        command,
+        filename: pitr::BASE_BACKUP_FILE.to_string(),
+    };
+    let code = crate::commands::backup::run_backup(global, &repo, source, &opts)?;
+    Ok(code)
+}
+
+fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let target = match (&args.target_time, &args.target_lsn) {
+        (Some(t), _) => Target::Time(SnapshotTime::parse(t)?),
+        (None, Some(l)) => {
+            pitr::parse_lsn(l)?;
+            Target::Lsn(l.clone())
+        }
+        (None, None) => Target::End,
+    };
+    let restore_command = match args.restore_command {
+        Some(c) => c,
+        None => default_restore_command(global)?,
+    };
+    let repo = global.open()?;
+    let loaded = load_snapshots(&repo)?;
+    let filter = args.filter.filter();
+    let base = match &args.snapshot {
+        Some(spec) => {
+            let s = loaded.resolve(spec, &filter)?;
+            if !pitr::is_base_backup(s) {
+                anyhow::bail!(Error::invalid(format!(
+                    "snapshot {} is not a base backup (cairn pg basebackup)",
+                    s.id.short()
+                )));
+            }
+            s
+        }
+        None => {
+            let candidates: Vec<_> = loaded
+                .good
+                .iter()
+                .filter(|s| filter.matches(s))
+                .cloned()
+                .collect();
+            let s = pitr::choose_base_backup(&candidates, &target)?;
+            loaded
+                .good
+                .iter()
+                .find(|x| x.id == s.id)
+                .ok_or_else(|| Error::invalid("base backup vanished"))?
+        }
+    };
+    let bytes = pitr::unpack_base_backup(&repo, base, &args.pgdata, &CANCEL)?;
+    pitr::configure_recovery(&args.pgdata, &restore_command, &target, &args.target_action)?;
+    if global.json {
+        print_json(&serde_json::json!({
+            "message_type": "pg_restore",
+            "base_backup": base.id.to_hex(),
+            "pgdata": args.pgdata,
+            "bytes": bytes,
+            "restore_command": restore_command,
+        }))?;
+    } else {
+        global.say(format!(
+            "restored base backup {} of {} into {}",
+            base.id.short(),
+            base.time.local_display(),
+            args.pgdata.display()
+        ));
+        global.say(format!(
+            "start PostgreSQL on it to replay archived WAL{}",
+            match &target {
+                Target::End => " to the end of the archive".to_string(),
+                Target::Time(t) => format!(" up to {}", t.local_display()),
+                Target::Lsn(l) => format!(" up to {l}"),
+            }
+        ));
+    }
+    Ok(ExitCode::Success)
+}
+
+/// `cairn -r REPO wal-fetch %f %p` with this run's password source and
+/// cache directory.
+fn default_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
+    let mut env = Vec::new();
+    if let Some(f) = &global.password_file {
+        let abs = std::path::absolute(f)?;
+        env.push(format!(
+            "CAIRN_PASSWORD_FILE={}",
+            sh_quote(&abs.to_string_lossy())
+        ));
+    } else if let Some(c) = &global.password_command {
+        env.push(format!("CAIRN_PASSWORD_COMMAND={}", sh_quote(c)));
+    } else {
+        anyhow::bail!(Error::invalid(
+            "the restore_command needs the password without a terminal: give it with \
+             --password-file / CAIRN_PASSWORD_FILE or --password-command (never written \
+             into the configuration as such), or pass --restore-command"
+        ));
+    }
+    if let Some(dir) = &global.cache_dir {
+        let abs = std::path::absolute(dir)?;
+        env.push(format!(
+            "CAIRN_CACHE_DIR={}",
+            sh_quote(&abs.to_string_lossy())
+        ));
+    }
+    let exe = std::env::current_exe()?;
+    let location = global.location()?;
+    let location = if location.contains(':') {
+        location.to_string()
+    } else {
+        std::path::absolute(location)?
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(format!(
+        "{} {} -q -r {} wal-fetch %f %p",
+        env.join(" "),
+        sh_quote(&exe.to_string_lossy()),
+        sh_quote(&location)
+    ))
+}
