@@ -65,7 +65,8 @@ Exit codes:
    12    wrong password, or no password given
    13    the storage refused access: wrong S3 credentials, or no permission on the
          repository directory
-   20    backup source not found or unreadable (nothing written), or file not in snapshot
+   20    backup source not found or unreadable (nothing written), file not in snapshot,
+         or WAL file not in the archive (wal-fetch)
    21    dump command failed (non-zero exit or killed): no snapshot written
    22    repository data damaged: an object is corrupt or missing
    23    no space left on the repository or restore target

@@ -269,7 +269,7 @@ pub fn check(
     // needs is in an index object read below, even if a backup commits
     // meanwhile.
     let snapshots = repo.load_snapshots()?;
-    let wal = crate::wal::load(repo)?;
+    let wal = crate::wal_record::load(repo)?;
     let fresh = IndexCache::temporary()?;
     let expected = c.check_index(&fresh)?;
     let index = fresh.reader()?;
@@ -693,7 +693,11 @@ impl Checker<'_> {
     /// Archived WAL files are checked like snapshots: each record must
     /// read, and its tree, chunk lists and blobs must be whole. Problems
     /// name the WAL files they affect as `wal:<name>`.
-    fn check_wal(&mut self, index: &CacheReader, mut list: crate::wal::WalList) -> Result<()> {
+    fn check_wal(
+        &mut self,
+        index: &CacheReader,
+        mut list: crate::wal_record::WalList,
+    ) -> Result<()> {
         list.damaged
             .retain(|(_, e)| e.kind() != ErrorKind::MissingObject);
         self.report.stats.wal_files = list.good.len() + list.damaged.len();

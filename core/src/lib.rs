@@ -7,6 +7,7 @@
 //! - [`crypto`]: master key, sub-keys, XChaCha20-Poly1305 sealing
 //! - [`dumpcheck`]: recognising database dumps and checking they are complete
 //! - [`wal`]: PostgreSQL WAL archiving (`wal-push`, `wal-fetch`)
+//! - [`wal_record`]: the WAL record object and listing archived WAL
 //! - [`pitr`]: base backups and point-in-time restore
 //! - [`keyfile`]: password-wrapped master keys (Argon2id)
 //! - [`format`]: the object header and sealed objects
@@ -52,6 +53,7 @@ pub mod snapshot;
 pub mod time;
 pub mod tree;
 pub mod wal;
+pub mod wal_record;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

@@ -270,7 +270,7 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
     }
     // Archived WAL files are roots like snapshots (listed before the
     // index for the same reason).
-    let wal = crate::wal::load(repo)?;
+    let wal = crate::wal_record::load(repo)?;
     if let Some((name, e)) = wal.damaged.first() {
         return Err(stop(e, format!(
             "WAL record {name} cannot be read ({e}); prune needs every WAL record to know what is in use, so it stops without changing anything"

@@ -15,84 +15,17 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-
 use crate::backend::ObjectKind;
 use crate::blob_writer::BlobWriter;
 use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{self, ObjectType};
-use crate::id::Id;
 use crate::pack::BlobType;
 use crate::prune::verify_referenced;
 use crate::repository::Repository;
 use crate::restore::write_chunks;
 use crate::time::SnapshotTime;
 use crate::tree::{Node, NodeKind, Tree};
-
-/// Largest WAL record payload accepted.
-const MAX_RECORD_LEN: usize = 64 * 1024 * 1024;
-
-/// One archived WAL file (or timeline history, backup label, partial
-/// segment: whatever PostgreSQL archives).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalRecord {
-    /// The object name; not part of the stored JSON.
-    #[serde(skip)]
-    pub id: Id,
-    /// The file name PostgreSQL gave, e.g. `000000010000000000000003`.
-    pub name: String,
-    /// When it was archived.
-    pub time: SnapshotTime,
-    /// The host that archived it.
-    pub hostname: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// BLAKE3 (unkeyed) of its contents, hex: a retried push compares it.
-    pub blake3: String,
-    /// A tree with one file node, `name`, holding the contents.
-    pub tree: Id,
-}
-
-impl WalRecord {
-    /// Seals the record as an object.
-    pub fn encode(&self, repo: &Repository) -> Result<Vec<u8>> {
-        let json =
-            serde_json::to_vec(self).map_err(|e| Error::invalid(format!("WAL record: {e}")))?;
-        format::seal_object(
-            repo.keys().data(),
-            repo.id(),
-            ObjectType::WalRecord,
-            &json,
-            repo.config().compression.level,
-        )
-    }
-
-    /// Opens WAL record object `id`; its name must be the one `id` is
-    /// derived from.
-    pub fn decode(repo: &Repository, bytes: &[u8], id: &Id) -> Result<Self> {
-        let what = format!("WAL record {id}");
-        let json = format::open_object(
-            repo.keys().data(),
-            repo.id(),
-            ObjectType::WalRecord,
-            bytes,
-            MAX_RECORD_LEN,
-            &what,
-        )?;
-        let mut rec: WalRecord =
-            serde_json::from_slice(&json).map_err(|e| Error::decode(&what, e))?;
-        if repo.keys().wal_object_id(&rec.name) != *id {
-            return Err(Error::corrupt(format!(
-                "{what} holds WAL file {:?}, which is not the file its name is for",
-                rec.name
-            )));
-        }
-        rec.id = *id;
-        Ok(rec)
-    }
-}
+pub use crate::wal_record::{load, WalList, WalRecord};
 
 /// Checks a WAL file name: what PostgreSQL archives (`%f`) is a plain file
 /// name of letters, digits, `.`, `_` and `-`.
@@ -330,38 +263,4 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// The archived WAL records: the readable ones (by name), and the object
-/// names of those that cannot be read, with why.
-#[derive(Debug, Default)]
-pub struct WalList {
-    /// Readable records, sorted by name.
-    pub good: Vec<WalRecord>,
-    /// Object name and error of each unreadable record.
-    pub damaged: Vec<(String, Error)>,
-}
-
-/// Lists and reads every WAL record.
-pub fn load(repo: &Repository) -> Result<WalList> {
-    let names = repo.backend().list(ObjectKind::Wal)?;
-    let results: Vec<(String, Result<WalRecord>)> = names
-        .par_iter()
-        .map(|o| {
-            let r = Id::parse(&o.name).and_then(|id| {
-                let bytes = repo.backend().get(ObjectKind::Wal, &o.name)?;
-                WalRecord::decode(repo, &bytes, &id)
-            });
-            (o.name.clone(), r)
-        })
-        .collect();
-    let mut list = WalList::default();
-    for (name, r) in results {
-        match r {
-            Ok(rec) => list.good.push(rec),
-            Err(e) => list.damaged.push((name, e)),
-        }
-    }
-    list.good.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(list)
 }
