@@ -309,6 +309,30 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
             global.say(format!("\nremoved {removed} snapshots"));
         }
     }
+    // Archived WAL that no kept base backup needs goes with them.
+    if all.iter().any(cairn_core::pitr::is_base_backup) {
+        let kept: Vec<Snapshot> = all
+            .iter()
+            .filter(|s| !to_remove.iter().any(|r| r.id == s.id))
+            .cloned()
+            .collect();
+        let records = cairn_core::wal_record::load(&repo)?;
+        let plan = cairn_core::wal::expiry(records.good, &kept);
+        if let (Some(from), false) = (&plan.keep_from, plan.expired.is_empty()) {
+            if args.dry_run {
+                global.say(format!(
+                    "would remove {} archived WAL files older than {from}, the first one the oldest kept base backup needs",
+                    plan.expired.len()
+                ));
+            } else {
+                let n = cairn_core::wal::expire(&repo, &plan)?;
+                global.say(format!(
+                    "removed {n} archived WAL files older than {from}, the first one the oldest kept base backup needs; {} kept",
+                    plan.kept
+                ));
+            }
+        }
+    }
     if global.json {
         if args.snapshots.is_empty() {
             print_json(&json_groups)?;

@@ -37,6 +37,8 @@ pub enum PgCommand {
     /// Restore a base backup and configure recovery to a point in time
     #[command(long_about = RESTORE_ABOUT)]
     Restore(RestoreArgs),
+    /// Newest base backup, newest archived WAL, and any gap in the archive (exit 22 on a gap)
+    Status,
 }
 
 #[derive(Args)]
@@ -105,6 +107,7 @@ pub fn run(global: &GlobalArgs, args: PgArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         PgCommand::Basebackup(a) => basebackup(global, a),
         PgCommand::Restore(a) => restore(global, a),
+        PgCommand::Status => status(global),
     }
 }
 
@@ -256,4 +259,75 @@ fn default_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
         sh_quote(&exe.to_string_lossy()),
         sh_quote(&location)
     ))
+}
+
+fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let repo = global.open()?;
+    let loaded = load_snapshots(&repo)?;
+    let bases: Vec<_> = loaded
+        .good
+        .iter()
+        .filter(|s| pitr::is_base_backup(s))
+        .collect();
+    let newest = bases.iter().max_by(|a, b| a.time.cmp(&b.time));
+    let start_wal = newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone());
+    let list = cairn_core::wal_record::load(&repo)?;
+    let st = cairn_core::wal::status(&list, start_wal.as_deref());
+    let healthy = newest.is_some() && st.missing.is_empty() && st.unreadable == 0;
+    if global.json {
+        print_json(&serde_json::json!({
+            "base_backups": bases.len(),
+            "newest_base_backup": newest.map(|b| serde_json::json!({
+                "id": b.id.to_hex(),
+                "time": b.time.to_rfc3339(),
+                "start_wal": start_wal,
+                "size": b.summary.total_bytes_processed,
+            })),
+            "wal": st,
+            "healthy": healthy,
+        }))?;
+    } else if !global.quiet {
+        match newest {
+            Some(b) => global.say(format!(
+                "newest base backup:  {} of {} ({} base backups), starts at WAL {}",
+                b.id.short(),
+                b.time.local_display(),
+                bases.len(),
+                start_wal.as_deref().unwrap_or("?")
+            )),
+            None => global.say("newest base backup:  none (cairn pg basebackup)"),
+        }
+        match (&st.newest_wal, &st.newest_wal_time) {
+            (Some(w), Some(t)) => global.say(format!(
+                "newest archived WAL: {w}, archived {} ({} WAL files, {})",
+                t.local_display(),
+                st.wal_files,
+                crate::output::size(st.wal_bytes)
+            )),
+            _ => global.say(format!(
+                "newest archived WAL: none ({} WAL files)",
+                st.wal_files
+            )),
+        }
+        if st.missing.is_empty() {
+            global.say("archive gap:         none since the newest base backup");
+        } else {
+            global.say(format!(
+                "archive gap:         {} WAL segments missing, first {}: recovery cannot pass it",
+                st.missing.len(),
+                st.missing[0]
+            ));
+        }
+        if st.unreadable > 0 {
+            global.say(format!(
+                "unreadable WAL records: {} (run cairn check)",
+                st.unreadable
+            ));
+        }
+    }
+    Ok(if st.missing.is_empty() && st.unreadable == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Damaged
+    })
 }

@@ -15,6 +15,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde::Serialize;
+
 use crate::backend::ObjectKind;
 use crate::blob_writer::BlobWriter;
 use crate::chunker::Chunker;
@@ -26,6 +28,9 @@ use crate::restore::write_chunks;
 use crate::time::SnapshotTime;
 use crate::tree::{Node, NodeKind, Tree};
 pub use crate::wal_record::{load, WalList, WalRecord};
+
+#[cfg(test)]
+use crate::id::Id;
 
 /// Checks a WAL file name: what PostgreSQL archives (`%f`) is a plain file
 /// name of letters, digits, `.`, `_` and `-`.
@@ -262,5 +267,198 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A WAL segment's timeline and position (`log`, `seg`).
+pub type Segment = (u32, (u32, u32));
+
+/// The timeline and segment position (`log`, `seg`) of a WAL file name
+/// that starts with 24 hex digits (segments, and `.partial` and `.backup`
+/// files named after one); `None` for anything else (`.history`).
+pub fn segment_of(name: &str) -> Option<Segment> {
+    let hex = name.get(..24)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let rest = &name[24..];
+    if !(rest.is_empty() || rest.starts_with('.')) {
+        return None;
+    }
+    let part = |r: std::ops::Range<usize>| u32::from_str_radix(&hex[r], 16).ok();
+    Some((part(0..8)?, (part(8..16)?, part(16..24)?)))
+}
+
+/// What retention does to archived WAL.
+#[derive(Debug, Clone, Default)]
+pub struct WalExpiry {
+    /// The oldest kept base backup's first WAL file: everything from it on
+    /// is kept. `None`: no base backup is kept, and no WAL expires.
+    pub keep_from: Option<String>,
+    /// Records of WAL files older than that, to delete.
+    pub expired: Vec<WalRecord>,
+    /// Records kept.
+    pub kept: usize,
+}
+
+/// Which WAL files no kept base backup needs: those before the first WAL
+/// file of the oldest base backup among `kept` (any timeline: a restore of
+/// that base backup may need every later file to reach any point up to
+/// the next base backup and beyond). History files are always kept. With
+/// no base backup kept, nothing expires (the WAL may serve base backups
+/// taken another way).
+pub fn expiry(records: Vec<WalRecord>, kept: &[crate::snapshot::Snapshot]) -> WalExpiry {
+    let oldest = kept
+        .iter()
+        .filter(|s| crate::pitr::is_base_backup(s))
+        .filter_map(|s| s.source.dump.as_ref()?.start_wal.clone())
+        .filter_map(|w| segment_of(&w).map(|(_, pos)| (pos, w)))
+        .min();
+    let Some((from, name)) = oldest else {
+        return WalExpiry {
+            kept: records.len(),
+            ..WalExpiry::default()
+        };
+    };
+    let (expired, keep): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .partition(|r| segment_of(&r.name).is_some_and(|(_, pos)| pos < from));
+    WalExpiry {
+        keep_from: Some(name),
+        expired,
+        kept: keep.len(),
+    }
+}
+
+/// Deletes the expired WAL records (their data goes with the next prune).
+pub fn expire(repo: &Repository, plan: &WalExpiry) -> Result<usize> {
+    for r in &plan.expired {
+        repo.backend()
+            .delete(ObjectKind::Wal, &r.id.to_hex())
+            .map_err(|e| e.context(format!("expiring WAL file {}", r.name)))?;
+    }
+    Ok(plan.expired.len())
+}
+
+/// The state of continuous archiving, for `pg status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ArchiveStatus {
+    /// Archived WAL files, and their total size.
+    pub wal_files: usize,
+    /// Total bytes of archived WAL files.
+    pub wal_bytes: u64,
+    /// The newest archived WAL segment (by position) and when it was
+    /// archived.
+    pub newest_wal: Option<String>,
+    /// When the newest segment was archived.
+    pub newest_wal_time: Option<SnapshotTime>,
+    /// WAL segments missing between the newest base backup's first WAL
+    /// file and the newest archived segment: recovery cannot pass them.
+    pub missing: Vec<String>,
+    /// WAL records that cannot be read.
+    pub unreadable: usize,
+}
+
+/// Looks at the archive from base backup `start_wal` (if any) on.
+pub fn status(list: &WalList, start_wal: Option<&str>) -> ArchiveStatus {
+    let mut st = ArchiveStatus {
+        wal_files: list.good.len(),
+        wal_bytes: list.good.iter().map(|r| r.size).sum(),
+        unreadable: list.damaged.len(),
+        ..ArchiveStatus::default()
+    };
+    let segments: Vec<(&WalRecord, Segment)> = list
+        .good
+        .iter()
+        .filter(|r| r.name.len() == 24)
+        .filter_map(|r| segment_of(&r.name).map(|s| (r, s)))
+        .collect();
+    if let Some((r, _)) = segments.iter().max_by_key(|(_, (tl, pos))| (*pos, *tl)) {
+        st.newest_wal = Some(r.name.clone());
+        st.newest_wal_time = Some(r.time);
+    }
+    let (Some(start), Some(newest)) = (
+        start_wal.and_then(segment_of),
+        st.newest_wal.as_deref().and_then(segment_of),
+    ) else {
+        return st;
+    };
+    // Segments per log file: 2^32 / segment size (16 MiB: 256).
+    let seg_size = segments
+        .iter()
+        .map(|(r, _)| r.size)
+        .find(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
+        .unwrap_or(16 << 20);
+    let per_log = (1u64 << 32) / seg_size;
+    let number = |(log, seg): (u32, u32)| u64::from(log) * per_log + u64::from(seg);
+    let present: std::collections::HashSet<u64> =
+        segments.iter().map(|(_, (_, pos))| number(*pos)).collect();
+    let (tl, first) = (start.0, number(start.1));
+    let last = number(newest.1);
+    for n in first..=last {
+        if !present.contains(&n) {
+            if st.missing.len() >= 1000 {
+                break;
+            }
+            st.missing
+                .push(format!("{tl:08X}{:08X}{:08X}", n / per_log, n % per_log));
+        }
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str) -> WalRecord {
+        WalRecord {
+            id: Id::of_bytes(name.as_bytes()),
+            name: name.into(),
+            time: SnapshotTime::now(),
+            hostname: "db".into(),
+            size: 16 << 20,
+            blake3: String::new(),
+            tree: Id::default(),
+        }
+    }
+
+    #[test]
+    fn segment_names_parse() {
+        assert_eq!(segment_of("00000002000000010000000A"), Some((2, (1, 10))));
+        assert_eq!(
+            segment_of("000000010000000000000002.00000028.backup"),
+            Some((1, (0, 2)))
+        );
+        assert_eq!(segment_of("00000002.history"), None);
+        assert_eq!(segment_of("00000001000000000000000G"), None);
+        assert_eq!(segment_of("000000010000000000000002x"), None);
+    }
+
+    #[test]
+    fn status_finds_the_newest_segment_and_the_gaps() {
+        let list = WalList {
+            good: [
+                "0000000100000000000000FE",
+                "000000010000000100000001",
+                "00000002.history",
+            ]
+            .iter()
+            .map(|n| rec(n))
+            .collect(),
+            damaged: Vec::new(),
+        };
+        let st = status(&list, Some("0000000100000000000000FD"));
+        assert_eq!(st.newest_wal.as_deref(), Some("000000010000000100000001"));
+        // FD, FF and 1/00 are missing (256 segments of 16 MiB per log).
+        assert_eq!(
+            st.missing,
+            [
+                "0000000100000000000000FD",
+                "0000000100000000000000FF",
+                "000000010000000100000000"
+            ]
+        );
+        assert!(status(&list, None).missing.is_empty());
     }
 }

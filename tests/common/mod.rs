@@ -229,7 +229,7 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// A dump-like text: `rows` lines of an SQL COPY block.
 pub fn fake_dump(rows: usize, seed: u64) -> Vec<u8> {
     let mut s = String::from(
-        "-- PostgreSQL database dump\nCOPY public.orders (id, customer, total, note) FROM stdin;\n",
+        "-- test data shaped like a pg_dump (not one: no validation applies)\nCOPY public.orders (id, customer, total, note) FROM stdin;\n",
     );
     let mut x = seed | 1;
     for i in 0..rows {
@@ -244,7 +244,7 @@ pub fn fake_dump(rows: usize, seed: u64) -> Vec<u8> {
             x
         ));
     }
-    s.push_str("\\.\n\n-- PostgreSQL database dump complete\n");
+    s.push_str("\\.\n\n-- end of test data\n");
     s.into_bytes()
 }
 

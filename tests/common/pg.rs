@@ -170,17 +170,21 @@ impl Postgres {
             pg.port,
             pg.dir.path().display()
         );
-        check(
-            pg.server_cmd("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(pg.dir.path().join("log"))
-                .args(["-w", "-t", "120", "-o", &opts, "start"])
-                .output()
-                .unwrap(),
-            "pg_ctl start",
-        );
+        let out = pg
+            .server_cmd("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(pg.dir.path().join("log"))
+            .args(["-w", "-t", "120", "-o", &opts, "start"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let log = std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("pg_ctl start failed; server log:\n{}", tail.join("\n"));
+        }
     }
 
     fn server_cmd(&self, tool: &str) -> Command {
