@@ -112,6 +112,28 @@ fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
     let out = env.run(&["wal-fetch", "../etc/passwd", dest.to_str().unwrap()]);
     assert_code(&out, 2, &["wal-fetch of a path"]);
 
+    // An off-site copy takes the archived WAL along, once.
+    let offsite = Env::init();
+    let copy = || {
+        let out = env
+            .cmd()
+            .args(["--json", "copy", "--to", offsite.repo.to_str().unwrap()])
+            .env("CAIRN_PASSWORD2", PASSWORD)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &["copy"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let v = copy();
+    assert!(v["wal"]["copied"].as_u64().unwrap() >= 3, "{v}");
+    let v = copy();
+    assert_eq!(v["wal"]["copied"], 0, "{v}");
+    let there = offsite.path("from-offsite");
+    let out = offsite.run(&["wal-fetch", &last, there.to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-fetch from the copy"]);
+    assert_eq!(std::fs::read(&there).unwrap(), original);
+    offsite.ok(&["check", "--read-data"]);
+
     // Archived WAL is what prune must keep, even with no snapshot at all.
     env.ok(&["prune", "--grace", "0"]);
     env.ok(&["prune", "--grace", "0"]);
@@ -120,6 +142,41 @@ fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
     assert_eq!(std::fs::read(&dest).unwrap(), original);
     let checked = env.ok(&["check", "--read-data"]);
     assert!(checked.contains("archived WAL files"), "{checked}");
+}
+
+/// `cairn pg restore` of `pg`'s archive into a new directory with `extra`
+/// options, then a server started on it, once recovery is over; and the
+/// `postgresql.auto.conf` the restore wrote. The restore_command runs as
+/// the server's user: it gets a password file and a cache of its own.
+fn restore_and_start(pg: &Postgres, env: &Env, extra: &[&str]) -> (Postgres, String) {
+    let (dir, _) = Postgres::scratch_dir();
+    let password = pg.socket_dir().join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    pg.give(&password);
+    let cache = dir.path().join("cache");
+    let pgdata = dir.path().join("data");
+    let out = env
+        .cmd()
+        .args(["pg", "restore", "--pgdata", pgdata.to_str().unwrap()])
+        .args(extra)
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", &password)
+        .env("CAIRN_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["pg restore"]);
+    pg.give(&cache);
+    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    // Into a directory that is not empty: refused.
+    let out = env.run(&["pg", "restore", "--pgdata", pgdata.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let restored = Postgres::adopt(dir);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while restored.psql("postgres", "SELECT pg_is_in_recovery()") == "t" {
+        assert!(Instant::now() < deadline, "recovery did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (restored, auto)
 }
 
 #[test]
@@ -161,48 +218,28 @@ fn point_in_time_restore_replays_archived_wal_up_to_the_target() {
     pg.psql("postgres", "INSERT INTO marks (label) VALUES ('one')");
     std::thread::sleep(Duration::from_millis(1100));
     let target = pg.psql("postgres", utc_now);
+    let lsn = pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()");
     std::thread::sleep(Duration::from_millis(1100));
     pg.psql("postgres", "INSERT INTO marks (label) VALUES ('two')");
     archive_segments(&pg, 2);
 
-    // The restore_command runs as the server's user: it gets a password
-    // file and a cache directory of its own.
-    let (dir, _) = Postgres::scratch_dir();
-    let password = pg.socket_dir().join("password");
-    std::fs::write(&password, PASSWORD).unwrap();
-    pg.give(&password);
-    let cache = dir.path().join("cache");
-    let pgdata = dir.path().join("data");
-    let out = env
-        .cmd()
-        .args(["pg", "restore", "--pgdata", pgdata.to_str().unwrap()])
-        .args(["--target-time", &target])
-        .env_remove("CAIRN_PASSWORD")
-        .env("CAIRN_PASSWORD_FILE", &password)
-        .env("CAIRN_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
-    assert_code(&out, 0, &["pg restore"]);
-    pg.give(&cache);
-    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    let (restored, auto) = restore_and_start(&pg, &env, &["--target-time", &target]);
     assert!(
         auto.contains("wal-fetch %f %p") && auto.contains("recovery_target_time"),
         "{auto}"
     );
-    // Into a directory that is not empty: refused.
-    let out = env.run(&["pg", "restore", "--pgdata", pgdata.to_str().unwrap()]);
-    assert_ne!(out.status.code(), Some(0));
-
-    let restored = Postgres::adopt(dir);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while restored.psql("postgres", "SELECT pg_is_in_recovery()") == "t" {
-        assert!(Instant::now() < deadline, "recovery did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     assert_eq!(
         restored.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
         "one",
         "the restored cluster has the rows committed before {target}, and only those"
+    );
+    drop(restored);
+    let (restored, auto) = restore_and_start(&pg, &env, &["--target-lsn", &lsn]);
+    assert!(auto.contains("recovery_target_lsn"), "{auto}");
+    assert_eq!(
+        restored.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
+        "one",
+        "the restored cluster has the rows committed before WAL location {lsn}, and only those"
     );
     // The original still has both.
     assert_eq!(
@@ -292,28 +329,7 @@ fn retention_drops_only_wal_no_kept_base_backup_needs_and_pitr_still_works() {
     pg.give(&pg.socket_dir().join("archive"));
 
     // The kept base backup still restores, replaying every archived WAL.
-    let (dir, _) = Postgres::scratch_dir();
-    let password = pg.socket_dir().join("password");
-    std::fs::write(&password, PASSWORD).unwrap();
-    pg.give(&password);
-    let cache = dir.path().join("cache");
-    let pgdata = dir.path().join("data");
-    let out = env
-        .cmd()
-        .args(["pg", "restore", "--pgdata", pgdata.to_str().unwrap()])
-        .env_remove("CAIRN_PASSWORD")
-        .env("CAIRN_PASSWORD_FILE", &password)
-        .env("CAIRN_CACHE_DIR", &cache)
-        .output()
-        .unwrap();
-    assert_code(&out, 0, &["pg restore"]);
-    pg.give(&cache);
-    let restored = Postgres::adopt(dir);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while restored.psql("postgres", "SELECT pg_is_in_recovery()") == "t" {
-        assert!(Instant::now() < deadline, "recovery did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let (restored, _) = restore_and_start(&pg, &env, &[]);
     assert_eq!(restored.psql("postgres", "SELECT count(*) FROM marks"), "1");
     drop(restored);
 

@@ -17,7 +17,9 @@ Every chunk of the chosen snapshots is read, named with the target's key and
 stored only if the target lacks it; trees are rewritten. Chunks of files
 that an earlier copied snapshot of the same host and paths already holds
 are mapped through that copy instead of being read, so a nightly copy reads
-little more than what changed. Each copy records
+little more than what changed. Archived PostgreSQL WAL (wal-push) is copied
+too, when no SNAPSHOT is named (--no-wal skips it), so that the copy can
+restore to a point in time. Each copy records
 the source snapshot's ID in `original`, and a snapshot already copied is
 skipped: running copy every night sends only what is new, and a copy that
 was interrupted resumes where it stopped.
@@ -41,6 +43,10 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     filter: FilterArgs,
+
+    /// Do not copy archived PostgreSQL WAL (copied by default, when no SNAPSHOT is named)
+    #[arg(long)]
+    no_wal: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
@@ -69,6 +75,13 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
         .password2
         .open(global, &args.to, "target repository", Some(src.id()))?;
     let stats = copy::copy(&src, &dst, &chosen, &CANCEL)?;
+    // Archived WAL goes along: an off-site copy can then restore to a
+    // point in time too.
+    let wal = if args.no_wal || !args.snapshots.is_empty() {
+        None
+    } else {
+        Some(copy::copy_wal(&src, &dst, &CANCEL)?)
+    };
     if global.json {
         print_json(&json!({
             "message_type": "summary",
@@ -76,6 +89,7 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
             "chunks_read": stats.chunks_read,
             "bytes_read": stats.bytes_read,
             "chunks_known": stats.chunks_known,
+            "wal": wal,
         }))?;
         return Ok(ExitCode::Success);
     }
@@ -102,5 +116,11 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
         stats.chunks_read,
         stats.chunks_known
     ));
+    if let Some(w) = wal.filter(|w| w.copied + w.present > 0) {
+        global.say(format!(
+            "{} archived WAL files copied, {} already there",
+            w.copied, w.present
+        ));
+    }
     Ok(ExitCode::Success)
 }
