@@ -1468,3 +1468,59 @@ fn largest_pack(mem: &MemBackend) -> String {
         .max_by_key(|n| mem.get(ObjectKind::Pack, n).map(|b| b.len()).unwrap_or(0))
         .unwrap()
 }
+
+/// Fetches archived WAL file `name` through a new cache: its bytes.
+fn fetch_wal(storage: &MemBackend, name: &str, what: &str) -> Option<Vec<u8>> {
+    let repo = open_clean(storage, &CacheLocation::Temporary, what);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join(name);
+    match cairn_core::wal::fetch(&repo, name, &dest, &AtomicBool::new(false)) {
+        Ok(_) => Some(fs::read(&dest).unwrap()),
+        Err(e) if e.kind() == ErrorKind::SourceNotFound => None,
+        Err(e) => panic!("{what}: fetch fails: {e}"),
+    }
+}
+
+#[test]
+fn crash_at_any_point_of_a_wal_push_loses_nothing_and_the_retry_archives_it() {
+    let v = versions();
+    let (mem, before) = first_stream(&v.v1);
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("seg");
+    let wal = pseudo_random(3 << 20, 99);
+    fs::write(&segment, &wal).unwrap();
+    let name = "000000010000000000000007";
+    let push = |repo: &Repository| {
+        cairn_core::wal::push(repo, name, &segment, "test", &AtomicBool::new(false))
+    };
+    let (_, mutations) = count_ops(&mem, |repo| push(repo).map(drop));
+    assert!(mutations >= 3, "too few puts: {mutations}");
+    for at in 0..mutations {
+        for applied in [false, true] {
+            let what = format!(
+                "wal-push, crash at put {at} of {mutations} ({})",
+                if applied { "landed" } else { "lost" }
+            );
+            let run = run_with_fault(&mem, Fault::Crash { at, applied }, push);
+            assert!(run.result.is_err(), "{what}: the push succeeded");
+            // The record is the last write: the WAL file is archived iff
+            // it landed, and then whole.
+            let archived = fetch_wal(&run.storage, name, &what);
+            assert_eq!(archived.is_some(), applied && at + 1 == mutations, "{what}");
+            if let Some(bytes) = archived {
+                assert!(bytes == wal, "{what}: wrong bytes");
+            }
+            let repo = open_clean(&run.storage, &cache_in(&run.cache), &what);
+            assert_eq!(check(&repo, &before, None, &what), None);
+            // PostgreSQL retries: it works, and the file is then whole.
+            push(&repo).unwrap_or_else(|e| panic!("{what}: the retry fails: {e}"));
+            prune_now(&repo).unwrap_or_else(|e| panic!("{what}: prune: {e}"));
+            drop(repo);
+            let fetched = fetch_wal(&run.storage, name, &what);
+            assert!(
+                fetched.as_deref() == Some(&wal[..]),
+                "{what}: not archived whole"
+            );
+        }
+    }
+}
