@@ -123,18 +123,7 @@ pub fn copy(
     let mut existing = dst.load_snapshots()?.good;
     let sources = src.load_snapshots()?.good;
     let mut stats = CopyStats::default();
-    let mut c = Copier {
-        src,
-        index: src.index()?,
-        dst_index: dst.index()?,
-        writer: BlobWriter::new(dst, false)?,
-        trees: HashMap::new(),
-        chunks: HashMap::new(),
-        cancel,
-        chunks_read: 0,
-        bytes_read: 0,
-        chunks_known: 0,
-    };
+    let mut c = Copier::new(src, dst, cancel)?;
     for s in snapshots {
         let id = identity(s);
         // The same backup, however it got there: a copy of it (whose
@@ -202,7 +191,22 @@ struct Copier<'a> {
 /// Directory nesting beyond this is refused.
 const MAX_DEPTH: usize = 4096;
 
-impl Copier<'_> {
+impl<'a> Copier<'a> {
+    fn new(src: &'a Repository, dst: &'a Repository, cancel: &'a AtomicBool) -> Result<Self> {
+        Ok(Copier {
+            src,
+            index: src.index()?,
+            dst_index: dst.index()?,
+            writer: BlobWriter::new(dst, false)?,
+            trees: HashMap::new(),
+            chunks: HashMap::new(),
+            cancel,
+            chunks_read: 0,
+            bytes_read: 0,
+            chunks_known: 0,
+        })
+    }
+
     fn tree(&mut self, id: &Id, hint: Option<Pair>, depth: usize) -> Result<Id> {
         if let Some(t) = self.trees.get(id) {
             return Ok(*t);
@@ -381,18 +385,7 @@ pub fn copy_wal(src: &Repository, dst: &Repository, cancel: &AtomicBool) -> Resu
         .map(|o| o.name)
         .collect();
     let mut stats = WalCopyStats::default();
-    let mut c = Copier {
-        src,
-        index: src.index()?,
-        dst_index: dst.index()?,
-        writer: BlobWriter::new(dst, false)?,
-        trees: HashMap::new(),
-        chunks: HashMap::new(),
-        cancel,
-        chunks_read: 0,
-        bytes_read: 0,
-        chunks_known: 0,
-    };
+    let mut c = Copier::new(src, dst, cancel)?;
     let mut records = Vec::new();
     for rec in list.good {
         let id = dst.keys().wal_object_id(&rec.name);
