@@ -129,11 +129,16 @@ impl GlobalArgs {
 
     /// The storage at the repository location.
     pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
-        let opts = ObjectStoreOptions {
+        Ok(backend::open(self.location()?, &self.store_options())?)
+    }
+
+    /// Object storage settings from the command line (`--connections`),
+    /// for this repository and a second one (copy, init --from).
+    pub fn store_options(&self) -> ObjectStoreOptions {
+        ObjectStoreOptions {
             connections: usize::from(self.connections),
             ..ObjectStoreOptions::default()
-        };
-        Ok(backend::open(self.location()?, &opts)?)
+        }
     }
 
     pub fn cache(&self) -> CacheLocation {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use cairn_core::backend::{self, ObjectStoreOptions};
+use cairn_core::backend;
 use cairn_core::repository::{self, Repository};
 use cairn_core::snapshot::{self, Snapshot, SnapshotFilter};
 use cairn_core::Error;
@@ -142,12 +142,8 @@ impl SecondPasswordArgs {
         what: &'static str,
         not: Option<&cairn_core::Id>,
     ) -> anyhow::Result<Repository> {
-        let opts = ObjectStoreOptions {
-            connections: usize::from(global.connections),
-            ..ObjectStoreOptions::default()
-        };
-        let locked =
-            repository::locate(backend::open(location, &opts)?).map_err(|e| e.context(what))?;
+        let locked = repository::locate(backend::open(location, &global.store_options())?)
+            .map_err(|e| e.context(what))?;
         if Some(&locked.id()) == not {
             anyhow::bail!(Error::invalid(format!(
                 "{location} is the same repository as {}",

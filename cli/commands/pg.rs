@@ -172,7 +172,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
                     s.id.short()
                 )));
             }
-            s
+            s.clone()
         }
         None => {
             let candidates: Vec<_> = loaded
@@ -181,15 +181,10 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 .filter(|s| filter.matches(s))
                 .cloned()
                 .collect();
-            let s = pitr::choose_base_backup(&candidates, &target)?;
-            loaded
-                .good
-                .iter()
-                .find(|x| x.id == s.id)
-                .ok_or_else(|| Error::invalid("base backup vanished"))?
+            pitr::choose_base_backup(&candidates, &target)?.clone()
         }
     };
-    let bytes = pitr::unpack_base_backup(&repo, base, &args.pgdata, &CANCEL)?;
+    let bytes = pitr::unpack_base_backup(&repo, &base, &args.pgdata, &CANCEL)?;
     pitr::configure_recovery(&args.pgdata, &restore_command, &target, &args.target_action)?;
     if global.json {
         print_json(&serde_json::json!({

@@ -317,12 +317,7 @@ impl RestoreCheck {
         if status.success() {
             return Ok(None);
         }
-        let line = err
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message")
-            .trim()
-            .to_string();
+        let line = first_line(&err);
         Ok(Some(format!(
             "pg_restore cannot read it ({status}): {line}"
         )))
@@ -425,13 +420,7 @@ impl Inspector {
                     Ok(r) => self.restore = Some(r),
                     Err(e) => self.start_error = Some(e),
                 },
-                None => {
-                    self.start_error = Some(Error::new(
-                        ErrorKind::DumpInvalid,
-                        "cannot validate the dump: pg_restore is not installed \
-                         (install the PostgreSQL client, or back up with --no-validate)",
-                    ))
-                }
+                None => self.start_error = Some(no_pg_restore()),
             }
         }
     }
@@ -540,12 +529,7 @@ impl Inspector {
             }
             Format::PgCustom | Format::PgTar => {
                 if let Some(list) = self.tools.then(|| list_header(&self.head)).flatten() {
-                    info.database = list_value(&list, "dbname:");
-                    info.server_version = list_value(&list, "Dumped from database version:");
-                    info.dump_version = list_value(&list, "Dumped by pg_dump version:");
-                    info.compression = list_value(&list, "Compression:")
-                        .filter(|c| c != "0" && c != "none")
-                        .map(|c| if c == "-1" { "gzip".to_string() } else { c });
+                    info = info_from_list(&list, info);
                 }
                 warnings.extend(compression_warning(name, &info));
             }
@@ -617,6 +601,39 @@ fn list_header(head: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `info` with what the header of `pg_restore --list` output says: database,
+/// versions, and the compression inside the archive (`0`/`none`: none;
+/// `-1`, PostgreSQL 15's default: gzip).
+fn info_from_list(list: &str, info: DumpInfo) -> DumpInfo {
+    DumpInfo {
+        database: list_value(list, "dbname:"),
+        server_version: list_value(list, "Dumped from database version:"),
+        dump_version: list_value(list, "Dumped by pg_dump version:"),
+        compression: list_value(list, "Compression:")
+            .filter(|c| c != "0" && c != "none")
+            .map(|c| if c == "-1" { "gzip".to_string() } else { c }),
+        ..info
+    }
+}
+
+/// Validation needs pg_restore and there is none.
+fn no_pg_restore() -> Error {
+    Error::new(
+        ErrorKind::DumpInvalid,
+        "cannot validate the dump: pg_restore is not installed \
+         (install the PostgreSQL client, or back up with --no-validate)",
+    )
+}
+
+/// The first non-blank line of a tool's error output.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .to_string()
+}
+
 /// `;     Label value` from `pg_restore --list` output.
 fn list_value(list: &str, label: &str) -> Option<String> {
     list.lines()
@@ -659,13 +676,7 @@ pub fn check_directory_dump(dir: &Path, validate: bool) -> Result<Option<DumpInf
         return Ok(None);
     }
     let name = dir.display();
-    let pg_restore = find_pg_tool("pg_restore").ok_or_else(|| {
-        Error::new(
-            ErrorKind::DumpInvalid,
-            "cannot validate the dump: pg_restore is not installed \
-             (install the PostgreSQL client, or back up with --no-validate)",
-        )
-    })?;
+    let pg_restore = find_pg_tool("pg_restore").ok_or_else(no_pg_restore)?;
     let run = |args: &[&str]| {
         Command::new(&pg_restore)
             .args(args)
@@ -679,33 +690,25 @@ pub fn check_directory_dump(dir: &Path, validate: bool) -> Result<Option<DumpInf
     if validate {
         let out = run(&["--file=/dev/null", "--exit-on-error"])?;
         if !listed.status.success() || !out.status.success() {
-            let err = String::from_utf8_lossy(if out.status.success() {
+            let err = first_line(&String::from_utf8_lossy(if out.status.success() {
                 &listed.stderr
             } else {
                 &out.stderr
-            })
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message")
-            .trim()
-            .to_string();
+            }));
             return Err(Error::new(
                 ErrorKind::DumpInvalid,
                 format!("{name} is not a complete directory-format dump: pg_restore cannot read it: {err}; no snapshot was written (--no-validate skips this check)"),
             ));
         }
     }
-    Ok(Some(DumpInfo {
-        format: "pg_dump-directory".into(),
-        database: list_value(&list, "dbname:"),
-        server_version: list_value(&list, "Dumped from database version:"),
-        dump_version: list_value(&list, "Dumped by pg_dump version:"),
-        compression: list_value(&list, "Compression:")
-            .filter(|c| c != "0" && c != "none")
-            .map(|c| if c == "-1" { "gzip".to_string() } else { c }),
-        validated: validate,
-        ..DumpInfo::default()
-    }))
+    Ok(Some(info_from_list(
+        &list,
+        DumpInfo {
+            format: "pg_dump-directory".into(),
+            validated: validate,
+            ..DumpInfo::default()
+        },
+    )))
 }
 
 #[cfg(test)]
