@@ -39,11 +39,17 @@ fn night(pg: &Postgres, n: u32) {
     pg.psql("shop", "VACUUM orders");
 }
 
-fn data_added(env: &Env, id: &str) -> u64 {
+/// Snapshot `id` as `snapshots --json` lists it.
+fn snapshot_by_id(env: &Env, id: &str) -> Value {
     env.snapshots()
-        .iter()
+        .into_iter()
         .find(|s| s["id"] == Value::String(id.to_string()))
-        .map(|s| s["summary"]["data_added"].as_u64().unwrap())
+        .unwrap()
+}
+
+fn data_added(env: &Env, id: &str) -> u64 {
+    snapshot_by_id(env, id)["summary"]["data_added"]
+        .as_u64()
         .unwrap()
 }
 
@@ -160,12 +166,7 @@ fn backup_command(env: &Env, cmd: &str, name: &str, extra: &[&str]) -> std::proc
 
 /// The recorded `source.dump` of the snapshot a `backup --json` wrote.
 fn dump_info(env: &Env, out: &std::process::Output) -> Value {
-    let id = snapshot_id(out);
-    env.snapshots()
-        .into_iter()
-        .find(|s| s["id"] == Value::String(id.clone()))
-        .map(|s| s["source"]["dump"].clone())
-        .unwrap()
+    snapshot_by_id(env, &snapshot_id(out))["source"]["dump"].clone()
 }
 
 #[test]

@@ -189,21 +189,7 @@ fn point_in_time_restore_replays_archived_wal_up_to_the_target() {
         "postgres",
         "CREATE TABLE marks (label text, at timestamptz DEFAULT clock_timestamp())",
     );
-    let socket = pg.socket_dir().to_str().unwrap().to_string();
-    let port = pg.port.to_string();
-    let out = env.run(&[
-        "--json",
-        "pg",
-        "basebackup",
-        "--",
-        "-h",
-        &socket,
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-    ]);
-    assert_code(&out, 0, &["pg basebackup"]);
+    basebackup(&pg, &env);
     let snaps = env.snapshots();
     let base = &snaps[0]["source"]["dump"];
     assert_eq!(base["format"], "pg_basebackup", "{base}");
