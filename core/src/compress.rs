@@ -1,6 +1,44 @@
 //! zstd compression of blobs and objects, and bounded decompression.
 
+use std::cell::RefCell;
+
 use crate::error::{Error, Result};
+
+thread_local! {
+    /// One zstd compression context per thread and level: creating one
+    /// costs as much as compressing a small chunk.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    /// One zstd decompression context per thread.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(data),
+            None => zstd::bulk::compress(data, level),
+        }
+    })
+}
+
+fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(data, capacity),
+            None => zstd::bulk::decompress(data, capacity),
+        }
+    })
+}
 
 /// How a stored payload is compressed. One byte in the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +70,7 @@ pub fn compress(level: i32, data: &[u8]) -> (Compression, Vec<u8>) {
     if level == 0 || data.is_empty() {
         return (Compression::None, data.to_vec());
     }
-    match zstd::bulk::compress(data, level) {
+    match zstd_compress(data, level) {
         Ok(packed) if packed.len() < data.len() => (Compression::Zstd, packed),
         _ => (Compression::None, data.to_vec()),
     }
@@ -54,7 +92,7 @@ pub fn decompress(
     }
     let out = match compression {
         Compression::None => data.to_vec(),
-        Compression::Zstd => zstd::bulk::decompress(data, raw_len)
+        Compression::Zstd => zstd_decompress(data, raw_len)
             .map_err(|e| Error::corrupt(format!("zstd data does not decompress: {e}")))?,
     };
     if out.len() != raw_len {
