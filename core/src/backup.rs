@@ -22,7 +22,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 
 use crate::cache::CacheReader;
-use crate::chunker::Chunker;
+use crate::chunker::{read_block, BlockChunker, ChunkBatch, Chunker};
 use crate::dumpcheck::{check_directory_dump, DumpInfo, InspectingReader, Inspector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
@@ -535,7 +535,7 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Stores a batch of data chunks; returns their IDs in order.
-    fn save_chunks(&mut self, chunks: &[Vec<u8>]) -> Result<Vec<Id>> {
+    fn save_chunks(&mut self, chunks: &[&[u8]]) -> Result<Vec<Id>> {
         self.check_running()?;
         let keys = self.repo.keys();
         let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
@@ -548,7 +548,7 @@ impl<'a> BlobSaver<'a> {
         let (repo_id, level) = (*self.repo.id(), self.level);
         let encoded: Vec<EncodedBlob> = fresh
             .par_iter()
-            .map(|&i| pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], &chunks[i], level))
+            .map(|&i| pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level))
             .collect::<Result<_>>()?;
         for blob in encoded {
             self.add(blob)?;
@@ -625,54 +625,62 @@ impl<'a> BlobSaver<'a> {
         tree::content_fields(ids, |list| self.save_metadata(BlobType::ChunkList, list))
     }
 
-    /// Chunks and stores a stream read on its own thread, so reading and
-    /// chunking overlap with hashing, compressing and sealing. `abort` is
-    /// called if storing fails, to unblock the reader (kill a command).
+    /// Chunks and stores a stream. Three stages overlap: a thread reads
+    /// blocks, a thread cuts them into chunks (without copying them), and
+    /// this thread hashes, deduplicates, compresses and seals them (on all
+    /// cores) and fills packs. The queues between the stages hold no block
+    /// (a block is handed over when the next stage takes it), and used
+    /// blocks go back to the reader: memory stays the same whatever the
+    /// size of the stream. `abort` is called if storing fails, to unblock
+    /// the reader (kill a command).
     fn save_stream<R: Read + Send + 'static>(
         &mut self,
-        reader: R,
+        mut reader: R,
         abort: &dyn Fn(),
     ) -> Result<(Vec<Id>, u64)> {
-        let params = self.repo.config().chunker;
-        let seed = self.repo.chunker_seed();
-        let (tx, rx) = sync_channel::<io::Result<Vec<Vec<u8>>>>(1);
-        // Not a scoped thread: when the backup is interrupted while the
+        let mut chunker = BlockChunker::new(&self.repo.config().chunker, self.repo.chunker_seed());
+        let block_size = chunker.block_size();
+        let (block_tx, block_rx) = sync_channel::<io::Result<Vec<u8>>>(0);
+        let (batch_tx, batch_rx) = sync_channel::<io::Result<ChunkBatch>>(0);
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(1);
+        // Not scoped threads: when the backup is interrupted while the
         // reader is blocked on a silent pipe, the backup must still end; the
-        // reader then exits at its next read, when it finds no receiver.
-        let reader_thread = thread::spawn(move || {
-            let mut chunker = Chunker::new(reader, &params, seed);
-            let mut batch = Vec::new();
-            let mut bytes = 0usize;
-            loop {
-                match chunker.next_chunk() {
-                    Ok(Some(c)) => {
-                        bytes += c.len();
-                        batch.push(c.to_vec());
-                        if bytes >= BATCH_BYTES {
-                            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                                return;
-                            }
-                            bytes = 0;
-                        }
-                    }
-                    Ok(None) => {
-                        if !batch.is_empty() {
-                            let _ = tx.send(Ok(batch));
-                        }
+        // threads then exit at their next send, when they find no receiver.
+        let reader_thread = thread::spawn(move || loop {
+            let mut block = recycle_rx.try_recv().unwrap_or_default();
+            block.resize(block_size, 0);
+            match read_block(&mut reader, &mut block) {
+                Ok(ended) => {
+                    if !block.is_empty() && block_tx.send(Ok(block)).is_err() {
                         return;
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
+                    if ended {
                         return;
                     }
                 }
+                Err(e) => {
+                    let _ = block_tx.send(Err(e));
+                    return;
+                }
+            }
+        });
+        let chunker_thread = thread::spawn(move || {
+            for block in block_rx {
+                let batch = block.map(|b| chunker.push(b));
+                let failed = batch.is_err();
+                if batch_tx.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+            if let Some(last) = chunker.finish() {
+                let _ = batch_tx.send(Ok(last));
             }
         });
         let result = (|| {
             let mut ids = Vec::new();
             let mut total = 0u64;
             loop {
-                let batch = match rx.recv_timeout(Duration::from_millis(200)) {
+                let batch = match batch_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(batch) => batch.map_err(|e| Error::io("reading the backup stream", e))?,
                     Err(RecvTimeoutError::Timeout) => {
                         self.check_running()?;
@@ -680,20 +688,22 @@ impl<'a> BlobSaver<'a> {
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
-                let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
-                ids.extend(self.save_chunks(&batch)?);
+                let n = batch.bytes();
+                ids.extend(self.save_chunks(&batch.chunks())?);
                 total += n;
                 self.progress.bytes_read(n);
+                let _ = recycle_tx.try_send(batch.into_block());
             }
             Ok((ids, total))
         })();
-        drop(rx);
+        drop(batch_rx);
         if result.is_err() {
             abort();
         } else {
-            reader_thread
-                .join()
-                .map_err(|_| Error::new(ErrorKind::Io, "the reading thread panicked"))?;
+            for t in [reader_thread, chunker_thread] {
+                t.join()
+                    .map_err(|_| Error::new(ErrorKind::Io, "the reading thread panicked"))?;
+            }
         }
         result
     }
@@ -717,7 +727,8 @@ impl<'a> BlobSaver<'a> {
                 batch.push(c.to_vec());
             }
             if (done && !batch.is_empty()) || bytes >= BATCH_BYTES {
-                ids.extend(self.save_chunks(&batch)?);
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                ids.extend(self.save_chunks(&refs)?);
                 total += bytes as u64;
                 self.progress.bytes_read(bytes as u64);
                 batch.clear();

@@ -129,6 +129,50 @@ impl ChunkerParams {
     }
 }
 
+/// The cut-point function with one repository's parameters and seed.
+#[derive(Clone)]
+struct Cutter {
+    min: usize,
+    avg: usize,
+    max: usize,
+    masks: (u64, u64),
+    gear: Vec<u64>,
+    gear_ls: Vec<u64>,
+}
+
+impl Cutter {
+    fn new(params: &ChunkerParams, seed: u64) -> Self {
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Cutter {
+            min: params.min_size as usize,
+            avg: params.avg_size as usize,
+            max: params.max_size as usize,
+            masks: select_masks(params.avg_size as usize, Normalization::Level1),
+            gear: gear.into_owned(),
+            gear_ls: gear_ls.into_owned(),
+        }
+    }
+
+    /// The length of the chunk that starts `data`, which holds at least
+    /// `max` bytes or the rest of the stream.
+    fn cut(&self, data: &[u8]) -> usize {
+        let (mask_s, mask_l) = self.masks;
+        let (_, len) = cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        len.max(1).min(data.len())
+    }
+}
+
 /// Cuts a byte stream into chunks.
 pub struct Chunker<R> {
     reader: R,
@@ -136,12 +180,7 @@ pub struct Chunker<R> {
     start: usize,
     end: usize,
     eof: bool,
-    min: usize,
-    avg: usize,
-    max: usize,
-    masks: (u64, u64),
-    gear: Vec<u64>,
-    gear_ls: Vec<u64>,
+    cutter: Cutter,
 }
 
 impl<R: Read> Chunker<R> {
@@ -155,25 +194,19 @@ impl<R: Read> Chunker<R> {
     /// least two maximum chunks: cut points never depend on it). Small files
     /// use a small buffer.
     pub fn with_buffer(reader: R, params: &ChunkerParams, seed: u64, size: usize) -> Self {
-        let (gear, gear_ls) = get_gear_with_seed(seed);
-        let max = params.max_size as usize;
+        let cutter = Cutter::new(params, seed);
         Chunker {
             reader,
-            buf: vec![0u8; size.max(2 * max)],
+            buf: vec![0u8; size.max(2 * cutter.max)],
             start: 0,
             end: 0,
             eof: false,
-            min: params.min_size as usize,
-            avg: params.avg_size as usize,
-            max,
-            masks: select_masks(params.avg_size as usize, Normalization::Level1),
-            gear: gear.into_owned(),
-            gear_ls: gear_ls.into_owned(),
+            cutter,
         }
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        if self.eof || self.end - self.start >= self.max {
+        if self.eof || self.end - self.start >= self.cutter.max {
             return Ok(());
         }
         if self.start > 0 {
@@ -201,23 +234,159 @@ impl<R: Read> Chunker<R> {
         if self.start == self.end {
             return Ok(None);
         }
-        let (mask_s, mask_l) = self.masks;
-        let (_, len) = cut_gear(
-            &self.buf[self.start..self.end],
-            self.min,
-            self.avg,
-            self.max,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-            &self.gear,
-            &self.gear_ls,
-        );
-        let len = len.max(1).min(self.end - self.start);
+        let len = self.cutter.cut(&self.buf[self.start..self.end]);
         let chunk = &self.buf[self.start..self.start + len];
         self.start += len;
         Ok(Some(chunk))
+    }
+}
+
+/// Reads `reader` into `block` until it is full or the stream ends;
+/// `block` is cut to what was read. Returns whether the stream ended.
+pub fn read_block<R: Read + ?Sized>(reader: &mut R, block: &mut Vec<u8>) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < block.len() {
+        match reader.read(&mut block[filled..]) {
+            Ok(0) => {
+                block.truncate(filled);
+                return Ok(true);
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// Cuts a stream that arrives in large blocks (read elsewhere, so reading
+/// and cutting overlap) into the same chunks as [`Chunker`], without
+/// copying them: a chunk is a range of its block, except the few that
+/// start in the tail of one block and end in the next.
+pub struct BlockChunker {
+    cutter: Cutter,
+    /// The part of the stream not cut yet (less than `max` bytes).
+    carry: Vec<u8>,
+}
+
+/// The chunks cut from one block.
+#[derive(Default)]
+pub struct ChunkBatch {
+    /// Chunks that began in an earlier block, copied.
+    head: Vec<Vec<u8>>,
+    /// The block; the other chunks are `ranges` of it, in order.
+    block: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+}
+
+impl ChunkBatch {
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.ranges.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The chunks, in stream order.
+    pub fn chunks(&self) -> Vec<&[u8]> {
+        let mut out: Vec<&[u8]> = self.head.iter().map(Vec::as_slice).collect();
+        out.extend(
+            self.ranges
+                .iter()
+                .map(|&(at, len)| &self.block[at..at + len]),
+        );
+        out
+    }
+
+    /// Bytes in the chunks.
+    pub fn bytes(&self) -> u64 {
+        let head: usize = self.head.iter().map(Vec::len).sum();
+        let ranges: usize = self.ranges.iter().map(|r| r.1).sum();
+        (head + ranges) as u64
+    }
+
+    /// The block's buffer, to be read into again.
+    pub fn into_block(self) -> Vec<u8> {
+        self.block
+    }
+}
+
+impl BlockChunker {
+    /// A block chunker with the repository's parameters and seed.
+    pub fn new(params: &ChunkerParams, seed: u64) -> Self {
+        BlockChunker {
+            cutter: Cutter::new(params, seed),
+            carry: Vec::new(),
+        }
+    }
+
+    /// The block size to read: 4 MiB, or two maximum chunks if larger.
+    pub fn block_size(&self) -> usize {
+        (4 << 20).max(2 * self.cutter.max)
+    }
+
+    /// Cuts the next `block` of the stream (any size; the last chunk or so
+    /// waits for the next block or for [`BlockChunker::finish`]).
+    pub fn push(&mut self, block: Vec<u8>) -> ChunkBatch {
+        let max = self.cutter.max;
+        let mut head = Vec::new();
+        let mut pos = 0;
+        if !self.carry.is_empty() {
+            // The chunks that start in the carry are cut from the carry
+            // followed by at most `max` bytes of the block.
+            let carried = self.carry.len();
+            self.carry.extend_from_slice(&block[..block.len().min(max)]);
+            let mut p = 0;
+            while p < carried && self.carry.len() - p >= max {
+                let len = self.cutter.cut(&self.carry[p..]);
+                head.push(self.carry[p..p + len].to_vec());
+                p += len;
+            }
+            if p < carried {
+                // A block too short to cut the carry: keep all of it.
+                self.carry.truncate(carried);
+                self.carry.drain(..p);
+                self.carry.extend_from_slice(&block);
+                return ChunkBatch {
+                    head,
+                    block,
+                    ranges: Vec::new(),
+                };
+            }
+            pos = p - carried;
+            self.carry.clear();
+        }
+        let mut ranges = Vec::new();
+        while block.len() - pos >= max {
+            let len = self.cutter.cut(&block[pos..]);
+            ranges.push((pos, len));
+            pos += len;
+        }
+        self.carry.extend_from_slice(&block[pos..]);
+        ChunkBatch {
+            head,
+            block,
+            ranges,
+        }
+    }
+
+    /// The stream ended: the chunks of what is left, if anything.
+    pub fn finish(&mut self) -> Option<ChunkBatch> {
+        let mut head = Vec::new();
+        let mut p = 0;
+        while p < self.carry.len() {
+            let len = self.cutter.cut(&self.carry[p..]);
+            head.push(self.carry[p..p + len].to_vec());
+            p += len;
+        }
+        self.carry.clear();
+        (!head.is_empty()).then(|| ChunkBatch {
+            head,
+            ..ChunkBatch::default()
+        })
     }
 }
 
@@ -273,7 +442,34 @@ mod tests {
         seed: None,
     };
 
+    fn block_chunks(data: &[u8], params: &ChunkerParams, seed: u64, block: usize) -> Vec<Vec<u8>> {
+        let mut c = BlockChunker::new(params, seed);
+        let mut out = Vec::new();
+        let mut collect = |b: &ChunkBatch| {
+            let chunks = b.chunks();
+            assert_eq!(chunks.len(), b.len());
+            assert_eq!(
+                chunks.iter().map(|c| c.len() as u64).sum::<u64>(),
+                b.bytes()
+            );
+            out.extend(chunks.iter().map(|c| c.to_vec()));
+        };
+        for piece in data.chunks(block.max(1)) {
+            collect(&c.push(piece.to_vec()));
+        }
+        if let Some(last) = c.finish() {
+            collect(&last);
+        }
+        out
+    }
+
     proptest! {
+        #[test]
+        fn block_chunker_cuts_like_the_stream_chunker(len in 0usize..60_000, seed: u64, block in 1usize..20_000) {
+            let data = pseudo_random(len, seed);
+            prop_assert_eq!(block_chunks(&data, &SMALL, seed, block), chunks(&data, &SMALL, seed, 1 << 20));
+        }
+
         #[test]
         fn chunks_cover_the_input_within_bounds(len in 0usize..200_000, seed: u64, step in 1usize..70_000) {
             let data = pseudo_random(len, seed);

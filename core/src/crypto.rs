@@ -100,18 +100,33 @@ impl SealingKey {
     /// Opens `nonce || ciphertext || tag`. Fails when the value is too short,
     /// was modified, or was sealed with another key or associated data.
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let mut buf = sealed.to_vec();
+        let len = self.open_in_place(ad, &mut buf)?.len();
+        buf.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Opens `nonce || ciphertext || tag` where it lies, without a copy:
+    /// the plaintext is the returned part of `sealed`. On failure `sealed`
+    /// may be left partly decrypted.
+    pub fn open_in_place<'a>(
+        &self,
+        ad: &[u8],
+        sealed: &'a mut [u8],
+    ) -> Result<&'a [u8], AuthError> {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(AuthError);
         }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce = XNonce::try_from(nonce).map_err(|_| AuthError)?;
-        let tag = Tag::try_from(tag).map_err(|_| AuthError)?;
-        let mut plaintext = ciphertext.to_vec();
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let split = rest.len() - TAG_LEN;
+        let (ciphertext, tag) = rest.split_at_mut(split);
+        let nonce = XNonce::try_from(&*nonce).map_err(|_| AuthError)?;
+        let tag = Tag::try_from(&*tag).map_err(|_| AuthError)?;
         self.cipher
-            .decrypt_inout_detached(&nonce, ad, plaintext.as_mut_slice().into(), &tag)
+            .decrypt_inout_detached(&nonce, ad, (&mut *ciphertext).into(), &tag)
             .map_err(|_| AuthError)?;
-        Ok(plaintext)
+        Ok(ciphertext)
     }
 }
 

@@ -238,6 +238,18 @@ pub fn decode_blob(
     sealed: &[u8],
     pack: &Id,
 ) -> Result<Vec<u8>> {
+    decode_blob_in_place(keys, repo_id, entry, &mut sealed.to_vec(), pack)
+}
+
+/// [`decode_blob`] decrypting where the sealed bytes lie (a buffer read
+/// for this purpose): one copy fewer. `sealed` is left decrypted.
+pub fn decode_blob_in_place(
+    keys: &Keys,
+    repo_id: &Id,
+    entry: &BlobEntry,
+    sealed: &mut [u8],
+    pack: &Id,
+) -> Result<Vec<u8>> {
     let what = || {
         format!(
             "{} blob {} in pack {}",
@@ -251,11 +263,11 @@ pub fn decode_blob(
     }
     let payload = keys
         .data()
-        .open(&blob_ad(repo_id, entry.blob_type, &entry.id), sealed)
+        .open_in_place(&blob_ad(repo_id, entry.blob_type, &entry.id), sealed)
         .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
     let plain = compress::decompress(
         entry.compression,
-        &payload,
+        payload,
         entry.raw_length as usize,
         entry.blob_type.max_raw_len(),
     )
