@@ -30,7 +30,7 @@ pub struct InitArgs {
     chunk_size: ByteSize,
 
     /// zstd compression level, 0 (off) to 22
-    #[arg(long, value_name = "LEVEL", default_value_t = 3)]
+    #[arg(long, value_name = "LEVEL", default_value_t = cairn_core::config::DEFAULT_COMPRESSION_LEVEL)]
     compression: i32,
 
     /// Target size of pack files
@@ -38,15 +38,15 @@ pub struct InitArgs {
     pack_size: ByteSize,
 
     /// Argon2id memory cost of the key
-    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    #[arg(long, value_name = "SIZE", default_value = "48MiB")]
     kdf_memory: ByteSize,
 
     /// Argon2id passes
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = KdfParams::default().iterations)]
     kdf_iterations: u32,
 
     /// Argon2id lanes
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = KdfParams::default().parallelism)]
     kdf_parallelism: u32,
 
     /// How long prune keeps a pack marked obsolete before deleting it; backups must finish within it
