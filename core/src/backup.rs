@@ -523,27 +523,45 @@ impl<'a> BlobSaver<'a> {
     /// remembered: before committing, the backup checks that no prune has
     /// marked their packs for too long (see [`verify_referenced`]).
     fn is_new(&mut self, id: &Id) -> Result<bool> {
+        let live = self.index.contains_live(id)?;
+        Ok(self.is_new_given(id, live))
+    }
+
+    /// [`Self::is_new`] for a blob already looked up: `live` says whether
+    /// the index has it in a pack in use.
+    fn is_new_given(&mut self, id: &Id, live: bool) -> bool {
         if self.seen.contains(id) || self.reused.contains(id) {
-            return Ok(false);
+            return false;
         }
-        if self.index.contains_live(id)? {
+        if live {
             self.reused.insert(*id);
-            return Ok(false);
+            return false;
         }
         self.seen.insert(*id);
-        Ok(true)
+        true
     }
 
     /// Stores a batch of data chunks; returns their IDs in order.
     fn save_chunks(&mut self, chunks: &[&[u8]]) -> Result<Vec<Id>> {
         self.check_running()?;
         let keys = self.repo.keys();
-        let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        // Hashed and looked up in the index on all cores: with millions of
+        // chunks indexed, a lookup costs as much as hashing a chunk.
+        let index = &self.index;
+        let looked: Vec<(Id, Result<bool>)> = chunks
+            .par_iter()
+            .map(|c| {
+                let id = keys.chunk_id(c);
+                (id, index.contains_live(&id))
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(looked.len());
         let mut fresh = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            if self.is_new(id)? {
+        for (i, (id, live)) in looked.into_iter().enumerate() {
+            if self.is_new_given(&id, live?) {
                 fresh.push(i);
             }
+            ids.push(id);
         }
         let (repo_id, level) = (*self.repo.id(), self.level);
         let encoded: Vec<EncodedBlob> = fresh

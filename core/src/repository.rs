@@ -1,5 +1,6 @@
 //! Opening, creating and reading a repository.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -263,8 +264,11 @@ impl LockedRepository {
             cache,
             warnings: Vec::new(),
             io_pool: std::sync::OnceLock::new(),
+            indexes_at_open: HashSet::new(),
+            indexes_written: std::sync::Mutex::new(HashSet::new()),
         };
         let stats = repo.sync_index()?;
+        repo.indexes_at_open = repo.cache.known_indexes()?;
         repo.warnings.extend(
             stats
                 .unreadable
@@ -296,6 +300,10 @@ pub struct Repository {
     /// Threads for reads that should overlap (restore, copy): as many as
     /// the backend takes requests at once. Made on first use.
     io_pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
+    /// The index objects the cache knew right after opening...
+    indexes_at_open: HashSet<Id>,
+    /// ...and those this process wrote since.
+    indexes_written: std::sync::Mutex<HashSet<Id>>,
 }
 
 impl Repository {
@@ -404,7 +412,25 @@ impl Repository {
         let id = Id::of_bytes(&bytes);
         self.backend.put(ObjectKind::Index, &id.to_hex(), &bytes)?;
         self.cache.add_index(&id, packs)?;
+        if let Ok(mut written) = self.indexes_written.lock() {
+            written.insert(id);
+        }
         Ok(id)
+    }
+
+    /// Whether the index objects the cache knows now are exactly those it
+    /// knew when the repository was opened plus those this process wrote:
+    /// then no other process (a prune) changed the index since, and every
+    /// lookup made since is still true. Call after [`Self::sync_index`].
+    pub(crate) fn index_unchanged_by_others(&self) -> Result<bool> {
+        let now = self.cache.known_indexes()?;
+        let Ok(written) = self.indexes_written.lock() else {
+            return Ok(false);
+        };
+        Ok(now.len() == self.indexes_at_open.len() + written.len()
+            && now
+                .iter()
+                .all(|id| self.indexes_at_open.contains(id) || written.contains(id)))
     }
 
     /// Writes `records` as as many index objects as needed, each listing
