@@ -26,6 +26,8 @@
 
 pub mod backend;
 pub mod backup;
+#[doc(hidden)]
+pub mod benchgen;
 mod blob_writer;
 pub mod cache;
 pub mod check;
