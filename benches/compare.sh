@@ -11,7 +11,8 @@
 #
 # Settings: every tool encrypts (its default scheme) and compresses with
 # zstd at its default level (restic: repository v2, --compression auto;
-# borg: --compression zstd,3; rustic: its default zstd; cairn: zstd 3).
+# borg: --compression zstd,3; rustic: its default zstd (level 3); cairn:
+# its default zstd level 1).
 # Key derivation stays at each tool's default: it is paid on every command.
 # Stdin backups with a parent store what they read in every tool (rustic:
 # --force, or it would skip an unchanged-looking stdin).
