@@ -15,7 +15,9 @@
 # its default zstd level 1).
 # Key derivation stays at each tool's default: it is paid on every command.
 # Stdin backups with a parent store what they read in every tool (rustic:
-# --force, or it would skip an unchanged-looking stdin).
+# --force, or it would skip an unchanged-looking stdin). Prune deletes at
+# once in every tool (cairn --grace 0, rustic --instant-delete; restic and
+# borg compact do by default).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 DUMPS=${1:-/tmp/cairn-dumps}
@@ -85,7 +87,7 @@ rustic_cmd() {
     init) rustic -r "$r" --cache-dir "$c" init ;;
     backup) rustic -r "$r" --cache-dir "$c" backup --force --stdin-filename shop.sql - < "$2" ;;
     restore) rustic -r "$r" --cache-dir "$c" dump latest:shop.sql > "$2" ;;
-    prune) rustic -r "$r" --cache-dir "$c" forget --keep-last 2 --prune ;;
+    prune) rustic -r "$r" --cache-dir "$c" forget --keep-last 2 --prune --instant-delete ;;
   esac
 }
 

@@ -250,21 +250,8 @@ pub fn decode_blob_in_place(
     sealed: &mut [u8],
     pack: &Id,
 ) -> Result<Vec<u8>> {
-    let what = || {
-        format!(
-            "{} blob {} in pack {}",
-            entry.blob_type.name(),
-            entry.id,
-            pack
-        )
-    };
-    if sealed.len() != entry.length as usize {
-        return Err(Error::corrupt(format!("{}: truncated", what())));
-    }
-    let payload = keys
-        .data()
-        .open_in_place(&blob_ad(repo_id, entry.blob_type, &entry.id), sealed)
-        .map_err(|e| Error::corrupt(format!("{}: {e}", what())))?;
+    let what = || blob_what(entry, pack);
+    let payload = open_blob_in_place(keys, repo_id, entry, sealed, pack)?;
     let plain = compress::decompress(
         entry.compression,
         payload,
@@ -279,6 +266,47 @@ pub fn decode_blob_in_place(
         )));
     }
     Ok(plain)
+}
+
+/// Checks that a sealed blob is whole and authentic (its seal opens with
+/// its entry's type and ID), without decompressing it: for copying stored
+/// bytes into a new pack, which is then verified in full before upload.
+pub fn check_blob_seal(
+    keys: &Keys,
+    repo_id: &Id,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    pack: &Id,
+) -> Result<()> {
+    open_blob_in_place(keys, repo_id, entry, &mut sealed.to_vec(), pack).map(|_| ())
+}
+
+fn blob_what(entry: &BlobEntry, pack: &Id) -> String {
+    format!(
+        "{} blob {} in pack {}",
+        entry.blob_type.name(),
+        entry.id,
+        pack
+    )
+}
+
+/// Opens a sealed blob where it lies; returns its (compressed) payload.
+fn open_blob_in_place<'a>(
+    keys: &Keys,
+    repo_id: &Id,
+    entry: &BlobEntry,
+    sealed: &'a mut [u8],
+    pack: &Id,
+) -> Result<&'a [u8]> {
+    if sealed.len() != entry.length as usize {
+        return Err(Error::corrupt(format!(
+            "{}: truncated",
+            blob_what(entry, pack)
+        )));
+    }
+    keys.data()
+        .open_in_place(&blob_ad(repo_id, entry.blob_type, &entry.id), sealed)
+        .map_err(|e| Error::corrupt(format!("{}: {e}", blob_what(entry, pack))))
 }
 
 /// Builds one pack in memory.

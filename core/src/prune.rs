@@ -28,13 +28,14 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::index::IndexPack;
-use crate::pack::{self, BlobEntry, BlobType, PackWriter};
+use crate::pack::{self, BlobEntry, BlobType, EncodedBlob, PackWriter};
 use crate::repository::{verify_name, Repository};
 use crate::tree::{self, NodeKind};
 
@@ -664,7 +665,6 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         }
     };
     let keys = repo.keys();
-    let level = repo.config().compression.level;
     let pack_size = repo.config().pack_size as usize;
 
     // 1. Copy the used blobs of partly used packs into new packs.
@@ -683,18 +683,37 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         let name = p.id.to_hex();
         let bytes = repo.backend().get(ObjectKind::Pack, &name)?;
         verify_name(ObjectKind::Pack, &name, &bytes)?;
-        for (e, claimed) in p.entries.iter().zip(&p.claimed) {
-            if !claimed {
-                continue;
-            }
-            let sealed = bytes
-                .get(e.offset as usize..e.end() as usize)
-                .ok_or_else(|| {
-                    damaged(format!("pack {name}: blob {} lies outside the pack", e.id))
-                })?;
-            let plain = pack::decode_blob(keys, repo.id(), e, sealed, &p.id)?;
-            let blob = pack::encode_blob(keys, repo.id(), e.blob_type, e.id, &plain, level)?;
-            let is_data = e.blob_type == BlobType::Data;
+        // Each claimed blob's seal is checked (on all cores), then the blob
+        // is copied as it is stored: its seal binds the repository, its
+        // type and its ID, not its pack, so it needs no new compression
+        // nor encryption. The new pack is verified in full (decrypted,
+        // decompressed, hashed) before it is stored.
+        let claimed: Vec<&BlobEntry> = p
+            .entries
+            .iter()
+            .zip(&p.claimed)
+            .filter_map(|(e, c)| c.then_some(e))
+            .collect();
+        let blobs = claimed
+            .par_iter()
+            .map(|e| {
+                let sealed = bytes
+                    .get(e.offset as usize..e.end() as usize)
+                    .ok_or_else(|| {
+                        damaged(format!("pack {name}: blob {} lies outside the pack", e.id))
+                    })?;
+                pack::check_blob_seal(keys, repo.id(), e, sealed, &p.id)?;
+                Ok(EncodedBlob {
+                    id: e.id,
+                    blob_type: e.blob_type,
+                    compression: e.compression,
+                    raw_length: e.raw_length,
+                    sealed: sealed.to_vec(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for blob in blobs {
+            let is_data = blob.blob_type == BlobType::Data;
             let w = writers.entry(is_data).or_default();
             w.add(&blob)?;
             if w.len() >= pack_size {
