@@ -9,6 +9,9 @@
 #
 #   benches/compare.sh [DUMPDIR=/tmp/cairn-dumps] [RUNS=3] [NIGHTS=6] [SCALE=1.35]
 #
+# TOOLS="cairn rustic" runs only those; CAIRN_BIN=path times another cairn
+# binary (an older build, for a before/after table) instead of building.
+#
 # Settings: every tool encrypts (its default scheme) and compresses with
 # zstd at its default level (restic: repository v2, --compression auto;
 # borg: --compression zstd,3; rustic: its default zstd (level 3); cairn:
@@ -25,8 +28,12 @@ RUNS=${2:-3}
 NIGHTS=${3:-6}
 SCALE=${4:-1.35}
 ls "$DUMPS"/night-*.sql >/dev/null 2>&1 || "$HERE/gen-dumps.sh" "$DUMPS" "$NIGHTS" "$SCALE"
-cargo build --release --quiet --manifest-path "$HERE/../Cargo.toml"
-CAIRN=$HERE/../target/release/cairn
+if [ -n "${CAIRN_BIN:-}" ]; then
+  CAIRN=$CAIRN_BIN
+else
+  cargo build --release --quiet --manifest-path "$HERE/../Cargo.toml"
+  CAIRN=$HERE/../target/release/cairn
+fi
 WORK=$(mktemp -d /tmp/cairn-compare-XXXXXX)
 export WORK CAIRN
 trap 'rm -rf "$WORK"' EXIT
@@ -92,7 +99,7 @@ rustic_cmd() {
 }
 
 versions=()
-for tool in cairn restic borg rustic; do
+for tool in ${TOOLS:-cairn restic borg rustic}; do
   case $tool in
     cairn) v="cairn $("$CAIRN" --version | cut -d' ' -f2)" ;;
     restic) command -v restic >/dev/null || { echo "restic not installed: skipped"; continue; }; v=$(restic version | cut -d' ' -f1-2) ;;

@@ -114,12 +114,14 @@ fn self_test() -> Result<()> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` adds --bench to the arguments; `cargo test` gives none.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let result = match args.first().map(String::as_str) {
         Some("generate") => generate(&args[1..]),
-        // `cargo test` runs benches with no arguments; `cargo bench`
-        // passes --bench.
-        None | Some("--bench") => self_test(),
+        None => self_test(),
         Some(other) => Err(cairn_core::Error::invalid(format!(
             "unknown command {other:?}: scale generate REPO CHUNKS [SNAPSHOTS] [CHUNK_BYTES]"
         ))),

@@ -675,7 +675,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
             let finished = w.finish(keys, repo.id())?;
             stats.packs_written += 1;
             stats.bytes_written += finished.bytes.len() as u64;
-            new_packs.push(repo.store_pack(finished)?);
+            new_packs.push(repo.store_copied_pack(finished)?);
             Ok(())
         };
     for p in plan.with_action(PackAction::Repack) {
@@ -686,8 +686,8 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         // Each claimed blob's seal is checked (on all cores), then the blob
         // is copied as it is stored: its seal binds the repository, its
         // type and its ID, not its pack, so it needs no new compression
-        // nor encryption. The new pack is verified in full (decrypted,
-        // decompressed, hashed) before it is stored.
+        // nor encryption. Before it is stored, the new pack is checked from
+        // the buffer that is written: every seal must open again there.
         let claimed: Vec<&BlobEntry> = p
             .entries
             .iter()

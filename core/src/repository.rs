@@ -549,6 +549,17 @@ impl Repository {
     /// it, and returns its index record (to be written in an index object).
     pub fn store_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
         pack::verify(&self.keys, &self.id, &pack)?;
+        self.put_pack(pack)
+    }
+
+    /// [`Self::store_pack`] for a pack of blobs copied as they were stored
+    /// (verified with [`pack::verify_copied`]).
+    pub fn store_copied_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
+        pack::verify_copied(&self.keys, &self.id, &pack)?;
+        self.put_pack(pack)
+    }
+
+    fn put_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
         self.backend
             .put(ObjectKind::Pack, &pack.id.to_hex(), &pack.bytes)
             .map_err(|e| e.context(format!("storing pack {}", pack.id)))?;
