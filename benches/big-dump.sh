@@ -2,8 +2,9 @@
 # Memory does not grow with the dump (issue 7): peak RSS of a backup and a
 # restore of a ~200 MB dump and of a dump TIMES as large, both piped into
 # cairn the way `pg_dump | cairn backup -` is. The large one is TIMES
-# copies of the dump, each made different (every "example" becomes
-# "exN"), so deduplication does not shrink the work.
+# copies of the dump, each changed (every "example" becomes "exN"): a
+# stream TIMES as long, whose lines with e-mail addresses are new in every
+# copy (the rest deduplicates, as tables that did not change would).
 #
 #   benches/big-dump.sh [DUMP=/tmp/cairn-dumps/night-01.sql] [TIMES=10]
 set -euo pipefail

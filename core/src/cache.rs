@@ -236,7 +236,25 @@ impl IndexCache {
         tx.commit().map_err(|e| db_err("commit", e))
     }
 
+    /// Whether the tables exist at this layout version: then opening needs
+    /// no write transaction (each costs a few fsyncs).
+    fn tables_ready(&self) -> bool {
+        let Ok(tx) = self.db.begin_read() else {
+            return false;
+        };
+        let version = tx
+            .open_table(META)
+            .ok()
+            .and_then(|meta| meta.get("version").ok().flatten().map(|v| v.value()));
+        version == Some(CACHE_VERSION)
+            && tx.open_table(BLOBS).is_ok()
+            && tx.open_table(INDEXES).is_ok()
+    }
+
     fn init_tables(&self) -> Result<()> {
+        if self.tables_ready() {
+            return Ok(());
+        }
         let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
         {
             let meta = tx.open_table(META).map_err(|e| db_err("meta", e))?;

@@ -1524,3 +1524,60 @@ fn crash_at_any_point_of_a_wal_push_loses_nothing_and_the_retry_archives_it() {
         }
     }
 }
+
+/// Prune copies the blobs it keeps as they are stored, checking each seal
+/// first: a kept blob that no longer opens stops it before anything is
+/// deleted, and the error names the pack.
+#[test]
+fn prune_refuses_to_copy_a_damaged_blob_and_deletes_nothing() {
+    let mem = init_repo();
+    let repo = open(Arc::new(mem.clone()), &CacheLocation::Temporary).unwrap();
+    let a = pseudo_random(600 << 10, 61);
+    let mut b = a[..300 << 10].to_vec();
+    b.extend(pseudo_random(100 << 10, 62));
+    let first = backup_stream(&repo, &a).unwrap();
+    let second = backup_stream(&repo, &b).unwrap();
+    mem.delete(ObjectKind::Snapshot, &first.id.to_hex())
+        .unwrap();
+    let cancel = AtomicBool::new(false);
+    let opts = PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        grace_seconds: Some(0),
+        ..PruneOptions::default()
+    };
+    let plan = prune::plan(&repo, &opts, &cancel).unwrap();
+    let target = plan
+        .with_action(prune::PackAction::Repack)
+        .next()
+        .expect("a partly used pack to repack");
+    // One flipped ciphertext byte in every blob of that pack.
+    let name = target.id.to_hex();
+    let mut bytes = mem.get(ObjectKind::Pack, &name).unwrap();
+    let entries = repo
+        .read_pack_trailer(&target.id, bytes.len() as u64)
+        .unwrap();
+    for e in &entries {
+        bytes[e.offset as usize + 30] ^= 0x40;
+    }
+    mem.delete(ObjectKind::Pack, &name).unwrap();
+    mem.put(ObjectKind::Pack, &name, &bytes).unwrap();
+    let packs_before = mem.names(ObjectKind::Pack);
+    let indexes_before = mem.names(ObjectKind::Index);
+
+    let err = prune::execute(&repo, &plan, &cancel).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+    let packs_after = mem.names(ObjectKind::Pack);
+    assert!(
+        packs_before.iter().all(|p| packs_after.contains(p)),
+        "a failed prune deleted packs"
+    );
+    assert_eq!(mem.names(ObjectKind::Index), indexes_before);
+    // Nothing was committed: the kept snapshot is still listed.
+    assert!(repo
+        .load_snapshots()
+        .unwrap()
+        .good
+        .iter()
+        .any(|s| s.id == second.id));
+}
