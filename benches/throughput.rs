@@ -1,7 +1,8 @@
 //! Throughput of each stage of a backup and a restore: chunking (stream
 //! and block chunkers), chunk IDs, compression, sealing, whole packs
 //! (build + verify before upload), index lookups (hits and misses in the
-//! on-disk index cache), and decoding blobs for a restore.
+//! on-disk index cache), decoding blobs for a restore, and resemblance
+//! sketches (for delta compression, issue 8).
 //!
 //! `cargo bench --bench throughput`; under `cargo test` each runs once.
 
@@ -14,6 +15,7 @@ use cairn_core::crypto::{Keys, MasterKey};
 use cairn_core::id::Id;
 use cairn_core::index::IndexPack;
 use cairn_core::pack::{self, BlobEntry, BlobType, PackWriter};
+use cairn_core::sketch::Sketcher;
 
 /// Text shaped like a pg_dump COPY block: compressible, but not trivially.
 fn dump_like(len: usize) -> Vec<u8> {
@@ -88,6 +90,8 @@ fn per_chunk(c: &mut Criterion) {
     g.bench_function("chunk_id_keyed_blake3", |b| {
         b.iter(|| keys.chunk_id(&chunk))
     });
+    let sketcher = Sketcher::new();
+    g.bench_function("resemblance_sketch", |b| b.iter(|| sketcher.sketch(&chunk)));
     for level in [1, 3, 9] {
         g.bench_function(BenchmarkId::new("zstd_compress", level), |b| {
             b.iter(|| compress::compress(level, &chunk))

@@ -51,6 +51,7 @@ pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;
+pub mod sketch;
 pub mod snapshot;
 pub mod time;
 pub mod tree;
