@@ -355,18 +355,30 @@ impl PackWriter {
 
     /// Appends a sealed blob.
     pub fn add(&mut self, blob: &EncodedBlob) -> Result<()> {
-        let offset =
-            u32::try_from(self.buf.len()).map_err(|_| Error::invalid("pack exceeds 4 GiB"))?;
-        let length =
-            u32::try_from(blob.sealed.len()).map_err(|_| Error::invalid("blob exceeds 4 GiB"))?;
-        self.buf.extend_from_slice(&blob.sealed);
-        self.entries.push(BlobEntry {
+        let entry = BlobEntry {
             id: blob.id,
             blob_type: blob.blob_type,
             compression: blob.compression,
+            offset: 0,
+            length: 0,
+            raw_length: blob.raw_length,
+        };
+        self.add_stored(&entry, &blob.sealed)
+    }
+
+    /// Appends a blob as another pack stores it: `sealed` are its bytes
+    /// there, `entry` its entry there (its offset and length are set anew).
+    /// A blob's seal does not name its pack, so it moves as it is.
+    pub fn add_stored(&mut self, entry: &BlobEntry, sealed: &[u8]) -> Result<()> {
+        let offset =
+            u32::try_from(self.buf.len()).map_err(|_| Error::invalid("pack exceeds 4 GiB"))?;
+        let length =
+            u32::try_from(sealed.len()).map_err(|_| Error::invalid("blob exceeds 4 GiB"))?;
+        self.buf.extend_from_slice(sealed);
+        self.entries.push(BlobEntry {
             offset,
             length,
-            raw_length: blob.raw_length,
+            ..*entry
         });
         Ok(())
     }

@@ -35,7 +35,7 @@ use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::index::IndexPack;
-use crate::pack::{self, BlobEntry, BlobType, EncodedBlob, PackWriter};
+use crate::pack::{self, BlobEntry, BlobType, PackWriter};
 use crate::repository::{verify_name, Repository};
 use crate::tree::{self, NodeKind};
 
@@ -688,14 +688,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         // type and its ID, not its pack, so it needs no new compression
         // nor encryption. Before it is stored, the new pack is checked from
         // the buffer that is written: every seal must open again there.
-        let claimed: Vec<&BlobEntry> = p
+        let claimed = p
             .entries
             .iter()
             .zip(&p.claimed)
             .filter_map(|(e, c)| c.then_some(e))
-            .collect();
-        let blobs = claimed
-            .par_iter()
+            .collect::<Vec<_>>()
+            .into_par_iter()
             .map(|e| {
                 let sealed = bytes
                     .get(e.offset as usize..e.end() as usize)
@@ -703,19 +702,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
                         damaged(format!("pack {name}: blob {} lies outside the pack", e.id))
                     })?;
                 pack::check_blob_seal(keys, repo.id(), e, sealed, &p.id)?;
-                Ok(EncodedBlob {
-                    id: e.id,
-                    blob_type: e.blob_type,
-                    compression: e.compression,
-                    raw_length: e.raw_length,
-                    sealed: sealed.to_vec(),
-                })
+                Ok((e, sealed))
             })
             .collect::<Result<Vec<_>>>()?;
-        for blob in blobs {
-            let is_data = blob.blob_type == BlobType::Data;
+        for (e, sealed) in claimed {
+            let is_data = e.blob_type == BlobType::Data;
             let w = writers.entry(is_data).or_default();
-            w.add(&blob)?;
+            w.add_stored(e, sealed)?;
             if w.len() >= pack_size {
                 let full = std::mem::take(w);
                 store(full, &mut stats, &mut new_packs)?;
