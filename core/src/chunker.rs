@@ -214,17 +214,10 @@ impl<R: Read> Chunker<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        while self.end < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let space = self.buf.len() - self.end;
+        let n = read_full(&mut self.reader, &mut self.buf[self.end..])?;
+        self.end += n;
+        self.eof = n < space;
         Ok(())
     }
 
@@ -244,19 +237,25 @@ impl<R: Read> Chunker<R> {
 /// Reads `reader` into `block` until it is full or the stream ends;
 /// `block` is cut to what was read. Returns whether the stream ended.
 pub fn read_block<R: Read + ?Sized>(reader: &mut R, block: &mut Vec<u8>) -> io::Result<bool> {
+    let n = read_full(reader, block)?;
+    let ended = n < block.len();
+    block.truncate(n);
+    Ok(ended)
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read
+/// (fewer than `buf.len()` only at the end of the stream).
+fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
-    while filled < block.len() {
-        match reader.read(&mut block[filled..]) {
-            Ok(0) => {
-                block.truncate(filled);
-                return Ok(true);
-            }
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(false)
+    Ok(filled)
 }
 
 /// Cuts a stream that arrives in large blocks (read elsewhere, so reading
@@ -393,6 +392,7 @@ impl BlockChunker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_data::pseudo_random;
     use proptest::prelude::*;
 
     /// Reads at most `step` bytes per call, to show that read sizes do not
@@ -420,18 +420,6 @@ mod tests {
             out.push(chunk.to_vec());
         }
         out
-    }
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     const SMALL: ChunkerParams = ChunkerParams {
