@@ -17,26 +17,22 @@ thread_local! {
 fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match slot.as_mut() {
-            Some((_, c)) => c.compress(data),
-            None => zstd::bulk::compress(data, level),
-        }
+        let compressor = match &mut *slot {
+            Some((l, c)) if *l == level => c,
+            other => &mut other.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(data)
     })
 }
 
 fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match slot.as_mut() {
-            Some(d) => d.decompress(data, capacity),
-            None => zstd::bulk::decompress(data, capacity),
-        }
+        let decompressor = match &mut *slot {
+            Some(d) => d,
+            empty => empty.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(data, capacity)
     })
 }
 
