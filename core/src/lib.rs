@@ -53,6 +53,8 @@ pub mod restore;
 pub mod retention;
 pub mod sketch;
 pub mod snapshot;
+#[cfg(test)]
+mod test_data;
 pub mod time;
 pub mod tree;
 pub mod wal;

@@ -108,18 +108,7 @@ pub fn resemble(a: &Sketch, b: &Sketch) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(2).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::test_data::pseudo_random;
 
     /// Text shaped like a table in a pg_dump, with a seed.
     fn rows(len: usize, seed: u64) -> Vec<u8> {
