@@ -47,6 +47,15 @@ fn snapshot_by_id(env: &Env, id: &str) -> Value {
         .unwrap()
 }
 
+/// A running PostgreSQL with the `shop` database created from [`SCHEMA`];
+/// `None` when PostgreSQL is missing and the tests may skip.
+fn shop_database() -> Option<Postgres> {
+    let pg = Postgres::start()?;
+    pg.createdb("shop");
+    pg.psql("shop", SCHEMA);
+    Some(pg)
+}
+
 fn data_added(env: &Env, id: &str) -> u64 {
     snapshot_by_id(env, id)["summary"]["data_added"]
         .as_u64()
@@ -55,9 +64,7 @@ fn data_added(env: &Env, id: &str) -> u64 {
 
 #[test]
 fn nightly_pg_dumps_restore_byte_identical() {
-    let Some(pg) = Postgres::start() else { return };
-    pg.createdb("shop");
-    pg.psql("shop", SCHEMA);
+    let Some(pg) = shop_database() else { return };
     let env = Env::init();
     // pg_dump writes a random `\restrict` key into every plain dump
     // (CVE-2025-8714 fix), so two dumps of the same state differ: keep a
@@ -171,9 +178,7 @@ fn dump_info(env: &Env, out: &std::process::Output) -> Value {
 
 #[test]
 fn incomplete_dumps_never_become_snapshots() {
-    let Some(pg) = Postgres::start() else { return };
-    pg.createdb("shop");
-    pg.psql("shop", SCHEMA);
+    let Some(pg) = shop_database() else { return };
     let env = Env::init();
     let dump = pg.pg_dump_command("shop");
 
@@ -236,9 +241,7 @@ fn incomplete_dumps_never_become_snapshots() {
 
 #[test]
 fn compressed_dumps_are_stored_with_a_warning() {
-    let Some(pg) = Postgres::start() else { return };
-    pg.createdb("shop");
-    pg.psql("shop", SCHEMA);
+    let Some(pg) = shop_database() else { return };
     let env = Env::init();
     let dump = pg.pg_dump_command("shop");
     // pg_dump -Fc compresses by default; gzip compresses the whole stream.
@@ -275,9 +278,7 @@ fn compressed_dumps_are_stored_with_a_warning() {
 
 #[test]
 fn a_directory_format_dump_is_checked_before_it_is_backed_up() {
-    let Some(pg) = Postgres::start() else { return };
-    pg.createdb("shop");
-    pg.psql("shop", SCHEMA);
+    let Some(pg) = shop_database() else { return };
     let env = Env::init();
     let dir = env.path("shop.dir");
     let out = pg
