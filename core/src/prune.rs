@@ -566,6 +566,13 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         repack_size += p.size;
         unused_left -= unused_of(p);
     }
+    if prefer_kept_copies(&mut packs) {
+        unused_left = packs
+            .values()
+            .filter(|p| matches!(p.action, PackAction::Keep | PackAction::Revive))
+            .map(unused_of)
+            .sum();
+    }
 
     let mut list: Vec<PackPlan> = packs.into_values().collect();
     // A running backup's packs are in no index until its next index flush
@@ -646,6 +653,69 @@ pub struct PruneStats {
     pub index_written: usize,
     /// Index objects deleted.
     pub index_deleted: usize,
+}
+
+/// A blob that a repacked pack claims may also be in a pack that stays
+/// (an earlier prune that failed after its new index landed leaves such
+/// copies). Copying it again would make one more duplicate, and which copy
+/// the next plan claims depends on the new pack's ID: that plan would then
+/// find a new pack it does not need. So the claim moves to the pack that
+/// stays (a repacked pack left with nothing to copy is still retired as
+/// planned). Returns whether any claim moved.
+fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
+    let stays = |p: &PackPlan| matches!(p.action, PackAction::Keep | PackAction::Revive);
+    let copied: HashSet<Id> = packs
+        .values()
+        .filter(|p| p.action == PackAction::Repack)
+        .flat_map(|p| {
+            p.entries
+                .iter()
+                .zip(&p.claimed)
+                .filter_map(|(e, &c)| c.then_some(e.id))
+        })
+        .collect();
+    if copied.is_empty() {
+        return false;
+    }
+    // The first copy of each such blob in a pack that stays, by pack ID.
+    let mut kept_at: HashMap<Id, (Id, usize)> = HashMap::new();
+    let mut ids: Vec<Id> = packs.values().filter(|p| stays(p)).map(|p| p.id).collect();
+    ids.sort();
+    for id in ids {
+        let Some(p) = packs.get(&id) else { continue };
+        for (i, e) in p.entries.iter().enumerate() {
+            if copied.contains(&e.id) {
+                kept_at.entry(e.id).or_insert((id, i));
+            }
+        }
+    }
+    if kept_at.is_empty() {
+        return false;
+    }
+    for p in packs
+        .values_mut()
+        .filter(|p| p.action == PackAction::Repack)
+    {
+        for (i, e) in p.entries.iter().enumerate() {
+            if p.claimed[i] && kept_at.contains_key(&e.id) {
+                p.claimed[i] = false;
+                p.used_blobs -= 1;
+                p.used_bytes -= u64::from(e.length);
+            }
+        }
+    }
+    for (blob, (pack, i)) in kept_at {
+        let Some(p) = packs.get_mut(&pack) else {
+            continue;
+        };
+        if let (Some(claimed), Some(e)) = (p.claimed.get_mut(i), p.entries.get(i)) {
+            debug_assert_eq!(e.id, blob);
+            *claimed = true;
+            p.used_blobs += 1;
+            p.used_bytes += u64::from(e.length);
+        }
+    }
+    true
 }
 
 /// Youngest age (seconds) at which a pack in no index may be deleted.
@@ -776,6 +846,60 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pack(n: u8, blobs: &[u8], claimed: &[bool], action: PackAction) -> (Id, PackPlan) {
+        let entries: Vec<BlobEntry> = blobs
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| BlobEntry {
+                id: Id::from_bytes([b; 32]),
+                blob_type: BlobType::Data,
+                compression: crate::compress::Compression::None,
+                offset: 100 * i as u32,
+                length: 100,
+                raw_length: 60,
+            })
+            .collect();
+        let used = claimed.iter().filter(|&&c| c).count();
+        let id = Id::from_bytes([n; 32]);
+        let plan = PackPlan {
+            id,
+            size: 100 * blobs.len() as u64,
+            blobs: blobs.len(),
+            used_blobs: used,
+            used_bytes: 100 * used as u64,
+            obsolete_since: None,
+            action,
+            entries,
+            claimed: claimed.to_vec(),
+        };
+        (id, plan)
+    }
+
+    #[test]
+    fn a_repacked_blob_that_a_kept_pack_also_holds_is_claimed_there_not_copied() {
+        // Pack 1 (repacked) claims blobs 7 and 8; pack 2 (kept) also holds
+        // 7, unclaimed; pack 4 (deleted) also holds 8.
+        let mut packs: HashMap<Id, PackPlan> = [
+            pack(1, &[7, 8, 5], &[true, true, false], PackAction::Repack),
+            pack(2, &[6, 7], &[true, false], PackAction::Keep),
+            pack(3, &[9], &[true], PackAction::Keep),
+            pack(4, &[8], &[false], PackAction::Delete),
+        ]
+        .into();
+        assert!(prefer_kept_copies(&mut packs));
+        let p1 = &packs[&Id::from_bytes([1; 32])];
+        assert_eq!(p1.claimed, [false, true, false], "only 8 is left to copy");
+        assert_eq!((p1.used_blobs, p1.used_bytes), (1, 100));
+        assert_eq!(p1.action, PackAction::Repack);
+        let p2 = &packs[&Id::from_bytes([2; 32])];
+        assert_eq!(p2.claimed, [true, true]);
+        assert_eq!((p2.used_blobs, p2.used_bytes), (2, 200));
+        // A pack being deleted is no place to keep a blob.
+        assert_eq!(packs[&Id::from_bytes([4; 32])].claimed, [false]);
+        // Nothing left to move: no change.
+        assert!(!prefer_kept_copies(&mut packs));
+    }
 
     #[test]
     fn max_unused_parses_like_restic() -> Result<()> {

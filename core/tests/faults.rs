@@ -131,15 +131,21 @@ fn prune_now(repo: &Repository) -> Result<PruneStats> {
     prune_with(repo, MaxUnused::default(), Some(0))
 }
 
-/// Whether a prune would find nothing to do.
-fn prune_is_noop(repo: &Repository) -> bool {
+/// Panics, showing the work, unless a prune would find nothing to do.
+fn assert_prune_is_noop(repo: &Repository, what: &str) {
     let opts = PruneOptions {
         grace_seconds: Some(0),
         ..PruneOptions::default()
     };
-    prune::plan(repo, &opts, &AtomicBool::new(false))
-        .unwrap()
-        .is_noop()
+    let plan = prune::plan(repo, &opts, &AtomicBool::new(false)).unwrap();
+    assert!(
+        plan.is_noop(),
+        "{what}: a second prune has work: {:?}",
+        plan.packs
+            .iter()
+            .map(|p| (p.action, p.blobs, p.used_blobs, p.size, p.used_bytes))
+            .collect::<Vec<_>>()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -758,7 +764,7 @@ fn failing_any_operation_of_a_prune_loses_nothing() {
                 let repo = open_clean(&storage, &cache_in(&cache), &what);
                 assert_eq!(check(&repo, &kept, None, &what), None);
                 prune_now(&repo).unwrap_or_else(|e| panic!("{what}: prune fails again: {e}"));
-                assert!(prune_is_noop(&repo), "{what}: a second prune has work");
+                assert_prune_is_noop(&repo, &what);
                 let v4 = backup_stream(&repo, &v.v4).unwrap();
                 drop(repo);
 
@@ -822,7 +828,7 @@ fn crash_backup_everywhere(
                 run(&repo).unwrap_or_else(|e| panic!("{what}: the backup fails again: {e}"));
             // A prune clears what the crash left; nothing committed goes.
             prune_now(&repo).unwrap_or_else(|e| panic!("{what}: prune after the crash: {e}"));
-            assert!(prune_is_noop(&repo), "{what}: a second prune has work");
+            assert_prune_is_noop(&repo, &what);
             drop(repo);
             assert_after_retry(&storage, before, new, committed, &retried, &what);
             tried += 1;
@@ -915,7 +921,7 @@ fn crash_at_any_point_of_a_prune_loses_nothing() {
             let v4 = backup_stream(&repo, &v.v4)
                 .unwrap_or_else(|e| panic!("{what}: backup after the crash: {e}"));
             prune_now(&repo).unwrap_or_else(|e| panic!("{what}: prune fails again: {e}"));
-            assert!(prune_is_noop(&repo), "{what}: a second prune has work");
+            assert_prune_is_noop(&repo, &what);
             drop(repo);
 
             let mut after = kept.clone();
@@ -1285,7 +1291,7 @@ fn run_model(steps: &[Step]) -> (usize, usize) {
     let repo = open_clean(&mem, &CacheLocation::Temporary, "end");
     assert_eq!(check(&repo, &model, None, "end, new cache"), None);
     PruneKind::RepackAll.run(&repo).unwrap();
-    assert!(prune_is_noop(&repo), "end: a second prune has work");
+    assert_prune_is_noop(&repo, "end");
     assert_eq!(check(&repo, &model, None, "end, after a prune"), None);
     (crashes, landed)
 }
