@@ -66,6 +66,16 @@ pub struct BackupArgs {
                      compression) gets a warning: it defeats deduplication."
     )]
     no_validate: bool,
+
+    /// Store this backup's new chunks whole, not as deltas against similar stored chunks
+    #[arg(
+        long,
+        long_help = "Store this backup's new chunks whole, even if the repository has delta \
+                     compression on (`init --no-delta` turns it off for good). With it on, a new \
+                     chunk that resembles a stored one is kept as a zstd delta against it; the \
+                     stored one (its base) is read back from the repository during the backup."
+    )]
+    no_delta: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -102,6 +112,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         time,
         validate_dumps: !args.no_validate,
+        no_delta: args.no_delta,
     };
     run_backup(global, &repo, source, &opts)
 }

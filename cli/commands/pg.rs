@@ -138,6 +138,7 @@ fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitC
         tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         time: None,
         validate_dumps: true,
+        no_delta: false,
     };
     let source = BackupSource::Command {
         command,

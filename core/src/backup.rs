@@ -5,7 +5,7 @@
 //! data, so a crash, a failed upload or a failed dump command leaves at
 //! most unreferenced packs and index entries, never a half snapshot.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-use crate::cache::CacheReader;
+use crate::cache::{BlobLocation, CacheReader, SketchReader};
 use crate::chunker::{read_block, BlockChunker, ChunkBatch, Chunker};
 use crate::dumpcheck::{check_directory_dump, DumpInfo, InspectingReader, Inspector};
 use crate::error::{Error, ErrorKind, Result};
@@ -30,6 +30,7 @@ use crate::index::IndexPack;
 use crate::pack::{self, BlobType, EncodedBlob, FinishedPack, PackWriter};
 use crate::prune::verify_referenced;
 use crate::repository::Repository;
+use crate::sketch::{Sketch, Sketcher};
 use crate::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::time::SnapshotTime;
 use crate::tree::{self, Node, NodeKind, Tree};
@@ -94,6 +95,9 @@ pub struct BackupOptions {
     /// complete before committing (`dumpcheck`); with `false` its format
     /// is still recorded.
     pub validate_dumps: bool,
+    /// Store every new chunk whole, even in a repository with delta
+    /// compression on.
+    pub no_delta: bool,
 }
 
 /// The result of a backup.
@@ -229,6 +233,9 @@ pub fn backup(
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+        if !opts.no_delta {
+            saver.enable_deltas()?;
+        }
         let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
         // A stream is inspected as it is read and judged once it ended
         // (and, for a command, once it exited 0): an incomplete dump fails
@@ -275,6 +282,9 @@ pub fn backup(
             }
         };
         let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
+        // Sketches of what was stored, also after a failure: an entry
+        // whose blob never got indexed is skipped when looked up.
+        let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
         // Everything the snapshot will refer to, for the commit check:
         // what was reused from the index and what this backup stored.
         let mut referenced = std::mem::take(&mut saver.reused);
@@ -466,7 +476,21 @@ struct BlobSaver<'a> {
     progress: &'a dyn BackupProgress,
     cancel: &'a AtomicBool,
     upload_failed: &'a AtomicBool,
+    delta: Option<DeltaState>,
 }
+
+/// Delta compression during a backup (`repo-format.md` §7.8).
+struct DeltaState {
+    sketcher: Sketcher,
+    sketches: SketchReader,
+    /// Sketches of blobs stored whole, for the cache.
+    pending: Vec<(Id, Sketch)>,
+    /// Base reads that failed (the chunks were stored whole).
+    failed_reads: usize,
+}
+
+/// Sketches are written to the cache in runs of this many.
+const SKETCH_FLUSH: usize = 50_000;
 
 impl<'a> BlobSaver<'a> {
     fn new(
@@ -493,7 +517,133 @@ impl<'a> BlobSaver<'a> {
             progress,
             cancel,
             upload_failed,
+            delta: None,
         })
+    }
+
+    /// Turns delta compression on if the repository has it on (and
+    /// compresses at all).
+    fn enable_deltas(&mut self) -> Result<()> {
+        let c = &self.repo.config().compression;
+        if c.delta && c.level > 0 {
+            self.delta = Some(DeltaState {
+                sketcher: Sketcher::new(),
+                sketches: self.repo.cache().sketch_reader()?,
+                pending: Vec::new(),
+                failed_reads: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn flush_sketches(&mut self) -> Result<()> {
+        if let Some(d) = &mut self.delta {
+            self.repo.cache().add_sketches(&d.pending)?;
+            d.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// Encodes fresh data chunks: each on its own, or as a delta against a
+    /// stored chunk it resembles when that is smaller.
+    fn encode_fresh(
+        &mut self,
+        chunks: &[&[u8]],
+        ids: &[Id],
+        fresh: &[usize],
+    ) -> Result<Vec<EncodedBlob>> {
+        let keys = self.repo.keys();
+        let (repo_id, level) = (*self.repo.id(), self.level);
+        let Some(delta) = &mut self.delta else {
+            return fresh
+                .par_iter()
+                .map(|&i| {
+                    pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level)
+                })
+                .collect();
+        };
+        let sketcher = &delta.sketcher;
+        let mut encoded: Vec<(EncodedBlob, Option<Sketch>)> = fresh
+            .par_iter()
+            .map(|&i| {
+                let whole =
+                    pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level)?;
+                Ok((whole, sketcher.sketch(chunks[i])))
+            })
+            .collect::<Result<_>>()?;
+        // A base: a candidate that the index has whole, as a data blob, in
+        // a pack in use (never a delta: one level only).
+        let mut base_of: Vec<Option<BlobLocation>> = Vec::with_capacity(encoded.len());
+        let mut wanted: Vec<BlobLocation> = Vec::new();
+        let mut seen: HashSet<Id> = HashSet::new();
+        for (_, sketch) in &encoded {
+            let mut found = None;
+            if let Some(sketch) = sketch {
+                for c in delta.sketches.candidates(sketch)? {
+                    if let Some(loc) = self.index.get(&c)? {
+                        if loc.obsolete_since.is_none()
+                            && loc.entry.blob_type == BlobType::Data
+                            && loc.entry.compression.base().is_none()
+                        {
+                            found = Some(loc);
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(loc) = found {
+                if seen.insert(loc.entry.id) {
+                    wanted.push(loc);
+                }
+            }
+            base_of.push(found);
+        }
+        let bases: HashMap<Id, Vec<u8>> = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            // Read in pack order, so that nearby bases share a read.
+            wanted.sort_by_key(|l| (l.pack_id, l.entry.offset));
+            match crate::restore::fetch_whole(self.repo, &wanted) {
+                Ok(plain) => wanted.iter().map(|l| l.entry.id).zip(plain).collect(),
+                Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+                Err(e) => {
+                    if delta.failed_reads == 0 {
+                        let msg = format!(
+                            "reading bases for delta compression failed, chunks stored whole: {e}"
+                        );
+                        self.progress.warning(&msg);
+                    }
+                    delta.failed_reads += 1;
+                    HashMap::new()
+                }
+            }
+        };
+        encoded
+            .par_iter_mut()
+            .zip(fresh.par_iter())
+            .zip(base_of.par_iter())
+            .try_for_each(|(((blob, _), &i), base)| {
+                let Some(loc) = base else { return Ok(()) };
+                let Some(plain) = bases.get(&loc.entry.id) else {
+                    return Ok(());
+                };
+                let base = (loc.entry.id, plain.as_slice());
+                if let Some(d) = pack::encode_delta(keys, &repo_id, blob, chunks[i], base, level)? {
+                    *blob = d;
+                }
+                Ok::<_, Error>(())
+            })?;
+        let mut out = Vec::with_capacity(encoded.len());
+        for (blob, sketch) in encoded {
+            if let (Some(s), None) = (sketch, blob.compression.base()) {
+                delta.pending.push((blob.id, s));
+            }
+            out.push(blob);
+        }
+        if delta.pending.len() >= SKETCH_FLUSH {
+            self.flush_sketches()?;
+        }
+        Ok(out)
     }
 
     fn check_running(&self) -> Result<()> {
@@ -523,18 +673,20 @@ impl<'a> BlobSaver<'a> {
     /// remembered: before committing, the backup checks that no prune has
     /// marked their packs for too long (see [`verify_referenced`]).
     fn is_new(&mut self, id: &Id) -> Result<bool> {
-        let live = self.index.contains_live(id)?;
+        let live = self.index.live(id)?;
         Ok(self.is_new_given(id, live))
     }
 
     /// [`Self::is_new`] for a blob already looked up: `live` says whether
-    /// the index has it in a pack in use.
-    fn is_new_given(&mut self, id: &Id, live: bool) -> bool {
+    /// the index has it in a pack in use, and if it is a delta, its base
+    /// ([`CacheReader::live`]), which is then relied on too.
+    fn is_new_given(&mut self, id: &Id, live: Option<Option<Id>>) -> bool {
         if self.seen.contains(id) || self.reused.contains(id) {
             return false;
         }
-        if live {
+        if let Some(base) = live {
             self.reused.insert(*id);
+            self.reused.extend(base);
             return false;
         }
         self.seen.insert(*id);
@@ -548,11 +700,11 @@ impl<'a> BlobSaver<'a> {
         // Hashed and looked up in the index on all cores: with millions of
         // chunks indexed, a lookup costs as much as hashing a chunk.
         let index = &self.index;
-        let looked: Vec<(Id, Result<bool>)> = chunks
+        let looked: Vec<(Id, Result<Option<Option<Id>>>)> = chunks
             .par_iter()
             .map(|c| {
                 let id = keys.chunk_id(c);
-                (id, index.contains_live(&id))
+                (id, index.live(&id))
             })
             .collect();
         let mut ids = Vec::with_capacity(looked.len());
@@ -563,11 +715,7 @@ impl<'a> BlobSaver<'a> {
             }
             ids.push(id);
         }
-        let (repo_id, level) = (*self.repo.id(), self.level);
-        let encoded: Vec<EncodedBlob> = fresh
-            .par_iter()
-            .map(|&i| pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level))
-            .collect::<Result<_>>()?;
+        let encoded = self.encode_fresh(chunks, &ids, &fresh)?;
         for blob in encoded {
             self.add(blob)?;
         }

@@ -38,7 +38,7 @@ impl<'a> BlobWriter<'a> {
 
     pub(crate) fn save(&mut self, blob_type: BlobType, id: Id, bytes: &[u8]) -> Result<Id> {
         self.referenced.insert(id);
-        if self.seen.contains(&id) || self.index.contains_live(&id)? {
+        if self.seen.contains(&id) || self.relies_on(&id)? {
             return Ok(id);
         }
         self.seen.insert(id);
@@ -67,11 +67,23 @@ impl<'a> BlobWriter<'a> {
     /// the index. Returns `false` when it does not, and the caller must
     /// store it.
     pub(crate) fn reuse(&mut self, id: &Id) -> Result<bool> {
-        if self.seen.contains(id) || self.index.contains_live(id)? {
+        if self.seen.contains(id) || self.relies_on(id)? {
             self.referenced.insert(*id);
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Whether `id` is live in the index; if it is a delta, its base is
+    /// referenced too (the commit check must cover it).
+    fn relies_on(&mut self, id: &Id) -> Result<bool> {
+        match self.index.live(id)? {
+            Some(base) => {
+                self.referenced.extend(base);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn flush(&mut self, data: bool) -> Result<()> {

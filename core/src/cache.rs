@@ -22,8 +22,15 @@ use crate::index::IndexPack;
 use crate::pack::{BlobEntry, BlobType};
 
 /// blob ID → pack ID (32) || type (1) || compression (1) || offset, length,
-/// raw length (3 × u32 LE) || obsolete (1) || obsolete since (i64 LE).
-const BLOBS: TableDefinition<[u8; 32], [u8; 55]> = TableDefinition::new("blobs");
+/// raw length (3 × u32 LE) || obsolete (1) || obsolete since (i64 LE) ||
+/// a delta's base ID (32; zeros otherwise).
+const BLOBS: TableDefinition<[u8; 32], [u8; LOCATION_LEN]> = TableDefinition::new("blobs");
+const LOCATION_LEN: usize = 87;
+/// Resemblance sketch feature → a data blob stored whole that has it
+/// (`crate::sketch`): candidate bases for delta compression. Not built
+/// from index objects (blob plaintexts are needed): filled as backups
+/// store blobs, and checked against the index before use.
+const SKETCHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("sketches");
 /// index object ID → number of blobs it listed.
 const INDEXES: TableDefinition<[u8; 32], u64> = TableDefinition::new("indexes");
 /// "version" → layout version of this cache file.
@@ -33,7 +40,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// cache costs little speed.
 const CACHE_MEMORY: usize = 16 * 1024 * 1024;
 /// Bump when the table layout changes; old caches are then rebuilt.
-const CACHE_VERSION: u64 = 2;
+const CACHE_VERSION: u64 = 3;
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +54,14 @@ pub struct BlobLocation {
     pub obsolete_since: Option<i64>,
 }
 
-fn encode_location(pack_id: &Id, e: &BlobEntry, obsolete_since: Option<i64>) -> [u8; 55] {
-    let mut v = [0u8; 55];
+fn encode_location(pack_id: &Id, e: &BlobEntry, obsolete_since: Option<i64>) -> [u8; LOCATION_LEN] {
+    let mut v = [0u8; LOCATION_LEN];
     v[..32].copy_from_slice(pack_id.as_bytes());
     v[32] = e.blob_type as u8;
-    v[33] = e.compression as u8;
+    v[33] = e.compression.byte();
+    if let Some(base) = e.compression.base() {
+        v[55..87].copy_from_slice(base.as_bytes());
+    }
     v[34..38].copy_from_slice(&e.offset.to_le_bytes());
     v[38..42].copy_from_slice(&e.length.to_le_bytes());
     v[42..46].copy_from_slice(&e.raw_length.to_le_bytes());
@@ -62,14 +72,19 @@ fn encode_location(pack_id: &Id, e: &BlobEntry, obsolete_since: Option<i64>) -> 
     v
 }
 
-fn decode_location(id: Id, v: &[u8; 55]) -> Result<BlobLocation> {
+fn decode_location(id: Id, v: &[u8; LOCATION_LEN]) -> Result<BlobLocation> {
     let u32_at = |at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+    let compression = if v[33] == crate::compress::DELTA_BYTE {
+        Compression::Delta(Id::from_slice(&v[55..87])?)
+    } else {
+        Compression::from_byte(v[33])?
+    };
     Ok(BlobLocation {
         pack_id: Id::from_slice(&v[..32])?,
         entry: BlobEntry {
             id,
             blob_type: BlobType::from_byte(v[32])?,
-            compression: Compression::from_byte(v[33])?,
+            compression,
             offset: u32_at(34),
             length: u32_at(38),
             raw_length: u32_at(42),
@@ -84,7 +99,7 @@ fn decode_location(id: Id, v: &[u8; 55]) -> Result<BlobLocation> {
 
 /// Records every blob of one index object and the object itself.
 fn record_index(
-    blobs: &mut redb::Table<[u8; 32], [u8; 55]>,
+    blobs: &mut redb::Table<[u8; 32], [u8; LOCATION_LEN]>,
     indexes: &mut redb::Table<[u8; 32], u64>,
     index_id: &Id,
     packs: &[IndexPack],
@@ -102,20 +117,26 @@ fn record_index(
     Ok(())
 }
 
-/// Records `e` of pack `p` unless the blob already has a location in a
-/// pack in use and this one is obsolete: readers and deduplication prefer
-/// packs in use.
+/// Records `e` of pack `p` unless the blob already has a better location:
+/// readers and deduplication prefer packs in use, then blobs stored whole
+/// over deltas (a delta's base must be stored whole, and whole blobs need
+/// one read).
 fn insert_location(
-    blobs: &mut redb::Table<[u8; 32], [u8; 55]>,
+    blobs: &mut redb::Table<[u8; 32], [u8; LOCATION_LEN]>,
     p: &IndexPack,
     e: &BlobEntry,
 ) -> Result<()> {
-    if p.obsolete_since.is_some() {
+    let rank = |obsolete: bool, delta: bool| (obsolete, delta);
+    let new = rank(p.obsolete_since.is_some(), e.compression.base().is_some());
+    if new != rank(false, false) {
         let existing = blobs
             .get(*e.id.as_bytes())
             .map_err(|e| db_err("lookup", e))?
-            .map(|v| v.value()[46]);
-        if existing == Some(0) {
+            .map(|v| {
+                let v = v.value();
+                rank(v[46] == 1, v[33] == crate::compress::DELTA_BYTE)
+            });
+        if existing.is_some_and(|old| old < new) {
             return Ok(());
         }
     }
@@ -249,6 +270,7 @@ impl IndexCache {
         version == Some(CACHE_VERSION)
             && tx.open_table(BLOBS).is_ok()
             && tx.open_table(INDEXES).is_ok()
+            && tx.open_table(SKETCHES).is_ok()
     }
 
     fn init_tables(&self) -> Result<()> {
@@ -266,14 +288,51 @@ impl IndexCache {
                 drop(meta);
                 tx.delete_table(BLOBS).map_err(|e| db_err("reset", e))?;
                 tx.delete_table(INDEXES).map_err(|e| db_err("reset", e))?;
+                tx.delete_table(SKETCHES).map_err(|e| db_err("reset", e))?;
                 let mut meta = tx.open_table(META).map_err(|e| db_err("meta", e))?;
                 meta.insert("version", CACHE_VERSION)
                     .map_err(|e| db_err("meta", e))?;
             }
             tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
             tx.open_table(INDEXES).map_err(|e| db_err("indexes", e))?;
+            tx.open_table(SKETCHES).map_err(|e| db_err("sketches", e))?;
         }
         tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// Records that the data blobs `ids[i]`, stored whole, have sketch
+    /// features `features[i]` (a later blob with a feature replaces an
+    /// earlier one: the newest is the likeliest base).
+    pub fn add_sketches(&self, sketches: &[(Id, [u64; 3])]) -> Result<()> {
+        if sketches.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(|e| db_err("begin", e))?;
+        {
+            let mut table = tx.open_table(SKETCHES).map_err(|e| db_err("sketches", e))?;
+            for (id, features) in sketches {
+                for f in features {
+                    table
+                        .insert(*f, *id.as_bytes())
+                        .map_err(|e| db_err("sketches", e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// Number of sketch features recorded.
+    pub fn sketch_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let table = tx.open_table(SKETCHES).map_err(|e| db_err("sketches", e))?;
+        table.len().map_err(|e| db_err("sketches", e))
+    }
+
+    /// A read view of the sketch features.
+    pub fn sketch_reader(&self) -> Result<SketchReader> {
+        let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
+        let table = tx.open_table(SKETCHES).map_err(|e| db_err("sketches", e))?;
+        Ok(SketchReader { table })
     }
 
     /// The index object IDs this cache was built from.
@@ -376,9 +435,31 @@ pub struct CacheComparison {
     pub samples: Vec<(Id, Option<BlobLocation>, Option<BlobLocation>)>,
 }
 
+/// Lookups of sketch features.
+pub struct SketchReader {
+    table: redb::ReadOnlyTable<u64, [u8; 32]>,
+}
+
+impl SketchReader {
+    /// The blobs recorded for `features`, in feature order, without
+    /// repeats.
+    pub fn candidates(&self, features: &[u64; 3]) -> Result<Vec<Id>> {
+        let mut out: Vec<Id> = Vec::with_capacity(3);
+        for f in features {
+            if let Some(v) = self.table.get(*f).map_err(|e| db_err("sketches", e))? {
+                let id = Id::from_bytes(v.value());
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Lookups against one snapshot of the cache.
 pub struct CacheReader {
-    table: redb::ReadOnlyTable<[u8; 32], [u8; 55]>,
+    table: redb::ReadOnlyTable<[u8; 32], [u8; LOCATION_LEN]>,
 }
 
 impl CacheReader {
@@ -395,13 +476,41 @@ impl CacheReader {
     }
 
     /// Is blob `id` indexed in a pack in use? (Deduplication may only rely
-    /// on those: an obsolete pack may be deleted.)
+    /// on those: an obsolete pack may be deleted.) A delta counts only if
+    /// its base is in a pack in use too, stored whole.
     pub fn contains_live(&self, id: &Id) -> Result<bool> {
-        Ok(self
+        Ok(self.live(id)?.is_some())
+    }
+
+    /// [`Self::contains_live`], saying what a writer that deduplicates
+    /// against the blob relies on: `Some(None)` for a blob stored whole,
+    /// `Some(Some(base))` for a delta (whose base the writer then relies
+    /// on too), `None` when the blob is not live.
+    pub fn live(&self, id: &Id) -> Result<Option<Option<Id>>> {
+        let Some(v) = self
             .table
             .get(*id.as_bytes())
             .map_err(|e| db_err("lookup", e))?
-            .is_some_and(|v| v.value()[46] == 0))
+        else {
+            return Ok(None);
+        };
+        let v = v.value();
+        if v[46] != 0 {
+            return Ok(None);
+        }
+        if v[33] != crate::compress::DELTA_BYTE {
+            return Ok(Some(None));
+        }
+        let base = Id::from_slice(&v[55..87])?;
+        let base_whole_and_live = self
+            .table
+            .get(*base.as_bytes())
+            .map_err(|e| db_err("lookup", e))?
+            .is_some_and(|b| {
+                let b = b.value();
+                b[46] == 0 && b[33] != crate::compress::DELTA_BYTE
+            });
+        Ok(base_whole_and_live.then_some(Some(base)))
     }
 
     /// Compares this view with `truth`, one lookup per blob of either.

@@ -274,7 +274,7 @@ pub fn check(
     let expected = c.check_index(&fresh)?;
     let index = fresh.reader()?;
     c.report.stats.blobs = index.len()?;
-    c.check_packs(&expected, opts.read_data)?;
+    c.check_packs(&index, &expected, opts.read_data)?;
     c.check_snapshots(&index, snapshots)?;
     c.check_wal(&index, wal)?;
     if c.in_obsolete > 0 {
@@ -465,6 +465,7 @@ impl Checker<'_> {
 
     fn check_packs(
         &mut self,
+        index: &CacheReader,
         expected: &HashMap<Id, ExpectedPack>,
         read_data: Option<DataSubset>,
     ) -> Result<()> {
@@ -550,7 +551,7 @@ impl Checker<'_> {
         let verified = std::sync::atomic::AtomicU64::new(0);
         read.par_iter().try_for_each(|(id, size)| -> Result<()> {
             self.cancelled()?;
-            let (f, blobs) = self.read_pack(id, *size, &expected[id]);
+            let (f, blobs) = self.read_pack(index, id, *size, &expected[id]);
             verified.fetch_add(blobs, Ordering::Relaxed);
             if let Some(f) = f {
                 lock(&found).push(f);
@@ -598,7 +599,13 @@ impl Checker<'_> {
 
     /// Reads one pack whole: name, trailer, every blob. Returns the finding
     /// and the number of blobs verified.
-    fn read_pack(&self, id: &Id, size: u64, exp: &ExpectedPack) -> (Option<PackFinding>, u64) {
+    fn read_pack(
+        &self,
+        index: &CacheReader,
+        id: &Id,
+        size: u64,
+        exp: &ExpectedPack,
+    ) -> (Option<PackFinding>, u64) {
         let name = id.to_hex();
         let bytes = match self.repo.backend().get(ObjectKind::Pack, &name) {
             Ok(b) => b,
@@ -632,7 +639,31 @@ impl Checker<'_> {
         let mut first_error = None;
         for e in &entries {
             let sealed = &bytes[e.offset as usize..e.end() as usize];
-            if let Err(err) = pack::decode_blob(self.repo.keys(), self.repo.id(), e, sealed, id) {
+            let decoded = match e.compression.base() {
+                None => pack::decode_blob(self.repo.keys(), self.repo.id(), e, sealed, id),
+                // A delta is checked against its base, read where the
+                // index says: a damaged base damages every delta of it.
+                Some(base) => self
+                    .repo
+                    .read_blob_once(index, &base, BlobType::Data)
+                    .map_err(|err| {
+                        Error::corrupt(format!(
+                            "pack {id}: delta blob {}: its base {base} cannot be used: {err}",
+                            e.id
+                        ))
+                    })
+                    .and_then(|plain| {
+                        pack::decode_delta_in_place(
+                            self.repo.keys(),
+                            self.repo.id(),
+                            e,
+                            &mut sealed.to_vec(),
+                            id,
+                            &plain,
+                        )
+                    }),
+            };
+            if let Err(err) = decoded {
                 bad.push(e.id);
                 first_error.get_or_insert(err);
             }
@@ -945,6 +976,25 @@ impl Checker<'_> {
             self.bad_packs.insert(pack_id, n);
             self.gone_obsolete.remove(&pack_id);
             return Ok(Err(n));
+        }
+        if let Some(base) = loc.entry.compression.base() {
+            // A delta is as good as its base, which must be stored whole.
+            match index.get(&base)? {
+                Some(b) if b.entry.compression.base().is_some() => {
+                    let n = self.problem(
+                        ProblemKind::Blob,
+                        base.to_hex(),
+                        format!("blob {base}, the base of delta {id}, is itself a delta"),
+                    );
+                    self.unindexed_blobs.insert(*id, n);
+                    return Ok(Err(n));
+                }
+                _ => {
+                    if let Err(n) = self.blob_status(index, &base, BlobType::Data)? {
+                        return Ok(Err(n));
+                    }
+                }
+            }
         }
         if loc.obsolete_since.is_some() {
             self.in_obsolete += 1;

@@ -1,8 +1,12 @@
-//! zstd compression of blobs and objects, and bounded decompression.
+//! zstd compression of blobs and objects, bounded decompression, and
+//! delta compression of a chunk against a similar one (its base).
 
 use std::cell::RefCell;
 
+use zstd::zstd_safe;
+
 use crate::error::{Error, Result};
+use crate::id::Id;
 
 thread_local! {
     /// One zstd compression context per thread and level: creating one
@@ -12,6 +16,13 @@ thread_local! {
     /// One zstd decompression context per thread.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+    /// Contexts for deltas: the base is passed with each call.
+    static DELTA_CCTX: RefCell<Option<zstd_safe::CCtx<'static>>> = const { RefCell::new(None) };
+    static DELTA_DCTX: RefCell<Option<zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
+}
+
+fn zstd_err(code: zstd_safe::ErrorCode) -> String {
+    zstd_safe::get_error_name(code).to_string()
 }
 
 fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
@@ -36,18 +47,46 @@ fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// How a stored payload is compressed. One byte in the format.
+/// How a stored payload is compressed. One byte in the format (a delta's
+/// base ID follows its entry, `repo-format.md` §7.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Compression {
     /// Stored as is (it did not shrink, or compression is off).
-    None = 0,
+    None,
     /// A single zstd frame.
-    Zstd = 1,
+    Zstd,
+    /// A single zstd frame compressed with the plaintext of the data blob
+    /// `base` (always stored whole) as its dictionary ([`compress_delta`]).
+    Delta(Id),
 }
 
+/// Format byte of [`Compression::Delta`].
+pub const DELTA_BYTE: u8 = 2;
+
+/// The first bytes of a zstd dictionary. A base that starts with them is
+/// never used: zstd would read it as a dictionary, not as content.
+const ZSTD_DICT_MAGIC: [u8; 4] = [0x37, 0xa4, 0x30, 0xec];
+
 impl Compression {
-    /// Decodes the format byte.
+    /// The format byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+            Compression::Delta(_) => DELTA_BYTE,
+        }
+    }
+
+    /// The base of a delta.
+    pub fn base(self) -> Option<Id> {
+        match self {
+            Compression::Delta(base) => Some(base),
+            _ => None,
+        }
+    }
+
+    /// Decodes the format byte of a whole payload (not a delta, which
+    /// needs its base: see [`crate::pack::BlobEntry::decode`]).
     pub fn from_byte(b: u8) -> Result<Self> {
         match b {
             0 => Ok(Compression::None),
@@ -72,6 +111,76 @@ pub fn compress(level: i32, data: &[u8]) -> (Compression, Vec<u8>) {
     }
 }
 
+/// Can `base` serve as the base of a delta?
+pub fn usable_base(base: &[u8]) -> bool {
+    !base.is_empty() && !base.starts_with(&ZSTD_DICT_MAGIC)
+}
+
+/// Compresses `data` as a zstd frame with `base` as its dictionary (raw
+/// content, as `ZSTD_compress_usingDict` reads any dictionary that does
+/// not start with the dictionary magic). `None` when the frame is not
+/// strictly shorter than `limit` bytes or `base` is not usable.
+pub fn compress_delta(level: i32, base: &[u8], data: &[u8], limit: usize) -> Option<Vec<u8>> {
+    if !usable_base(base) || data.is_empty() {
+        return None;
+    }
+    DELTA_CCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let cctx = match &mut *slot {
+            Some(c) => c,
+            empty => empty.insert(zstd_safe::CCtx::try_create()?),
+        };
+        let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
+        cctx.compress_using_dict(&mut out, data, base, level.max(1))
+            .ok()?;
+        (out.len() < limit).then_some(out)
+    })
+}
+
+/// Decompresses a delta frame against its base's plaintext, bounded like
+/// [`decompress`].
+pub fn decompress_delta(
+    data: &[u8],
+    base: &[u8],
+    raw_len: usize,
+    max_len: usize,
+) -> Result<Vec<u8>> {
+    if raw_len > max_len {
+        return Err(Error::corrupt(format!(
+            "stated size {raw_len} exceeds the limit of {max_len} bytes"
+        )));
+    }
+    if !usable_base(base) {
+        return Err(Error::corrupt("a delta's base cannot serve as one"));
+    }
+    let out = DELTA_DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dctx = match &mut *slot {
+            Some(d) => d,
+            empty => empty.insert(
+                zstd_safe::DCtx::try_create()
+                    .ok_or_else(|| Error::new(crate::ErrorKind::Io, "zstd: out of memory"))?,
+            ),
+        };
+        let mut out = Vec::with_capacity(raw_len);
+        dctx.decompress_using_dict(&mut out, data, base)
+            .map_err(|code| {
+                Error::corrupt(format!(
+                    "zstd delta does not decompress: {}",
+                    zstd_err(code)
+                ))
+            })?;
+        Ok::<_, Error>(out)
+    })?;
+    if out.len() != raw_len {
+        return Err(Error::corrupt(format!(
+            "decompressed to {} bytes, expected {raw_len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// Decompresses a payload whose stated raw length is `raw_len`. The output
 /// is bounded by `raw_len`, and `raw_len` by `max_len`, so a hostile zstd
 /// frame cannot exhaust memory. The result must be exactly `raw_len` long.
@@ -90,6 +199,11 @@ pub fn decompress(
         Compression::None => data.to_vec(),
         Compression::Zstd => zstd_decompress(data, raw_len)
             .map_err(|e| Error::corrupt(format!("zstd data does not decompress: {e}")))?,
+        Compression::Delta(base) => {
+            return Err(Error::corrupt(format!(
+                "a delta against {base} needs its base to be decompressed"
+            )))
+        }
     };
     if out.len() != raw_len {
         return Err(Error::corrupt(format!(

@@ -42,6 +42,10 @@ pub struct CompressionConfig {
     pub algorithm: String,
     /// zstd level, 0 (off) to 22.
     pub level: i32,
+    /// Store new data chunks that resemble a stored one as deltas against
+    /// it (`repo-format.md` §7.8). Absent in older configs: off.
+    #[serde(default)]
+    pub delta: bool,
 }
 
 /// The sealed part of `config`.
@@ -83,6 +87,7 @@ impl RepoConfig {
             compression: CompressionConfig {
                 algorithm: "zstd".into(),
                 level: DEFAULT_COMPRESSION_LEVEL,
+                delta: true,
             },
             pack_size: DEFAULT_PACK_SIZE,
             prune_grace_seconds: DEFAULT_PRUNE_GRACE,

@@ -143,7 +143,7 @@ pub fn associated_data(header: &[u8; HEADER_LEN], repo_id: &Id, context: &[u8]) 
 pub fn frame_payload(level: i32, payload: &[u8]) -> Vec<u8> {
     let (compression, bytes) = compress::compress(level, payload);
     let mut out = Vec::with_capacity(9 + bytes.len());
-    out.push(compression as u8);
+    out.push(compression.byte());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&bytes);
     out

@@ -8,7 +8,8 @@
 //! 1   32  pack ID
 //! 33  8   obsolete since: Unix seconds (i64 LE), 0 for kind 1
 //! 41  4   n, number of blobs (u32 LE)
-//! 45  n × 48  blob entries, exactly as in the pack trailer
+//! 45  ..  n blob entries, exactly as in the pack trailer (48 bytes each,
+//!         80 for a delta: the entry and its base's ID)
 //! ```
 //!
 //! Index objects are immutable and written by each backup after its packs,
@@ -22,7 +23,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::{self, ObjectType};
 use crate::id::Id;
-use crate::pack::{decode_entries, BlobEntry, ENTRY_LEN};
+use crate::pack::{decode_n_entries, BlobEntry};
 
 /// Largest index payload accepted (about 22 million blobs).
 pub const MAX_INDEX_LEN: usize = 1024 * 1024 * 1024;
@@ -103,13 +104,8 @@ pub fn decode_payload(mut bytes: &[u8]) -> Result<Vec<IndexPack>> {
             }
         };
         let n = u32::from_le_bytes([bytes[41], bytes[42], bytes[43], bytes[44]]) as usize;
-        let len = n
-            .checked_mul(ENTRY_LEN)
-            .filter(|l| *l <= bytes.len() - RECORD_HEADER)
-            .ok_or_else(|| {
-                Error::corrupt(format!("pack record {} is truncated", pack_id.short()))
-            })?;
-        let blobs = decode_entries(&bytes[RECORD_HEADER..RECORD_HEADER + len])?;
+        let (blobs, len) = decode_n_entries(&bytes[RECORD_HEADER..], n)
+            .map_err(|e| e.context(format!("pack record {}", pack_id.short())))?;
         packs.push(IndexPack {
             pack_id,
             obsolete_since,

@@ -22,8 +22,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::Id;
 
-/// Size of one trailer (and index) entry.
+/// Size of one trailer (and index) entry...
 pub const ENTRY_LEN: usize = 48;
+/// ...followed, for a delta, by its base's ID.
+pub const DELTA_BASE_LEN: usize = 32;
 /// Context byte of the trailer's associated data.
 const TRAILER_CONTEXT: u8 = 0xFF;
 /// Largest raw size of a tree or chunk-list blob.
@@ -91,18 +93,61 @@ pub struct BlobEntry {
 }
 
 impl BlobEntry {
-    /// Appends the 48-byte encoding.
+    /// Appends the encoding: 48 bytes, then for a delta its base's ID.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.blob_type as u8);
-        out.push(self.compression as u8);
+        out.push(self.compression.byte());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_length.to_le_bytes());
         out.extend_from_slice(self.id.as_bytes());
+        if let Some(base) = self.compression.base() {
+            out.extend_from_slice(base.as_bytes());
+        }
     }
 
-    /// Decodes 48 bytes, checking every field.
+    /// Length of the encoding.
+    pub fn encoded_len(&self) -> usize {
+        ENTRY_LEN
+            + if self.compression.base().is_some() {
+                DELTA_BASE_LEN
+            } else {
+                0
+            }
+    }
+
+    /// Decodes the entry at the start of `b`, checking every field; returns
+    /// it and the number of bytes it took (48, or 80 for a delta).
+    pub fn decode_prefix(b: &[u8]) -> Result<(Self, usize)> {
+        if b.len() < ENTRY_LEN {
+            return Err(Error::corrupt("blob entry is truncated"));
+        }
+        if b[1] != compress::DELTA_BYTE {
+            return Ok((Self::decode(&b[..ENTRY_LEN])?, ENTRY_LEN));
+        }
+        let len = ENTRY_LEN + DELTA_BASE_LEN;
+        let base = b
+            .get(ENTRY_LEN..len)
+            .ok_or_else(|| Error::corrupt("delta blob entry is truncated"))?;
+        let base = Id::from_slice(base)?;
+        let mut plain = [0u8; ENTRY_LEN];
+        plain.copy_from_slice(&b[..ENTRY_LEN]);
+        plain[1] = Compression::Zstd.byte();
+        let entry = BlobEntry {
+            compression: Compression::Delta(base),
+            ..Self::decode(&plain)?
+        };
+        if entry.blob_type != BlobType::Data || base == entry.id {
+            return Err(Error::corrupt(format!(
+                "blob entry {} is a delta that cannot be one",
+                entry.id.short()
+            )));
+        }
+        Ok((entry, len))
+    }
+
+    /// Decodes one 48-byte entry that is not a delta, checking every field.
     pub fn decode(b: &[u8]) -> Result<Self> {
         if b.len() != ENTRY_LEN {
             return Err(Error::corrupt("blob entry has the wrong length"));
@@ -156,15 +201,29 @@ impl BlobEntry {
     }
 }
 
-/// Decodes a run of 48-byte entries.
-pub fn decode_entries(bytes: &[u8]) -> Result<Vec<BlobEntry>> {
-    if !bytes.len().is_multiple_of(ENTRY_LEN) {
-        return Err(Error::corrupt("entry list length is not a multiple of 48"));
+/// Decodes a run of entries that fills `bytes` exactly.
+pub fn decode_entries(mut bytes: &[u8]) -> Result<Vec<BlobEntry>> {
+    let mut out = Vec::with_capacity(bytes.len() / ENTRY_LEN);
+    while !bytes.is_empty() {
+        let (e, used) = BlobEntry::decode_prefix(bytes)?;
+        out.push(e);
+        bytes = &bytes[used..];
     }
-    bytes
-        .chunks_exact(ENTRY_LEN)
-        .map(BlobEntry::decode)
-        .collect()
+    Ok(out)
+}
+
+/// Decodes exactly `n` entries from the start of `bytes`; returns them and
+/// the bytes they took.
+pub fn decode_n_entries(bytes: &[u8], n: usize) -> Result<(Vec<BlobEntry>, usize)> {
+    // Bounded by what the bytes can hold, not by the stated count.
+    let mut out = Vec::with_capacity(n.min(bytes.len() / ENTRY_LEN));
+    let mut at = 0;
+    for _ in 0..n {
+        let (e, used) = BlobEntry::decode_prefix(&bytes[at..])?;
+        out.push(e);
+        at += used;
+    }
+    Ok((out, at))
 }
 
 /// A blob compressed and sealed, ready to be appended to a pack.
@@ -182,10 +241,14 @@ pub struct EncodedBlob {
     pub sealed: Vec<u8>,
 }
 
-fn blob_ad(repo_id: &Id, blob_type: BlobType, id: &Id) -> Vec<u8> {
-    let mut ctx = [0u8; 33];
-    ctx[0] = blob_type as u8;
-    ctx[1..].copy_from_slice(id.as_bytes());
+/// A blob's associated data: its type and ID, and for a delta its base.
+fn blob_ad(repo_id: &Id, blob_type: BlobType, id: &Id, compression: Compression) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(65);
+    ctx.push(blob_type as u8);
+    ctx.extend_from_slice(id.as_bytes());
+    if let Some(base) = compression.base() {
+        ctx.extend_from_slice(base.as_bytes());
+    }
     format::associated_data(&format::header(ObjectType::Pack), repo_id, &ctx)
 }
 
@@ -219,7 +282,7 @@ pub fn encode_blob(
     let (compression, payload) = compress::compress(level, plaintext);
     let sealed = keys
         .data()
-        .seal(&blob_ad(repo_id, blob_type, &id), &payload)?;
+        .seal(&blob_ad(repo_id, blob_type, &id, compression), &payload)?;
     Ok(EncodedBlob {
         id,
         blob_type,
@@ -251,6 +314,12 @@ pub fn decode_blob_in_place(
     pack: &Id,
 ) -> Result<Vec<u8>> {
     let what = || blob_what(entry, pack);
+    if let Compression::Delta(base) = entry.compression {
+        return Err(Error::corrupt(format!(
+            "{}: a delta needs its base {base} to be decoded",
+            what()
+        )));
+    }
     let payload = open_blob_in_place(keys, repo_id, entry, sealed, pack)?;
     let plain = compress::decompress(
         entry.compression,
@@ -266,6 +335,113 @@ pub fn decode_blob_in_place(
         )));
     }
     Ok(plain)
+}
+
+/// Encodes data chunk `plaintext` as a delta against `base` (the
+/// plaintext of data blob `base_id`, stored whole), if that is smaller
+/// than `whole`, the same chunk encoded on its own. The delta is
+/// opened, decompressed and hashed again before it is returned, while the
+/// base is at hand: a pack's check before upload can only check a delta's
+/// seal (its base is elsewhere).
+pub fn encode_delta(
+    keys: &Keys,
+    repo_id: &Id,
+    whole: &EncodedBlob,
+    plaintext: &[u8],
+    (base_id, base): (Id, &[u8]),
+    level: i32,
+) -> Result<Option<EncodedBlob>> {
+    let id = whole.id;
+    if whole.blob_type != BlobType::Data
+        || base_id == id
+        || plaintext.len() > BlobType::Data.max_raw_len()
+    {
+        return Ok(None);
+    }
+    let limit = whole.sealed.len().saturating_sub(SEAL_OVERHEAD);
+    let Some(frame) = compress::compress_delta(level, base, plaintext, limit) else {
+        return Ok(None);
+    };
+    let compression = Compression::Delta(base_id);
+    let sealed = keys
+        .data()
+        .seal(&blob_ad(repo_id, BlobType::Data, &id, compression), &frame)?;
+    let blob = EncodedBlob {
+        id,
+        blob_type: BlobType::Data,
+        compression,
+        raw_length: plaintext.len() as u32,
+        sealed,
+    };
+    let entry = BlobEntry {
+        id,
+        blob_type: BlobType::Data,
+        compression,
+        offset: HEADER_LEN as u32,
+        length: blob.sealed.len() as u32,
+        raw_length: blob.raw_length,
+    };
+    decode_delta_in_place(
+        keys,
+        repo_id,
+        &entry,
+        &mut blob.sealed.clone(),
+        &Id::default(),
+        base,
+    )
+    .map_err(|e| e.context("a delta failed its check before storing"))?;
+    Ok(Some(blob))
+}
+
+/// Opens a sealed delta blob where it lies and returns its frame (still
+/// compressed): the first half of decoding it, before its base is read.
+pub fn open_delta_in_place<'a>(
+    keys: &Keys,
+    repo_id: &Id,
+    entry: &BlobEntry,
+    sealed: &'a mut [u8],
+    pack: &Id,
+) -> Result<&'a [u8]> {
+    open_blob_in_place(keys, repo_id, entry, sealed, pack)
+}
+
+/// Finishes decoding a delta: decompresses its opened `frame` against
+/// `base`, the plaintext of its base, and checks the result's ID.
+pub fn finish_delta(
+    keys: &Keys,
+    entry: &BlobEntry,
+    frame: &[u8],
+    base: &[u8],
+    pack: &Id,
+) -> Result<Vec<u8>> {
+    let what = || blob_what(entry, pack);
+    let plain = compress::decompress_delta(
+        frame,
+        base,
+        entry.raw_length as usize,
+        entry.blob_type.max_raw_len(),
+    )
+    .map_err(|e| e.context(what()))?;
+    if blob_id(keys, entry.blob_type, &plain) != entry.id {
+        return Err(Error::corrupt(format!(
+            "{}: contents do not match the ID",
+            what()
+        )));
+    }
+    Ok(plain)
+}
+
+/// Decodes a delta blob given its base's plaintext.
+pub fn decode_delta_in_place(
+    keys: &Keys,
+    repo_id: &Id,
+    entry: &BlobEntry,
+    sealed: &mut [u8],
+    pack: &Id,
+    base: &[u8],
+) -> Result<Vec<u8>> {
+    let frame = open_delta_in_place(keys, repo_id, entry, sealed, pack)?;
+    finish_delta(keys, entry, frame, base, pack)
 }
 
 /// Checks that a sealed blob is whole and authentic (its seal opens with
@@ -305,7 +481,10 @@ fn open_blob_in_place<'a>(
         )));
     }
     keys.data()
-        .open_in_place(&blob_ad(repo_id, entry.blob_type, &entry.id), sealed)
+        .open_in_place(
+            &blob_ad(repo_id, entry.blob_type, &entry.id, entry.compression),
+            sealed,
+        )
         .map_err(|e| Error::corrupt(format!("{}: {e}", blob_what(entry, pack))))
 }
 
@@ -385,7 +564,7 @@ impl PackWriter {
 
     /// Seals the trailer and names the pack.
     pub fn finish(mut self, keys: &Keys, repo_id: &Id) -> Result<FinishedPack> {
-        let mut plain = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
+        let mut plain = Vec::with_capacity(self.entries.iter().map(BlobEntry::encoded_len).sum());
         for e in &self.entries {
             e.encode(&mut plain);
         }
@@ -499,7 +678,8 @@ pub fn expected_pack_len(entries: &[BlobEntry]) -> Option<u64> {
         }
         end = e.end();
     }
-    Some(end + (entries.len() * ENTRY_LEN + SEAL_OVERHEAD) as u64 + 4)
+    let trailer: usize = entries.iter().map(BlobEntry::encoded_len).sum();
+    Some(end + (trailer + SEAL_OVERHEAD) as u64 + 4)
 }
 
 /// A digest of a pack's entry list, independent of order: two lists with
@@ -508,7 +688,7 @@ pub fn entries_digest(entries: &[BlobEntry]) -> [u8; 32] {
     let mut sorted: Vec<&BlobEntry> = entries.iter().collect();
     sorted.sort_by_key(|e| (e.offset, e.id));
     let mut h = blake3::Hasher::new();
-    let mut buf = Vec::with_capacity(ENTRY_LEN);
+    let mut buf = Vec::with_capacity(ENTRY_LEN + DELTA_BASE_LEN);
     for e in sorted {
         buf.clear();
         e.encode(&mut buf);
@@ -519,7 +699,9 @@ pub fn entries_digest(entries: &[BlobEntry]) -> [u8; 32] {
 
 /// Verifies a finished pack from its bytes: the name is the hash, the
 /// trailer lists exactly `expected`, and every blob decrypts,
-/// decompresses and hashes to its ID.
+/// decompresses and hashes to its ID. A delta's seal is checked (its base
+/// is in another pack; [`encode_delta`] checked the rest from the sealed
+/// bytes).
 pub fn verify(keys: &Keys, repo_id: &Id, pack: &FinishedPack) -> Result<()> {
     verify_with(keys, repo_id, pack, true)
 }
@@ -548,7 +730,7 @@ fn verify_with(keys: &Keys, repo_id: &Id, pack: &FinishedPack, full: bool) -> Re
     }
     entries.par_iter().try_for_each(|e| {
         let sealed = &pack.bytes[e.offset as usize..e.end() as usize];
-        if full {
+        if full && e.compression.base().is_none() {
             decode_blob(keys, repo_id, e, sealed, &pack.id).map(|_| ())
         } else {
             check_blob_seal(keys, repo_id, e, sealed, &pack.id)

@@ -460,6 +460,25 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         }
     }
 
+    // A delta in use needs its base, which must be claimed from a copy
+    // stored whole (a delta's base is never a delta). Every delta copy of
+    // a used blob counts, whichever copy is claimed below.
+    let mut used = used;
+    let mut need_whole: HashSet<Id> = HashSet::new();
+    for p in packs.values() {
+        if !present.contains(&p.id) {
+            continue;
+        }
+        for e in &p.entries {
+            if let Some(base) = e.compression.base() {
+                if used.contains(&e.id) {
+                    need_whole.insert(base);
+                }
+            }
+        }
+    }
+    used.extend(need_whole.iter().copied());
+
     // Claim each blob in use once: packs in use first, then obsolete ones
     // (which are then revived). Sorted for a deterministic plan.
     let mut ids: Vec<Id> = packs.keys().copied().collect();
@@ -472,7 +491,8 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
                 continue;
             }
             for (i, e) in p.entries.iter().enumerate() {
-                if used.contains(&e.id) && claimed.insert(e.id) {
+                let whole_if_needed = e.compression.base().is_none() || !need_whole.contains(&e.id);
+                if used.contains(&e.id) && whole_if_needed && claimed.insert(e.id) {
                     p.claimed[i] = true;
                     p.used_blobs += 1;
                     p.used_bytes += u64::from(e.length);
@@ -677,14 +697,26 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
     if copied.is_empty() {
         return false;
     }
-    // The first copy of each such blob in a pack that stays, by pack ID.
+    // The first copy of each such blob in a pack that stays, by pack ID,
+    // stored the same way (whole, or as a delta against the same base:
+    // a claimed delta's base is in use, another base may not be).
+    let kind: HashMap<Id, Option<Id>> = packs
+        .values()
+        .filter(|p| p.action == PackAction::Repack)
+        .flat_map(|p| {
+            p.entries
+                .iter()
+                .zip(&p.claimed)
+                .filter_map(|(e, &c)| c.then_some((e.id, e.compression.base())))
+        })
+        .collect();
     let mut kept_at: HashMap<Id, (Id, usize)> = HashMap::new();
     let mut ids: Vec<Id> = packs.values().filter(|p| stays(p)).map(|p| p.id).collect();
     ids.sort();
     for id in ids {
         let Some(p) = packs.get(&id) else { continue };
         for (i, e) in p.entries.iter().enumerate() {
-            if copied.contains(&e.id) {
+            if copied.contains(&e.id) && kind.get(&e.id) == Some(&e.compression.base()) {
                 kept_at.entry(e.id).or_insert((id, i));
             }
         }

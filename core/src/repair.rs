@@ -446,7 +446,11 @@ impl Rewriter<'_> {
             Some(_) if self.read_data && blob_type == BlobType::Data => {
                 lost_or(self.repo.read_blob_once(&self.index, id, blob_type))?.is_some()
             }
-            Some(_) => true,
+            // A delta is usable only with its base.
+            Some(l) => match l.entry.compression.base() {
+                Some(base) => matches!(self.chunk(&base, BlobType::Data)?, Chunk::Good(_)),
+                None => true,
+            },
         };
         self.usable.insert(
             *id,

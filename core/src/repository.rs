@@ -28,6 +28,8 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     /// zstd level.
     pub compression_level: i32,
+    /// Delta compression of new chunks against similar stored ones.
+    pub delta: bool,
     /// Target pack size in bytes.
     pub pack_size: u32,
     /// Argon2id cost of the first key.
@@ -41,6 +43,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             compression_level: config::DEFAULT_COMPRESSION_LEVEL,
+            delta: true,
             pack_size: config::DEFAULT_PACK_SIZE,
             kdf: KdfParams::default(),
             prune_grace_seconds: config::DEFAULT_PRUNE_GRACE,
@@ -116,6 +119,7 @@ pub fn init(
     let mut config = RepoConfig::new(SnapshotTime::now().to_rfc3339());
     config.chunker = opts.chunker;
     config.compression.level = opts.compression_level;
+    config.compression.delta = opts.delta;
     config.pack_size = opts.pack_size;
     config.prune_grace_seconds = opts.prune_grace_seconds;
     config.validate()?;
@@ -536,13 +540,48 @@ impl Repository {
                 blob_type.name()
             )));
         }
-        let sealed = self.backend.get_range(
+        let mut sealed = self.backend.get_range(
             ObjectKind::Pack,
             &loc.pack_id.to_hex(),
             u64::from(loc.entry.offset),
             u64::from(loc.entry.length),
         )?;
-        pack::decode_blob(&self.keys, &self.id, &loc.entry, &sealed, &loc.pack_id)
+        let Some(base_id) = loc.entry.compression.base() else {
+            return pack::decode_blob(&self.keys, &self.id, &loc.entry, &sealed, &loc.pack_id);
+        };
+        // A delta: its base is read too (stored whole: decode_blob refuses
+        // a delta).
+        let base = index
+            .get(&base_id)?
+            .filter(|b| b.entry.blob_type == BlobType::Data)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::MissingObject,
+                    format!("data blob {base_id}, the base of delta {id}, is not in the index"),
+                )
+            })?;
+        let base_sealed = self.backend.get_range(
+            ObjectKind::Pack,
+            &base.pack_id.to_hex(),
+            u64::from(base.entry.offset),
+            u64::from(base.entry.length),
+        )?;
+        let plain = pack::decode_blob(
+            &self.keys,
+            &self.id,
+            &base.entry,
+            &base_sealed,
+            &base.pack_id,
+        )
+        .map_err(|e| e.context(format!("the base of delta {id}")))?;
+        pack::decode_delta_in_place(
+            &self.keys,
+            &self.id,
+            &loc.entry,
+            &mut sealed,
+            &loc.pack_id,
+            &plain,
+        )
     }
 
     /// Verifies a finished pack from the bytes that will be stored, stores

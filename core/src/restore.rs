@@ -5,6 +5,7 @@
 //! renamed into place only when all of it was verified, so a damaged
 //! repository never leaves a silently wrong file behind.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
@@ -81,8 +82,8 @@ pub(crate) fn read_next_batch(
 ) -> Result<(usize, Vec<Vec<u8>>)> {
     let width = READ_BATCH_PER_REQUEST * repo.backend().parallel_requests().max(1);
     let locs = locate_batch(index, ids, width)?;
-    let chunks = fetch_batch(repo, &locs)?;
-    Ok((locs.len(), chunks.into_iter().flatten().collect()))
+    let chunks = fetch_batch(repo, index, &locs)?;
+    Ok((locs.len(), chunks))
 }
 /// Blobs this close together in one pack are read with one request...
 const MERGE_GAP: u64 = 64 * 1024;
@@ -182,9 +183,98 @@ pub fn write_chunks(
     Ok(written)
 }
 
+/// A fetched blob: decoded, or a delta opened and waiting for its base.
+enum Fetched {
+    Plain(Vec<u8>),
+    Delta(Vec<u8>),
+}
+
 /// Fetches (merging nearby blobs of a pack into one read), decrypts and
-/// verifies located data chunks: their plaintexts per run, in order.
-fn fetch_batch(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<Vec<u8>>>> {
+/// verifies located data chunks, in order. A delta's base is located
+/// through `index` and read after the batch (bases are always stored
+/// whole: one more read at most, never a chain).
+pub(crate) fn fetch_batch(
+    repo: &Repository,
+    index: &CacheReader,
+    locs: &[BlobLocation],
+) -> Result<Vec<Vec<u8>>> {
+    let fetched = fetch_runs(repo, locs)?;
+    let mut wanted: Vec<BlobLocation> = Vec::new();
+    let mut seen: HashSet<Id> = HashSet::new();
+    for loc in locs {
+        let Some(base) = loc.entry.compression.base() else {
+            continue;
+        };
+        if !seen.insert(base) {
+            continue;
+        }
+        let found = index.get(&base)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingObject,
+                format!(
+                    "data blob {base}, the base of delta {}, is not in the index",
+                    loc.entry.id
+                ),
+            )
+        })?;
+        if found.entry.blob_type != BlobType::Data || found.entry.compression.base().is_some() {
+            return Err(Error::corrupt(format!(
+                "blob {base}, the base of delta {}, is not a data blob stored whole",
+                loc.entry.id
+            )));
+        }
+        wanted.push(found);
+    }
+    if wanted.is_empty() {
+        return Ok(fetched
+            .into_iter()
+            .map(|f| match f {
+                Fetched::Plain(p) | Fetched::Delta(p) => p,
+            })
+            .collect());
+    }
+    wanted.sort_by_key(|l| (l.pack_id, l.entry.offset));
+    let bases: Vec<Vec<u8>> = fetch_whole(repo, &wanted)?;
+    let base_at: HashMap<Id, usize> = wanted
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.entry.id, i))
+        .collect();
+    let base_of = |id: &Id| base_at.get(id).map(|&i| &bases[i]);
+    fetched
+        .into_par_iter()
+        .zip(locs.par_iter())
+        .map(|(f, loc)| match f {
+            Fetched::Plain(p) => Ok(p),
+            Fetched::Delta(frame) => {
+                let base_id = loc.entry.compression.base().unwrap_or_default();
+                let base = base_of(&base_id).ok_or_else(|| {
+                    Error::corrupt(format!("the base of delta {} was not read", loc.entry.id))
+                })?;
+                pack::finish_delta(repo.keys(), &loc.entry, &frame, base, &loc.pack_id)
+                    .map_err(|e| e.context(format!("against its base {base_id}")))
+            }
+        })
+        .collect()
+}
+
+/// [`fetch_batch`] for blobs stored whole (delta bases).
+pub(crate) fn fetch_whole(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
+    fetch_runs(repo, locs)?
+        .into_iter()
+        .zip(locs)
+        .map(|(f, loc)| match f {
+            Fetched::Plain(p) => Ok(p),
+            Fetched::Delta(_) => Err(Error::corrupt(format!(
+                "blob {} is a delta where a whole blob was expected",
+                loc.entry.id
+            ))),
+        })
+        .collect()
+}
+
+/// Reads, opens and (unless a delta) decodes located blobs, in order.
+fn fetch_runs(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Fetched>> {
     // Runs of blobs close together in one pack: one range read each.
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for i in 0..locs.len() {
@@ -200,7 +290,7 @@ fn fetch_batch(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<Vec<u
             _ => runs.push((i, i + 1)),
         }
     }
-    let decoded: Vec<Vec<Vec<u8>>> = repo.with_io_threads(|| {
+    let decoded: Vec<Vec<Fetched>> = repo.with_io_threads(|| {
         runs.par_iter()
             .map(|&(start, end)| {
                 let first = &locs[start];
@@ -237,19 +327,20 @@ fn fetch_batch(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<Vec<u
                     .par_iter()
                     .zip(sealed)
                     .map(|(loc, blob)| {
-                        pack::decode_blob_in_place(
-                            repo.keys(),
-                            repo.id(),
-                            &loc.entry,
-                            blob,
-                            &loc.pack_id,
-                        )
+                        let (keys, id) = (repo.keys(), repo.id());
+                        if loc.entry.compression.base().is_some() {
+                            pack::open_delta_in_place(keys, id, &loc.entry, blob, &loc.pack_id)
+                                .map(|frame| Fetched::Delta(frame.to_vec()))
+                        } else {
+                            pack::decode_blob_in_place(keys, id, &loc.entry, blob, &loc.pack_id)
+                                .map(Fetched::Plain)
+                        }
                     })
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<_>>()
     })??;
-    Ok(decoded)
+    Ok(decoded.into_iter().flatten().collect())
 }
 
 /// Restores `snapshot` into `target` (created if missing). Existing files

@@ -92,6 +92,7 @@ fn backup_options() -> BackupOptions {
         tags: Vec::new(),
         time: None,
         validate_dumps: true,
+        no_delta: false,
     }
 }
 
