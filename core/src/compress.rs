@@ -246,6 +246,43 @@ mod tests {
     }
 
     #[test]
+    fn a_small_edit_makes_a_small_delta() -> Result<()> {
+        let base: Vec<u8> = (0..300)
+            .flat_map(|i| format!("{i}\trow {}\t{}\n", i * 7919 % 1000, i * 31).into_bytes())
+            .collect();
+        let mut target = base.clone();
+        target[1000..1010].copy_from_slice(b"0123456789");
+        let whole = compress(1, &target).1;
+        let delta = compress_delta(1, &base, &target, whole.len()).expect("a delta");
+        assert!(
+            delta.len() * 10 < whole.len(),
+            "{} vs {}",
+            delta.len(),
+            whole.len()
+        );
+        assert_eq!(
+            decompress_delta(&delta, &base, target.len(), 1 << 20)?,
+            target
+        );
+        // Bounded like any frame: a lie about the size is refused.
+        assert!(decompress_delta(&delta, &base, target.len() - 1, 1 << 20).is_err());
+        assert!(decompress_delta(&delta, &base, target.len(), 100).is_err());
+        // Not against a base zstd would read as a dictionary, nor an empty one.
+        let mut magic = ZSTD_DICT_MAGIC.to_vec();
+        magic.extend_from_slice(&base);
+        assert!(compress_delta(1, &magic, &target, usize::MAX).is_none());
+        assert!(compress_delta(1, b"", &target, usize::MAX).is_none());
+        assert!(decompress(
+            Compression::Delta(Id::default()),
+            &delta,
+            target.len(),
+            1 << 20
+        )
+        .is_err());
+        Ok(())
+    }
+
+    #[test]
     fn bomb_is_refused() {
         let data = vec![0u8; 1 << 20];
         let (c, packed) = compress(3, &data);

@@ -774,6 +774,57 @@ mod tests {
             }
         }
 
+        /// A delta decodes to its chunk exactly, is only kept when smaller
+        /// than the chunk stored whole, and against any other base it
+        /// either fails or still gives exactly the chunk.
+        #[test]
+        fn delta_round_trip(
+            base in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n'), any::<u8>()], 1..20_000),
+            at in any::<prop::sample::Index>(),
+            cut in any::<prop::sample::Index>(),
+            insert in proptest::collection::vec(any::<u8>(), 0..3000),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let fail = |e: Error| TestCaseError::fail(e.to_string());
+            let keys = keys();
+            let repo = Id::of_bytes(b"repo");
+            let at = at.index(base.len());
+            let end = at + cut.index(base.len() - at + 1);
+            let mut target = base[..at].to_vec();
+            target.extend_from_slice(&insert);
+            target.extend_from_slice(&base[end..]);
+            prop_assume!(!target.is_empty());
+            let id = keys.chunk_id(&target);
+            let base_id = keys.chunk_id(&base);
+            let whole = encode_blob(&keys, &repo, BlobType::Data, id, &target, 1).map_err(fail)?;
+            let Some(delta) = encode_delta(&keys, &repo, &whole, &target, (base_id, &base), 1).map_err(fail)? else {
+                return Ok(());
+            };
+            prop_assert!(delta.sealed.len() < whole.sealed.len());
+            prop_assert_eq!(delta.compression, Compression::Delta(base_id));
+            let mut w = PackWriter::new();
+            w.add(&delta).map_err(fail)?;
+            let pack = w.finish(&keys, &repo).map_err(fail)?;
+            prop_assert!(verify(&keys, &repo, &pack).is_ok());
+            let entries = read_trailer(&keys, &repo, &pack.bytes, &pack.id).map_err(fail)?;
+            prop_assert_eq!(entries.len(), 1);
+            let e = entries[0];
+            prop_assert_eq!(e.compression, Compression::Delta(base_id));
+            let sealed = &pack.bytes[e.offset as usize..e.end() as usize];
+            let got = decode_delta_in_place(&keys, &repo, &e, &mut sealed.to_vec(), &pack.id, &base).map_err(fail)?;
+            prop_assert!(got == target);
+            prop_assert!(decode_blob(&keys, &repo, &e, sealed, &pack.id).is_err(), "decoded without its base");
+            let mut other = base.clone();
+            let i = flip.index(other.len());
+            other[i] ^= 0x01;
+            if let Ok(wrong) = decode_delta_in_place(&keys, &repo, &e, &mut sealed.to_vec(), &pack.id, &other) {
+                prop_assert!(wrong == target, "wrong bytes from a wrong base");
+            }
+            // The entry names its base: another base ID fails the seal.
+            let moved = BlobEntry { compression: Compression::Delta(id), ..e };
+            prop_assert!(decode_delta_in_place(&keys, &repo, &moved, &mut sealed.to_vec(), &pack.id, &base).is_err());
+        }
+
         #[test]
         fn any_flipped_bit_is_caught(pos in any::<prop::sample::Index>(), bit in 0u8..8) {
             let (keys, repo, mut pack) = build(&[b"alpha".repeat(100), b"beta".repeat(50)])
@@ -806,6 +857,54 @@ mod tests {
             BlobEntry::decode(&b).err().map(|e| e.kind()),
             Some(ErrorKind::Unsupported)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn delta_entries_carry_their_base_and_are_strict() -> Result<()> {
+        let base = Id::of_bytes(b"base");
+        let e = BlobEntry {
+            id: Id::of_bytes(b"x"),
+            blob_type: BlobType::Data,
+            compression: Compression::Delta(base),
+            offset: 8,
+            length: 100,
+            raw_length: 500,
+        };
+        let mut b = Vec::new();
+        e.encode(&mut b);
+        assert_eq!(b.len(), ENTRY_LEN + DELTA_BASE_LEN);
+        assert_eq!(b[1], 2);
+        assert_eq!(&b[48..], base.as_bytes());
+        assert_eq!(BlobEntry::decode_prefix(&b)?, (e, 80));
+        assert_eq!(decode_entries(&b)?, vec![e]);
+        assert!(decode_entries(&b[..79]).is_err(), "truncated base");
+        // Only data blobs may be deltas, and never of themselves.
+        let mut tree = b.clone();
+        tree[0] = BlobType::Tree as u8;
+        assert!(BlobEntry::decode_prefix(&tree).is_err());
+        let mut own = Vec::new();
+        BlobEntry {
+            compression: Compression::Delta(e.id),
+            ..e
+        }
+        .encode(&mut own);
+        assert!(BlobEntry::decode_prefix(&own).is_err());
+        // A delta longer than its plaintext is refused like any blob.
+        let mut long = Vec::new();
+        BlobEntry { length: 541, ..e }.encode(&mut long);
+        assert!(BlobEntry::decode_prefix(&long).is_err());
+        // Mixed lists: whole, delta, whole.
+        let whole = BlobEntry {
+            compression: Compression::Zstd,
+            ..e
+        };
+        let mut mixed = Vec::new();
+        for x in [whole, e, whole] {
+            x.encode(&mut mixed);
+        }
+        assert_eq!(decode_entries(&mixed)?, vec![whole, e, whole]);
+        assert_eq!(decode_n_entries(&mixed, 2)?, (vec![whole, e], 128));
         Ok(())
     }
 
