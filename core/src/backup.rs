@@ -734,9 +734,54 @@ impl<'a> BlobSaver<'a> {
                 bytes,
                 self.level,
             )?;
+            let blob = self.metadata_delta(blob, bytes)?;
             self.add(blob)?;
         }
         Ok(id)
+    }
+
+    /// A tree or chunk list as a delta against a similar one of its type,
+    /// if that is smaller: a night's chunk lists differ from the night
+    /// before's in the IDs of the chunks that changed, and stored whole
+    /// they would be rewritten every night.
+    fn metadata_delta(&mut self, whole: EncodedBlob, bytes: &[u8]) -> Result<EncodedBlob> {
+        let Some(delta) = &mut self.delta else {
+            return Ok(whole);
+        };
+        let Some(sketch) = delta.sketcher.sketch(bytes) else {
+            return Ok(whole);
+        };
+        let blob_type = whole.blob_type;
+        let mut out = whole;
+        for c in delta.sketches.candidates(&sketch)? {
+            let Some(loc) = self.index.get(&c)? else {
+                continue;
+            };
+            if loc.obsolete_since.is_some()
+                || loc.entry.blob_type != blob_type
+                || loc.entry.compression.base().is_some()
+            {
+                continue;
+            }
+            match self.repo.read_blob_once(&self.index, &c, blob_type) {
+                Ok(base) => {
+                    let (keys, repo_id) = (self.repo.keys(), self.repo.id());
+                    let base = (c, base.as_slice());
+                    if let Some(d) =
+                        pack::encode_delta(keys, repo_id, &out, bytes, base, self.level)?
+                    {
+                        out = d;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+                Err(_) => delta.failed_reads += 1,
+            }
+            break;
+        }
+        if out.compression.base().is_none() {
+            delta.pending.push((out.id, sketch));
+        }
+        Ok(out)
     }
 
     fn save_tree(&mut self, mut tree: Tree) -> Result<Id> {

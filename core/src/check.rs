@@ -645,7 +645,7 @@ impl Checker<'_> {
                 // index says: a damaged base damages every delta of it.
                 Some(base) => self
                     .repo
-                    .read_blob_once(index, &base, BlobType::Data)
+                    .read_blob_once(index, &base, e.blob_type)
                     .map_err(|err| {
                         Error::corrupt(format!(
                             "pack {id}: delta blob {}: its base {base} cannot be used: {err}",
@@ -990,7 +990,7 @@ impl Checker<'_> {
                     return Ok(Err(n));
                 }
                 _ => {
-                    if let Err(n) = self.blob_status(index, &base, BlobType::Data)? {
+                    if let Err(n) = self.blob_status(index, &base, blob_type)? {
                         return Ok(Err(n));
                     }
                 }

@@ -138,7 +138,7 @@ impl BlobEntry {
             compression: Compression::Delta(base),
             ..Self::decode(&plain)?
         };
-        if entry.blob_type != BlobType::Data || base == entry.id {
+        if base == entry.id {
             return Err(Error::corrupt(format!(
                 "blob entry {} is a delta that cannot be one",
                 entry.id.short()
@@ -337,9 +337,9 @@ pub fn decode_blob_in_place(
     Ok(plain)
 }
 
-/// Encodes data chunk `plaintext` as a delta against `base` (the
-/// plaintext of data blob `base_id`, stored whole), if that is smaller
-/// than `whole`, the same chunk encoded on its own. The delta is
+/// Encodes `plaintext` as a delta against `base` (the plaintext of blob
+/// `base_id`, of the same type, stored whole), if that is smaller than
+/// `whole`, the same blob encoded on its own. The delta is
 /// opened, decompressed and hashed again before it is returned, while the
 /// base is at hand: a pack's check before upload can only check a delta's
 /// seal (its base is elsewhere).
@@ -351,11 +351,8 @@ pub fn encode_delta(
     (base_id, base): (Id, &[u8]),
     level: i32,
 ) -> Result<Option<EncodedBlob>> {
-    let id = whole.id;
-    if whole.blob_type != BlobType::Data
-        || base_id == id
-        || plaintext.len() > BlobType::Data.max_raw_len()
-    {
+    let (id, blob_type) = (whole.id, whole.blob_type);
+    if base_id == id || plaintext.len() > blob_type.max_raw_len() {
         return Ok(None);
     }
     let limit = whole.sealed.len().saturating_sub(SEAL_OVERHEAD);
@@ -365,17 +362,17 @@ pub fn encode_delta(
     let compression = Compression::Delta(base_id);
     let sealed = keys
         .data()
-        .seal(&blob_ad(repo_id, BlobType::Data, &id, compression), &frame)?;
+        .seal(&blob_ad(repo_id, blob_type, &id, compression), &frame)?;
     let blob = EncodedBlob {
         id,
-        blob_type: BlobType::Data,
+        blob_type,
         compression,
         raw_length: plaintext.len() as u32,
         sealed,
     };
     let entry = BlobEntry {
         id,
-        blob_type: BlobType::Data,
+        blob_type,
         compression,
         offset: HEADER_LEN as u32,
         length: blob.sealed.len() as u32,
@@ -879,10 +876,7 @@ mod tests {
         assert_eq!(BlobEntry::decode_prefix(&b)?, (e, 80));
         assert_eq!(decode_entries(&b)?, vec![e]);
         assert!(decode_entries(&b[..79]).is_err(), "truncated base");
-        // Only data blobs may be deltas, and never of themselves.
-        let mut tree = b.clone();
-        tree[0] = BlobType::Tree as u8;
-        assert!(BlobEntry::decode_prefix(&tree).is_err());
+        // Never a delta of itself.
         let mut own = Vec::new();
         BlobEntry {
             compression: Compression::Delta(e.id),

@@ -448,7 +448,7 @@ impl Rewriter<'_> {
             }
             // A delta is usable only with its base.
             Some(l) => match l.entry.compression.base() {
-                Some(base) => matches!(self.chunk(&base, BlobType::Data)?, Chunk::Good(_)),
+                Some(base) => matches!(self.chunk(&base, blob_type)?, Chunk::Good(_)),
                 None => true,
             },
         };

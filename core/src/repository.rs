@@ -553,11 +553,14 @@ impl Repository {
         // a delta).
         let base = index
             .get(&base_id)?
-            .filter(|b| b.entry.blob_type == BlobType::Data)
+            .filter(|b| b.entry.blob_type == blob_type)
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::MissingObject,
-                    format!("data blob {base_id}, the base of delta {id}, is not in the index"),
+                    format!(
+                        "{} blob {base_id}, the base of delta {id}, is not in the index",
+                        blob_type.name()
+                    ),
                 )
             })?;
         let base_sealed = self.backend.get_range(

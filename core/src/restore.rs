@@ -217,7 +217,8 @@ pub(crate) fn fetch_batch(
                 ),
             )
         })?;
-        if found.entry.blob_type != BlobType::Data || found.entry.compression.base().is_some() {
+        if found.entry.blob_type != loc.entry.blob_type || found.entry.compression.base().is_some()
+        {
             return Err(Error::corrupt(format!(
                 "blob {base}, the base of delta {}, is not a data blob stored whole",
                 loc.entry.id

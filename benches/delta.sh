@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Delta compression (issue 8) on a dump series: per night, the bytes cairn
+# stores with deltas and without (`init --no-delta`), next to what
+# `zstd --patch-from` needs to encode the night against the one before;
+# then the time of each nightly backup and of the restore of the newest,
+# with and without deltas, and the repository sizes.
+#
+#   benches/delta.sh [DUMPDIR=/tmp/cairn-dumps] [LEVEL=19] [RUNS=3]
+#
+# Issue 8's targets: stored bytes per night at most 3x what
+# `zstd -19 --long=28 --patch-from` needs; nightly backup and restore at
+# most 1.3x the time without deltas. Level 19 is slow: about 5 minutes per
+# pair of 200 MB dumps on 2 cores (and 770 MB of memory); LEVEL=3 gives a
+# quick, larger estimate, LEVEL=0 skips zstd. Times are medians of RUNS
+# series, each in fresh repositories.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+DUMPS=${1:-/tmp/cairn-dumps}
+LEVEL=${2:-19}
+RUNS=${3:-3}
+ls "$DUMPS"/night-*.sql >/dev/null 2>&1 || { echo "no dumps in $DUMPS (benches/gen-dumps.sh)" >&2; exit 1; }
+[ "$LEVEL" = 0 ] || command -v zstd >/dev/null || { echo "zstd is not installed (apt-get install zstd), or give LEVEL=0" >&2; exit 1; }
+cargo build --release --quiet --manifest-path "$HERE/../Cargo.toml"
+CAIRN=${CAIRN_BIN:-$HERE/../target/release/cairn}
+WORK=$(mktemp -d /tmp/cairn-delta-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export CAIRN_PASSWORD=bench
+nights=("$DUMPS"/night-*.sql)
+
+# One series into a fresh repository; appends "night seconds" lines to
+# $WORK/$mode.times and "restore seconds" to $WORK/$mode.restore.
+series() { # mode run
+  local mode=$1 run=$2 repo=$WORK/$1-$2
+  export CAIRN_CACHE_DIR=$WORK/cache-$1-$2
+  local init=()
+  [ "$mode" = whole ] && init=(--no-delta)
+  "$CAIRN" -q -r "$repo" init "${init[@]}"
+  local n=0
+  for f in "${nights[@]}"; do
+    n=$((n + 1))
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$CAIRN" -q -r "$repo" backup - --stdin-filename shop.sql < "$f"
+    t1=$(date +%s.%N)
+    echo "$n $(echo "$t1 - $t0" | bc -l)" >> "$WORK/$mode.times"
+  done
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$CAIRN" -q -r "$repo" restore latest --target "$WORK/out-$mode-$run"
+  t1=$(date +%s.%N)
+  cmp -s "$WORK/out-$mode-$run/shop.sql" "${nights[-1]}" || { echo "restore of $mode differs" >&2; exit 1; }
+  rm -rf "$WORK/out-$mode-$run"
+  echo "$(echo "$t1 - $t0" | bc -l)" >> "$WORK/$mode.restore"
+  "$CAIRN" -q -r "$repo" snapshots --json > "$WORK/$mode.json"
+  du -sb "$repo" | cut -f1 > "$WORK/$mode.size"
+  [ "$run" = "$RUNS" ] || rm -rf "$repo" "$CAIRN_CACHE_DIR"
+}
+for run in $(seq 1 "$RUNS"); do
+  series delta "$run"
+  series whole "$run"
+done
+
+median() { sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+added() { # mode night
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[int(sys.argv[2])-1]['summary']['data_added_packed'])" "$WORK/$1.json" "$2"
+}
+
+printf "%-14s %12s %12s %12s %9s %8s %8s\n" night "with deltas" "without" "patch-from" "ratio" "time" "without"
+prev=
+n=0
+for f in "${nights[@]}"; do
+  n=$((n + 1))
+  d=$(added delta "$n")
+  w=$(added whole "$n")
+  td=$(awk -v n="$n" '$1 == n {print $2}' "$WORK/delta.times" | median)
+  tw=$(awk -v n="$n" '$1 == n {print $2}' "$WORK/whole.times" | median)
+  patch=- ratio=-
+  if [ -n "$prev" ] && [ "$LEVEL" != 0 ]; then
+    patch=$(zstd -q -f "-$LEVEL" --long=28 --patch-from="$prev" "$f" -c | wc -c)
+    ratio=$(printf "%.2f" "$(echo "$d / $patch" | bc -l)")
+  fi
+  printf "%-14s %12s %12s %12s %9s %8.2f %8.2f\n" "$(basename "$f")" "$d" "$w" "$patch" "$ratio" "$td" "$tw"
+  prev=$f
+done
+rd=$(median < "$WORK/delta.restore")
+rw=$(median < "$WORK/whole.restore")
+printf "restore of the newest: %.2f s with deltas, %.2f s without (%.2fx)\n" "$rd" "$rw" "$(echo "$rd / $rw" | bc -l)"
+printf "repository after %d nights: %s bytes with deltas, %s without\n" "$n" "$(cat "$WORK/delta.size")" "$(cat "$WORK/whole.size")"
