@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Delta compression (issue 8) on a dump series: per night, the bytes cairn
-# stores with deltas and without (`init --no-delta`), next to what
+# adds to the repository (every object: packs, index, snapshot) with
+# deltas and without (`init --no-delta`), next to what
 # `zstd --patch-from` needs to encode the night against the one before;
 # then the time of each nightly backup and of the restore of the newest,
 # with and without deltas, and the repository sizes.
@@ -27,6 +28,11 @@ trap 'rm -rf "$WORK"' EXIT
 export CAIRN_PASSWORD=bench
 nights=("$DUMPS"/night-*.sql)
 
+# Bytes of every object in a repository (packs, index objects, snapshots,
+# keys, config): what a night adds to the storage bill. Directories are
+# not counted (object storage has none).
+stored() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+
 # One series into a fresh repository; appends "night seconds" lines to
 # $WORK/$mode.times and "restore seconds" to $WORK/$mode.restore.
 series() { # mode run
@@ -35,7 +41,8 @@ series() { # mode run
   local init=()
   [ "$mode" = whole ] && init=(--no-delta)
   "$CAIRN" -q -r "$repo" init "${init[@]}"
-  local n=0
+  local n=0 before after
+  before=$(stored "$repo")
   for f in "${nights[@]}"; do
     n=$((n + 1))
     local t0 t1
@@ -43,6 +50,9 @@ series() { # mode run
     "$CAIRN" -q -r "$repo" backup - --stdin-filename shop.sql < "$f"
     t1=$(date +%s.%N)
     echo "$n $(echo "$t1 - $t0" | bc -l)" >> "$WORK/$mode.times"
+    after=$(stored "$repo")
+    echo "$n $((after - before))" >> "$WORK/$mode.added-$run"
+    before=$after
   done
   local t0 t1
   t0=$(date +%s.%N)
@@ -51,8 +61,7 @@ series() { # mode run
   cmp -s "$WORK/out-$mode-$run/shop.sql" "${nights[-1]}" || { echo "restore of $mode differs" >&2; exit 1; }
   rm -rf "$WORK/out-$mode-$run"
   echo "$(echo "$t1 - $t0" | bc -l)" >> "$WORK/$mode.restore"
-  "$CAIRN" -q -r "$repo" snapshots --json > "$WORK/$mode.json"
-  du -sb "$repo" | cut -f1 > "$WORK/$mode.size"
+  stored "$repo" > "$WORK/$mode.size"
   [ "$run" = "$RUNS" ] || rm -rf "$repo" "$CAIRN_CACHE_DIR"
 }
 for run in $(seq 1 "$RUNS"); do
@@ -61,8 +70,8 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-added() { # mode night
-  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[int(sys.argv[2])-1]['summary']['data_added_packed'])" "$WORK/$1.json" "$2"
+added() { # mode night: the bytes it added (the same in every run)
+  awk -v n="$2" '$1 == n {print $2}' "$WORK/$1.added-1"
 }
 
 printf "%-14s %12s %12s %12s %9s %8s %8s\n" night "with deltas" "without" "patch-from" "ratio" "time" "without"

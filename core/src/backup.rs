@@ -234,7 +234,7 @@ pub fn backup(
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
         if !opts.no_delta {
-            saver.enable_deltas()?;
+            saver.enable_deltas(&opts.hostname, &paths)?;
         }
         let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
         // A stream is inspected as it is read and judged once it ended
@@ -492,6 +492,91 @@ struct DeltaState {
 /// Sketches are written to the cache in runs of this many.
 const SKETCH_FLUSH: usize = 50_000;
 
+/// Fills an empty sketch table from the repository: the blobs stored whole
+/// of the newest snapshot of `hostname` and `paths` (or the newest
+/// snapshot), the likeliest bases of tonight's changes. About the cost of
+/// restoring that snapshot, once per new cache. Returns how many blobs
+/// were sketched.
+fn rebuild_sketches(
+    repo: &Repository,
+    index: &CacheReader,
+    hostname: &str,
+    paths: &[String],
+    cancel: &AtomicBool,
+) -> Result<usize> {
+    let snapshots = repo.load_snapshots()?.good;
+    let mut sorted = paths.to_vec();
+    sorted.sort();
+    let newest = |same: bool| {
+        snapshots
+            .iter()
+            .filter(|s| !same || (s.hostname == hostname && s.sorted_paths() == sorted))
+            .max_by(|a, b| a.time.cmp(&b.time))
+    };
+    let Some(snapshot) = newest(true).or_else(|| newest(false)) else {
+        return Ok(0);
+    };
+    // Every blob of the snapshot: its trees, chunk lists and chunks.
+    let mut ids: Vec<Id> = Vec::new();
+    let mut seen: HashSet<Id> = HashSet::new();
+    let mut trees = vec![snapshot.tree];
+    while let Some(t) = trees.pop() {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        if !seen.insert(t) {
+            continue;
+        }
+        ids.push(t);
+        for node in &repo.load_tree(index, &t)?.nodes {
+            match node.kind {
+                NodeKind::Dir => trees.extend(node.subtree),
+                NodeKind::File => {
+                    ids.extend(node.content_lists.iter().filter(|l| seen.insert(**l)));
+                    ids.extend(
+                        repo.file_chunks(index, node)?
+                            .into_iter()
+                            .filter(|c| seen.insert(*c)),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(seen);
+    let sketcher = Sketcher::new();
+    let mut sketched = 0;
+    let mut pending: Vec<(Id, Sketch)> = Vec::new();
+    for batch in ids.chunks(1024) {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        let mut locs: Vec<BlobLocation> = Vec::with_capacity(batch.len());
+        for id in batch {
+            if let Some(l) = index.get(id)? {
+                if l.obsolete_since.is_none() && l.entry.compression.base().is_none() {
+                    locs.push(l);
+                }
+            }
+        }
+        locs.sort_by_key(|l| (l.pack_id, l.entry.offset));
+        let plain = crate::restore::fetch_whole(repo, &locs)?;
+        let found: Vec<(Id, Sketch)> = locs
+            .par_iter()
+            .zip(plain.par_iter())
+            .filter_map(|(l, p)| sketcher.sketch(p).map(|s| (l.entry.id, s)))
+            .collect();
+        sketched += found.len();
+        pending.extend(found);
+        if pending.len() >= SKETCH_FLUSH {
+            repo.cache().add_sketches(&pending)?;
+            pending.clear();
+        }
+    }
+    repo.cache().add_sketches(&pending)?;
+    Ok(sketched)
+}
+
 impl<'a> BlobSaver<'a> {
     fn new(
         repo: &'a Repository,
@@ -522,17 +607,30 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Turns delta compression on if the repository has it on (and
-    /// compresses at all).
-    fn enable_deltas(&mut self) -> Result<()> {
+    /// compresses at all). A cache without sketches (new, or deleted) is
+    /// given those of the newest snapshot of this host and paths first.
+    fn enable_deltas(&mut self, hostname: &str, paths: &[String]) -> Result<()> {
         let c = &self.repo.config().compression;
-        if c.delta && c.level > 0 {
-            self.delta = Some(DeltaState {
-                sketcher: Sketcher::new(),
-                sketches: self.repo.cache().sketch_reader()?,
-                pending: Vec::new(),
-                failed_reads: 0,
-            });
+        if !(c.delta && c.level > 0) {
+            return Ok(());
         }
+        let cache = self.repo.cache();
+        if cache.sketch_count()? == 0 && !self.index.is_empty()? {
+            if let Err(e) = rebuild_sketches(self.repo, &self.index, hostname, paths, self.cancel) {
+                if e.kind() == ErrorKind::Interrupted {
+                    return Err(e);
+                }
+                self.warn(format!(
+                    "could not sketch the previous snapshot for delta compression (this backup stores more): {e}"
+                ));
+            }
+        }
+        self.delta = Some(DeltaState {
+            sketcher: Sketcher::new(),
+            sketches: self.repo.cache().sketch_reader()?,
+            pending: Vec::new(),
+            failed_reads: 0,
+        });
         Ok(())
     }
 

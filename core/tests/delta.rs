@@ -366,3 +366,26 @@ fn a_damaged_base_is_reported_for_every_delta_that_uses_it() {
         }
     }
 }
+
+#[test]
+fn a_new_cache_sketches_the_previous_snapshot_so_the_next_night_still_gets_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+    init(backend.clone(), true);
+    let first_cache = tempfile::tempdir().unwrap();
+    backup(&open(backend.clone(), first_cache.path()), &night(0));
+    // Another machine, or the cache was deleted: no sketches at all.
+    let new_cache = tempfile::tempdir().unwrap();
+    let repo = open(backend, new_cache.path());
+    assert_eq!(repo.cache().sketch_count().unwrap(), 0);
+    let data = night(2);
+    let second = backup(&repo, &data);
+    assert!(repo.cache().sketch_count().unwrap() > 0);
+    let used = chunks_of(&repo, &second);
+    let n = deltas(&repo)
+        .iter()
+        .filter(|(_, d)| used.contains(&d.id))
+        .count();
+    assert!(n > 20, "the second night has {n} deltas");
+    assert!(restore_bytes(&repo, &second).unwrap() == data);
+}
