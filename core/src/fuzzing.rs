@@ -69,13 +69,47 @@ pub fn pack(data: &[u8]) {
     if let Ok(entries) = pack::read_trailer(&keys, &repo, data, &id) {
         let _ = pack::expected_pack_len(&entries);
         let _ = pack::entries_digest(&entries);
+        let entries_copy = entries.clone();
         for e in entries {
             if let Some(sealed) = data.get(e.offset as usize..e.end() as usize) {
                 let _ = pack::decode_blob(&keys, &repo, &e, sealed, &id);
+                // A delta whose base is in the same pack (as in the seed).
+                let base = e
+                    .compression
+                    .base()
+                    .and_then(|b| entries_copy.iter().find(|x| x.id == b))
+                    .and_then(|b| {
+                        data.get(b.offset as usize..b.end() as usize)
+                            .map(|s| (b, s))
+                    })
+                    .and_then(|(b, s)| pack::decode_blob(&keys, &repo, b, s, &id).ok());
+                if let Some(base) = base {
+                    let mut copy = sealed.to_vec();
+                    let _ = pack::decode_delta_in_place(&keys, &repo, &e, &mut copy, &id, &base);
+                }
             }
         }
     }
     let _ = pack::decode_entries(data);
+}
+
+/// Delta frames against a base: `raw length (u32 LE) ‖ base length (u32
+/// LE) ‖ base ‖ frame`. The output stays bounded by the stated length
+/// (at most 1 MiB here) whatever the frame says.
+pub fn delta(data: &[u8]) {
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (Some(raw), Some(base_len)) = (u32_at(0), u32_at(4)) else {
+        return;
+    };
+    let rest = &data[8..];
+    let base_len = base_len.min(rest.len());
+    let (base, frame) = rest.split_at(base_len);
+    if let Ok(out) = crate::compress::decompress_delta(frame, base, raw, 1 << 20) {
+        assert_eq!(out.len(), raw);
+    }
 }
 
 /// Index payloads (after decryption) and whole index objects.
@@ -151,6 +185,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("snapshot", snapshot),
     ("chunker", chunker),
     ("dump", dump),
+    ("delta", delta),
 ];
 
 /// Valid inputs for every target, made under [`fixed_keys`]: the seeds of
@@ -220,6 +255,55 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         &tree_json,
         3,
     )?)?;
+    // A pack whose second blob is a delta of its first, so that the
+    // targets reach delta decoding.
+    let base = chunk.repeat(4);
+    let long_edit = [base.as_slice(), b"4\n"].concat();
+    let long_whole = pack::encode_blob(
+        &keys,
+        &repo,
+        pack::BlobType::Data,
+        keys.chunk_id(&long_edit),
+        &long_edit,
+        3,
+    )?;
+    let base_whole = pack::encode_blob(
+        &keys,
+        &repo,
+        pack::BlobType::Data,
+        keys.chunk_id(&base),
+        &base,
+        0,
+    )?;
+    let mut wd = pack::PackWriter::new();
+    wd.add(&base_whole)?;
+    let d = pack::encode_delta(
+        &keys,
+        &repo,
+        &long_whole,
+        &long_edit,
+        (keys.chunk_id(&base), &base),
+        3,
+    )?
+    .ok_or_else(|| crate::Error::invalid("the seed's delta is not smaller"))?;
+    wd.add(&d)?;
+    let with_delta = wd.finish(&keys, &repo)?;
+    out.push((
+        "index",
+        index::encode_payload(&[index::IndexPack::live(
+            with_delta.id,
+            with_delta.entries.clone(),
+        )])?,
+    ));
+    out.push(("pack", with_delta.bytes));
+    if let Some(frame) = crate::compress::compress_delta(3, &base, &long_edit, usize::MAX) {
+        let mut input = (long_edit.len() as u32).to_le_bytes().to_vec();
+        input.extend_from_slice(&(base.len() as u32).to_le_bytes());
+        input.extend_from_slice(&base);
+        input.extend_from_slice(&frame);
+        out.push(("delta", input));
+    }
+
     let finished = w.finish(&keys, &repo)?;
     let ip = index::IndexPack::live(finished.id, finished.entries.clone());
     out.push(("index", index::encode_payload(std::slice::from_ref(&ip))?));
