@@ -661,20 +661,16 @@ impl<'a> BlobSaver<'a> {
                 .collect();
         };
         let sketcher = &delta.sketcher;
-        let mut encoded: Vec<(EncodedBlob, Option<Sketch>)> = fresh
+        let sketches: Vec<Option<Sketch>> = fresh
             .par_iter()
-            .map(|&i| {
-                let whole =
-                    pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level)?;
-                Ok((whole, sketcher.sketch(chunks[i])))
-            })
-            .collect::<Result<_>>()?;
+            .map(|&i| sketcher.sketch(chunks[i]))
+            .collect();
         // A base: a candidate that the index has whole, as a data blob, in
         // a pack in use (never a delta: one level only).
-        let mut base_of: Vec<Option<BlobLocation>> = Vec::with_capacity(encoded.len());
+        let mut base_of: Vec<Option<BlobLocation>> = Vec::with_capacity(sketches.len());
         let mut wanted: Vec<BlobLocation> = Vec::new();
         let mut seen: HashSet<Id> = HashSet::new();
-        for (_, sketch) in &encoded {
+        for sketch in &sketches {
             let mut found = None;
             if let Some(sketch) = sketch {
                 for c in delta.sketches.candidates(sketch)? {
@@ -716,23 +712,21 @@ impl<'a> BlobSaver<'a> {
                 }
             }
         };
-        encoded
-            .par_iter_mut()
-            .zip(fresh.par_iter())
+        let encoded: Vec<EncodedBlob> = fresh
+            .par_iter()
             .zip(base_of.par_iter())
-            .try_for_each(|(((blob, _), &i), base)| {
-                let Some(loc) = base else { return Ok(()) };
-                let Some(plain) = bases.get(&loc.entry.id) else {
-                    return Ok(());
-                };
-                let base = (loc.entry.id, plain.as_slice());
-                if let Some(d) = pack::encode_delta(keys, &repo_id, blob, chunks[i], base, level)? {
-                    *blob = d;
-                }
-                Ok::<_, Error>(())
-            })?;
+            .map(|(&i, base)| {
+                let base = base.as_ref().and_then(|loc| {
+                    bases
+                        .get(&loc.entry.id)
+                        .map(|plain| (loc.entry.id, plain.as_slice()))
+                });
+                let target = (BlobType::Data, ids[i], chunks[i]);
+                pack::encode_best(keys, &repo_id, target, base, level)
+            })
+            .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(encoded.len());
-        for (blob, sketch) in encoded {
+        for (blob, sketch) in encoded.into_iter().zip(sketches) {
             if let (Some(s), None) = (sketch, blob.compression.base()) {
                 delta.pending.push((blob.id, s));
             }

@@ -445,19 +445,22 @@ pub struct SketchReader {
 }
 
 impl SketchReader {
-    /// The blobs recorded for `features`, in feature order, without
-    /// repeats.
+    /// The blobs recorded for `features`, without repeats: those recorded
+    /// for more of the features first (the most similar), then in feature
+    /// order.
     pub fn candidates(&self, features: &[u64; 3]) -> Result<Vec<Id>> {
-        let mut out: Vec<Id> = Vec::with_capacity(3);
+        let mut out: Vec<(Id, usize)> = Vec::with_capacity(3);
         for f in features {
             if let Some(v) = self.table.get(*f).map_err(|e| db_err("sketches", e))? {
                 let id = Id::from_bytes(v.value());
-                if !out.contains(&id) {
-                    out.push(id);
+                match out.iter_mut().find(|(c, _)| *c == id) {
+                    Some((_, n)) => *n += 1,
+                    None => out.push((id, 1)),
                 }
             }
         }
-        Ok(out)
+        out.sort_by_key(|c| std::cmp::Reverse(c.1));
+        Ok(out.into_iter().map(|(id, _)| id).collect())
     }
 }
 

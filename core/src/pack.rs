@@ -348,14 +348,54 @@ pub fn encode_delta(
     repo_id: &Id,
     whole: &EncodedBlob,
     plaintext: &[u8],
-    (base_id, base): (Id, &[u8]),
+    base: (Id, &[u8]),
     level: i32,
 ) -> Result<Option<EncodedBlob>> {
-    let (id, blob_type) = (whole.id, whole.blob_type);
+    let limit = whole.sealed.len().saturating_sub(SEAL_OVERHEAD);
+    let target = (whole.blob_type, whole.id, plaintext);
+    encode_delta_within(keys, repo_id, target, base, level, limit)
+}
+
+/// A delta's payload at most this fraction of its plaintext is taken
+/// without compressing the blob whole to compare: zstd alone never gets a
+/// chunk of a dump that small, and a typical delta of a nightly change is
+/// 1-2 % of its chunk.
+const CLEARLY_SMALL: usize = 16;
+
+/// Encodes a blob of `blob_type` and ID `id` whichever way is smaller: as
+/// a delta against `base` when one is given (and small enough to need no
+/// comparison, [`CLEARLY_SMALL`]), else whole.
+pub fn encode_best(
+    keys: &Keys,
+    repo_id: &Id,
+    (blob_type, id, plaintext): (BlobType, Id, &[u8]),
+    base: Option<(Id, &[u8])>,
+    level: i32,
+) -> Result<EncodedBlob> {
+    if let Some(base) = base {
+        let limit = plaintext.len() / CLEARLY_SMALL + 1;
+        let target = (blob_type, id, plaintext);
+        if let Some(d) = encode_delta_within(keys, repo_id, target, base, level, limit)? {
+            return Ok(d);
+        }
+        let whole = encode_blob(keys, repo_id, blob_type, id, plaintext, level)?;
+        return Ok(encode_delta(keys, repo_id, &whole, plaintext, base, level)?.unwrap_or(whole));
+    }
+    encode_blob(keys, repo_id, blob_type, id, plaintext, level)
+}
+
+/// [`encode_delta`] if the delta's payload is shorter than `limit`.
+fn encode_delta_within(
+    keys: &Keys,
+    repo_id: &Id,
+    (blob_type, id, plaintext): (BlobType, Id, &[u8]),
+    (base_id, base): (Id, &[u8]),
+    level: i32,
+    limit: usize,
+) -> Result<Option<EncodedBlob>> {
     if base_id == id || plaintext.len() > blob_type.max_raw_len() {
         return Ok(None);
     }
-    let limit = whole.sealed.len().saturating_sub(SEAL_OVERHEAD);
     let Some(frame) = compress::compress_delta(level, base, plaintext, limit) else {
         return Ok(None);
     };
