@@ -727,8 +727,14 @@ impl<'a> BlobSaver<'a> {
             .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(encoded.len());
         for (blob, sketch) in encoded.into_iter().zip(sketches) {
-            if let (Some(s), None) = (sketch, blob.compression.base()) {
-                delta.pending.push((blob.id, s));
+            match (sketch, blob.compression.base()) {
+                (Some(s), None) => delta.pending.push((blob.id, s)),
+                // The snapshot will need the base: the commit check must
+                // find it still in use (§12.6), like a blob reused.
+                (_, Some(base)) => {
+                    self.reused.insert(base);
+                }
+                (None, None) => {}
             }
             out.push(blob);
         }
@@ -870,8 +876,11 @@ impl<'a> BlobSaver<'a> {
             }
             break;
         }
-        if out.compression.base().is_none() {
-            delta.pending.push((out.id, sketch));
+        match out.compression.base() {
+            None => delta.pending.push((out.id, sketch)),
+            Some(base) => {
+                self.reused.insert(base);
+            }
         }
         Ok(out)
     }
