@@ -376,4 +376,27 @@ fn deltas_store_nightly_pg_dumps_smaller_and_restore_them_byte_identical() {
         );
     }
     with.ok(&["check", "--read-data"]);
+
+    // An off-site copy of snapshots made of deltas restores alike.
+    let offsite = Env::init();
+    let out = with
+        .cmd()
+        .args(["--json", "copy", "--to", offsite.repo.to_str().unwrap()])
+        .env("CAIRN_PASSWORD2", common::PASSWORD)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["copy"]);
+    let copies = offsite.snapshots();
+    assert_eq!(copies.len(), 3);
+    for (id, dump) in &expected[1..] {
+        let copy = copies
+            .iter()
+            .find(|s| s["original"] == id.as_str())
+            .unwrap();
+        assert_eq!(
+            &offsite.dump(copy["id"].as_str().unwrap(), "shop.sql"),
+            dump
+        );
+    }
+    offsite.ok(&["check", "--read-data"]);
 }
