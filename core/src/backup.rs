@@ -5,7 +5,7 @@
 //! data, so a crash, a failed upload or a failed dump command leaves at
 //! most unreferenced packs and index entries, never a half snapshot.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-use crate::cache::{BlobLocation, CacheReader, SketchReader};
+use crate::cache::CacheReader;
 use crate::chunker::{read_block, BlockChunker, ChunkBatch, Chunker};
+use crate::delta::DeltaEncoder;
 use crate::dumpcheck::{check_directory_dump, DumpInfo, InspectingReader, Inspector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
@@ -30,7 +31,6 @@ use crate::index::IndexPack;
 use crate::pack::{self, BlobType, EncodedBlob, FinishedPack, PackWriter};
 use crate::prune::verify_referenced;
 use crate::repository::Repository;
-use crate::sketch::{Sketch, Sketcher};
 use crate::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::time::SnapshotTime;
 use crate::tree::{self, Node, NodeKind, Tree};
@@ -476,105 +476,7 @@ struct BlobSaver<'a> {
     progress: &'a dyn BackupProgress,
     cancel: &'a AtomicBool,
     upload_failed: &'a AtomicBool,
-    delta: Option<DeltaState>,
-}
-
-/// Delta compression during a backup (`repo-format.md` §7.8).
-struct DeltaState {
-    sketcher: Sketcher,
-    sketches: SketchReader,
-    /// Sketches of blobs stored whole, for the cache.
-    pending: Vec<(Id, Sketch)>,
-    /// Base reads that failed (the chunks were stored whole).
-    failed_reads: usize,
-}
-
-/// Sketches are written to the cache in runs of this many.
-const SKETCH_FLUSH: usize = 50_000;
-
-/// Fills an empty sketch table from the repository: the blobs stored whole
-/// of the newest snapshot of `hostname` and `paths` (or the newest
-/// snapshot), the likeliest bases of tonight's changes. About the cost of
-/// restoring that snapshot, once per new cache. Returns how many blobs
-/// were sketched.
-fn rebuild_sketches(
-    repo: &Repository,
-    index: &CacheReader,
-    hostname: &str,
-    paths: &[String],
-    cancel: &AtomicBool,
-) -> Result<usize> {
-    let snapshots = repo.load_snapshots()?.good;
-    let mut sorted = paths.to_vec();
-    sorted.sort();
-    let newest = |same: bool| {
-        snapshots
-            .iter()
-            .filter(|s| !same || (s.hostname == hostname && s.sorted_paths() == sorted))
-            .max_by(|a, b| a.time.cmp(&b.time))
-    };
-    let Some(snapshot) = newest(true).or_else(|| newest(false)) else {
-        return Ok(0);
-    };
-    // Every blob of the snapshot: its trees, chunk lists and chunks.
-    let mut ids: Vec<Id> = Vec::new();
-    let mut seen: HashSet<Id> = HashSet::new();
-    let mut trees = vec![snapshot.tree];
-    while let Some(t) = trees.pop() {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
-        if !seen.insert(t) {
-            continue;
-        }
-        ids.push(t);
-        for node in &repo.load_tree(index, &t)?.nodes {
-            match node.kind {
-                NodeKind::Dir => trees.extend(node.subtree),
-                NodeKind::File => {
-                    ids.extend(node.content_lists.iter().filter(|l| seen.insert(**l)));
-                    ids.extend(
-                        repo.file_chunks(index, node)?
-                            .into_iter()
-                            .filter(|c| seen.insert(*c)),
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
-    drop(seen);
-    let sketcher = Sketcher::new();
-    let mut sketched = 0;
-    let mut pending: Vec<(Id, Sketch)> = Vec::new();
-    for batch in ids.chunks(1024) {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
-        let mut locs: Vec<BlobLocation> = Vec::with_capacity(batch.len());
-        for id in batch {
-            if let Some(l) = index.get(id)? {
-                if l.obsolete_since.is_none() && l.entry.compression.base().is_none() {
-                    locs.push(l);
-                }
-            }
-        }
-        locs.sort_by_key(|l| (l.pack_id, l.entry.offset));
-        let plain = crate::restore::fetch_whole(repo, &locs)?;
-        let found: Vec<(Id, Sketch)> = locs
-            .par_iter()
-            .zip(plain.par_iter())
-            .filter_map(|(l, p)| sketcher.sketch(p).map(|s| (l.entry.id, s)))
-            .collect();
-        sketched += found.len();
-        pending.extend(found);
-        if pending.len() >= SKETCH_FLUSH {
-            repo.cache().add_sketches(&pending)?;
-            pending.clear();
-        }
-    }
-    repo.cache().add_sketches(&pending)?;
-    Ok(sketched)
+    delta: Option<DeltaEncoder<'a>>,
 }
 
 impl<'a> BlobSaver<'a> {
@@ -606,40 +508,22 @@ impl<'a> BlobSaver<'a> {
         })
     }
 
-    /// Turns delta compression on if the repository has it on (and
-    /// compresses at all). A cache without sketches (new, or deleted) is
-    /// given those of the newest snapshot of this host and paths first.
+    /// Turns delta compression on if the repository has it on.
     fn enable_deltas(&mut self, hostname: &str, paths: &[String]) -> Result<()> {
-        let c = &self.repo.config().compression;
-        if !(c.delta && c.level > 0) {
-            return Ok(());
+        let (encoder, warning) =
+            DeltaEncoder::open(self.repo, &self.index, (hostname, paths), self.cancel)?;
+        if let Some(w) = warning {
+            self.warn(w);
         }
-        let cache = self.repo.cache();
-        if cache.sketch_count()? == 0 && !self.index.is_empty()? {
-            if let Err(e) = rebuild_sketches(self.repo, &self.index, hostname, paths, self.cancel) {
-                if e.kind() == ErrorKind::Interrupted {
-                    return Err(e);
-                }
-                self.warn(format!(
-                    "could not sketch the previous snapshot for delta compression (this backup stores more): {e}"
-                ));
-            }
-        }
-        self.delta = Some(DeltaState {
-            sketcher: Sketcher::new(),
-            sketches: self.repo.cache().sketch_reader()?,
-            pending: Vec::new(),
-            failed_reads: 0,
-        });
+        self.delta = encoder;
         Ok(())
     }
 
     fn flush_sketches(&mut self) -> Result<()> {
-        if let Some(d) = &mut self.delta {
-            self.repo.cache().add_sketches(&d.pending)?;
-            d.pending.clear();
+        match &mut self.delta {
+            Some(d) => d.flush(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Encodes fresh data chunks: each on its own, or as a delta against a
@@ -650,9 +534,8 @@ impl<'a> BlobSaver<'a> {
         ids: &[Id],
         fresh: &[usize],
     ) -> Result<Vec<EncodedBlob>> {
-        let keys = self.repo.keys();
-        let (repo_id, level) = (*self.repo.id(), self.level);
         let Some(delta) = &mut self.delta else {
+            let (keys, repo_id, level) = (self.repo.keys(), *self.repo.id(), self.level);
             return fresh
                 .par_iter()
                 .map(|&i| {
@@ -660,88 +543,12 @@ impl<'a> BlobSaver<'a> {
                 })
                 .collect();
         };
-        let sketcher = &delta.sketcher;
-        let sketches: Vec<Option<Sketch>> = fresh
-            .par_iter()
-            .map(|&i| sketcher.sketch(chunks[i]))
-            .collect();
-        // A base: a candidate that the index has whole, as a data blob, in
-        // a pack in use (never a delta: one level only).
-        let mut base_of: Vec<Option<BlobLocation>> = Vec::with_capacity(sketches.len());
-        let mut wanted: Vec<BlobLocation> = Vec::new();
-        let mut seen: HashSet<Id> = HashSet::new();
-        for sketch in &sketches {
-            let mut found = None;
-            if let Some(sketch) = sketch {
-                for c in delta.sketches.candidates(sketch)? {
-                    if let Some(loc) = self.index.get(&c)? {
-                        if loc.obsolete_since.is_none()
-                            && loc.entry.blob_type == BlobType::Data
-                            && loc.entry.compression.base().is_none()
-                        {
-                            found = Some(loc);
-                            break;
-                        }
-                    }
-                }
-            }
-            if let Some(loc) = found {
-                if seen.insert(loc.entry.id) {
-                    wanted.push(loc);
-                }
-            }
-            base_of.push(found);
+        let (encoded, warning) =
+            delta.encode_chunks(&self.index, (chunks, ids, fresh), &mut self.reused)?;
+        if let Some(w) = warning {
+            self.progress.warning(&w);
         }
-        let bases: HashMap<Id, Vec<u8>> = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            // Read in pack order, so that nearby bases share a read.
-            wanted.sort_by_key(|l| (l.pack_id, l.entry.offset));
-            match crate::restore::fetch_whole(self.repo, &wanted) {
-                Ok(plain) => wanted.iter().map(|l| l.entry.id).zip(plain).collect(),
-                Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-                Err(e) => {
-                    if delta.failed_reads == 0 {
-                        let msg = format!(
-                            "reading bases for delta compression failed, chunks stored whole: {e}"
-                        );
-                        self.progress.warning(&msg);
-                    }
-                    delta.failed_reads += 1;
-                    HashMap::new()
-                }
-            }
-        };
-        let encoded: Vec<EncodedBlob> = fresh
-            .par_iter()
-            .zip(base_of.par_iter())
-            .map(|(&i, base)| {
-                let base = base.as_ref().and_then(|loc| {
-                    bases
-                        .get(&loc.entry.id)
-                        .map(|plain| (loc.entry.id, plain.as_slice()))
-                });
-                let target = (BlobType::Data, ids[i], chunks[i]);
-                pack::encode_best(keys, &repo_id, target, base, level)
-            })
-            .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(encoded.len());
-        for (blob, sketch) in encoded.into_iter().zip(sketches) {
-            match (sketch, blob.compression.base()) {
-                (Some(s), None) => delta.pending.push((blob.id, s)),
-                // The snapshot will need the base: the commit check must
-                // find it still in use (§12.6), like a blob reused.
-                (_, Some(base)) => {
-                    self.reused.insert(base);
-                }
-                (None, None) => {}
-            }
-            out.push(blob);
-        }
-        if delta.pending.len() >= SKETCH_FLUSH {
-            self.flush_sketches()?;
-        }
-        Ok(out)
+        Ok(encoded)
     }
 
     fn check_running(&self) -> Result<()> {
@@ -832,57 +639,13 @@ impl<'a> BlobSaver<'a> {
                 bytes,
                 self.level,
             )?;
-            let blob = self.metadata_delta(blob, bytes)?;
+            let blob = match &mut self.delta {
+                Some(d) => d.encode_metadata(&self.index, blob, bytes, &mut self.reused)?,
+                None => blob,
+            };
             self.add(blob)?;
         }
         Ok(id)
-    }
-
-    /// A tree or chunk list as a delta against a similar one of its type,
-    /// if that is smaller: a night's chunk lists differ from the night
-    /// before's in the IDs of the chunks that changed, and stored whole
-    /// they would be rewritten every night.
-    fn metadata_delta(&mut self, whole: EncodedBlob, bytes: &[u8]) -> Result<EncodedBlob> {
-        let Some(delta) = &mut self.delta else {
-            return Ok(whole);
-        };
-        let Some(sketch) = delta.sketcher.sketch(bytes) else {
-            return Ok(whole);
-        };
-        let blob_type = whole.blob_type;
-        let mut out = whole;
-        for c in delta.sketches.candidates(&sketch)? {
-            let Some(loc) = self.index.get(&c)? else {
-                continue;
-            };
-            if loc.obsolete_since.is_some()
-                || loc.entry.blob_type != blob_type
-                || loc.entry.compression.base().is_some()
-            {
-                continue;
-            }
-            match self.repo.read_blob_once(&self.index, &c, blob_type) {
-                Ok(base) => {
-                    let (keys, repo_id) = (self.repo.keys(), self.repo.id());
-                    let base = (c, base.as_slice());
-                    if let Some(d) =
-                        pack::encode_delta(keys, repo_id, &out, bytes, base, self.level)?
-                    {
-                        out = d;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-                Err(_) => delta.failed_reads += 1,
-            }
-            break;
-        }
-        match out.compression.base() {
-            None => delta.pending.push((out.id, sketch)),
-            Some(base) => {
-                self.reused.insert(base);
-            }
-        }
-        Ok(out)
     }
 
     fn save_tree(&mut self, mut tree: Tree) -> Result<Id> {

@@ -36,6 +36,7 @@ pub mod compress;
 pub mod config;
 pub mod copy;
 pub mod crypto;
+mod delta;
 pub mod dumpcheck;
 pub mod error;
 pub mod format;
