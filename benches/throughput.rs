@@ -101,6 +101,17 @@ fn per_chunk(c: &mut Criterion) {
     g.bench_function("zstd_decompress", |b| {
         b.iter(|| compress::decompress(c3, &packed, chunk.len(), 1 << 20))
     });
+    // A night's typical change: one row of the chunk rewritten.
+    let mut changed = chunk.clone();
+    let at = changed.len() / 2;
+    changed[at..at + 40].copy_from_slice(&[b'7'; 40]);
+    g.bench_function("delta_compress_level_1", |b| {
+        b.iter(|| compress::compress_delta(1, &chunk, &changed, usize::MAX))
+    });
+    let delta = compress::compress_delta(1, &chunk, &changed, usize::MAX).expect("a delta");
+    g.bench_function("delta_decompress", |b| {
+        b.iter(|| compress::decompress_delta(&delta, &chunk, changed.len(), 1 << 20))
+    });
     g.bench_function("seal_xchacha20poly1305", |b| {
         b.iter(|| keys.data().seal(b"ad", &chunk))
     });
