@@ -61,8 +61,8 @@ series() { # mode run
   cmp -s "$WORK/out-$mode-$run/shop.sql" "${nights[-1]}" || { echo "restore of $mode differs" >&2; exit 1; }
   rm -rf "$WORK/out-$mode-$run"
   echo "$(echo "$t1 - $t0" | bc -l)" >> "$WORK/$mode.restore"
-  stored "$repo" > "$WORK/$mode.size"
-  [ "$run" = "$RUNS" ] || rm -rf "$repo" "$CAIRN_CACHE_DIR"
+  stored "$repo" >> "$WORK/$mode.size"
+  rm -rf "$repo" "$CAIRN_CACHE_DIR"
 }
 for run in $(seq 1 "$RUNS"); do
   series delta "$run"
@@ -70,8 +70,9 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-added() { # mode night: the bytes it added (the same in every run)
-  awk -v n="$2" '$1 == n {print $2}' "$WORK/$1.added-1"
+added() { # mode night: the bytes it added, mean of the runs (each run has
+  # its own keys, so its own chunk-list boundaries and sketch collisions)
+  cat "$WORK/$1".added-* | awk -v n="$2" '$1 == n {s += $2; k++} END {printf "%d", s / k}'
 }
 
 printf "%-14s %12s %12s %12s %9s %8s %8s\n" night "with deltas" "without" "patch-from" "ratio" "time" "without"
@@ -94,4 +95,5 @@ done
 rd=$(median < "$WORK/delta.restore")
 rw=$(median < "$WORK/whole.restore")
 printf "restore of the newest: %.2f s with deltas, %.2f s without (%.2fx)\n" "$rd" "$rw" "$(echo "$rd / $rw" | bc -l)"
-printf "repository after %d nights: %s bytes with deltas, %s without\n" "$n" "$(cat "$WORK/delta.size")" "$(cat "$WORK/whole.size")"
+printf "repository after %d nights (mean of the runs): %s bytes with deltas, %s without\n" "$n" \
+  "$(awk '{s += $1} END {printf "%d", s / NR}' "$WORK/delta.size")" "$(awk '{s += $1} END {printf "%d", s / NR}' "$WORK/whole.size")"
