@@ -684,23 +684,12 @@ pub struct PruneStats {
 /// planned). Returns whether any claim moved.
 fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
     let stays = |p: &PackPlan| matches!(p.action, PackAction::Keep | PackAction::Revive);
-    let copied: HashSet<Id> = packs
-        .values()
-        .filter(|p| p.action == PackAction::Repack)
-        .flat_map(|p| {
-            p.entries
-                .iter()
-                .zip(&p.claimed)
-                .filter_map(|(e, &c)| c.then_some(e.id))
-        })
-        .collect();
-    if copied.is_empty() {
-        return false;
-    }
-    // The first copy of each such blob in a pack that stays, by pack ID,
-    // stored the same way (whole, or as a delta against the same base:
-    // a claimed delta's base is in use, another base may not be).
-    let kind: HashMap<Id, Option<Id>> = packs
+    // Each blob a repacked pack claims, and how it is stored there (its
+    // base, for a delta). Its first copy in a pack that stays, by pack ID,
+    // stored the same way (whole, or as a delta against the same base: a
+    // claimed delta's base is in use, another base may not be), takes the
+    // claim.
+    let copied: HashMap<Id, Option<Id>> = packs
         .values()
         .filter(|p| p.action == PackAction::Repack)
         .flat_map(|p| {
@@ -710,13 +699,16 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
                 .filter_map(|(e, &c)| c.then_some((e.id, e.compression.base())))
         })
         .collect();
+    if copied.is_empty() {
+        return false;
+    }
     let mut kept_at: HashMap<Id, (Id, usize)> = HashMap::new();
     let mut ids: Vec<Id> = packs.values().filter(|p| stays(p)).map(|p| p.id).collect();
     ids.sort();
     for id in ids {
         let Some(p) = packs.get(&id) else { continue };
         for (i, e) in p.entries.iter().enumerate() {
-            if copied.contains(&e.id) && kind.get(&e.id) == Some(&e.compression.base()) {
+            if copied.get(&e.id) == Some(&e.compression.base()) {
                 kept_at.entry(e.id).or_insert((id, i));
             }
         }
@@ -931,6 +923,22 @@ mod tests {
         assert_eq!(packs[&Id::from_bytes([4; 32])].claimed, [false]);
         // Nothing left to move: no change.
         assert!(!prefer_kept_copies(&mut packs));
+    }
+
+    #[test]
+    fn a_claim_moves_only_to_a_copy_stored_the_same_way() {
+        let base = |n: u8| crate::compress::Compression::Delta(Id::from_bytes([n; 32]));
+        let (r, mut repacked) = pack(1, &[7, 8, 9], &[true, true, true], PackAction::Repack);
+        repacked.entries[0].compression = base(50);
+        repacked.entries[1].compression = base(50);
+        let (k, mut kept) = pack(2, &[7, 8, 9], &[false, false, false], PackAction::Keep);
+        kept.entries[0].compression = base(50); // same base: may move
+        kept.entries[1].compression = base(51); // another base: must not
+                                                // entries[2]: whole in both: may move.
+        let mut packs: HashMap<Id, PackPlan> = [(r, repacked), (k, kept)].into();
+        assert!(prefer_kept_copies(&mut packs));
+        assert_eq!(packs[&r].claimed, [false, true, false]);
+        assert_eq!(packs[&k].claimed, [true, false, true]);
     }
 
     #[test]
