@@ -86,7 +86,7 @@ impl Compression {
     }
 
     /// Decodes the format byte of a whole payload (not a delta, which
-    /// needs its base: see [`crate::pack::BlobEntry::decode`]).
+    /// needs its base: see [`crate::pack::BlobEntry::decode_prefix`]).
     pub fn from_byte(b: u8) -> Result<Self> {
         match b {
             0 => Ok(Compression::None),
