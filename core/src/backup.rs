@@ -289,6 +289,8 @@ pub fn backup(
         // what was reused from the index and what this backup stored.
         let mut referenced = std::mem::take(&mut saver.reused);
         referenced.extend(saver.seen.drain());
+        let bases = std::mem::take(&mut saver.bases);
+        referenced.extend(bases.iter().copied());
         let (stats, warnings) = (
             std::mem::take(&mut saver.stats),
             std::mem::take(&mut saver.warnings),
@@ -304,7 +306,7 @@ pub fn backup(
             (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
         };
-        Ok((root, stats, warnings, referenced))
+        Ok((root, stats, warnings, (referenced, bases)))
     })?;
 
     if cancel.load(Ordering::SeqCst) {
@@ -338,7 +340,7 @@ pub fn backup(
     };
     // Last, right before the commit point: as little time as possible
     // between the check and the snapshot becoming visible.
-    verify_referenced(repo, &referenced)?;
+    verify_referenced(repo, &referenced.0, &referenced.1)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome { snapshot, warnings })
 }
@@ -464,6 +466,9 @@ struct BlobSaver<'a> {
     index: CacheReader,
     seen: HashSet<Id>,
     reused: HashSet<Id>,
+    /// Delta bases the snapshot relies on (also in `reused`): the commit
+    /// check must find them stored whole.
+    bases: HashSet<Id>,
     data_pack: PackWriter,
     tree_pack: PackWriter,
     tx: SyncSender<FinishedPack>,
@@ -492,6 +497,7 @@ impl<'a> BlobSaver<'a> {
             index: repo.index()?,
             seen: HashSet::new(),
             reused: HashSet::new(),
+            bases: HashSet::new(),
             data_pack: PackWriter::new(),
             tree_pack: PackWriter::new(),
             tx,
@@ -544,7 +550,7 @@ impl<'a> BlobSaver<'a> {
                 .collect();
         };
         let (encoded, warning) =
-            delta.encode_chunks(&self.index, (chunks, ids, fresh), &mut self.reused)?;
+            delta.encode_chunks(&self.index, (chunks, ids, fresh), &mut self.bases)?;
         if let Some(w) = warning {
             self.progress.warning(&w);
         }
@@ -591,7 +597,7 @@ impl<'a> BlobSaver<'a> {
         }
         if let Some(base) = live {
             self.reused.insert(*id);
-            self.reused.extend(base);
+            self.bases.extend(base);
             return false;
         }
         self.seen.insert(*id);
@@ -640,7 +646,7 @@ impl<'a> BlobSaver<'a> {
                 self.level,
             )?;
             let blob = match &mut self.delta {
-                Some(d) => d.encode_metadata(&self.index, blob, bytes, &mut self.reused)?,
+                Some(d) => d.encode_metadata(&self.index, blob, bytes, &mut self.bases)?,
                 None => blob,
             };
             self.add(blob)?;

@@ -19,6 +19,8 @@ pub(crate) struct BlobWriter<'a> {
     index: CacheReader,
     seen: HashSet<Id>,
     referenced: HashSet<Id>,
+    /// Delta bases relied on (also in `referenced`), to be found whole.
+    bases: HashSet<Id>,
     data: PackWriter,
     meta: PackWriter,
 }
@@ -31,6 +33,7 @@ impl<'a> BlobWriter<'a> {
             index: repo.index()?,
             seen: HashSet::new(),
             referenced: HashSet::new(),
+            bases: HashSet::new(),
             data: PackWriter::new(),
             meta: PackWriter::new(),
         })
@@ -80,6 +83,7 @@ impl<'a> BlobWriter<'a> {
         match self.index.live(id)? {
             Some(base) => {
                 self.referenced.extend(base);
+                self.bases.extend(base);
                 Ok(true)
             }
             None => Ok(false),
@@ -106,6 +110,11 @@ impl<'a> BlobWriter<'a> {
     /// Every blob saved or found indexed so far (for the commit check).
     pub(crate) fn referenced(&self) -> &HashSet<Id> {
         &self.referenced
+    }
+
+    /// The delta bases among [`Self::referenced`], for the commit check.
+    pub(crate) fn bases(&self) -> &HashSet<Id> {
+        &self.bases
     }
 
     /// Stores and indexes what is pending.
@@ -138,9 +147,9 @@ impl<'a> BlobWriter<'a> {
 
     /// Stores what is pending and indexes it; returns every blob the
     /// repaired trees refer to that this writer saved or found indexed.
-    pub(crate) fn finish(mut self) -> Result<HashSet<Id>> {
+    pub(crate) fn finish(mut self) -> Result<(HashSet<Id>, HashSet<Id>)> {
         self.flush(true)?;
         self.flush(false)?;
-        Ok(self.referenced)
+        Ok((self.referenced, self.bases))
     }
 }

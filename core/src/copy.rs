@@ -151,7 +151,7 @@ pub fn copy(
         // written (the commit point, §11.1), and the target's prune rules
         // hold for what the copy reused (§12.6).
         c.writer.flush_all()?;
-        verify_referenced(dst, c.writer.referenced())?;
+        verify_referenced(dst, c.writer.referenced(), c.writer.bases())?;
         let mut copy = s.clone();
         copy.tree = root;
         copy.original = Some(id);
@@ -399,7 +399,7 @@ pub fn copy_wal(src: &Repository, dst: &Repository, cancel: &AtomicBool) -> Resu
         records.push(crate::wal_record::WalRecord { id, tree, ..rec });
     }
     c.writer.flush_all()?;
-    verify_referenced(dst, c.writer.referenced())?;
+    verify_referenced(dst, c.writer.referenced(), c.writer.bases())?;
     for rec in &records {
         let bytes = rec.encode(dst)?;
         // Create-only: a record that appeared meanwhile is left alone.

@@ -350,8 +350,17 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
 /// can delete it before this snapshot is visible. Otherwise a prune ran
 /// during this backup and the snapshot could refer to deleted data:
 /// nothing is committed (exit 11, run the backup again).
-pub(crate) fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> Result<()> {
-    if referenced.is_empty() {
+///
+/// The blobs in `whole` are delta bases the snapshot relies on: the copy
+/// the index prefers must also be stored whole (a base that is now only
+/// in use as a delta, its whole copy marked, could be deleted although the
+/// deltas need it whole, §7.8).
+pub(crate) fn verify_referenced(
+    repo: &Repository,
+    referenced: &HashSet<Id>,
+    whole: &HashSet<Id>,
+) -> Result<()> {
+    if referenced.is_empty() && whole.is_empty() {
         return Ok(());
     }
     // Index objects that were unreadable before the backup do not matter
@@ -370,7 +379,7 @@ pub(crate) fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> 
         .saturating_sub(config.grace_margin_seconds());
     let now = jiff::Timestamp::now().as_second();
     // In key order: neighbouring lookups share the cache's pages.
-    let mut sorted: Vec<&Id> = referenced.iter().collect();
+    let mut sorted: Vec<&Id> = referenced.union(whole).collect();
     sorted.sort_unstable();
     for id in sorted {
         let pruned = match index.get(id)? {
@@ -383,9 +392,11 @@ pub(crate) fn verify_referenced(repo: &Repository, referenced: &HashSet<Id>) -> 
             )))
             }
             None => true,
-            Some(loc) => loc
-                .obsolete_since
-                .is_some_and(|since| now >= since.saturating_add(limit as i64)),
+            Some(loc) => {
+                loc.obsolete_since
+                    .is_some_and(|since| now >= since.saturating_add(limit as i64))
+                    || (loc.entry.compression.base().is_some() && whole.contains(id))
+            }
         };
         if pruned {
             return Err(Error::new(

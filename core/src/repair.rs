@@ -367,7 +367,7 @@ pub fn repair_snapshots(
     }
     let referenced = r.writer.finish()?;
     if !repaired.is_empty() {
-        verify_referenced(repo, &referenced)?;
+        verify_referenced(repo, &referenced.0, &referenced.1)?;
     }
     // A copy an earlier run already wrote (same original, same tree) is
     // reused: running repair again must not pile up duplicates.

@@ -173,7 +173,7 @@ pub fn push(
     let mut tree = Tree { nodes: vec![node] };
     let tree_id = writer.save_tree(&mut tree)?;
     let referenced = writer.finish()?;
-    verify_referenced(repo, &referenced)?;
+    verify_referenced(repo, &referenced.0, &referenced.1)?;
     let record = WalRecord {
         id: repo.keys().wal_object_id(name),
         name: name.to_string(),
