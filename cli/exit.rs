@@ -13,6 +13,7 @@ pub enum ExitCode {
     Locked = 11,
     WrongPassword = 12,
     AccessDenied = 13,
+    Stale = 14,
     SourceNotFound = 20,
     CommandFailed = 21,
     Damaged = 22,
@@ -65,6 +66,8 @@ Exit codes:
    12    wrong password, or no password given
    13    the storage refused access: wrong S3 credentials, or no permission on the
          repository directory
+   14    status --max-age: a series' newest snapshot is older than allowed, or there
+         is none (the recovery point objective was missed)
    20    backup source not found or unreadable (nothing written), file not in snapshot,
          or WAL file not in the archive (wal-fetch)
    21    dump command failed (non-zero exit or killed): no snapshot written

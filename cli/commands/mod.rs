@@ -11,6 +11,7 @@ mod prune;
 mod repair;
 mod restore;
 mod snapshots;
+mod status;
 mod wal;
 
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// List snapshots
     Snapshots(snapshots::SnapshotsArgs),
+    /// Per series (host, paths, tags): the newest snapshot and its age; --max-age alerts
+    Status(status::StatusArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
     /// Write one file of a snapshot to standard output
@@ -64,6 +67,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Init(a) => init::run(global, a),
         Command::Backup(a) => backup::run(global, a),
         Command::Snapshots(a) => snapshots::run(global, a),
+        Command::Status(a) => status::run(global, a),
         Command::Restore(a) => restore::run(global, a),
         Command::Dump(a) => dump::run(global, a),
         Command::Forget(a) => forget::run(global, a),
