@@ -63,7 +63,8 @@ size_of() { # tool, run, step, directory
 cairn_cmd() {
   local r=$WORK/repo c=$WORK/cache
   case $1 in
-    init) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" init ;;
+    # CAIRN_INIT="--delta" measures delta compression.
+    init) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" init ${CAIRN_INIT:-} ;;
     backup) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" backup - --stdin-filename shop.sql < "$2" ;;
     restore) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" dump latest shop.sql > "$2" ;;
     prune) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" forget --keep-last 2 --prune --grace 0 ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Delta compression (issue 8) on a dump series: per night, the bytes cairn
 # adds to the repository (every object: packs, index, snapshot) with
-# deltas and without (`init --no-delta`), next to what
+# deltas (`init --delta`) and without, next to what
 # `zstd --patch-from` needs to encode the night against the one before;
 # then the time of each nightly backup and of the restore of the newest,
 # with and without deltas, and the repository sizes.
@@ -39,7 +39,7 @@ series() { # mode run
   local mode=$1 run=$2 repo=$WORK/$1-$2
   export CAIRN_CACHE_DIR=$WORK/cache-$1-$2
   local init=()
-  [ "$mode" = whole ] && init=(--no-delta)
+  [ "$mode" = delta ] && init=(--delta)
   "$CAIRN" -q -r "$repo" init "${init[@]}"
   local n=0 before after
   before=$(stored "$repo")

@@ -332,8 +332,8 @@ fn stored_bytes(dir: &std::path::Path) -> u64 {
 #[test]
 fn deltas_store_nightly_pg_dumps_smaller_and_restore_them_byte_identical() {
     let Some(pg) = shop_database() else { return };
-    let with = Env::init();
-    let without = Env::init_with(&["--no-delta"]);
+    let with = Env::init_with(&["--delta"]);
+    let without = Env::init();
     let mut added = [0u64; 2];
     let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
     for n in 0..4u32 {

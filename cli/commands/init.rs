@@ -33,18 +33,20 @@ pub struct InitArgs {
     #[arg(long, value_name = "LEVEL", default_value_t = cairn_core::config::DEFAULT_COMPRESSION_LEVEL)]
     compression: i32,
 
-    /// Do not store new chunks as deltas against similar stored ones
+    /// Store new chunks that resemble stored ones as deltas against them (experimental)
     #[arg(
         long,
-        long_help = "Do not store new chunks as deltas against similar stored ones. Delta \
-                     compression is on by default: a new chunk that resembles one already \
-                     stored is kept as a zstd delta against it, which makes a nightly dump's \
-                     changes several times smaller (README, Benchmarks). Each delta's base \
-                     is read back from the repository during the backup and during restore, \
-                     so on slow object storage turning it off trades space for speed. \
+        long_help = "Store new chunks that resemble stored ones as zstd deltas against them \
+                     (experimental, off by default). On a series of nightly dumps this makes \
+                     each night's changes about three times smaller (README, Benchmarks). Each \
+                     delta's base is read back during the backup and during restore. \
+                     KNOWN BUG: with backups and prunes running at the same time, a prune can \
+                     stop with 'blobs that snapshots use are in no stored pack' on such a \
+                     repository (found by the concurrent test with a 1-second grace period, \
+                     not yet explained): do not use it where prune runs next to backups. \
                      `backup --no-delta` turns it off for one run."
     )]
-    no_delta: bool,
+    delta: bool,
 
     /// Target size of pack files
     #[arg(long, value_name = "SIZE", default_value = "16MiB")]
@@ -112,7 +114,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     let opts = InitOptions {
         chunker,
         compression_level: args.compression,
-        delta: !args.no_delta,
+        delta: args.delta,
         pack_size: to_u32("pack size", args.pack_size)?,
         kdf: KdfParams {
             memory_kib: to_u32("KDF memory", ByteSize::b(args.kdf_memory.as_u64() / 1024))?,

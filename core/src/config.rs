@@ -87,7 +87,7 @@ impl RepoConfig {
             compression: CompressionConfig {
                 algorithm: "zstd".into(),
                 level: DEFAULT_COMPRESSION_LEVEL,
-                delta: true,
+                delta: false,
             },
             pack_size: DEFAULT_PACK_SIZE,
             prune_grace_seconds: DEFAULT_PRUNE_GRACE,
@@ -134,9 +134,14 @@ impl RepoConfig {
     }
 
     /// The safety margin a backup keeps before a pack's grace period ends
-    /// (clock skew between machines): 1/24 of the grace period.
+    /// (clock skew between machines, times rounded to whole seconds, the
+    /// moments between the commit check and the snapshot): 1/24 of the
+    /// grace period, at least a second unless the grace period is 0.
     pub fn grace_margin_seconds(&self) -> u64 {
-        self.prune_grace_seconds / 24
+        match self.prune_grace_seconds {
+            0 => 0,
+            g => (g / 24).max(1),
+        }
     }
 }
 

@@ -517,6 +517,18 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
             .find(|id| !claimed.contains(id))
             .copied()
             .unwrap_or_default();
+        // A delta base with only delta copies left says more than "lost".
+        let deltas_of_it = packs
+            .values()
+            .filter(|p| present.contains(&p.id))
+            .flat_map(|p| &p.entries)
+            .filter(|e| e.id == missing && e.compression.base().is_some())
+            .count();
+        let missing = if need_whole.contains(&missing) && deltas_of_it > 0 {
+            format!("{missing}, a delta base stored only as a delta ({deltas_of_it} copies)")
+        } else {
+            missing.to_string()
+        };
         return Err(damaged(format!(
             "{} blobs that snapshots use are in no stored pack (first: {missing}); the repository is damaged. \
              prune stops without changing anything",

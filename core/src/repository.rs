@@ -43,7 +43,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             compression_level: config::DEFAULT_COMPRESSION_LEVEL,
-            delta: true,
+            delta: false,
             pack_size: config::DEFAULT_PACK_SIZE,
             kdf: KdfParams::default(),
             prune_grace_seconds: config::DEFAULT_PRUNE_GRACE,
