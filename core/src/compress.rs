@@ -145,40 +145,30 @@ pub fn decompress_delta(
     raw_len: usize,
     max_len: usize,
 ) -> Result<Vec<u8>> {
-    if raw_len > max_len {
-        return Err(Error::corrupt(format!(
-            "stated size {raw_len} exceeds the limit of {max_len} bytes"
-        )));
-    }
-    if !usable_base(base) {
-        return Err(Error::corrupt("a delta's base cannot serve as one"));
-    }
-    let out = DELTA_DCTX.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let dctx = match &mut *slot {
-            Some(d) => d,
-            empty => empty.insert(
-                zstd_safe::DCtx::try_create()
-                    .ok_or_else(|| Error::new(crate::ErrorKind::Io, "zstd: out of memory"))?,
-            ),
-        };
-        let mut out = Vec::with_capacity(raw_len);
-        dctx.decompress_using_dict(&mut out, data, base)
-            .map_err(|code| {
-                Error::corrupt(format!(
-                    "zstd delta does not decompress: {}",
-                    zstd_err(code)
-                ))
-            })?;
-        Ok::<_, Error>(out)
-    })?;
-    if out.len() != raw_len {
-        return Err(Error::corrupt(format!(
-            "decompressed to {} bytes, expected {raw_len}",
-            out.len()
-        )));
-    }
-    Ok(out)
+    bounded(raw_len, max_len, || {
+        if !usable_base(base) {
+            return Err(Error::corrupt("a delta's base cannot serve as one"));
+        }
+        DELTA_DCTX.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let dctx = match &mut *slot {
+                Some(d) => d,
+                empty => empty.insert(
+                    zstd_safe::DCtx::try_create()
+                        .ok_or_else(|| Error::new(crate::ErrorKind::Io, "zstd: out of memory"))?,
+                ),
+            };
+            let mut out = Vec::with_capacity(raw_len);
+            dctx.decompress_using_dict(&mut out, data, base)
+                .map_err(|code| {
+                    Error::corrupt(format!(
+                        "zstd delta does not decompress: {}",
+                        zstd_err(code)
+                    ))
+                })?;
+            Ok::<_, Error>(out)
+        })
+    })
 }
 
 /// Decompresses a payload whose stated raw length is `raw_len`. The output
@@ -190,21 +180,29 @@ pub fn decompress(
     raw_len: usize,
     max_len: usize,
 ) -> Result<Vec<u8>> {
+    bounded(raw_len, max_len, || match compression {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Zstd => zstd_decompress(data, raw_len)
+            .map_err(|e| Error::corrupt(format!("zstd data does not decompress: {e}"))),
+        Compression::Delta(base) => Err(Error::corrupt(format!(
+            "a delta against {base} needs its base to be decompressed"
+        ))),
+    })
+}
+
+/// Runs `decode` only if `raw_len` is within `max_len`, and accepts its
+/// output only if it is exactly `raw_len` long.
+fn bounded(
+    raw_len: usize,
+    max_len: usize,
+    decode: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
     if raw_len > max_len {
         return Err(Error::corrupt(format!(
             "stated size {raw_len} exceeds the limit of {max_len} bytes"
         )));
     }
-    let out = match compression {
-        Compression::None => data.to_vec(),
-        Compression::Zstd => zstd_decompress(data, raw_len)
-            .map_err(|e| Error::corrupt(format!("zstd data does not decompress: {e}")))?,
-        Compression::Delta(base) => {
-            return Err(Error::corrupt(format!(
-                "a delta against {base} needs its base to be decompressed"
-            )))
-        }
-    };
+    let out = decode()?;
     if out.len() != raw_len {
         return Err(Error::corrupt(format!(
             "decompressed to {} bytes, expected {raw_len}",

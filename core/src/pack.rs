@@ -328,10 +328,15 @@ pub fn decode_blob_in_place(
         entry.blob_type.max_raw_len(),
     )
     .map_err(|e| e.context(what()))?;
+    check_id(keys, entry, plain, pack)
+}
+
+/// `plain` if it hashes to `entry`'s ID, else corrupt.
+fn check_id(keys: &Keys, entry: &BlobEntry, plain: Vec<u8>, pack: &Id) -> Result<Vec<u8>> {
     if blob_id(keys, entry.blob_type, &plain) != entry.id {
         return Err(Error::corrupt(format!(
             "{}: contents do not match the ID",
-            what()
+            blob_what(entry, pack)
         )));
     }
     Ok(plain)
@@ -459,13 +464,7 @@ pub fn finish_delta(
         entry.blob_type.max_raw_len(),
     )
     .map_err(|e| e.context(what()))?;
-    if blob_id(keys, entry.blob_type, &plain) != entry.id {
-        return Err(Error::corrupt(format!(
-            "{}: contents do not match the ID",
-            what()
-        )));
-    }
-    Ok(plain)
+    check_id(keys, entry, plain, pack)
 }
 
 /// Decodes a delta blob given its base's plaintext.
