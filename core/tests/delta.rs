@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Cursor;
@@ -15,12 +17,9 @@ use std::sync::Arc;
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
 use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
 use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
-use cairn_core::chunker::ChunkerParams;
-use cairn_core::config::MIN_PACK_SIZE;
-use cairn_core::keyfile::{KdfParams, KeyInfo};
 use cairn_core::pack::BlobEntry;
 use cairn_core::prune::{self, MaxUnused, PruneOptions};
-use cairn_core::repository::{self, CacheLocation, InitOptions, Repository};
+use cairn_core::repository::{self, CacheLocation, Repository};
 use cairn_core::restore::{self, NoRestoreProgress};
 use cairn_core::snapshot::Snapshot;
 use cairn_core::{ErrorKind, Id};
@@ -52,25 +51,7 @@ fn night(n: u64) -> Vec<u8> {
 }
 
 fn init(backend: Arc<dyn Backend>, delta: bool) {
-    let opts = InitOptions {
-        chunker: ChunkerParams::with_average(4096),
-        compression_level: 1,
-        delta,
-        pack_size: MIN_PACK_SIZE,
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
-    };
-    let info = KeyInfo {
-        created: "2026-11-27T00:00:00Z".into(),
-        host: "test".into(),
-        user: "test".into(),
-        kind: "full".into(),
-    };
-    repository::init(backend, PASSWORD, &opts, info).unwrap();
+    common::init_small(backend, PASSWORD, delta);
 }
 
 fn open(backend: Arc<dyn Backend>, cache: &Path) -> Repository {
@@ -141,6 +122,22 @@ fn deltas(repo: &Repository) -> Vec<(Id, BlobEntry)> {
         .flat_map(|(p, es)| es.into_iter().map(move |e| (p, e)))
         .filter(|(_, e)| e.compression.base().is_some())
         .collect()
+}
+
+/// A local repository with deltas on, its directory, its cache directory
+/// and an open handle.
+fn delta_repo() -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    Arc<dyn Backend>,
+    Repository,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+    init(backend.clone(), true);
+    let repo = open(backend.clone(), cache.path());
+    (dir, cache, backend, repo)
 }
 
 /// The data chunks of a snapshot's one file.
@@ -226,11 +223,7 @@ fn a_series_with_deltas_restores_byte_identical_and_is_much_smaller() {
 
 #[test]
 fn prune_keeps_the_base_of_a_kept_delta_when_the_bases_night_is_forgotten() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
-    init(backend.clone(), true);
-    let repo = open(backend.clone(), cache.path());
+    let (_dir, cache, backend, repo) = delta_repo();
     let first = backup(&repo, &night(0));
     let second_data = night(3);
     let second = backup(&repo, &second_data);
@@ -286,11 +279,7 @@ fn prune_keeps_the_base_of_a_kept_delta_when_the_bases_night_is_forgotten() {
 
 #[test]
 fn a_damaged_base_is_reported_for_every_delta_that_uses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
-    init(backend.clone(), true);
-    let repo = open(backend.clone(), cache.path());
+    let (dir, _cache, _backend, repo) = delta_repo();
     let first = backup(&repo, &night(0));
     let second = backup(&repo, &night(2));
     let third = backup(&repo, &night(4));

@@ -23,8 +23,6 @@ use std::sync::Arc;
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
 use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
 use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
-use cairn_core::chunker::ChunkerParams;
-use cairn_core::config::MIN_PACK_SIZE;
 use cairn_core::keyfile::{KdfParams, KeyInfo};
 use cairn_core::prune::{self, MaxUnused, PruneOptions, PruneStats};
 use cairn_core::repository::{self, CacheLocation, InitOptions, Repository};
@@ -54,24 +52,7 @@ type Model = BTreeMap<Id, Files>;
 /// chunks, and a cheap KDF.
 fn init_repo() -> MemBackend {
     let mem = MemBackend::new();
-    let opts = InitOptions {
-        chunker: ChunkerParams::with_average(4096),
-        compression_level: 1,
-        pack_size: MIN_PACK_SIZE,
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
-    };
-    let info = KeyInfo {
-        created: "2025-01-01T00:00:00Z".into(),
-        host: "test".into(),
-        user: "test".into(),
-        kind: "full".into(),
-    };
-    repository::init(Arc::new(mem.clone()), PASSWORD, &opts, info).unwrap();
+    common::init_small(Arc::new(mem.clone()), PASSWORD, false);
     mem
 }
 

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use cairn_core::backend::{Backend, ObjectInfo, ObjectKind};
+use cairn_core::chunker::ChunkerParams;
+use cairn_core::config::MIN_PACK_SIZE;
+use cairn_core::keyfile::{KdfParams, KeyInfo};
+use cairn_core::repository::{self, InitOptions};
 use cairn_core::{Error, ErrorKind, Result};
 
 /// `ObjectKind` is not `Ord`: a sort key per kind.
@@ -517,4 +521,29 @@ pub fn dump_text(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Creates a repository on `backend` for tests: 1 MiB packs (the smallest
+/// allowed), 4 KiB chunks, zstd level 1, delta compression as `delta`
+/// says, and a cheap KDF.
+pub fn init_small(backend: Arc<dyn Backend>, password: &[u8], delta: bool) {
+    let opts = InitOptions {
+        chunker: ChunkerParams::with_average(4096),
+        compression_level: 1,
+        delta,
+        pack_size: MIN_PACK_SIZE,
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
+    let info = KeyInfo {
+        created: "2025-01-01T00:00:00Z".into(),
+        host: "test".into(),
+        user: "test".into(),
+        kind: "full".into(),
+    };
+    repository::init(backend, password, &opts, info).unwrap();
 }
