@@ -235,9 +235,15 @@ fn with_exit_codes(command: clap::Command) -> clap::Command {
     })
 }
 
-fn main() {
+/// The whole command line definition, as `--help`, completions and man
+/// pages show it.
+pub fn cli_command() -> clap::Command {
     // Every subcommand's --help ends with the exit codes too.
-    let command = with_exit_codes(Cli::command());
+    with_exit_codes(Cli::command())
+}
+
+fn main() {
+    let command = cli_command();
     let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

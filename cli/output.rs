@@ -17,6 +17,60 @@ pub fn snapshot_json(s: &cairn_core::snapshot::Snapshot) -> serde_json::Value {
     v
 }
 
+/// An entry as `ls`/`find --json` show it: its path and its stored
+/// fields (restic's `ls --json` names where they overlap).
+pub fn node_json(e: &cairn_core::browse::Entry) -> serde_json::Value {
+    let mut v = serde_json::to_value(&e.node).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut v {
+        map.insert("path".into(), e.path.clone().into());
+        map.insert("mtime".into(), mtime_rfc3339(e.node.mtime).into());
+        map.remove("mtime_nsec");
+        map.remove("content");
+        map.remove("content_lists");
+    }
+    v
+}
+
+/// `-rw-r--r--`, `drwxr-xr-x`, `lrwxrwxrwx`.
+pub fn mode_string(kind: cairn_core::tree::NodeKind, mode: u32) -> String {
+    use cairn_core::tree::NodeKind;
+    let mut s = String::with_capacity(10);
+    s.push(match kind {
+        NodeKind::File => '-',
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Socket => 's',
+        NodeKind::Chardev => 'c',
+        NodeKind::Blockdev => 'b',
+    });
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (0o400 >> i) != 0 { c } else { '-' });
+    }
+    s
+}
+
+/// Unix time `seconds` in local time, formatted (the number itself if out
+/// of range).
+fn local_time(seconds: i64, format: &str) -> String {
+    match jiff::Timestamp::from_second(seconds) {
+        Ok(ts) => ts
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime(format)
+            .to_string(),
+        Err(_) => seconds.to_string(),
+    }
+}
+
+/// A file's modification time in local time, `2026-11-27 01:00:00`.
+pub fn mtime_display(seconds: i64) -> String {
+    local_time(seconds, "%Y-%m-%d %H:%M:%S")
+}
+
+fn mtime_rfc3339(seconds: i64) -> String {
+    local_time(seconds, "%Y-%m-%dT%H:%M:%S%:z")
+}
+
 /// `12.3 MiB`.
 pub fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()

@@ -3,14 +3,19 @@
 pub(crate) mod backup;
 mod check;
 mod copy;
+mod diff;
 mod dump;
+mod find;
 mod forget;
+mod generate;
 mod init;
+pub(crate) mod ls;
 mod pg;
 mod prune;
 mod repair;
 mod restore;
 mod snapshots;
+mod stats;
 mod status;
 mod wal;
 
@@ -40,6 +45,16 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Write one file of a snapshot to standard output
     Dump(dump::DumpArgs),
+    /// List the entries of a snapshot
+    Ls(ls::LsArgs),
+    /// Find entries by name (glob) in snapshots
+    Find(find::FindArgs),
+    /// Show what changed between two snapshots
+    #[command(long_about = diff::LONG_ABOUT)]
+    Diff(diff::DiffArgs),
+    /// Sizes: restore size, unique and stored data, dedup ratio, what each snapshot added
+    #[command(long_about = stats::LONG_ABOUT)]
+    Stats(stats::StatsArgs),
     /// Remove snapshots by retention policy (restic's rules) or by ID
     Forget(forget::ForgetArgs),
     /// Remove data that no snapshot needs (safe next to running backups)
@@ -60,6 +75,12 @@ pub enum Command {
     /// Restore an archived WAL file (restore_command = 'cairn wal-fetch %f %p')
     #[command(name = "wal-fetch", long_about = wal::FETCH_ABOUT)]
     WalFetch(wal::FetchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(long_about = generate::COMPLETIONS_ABOUT)]
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one per subcommand with --dir
+    #[command(long_about = generate::MAN_ABOUT)]
+    Man(generate::ManArgs),
 }
 
 pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
@@ -70,6 +91,10 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(global, a),
         Command::Restore(a) => restore::run(global, a),
         Command::Dump(a) => dump::run(global, a),
+        Command::Ls(a) => ls::run(global, a),
+        Command::Find(a) => find::run(global, a),
+        Command::Diff(a) => diff::run(global, a),
+        Command::Stats(a) => stats::run(global, a),
         Command::Forget(a) => forget::run(global, a),
         Command::Prune(a) => prune::run(global, a),
         Command::Check(a) => check::run(global, a),
@@ -78,6 +103,8 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Pg(a) => pg::run(global, a),
         Command::WalPush(a) => wal::push(global, a),
         Command::WalFetch(a) => wal::fetch(global, a),
+        Command::Completions(a) => generate::completions(global, a),
+        Command::Man(a) => generate::man(global, a),
     }
 }
 
@@ -209,5 +236,26 @@ impl Loaded {
             )));
         }
         Ok(snapshot::resolve(&self.good, spec, filter)?)
+    }
+
+    /// The snapshots named by `specs` (each resolved as by
+    /// [`Loaded::resolve`]), or with none named every one passing
+    /// `filter`; oldest first, each once.
+    pub fn select(
+        &self,
+        specs: &[String],
+        filter: &SnapshotFilter,
+    ) -> anyhow::Result<Vec<&Snapshot>> {
+        let mut chosen: Vec<&Snapshot> = if specs.is_empty() {
+            self.good.iter().filter(|s| filter.matches(s)).collect()
+        } else {
+            specs
+                .iter()
+                .map(|spec| self.resolve(spec, filter))
+                .collect::<anyhow::Result<_>>()?
+        };
+        chosen.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        chosen.dedup_by(|a, b| a.id == b.id);
+        Ok(chosen)
     }
 }

@@ -84,7 +84,7 @@ impl SealingKey {
         out.extend_from_slice(plaintext);
         let tag = self
             .cipher
-            .encrypt_inout_detached(&XNonce::from(nonce), ad, out[start..].as_mut().into())
+            .encrypt_inout_detached(&XNonce::from(nonce), ad, (&mut out[start..]).into())
             .map_err(|_| Error::invalid("plaintext too long to encrypt"))?;
         out.extend_from_slice(tag.as_slice());
         Ok(())

@@ -20,7 +20,6 @@ use crate::id::Id;
 use crate::pack::{self, BlobType, EncodedBlob};
 use crate::repository::Repository;
 use crate::sketch::{Sketch, Sketcher};
-use crate::tree::NodeKind;
 
 /// Sketches are written to the cache in runs of this many.
 const SKETCH_FLUSH: usize = 50_000;
@@ -259,32 +258,14 @@ fn rebuild_sketches(
     };
     // Every blob of the snapshot: its trees, chunk lists and chunks.
     let mut ids: Vec<Id> = Vec::new();
-    let mut seen: HashSet<Id> = HashSet::new();
-    let mut trees = vec![snapshot.tree];
-    while let Some(t) = trees.pop() {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
-        if !seen.insert(t) {
-            continue;
-        }
-        ids.push(t);
-        for node in &repo.load_tree(index, &t)?.nodes {
-            match node.kind {
-                NodeKind::Dir => trees.extend(node.subtree),
-                NodeKind::File => {
-                    ids.extend(node.content_lists.iter().filter(|l| seen.insert(**l)));
-                    ids.extend(
-                        repo.file_chunks(index, node)?
-                            .into_iter()
-                            .filter(|c| seen.insert(*c)),
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
-    drop(seen);
+    crate::browse::for_each_new_blob(
+        repo,
+        index,
+        &snapshot.tree,
+        &mut HashSet::new(),
+        cancel,
+        &mut |id, _| ids.push(*id),
+    )?;
     let sketcher = Sketcher::new();
     let mut sketched = 0;
     let mut pending: Vec<(Id, Sketch)> = Vec::new();

@@ -17,6 +17,7 @@
 //! - [`tree`]: directory listings; [`snapshot`]: the commit point
 //! - [`backend`]: where objects are stored (a local directory, S3)
 //! - [`repository`]: init, open, read; [`backup`] and [`restore`] do the work
+//! - [`browse`]: looking into snapshots (`ls`, `find`, `diff`, `stats`)
 //!
 //! The byte-level format is specified in `repo-format.md` at the root of
 //! the project.
@@ -29,6 +30,7 @@ pub mod backup;
 #[doc(hidden)]
 pub mod benchgen;
 mod blob_writer;
+pub mod browse;
 pub mod cache;
 pub mod check;
 pub mod chunker;
