@@ -67,7 +67,8 @@ Exit codes:
    13    the storage refused access: wrong S3 credentials, or no permission on the
          repository directory
    14    status --max-age: a series' newest snapshot is older than allowed, or there
-         is none (the recovery point objective was missed)
+         is none (the recovery point objective was missed); status --max-drill-age:
+         a series has no restore drill that passed within the time allowed
    20    backup source not found or unreadable (nothing written), file not in snapshot,
          or WAL file not in the archive (wal-fetch)
    21    dump command failed (non-zero exit or killed): no snapshot written

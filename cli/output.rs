@@ -71,6 +71,34 @@ fn mtime_rfc3339(seconds: i64) -> String {
     local_time(seconds, "%Y-%m-%dT%H:%M:%S%:z")
 }
 
+/// A drill record as `--json` shows it.
+pub fn drill_json(d: &cairn_core::drill::DrillRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": d.id.to_hex(),
+        "snapshot": d.snapshot.to_hex(),
+        "time": d.time.to_rfc3339(),
+        "ok": d.ok,
+        "seconds": d.seconds,
+        "error": d.error,
+        "dump_check": d.dump_check,
+    })
+}
+
+/// A drill in a table: `2026-11-27 03:10 ok 12.3s`, `... FAILED`.
+pub fn drill_cell(d: Option<&cairn_core::drill::DrillRecord>) -> String {
+    match d {
+        None => "-".into(),
+        Some(d) => {
+            let when: String = d.time.local_display().chars().take(16).collect();
+            if d.ok {
+                format!("{when} ok {:.1}s", d.seconds)
+            } else {
+                format!("{when} FAILED")
+            }
+        }
+    }
+}
+
 /// `12.3 MiB`.
 pub fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()

@@ -400,3 +400,60 @@ fn deltas_store_nightly_pg_dumps_smaller_and_restore_them_byte_identical() {
     }
     offsite.ok(&["check", "--read-data"]);
 }
+
+/// `cairn drill --pg` on `env`'s snapshot `spec`, with the libpq
+/// environment pointing at `pg`.
+fn drill_pg(env: &Env, pg: &Postgres, spec: &str) -> std::process::Output {
+    env.cmd()
+        .args(["--json", "drill", spec, "--pg", "--scratch"])
+        .arg(env.path("scratch"))
+        .env("PGHOST", pg.socket_dir())
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", "postgres")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_drill_loads_real_pg_dumps_into_a_scratch_database() {
+    let Some(pg) = shop_database() else { return };
+    let env = Env::init();
+    let plain = snapshot_id(&backup_command(
+        &env,
+        &pg.pg_dump_command("shop"),
+        "shop.sql",
+        &[],
+    ));
+    let custom = snapshot_id(&backup_command(
+        &env,
+        &format!("{} -Fc", pg.pg_dump_command("shop")),
+        "shop.dump",
+        &[],
+    ));
+    let databases = || pg.psql("postgres", "SELECT count(*) FROM pg_database");
+    let before = databases();
+    for id in [&plain, &custom] {
+        let out = drill_pg(&env, &pg, id);
+        assert_code(&out, 0, &["drill --pg", id]);
+        let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d["ok"], true, "{d}");
+        assert_eq!(d["dump_check"], "loaded", "{d}");
+        // Each drill's time is recorded: the recovery time of this dump.
+        assert!(d["seconds"].as_f64().unwrap() > 0.0);
+    }
+    // The scratch databases are gone again.
+    assert_eq!(databases(), before);
+
+    // A complete dump that does not load (a statement fails): the drill
+    // fails with exit 27 and names the loading step.
+    let broken = format!(
+        "{} && echo 'INSERT INTO no_such_table VALUES (1);' && echo '-- PostgreSQL database dump complete'",
+        pg.pg_dump_command("shop")
+    );
+    let id = snapshot_id(&backup_command(&env, &broken, "broken.sql", &[]));
+    let out = drill_pg(&env, &pg, &id);
+    assert_code(&out, 27, &["drill --pg of a dump that does not load"]);
+    assert!(stderr(&out).contains("no_such_table"), "{}", stderr(&out));
+    assert_eq!(databases(), before);
+    assert_eq!(snapshot_by_id(&env, &id)["drill"]["ok"], false);
+}

@@ -121,6 +121,9 @@ fn summary(r: &CheckReport) -> String {
         s.snapshots,
         s.trees
     );
+    if s.drills > 0 {
+        line.push_str(&format!(", {} drill records", s.drills));
+    }
     if s.wal_files > 0 {
         line.push_str(&format!(", {} archived WAL files", s.wal_files));
     }

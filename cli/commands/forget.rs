@@ -102,6 +102,9 @@ pub struct ForgetArgs {
     /// Keep snapshots with all of these comma-separated tags (repeatable: any of the lists)
     #[arg(long, value_name = "TAG[,TAG...]")]
     keep_tag: Vec<String>,
+    /// Keep the newest snapshot of each group that passed a restore drill (cairn drill)
+    #[arg(long)]
+    keep_drilled: bool,
 
     /// Apply the policy to each group of snapshots with the same host, paths and/or tags
     #[arg(
@@ -151,6 +154,8 @@ impl ForgetArgs {
                 .iter()
                 .map(|t| t.split(',').map(|s| s.trim().to_string()).collect())
                 .collect(),
+            keep_drilled: self.keep_drilled,
+            drilled: Vec::new(),
         }
     }
 }
@@ -192,7 +197,7 @@ fn rows(list: &[Snapshot], reasons: Option<&[retention::KeepReason]>) -> Vec<Vec
 }
 
 pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
-    let policy = args.policy();
+    let mut policy = args.policy();
     policy.validate()?;
     if !args.snapshots.is_empty() && !policy.is_empty() {
         anyhow::bail!(Error::invalid(
@@ -208,6 +213,22 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
     let all = &loaded.good;
+    if policy.keep_drilled {
+        // An unreadable drill record might be the one that protects a
+        // snapshot: stop rather than guess.
+        let drills = cairn_core::drill::load(&repo)?;
+        if let Some((name, e)) = drills.damaged.first() {
+            anyhow::bail!(Error::corrupt(format!(
+                "drill record {name} cannot be read ({e}); --keep-drilled needs every drill record"
+            )));
+        }
+        policy.drilled = drills
+            .good
+            .iter()
+            .filter(|d| d.ok)
+            .map(|d| d.snapshot)
+            .collect();
+    }
 
     let mut to_remove: Vec<Snapshot> = Vec::new();
     let mut damaged_by_name: Vec<String> = Vec::new();

@@ -4,6 +4,7 @@ pub(crate) mod backup;
 mod check;
 mod copy;
 mod diff;
+mod drill;
 mod dump;
 mod find;
 mod forget;
@@ -45,6 +46,9 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Write one file of a snapshot to standard output
     Dump(dump::DumpArgs),
+    /// Restore drill: restore into scratch, verify every byte and the dump, record the recovery time
+    #[command(long_about = drill::LONG_ABOUT)]
+    Drill(drill::DrillArgs),
     /// List the entries of a snapshot
     Ls(ls::LsArgs),
     /// Find entries by name (glob) in snapshots
@@ -91,6 +95,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::run(global, a),
         Command::Restore(a) => restore::run(global, a),
         Command::Dump(a) => dump::run(global, a),
+        Command::Drill(a) => drill::run(global, a),
         Command::Ls(a) => ls::run(global, a),
         Command::Find(a) => find::run(global, a),
         Command::Diff(a) => diff::run(global, a),
@@ -198,6 +203,15 @@ impl SecondPasswordArgs {
         }
         Ok(repo)
     }
+}
+
+/// Drill records, warning about any that cannot be read.
+pub fn load_drills(repo: &Repository) -> anyhow::Result<cairn_core::drill::DrillList> {
+    let list = cairn_core::drill::load(repo)?;
+    for (_, e) in &list.damaged {
+        eprintln!("cairn: warning: skipping unreadable drill record: {e}");
+    }
+    Ok(list)
 }
 
 /// Snapshots loaded for a command: the readable ones and the object names

@@ -54,10 +54,21 @@ pub fn parse_duration_seconds(s: &str) -> Result<u64, String> {
     if s.trim() == "0" {
         return Ok(0);
     }
-    let d: jiff::SignedDuration = s
+    // Days and weeks count 24 hours and 7 days (as a grace period or an
+    // age means), not calendar days.
+    let span: jiff::Span = s
         .parse()
-        .map_err(|e| format!("invalid duration {s:?} (use e.g. 24h, 30m, 0): {e}"))?;
-    u64::try_from(d.as_secs()).map_err(|_| format!("duration {s:?} is negative"))
+        .map_err(|e| format!("invalid duration {s:?} (use e.g. 26h, 7d, 30m, 0): {e}"))?;
+    let secs = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(|e| format!("invalid duration {s:?} (use e.g. 26h, 7d, 30m, 0): {e}"))?;
+    if secs < 0.0 {
+        return Err(format!("duration {s:?} is negative"));
+    }
+    Ok(secs.round() as u64)
 }
 
 fn human_grace(seconds: u64) -> String {

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use clap::Args;
 
-use crate::commands::{load_snapshots, FilterArgs};
+use crate::commands::{load_drills, load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{size, snapshot_json, table};
+use crate::output::{drill_cell, drill_json, size, snapshot_json, table};
 use crate::{print_json, GlobalArgs};
 
 #[derive(Args)]
@@ -21,8 +21,26 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
     let (all, unreadable) = (&loaded.good, loaded.damaged.len());
     let filter = args.filter.filter();
     let shown: Vec<_> = all.iter().filter(|s| filter.matches(s)).collect();
+    let drills = load_drills(&repo)?;
+    // The newest drill of a snapshot, passed or not.
+    let drill_of = |id| {
+        drills
+            .good
+            .iter()
+            .filter(|d| d.snapshot == id)
+            .max_by(|a, b| a.time.cmp(&b.time))
+    };
     if global.json {
-        let list: Vec<_> = shown.iter().map(|s| snapshot_json(s)).collect();
+        let list: Vec<_> = shown
+            .iter()
+            .map(|s| {
+                let mut v = snapshot_json(s);
+                if let (serde_json::Value::Object(map), Some(d)) = (&mut v, drill_of(s.id)) {
+                    map.insert("drill".into(), drill_json(d));
+                }
+                v
+            })
+            .collect();
         print_json(&list)?;
     } else if !global.quiet {
         // A "Dump" column when some snapshot is a recognised dump.
@@ -47,12 +65,18 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
                             .unwrap_or_default(),
                     );
                 }
+                if !drills.good.is_empty() {
+                    row.push(drill_cell(drill_of(s.id)));
+                }
                 row
             })
             .collect();
         let mut header = vec!["ID", "Time", "Host", "Tags", "Paths", "Size"];
         if dumps {
             header.push("Dump");
+        }
+        if !drills.good.is_empty() {
+            header.push("Drill");
         }
         let mut out = std::io::stdout().lock();
         write!(out, "{}", table(&header, &rows))?;

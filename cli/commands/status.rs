@@ -5,43 +5,61 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
 
+use cairn_core::drill::DrillRecord;
 use cairn_core::snapshot::Snapshot;
 use cairn_core::time::SnapshotTime;
 
-use crate::commands::{load_snapshots, FilterArgs};
+use crate::commands::{load_drills, load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{size, table};
+use crate::output::{drill_cell, drill_json, size, table};
 use crate::{print_json, GlobalArgs};
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// Exit 14 when a series' newest snapshot is older than this (e.g. 26h), or there is none
+    /// Exit 14 when a series' newest snapshot is older than this (e.g. 26h, 7d), or there is none
     #[arg(
         long,
         value_name = "DURATION",
         value_parser = crate::commands::prune::parse_duration_seconds,
         long_help = "Exit 14 when the newest snapshot of any series (host, paths and tags) is \
-                     older than DURATION (such as 26h, 168h or 1h30m): the recovery point \
-                     objective was missed. With no snapshot at all (after the filters), it \
-                     exits 14 too. Ages are measured from the snapshot's recorded time."
+                     older than DURATION (such as 26h, 7d or 1h30m; a day is 24 hours): the \
+                     recovery point objective was missed. With no snapshot at all (after the \
+                     filters), it exits 14 too. Ages are measured from the snapshot's recorded time."
     )]
     max_age: Option<u64>,
+
+    /// Exit 14 when a series has no restore drill that passed within this duration (e.g. 7d)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = crate::commands::prune::parse_duration_seconds
+    )]
+    max_drill_age: Option<u64>,
+
+    /// Also write the status as a Prometheus textfile-collector file (replaced atomically)
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
 
     #[command(flatten)]
     filter: FilterArgs,
 }
 
-/// One series: its key and its newest snapshot.
+/// One series: its key, its newest snapshot, and its drills.
 struct Series<'a> {
     host: &'a str,
     paths: Vec<String>,
     tags: Vec<String>,
     newest: &'a Snapshot,
     count: usize,
+    /// The newest drill of the series, passed or not.
+    drill: Option<&'a DrillRecord>,
+    /// The newest drill of the series that passed.
+    passed: Option<&'a DrillRecord>,
 }
 
 /// `3d 4h`, `5h 12m`, `12m`, `40s`.
@@ -57,8 +75,29 @@ fn age_text(seconds: i64) -> String {
 }
 
 pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let result = status(global, &args);
+    if let (Err(e), Some(file)) = (&result, &args.prometheus) {
+        // Monitoring must see that the status itself failed.
+        let now = SnapshotTime::now().timestamp().as_second();
+        let text = format!(
+            "# HELP cairn_status_success Whether cairn status could read the repository.\n\
+             # TYPE cairn_status_success gauge\n\
+             cairn_status_success 0\n\
+             # HELP cairn_status_timestamp_seconds When cairn status ran.\n\
+             # TYPE cairn_status_timestamp_seconds gauge\n\
+             cairn_status_timestamp_seconds {now}\n"
+        );
+        if let Err(w) = write_atomically(file, text.as_bytes()) {
+            eprintln!("cairn: warning: {w:#} (after: {e:#})");
+        }
+    }
+    result
+}
+
+fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
+    let drills = load_drills(&repo)?;
     let filter = args.filter.filter();
     let now = SnapshotTime::now().timestamp().as_second();
 
@@ -73,6 +112,8 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
             tags,
             newest: s,
             count: 0,
+            drill: drills.newest_in_series(s),
+            passed: drills.newest_passed_in_series(s),
         });
         entry.count += 1;
         if s.time > entry.newest.time {
@@ -81,7 +122,18 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let age_of = |s: &Series| now - s.newest.time.timestamp().as_second();
     let stale = |s: &Series| args.max_age.is_some_and(|max| age_of(s) > max as i64);
-    let any_stale = groups.values().any(stale) || (args.max_age.is_some() && groups.is_empty());
+    let drill_age = |s: &Series| s.passed.map(|d| now - d.time.timestamp().as_second());
+    let unproven = |s: &Series| {
+        args.max_drill_age
+            .is_some_and(|max| drill_age(s).is_none_or(|age| age > max as i64))
+    };
+    let limits = args.max_age.is_some() || args.max_drill_age.is_some();
+    let any_bad = groups.values().any(|s| stale(s) || unproven(s)) || (limits && groups.is_empty());
+
+    if let Some(file) = &args.prometheus {
+        let text = prometheus_text(groups.values(), now, &stale, &unproven);
+        write_atomically(file, text.as_bytes())?;
+    }
 
     if global.json {
         let list: Vec<_> = groups
@@ -97,15 +149,43 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
                     "age_seconds": age_of(s),
                     "latest_size": s.newest.summary.total_bytes_processed,
                     "stale": stale(s),
+                    "last_drill": s.drill.map(drill_json),
+                    "last_passed_drill": s.passed.map(drill_json),
+                    "unproven": unproven(s),
                 })
             })
             .collect();
         print_json(&json!({
             "max_age_seconds": args.max_age,
+            "max_drill_age_seconds": args.max_drill_age,
             "series": list,
-            "ok": !any_stale,
+            "ok": !any_bad,
         }))?;
-    } else if !global.quiet || any_stale {
+    } else if global.quiet {
+        // Quiet: only what is wrong, on stderr, one line each.
+        let mut err = std::io::stderr().lock();
+        for s in groups.values() {
+            let name = format!("{} {} [{}]", s.host, s.paths.join(","), s.tags.join(","));
+            if stale(s) {
+                writeln!(
+                    err,
+                    "cairn: stale: {name}: newest snapshot {} is {} old",
+                    s.newest.id.short(),
+                    age_text(age_of(s))
+                )?;
+            }
+            if unproven(s) {
+                let why = match drill_age(s) {
+                    Some(age) => format!("the last passed restore drill was {} ago", age_text(age)),
+                    None => "no restore drill has passed".to_string(),
+                };
+                writeln!(err, "cairn: unproven: {name}: {why}")?;
+            }
+        }
+        if limits && groups.is_empty() {
+            writeln!(err, "cairn: stale: no snapshot at all")?;
+        }
+    } else {
         let rows: Vec<Vec<String>> = groups
             .values()
             .map(|s| {
@@ -118,9 +198,17 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
                     s.newest.time.local_display(),
                     age_text(age_of(s)),
                     size(s.newest.summary.total_bytes_processed),
+                    drill_cell(s.drill),
                 ];
-                if args.max_age.is_some() {
-                    row.push(if stale(s) { "STALE" } else { "ok" }.to_string());
+                if limits {
+                    row.push(
+                        match (stale(s), unproven(s)) {
+                            (true, _) => "STALE",
+                            (false, true) => "UNPROVEN",
+                            _ => "ok",
+                        }
+                        .to_string(),
+                    );
                 }
                 row
             })
@@ -134,47 +222,162 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
             "Time",
             "Age",
             "Size",
+            "Last drill",
         ];
-        if args.max_age.is_some() {
+        if limits {
             header.push("Status");
         }
-        // Quiet: only what is wrong, on stderr, one line each.
-        if global.quiet {
-            let mut err = std::io::stderr().lock();
-            for s in groups.values().filter(|s| stale(s)) {
-                writeln!(
-                    err,
-                    "cairn: stale: {} {} [{}]: newest snapshot {} is {} old",
-                    s.host,
-                    s.paths.join(","),
-                    s.tags.join(","),
-                    s.newest.id.short(),
-                    age_text(age_of(s))
-                )?;
-            }
-            if groups.is_empty() {
-                writeln!(err, "cairn: stale: no snapshot at all")?;
-            }
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", table(&header, &rows))?;
+        if groups.is_empty() {
+            writeln!(out, "no snapshots")?;
         } else {
-            let mut out = std::io::stdout().lock();
-            write!(out, "{}", table(&header, &rows))?;
-            match (groups.len(), args.max_age) {
-                (0, _) => writeln!(out, "no snapshots")?,
-                (n, Some(max)) => writeln!(
-                    out,
-                    "{n} series, {} older than {}",
-                    groups.values().filter(|s| stale(s)).count(),
-                    age_text(max as i64)
-                )?,
-                (n, None) => writeln!(out, "{n} series")?,
+            let mut line = format!("{} series", groups.len());
+            if let Some(max) = args.max_age {
+                let n = groups.values().filter(|s| stale(s)).count();
+                line.push_str(&format!(", {n} older than {}", age_text(max as i64)));
             }
+            if let Some(max) = args.max_drill_age {
+                let n = groups.values().filter(|s| unproven(s)).count();
+                line.push_str(&format!(
+                    ", {n} without a passing drill within {}",
+                    age_text(max as i64)
+                ));
+            }
+            writeln!(out, "{line}")?;
         }
     }
-    Ok(if any_stale {
+    Ok(if any_bad {
         ExitCode::Stale
     } else if !loaded.damaged.is_empty() {
         ExitCode::Damaged
     } else {
         ExitCode::Success
     })
+}
+
+/// Escapes a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The status in the Prometheus text exposition format, one sample per
+/// series and metric.
+fn prometheus_text<'a>(
+    series: impl Iterator<Item = &'a Series<'a>> + Clone,
+    now: i64,
+    stale: &dyn Fn(&Series) -> bool,
+    unproven: &dyn Fn(&Series) -> bool,
+) -> String {
+    type Metric<'m> = (&'m str, &'m str, Box<dyn Fn(&Series) -> Option<f64> + 'm>);
+    let secs = |t: &SnapshotTime| t.timestamp().as_second() as f64;
+    let metrics: Vec<Metric> = vec![
+        (
+            "cairn_series_snapshots",
+            "Snapshots in the series.",
+            Box::new(|s: &Series| Some(s.count as f64)),
+        ),
+        (
+            "cairn_series_last_snapshot_timestamp_seconds",
+            "Time of the newest snapshot.",
+            Box::new(move |s: &Series| Some(secs(&s.newest.time))),
+        ),
+        (
+            "cairn_series_last_snapshot_size_bytes",
+            "Bytes the newest snapshot restores.",
+            Box::new(|s: &Series| Some(s.newest.summary.total_bytes_processed as f64)),
+        ),
+        (
+            "cairn_series_last_snapshot_added_bytes",
+            "Bytes the newest backup stored (compressed, encrypted).",
+            Box::new(|s: &Series| Some(s.newest.summary.data_added_packed as f64)),
+        ),
+        (
+            "cairn_series_last_backup_duration_seconds",
+            "How long the newest backup took.",
+            Box::new(|s: &Series| {
+                let (a, b) = (s.newest.summary.backup_start?, s.newest.summary.backup_end?);
+                Some(
+                    (b.timestamp().as_millisecond() - a.timestamp().as_millisecond()) as f64
+                        / 1000.0,
+                )
+            }),
+        ),
+        (
+            "cairn_series_last_drill_timestamp_seconds",
+            "Time of the newest restore drill.",
+            Box::new(move |s: &Series| s.drill.map(|d| secs(&d.time))),
+        ),
+        (
+            "cairn_series_last_drill_success",
+            "Whether the newest restore drill passed.",
+            Box::new(|s: &Series| s.drill.map(|d| if d.ok { 1.0 } else { 0.0 })),
+        ),
+        (
+            "cairn_series_last_drill_duration_seconds",
+            "Recovery time measured by the newest restore drill.",
+            Box::new(|s: &Series| s.drill.map(|d| d.seconds)),
+        ),
+        (
+            "cairn_series_last_passed_drill_timestamp_seconds",
+            "Time of the newest restore drill that passed.",
+            Box::new(move |s: &Series| s.passed.map(|d| secs(&d.time))),
+        ),
+        (
+            "cairn_series_ok",
+            "1 unless the series is older than --max-age or unproven beyond --max-drill-age.",
+            Box::new(|s: &Series| Some(if stale(s) || unproven(s) { 0.0 } else { 1.0 })),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in &metrics {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for s in series.clone() {
+            if let Some(v) = value(s) {
+                out.push_str(&format!(
+                    "{name}{{host=\"{}\",paths=\"{}\",tags=\"{}\"}} {v}\n",
+                    label(s.host),
+                    label(&s.paths.join(",")),
+                    label(&s.tags.join(","))
+                ));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "# HELP cairn_status_success Whether cairn status could read the repository.\n\
+         # TYPE cairn_status_success gauge\n\
+         cairn_status_success 1\n\
+         # HELP cairn_status_timestamp_seconds When cairn status ran.\n\
+         # TYPE cairn_status_timestamp_seconds gauge\n\
+         cairn_status_timestamp_seconds {now}\n"
+    ));
+    out
+}
+
+/// Replaces `file` with `data` atomically: a reader (node_exporter) sees
+/// the old file or the new one, never half of it.
+pub fn write_atomically(file: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |what: &str, e: std::io::Error| {
+        anyhow::anyhow!(cairn_core::Error::io(
+            format!("{what} {}", file.display()),
+            e
+        ))
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-")
+        .tempfile_in(dir)
+        .map_err(|e| io("writing", e))?;
+    tmp.write_all(data).map_err(|e| io("writing", e))?;
+    // Readable by node_exporter, which usually runs as another user.
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    tmp.persist(file).map_err(|e| io("replacing", e.error))?;
+    Ok(())
 }

@@ -120,6 +120,8 @@ pub enum ProblemKind {
     Blob,
     /// An archived WAL record cannot be read.
     Wal,
+    /// A restore drill record cannot be read.
+    Drill,
 }
 
 /// One thing that is wrong.
@@ -154,6 +156,8 @@ pub struct CheckStats {
     pub snapshots: usize,
     /// Archived WAL files.
     pub wal_files: usize,
+    /// Restore drill records.
+    pub drills: usize,
     /// Distinct trees walked.
     pub trees: usize,
     /// Packs read whole (`--read-data`).
@@ -277,6 +281,7 @@ pub fn check(
     c.check_packs(&index, &expected, opts.read_data)?;
     c.check_snapshots(&index, snapshots)?;
     c.check_wal(&index, wal)?;
+    c.check_drills()?;
     if c.in_obsolete > 0 {
         c.report.warnings.push(format!(
             "{} referenced blobs are only in packs prune marked unused; the next prune keeps them",
@@ -717,6 +722,21 @@ impl Checker<'_> {
                 self.report.damaged_snapshots.push(hex);
             }
             self.progress.advance(1);
+        }
+        Ok(())
+    }
+
+    /// Drill records must read; they name no data, so nothing else is
+    /// checked (a record of a forgotten snapshot is not a problem).
+    fn check_drills(&mut self) -> Result<()> {
+        let list = crate::drill::load(self.repo)?;
+        self.report.stats.drills = list.good.len() + list.damaged.len();
+        for (name, e) in &list.damaged {
+            if e.kind() == ErrorKind::MissingObject {
+                continue;
+            }
+            self.note(e);
+            self.problem(ProblemKind::Drill, name.clone(), e.to_string());
         }
         Ok(())
     }

@@ -44,6 +44,8 @@ pub enum ObjectType {
     Snapshot = 5,
     /// `wal/<id>`: one archived PostgreSQL WAL file.
     WalRecord = 6,
+    /// `drills/<id>`: the outcome of one restore drill.
+    Drill = 7,
 }
 
 impl ObjectType {
@@ -55,6 +57,7 @@ impl ObjectType {
             4 => ObjectType::Index,
             5 => ObjectType::Snapshot,
             6 => ObjectType::WalRecord,
+            7 => ObjectType::Drill,
             _ => return None,
         })
     }
@@ -68,6 +71,7 @@ impl ObjectType {
             ObjectType::Index => "index",
             ObjectType::Snapshot => "snapshot",
             ObjectType::WalRecord => "WAL record",
+            ObjectType::Drill => "drill record",
         }
     }
 }

@@ -130,10 +130,12 @@ pub fn tree(data: &[u8]) {
     let _ = tree::decode_chunk_list(data);
 }
 
-/// Snapshot JSON (after decryption) and whole snapshot objects.
+/// Snapshot JSON (after decryption) and whole snapshot objects; drill
+/// record JSON (sealed the same way, §19.2).
 pub fn snapshot(data: &[u8]) {
     let (keys, repo) = fixed_keys();
     let _ = serde_json::from_slice::<Snapshot>(data);
+    let _ = serde_json::from_slice::<crate::drill::DrillRecord>(data);
     let _ = Snapshot::decode(&keys, &repo, data, &Id::default());
 }
 
@@ -341,6 +343,29 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     let json = serde_json::to_vec(&snap).map_err(|e| crate::Error::invalid(e.to_string()))?;
     out.push(("snapshot", snap.encode(&keys, &repo, 3)?));
     out.push(("snapshot", json.clone()));
+    let drill = crate::drill::DrillRecord {
+        id: Id::default(),
+        snapshot: Id::from_bytes([3; 32]),
+        hostname: snap.hostname.clone(),
+        paths: snap.paths.clone(),
+        tags: snap.tags.clone(),
+        snapshot_time: snap.time,
+        time: snap.time,
+        drill_host: "fuzz".into(),
+        ok: false,
+        error: Some("restored /shop.sql differs".into()),
+        seconds: 1.5,
+        restore_seconds: 1.0,
+        verify_seconds: 0.5,
+        files: 1,
+        bytes: 42,
+        dump_check: Some("complete".into()),
+        program_version: "cairn fuzz".into(),
+    };
+    out.push((
+        "snapshot",
+        serde_json::to_vec(&drill).map_err(|e| crate::Error::invalid(e.to_string()))?,
+    ));
     out.push(("object", snap.encode(&keys, &repo, 3)?));
     out.push(("frame", format::frame_payload(3, &json)));
     out.push(("frame", format::frame_payload(0, b"raw")));

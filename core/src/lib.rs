@@ -39,6 +39,7 @@ pub mod config;
 pub mod copy;
 pub mod crypto;
 mod delta;
+pub mod drill;
 pub mod dumpcheck;
 pub mod error;
 pub mod format;

@@ -177,12 +177,21 @@ pub struct RetentionPolicy {
     pub within_yearly: KeepDuration,
     /// Snapshots having all tags of any of these lists.
     pub tags: Vec<Vec<String>>,
+    /// Keep the newest snapshot of each group that passed a restore drill
+    /// (its ID is in `drilled`).
+    pub keep_drilled: bool,
+    /// Snapshots that passed a restore drill (`repo-format.md` §19).
+    pub drilled: Vec<crate::id::Id>,
 }
 
 impl RetentionPolicy {
     /// No rule at all: `forget` refuses to run such a policy.
     pub fn is_empty(&self) -> bool {
-        self.tags.is_empty() && *self == RetentionPolicy::default()
+        let rules = RetentionPolicy {
+            drilled: Vec::new(),
+            ..self.clone()
+        };
+        rules == RetentionPolicy::default()
     }
 
     /// Checks counts (`-1` or more).
@@ -260,6 +269,12 @@ impl RetentionPolicy {
                 "all snapshots within {} of the newest",
                 self.within
             ));
+        }
+        if self.keep_drilled {
+            if !s.is_empty() {
+                s.push_str(" and ");
+            }
+            s.push_str("the newest snapshot that passed a restore drill");
         }
         if s.is_empty() {
             "remove".into()
@@ -460,6 +475,14 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
         .map(|s| s.time)
         .max_by_key(|t| t.timestamp());
     let oldest = list.len() - 1;
+    let newest_drilled = p
+        .keep_drilled
+        .then(|| {
+            list.iter()
+                .find(|s| p.drilled.contains(&s.id))
+                .map(|s| s.id)
+        })
+        .flatten();
     for (nr, cur) in list.iter().enumerate() {
         let wall = cur
             .time
@@ -480,6 +503,10 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
             // zero time, which every snapshot is after.
             None => true,
         };
+        if newest_drilled == Some(cur.id) {
+            keep = true;
+            reasons.push("newest drilled".to_string());
+        }
         if !p.within.is_zero() && after(&p.within) {
             keep = true;
             reasons.push(format!("within {}", p.within));

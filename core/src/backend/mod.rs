@@ -76,6 +76,8 @@ pub enum ObjectKind {
     Snapshot,
     /// `wal/<id>`: one archived PostgreSQL WAL file (`repo-format.md` §18).
     Wal,
+    /// `drills/<id>`: the outcome of one restore drill (`repo-format.md` §19).
+    Drill,
 }
 
 impl ObjectKind {
@@ -88,6 +90,7 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Wal => "wal",
+            ObjectKind::Drill => "drills",
         }
     }
 
@@ -105,7 +108,7 @@ impl ObjectKind {
     pub fn max_size(self) -> u64 {
         const MIB: u64 = 1024 * 1024;
         match self {
-            ObjectKind::Config | ObjectKind::Key => 2 * MIB,
+            ObjectKind::Config | ObjectKind::Key | ObjectKind::Drill => 2 * MIB,
             ObjectKind::Snapshot | ObjectKind::Wal => 65 * MIB,
             ObjectKind::Index => 1025 * MIB,
             ObjectKind::Pack => u64::from(u32::MAX),
@@ -121,6 +124,7 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Wal => "WAL record",
+            ObjectKind::Drill => "drill record",
         }
     }
 }

@@ -25,6 +25,7 @@ fn kind_key(kind: ObjectKind) -> u8 {
         ObjectKind::Index => 3,
         ObjectKind::Snapshot => 4,
         ObjectKind::Wal => 5,
+        ObjectKind::Drill => 6,
     }
 }
 

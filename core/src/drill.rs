@@ -1,0 +1,554 @@
+//! Restore drills (`repo-format.md` §19): restore a snapshot into a
+//! scratch directory, read back every byte written and compare it with
+//! the chunk IDs the snapshot names, check that a database dump in it is
+//! complete (and, when asked, that it loads into a scratch database),
+//! time all of it, and record the outcome in the repository as a drill
+//! record, so that `snapshots` and `status` can say when each series was
+//! last proven restorable and how long that took.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::ObjectKind;
+use crate::cache::CacheReader;
+use crate::dumpcheck::{self, Inspector};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::{self, ObjectType};
+use crate::id::Id;
+use crate::pack::{blob_id, BlobType};
+use crate::repository::{verify_name, Repository};
+use crate::restore::{self, RestoreProgress};
+use crate::snapshot::{Snapshot, SourceKind};
+use crate::time::SnapshotTime;
+use crate::tree::NodeKind;
+
+/// Largest drill record payload accepted.
+const MAX_RECORD_LEN: usize = 1024 * 1024;
+
+/// The outcome of one drill, as stored (`repo-format.md` §19.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    /// The object name; not part of the stored JSON.
+    #[serde(skip)]
+    pub id: Id,
+    /// The snapshot drilled.
+    pub snapshot: Id,
+    /// Its host, paths and tags: the series it belongs to, kept after the
+    /// snapshot itself is forgotten.
+    pub hostname: String,
+    /// The snapshot's paths.
+    pub paths: Vec<String>,
+    /// The snapshot's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The snapshot's time.
+    pub snapshot_time: SnapshotTime,
+    /// When the drill started.
+    pub time: SnapshotTime,
+    /// The host that ran the drill.
+    pub drill_host: String,
+    /// Whether everything passed.
+    pub ok: bool,
+    /// What failed first, when something did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds from start to a restored, verified copy: the recovery time.
+    pub seconds: f64,
+    /// Seconds of the restore alone.
+    pub restore_seconds: f64,
+    /// Seconds of reading back and comparing every byte.
+    pub verify_seconds: f64,
+    /// Files restored.
+    pub files: u64,
+    /// Bytes restored and verified.
+    pub bytes: u64,
+    /// What was checked of a database dump in the snapshot, if any:
+    /// `complete` (the dump checker of backup passed on the restored
+    /// copy), `loaded` (also loaded into a scratch database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_check: Option<String>,
+    /// `cairn x.y.z`.
+    pub program_version: String,
+}
+
+impl DrillRecord {
+    /// Seals the record as an object.
+    pub fn encode(&self, repo: &Repository) -> Result<Vec<u8>> {
+        let json =
+            serde_json::to_vec(self).map_err(|e| Error::invalid(format!("drill record: {e}")))?;
+        format::seal_object(
+            repo.keys().data(),
+            repo.id(),
+            ObjectType::Drill,
+            &json,
+            repo.config().compression.level,
+        )
+    }
+
+    /// Opens drill record object `id`.
+    pub fn decode(repo: &Repository, bytes: &[u8], id: &Id) -> Result<Self> {
+        let what = format!("drill record {id}");
+        let json = format::open_object(
+            repo.keys().data(),
+            repo.id(),
+            ObjectType::Drill,
+            bytes,
+            MAX_RECORD_LEN,
+            &what,
+        )?;
+        let mut rec: DrillRecord =
+            serde_json::from_slice(&json).map_err(|e| Error::decode(&what, e))?;
+        rec.id = *id;
+        Ok(rec)
+    }
+
+    /// Does this record belong to the series of `s` (same host, paths and
+    /// tags, in any order)?
+    pub fn same_series(&self, s: &Snapshot) -> bool {
+        let mut paths = self.paths.clone();
+        paths.sort();
+        let (mut mine, mut theirs) = (self.tags.clone(), s.tags.clone());
+        mine.sort();
+        theirs.sort();
+        self.hostname == s.hostname && paths == s.sorted_paths() && mine == theirs
+    }
+}
+
+/// Writes a drill record (create-only, named by the hash of its bytes).
+pub fn save(repo: &Repository, record: &DrillRecord) -> Result<Id> {
+    let bytes = record.encode(repo)?;
+    let id = Id::of_bytes(&bytes);
+    repo.backend()
+        .put(ObjectKind::Drill, &id.to_hex(), &bytes)?;
+    Ok(id)
+}
+
+/// The drill records: readable ones oldest first, and the object names
+/// of unreadable ones with why.
+#[derive(Debug, Default)]
+pub struct DrillList {
+    /// Readable records, by drill time.
+    pub good: Vec<DrillRecord>,
+    /// Object name and error of each unreadable record.
+    pub damaged: Vec<(String, Error)>,
+}
+
+impl DrillList {
+    /// The newest passing drill of snapshot `id`.
+    pub fn passed(&self, id: &Id) -> Option<&DrillRecord> {
+        self.good
+            .iter()
+            .filter(|r| r.ok && r.snapshot == *id)
+            .max_by(|a, b| a.time.cmp(&b.time))
+    }
+
+    /// The newest drill (passed or not) in the series of `s`.
+    pub fn newest_in_series(&self, s: &Snapshot) -> Option<&DrillRecord> {
+        self.good
+            .iter()
+            .filter(|r| r.same_series(s))
+            .max_by(|a, b| a.time.cmp(&b.time))
+    }
+
+    /// The newest passing drill in the series of `s`.
+    pub fn newest_passed_in_series(&self, s: &Snapshot) -> Option<&DrillRecord> {
+        self.good
+            .iter()
+            .filter(|r| r.ok && r.same_series(s))
+            .max_by(|a, b| a.time.cmp(&b.time))
+    }
+}
+
+/// Lists and reads every drill record.
+pub fn load(repo: &Repository) -> Result<DrillList> {
+    let names = repo.backend().list(ObjectKind::Drill)?;
+    let results: Vec<(String, Result<DrillRecord>)> = names
+        .par_iter()
+        .map(|o| {
+            let r = Id::parse(&o.name).and_then(|id| {
+                let bytes = repo.backend().get(ObjectKind::Drill, &o.name)?;
+                verify_name(ObjectKind::Drill, &o.name, &bytes)?;
+                DrillRecord::decode(repo, &bytes, &id)
+            });
+            (o.name.clone(), r)
+        })
+        .collect();
+    let mut list = DrillList::default();
+    for (name, r) in results {
+        match r {
+            Ok(rec) => list.good.push(rec),
+            Err(e) => list.damaged.push((name, e)),
+        }
+    }
+    list.good
+        .sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+    Ok(list)
+}
+
+/// How far a drill checks a database dump found in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpCheck {
+    /// Run the dump checker of backup on the restored copy (a plain
+    /// pg_dump's completion line, `pg_restore` reading every block of an
+    /// archive).
+    Complete,
+    /// Also load it into a scratch PostgreSQL database (reached through
+    /// the libpq environment: `PGHOST`, `PGPORT`, `PGUSER`...), dropped
+    /// afterwards.
+    Load,
+}
+
+/// What a finished drill found, before it is recorded.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The record to store.
+    pub record: DrillRecord,
+    /// The error behind `record.error`, with its kind, for the exit code.
+    pub failure: Option<Error>,
+    /// Entries restore skipped or marked, one message each.
+    pub warnings: Vec<String>,
+    /// Where the restored copy is, when it was kept.
+    pub kept: Option<PathBuf>,
+}
+
+/// Runs a drill of `snapshot` in a new directory under `scratch` (removed
+/// afterwards unless `keep`). A failure of the snapshot (damaged data, a
+/// dump that does not load) is an `Outcome` with `ok` false; only an
+/// interruption is an error, and nothing is recorded for it.
+pub fn run(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    scratch: &Path,
+    dump_check: Option<DumpCheck>,
+    keep: bool,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let time = SnapshotTime::now();
+    let mut record = DrillRecord {
+        id: Id::from_bytes([0; 32]),
+        snapshot: snapshot.id,
+        hostname: snapshot.hostname.clone(),
+        paths: snapshot.paths.clone(),
+        tags: snapshot.tags.clone(),
+        snapshot_time: snapshot.time,
+        time,
+        drill_host: crate::backup::hostname(),
+        ok: false,
+        error: None,
+        seconds: 0.0,
+        restore_seconds: 0.0,
+        verify_seconds: 0.0,
+        files: 0,
+        bytes: 0,
+        dump_check: None,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-drill-")
+        .tempdir_in(scratch)
+        .map_err(|e| Error::io(format!("creating a directory in {}", scratch.display()), e))?;
+    let mut warnings = Vec::new();
+    let result = drill_in(
+        repo,
+        snapshot,
+        dir.path(),
+        dump_check,
+        progress,
+        cancel,
+        started,
+        &mut record,
+        &mut warnings,
+    );
+    record.seconds = started.elapsed().as_secs_f64();
+    let kept = keep.then(|| dir.keep());
+    let failure = match result {
+        Ok(()) => {
+            record.ok = true;
+            None
+        }
+        Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
+        Err(e) => {
+            record.error = Some(e.to_string());
+            Some(e)
+        }
+    };
+    Ok(Outcome {
+        record,
+        failure,
+        warnings,
+        kept,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drill_in(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    dir: &Path,
+    dump_check: Option<DumpCheck>,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+    started: Instant,
+    record: &mut DrillRecord,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let stats = restore::restore(repo, snapshot, dir, progress, cancel)?;
+    record.restore_seconds = started.elapsed().as_secs_f64();
+    warnings.extend(stats.warnings.iter().cloned());
+
+    let verify_start = Instant::now();
+    let index = repo.index()?;
+    let mut v = Verifier {
+        repo,
+        index: &index,
+        cancel,
+        dump_file: dump_file(snapshot),
+        damaged: 0,
+        files: 0,
+        bytes: 0,
+    };
+    v.tree(&snapshot.tree, dir, Path::new("/"))?;
+    record.files = v.files;
+    record.bytes = v.bytes;
+    record.verify_seconds = verify_start.elapsed().as_secs_f64();
+    if v.damaged > 0 {
+        return Err(Error::corrupt(format!(
+            "snapshot {} has {} entries that a repair marked damaged: it does not restore as it was backed up",
+            snapshot.id.short(),
+            v.damaged
+        )));
+    }
+
+    // The dump: checked like at backup, then loaded if asked.
+    let Some(info) = &snapshot.source.dump else {
+        return Ok(());
+    };
+    let Some(check) = dump_check else {
+        return Ok(());
+    };
+    let dump_path = dump_path(snapshot, dir);
+    if info.format == "pg_dump-directory" {
+        dumpcheck::check_directory_dump(&dump_path, true)?;
+    } else if let Some(inspection) = v.dump_file.take().and_then(|(_, i)| i) {
+        inspection.finish(&dump_path.display().to_string())?;
+    }
+    record.dump_check = Some("complete".into());
+    if check == DumpCheck::Load {
+        load_into_scratch_database(&info.format, &dump_path, snapshot)?;
+        record.dump_check = Some("loaded".into());
+    }
+    Ok(())
+}
+
+/// The stream file of a stdin or command snapshot (`/shop.sql`), with an
+/// inspector to feed its bytes to as they are verified.
+fn dump_file(snapshot: &Snapshot) -> Option<(PathBuf, Option<Inspector>)> {
+    if snapshot.source.dump.is_none() || snapshot.source.kind == SourceKind::Paths {
+        return None;
+    }
+    let path = snapshot.paths.first()?;
+    Some((PathBuf::from(path), Some(Inspector::new(true))))
+}
+
+/// Where the dump (file or directory) is in the restored copy.
+fn dump_path(snapshot: &Snapshot, dir: &Path) -> PathBuf {
+    let first = snapshot.paths.first().map(String::as_str).unwrap_or("/");
+    dir.join(first.trim_start_matches('/'))
+}
+
+struct Verifier<'a> {
+    repo: &'a Repository,
+    index: &'a CacheReader,
+    cancel: &'a AtomicBool,
+    dump_file: Option<(PathBuf, Option<Inspector>)>,
+    damaged: u64,
+    files: u64,
+    bytes: u64,
+}
+
+impl Verifier<'_> {
+    /// Compares the restored directory `dir` (the snapshot's `inside`)
+    /// with tree `id`.
+    fn tree(&mut self, id: &Id, dir: &Path, inside: &Path) -> Result<()> {
+        let tree = self.repo.load_tree(self.index, id)?;
+        for node in &tree.nodes {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(Error::interrupted());
+            }
+            let name = node.name_bytes()?;
+            let path = dir.join(OsStr::from_bytes(&name));
+            let inside = inside.join(OsStr::from_bytes(&name));
+            if node.damage.is_some() {
+                self.damaged += 1;
+            }
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = &node.subtree {
+                        self.tree(sub, &path, &inside)?;
+                    }
+                }
+                NodeKind::File => {
+                    let ids = self.repo.file_chunks(self.index, node)?;
+                    self.file(&path, &inside, &ids, node.size)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads back restored file `path` and checks that its bytes are the
+    /// chunks `ids`, in order, and nothing more.
+    fn file(&mut self, path: &Path, inside: &Path, ids: &[Id], size: u64) -> Result<()> {
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("reading back restored {}", path.display()), e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut inspector = match &mut self.dump_file {
+            Some((p, i)) if p == inside => i.as_mut(),
+            _ => None,
+        };
+        let mut buf = Vec::new();
+        let mut total = 0u64;
+        for (n, id) in ids.iter().enumerate() {
+            let len = self
+                .index
+                .get(id)?
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::MissingObject,
+                        format!("chunk {id} of {} is in no pack", inside.display()),
+                    )
+                })?
+                .entry
+                .raw_length;
+            buf.resize(len as usize, 0);
+            reader.read_exact(&mut buf).map_err(|e| {
+                Error::corrupt(format!(
+                    "restored {} is shorter than its chunks say (chunk {n}): {e}",
+                    inside.display()
+                ))
+            })?;
+            if blob_id(self.repo.keys(), BlobType::Data, &buf) != *id {
+                return Err(Error::corrupt(format!(
+                    "restored {} differs from the snapshot at byte {total} (chunk {n}, {id})",
+                    inside.display()
+                )));
+            }
+            if let Some(i) = inspector.as_mut() {
+                i.feed(&buf);
+            }
+            total += u64::from(len);
+        }
+        let mut extra = [0u8; 1];
+        let more = reader
+            .read(&mut extra)
+            .map_err(|e| Error::io(format!("reading back restored {}", path.display()), e))?;
+        if more > 0 || total != size {
+            return Err(Error::corrupt(format!(
+                "restored {} has the wrong length ({} bytes, the snapshot says {size})",
+                inside.display(),
+                total + more as u64
+            )));
+        }
+        self.files += 1;
+        self.bytes += total;
+        Ok(())
+    }
+}
+
+/// Loads the dump at `path` into a new scratch database and drops it
+/// again. The database server is the one the libpq environment names.
+fn load_into_scratch_database(format: &str, path: &Path, snapshot: &Snapshot) -> Result<()> {
+    let tool = |name: &str| {
+        dumpcheck::find_pg_tool(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::SourceNotFound,
+                format!("{name} not found: install the PostgreSQL client tools to load the dump"),
+            )
+        })
+    };
+    let db = format!("cairn_drill_{}_{}", snapshot.id.short(), std::process::id());
+    let run = |program: PathBuf, args: Vec<String>, what: &str| -> Result<()> {
+        let out = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {}", program.display()), e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err
+            .lines()
+            .find(|l| l.contains("ERROR") || l.contains("FATAL") || l.contains("error"))
+            .or_else(|| err.lines().next())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        Err(Error::new(
+            ErrorKind::DumpInvalid,
+            format!("{what} failed ({}): {first}", out.status),
+        ))
+    };
+    let load = match format {
+        "pg_dump-plain" => (
+            tool("psql")?,
+            vec![
+                "-X".into(),
+                "-q".into(),
+                "-v".into(),
+                "ON_ERROR_STOP=1".into(),
+                "-d".into(),
+                db.clone(),
+                "-f".into(),
+                path.display().to_string(),
+            ],
+        ),
+        "pg_dump-custom" | "pg_dump-tar" | "pg_dump-directory" => (
+            tool("pg_restore")?,
+            vec![
+                "--exit-on-error".into(),
+                "--no-owner".into(),
+                "-d".into(),
+                db.clone(),
+                path.display().to_string(),
+            ],
+        ),
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("loading a {other} dump into a scratch database is not supported (pg_dump plain, custom, tar and directory are)"),
+            ))
+        }
+    };
+    run(
+        tool("createdb")?,
+        vec![db.clone()],
+        &format!("createdb {db}"),
+    )?;
+    let loaded = run(
+        load.0,
+        load.1,
+        &format!("loading the dump into scratch database {db}"),
+    );
+    let dropped = run(
+        tool("dropdb")?,
+        vec!["--if-exists".into(), db.clone()],
+        &format!("dropdb {db}"),
+    );
+    loaded?;
+    dropped
+}
