@@ -27,6 +27,34 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// The exit code with number `code`, if cairn has one.
+    pub fn from_code(code: i32) -> Option<ExitCode> {
+        use ExitCode::*;
+        [
+            Success,
+            Error,
+            Usage,
+            PartialBackup,
+            RepositoryNotFound,
+            Locked,
+            WrongPassword,
+            AccessDenied,
+            Stale,
+            SourceNotFound,
+            CommandFailed,
+            Damaged,
+            NoSpace,
+            SnapshotNotFound,
+            Unsupported,
+            RepositoryExists,
+            DumpInvalid,
+            WalConflict,
+            Interrupted,
+        ]
+        .into_iter()
+        .find(|c| *c as i32 == code)
+    }
+
     pub fn of(kind: ErrorKind) -> ExitCode {
         match kind {
             ErrorKind::RepositoryNotFound => ExitCode::RepositoryNotFound,

@@ -6,6 +6,7 @@
 
 mod commands;
 mod exit;
+mod jobs;
 mod output;
 mod password;
 
@@ -114,9 +115,35 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Configuration file: its repository and password settings apply
+    /// where no option or variable gives them (cairn run: default
+    /// ~/.config/cairn/cairn.toml, then /etc/cairn/cairn.toml)
+    #[arg(long, env = "CAIRN_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl GlobalArgs {
+    /// These options with the configuration file's settings filled in
+    /// where none was given (options and variables win over the file).
+    pub fn with_config(&self, config: &jobs::ConfigFile) -> GlobalArgs {
+        let mut g = self.clone();
+        if g.repo.as_deref().is_none_or(str::is_empty) {
+            g.repo = config.repository.clone();
+        }
+        if g.password_file.is_none() && g.password_command.is_none() {
+            g.password_file = config.password_file.clone();
+            g.password_command = config.password_command.clone();
+        }
+        if g.cache_dir.is_none() {
+            g.cache_dir = config.cache_dir.clone();
+        }
+        if let (Some(n), true) = (config.connections, self.connections == 8) {
+            g.connections = n;
+        }
+        g
+    }
+
     /// The repository location given.
     pub fn location(&self) -> anyhow::Result<&str> {
         match &self.repo {
@@ -223,6 +250,15 @@ fn exit_code_of(err: &anyhow::Error) -> ExitCode {
         .unwrap_or(ExitCode::Error)
 }
 
+/// Applies `--config` (when given; `run` finds its own) to the global
+/// options.
+fn with_config_file(global: GlobalArgs) -> anyhow::Result<GlobalArgs> {
+    match &global.config {
+        Some(file) => Ok(global.with_config(&jobs::ConfigFile::load(file)?)),
+        None => Ok(global),
+    }
+}
+
 /// Appends the exit codes to the help of every subcommand, nested ones
 /// (`repair index`) included.
 fn with_exit_codes(command: clap::Command) -> clap::Command {
@@ -255,7 +291,7 @@ fn main() {
             std::process::exit(ExitCode::Interrupted as i32);
         }
     });
-    let code = match commands::run(&cli.global, cli.command) {
+    let code = match with_config_file(cli.global).and_then(|g| commands::run(&g, cli.command)) {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::Success,
         Err(err) => {

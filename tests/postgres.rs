@@ -457,3 +457,51 @@ fn a_drill_loads_real_pg_dumps_into_a_scratch_database() {
     assert_eq!(databases(), before);
     assert_eq!(snapshot_by_id(&env, &id)["drill"]["ok"], false);
 }
+
+#[test]
+fn a_cairn_run_job_backs_up_a_real_database_nightly() {
+    let Some(pg) = shop_database() else { return };
+    let env = Env::init();
+    std::fs::write(env.path("pw"), common::PASSWORD).unwrap();
+    let config = env.path("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository = \"{}\"\npassword_file = \"{}\"\n\n[jobs.shop]\ncommand = \"{}\"\nstdin_filename = \"shop.sql\"\nkeep = {{ last = 2 }}\nprune = {{ every = \"0\" }}\n",
+            env.repo.display(),
+            env.path("pw").display(),
+            pg.pg_dump_command("shop")
+        ),
+    )
+    .unwrap();
+    for n in 0..3u32 {
+        night(&pg, n + 1);
+        let out = env
+            .cmd()
+            .env_remove("CAIRN_PASSWORD")
+            .args(["--config", config.to_str().unwrap(), "run", "shop"])
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &["run shop"]);
+        let line = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            line.starts_with("shop: ok") && line.contains("pruned"),
+            "{line}"
+        );
+    }
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 2, "keep last 2");
+    for s in &snaps {
+        assert_eq!(s["source"]["dump"]["format"], "pg_dump-plain");
+        assert_eq!(s["source"]["dump"]["validated"], true);
+    }
+    // The newest night loads and has the database's rows.
+    let restored = env.path("restored.sql");
+    std::fs::write(&restored, env.dump("latest", "shop.sql")).unwrap();
+    pg.createdb("shop_copy");
+    pg.load("shop_copy", &restored);
+    assert_eq!(
+        pg.psql("shop_copy", "SELECT count(*) FROM orders"),
+        pg.psql("shop", "SELECT count(*) FROM orders")
+    );
+}

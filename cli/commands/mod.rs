@@ -12,12 +12,13 @@ mod generate;
 mod init;
 pub(crate) mod ls;
 mod pg;
-mod prune;
+pub(crate) mod prune;
 mod repair;
 mod restore;
+mod run;
 mod snapshots;
 mod stats;
-mod status;
+pub(crate) mod status;
 mod wal;
 
 use std::path::PathBuf;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Restore an archived WAL file (restore_command = 'cairn wal-fetch %f %p')
     #[command(name = "wal-fetch", long_about = wal::FETCH_ABOUT)]
     WalFetch(wal::FetchArgs),
+    /// Run jobs from the configuration file: backup, forget, prune when due, copy
+    #[command(long_about = run::LONG_ABOUT)]
+    Run(run::RunArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(long_about = generate::COMPLETIONS_ABOUT)]
     Completions(generate::CompletionsArgs),
@@ -108,6 +112,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Pg(a) => pg::run(global, a),
         Command::WalPush(a) => wal::push(global, a),
         Command::WalFetch(a) => wal::fetch(global, a),
+        Command::Run(a) => run::run(global, a),
         Command::Completions(a) => generate::completions(global, a),
         Command::Man(a) => generate::man(global, a),
     }

@@ -45,7 +45,7 @@ pub struct PruneOptionArgs {
     pub grace: Option<u64>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     prune::parse_size(s).map_err(|e| e.to_string())
 }
 

@@ -1,0 +1,569 @@
+//! `cairn run`: the jobs of the configuration file. Each job is backup →
+//! forget → prune (when due) → copy, each step the same `cairn` command
+//! an admin would type, run as a child process with `--json` so that its
+//! outcome can be summed up in one line and one exit code.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use cairn_core::repository::CacheLocation;
+use cairn_core::Error;
+
+use crate::exit::ExitCode;
+use crate::jobs::{ConfigFile, Job};
+use crate::output::size;
+use crate::{print_json, GlobalArgs};
+
+pub const LONG_ABOUT: &str = "\
+Run jobs of the configuration file: for each, a backup, then forget by the
+job's retention rules (over this job's snapshots only: its host, paths and
+tags), prune when due, and a copy to another repository; each step only if
+the ones before it succeeded. One line per job says what happened; the exit
+code is that of the first step that failed (0 when all succeeded). With no
+JOB every job runs, in name order; one failing does not stop the others.
+
+The file is --config, else ~/.config/cairn/cairn.toml, else
+/etc/cairn/cairn.toml. An example is in contrib/cairn.toml; a systemd timer
+and a cron line are in contrib/ too.
+
+    cairn run shop              # cron: 0 3 * * * cairn -q run shop
+    cairn run --dry-run         # the plan: the commands each step runs";
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Jobs to run (default: all)
+    #[arg(value_name = "JOB")]
+    jobs: Vec<String>,
+
+    /// Show the steps each job would run, and whether prune is due; change nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+}
+
+/// The configuration file `run` reads: `--config`, else the first of the
+/// default locations that exists.
+fn config_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &global.config {
+        return Ok(p.clone());
+    }
+    let places = crate::jobs::default_locations();
+    places.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+        let list: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+        anyhow::anyhow!(Error::invalid(format!(
+            "no configuration file: give --config FILE or create one of {}",
+            list.join(", ")
+        )))
+    })
+}
+
+/// Quotes `s` for a shell if it needs it (for showing command lines).
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// One step of a job: a cairn command line.
+struct Step {
+    name: &'static str,
+    args: Vec<String>,
+}
+
+/// Where `run` remembers when it last pruned each repository.
+fn state_file(global: &GlobalArgs) -> Option<PathBuf> {
+    match global.cache() {
+        CacheLocation::Dir(d) => Some(d.join("run-state.json")),
+        CacheLocation::Temporary => None,
+    }
+}
+
+fn read_state(path: Option<&Path>) -> BTreeMap<String, i64> {
+    path.and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The steps of `job` and whether its prune is due (with why).
+fn plan(
+    name: &str,
+    job: &Job,
+    location: &str,
+    last_prune: Option<i64>,
+) -> anyhow::Result<(Vec<Step>, Option<String>)> {
+    let host = job
+        .host
+        .clone()
+        .unwrap_or_else(cairn_core::backup::hostname);
+    let mut backup = vec!["backup".to_string()];
+    let mut series = vec!["--host".to_string(), host.clone()];
+    if let Some(cmd) = &job.command {
+        let file = job
+            .stdin_filename
+            .clone()
+            .unwrap_or_else(|| format!("{name}.dump"));
+        backup.extend([
+            "--command".into(),
+            cmd.clone(),
+            "--stdin-filename".into(),
+            file.clone(),
+        ]);
+        series.extend(["--path".into(), format!("/{file}")]);
+    } else {
+        backup.extend(job.paths.iter().cloned());
+        for p in &job.paths {
+            series.extend(["--path".into(), p.trim_end_matches('/').to_string()]);
+        }
+    }
+    backup.extend(["--host".into(), host]);
+    if !job.tags.is_empty() {
+        backup.extend(["--tag".into(), job.tags.join(",")]);
+        series.extend(["--tag".into(), job.tags.join(",")]);
+    }
+    if job.validate == Some(false) {
+        backup.push("--no-validate".into());
+    }
+    let mut steps = vec![Step {
+        name: "backup",
+        args: backup,
+    }];
+    if let Some(keep) = &job.keep {
+        let mut forget = vec!["forget".to_string()];
+        forget.extend(keep.args());
+        forget.extend(series.iter().cloned());
+        steps.push(Step {
+            name: "forget",
+            args: forget,
+        });
+    }
+    let mut prune_note = None;
+    if let Some(p) = &job.prune {
+        let every = crate::commands::prune::parse_duration_seconds(&p.every)
+            .map_err(|e| anyhow::anyhow!(Error::invalid(e)))? as i64;
+        let due = match last_prune {
+            None => true,
+            Some(t) => now() - t >= every,
+        };
+        prune_note = Some(match (due, last_prune) {
+            (true, None) => "due (no prune recorded on this machine)".to_string(),
+            (true, Some(t)) => format!("due (last prune {} ago)", ago(now() - t)),
+            (false, Some(t)) => format!(
+                "not due (last prune {} ago, every {})",
+                ago(now() - t),
+                p.every
+            ),
+            (false, None) => "not due".to_string(),
+        });
+        if due {
+            let mut prune = vec!["prune".to_string()];
+            if let Some(m) = &p.max_unused {
+                prune.extend(["--max-unused".into(), m.clone()]);
+            }
+            if let Some(s) = &p.max_repack_size {
+                prune.extend(["--max-repack-size".into(), s.clone()]);
+            }
+            steps.push(Step {
+                name: "prune",
+                args: prune,
+            });
+        }
+    }
+    if let Some(c) = &job.copy {
+        if c.to == location {
+            anyhow::bail!(Error::invalid(format!(
+                "jobs.{name}.copy.to is the job's own repository"
+            )));
+        }
+        let mut copy = vec!["copy".to_string(), "--to".into(), c.to.clone()];
+        if let Some(f) = &c.password_file {
+            copy.extend(["--password-file2".into(), f.display().to_string()]);
+        }
+        if let Some(cmd) = &c.password_command {
+            copy.extend(["--password-command2".into(), cmd.clone()]);
+        }
+        copy.extend(series.iter().cloned());
+        steps.push(Step {
+            name: "copy",
+            args: copy,
+        });
+    }
+    Ok((steps, prune_note))
+}
+
+fn ago(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// What one step did.
+struct StepResult {
+    name: &'static str,
+    code: i32,
+    seconds: f64,
+    output: Value,
+    /// The first line the step printed as an error.
+    error: Option<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = config_path(global)?;
+    let config = ConfigFile::load(&file)?;
+    let global = global.with_config(&config);
+    let location = global.location()?.to_string();
+    let names: Vec<String> = if args.jobs.is_empty() {
+        config.jobs.keys().cloned().collect()
+    } else {
+        args.jobs.clone()
+    };
+    if names.is_empty() {
+        anyhow::bail!(Error::invalid(format!(
+            "{} defines no jobs ([jobs.NAME])",
+            file.display()
+        )));
+    }
+    for n in &names {
+        if !config.jobs.contains_key(n) {
+            let known: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
+            anyhow::bail!(Error::invalid(format!(
+                "no job {n:?} in {} (jobs: {})",
+                file.display(),
+                known.join(", ")
+            )));
+        }
+    }
+    let state_path = state_file(&global);
+    let mut state = read_state(state_path.as_deref());
+
+    // The global options every step gets; the password is read once and
+    // handed down in CAIRN_PASSWORD.
+    let mut base = vec!["--json".to_string(), "-r".into(), location.clone()];
+    if global.no_cache {
+        base.push("--no-cache".into());
+    } else if let Some(d) = &global.cache_dir {
+        base.extend(["--cache-dir".into(), d.display().to_string()]);
+    }
+    base.extend(["--connections".into(), global.connections.to_string()]);
+
+    if args.dry_run {
+        let mut plans = Vec::new();
+        for name in &names {
+            let job = &config.jobs[name];
+            let (steps, prune_note) = plan(name, job, &location, state.get(&location).copied())?;
+            if global.json {
+                plans.push(json!({
+                    "job": name,
+                    "steps": steps.iter().map(|s| json!({"step": s.name, "args": s.args})).collect::<Vec<_>>(),
+                    "prune": prune_note,
+                }));
+            } else if !global.quiet {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "job {name} (repository {location}):")?;
+                for s in &steps {
+                    let line: Vec<String> = s.args.iter().map(|a| quote(a)).collect();
+                    writeln!(out, "  {:<7} cairn {}", s.name, line.join(" "))?;
+                }
+                if let Some(n) = prune_note {
+                    writeln!(out, "  prune is {n}")?;
+                }
+            }
+        }
+        if global.json {
+            print_json(&plans)?;
+        }
+        return Ok(ExitCode::Success);
+    }
+
+    let password = crate::password::read(&global, false)?;
+    let password = String::from_utf8(password).map_err(|_| {
+        anyhow::anyhow!(Error::invalid(
+            "cairn run hands the password to its steps in CAIRN_PASSWORD, so it must be UTF-8"
+        ))
+    })?;
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!(Error::io("finding the cairn executable", e)))?;
+
+    let mut first_failure: Option<ExitCode> = None;
+    let mut reports = Vec::new();
+    for name in &names {
+        let job = &config.jobs[name];
+        let started = Instant::now();
+        let (steps, prune_note) = plan(name, job, &location, state.get(&location).copied())?;
+        let mut results: Vec<StepResult> = Vec::new();
+        for step in &steps {
+            if crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let r = run_step(&exe, &base, step, &config, job, &password)?;
+            let failed = r.code != 0;
+            if r.name == "prune" && !failed {
+                state.insert(location.clone(), now());
+                write_state(state_path.as_deref(), &state);
+            }
+            results.push(r);
+            if failed {
+                break;
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let failed = results.iter().find(|r| r.code != 0);
+        let code = failed.map(|r| code_of(r.code)).unwrap_or(ExitCode::Success);
+        if first_failure.is_none() && code != ExitCode::Success {
+            first_failure = Some(code);
+        }
+        let summary = summary_line(name, &results, prune_note.as_deref(), seconds);
+        if let Some(f) = failed {
+            let skipped: Vec<&str> = steps.iter().skip(results.len()).map(|s| s.name).collect();
+            let mut line = format!(
+                "cairn: job {name} failed at {} (exit {}) after {seconds:.1}s",
+                f.name, f.code
+            );
+            if let Some(e) = &f.error {
+                line.push_str(&format!(": {e}"));
+            }
+            if !skipped.is_empty() {
+                line.push_str(&format!("; not run: {}", skipped.join(", ")));
+            }
+            eprintln!("{line}");
+        } else if !global.quiet && !global.json {
+            println!("{summary}");
+        }
+        if let Some(prom) = &job.prometheus {
+            if let Err(e) = write_prometheus(prom, name, &results, code, seconds) {
+                eprintln!("cairn: warning: {e:#}");
+            }
+        }
+        reports.push(json!({
+            "job": name,
+            "ok": failed.is_none(),
+            "exit_code": code as i32,
+            "seconds": seconds,
+            "summary": summary,
+            "prune": prune_note,
+            "steps": results.iter().map(|r| json!({
+                "step": r.name,
+                "exit_code": r.code,
+                "seconds": r.seconds,
+                "error": r.error,
+                "output": r.output,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if global.json {
+        print_json(&reports)?;
+    }
+    Ok(first_failure.unwrap_or(ExitCode::Success))
+}
+
+fn write_state(path: Option<&Path>, state: &BTreeMap<String, i64>) {
+    let Some(path) = path else { return };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(bytes) = serde_json::to_vec_pretty(state) {
+        if let Err(e) = crate::commands::status::write_atomically(path, &bytes) {
+            eprintln!("cairn: warning: could not record the prune time: {e:#}");
+        }
+    }
+}
+
+/// The exit code a step's process returned, as ours.
+fn code_of(code: i32) -> ExitCode {
+    ExitCode::from_code(code).unwrap_or(ExitCode::Error)
+}
+
+fn run_step(
+    exe: &Path,
+    base: &[String],
+    step: &Step,
+    config: &ConfigFile,
+    job: &Job,
+    password: &str,
+) -> anyhow::Result<StepResult> {
+    let started = Instant::now();
+    let mut cmd = Command::new(exe);
+    cmd.args(base)
+        .args(&step.args)
+        .envs(&config.env)
+        .envs(&job.env)
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND")
+        .env_remove("CAIRN_CONFIG")
+        .env("CAIRN_PASSWORD", password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!(Error::io(format!("running {}", exe.display()), e)))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn: error: "))
+        .map(str::to_string);
+    // Warnings of the step and what its dump command printed, as they
+    // came; its error goes into the job's failure line instead.
+    let mut err = std::io::stderr().lock();
+    for line in stderr.lines().filter(|l| !l.starts_with("cairn: error: ")) {
+        let _ = writeln!(err, "{line}");
+    }
+    let code = out.status.code().unwrap_or(ExitCode::Interrupted as i32);
+    // Most steps print one JSON document; forget prints one too.
+    let output = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Ok(StepResult {
+        name: step.name,
+        code,
+        seconds: started.elapsed().as_secs_f64(),
+        output,
+        error,
+    })
+}
+
+/// `shop: ok in 5.2s: backup 1a2b3c4d (203.4 MiB read, 2.1 MiB added); forget removed 1; prune not due; copy 1 snapshot`.
+fn summary_line(
+    name: &str,
+    results: &[StepResult],
+    prune_note: Option<&str>,
+    seconds: f64,
+) -> String {
+    let ok = results.iter().all(|r| r.code == 0);
+    let mut parts = Vec::new();
+    for r in results {
+        let o = &r.output;
+        let u = |k: &str| o[k].as_u64().unwrap_or(0);
+        parts.push(match (r.name, r.code) {
+            ("backup", 0) => format!(
+                "backup {} ({} read, {} added)",
+                o["short_id"].as_str().unwrap_or("?"),
+                size(u("total_bytes_processed")),
+                size(u("data_added_packed"))
+            ),
+            ("forget", 0) => {
+                let removed: usize = o
+                    .as_array()
+                    .map(|groups| {
+                        groups
+                            .iter()
+                            .map(|g| g["remove"].as_array().map_or(0, Vec::len))
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                format!("forget removed {removed}")
+            }
+            ("prune", 0) => "pruned".to_string(),
+            ("copy", 0) => {
+                let copied = o["snapshots"]
+                    .as_array()
+                    .map_or(0, |l| l.iter().filter(|s| s["skipped"] == false).count());
+                format!("copied {copied} snapshots")
+            }
+            (step, code) => format!("{step} failed (exit {code})"),
+        });
+    }
+    if let (Some(note), false) = (prune_note, results.iter().any(|r| r.name == "prune")) {
+        if ok {
+            parts.push(format!("prune {note}"));
+        }
+    }
+    format!(
+        "{name}: {} in {seconds:.1}s: {}",
+        if ok { "ok" } else { "FAILED" },
+        parts.join("; ")
+    )
+}
+
+/// Writes the job's outcome as a Prometheus textfile. The time of the
+/// last success is carried over from the file when this run failed.
+fn write_prometheus(
+    file: &Path,
+    job: &str,
+    results: &[StepResult],
+    code: ExitCode,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let ok = code == ExitCode::Success;
+    let now = now();
+    let last_success = if ok {
+        Some(now)
+    } else {
+        std::fs::read_to_string(file).ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("cairn_job_last_success_timestamp_seconds"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        })
+    };
+    let label = format!("{{job=\"{job}\"}}");
+    let mut text = String::new();
+    let mut metric = |name: &str, help: &str, value: String| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{label} {value}\n"
+        ));
+    };
+    metric(
+        "cairn_job_last_run_timestamp_seconds",
+        "When the job last ran.",
+        now.to_string(),
+    );
+    metric(
+        "cairn_job_success",
+        "Whether the job's last run succeeded.",
+        u8::from(ok).to_string(),
+    );
+    metric(
+        "cairn_job_exit_code",
+        "The exit code of the job's last run.",
+        (code as i32).to_string(),
+    );
+    metric(
+        "cairn_job_duration_seconds",
+        "How long the job's last run took.",
+        format!("{seconds:.3}"),
+    );
+    if let Some(t) = last_success {
+        metric(
+            "cairn_job_last_success_timestamp_seconds",
+            "When the job last succeeded.",
+            t.to_string(),
+        );
+    }
+    if let Some(b) = results.iter().find(|r| r.name == "backup" && r.code == 0) {
+        metric(
+            "cairn_job_backup_bytes_processed",
+            "Bytes the job's last backup read.",
+            b.output["total_bytes_processed"]
+                .as_u64()
+                .unwrap_or(0)
+                .to_string(),
+        );
+        metric(
+            "cairn_job_backup_bytes_added",
+            "Bytes the job's last backup stored (compressed, encrypted).",
+            b.output["data_added_packed"]
+                .as_u64()
+                .unwrap_or(0)
+                .to_string(),
+        );
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!(Error::io(format!("creating {}", dir.display()), e)))?;
+    }
+    crate::commands::status::write_atomically(file, text.as_bytes())
+}

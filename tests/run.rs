@@ -1,0 +1,278 @@
+//! `cairn run`: jobs from a configuration file, through the binary —
+//! backup, forget over the job's own snapshots, prune when due, copy; one
+//! summary line and one exit code; a plan with --dry-run; strict
+//! validation of the file; a Prometheus file per job.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_code, stderr, Env, FAST_KDF, PASSWORD};
+use serde_json::Value;
+
+/// A repository at `env.repo`, an off-site one beside it, password files
+/// for both, and a config with a dump job and a file job.
+fn setup(env: &Env, dump_command: &str) -> std::path::PathBuf {
+    let dir = env.dir.path();
+    std::fs::write(dir.join("pw"), PASSWORD).unwrap();
+    std::fs::write(dir.join("pw2"), "offsite password").unwrap();
+    let off = dir.join("off");
+    let mut init = vec!["init"];
+    init.extend(FAST_KDF);
+    let out = at(env, &off, "offsite password")
+        .args(&init)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["init offsite"]);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/a.txt"), "a").unwrap();
+    let config = format!(
+        r#"
+repository = "{repo}"
+password_file = "{dir}/pw"
+
+[env]
+NIGHT_NAME = "tuesday"
+
+[jobs.shop]
+command = "{dump_command}"
+stdin_filename = "shop.sql"
+tags = ["nightly"]
+host = "db1"
+prometheus = "{dir}/prom/shop.prom"
+keep = {{ last = 2 }}
+prune = {{ every = "7d" }}
+copy = {{ to = "{dir}/off", password_file = "{dir}/pw2" }}
+
+[jobs.files]
+paths = ["{dir}/src"]
+host = "db1"
+keep = {{ last = 1 }}
+"#,
+        repo = env.repo.display(),
+        dir = dir.display(),
+    );
+    let file = dir.join("cairn.toml");
+    std::fs::write(&file, config).unwrap();
+    file
+}
+
+/// `cairn -r LOCATION` with `password`.
+fn at(env: &Env, location: &Path, password: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("-r")
+        .arg(location)
+        .env("CAIRN_PASSWORD", password)
+        .env("CAIRN_CACHE_DIR", &env.cache);
+    cmd
+}
+
+/// `cairn --config FILE ARGS` without -r and without a password variable:
+/// the file gives both.
+fn run(env: &Env, config: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("CAIRN_CACHE_DIR", &env.cache)
+        .output()
+        .unwrap()
+}
+
+fn snapshots_of(env: &Env, location: &Path, password: &str) -> Vec<Value> {
+    let out = at(env, location, password)
+        .args(["--json", "snapshots"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["snapshots"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
+    let env = Env::init();
+    let config = setup(&env, "printf 'night %s\\n' $NIGHT_NAME");
+
+    // The plan changes nothing.
+    let out = run(&env, &config, &["run", "--dry-run"]);
+    assert_code(&out, 0, &["run --dry-run"]);
+    let plan = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "job shop",
+        "backup  cairn backup --command",
+        "forget  cairn forget --keep-last 2 --host db1 --path /shop.sql --tag nightly",
+        "prune   cairn prune",
+        "copy    cairn copy --to",
+        "prune is due",
+        "job files",
+    ] {
+        assert!(plan.contains(want), "{want:?} not in\n{plan}");
+    }
+    assert!(snapshots_of(&env, &env.repo, PASSWORD).is_empty());
+
+    // Three nights.
+    for night in 0..3 {
+        let out = run(&env, &config, &["run"]);
+        assert_code(&out, 0, &["run", &night.to_string()]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let shop = text
+            .lines()
+            .find(|l| l.starts_with("shop: ok"))
+            .unwrap_or_else(|| panic!("{text}"));
+        if night == 0 {
+            assert!(
+                shop.contains("pruned") && shop.contains("copied 1 snapshots"),
+                "{shop}"
+            );
+        } else {
+            assert!(shop.contains("prune not due"), "{shop}");
+        }
+        assert!(text.lines().any(|l| l.starts_with("files: ok")), "{text}");
+    }
+    // forget kept 2 of the dump job and 1 of the file job, each counted
+    // apart (same host, other paths).
+    let snaps = snapshots_of(&env, &env.repo, PASSWORD);
+    let shop: Vec<_> = snaps
+        .iter()
+        .filter(|s| s["paths"][0] == "/shop.sql")
+        .collect();
+    assert_eq!(shop.len(), 2);
+    assert_eq!(snaps.len() - shop.len(), 1);
+    assert_eq!(shop[0]["tags"][0], "nightly");
+    // The job's environment reached the dump command.
+    assert_eq!(env.dump("latest", "shop.sql"), b"night tuesday\n");
+    // Every night was copied off-site (the copy has no retention of its own).
+    assert_eq!(
+        snapshots_of(&env, &env.dir.path().join("off"), "offsite password").len(),
+        3
+    );
+    // The prune time is remembered per repository.
+    assert!(env.cache.join("run-state.json").exists());
+
+    // Prometheus: success, and what the backup added.
+    let prom = std::fs::read_to_string(env.dir.path().join("prom/shop.prom")).unwrap();
+    assert!(prom.contains("cairn_job_success{job=\"shop\"} 1"), "{prom}");
+    assert!(
+        prom.contains("cairn_job_backup_bytes_processed{job=\"shop\"} 14"),
+        "{prom}"
+    );
+
+    // JSON: one report per job with each step's own output.
+    let out = run(&env, &config, &["--json", "run", "files"]);
+    assert_code(&out, 0, &["run --json files"]);
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports.as_array().unwrap().len(), 1);
+    assert_eq!(reports[0]["steps"][0]["step"], "backup");
+    assert!(reports[0]["steps"][0]["output"]["snapshot_id"].is_string());
+}
+
+#[test]
+fn a_failing_dump_fails_the_job_and_runs_nothing_after_it() {
+    let env = Env::init();
+    let config = setup(&env, "echo pg_dump: connection refused >&2; exit 1");
+    let out = run(&env, &config, &["-q", "run"]);
+    // The file job still ran; the exit code is the dump job's.
+    assert_code(&out, 21, &["run with a failing dump"]);
+    let err = stderr(&out);
+    assert!(err.contains("pg_dump: connection refused"), "{err}");
+    assert!(
+        err.contains("cairn: job shop failed at backup (exit 21)")
+            && err.contains("not run: forget, prune, copy"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "quiet");
+    let snaps = snapshots_of(&env, &env.repo, PASSWORD);
+    assert_eq!(snaps.len(), 1, "only the file job's snapshot");
+    assert!(snapshots_of(&env, &env.dir.path().join("off"), "offsite password").is_empty());
+    let prom = std::fs::read_to_string(env.dir.path().join("prom/shop.prom")).unwrap();
+    assert!(prom.contains("cairn_job_success{job=\"shop\"} 0"), "{prom}");
+    assert!(
+        prom.contains("cairn_job_exit_code{job=\"shop\"} 21"),
+        "{prom}"
+    );
+}
+
+#[test]
+fn the_configuration_file_is_checked_strictly() {
+    let env = Env::empty();
+    let bad = |text: &str, want: &str| {
+        let file = env.path("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = run(&env, &file, &["run", "--dry-run"]);
+        assert_code(&out, 2, &["run", text]);
+        let err = stderr(&out);
+        assert!(err.contains(want), "{want:?} not in {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    };
+    let job = "repository = \"/x\"\n[jobs.a]\ncommand = \"true\"\n";
+    bad(
+        &format!("{job}kep = {{ daily = 7 }}\n"),
+        "(line 4): unknown field `kep`",
+    );
+    bad(
+        &format!("{job}prune = {{ every = \"soon\" }}\n"),
+        "jobs.a.prune.every: invalid duration",
+    );
+    bad(
+        &format!("{job}keep = {{ within = \"2 weeks\" }}\n"),
+        "jobs.a.keep.within",
+    );
+    bad(
+        &format!("{job}keep = {{ daily = 0 }}\n"),
+        "jobs.a.keep: no rule",
+    );
+    bad(
+        &format!("{job}paths = [\"/etc\"]\n"),
+        "give command or paths, not both",
+    );
+    bad(
+        "repository = \"/x\"\n[jobs.a]\npaths = [\"etc\"]\n",
+        "not an absolute path",
+    );
+    bad(
+        "repository = \"/x\"\n[jobs.\"a b\"]\ncommand = \"true\"\n",
+        "a job name is",
+    );
+    bad("repository = [1]\n", "invalid type");
+    // Naming a job that does not exist.
+    let file = env.path("ok.toml");
+    std::fs::write(&file, job).unwrap();
+    let out = run(&env, &file, &["run", "b"]);
+    assert_code(&out, 2, &["run b"]);
+    assert!(stderr(&out).contains("no job \"b\""));
+    // A missing file.
+    let out = run(&env, &env.path("none.toml"), &["run"]);
+    assert_code(&out, 2, &["run without a file"]);
+    // The example in contrib/ is valid.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cairn.toml");
+    let out = run(&env, &example, &["run", "--dry-run"]);
+    assert_code(&out, 0, &["run --dry-run of contrib/cairn.toml"]);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("job shop"));
+}
+
+#[test]
+fn other_commands_take_the_repository_from_the_configuration_file() {
+    let env = Env::init();
+    let config = setup(&env, "printf x");
+    env.backup_stdin(b"hello\n", &["--stdin-filename", "h.txt"]);
+    let out = run(&env, &config, &["--json", "snapshots"]);
+    assert_code(&out, 0, &["--config snapshots"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
