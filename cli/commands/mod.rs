@@ -10,6 +10,7 @@ mod find;
 mod forget;
 mod generate;
 mod init;
+mod key;
 pub(crate) mod ls;
 mod pg;
 pub(crate) mod prune;
@@ -60,6 +61,8 @@ pub enum Command {
     /// Sizes: restore size, unique and stored data, dedup ratio, what each snapshot added
     #[command(long_about = stats::LONG_ABOUT)]
     Stats(stats::StatsArgs),
+    /// Manage keys: list, add, remove, passwd
+    Key(key::KeyArgs),
     /// Remove snapshots by retention policy (restic's rules) or by ID
     Forget(forget::ForgetArgs),
     /// Remove data that no snapshot needs (safe next to running backups)
@@ -104,6 +107,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Find(a) => find::run(global, a),
         Command::Diff(a) => diff::run(global, a),
         Command::Stats(a) => stats::run(global, a),
+        Command::Key(a) => key::run(global, a),
         Command::Forget(a) => forget::run(global, a),
         Command::Prune(a) => prune::run(global, a),
         Command::Check(a) => check::run(global, a),

@@ -48,6 +48,7 @@ pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyfile;
+pub mod keyring;
 pub mod pack;
 pub mod pitr;
 pub mod prune;

@@ -220,14 +220,14 @@ impl LockedRepository {
                 });
             match opened {
                 Ok(Some(m)) => {
-                    master = Some(m);
+                    master = Some((m, info.name.clone()));
                     break;
                 }
                 Ok(None) => tried += 1,
                 Err(e) => unusable.push(e),
             }
         }
-        let master = match master {
+        let (master, key_name) = match master {
             Some(m) => m,
             None if tried == 0 => {
                 // Every key file was unusable: say why, rather than blame
@@ -265,6 +265,8 @@ impl LockedRepository {
             id,
             config,
             keys,
+            master,
+            key_name,
             cache,
             warnings: Vec::new(),
             io_pool: std::sync::OnceLock::new(),
@@ -299,6 +301,10 @@ pub struct Repository {
     id: Id,
     config: RepoConfig,
     keys: Keys,
+    /// The master key, to wrap it into new key files (`key add`).
+    master: MasterKey,
+    /// The key file that opened the repository.
+    key_name: String,
     cache: IndexCache,
     warnings: Vec<String>,
     /// Threads for reads that should overlap (restore, copy): as many as
@@ -315,6 +321,16 @@ impl Repository {
     /// objects), one line each, for the caller to show.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// The master key (for wrapping it under another password).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The name of the key file whose password opened the repository.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
     }
 
     /// The storage.

@@ -1,0 +1,219 @@
+//! `cairn key list | add | remove | passwd`: the key files of a repository,
+//! each wrapping the master key under its own password.
+
+use std::path::PathBuf;
+
+use bytesize::ByteSize;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use cairn_core::keyfile::{KdfParams, KeyInfo};
+use cairn_core::keyring;
+use cairn_core::time::SnapshotTime;
+use cairn_core::Error;
+
+use crate::exit::ExitCode;
+use crate::output::table;
+use crate::password::{read_from, Source};
+use crate::{print_json, GlobalArgs};
+
+#[derive(Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    what: KeyCommand,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// List the key files: ID, kind, user, host, when added, KDF cost; * marks the one in use
+    List,
+    /// Add a key (a new password for the same repository)
+    #[command(long_about = "\
+Add a key: a new key file that wraps the repository's master key under a new
+password, with its own Argon2id cost. Any key opens everything a full key
+opens; give each admin or machine its own and remove it when it leaves. The
+new password comes from --new-password-file, CAIRN_NEW_PASSWORD, or a prompt
+(asked twice).")]
+    Add(AddArgs),
+    /// Remove a key file (by ID or unique prefix)
+    #[command(long_about = "\
+Remove a key file, by ID or unique prefix. Removing the key in use (the one
+whose password opened the repository) or the last key with full access needs
+--force: without a full key nothing in the repository can be read again.")]
+    Remove(RemoveArgs),
+    /// Change the password of the key in use (adds the new key, then removes the old)
+    Passwd(PasswdArgs),
+}
+
+/// Where the new password comes from, and the new key's KDF cost.
+#[derive(Args)]
+struct NewKeyArgs {
+    /// Read the new password from this file (a trailing newline is ignored)
+    #[arg(long, value_name = "FILE", env = "CAIRN_NEW_PASSWORD_FILE")]
+    new_password_file: Option<PathBuf>,
+
+    /// Argon2id memory cost of the new key
+    #[arg(long, value_name = "SIZE", default_value = "48MiB")]
+    kdf_memory: ByteSize,
+
+    /// Argon2id passes
+    #[arg(long, value_name = "N", default_value_t = KdfParams::default().iterations)]
+    kdf_iterations: u32,
+
+    /// Argon2id lanes
+    #[arg(long, value_name = "N", default_value_t = KdfParams::default().parallelism)]
+    kdf_parallelism: u32,
+}
+
+impl NewKeyArgs {
+    fn kdf(&self) -> anyhow::Result<KdfParams> {
+        let kib = u32::try_from(self.kdf_memory.as_u64() / 1024)
+            .map_err(|_| anyhow::anyhow!(Error::invalid("--kdf-memory is too large")))?;
+        let kdf = KdfParams {
+            memory_kib: kib,
+            iterations: self.kdf_iterations,
+            parallelism: self.kdf_parallelism,
+        };
+        kdf.check()?;
+        Ok(kdf)
+    }
+
+    fn password(&self) -> anyhow::Result<Vec<u8>> {
+        read_from(
+            &Source {
+                command: None,
+                file: self.new_password_file.as_deref(),
+                var: "CAIRN_NEW_PASSWORD",
+                what: "new key",
+            },
+            true,
+        )
+    }
+}
+
+#[derive(Args)]
+struct AddArgs {
+    #[command(flatten)]
+    new: NewKeyArgs,
+    /// Host name recorded in the key (default: this machine's)
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// User name recorded in the key (default: the current user)
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+}
+
+#[derive(Args)]
+struct RemoveArgs {
+    /// Key file ID or unique prefix
+    #[arg(value_name = "ID")]
+    id: String,
+    /// Allow removing the key in use or the last full-access key
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct PasswdArgs {
+    #[command(flatten)]
+    new: NewKeyArgs,
+}
+
+fn info(host: Option<String>, user: Option<String>) -> KeyInfo {
+    KeyInfo {
+        created: SnapshotTime::now().to_rfc3339(),
+        host: host.unwrap_or_else(cairn_core::backup::hostname),
+        user: user.unwrap_or_else(cairn_core::backup::username),
+        kind: "full".into(),
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let repo = global.open()?;
+    match args.what {
+        KeyCommand::List => {
+            let keys = keyring::list(&repo)?;
+            if global.json {
+                print_json(&keys)?;
+            } else if !global.quiet {
+                let rows: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|k| {
+                        let mark = if k.current { "*" } else { " " };
+                        match (&k.info, &k.kdf) {
+                            (Some(i), Some(kdf)) => vec![
+                                format!("{mark}{}", &k.id[..8]),
+                                i.kind.clone(),
+                                i.user.clone(),
+                                i.host.clone(),
+                                SnapshotTime::parse_rfc3339(&i.created)
+                                    .map(|t| t.local_display())
+                                    .unwrap_or_else(|_| i.created.clone()),
+                                format!(
+                                    "{} MiB, t={}, p={}",
+                                    kdf.memory_kib / 1024,
+                                    kdf.iterations,
+                                    kdf.parallelism
+                                ),
+                            ],
+                            _ => vec![
+                                format!("{mark}{}", &k.id[..8]),
+                                "unreadable".into(),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                                k.error.clone().unwrap_or_default(),
+                            ],
+                        }
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&[" ID", "Kind", "User", "Host", "Added", "KDF"], &rows)
+                );
+                println!("{} keys (* the one in use)", keys.len());
+            }
+            Ok(ExitCode::Success)
+        }
+        KeyCommand::Add(a) => {
+            let kdf = a.new.kdf()?;
+            let password = a.new.password()?;
+            let name = keyring::add(&repo, &password, kdf, &info(a.host, a.user))?;
+            if global.json {
+                print_json(&json!({ "added": name }))?;
+            }
+            global.say(format!("added key {}", &name[..8]));
+            Ok(ExitCode::Success)
+        }
+        KeyCommand::Remove(a) => {
+            let keys = keyring::list(&repo)?;
+            let target = keyring::resolve(&keys, &a.id)?;
+            if let (Some(risk), false) = (keyring::removal_risk(&keys, target), a.force) {
+                anyhow::bail!(Error::invalid(format!(
+                    "{risk}; use --force to remove it anyway"
+                )));
+            }
+            keyring::remove(&repo, &target.id)?;
+            if global.json {
+                print_json(&json!({ "removed": target.id }))?;
+            }
+            global.say(format!("removed key {}", &target.id[..8]));
+            Ok(ExitCode::Success)
+        }
+        KeyCommand::Passwd(a) => {
+            let kdf = a.new.kdf()?;
+            let password = a.new.password()?;
+            // The new key records who changed it; it keeps full access.
+            let (new, old) = keyring::change_password(&repo, &password, kdf, &info(None, None))?;
+            if global.json {
+                print_json(&json!({ "added": new, "removed": old }))?;
+            }
+            global.say(format!(
+                "password changed: key {} replaces key {}",
+                &new[..8],
+                &old[..8]
+            ));
+            Ok(ExitCode::Success)
+        }
+    }
+}

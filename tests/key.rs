@@ -1,0 +1,162 @@
+//! `cairn key`: several passwords for one repository, through the binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_code, stderr, Env, PASSWORD};
+use serde_json::Value;
+
+const FAST: [&str; 4] = ["--kdf-memory", "64KiB", "--kdf-iterations", "1"];
+
+fn keys(env: &Env, password: &str) -> Vec<Value> {
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", password)
+        .args(["--json", "key", "list"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["key list"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Runs `snapshots` with `password`; returns the exit code.
+fn opens(env: &Env, password: &str) -> i32 {
+    env.cmd()
+        .env("CAIRN_PASSWORD", password)
+        .args(["-q", "snapshots"])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap()
+}
+
+fn add_key(env: &Env, new: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--json", "key", "add"];
+    args.extend(FAST);
+    args.extend(extra);
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", new)
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &args);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["added"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn keys_are_added_listed_removed_and_changed() {
+    let env = Env::init();
+    let id = env.backup_stdin(b"data\n", &["--stdin-filename", "a.txt"]);
+
+    let list = keys(&env, PASSWORD);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[0]["info"]["kind"], "full");
+    assert_eq!(list[0]["kdf"]["memory_kib"], 64);
+    let first = list[0]["id"].as_str().unwrap().to_string();
+
+    // A second password, recorded for another user and host.
+    let second = add_key(
+        &env,
+        "second password",
+        &["--user", "alice", "--host", "laptop"],
+    );
+    let list = keys(&env, PASSWORD);
+    assert_eq!(list.len(), 2);
+    let alice = list.iter().find(|k| k["id"] == second.as_str()).unwrap();
+    assert_eq!(alice["info"]["user"], "alice");
+    assert_eq!(alice["info"]["host"], "laptop");
+    assert_eq!(alice["current"], false);
+    // Both open the same repository and read the same data.
+    assert_eq!(opens(&env, "second password"), 0);
+    assert_eq!(
+        keys(&env, "second password")
+            .iter()
+            .filter(|k| k["current"] == true)
+            .count(),
+        1
+    );
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "second password")
+        .args(["dump", &id, "a.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"data\n");
+    // The table marks the key in use.
+    let text = env.ok(&["key", "list"]);
+    assert!(text.contains(&format!("*{}", &first[..8])), "{text}");
+    assert!(text.contains("alice") && text.contains("2 keys"), "{text}");
+
+    // The key in use is not removed without --force.
+    let out = env.run(&["key", "remove", &first[..8]]);
+    assert_code(&out, 2, &["key remove current"]);
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+    assert_eq!(keys(&env, PASSWORD).len(), 2);
+    // Another one is; its password then no longer opens anything.
+    env.ok(&["key", "remove", &second[..10]]);
+    assert_eq!(opens(&env, "second password"), 12);
+    assert_eq!(opens(&env, PASSWORD), 0);
+
+    // passwd: the new password works, the old one does not, one key left.
+    let mut args = vec!["key", "passwd"];
+    args.extend(FAST);
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "new password")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["key passwd"]);
+    assert_eq!(opens(&env, PASSWORD), 12);
+    assert_eq!(opens(&env, "new password"), 0);
+    let list = keys(&env, "new password");
+    assert_eq!(list.len(), 1);
+    assert_ne!(list[0]["id"].as_str().unwrap(), first);
+}
+
+#[test]
+fn bad_key_requests_are_refused_clearly() {
+    let env = Env::init();
+    // No such key, an empty password, KDF costs out of bounds.
+    assert_code(
+        &env.run(&["key", "remove", "ffffffff"]),
+        2,
+        &["remove unknown"],
+    );
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "")
+        .args(["key", "add"])
+        .args(FAST)
+        .output()
+        .unwrap();
+    assert_code(&out, 12, &["add empty password"]);
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "x")
+        .args(["key", "add", "--kdf-memory", "8GiB"])
+        .output()
+        .unwrap();
+    assert_code(&out, 2, &["add huge kdf"]);
+    assert_eq!(keys(&env, PASSWORD).len(), 1);
+    // Without a new password source and no terminal: exit 12, nothing added.
+    let out = env.cmd().args(["key", "add"]).args(FAST).output().unwrap();
+    assert_code(&out, 12, &["add without password"]);
+    assert_eq!(keys(&env, PASSWORD).len(), 1);
+    // The only key can be removed only with --force, and then nothing
+    // opens the repository any more.
+    let id = keys(&env, PASSWORD)[0]["id"].as_str().unwrap().to_string();
+    assert_code(&env.run(&["key", "remove", &id]), 2, &["remove last"]);
+    env.ok(&["key", "remove", &id, "--force"]);
+    let out = env.run(&["snapshots"]);
+    assert_ne!(out.status.code(), Some(0));
+}
