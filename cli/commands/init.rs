@@ -40,10 +40,6 @@ pub struct InitArgs {
                      (experimental, off by default). On a series of nightly dumps this makes \
                      each night's changes about three times smaller (README, Benchmarks). Each \
                      delta's base is read back during the backup and during restore. \
-                     KNOWN BUG: with backups and prunes running at the same time, a prune can \
-                     stop with 'blobs that snapshots use are in no stored pack' on such a \
-                     repository (found by the concurrent test with a 1-second grace period, \
-                     not yet explained): do not use it where prune runs next to backups. \
                      `backup --no-delta` turns it off for one run."
     )]
     delta: bool,

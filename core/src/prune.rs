@@ -471,45 +471,40 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         }
     }
 
-    // A delta in use needs its base, which must be claimed from a copy
-    // stored whole (a delta's base is never a delta). Every delta copy of
-    // a used blob counts, whichever copy is claimed below.
+    // Claim each blob in use once: packs in use first, then obsolete ones
+    // (which are then revived); within each, copies stored whole before
+    // deltas (a whole copy needs nothing else). Sorted for a deterministic
+    // plan.
+    let mut ids: Vec<Id> = packs.keys().copied().collect();
+    ids.sort();
     let mut used = used;
+    let mut claimed: HashSet<Id> = HashSet::with_capacity(used.len());
+    claim_copies(&mut packs, &ids, &present, &used, &mut claimed, true);
+    // A claimed delta needs its base, claimed from a copy stored whole (a
+    // base is never a delta). Only the claimed copies count: a delta copy
+    // nothing claims may name a base that is long gone. A base that is in
+    // use itself and was claimed as a delta moves to a whole copy.
     let mut need_whole: HashSet<Id> = HashSet::new();
     for p in packs.values() {
-        if !present.contains(&p.id) {
-            continue;
-        }
-        for e in &p.entries {
-            if let Some(base) = e.compression.base() {
-                if used.contains(&e.id) {
-                    need_whole.insert(base);
-                }
+        for (e, &c) in p.entries.iter().zip(&p.claimed) {
+            if let (true, Some(base)) = (c, e.compression.base()) {
+                need_whole.insert(base);
             }
         }
     }
-    used.extend(need_whole.iter().copied());
-
-    // Claim each blob in use once: packs in use first, then obsolete ones
-    // (which are then revived). Sorted for a deterministic plan.
-    let mut ids: Vec<Id> = packs.keys().copied().collect();
-    ids.sort();
-    let mut claimed: HashSet<Id> = HashSet::with_capacity(used.len());
-    for pass_obsolete in [false, true] {
-        for id in &ids {
-            let Some(p) = packs.get_mut(id) else { continue };
-            if p.obsolete_since.is_some() != pass_obsolete || !present.contains(id) {
-                continue;
-            }
+    if !need_whole.is_empty() {
+        for p in packs.values_mut() {
             for (i, e) in p.entries.iter().enumerate() {
-                let whole_if_needed = e.compression.base().is_none() || !need_whole.contains(&e.id);
-                if used.contains(&e.id) && whole_if_needed && claimed.insert(e.id) {
-                    p.claimed[i] = true;
-                    p.used_blobs += 1;
-                    p.used_bytes += u64::from(e.length);
+                if p.claimed[i] && e.compression.base().is_some() && need_whole.contains(&e.id) {
+                    p.claimed[i] = false;
+                    p.used_blobs -= 1;
+                    p.used_bytes -= u64::from(e.length);
+                    claimed.remove(&e.id);
                 }
             }
         }
+        used.extend(need_whole.iter().copied());
+        claim_copies(&mut packs, &ids, &present, &need_whole, &mut claimed, false);
     }
     if claimed.len() != used.len() {
         let missing = used
@@ -526,6 +521,8 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
             .count();
         let missing = if need_whole.contains(&missing) && deltas_of_it > 0 {
             format!("{missing}, a delta base stored only as a delta ({deltas_of_it} copies)")
+        } else if need_whole.contains(&missing) {
+            format!("{missing}, a delta base")
         } else {
             missing.to_string()
         };
@@ -609,7 +606,8 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         repack_size += p.size;
         unused_left -= unused_of(p);
     }
-    if prefer_kept_copies(&mut packs) {
+    let orphans = repack_orphan_deltas(&mut packs);
+    if prefer_kept_copies(&mut packs) || orphans {
         unused_left = packs
             .values()
             .filter(|p| matches!(p.action, PackAction::Keep | PackAction::Revive))
@@ -696,6 +694,110 @@ pub struct PruneStats {
     pub index_written: usize,
     /// Index objects deleted.
     pub index_deleted: usize,
+}
+
+/// A pack that stays in use must not list a delta whose base is stored
+/// whole nowhere that stays: readers might pick that copy of the blob and
+/// fail. Such orphans are left behind when a blob has copies that are
+/// deltas of different bases (two backups stored it at once) and a prune
+/// claimed the other copy and let this base go. Packs holding one are
+/// repacked, which drops the unclaimed copy; repacking drops unclaimed
+/// whole blobs too, so this runs until nothing changes. Returns whether
+/// it changed any action.
+fn repack_orphan_deltas(packs: &mut HashMap<Id, PackPlan>) -> bool {
+    let mut changed = false;
+    loop {
+        let mut available: HashSet<Id> = HashSet::new();
+        for p in packs.values() {
+            let all = match p.action {
+                PackAction::Keep
+                | PackAction::Revive
+                | PackAction::KeepMarked
+                | PackAction::Mark => true,
+                PackAction::Repack => false,
+                _ => continue,
+            };
+            for (e, &c) in p.entries.iter().zip(&p.claimed) {
+                if e.compression.base().is_none() && (all || c) {
+                    available.insert(e.id);
+                }
+            }
+        }
+        let mut round = false;
+        for p in packs.values_mut() {
+            if !matches!(p.action, PackAction::Keep | PackAction::Revive) {
+                continue;
+            }
+            let orphan = p.entries.iter().any(|e| {
+                e.compression
+                    .base()
+                    .is_some_and(|b| !available.contains(&b))
+            });
+            if orphan {
+                p.action = PackAction::Repack;
+                round = true;
+            }
+        }
+        if !round {
+            return changed;
+        }
+        changed = true;
+    }
+}
+
+/// Claims, for each blob of `want` not claimed yet, its first copy: in the
+/// stored packs in use, then in the obsolete ones, each in `ids` order;
+/// copies stored whole before deltas (deltas only with `deltas`).
+fn claim_copies(
+    packs: &mut HashMap<Id, PackPlan>,
+    ids: &[Id],
+    present: &HashSet<Id>,
+    want: &HashSet<Id>,
+    claimed: &mut HashSet<Id>,
+    deltas: bool,
+) {
+    let kinds: &[bool] = if deltas { &[false, true] } else { &[false] };
+    // A delta copy is usable only if its base is stored whole somewhere:
+    // a delta left behind in a pack that stays, whose base a past prune
+    // removed (another copy of the blob was claimed then), is not.
+    let mut whole_stored: HashSet<Id> = HashSet::new();
+    if deltas {
+        for (id, p) in packs.iter() {
+            if present.contains(id) {
+                whole_stored.extend(
+                    p.entries
+                        .iter()
+                        .filter(|e| e.compression.base().is_none())
+                        .map(|e| e.id),
+                );
+            }
+        }
+    }
+    for pass_obsolete in [false, true] {
+        for &delta_pass in kinds {
+            for id in ids {
+                let Some(p) = packs.get_mut(id) else { continue };
+                if p.obsolete_since.is_some() != pass_obsolete || !present.contains(id) {
+                    continue;
+                }
+                for (i, e) in p.entries.iter().enumerate() {
+                    let usable = e
+                        .compression
+                        .base()
+                        .is_none_or(|b| whole_stored.contains(&b));
+                    if e.compression.base().is_some() == delta_pass
+                        && usable
+                        && want.contains(&e.id)
+                        && claimed.insert(e.id)
+                    {
+                        p.claimed[i] = true;
+                        p.used_blobs += 1;
+                        p.used_bytes += u64::from(e.length);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A blob that a repacked pack claims may also be in a pack that stays
@@ -962,6 +1064,65 @@ mod tests {
         assert!(prefer_kept_copies(&mut packs));
         assert_eq!(packs[&r].claimed, [false, true, false]);
         assert_eq!(packs[&k].claimed, [true, false, true]);
+    }
+
+    #[test]
+    fn a_kept_pack_with_a_delta_whose_base_goes_is_repacked() {
+        let delta = |n: u8| crate::compress::Compression::Delta(Id::from_bytes([n; 32]));
+        // Blob 7 is stored twice: in pack 1 as a delta of 50 (claimed; 50
+        // is whole and claimed in pack 3) and in pack 2 as a delta of 51,
+        // unclaimed, whose base is only in pack 4, deleted now.
+        let (a, mut p1) = pack(1, &[7, 6], &[true, true], PackAction::Keep);
+        p1.entries[0].compression = delta(50);
+        let (b, mut p2) = pack(2, &[7, 5], &[false, true], PackAction::Keep);
+        p2.entries[0].compression = delta(51);
+        let (c, p3) = pack(3, &[50], &[true], PackAction::Keep);
+        let (d, p4) = pack(4, &[51], &[false], PackAction::Delete);
+        // Pack 5 holds an unclaimed delta of 52, whose base stays in an
+        // obsolete pack within its grace period: readable, so left alone.
+        let (e, mut p5) = pack(5, &[8, 9], &[false, true], PackAction::Keep);
+        p5.entries[0].compression = delta(52);
+        let (f, p6) = pack(6, &[52], &[false], PackAction::KeepMarked);
+        let mut packs: HashMap<Id, PackPlan> =
+            [(a, p1), (b, p2), (c, p3), (d, p4), (e, p5), (f, p6)].into();
+        assert!(repack_orphan_deltas(&mut packs));
+        assert_eq!(packs[&b].action, PackAction::Repack);
+        assert_eq!(packs[&a].action, PackAction::Keep);
+        assert_eq!(packs[&e].action, PackAction::Keep);
+        assert!(!repack_orphan_deltas(&mut packs));
+
+        // Repacking drops unclaimed whole blobs too: a delta of one of
+        // them becomes an orphan in the next round.
+        let (g, p7) = pack(7, &[53, 1], &[false, true], PackAction::Repack);
+        let (h, mut p8) = pack(8, &[2, 3], &[true, false], PackAction::Keep);
+        p8.entries[1].compression = delta(53);
+        let mut packs: HashMap<Id, PackPlan> = [(g, p7), (h, p8)].into();
+        assert!(repack_orphan_deltas(&mut packs));
+        assert_eq!(packs[&h].action, PackAction::Repack);
+    }
+
+    #[test]
+    fn a_delta_is_claimed_only_if_its_base_is_stored_whole() {
+        let delta = |n: u8| crate::compress::Compression::Delta(Id::from_bytes([n; 32]));
+        // Blob 7: a delta of 51 (gone) in pack 1, a delta of 50 (stored)
+        // in pack 2. Pack 1 sorts first, yet pack 2's copy is claimed.
+        let (a, mut p1) = pack(1, &[7], &[false], PackAction::Keep);
+        p1.entries[0].compression = delta(51);
+        let (b, mut p2) = pack(2, &[7], &[false], PackAction::Keep);
+        p2.entries[0].compression = delta(50);
+        let (c, p3) = pack(3, &[50], &[false], PackAction::Keep);
+        let mut packs: HashMap<Id, PackPlan> = [(a, p1), (b, p2), (c, p3)].into();
+        for p in packs.values_mut() {
+            p.used_blobs = 0;
+            p.used_bytes = 0;
+        }
+        let ids = [a, b, c];
+        let present: HashSet<Id> = ids.iter().copied().collect();
+        let want: HashSet<Id> = [Id::from_bytes([7; 32])].into();
+        let mut claimed = HashSet::new();
+        claim_copies(&mut packs, &ids, &present, &want, &mut claimed, true);
+        assert_eq!(packs[&a].claimed, [false]);
+        assert_eq!(packs[&b].claimed, [true]);
     }
 
     #[test]
