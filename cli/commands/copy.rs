@@ -75,6 +75,9 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
         .password2
         .open(global, &args.to, "target repository", Some(src.id()))?;
     let stats = copy::copy(&src, &dst, &chosen, &CANCEL)?;
+    for w in &stats.warnings {
+        eprintln!("cairn: warning: target repository: {w}");
+    }
     // Archived WAL goes along: an off-site copy can then restore to a
     // point in time too.
     let wal = if args.no_wal || !args.snapshots.is_empty() {

@@ -1,13 +1,18 @@
 //! Stores new blobs (trees, chunk lists, data) outside a backup (`repair
 //! snapshots`, `copy`): deduplicated against the index, packed, verified,
-//! stored, and each pack indexed as soon as it is stored.
+//! stored, and each pack indexed as soon as it is stored. With delta
+//! compression on ([`BlobWriter::enable_deltas`], for `copy`), new blobs
+//! that resemble stored ones are stored as deltas, as a backup does.
 
 use std::collections::HashSet;
 
+use rayon::prelude::*;
+
 use crate::cache::CacheReader;
+use crate::delta::DeltaEncoder;
 use crate::error::Result;
 use crate::id::Id;
-use crate::pack::{self, BlobType, PackWriter};
+use crate::pack::{self, BlobType, EncodedBlob, PackWriter};
 use crate::repository::Repository;
 use crate::tree::{self, Tree};
 
@@ -23,6 +28,9 @@ pub(crate) struct BlobWriter<'a> {
     bases: HashSet<Id>,
     data: PackWriter,
     meta: PackWriter,
+    delta: Option<DeltaEncoder<'a>>,
+    /// Warnings of delta compression (bases that could not be read).
+    warnings: Vec<String>,
 }
 
 impl<'a> BlobWriter<'a> {
@@ -36,7 +44,91 @@ impl<'a> BlobWriter<'a> {
             bases: HashSet::new(),
             data: PackWriter::new(),
             meta: PackWriter::new(),
+            delta: None,
+            warnings: Vec::new(),
         })
+    }
+
+    /// Stores new blobs as deltas where the repository has delta
+    /// compression on (the sketch table is rebuilt from the newest
+    /// snapshot of `hostname` and `paths` if the cache has none).
+    pub(crate) fn enable_deltas(
+        &mut self,
+        (hostname, paths): (&str, &[String]),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<()> {
+        let (encoder, warning) =
+            DeltaEncoder::open(self.repo, &self.index, (hostname, paths), cancel)?;
+        self.warnings.extend(warning);
+        self.delta = encoder;
+        Ok(())
+    }
+
+    /// Warnings so far (each once), for the caller to show.
+    pub(crate) fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Stores data chunks (those not stored yet); returns their IDs.
+    pub(crate) fn save_chunks(&mut self, chunks: &[&[u8]]) -> Result<Vec<Id>> {
+        let keys = self.repo.keys();
+        let ids: Vec<Id> = chunks.par_iter().map(|c| keys.chunk_id(c)).collect();
+        let mut fresh = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            self.referenced.insert(*id);
+            if self.seen.contains(id) || self.relies_on(id)? {
+                continue;
+            }
+            self.seen.insert(*id);
+            fresh.push(i);
+        }
+        if self.dry_run || fresh.is_empty() {
+            return Ok(ids);
+        }
+        let encoded: Vec<EncodedBlob> = match &mut self.delta {
+            Some(d) => {
+                let mut bases = std::collections::HashSet::new();
+                let (encoded, warning) =
+                    d.encode_chunks(&self.index, (chunks, &ids, &fresh), &mut bases)?;
+                self.warnings.extend(warning);
+                self.referenced.extend(bases.iter().copied());
+                self.bases.extend(bases);
+                encoded
+            }
+            None => {
+                let (repo_id, level) = (*self.repo.id(), self.repo.config().compression.level);
+                fresh
+                    .par_iter()
+                    .map(|&i| {
+                        pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level)
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
+        for blob in encoded {
+            self.add(&blob)?;
+        }
+        Ok(ids)
+    }
+
+    fn add(&mut self, blob: &EncodedBlob) -> Result<()> {
+        let data = blob.blob_type == BlobType::Data;
+        let writer = if data { &mut self.data } else { &mut self.meta };
+        writer.add(blob)?;
+        if writer.len() >= self.repo.config().pack_size as usize {
+            self.flush(data)?;
+        }
+        Ok(())
+    }
+
+    /// After [`Self::flush_all`]: sees the index as it is now and makes
+    /// the blobs stored whole so far candidate delta bases.
+    pub(crate) fn refresh(&mut self) -> Result<()> {
+        if let Some(d) = &mut self.delta {
+            d.refresh()?;
+            self.index = self.repo.index()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn save(&mut self, blob_type: BlobType, id: Id, bytes: &[u8]) -> Result<Id> {
@@ -48,7 +140,7 @@ impl<'a> BlobWriter<'a> {
         if self.dry_run {
             return Ok(id);
         }
-        let blob = pack::encode_blob(
+        let mut blob = pack::encode_blob(
             self.repo.keys(),
             self.repo.id(),
             blob_type,
@@ -56,12 +148,13 @@ impl<'a> BlobWriter<'a> {
             bytes,
             self.repo.config().compression.level,
         )?;
-        let data = blob_type == BlobType::Data;
-        let writer = if data { &mut self.data } else { &mut self.meta };
-        writer.add(&blob)?;
-        if writer.len() >= self.repo.config().pack_size as usize {
-            self.flush(data)?;
+        if let (Some(d), false) = (&mut self.delta, blob_type == BlobType::Data) {
+            let mut bases = std::collections::HashSet::new();
+            blob = d.encode_metadata(&self.index, blob, bytes, &mut bases)?;
+            self.referenced.extend(bases.iter().copied());
+            self.bases.extend(bases);
         }
+        self.add(&blob)?;
         Ok(id)
     }
 
@@ -150,6 +243,9 @@ impl<'a> BlobWriter<'a> {
     pub(crate) fn finish(mut self) -> Result<(HashSet<Id>, HashSet<Id>)> {
         self.flush(true)?;
         self.flush(false)?;
+        if let Some(d) = &mut self.delta {
+            d.flush()?;
+        }
         Ok((self.referenced, self.bases))
     }
 }

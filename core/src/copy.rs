@@ -28,7 +28,6 @@ use crate::blob_writer::BlobWriter;
 use crate::cache::CacheReader;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::BlobType;
 use crate::prune::verify_referenced;
 use crate::repair::REPAIRED_TAG;
 use crate::repository::Repository;
@@ -61,6 +60,9 @@ pub struct CopyStats {
     /// the chunk (learnt from an earlier copy of the same files, or read
     /// earlier in the same snapshot).
     pub chunks_known: u64,
+    /// Things that did not stop the copy (delta bases that could not be
+    /// read in the target: those chunks were stored whole).
+    pub warnings: Vec<String>,
 }
 
 /// The identity a copy records in `original`.
@@ -124,6 +126,13 @@ pub fn copy(
     let sources = src.load_snapshots()?.good;
     let mut stats = CopyStats::default();
     let mut c = Copier::new(src, dst, cancel)?;
+    // The target stores deltas if it has them on; its sketch table, if
+    // empty, is filled from its newest snapshot of the first host and
+    // paths copied.
+    if let Some(first) = snapshots.first() {
+        c.writer
+            .enable_deltas((&first.hostname, &first.paths), cancel)?;
+    }
     for s in snapshots {
         let id = identity(s);
         // The same backup, however it got there: a copy of it (whose
@@ -152,6 +161,7 @@ pub fn copy(
         // hold for what the copy reused (§12.6).
         c.writer.flush_all()?;
         verify_referenced(dst, c.writer.referenced(), c.writer.bases())?;
+        stats.warnings.extend(c.writer.take_warnings());
         let mut copy = s.clone();
         copy.tree = root;
         copy.original = Some(id);
@@ -164,6 +174,9 @@ pub fn copy(
             target: new.to_hex(),
             skipped: false,
         });
+        // The next snapshot (the next night) may store deltas against
+        // this one's chunks.
+        c.writer.refresh()?;
     }
     c.writer.finish()?;
     stats.chunks_read = c.chunks_read;
@@ -336,11 +349,11 @@ impl<'a> Copier<'a> {
                 return Err(Error::interrupted());
             }
             let (n, chunks) = read_next_batch(self.src, &self.index, &missing[pos..])?;
-            for (src_id, bytes) in missing[pos..pos + n].iter().zip(&chunks) {
+            let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            let new = self.writer.save_chunks(&refs)?;
+            for ((src_id, bytes), new) in missing[pos..pos + n].iter().zip(&chunks).zip(new) {
                 self.chunks_read += 1;
                 self.bytes_read += bytes.len() as u64;
-                let new = self.writer.repo().keys().chunk_id(bytes);
-                self.writer.save(BlobType::Data, new, bytes)?;
                 self.chunks.insert(*src_id, new);
             }
             pos += n;

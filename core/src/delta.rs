@@ -81,6 +81,15 @@ impl<'a> DeltaEncoder<'a> {
         Ok(())
     }
 
+    /// Writes the pending sketches and reads the sketch table again, so
+    /// that the blobs stored whole so far become candidate bases (`copy`
+    /// of a series: each night against the one copied before it).
+    pub(crate) fn refresh(&mut self) -> Result<()> {
+        self.flush()?;
+        self.sketches = self.repo.cache().sketch_reader()?;
+        Ok(())
+    }
+
     /// Encodes the fresh data chunks `chunks[i]` (IDs `ids[i]`) for `i` in
     /// `fresh`: each whole, or as a delta against a stored chunk it
     /// resembles. The bases of the deltas go into `relied_on`; a warning is

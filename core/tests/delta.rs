@@ -378,3 +378,63 @@ fn a_new_cache_sketches_the_previous_snapshot_so_the_next_night_still_gets_delta
     assert!(n > 20, "the second night has {n} deltas");
     assert!(restore_bytes(&repo, &second).unwrap() == data);
 }
+
+/// Stored bytes of every pack.
+fn pack_bytes(repo: &Repository) -> u64 {
+    repo.backend()
+        .list(ObjectKind::Pack)
+        .unwrap()
+        .iter()
+        .map(|o| o.size)
+        .sum()
+}
+
+#[test]
+fn copy_into_a_delta_repository_stores_deltas_and_restores_alike() {
+    // The source has no deltas; of two targets, one has them on.
+    let src_dir = tempfile::tempdir().unwrap();
+    let src_cache = tempfile::tempdir().unwrap();
+    let src_backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(src_dir.path()));
+    init(src_backend.clone(), false);
+    let src = open(src_backend, src_cache.path());
+    let mut snaps = Vec::new();
+    for n in 0..4 {
+        snaps.push(backup(&src, &night(n)));
+    }
+    let mut targets = Vec::new();
+    let mut dirs = Vec::new();
+    for delta in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        init(backend.clone(), delta);
+        targets.push(open(backend, cache.path()));
+        dirs.push((dir, cache));
+    }
+    // The first night alone, then the other three in one run: each night
+    // is stored against the one copied before it.
+    let mut sizes = Vec::new();
+    for t in &targets {
+        cairn_core::copy::copy(&src, t, &snaps[..1], &AtomicBool::new(false)).unwrap();
+        let first = pack_bytes(t);
+        let stats = cairn_core::copy::copy(&src, t, &snaps, &AtomicBool::new(false)).unwrap();
+        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+        sizes.push(pack_bytes(t) - first);
+    }
+    let (with, without) = (sizes[0], sizes[1]);
+    assert!(
+        with * 2 < without,
+        "three nights copied with deltas {with} B, without {without} B"
+    );
+    assert!(deltas(&targets[0]).len() > 20);
+    assert!(deltas(&targets[1]).is_empty());
+    // Every copy restores byte for byte; check reads every delta.
+    let copies = targets[0].load_snapshots().unwrap().good;
+    assert_eq!(copies.len(), 4);
+    for (n, s) in snaps.iter().enumerate() {
+        let copy = copies.iter().find(|c| c.time == s.time).unwrap();
+        assert_eq!(restore_bytes(&targets[0], copy).unwrap(), night(n as u64));
+    }
+    let report = check(&targets[0]);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
