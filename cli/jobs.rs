@@ -130,6 +130,9 @@ pub struct CopyJob {
     pub password_file: Option<PathBuf>,
     /// Command printing the target's password.
     pub password_command: Option<String>,
+    /// Retention in the target (forget there after the copy, over this
+    /// job's snapshots); without it the target keeps every copy.
+    pub keep: Option<Keep>,
 }
 
 fn invalid(file: &Path, key: &str, why: impl std::fmt::Display) -> anyhow::Error {
@@ -212,22 +215,7 @@ impl ConfigFile {
                 ));
             }
             if let Some(keep) = &job.keep {
-                for (k, v) in keep.counts() {
-                    if v < -1 {
-                        return Err(invalid(
-                            file,
-                            &key(&format!("keep.{k}")),
-                            "use a count, or -1 for no limit",
-                        ));
-                    }
-                }
-                for (k, v) in keep.durations() {
-                    KeepDuration::from_str(v)
-                        .map_err(|e| invalid(file, &key(&format!("keep.{k}")), e))?;
-                }
-                if keep.is_empty() {
-                    return Err(invalid(file, &key("keep"), "no rule: it would remove every snapshot of the job; give at least one (e.g. daily = 7)"));
-                }
+                keep.validate(file, &key("keep"))?;
             }
             if let Some(p) = &job.prune {
                 duration(&key("prune.every"), &p.every)?;
@@ -241,6 +229,9 @@ impl ConfigFile {
                 }
             }
             if let Some(c) = &job.copy {
+                if let Some(keep) = &c.keep {
+                    keep.validate(file, &key("copy.keep"))?;
+                }
                 if c.password_file.is_some() && c.password_command.is_some() {
                     return Err(invalid(
                         file,
@@ -262,6 +253,26 @@ impl ConfigFile {
 }
 
 impl Keep {
+    /// Checks counts and durations; `key` names the table in errors.
+    fn validate(&self, file: &Path, key: &str) -> anyhow::Result<()> {
+        for (k, v) in self.counts() {
+            if v < -1 {
+                return Err(invalid(
+                    file,
+                    &format!("{key}.{k}"),
+                    "use a count, or -1 for no limit",
+                ));
+            }
+        }
+        for (k, v) in self.durations() {
+            KeepDuration::from_str(v).map_err(|e| invalid(file, &format!("{key}.{k}"), e))?;
+        }
+        if self.is_empty() {
+            return Err(invalid(file, key, "no rule: it would remove every snapshot of the job; give at least one (e.g. daily = 7)"));
+        }
+        Ok(())
+    }
+
     fn counts(&self) -> Vec<(&'static str, i64)> {
         [
             ("last", self.last),

@@ -44,7 +44,7 @@ host = "db1"
 prometheus = "{dir}/prom/shop.prom"
 keep = {{ last = 2 }}
 prune = {{ every = "7d" }}
-copy = {{ to = "{dir}/off", password_file = "{dir}/pw2" }}
+copy = {{ to = "{dir}/off", password_file = "{dir}/pw2", keep = {{ last = 2 }} }}
 
 [jobs.files]
 paths = ["{dir}/src"]
@@ -113,16 +113,21 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
     let out = run(&env, &config, &["run", "--dry-run"]);
     assert_code(&out, 0, &["run --dry-run"]);
     let plan = String::from_utf8(out.stdout).unwrap();
+    let off = env.dir.path().join("off");
     for want in [
-        "job shop",
-        "backup  cairn backup --command",
-        "forget  cairn forget --keep-last 2 --host db1 --path /shop.sql --tag nightly",
-        "prune   cairn prune",
-        "copy    cairn copy --to",
-        "prune is due",
-        "job files",
+        "job shop".to_string(),
+        "cairn backup --command".to_string(),
+        "cairn forget --keep-last 2 --host db1 --path /shop.sql --tag nightly".to_string(),
+        "cairn prune".to_string(),
+        "cairn copy --to".to_string(),
+        format!(
+            "forget-copy cairn -r {} forget --keep-last 2",
+            off.display()
+        ),
+        "prune is due".to_string(),
+        "job files".to_string(),
     ] {
-        assert!(plan.contains(want), "{want:?} not in\n{plan}");
+        assert!(plan.contains(&want), "{want:?} not in\n{plan}");
     }
     assert!(snapshots_of(&env, &env.repo, PASSWORD).is_empty());
 
@@ -157,10 +162,11 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
     assert_eq!(shop[0]["tags"][0], "nightly");
     // The job's environment reached the dump command.
     assert_eq!(env.dump("latest", "shop.sql"), b"night tuesday\n");
-    // Every night was copied off-site (the copy has no retention of its own).
+    // Every night was copied off-site, and the off-site retention (with
+    // the target's own password) kept two.
     assert_eq!(
         snapshots_of(&env, &env.dir.path().join("off"), "offsite password").len(),
-        3
+        2
     );
     // The prune time is remembered per repository.
     assert!(env.cache.join("run-state.json").exists());

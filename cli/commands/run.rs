@@ -23,8 +23,8 @@ use crate::{print_json, GlobalArgs};
 pub const LONG_ABOUT: &str = "\
 Run jobs of the configuration file: for each, a backup, then forget by the
 job's retention rules (over this job's snapshots only: its host, paths and
-tags), prune when due, and a copy to another repository; each step only if
-the ones before it succeeded. One line per job says what happened; the exit
+tags), prune when due, a copy to another repository and forget there by the
+copy's own rules; each step only if the ones before it succeeded. One line per job says what happened; the exit
 code is that of the first step that failed (0 when all succeeded). With no
 JOB every job runs, in name order; one failing does not stop the others.
 
@@ -78,6 +78,38 @@ fn quote(s: &str) -> String {
 struct Step {
     name: &'static str,
     args: Vec<String>,
+    /// The repository the step works on, when it is not the job's (the
+    /// copy target), with its own password source.
+    target: Option<Target>,
+}
+
+/// A second repository and where its password comes from.
+#[derive(Clone)]
+struct Target {
+    location: String,
+    password_file: Option<PathBuf>,
+    password_command: Option<String>,
+}
+
+impl Step {
+    fn new(name: &'static str, args: Vec<String>) -> Step {
+        Step {
+            name,
+            args,
+            target: None,
+        }
+    }
+
+    /// The command line as `--dry-run` shows it.
+    fn display(&self) -> String {
+        let mut words: Vec<String> = Vec::new();
+        if let Some(t) = &self.target {
+            words.extend(["-r".to_string(), t.location.clone()]);
+        }
+        words.extend(self.args.iter().cloned());
+        let quoted: Vec<String> = words.iter().map(|a| quote(a)).collect();
+        format!("cairn {}", quoted.join(" "))
+    }
 }
 
 /// Where `run` remembers when it last pruned each repository.
@@ -137,18 +169,12 @@ fn plan(
     if job.validate == Some(false) {
         backup.push("--no-validate".into());
     }
-    let mut steps = vec![Step {
-        name: "backup",
-        args: backup,
-    }];
+    let mut steps = vec![Step::new("backup", backup)];
     if let Some(keep) = &job.keep {
         let mut forget = vec!["forget".to_string()];
         forget.extend(keep.args());
         forget.extend(series.iter().cloned());
-        steps.push(Step {
-            name: "forget",
-            args: forget,
-        });
+        steps.push(Step::new("forget", forget));
     }
     let mut prune_note = None;
     if let Some(p) = &job.prune {
@@ -176,10 +202,7 @@ fn plan(
             if let Some(s) = &p.max_repack_size {
                 prune.extend(["--max-repack-size".into(), s.clone()]);
             }
-            steps.push(Step {
-                name: "prune",
-                args: prune,
-            });
+            steps.push(Step::new("prune", prune));
         }
     }
     if let Some(c) = &job.copy {
@@ -196,10 +219,21 @@ fn plan(
             copy.extend(["--password-command2".into(), cmd.clone()]);
         }
         copy.extend(series.iter().cloned());
-        steps.push(Step {
-            name: "copy",
-            args: copy,
-        });
+        steps.push(Step::new("copy", copy));
+        if let Some(keep) = &c.keep {
+            let mut forget = vec!["forget".to_string()];
+            forget.extend(keep.args());
+            forget.extend(series.iter().cloned());
+            steps.push(Step {
+                name: "forget-copy",
+                args: forget,
+                target: Some(Target {
+                    location: c.to.clone(),
+                    password_file: c.password_file.clone(),
+                    password_command: c.password_command.clone(),
+                }),
+            });
+        }
     }
     Ok((steps, prune_note))
 }
@@ -254,7 +288,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // The global options every step gets; the password is read once and
     // handed down in CAIRN_PASSWORD.
-    let mut base = vec!["--json".to_string(), "-r".into(), location.clone()];
+    let mut base = vec!["--json".to_string()];
     if global.no_cache {
         base.push("--no-cache".into());
     } else if let Some(d) = &global.cache_dir {
@@ -277,8 +311,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "job {name} (repository {location}):")?;
                 for s in &steps {
-                    let line: Vec<String> = s.args.iter().map(|a| quote(a)).collect();
-                    writeln!(out, "  {:<7} cairn {}", s.name, line.join(" "))?;
+                    writeln!(out, "  {:<11} {}", s.name, s.display())?;
                 }
                 if let Some(n) = prune_note {
                     writeln!(out, "  prune is {n}")?;
@@ -311,7 +344,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             if crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
-            let r = run_step(&exe, &base, step, &config, job, &password)?;
+            let r = run_step(&exe, &base, &location, step, &config, job, &password)?;
             let failed = r.code != 0;
             if r.name == "prune" && !failed {
                 state.insert(location.clone(), now());
@@ -389,9 +422,11 @@ fn code_of(code: i32) -> ExitCode {
     ExitCode::from_code(code).unwrap_or(ExitCode::Error)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_step(
     exe: &Path,
     base: &[String],
+    location: &str,
     step: &Step,
     config: &ConfigFile,
     job: &Job,
@@ -400,13 +435,28 @@ fn run_step(
     let started = Instant::now();
     let mut cmd = Command::new(exe);
     cmd.args(base)
-        .args(&step.args)
         .envs(&config.env)
         .envs(&job.env)
         .env_remove("CAIRN_PASSWORD_FILE")
         .env_remove("CAIRN_PASSWORD_COMMAND")
-        .env_remove("CAIRN_CONFIG")
-        .env("CAIRN_PASSWORD", password)
+        .env_remove("CAIRN_CONFIG");
+    match &step.target {
+        None => {
+            cmd.args(["-r", location]).env("CAIRN_PASSWORD", password);
+        }
+        // The copy target: its own password, as copy got it.
+        Some(t) => {
+            cmd.args(["-r", &t.location]).env_remove("CAIRN_PASSWORD");
+            if let Some(f) = &t.password_file {
+                cmd.arg("--password-file").arg(f);
+            } else if let Some(c) = &t.password_command {
+                cmd.args(["--password-command", c]);
+            } else if let Some(pw) = std::env::var_os("CAIRN_PASSWORD2") {
+                cmd.env("CAIRN_PASSWORD", pw);
+            }
+        }
+    }
+    cmd.args(&step.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -455,7 +505,7 @@ fn summary_line(
                 size(u("total_bytes_processed")),
                 size(u("data_added_packed"))
             ),
-            ("forget", 0) => {
+            ("forget" | "forget-copy", 0) => {
                 let removed: usize = o
                     .as_array()
                     .map(|groups| {
@@ -465,7 +515,11 @@ fn summary_line(
                             .sum()
                     })
                     .unwrap_or(0);
-                format!("forget removed {removed}")
+                if r.name == "forget" {
+                    format!("forget removed {removed}")
+                } else {
+                    format!("off-site forget removed {removed}")
+                }
             }
             ("prune", 0) => "pruned".to_string(),
             ("copy", 0) => {
