@@ -214,6 +214,20 @@ impl ConfigFile {
                     format!("{p:?} is not an absolute path"),
                 ));
             }
+            // Written as backup records them, so that forget and copy find
+            // the job's snapshots by them.
+            if let Some(p) = job.paths.iter().find(|p| {
+                p.len() > 1
+                    && (p.ends_with('/')
+                        || p.contains("//")
+                        || p.split('/').any(|c| c == "." || c == ".."))
+            }) {
+                return Err(invalid(
+                    file,
+                    &key("paths"),
+                    format!("write {p:?} without a trailing /, //, . or .. components"),
+                ));
+            }
             if let Some(keep) = &job.keep {
                 keep.validate(file, &key("keep"))?;
             }

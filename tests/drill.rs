@@ -176,6 +176,17 @@ fn a_drill_is_recorded_and_shown_by_snapshots_status_and_prometheus() {
         1
     );
 
+    // A drill that cannot run (nowhere to restore to) says so and
+    // records nothing: it is no verdict on the snapshot.
+    let out = env.run(&["drill", "--scratch", "/proc/no-such-dir"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("nothing was recorded"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(drill_records(&env), 1);
+
     // --no-record leaves no record; check reads the records.
     env.ok(&[
         "drill",

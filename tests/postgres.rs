@@ -456,6 +456,20 @@ fn a_drill_loads_real_pg_dumps_into_a_scratch_database() {
     assert!(stderr(&out).contains("no_such_table"), "{}", stderr(&out));
     assert_eq!(databases(), before);
     assert_eq!(snapshot_by_id(&env, &id)["drill"]["ok"], false);
+
+    // A plain dump made with -C would connect to `shop` itself: refused,
+    // nothing loaded anywhere, nothing recorded.
+    let id = snapshot_id(&backup_command(
+        &env,
+        &format!("{} -C", pg.pg_dump_command("shop")),
+        "create.sql",
+        &[],
+    ));
+    let out = drill_pg(&env, &pg, &id);
+    assert_code(&out, 25, &["drill --pg of a pg_dump -C dump"]);
+    assert!(stderr(&out).contains("without -C"), "{}", stderr(&out));
+    assert_eq!(databases(), before);
+    assert_eq!(snapshot_by_id(&env, &id)["drill"], Value::Null);
 }
 
 #[test]

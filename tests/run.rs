@@ -117,7 +117,7 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
     for want in [
         "job shop".to_string(),
         "cairn backup --command".to_string(),
-        "cairn forget --keep-last 2 --host db1 --path /shop.sql --tag nightly".to_string(),
+        "cairn forget --keep-last 2 --exact --host db1 --path /shop.sql --tag nightly".to_string(),
         "cairn prune".to_string(),
         "cairn copy --to".to_string(),
         format!(
@@ -130,6 +130,22 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
         assert!(plan.contains(&want), "{want:?} not in\n{plan}");
     }
     assert!(snapshots_of(&env, &env.repo, PASSWORD).is_empty());
+
+    // A snapshot of the same host and file with one more tag is another
+    // series: the job's rules must not touch it.
+    let weekly = env.backup_stdin(
+        b"weekly\n",
+        &[
+            "--stdin-filename",
+            "shop.sql",
+            "--host",
+            "db1",
+            "--tag",
+            "nightly,weekly",
+            "--time",
+            "2026-01-01T00:00:00Z",
+        ],
+    );
 
     // Three nights.
     for night in 0..3 {
@@ -153,12 +169,16 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
     // forget kept 2 of the dump job and 1 of the file job, each counted
     // apart (same host, other paths).
     let snaps = snapshots_of(&env, &env.repo, PASSWORD);
+    assert!(
+        snaps.iter().any(|s| s["id"] == weekly.as_str()),
+        "another series was forgotten"
+    );
     let shop: Vec<_> = snaps
         .iter()
-        .filter(|s| s["paths"][0] == "/shop.sql")
+        .filter(|s| s["paths"][0] == "/shop.sql" && s["id"] != weekly.as_str())
         .collect();
     assert_eq!(shop.len(), 2);
-    assert_eq!(snaps.len() - shop.len(), 1);
+    assert_eq!(snaps.len() - shop.len(), 2);
     assert_eq!(shop[0]["tags"][0], "nightly");
     // The job's environment reached the dump command.
     assert_eq!(env.dump("latest", "shop.sql"), b"night tuesday\n");
@@ -281,4 +301,18 @@ fn other_commands_take_the_repository_from_the_configuration_file() {
     assert_code(&out, 0, &["--config snapshots"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_dump_command_never_sees_the_repository_password() {
+    let env = Env::init();
+    let out = env.run(&[
+        "backup",
+        "--command",
+        "printf '%s %s' \"${CAIRN_PASSWORD:-none}\" \"${CAIRN_PASSWORD_FILE:-none}\"",
+        "--stdin-filename",
+        "env.txt",
+    ]);
+    assert_code(&out, 0, &["backup --command"]);
+    assert_eq!(env.dump("latest", "env.txt"), b"none none");
 }

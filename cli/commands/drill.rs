@@ -30,7 +30,10 @@ are recorded in the repository (drills/), so `cairn snapshots` and `cairn
 status` show when each series was last proven restorable, and `forget
 --keep-drilled` never removes the newest snapshot that passed a drill. A
 failed drill is recorded too, and exits with the code of what failed (22:
-damaged data, 27: the dump is incomplete or does not load).
+damaged data, 27: the dump is incomplete or does not load). A drill that
+could not run (no space for the scratch copy, no permission to create the
+scratch database, a missing tool) records nothing. --pg refuses a plain dump
+made with pg_dump -C, which would connect to the real database.
 
     cairn drill                       # the newest snapshot
     cairn drill --host db1 --pg       # db1's newest, loaded into PostgreSQL";

@@ -134,6 +134,9 @@ pub struct FilterArgs {
     /// Only snapshots that include this path (repeatable: all of them)
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
+    /// Only snapshots whose paths and tags are exactly --path and --tag (one series)
+    #[arg(long = "exact")]
+    pub exact: bool,
 }
 
 impl FilterArgs {
@@ -152,6 +155,7 @@ impl FilterArgs {
                 })
                 .collect(),
             paths: self.paths.clone(),
+            exact: self.exact,
         }
     }
 }

@@ -142,7 +142,9 @@ fn plan(
         .clone()
         .unwrap_or_else(cairn_core::backup::hostname);
     let mut backup = vec!["backup".to_string()];
-    let mut series = vec!["--host".to_string(), host.clone()];
+    // The job's own series, exactly: another job with more paths or tags
+    // on the same host is not touched by this one's rules.
+    let mut series = vec!["--exact".to_string(), "--host".to_string(), host.clone()];
     if let Some(cmd) = &job.command {
         let file = job
             .stdin_filename
@@ -158,7 +160,7 @@ fn plan(
     } else {
         backup.extend(job.paths.iter().cloned());
         for p in &job.paths {
-            series.extend(["--path".into(), p.trim_end_matches('/').to_string()]);
+            series.extend(["--path".into(), p.clone()]);
         }
     }
     backup.extend(["--host".into(), host]);
@@ -333,15 +335,33 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!(Error::io("finding the cairn executable", e)))?;
 
+    // Every job's plan is made before any runs: a job that cannot be
+    // planned is an error in the file, found before anything changes.
+    for name in &names {
+        plan(name, &config.jobs[name], &location, None)?;
+    }
+    let cancelled = || crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst);
     let mut first_failure: Option<ExitCode> = None;
     let mut reports = Vec::new();
     for name in &names {
+        if cancelled() {
+            // Jobs not started are not reported as done.
+            first_failure.get_or_insert(ExitCode::Interrupted);
+            break;
+        }
         let job = &config.jobs[name];
         let started = Instant::now();
         let (steps, prune_note) = plan(name, job, &location, state.get(&location).copied())?;
         let mut results: Vec<StepResult> = Vec::new();
         for step in &steps {
-            if crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst) {
+            if cancelled() {
+                results.push(StepResult {
+                    name: step.name,
+                    code: ExitCode::Interrupted as i32,
+                    seconds: 0.0,
+                    output: Value::Null,
+                    error: Some("interrupted before it started".into()),
+                });
                 break;
             }
             let r = run_step(&exe, &base, &location, step, &config, job, &password)?;
@@ -451,6 +471,10 @@ fn run_step(
                 cmd.arg("--password-file").arg(f);
             } else if let Some(c) = &t.password_command {
                 cmd.args(["--password-command", c]);
+            } else if let Some(f) = std::env::var_os("CAIRN_PASSWORD_FILE2") {
+                cmd.arg("--password-file").arg(f);
+            } else if let Some(c) = std::env::var_os("CAIRN_PASSWORD_COMMAND2") {
+                cmd.arg("--password-command").arg(c);
             } else if let Some(pw) = std::env::var_os("CAIRN_PASSWORD2") {
                 cmd.env("CAIRN_PASSWORD", pw);
             }

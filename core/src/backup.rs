@@ -852,7 +852,7 @@ impl<'a> BlobSaver<'a> {
         time: SnapshotTime,
         inspector: &Arc<Mutex<Inspector>>,
     ) -> Result<Id> {
-        let mut child = Command::new("sh")
+        let mut child = crate::dumpcheck::without_secrets(&mut Command::new("sh"))
             .arg("-c")
             .arg(command)
             .stdout(Stdio::piped())

@@ -126,13 +126,7 @@ pub fn copy(
     let sources = src.load_snapshots()?.good;
     let mut stats = CopyStats::default();
     let mut c = Copier::new(src, dst, cancel)?;
-    // The target stores deltas if it has them on; its sketch table, if
-    // empty, is filled from its newest snapshot of the first host and
-    // paths copied.
-    if let Some(first) = snapshots.first() {
-        c.writer
-            .enable_deltas((&first.hostname, &first.paths), cancel)?;
-    }
+    let mut deltas_tried = false;
     for s in snapshots {
         let id = identity(s);
         // The same backup, however it got there: a copy of it (whose
@@ -152,6 +146,14 @@ pub fn copy(
         // What was learnt copying the previous snapshot is dropped (memory
         // stays bounded by one snapshot); the nearest snapshot already in
         // both repositories tells what did not change.
+        // The target stores deltas if it has them on. Turned on with the
+        // first snapshot actually copied: an empty sketch table is filled
+        // from the target's newest snapshot of its host and paths, which
+        // a night with nothing new to copy should not pay for.
+        if !deltas_tried {
+            deltas_tried = true;
+            c.writer.enable_deltas((&s.hostname, &s.paths), cancel)?;
+        }
         c.trees.clear();
         c.chunks.clear();
         c.dst_index = dst.index()?;

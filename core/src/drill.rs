@@ -254,12 +254,23 @@ pub fn run(
         dump_check: None,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
+    let not_run = |e: Error| {
+        e.context(format!(
+            "the drill of snapshot {} could not run; nothing was recorded",
+            snapshot.id.short()
+        ))
+    };
     std::fs::create_dir_all(scratch)
-        .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+        .map_err(|e| not_run(Error::io(format!("creating {}", scratch.display()), e)))?;
     let dir = tempfile::Builder::new()
         .prefix("cairn-drill-")
         .tempdir_in(scratch)
-        .map_err(|e| Error::io(format!("creating a directory in {}", scratch.display()), e))?;
+        .map_err(|e| {
+            not_run(Error::io(
+                format!("creating a directory in {}", scratch.display()),
+                e,
+            ))
+        })?;
     let mut warnings = Vec::new();
     let result = drill_in(
         repo,
@@ -279,11 +290,17 @@ pub fn run(
             record.ok = true;
             None
         }
-        Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-        Err(e) => {
+        // A tool killed by the terminal's Ctrl-C fails too: that is an
+        // interruption, not a verdict on the snapshot.
+        Err(_) if cancel.load(Ordering::SeqCst) => return Err(Error::interrupted()),
+        // What says the snapshot does not restore is recorded; a drill
+        // that could not run (no space, no scratch database, a missing
+        // tool) records nothing and says why.
+        Err(e) if snapshot_failed(e.kind()) => {
             record.error = Some(e.to_string());
             Some(e)
         }
+        Err(e) => return Err(not_run(e)),
     };
     Ok(Outcome {
         record,
@@ -291,6 +308,15 @@ pub fn run(
         warnings,
         kept,
     })
+}
+
+/// Errors that are the snapshot's: damaged or missing data, a dump that
+/// is not complete or does not load.
+fn snapshot_failed(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Corrupt | ErrorKind::MissingObject | ErrorKind::DumpInvalid
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -423,6 +449,9 @@ impl Verifier<'_> {
         let mut buf = Vec::new();
         let mut total = 0u64;
         for (n, id) in ids.iter().enumerate() {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(Error::interrupted());
+            }
             let len = self
                 .index
                 .get(id)?
@@ -481,8 +510,8 @@ fn load_into_scratch_database(format: &str, path: &Path, snapshot: &Snapshot) ->
         })
     };
     let db = format!("cairn_drill_{}_{}", snapshot.id.short(), std::process::id());
-    let run = |program: PathBuf, args: Vec<String>, what: &str| -> Result<()> {
-        let out = Command::new(&program)
+    let run = |program: PathBuf, args: Vec<String>, what: &str, kind: ErrorKind| -> Result<()> {
+        let out = dumpcheck::without_secrets(&mut Command::new(&program))
             .args(&args)
             .stdin(Stdio::null())
             .output()
@@ -499,12 +528,14 @@ fn load_into_scratch_database(format: &str, path: &Path, snapshot: &Snapshot) ->
             .trim()
             .to_string();
         Err(Error::new(
-            ErrorKind::DumpInvalid,
+            kind,
             format!("{what} failed ({}): {first}", out.status),
         ))
     };
     let load = match format {
-        "pg_dump-plain" => (
+        "pg_dump-plain" => {
+            refuse_database_switch(path)?;
+            (
             tool("psql")?,
             vec![
                 "-X".into(),
@@ -516,12 +547,14 @@ fn load_into_scratch_database(format: &str, path: &Path, snapshot: &Snapshot) ->
                 "-f".into(),
                 path.display().to_string(),
             ],
-        ),
+            )
+        }
         "pg_dump-custom" | "pg_dump-tar" | "pg_dump-directory" => (
             tool("pg_restore")?,
             vec![
                 "--exit-on-error".into(),
                 "--no-owner".into(),
+                "--no-acl".into(),
                 "-d".into(),
                 db.clone(),
                 path.display().to_string(),
@@ -534,21 +567,65 @@ fn load_into_scratch_database(format: &str, path: &Path, snapshot: &Snapshot) ->
             ))
         }
     };
+    // Not reaching the server, or not being allowed to create a
+    // database, is the drill's problem, not the dump's.
     run(
         tool("createdb")?,
         vec![db.clone()],
-        &format!("createdb {db}"),
+        &format!("creating scratch database {db} (createdb)"),
+        ErrorKind::Io,
     )?;
     let loaded = run(
         load.0,
         load.1,
         &format!("loading the dump into scratch database {db}"),
+        ErrorKind::DumpInvalid,
     );
     let dropped = run(
         tool("dropdb")?,
         vec!["--if-exists".into(), db.clone()],
-        &format!("dropdb {db}"),
+        &format!("dropping scratch database {db} (dropdb)"),
+        ErrorKind::Io,
     );
     loaded?;
     dropped
+}
+
+/// Lines of a plain dump before which its data starts, searched for
+/// statements that would leave the scratch database.
+const HEAD_SCAN: u64 = 64 * 1024 * 1024;
+
+/// Refuses a plain dump that creates, drops or connects to a database
+/// (`pg_dump -C`, `-c -C`): loaded with psql, it would run against the
+/// database it names, on the server the drill uses, not in the scratch
+/// database. Such statements come before the data, which starts with the
+/// first `COPY`.
+fn refuse_database_switch(path: &Path) -> Result<()> {
+    use std::io::BufRead;
+    let file = File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut reader = BufReader::new(file).take(HEAD_SCAN);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 || line.starts_with(b"COPY ") {
+            return Ok(());
+        }
+        let upper = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        if upper.starts_with("\\CONNECT")
+            || upper.starts_with("CREATE DATABASE")
+            || upper.starts_with("DROP DATABASE")
+        {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} creates or connects to its own database ({}): loading it would not stay in the scratch database; make the dump without -C, or in custom format (-Fc)",
+                    path.display(),
+                    String::from_utf8_lossy(&line).trim()
+                ),
+            ));
+        }
+    }
 }

@@ -35,6 +35,28 @@ const HEAD_MAX: usize = 1 << 20;
 /// Bytes kept from the end of the stream (completion lines).
 const TAIL_MAX: usize = 64 * 1024;
 
+/// Variables that hold repository passwords or say where they are: never
+/// handed to a dump command or a PostgreSQL tool that cairn starts.
+const SECRET_VARS: [&str; 8] = [
+    "CAIRN_PASSWORD",
+    "CAIRN_PASSWORD2",
+    "CAIRN_NEW_PASSWORD",
+    "CAIRN_PASSWORD_FILE",
+    "CAIRN_PASSWORD_FILE2",
+    "CAIRN_NEW_PASSWORD_FILE",
+    "CAIRN_PASSWORD_COMMAND",
+    "CAIRN_PASSWORD_COMMAND2",
+];
+
+/// Removes cairn's password variables from the environment of a child
+/// process (`cairn run` hands the password to its steps in one).
+pub fn without_secrets(cmd: &mut Command) -> &mut Command {
+    for v in SECRET_VARS {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
 /// What a backed-up dump is, recorded in the snapshot (`repo-format.md`
 /// §10.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,7 +263,7 @@ struct RestoreCheck {
 
 impl RestoreCheck {
     fn start(pg_restore: &Path) -> Result<Self> {
-        let mut child = Command::new(pg_restore)
+        let mut child = without_secrets(&mut Command::new(pg_restore))
             .args(["--file=/dev/null", "--exit-on-error"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -583,7 +605,7 @@ pub fn compression_warning(name: &str, info: &DumpInfo) -> Option<String> {
 /// table of contents, so the first megabyte is enough).
 fn list_header(head: &[u8]) -> Option<String> {
     let pg_restore = find_pg_tool("pg_restore")?;
-    let mut child = Command::new(pg_restore)
+    let mut child = without_secrets(&mut Command::new(pg_restore))
         .arg("--list")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -678,7 +700,7 @@ pub fn check_directory_dump(dir: &Path, validate: bool) -> Result<Option<DumpInf
     let name = dir.display();
     let pg_restore = find_pg_tool("pg_restore").ok_or_else(no_pg_restore)?;
     let run = |args: &[&str]| {
-        Command::new(&pg_restore)
+        without_secrets(&mut Command::new(&pg_restore))
             .args(args)
             .arg(dir)
             .stdin(Stdio::null())

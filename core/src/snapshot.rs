@@ -150,11 +150,31 @@ pub struct SnapshotFilter {
     pub tags: Vec<Vec<String>>,
     /// All of these paths must be among the snapshot's paths.
     pub paths: Vec<String>,
+    /// One series exactly: the snapshot's paths must be `paths` and its
+    /// tags the first tag set (none when there is none), no more, no
+    /// fewer (as a job of `cairn run` backs them up).
+    pub exact: bool,
 }
 
 impl SnapshotFilter {
     /// Does `s` pass?
     pub fn matches(&self, s: &Snapshot) -> bool {
+        if self.exact {
+            let mut paths = self.paths.clone();
+            paths.sort();
+            paths.dedup();
+            let mut tags = self.tags.first().cloned().unwrap_or_default();
+            tags.sort();
+            tags.dedup();
+            let mut theirs = s.tags.clone();
+            theirs.sort();
+            theirs.dedup();
+            let mut their_paths = s.sorted_paths();
+            their_paths.dedup();
+            return (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+                && paths == their_paths
+                && tags == theirs;
+        }
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && (self.tags.is_empty()
                 || self
