@@ -193,7 +193,7 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
                     "{risk}; use --force to remove it anyway"
                 )));
             }
-            keyring::remove(&repo, &target.id)?;
+            keyring::remove(&repo, &target.id, !a.force)?;
             if global.json {
                 print_json(&json!({ "removed": target.id }))?;
             }

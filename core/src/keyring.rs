@@ -130,9 +130,25 @@ pub fn removal_risk(keys: &[KeyEntry], target: &KeyEntry) -> Option<String> {
     None
 }
 
-/// Deletes key file `name`.
-pub fn remove(repo: &Repository, name: &str) -> Result<()> {
-    repo.backend().delete(ObjectKind::Key, name)
+/// Deletes key file `name`. With `keep_a_full_key`, the repository must
+/// still have a full key afterwards: two removals at the same moment
+/// (each checked a listing from before the other's delete) could
+/// otherwise take the last two, so the listing is read again after the
+/// delete, and if no full key is left the file is put back.
+pub fn remove(repo: &Repository, name: &str, keep_a_full_key: bool) -> Result<()> {
+    let bytes = repo.backend().get(ObjectKind::Key, name)?;
+    repo.backend().delete(ObjectKind::Key, name)?;
+    if keep_a_full_key && !list(repo)?.iter().any(KeyEntry::is_full) {
+        repo.backend().put(ObjectKind::Key, name, &bytes)?;
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "key {} was put back: no other key with full access is left (one was removed at the same time)",
+                &name[..8.min(name.len())]
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces the key in use by one with `new_password`: the new key file
@@ -145,7 +161,7 @@ pub fn change_password(
 ) -> Result<(String, String)> {
     let new = add(repo, new_password, kdf, info)?;
     let old = repo.key_name().to_string();
-    remove(repo, &old).map_err(|e| {
+    remove(repo, &old, true).map_err(|e| {
         e.context(format!(
             "the new key {} was added, but the old key {} could not be removed (remove it with cairn key remove)",
             &new[..8],

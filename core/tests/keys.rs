@@ -1,0 +1,53 @@
+//! Key management through the library: a removal that would leave no full
+//! key, because another removal happened at the same moment, puts the key
+//! file back.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
+use cairn_core::keyfile::{KdfParams, KeyInfo};
+use cairn_core::keyring;
+use cairn_core::repository::{self, CacheLocation};
+
+#[test]
+fn the_last_full_key_survives_two_removals_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+    common::init_small(backend.clone(), b"first", false);
+    let repo = repository::locate(backend.clone())
+        .unwrap()
+        .unlock(b"first", &CacheLocation::Temporary)
+        .unwrap();
+    let kdf = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let info = KeyInfo {
+        created: "2026-11-28T00:00:00Z".into(),
+        host: "h".into(),
+        user: "u".into(),
+        kind: "full".into(),
+    };
+    let second = keyring::add(&repo, b"second", kdf, &info).unwrap();
+    // Both keys listed: removing the second looks safe...
+    let keys = keyring::list(&repo).unwrap();
+    let target = keyring::resolve(&keys, &second).unwrap();
+    assert_eq!(keyring::removal_risk(&keys, target), None);
+    // ...but meanwhile another admin removes the first one.
+    backend.delete(ObjectKind::Key, repo.key_name()).unwrap();
+    let err = keyring::remove(&repo, &second, true).unwrap_err();
+    assert!(err.to_string().contains("put back"), "{err}");
+    // The second key is there again and opens the repository.
+    repository::locate(backend.clone())
+        .unwrap()
+        .unlock(b"second", &CacheLocation::Temporary)
+        .unwrap();
+    // Forced, it goes.
+    keyring::remove(&repo, &second, false).unwrap();
+    assert!(backend.list(ObjectKind::Key).unwrap().is_empty());
+}
