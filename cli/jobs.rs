@@ -79,8 +79,24 @@ pub struct Job {
     pub prune: Option<PruneJob>,
     /// Copy this job's snapshots to another repository.
     pub copy: Option<CopyJob>,
+    /// A restore drill of the job's newest snapshot, when due.
+    pub drill: Option<DrillJob>,
     /// Write the job's outcome to this Prometheus textfile.
     pub prometheus: Option<PathBuf>,
+}
+
+/// When and how to drill.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillJob {
+    /// Drill when the last drill of this job (by `cairn run` on this
+    /// machine) is at least this old; `0`: every run.
+    pub every: String,
+    /// Also load the dump into a scratch PostgreSQL database.
+    #[serde(default)]
+    pub pg: bool,
+    /// Where to restore (default: the temporary directory).
+    pub scratch: Option<PathBuf>,
 }
 
 /// Retention rules, as `forget --keep-*`.
@@ -241,6 +257,9 @@ impl ConfigFile {
                     crate::commands::prune::parse_size(s)
                         .map_err(|e| invalid(file, &key("prune.max_repack_size"), e))?;
                 }
+            }
+            if let Some(d) = &job.drill {
+                duration(&key("drill.every"), &d.every)?;
             }
             if let Some(c) = &job.copy {
                 if let Some(keep) = &c.keep {

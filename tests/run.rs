@@ -44,6 +44,7 @@ host = "db1"
 prometheus = "{dir}/prom/shop.prom"
 keep = {{ last = 2 }}
 prune = {{ every = "7d" }}
+drill = {{ every = "1d", scratch = "{dir}/scratch" }}
 copy = {{ to = "{dir}/off", password_file = "{dir}/pw2", keep = {{ last = 2 }} }}
 
 [jobs.files]
@@ -124,7 +125,8 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
             "forget-copy cairn -r {} forget --keep-last 2",
             off.display()
         ),
-        "prune is due".to_string(),
+        "prune due (no prune recorded".to_string(),
+        "drill due (no drill recorded".to_string(),
         "job files".to_string(),
     ] {
         assert!(plan.contains(&want), "{want:?} not in\n{plan}");
@@ -158,11 +160,16 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
             .unwrap_or_else(|| panic!("{text}"));
         if night == 0 {
             assert!(
-                shop.contains("pruned") && shop.contains("copied 1 snapshots"),
+                shop.contains("pruned")
+                    && shop.contains("copied 1 snapshots")
+                    && shop.contains("passed (recovery time"),
                 "{shop}"
             );
         } else {
-            assert!(shop.contains("prune not due"), "{shop}");
+            assert!(
+                shop.contains("prune not due") && shop.contains("drill not due"),
+                "{shop}"
+            );
         }
         assert!(text.lines().any(|l| l.starts_with("files: ok")), "{text}");
     }
@@ -188,8 +195,22 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
         snapshots_of(&env, &env.dir.path().join("off"), "offsite password").len(),
         2
     );
-    // The prune time is remembered per repository.
+    // The prune and drill times are remembered per repository and job;
+    // the first night's snapshot was drilled.
     assert!(env.cache.join("run-state.json").exists());
+    let drilled = snapshots_of(&env, &env.repo, PASSWORD)
+        .iter()
+        .filter(|s| s["drill"]["ok"] == true)
+        .count();
+    assert_eq!(
+        drilled, 0,
+        "the drilled night was forgotten since (keep last 2)"
+    );
+    assert_eq!(
+        std::fs::read_dir(env.repo.join("drills")).unwrap().count(),
+        1,
+        "one drill in three nights with every = 1d"
+    );
 
     // Prometheus: success, and what the backup added.
     let prom = std::fs::read_to_string(env.dir.path().join("prom/shop.prom")).unwrap();

@@ -24,7 +24,8 @@ pub const LONG_ABOUT: &str = "\
 Run jobs of the configuration file: for each, a backup, then forget by the
 job's retention rules (over this job's snapshots only: its host, paths and
 tags), prune when due, a copy to another repository and forget there by the
-copy's own rules; each step only if the ones before it succeeded. One line per job says what happened; the exit
+copy's own rules, and a restore drill of the newest snapshot when due; each
+step only if the ones before it succeeded. One line per job says what happened; the exit
 code is that of the first step that failed (0 when all succeeded). With no
 JOB every job runs, in name order; one failing does not stop the others.
 
@@ -41,7 +42,7 @@ pub struct RunArgs {
     #[arg(value_name = "JOB")]
     jobs: Vec<String>,
 
-    /// Show the steps each job would run, and whether prune is due; change nothing
+    /// Show the steps each job would run, and whether prune and drill are due; change nothing
     #[arg(short = 'n', long)]
     dry_run: bool,
 }
@@ -130,13 +131,37 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// The steps of `job` and whether its prune is due (with why).
+/// The steps of `job`, and notes on whether its prune and drill are due.
+/// The state key of a job's last drill.
+fn drill_key(location: &str, job: &str) -> String {
+    format!("{location}#drill:{job}")
+}
+
+/// Whether a step run every `every` is due after the last one at `last`,
+/// and a note saying so (`due (last prune 8d 2h ago)`).
+fn due(what: &str, every: &str, last: Option<i64>) -> anyhow::Result<(bool, String)> {
+    let secs = crate::commands::prune::parse_duration_seconds(every)
+        .map_err(|e| anyhow::anyhow!(Error::invalid(e)))? as i64;
+    Ok(match last {
+        None => (true, format!("due (no {what} recorded on this machine)")),
+        Some(t) if now() - t >= secs => (true, format!("due (last {what} {} ago)", ago(now() - t))),
+        Some(t) => (
+            false,
+            format!(
+                "not due (last {what} {} ago, every {every})",
+                ago(now() - t)
+            ),
+        ),
+    })
+}
+
 fn plan(
     name: &str,
     job: &Job,
     location: &str,
-    last_prune: Option<i64>,
-) -> anyhow::Result<(Vec<Step>, Option<String>)> {
+    state: &BTreeMap<String, i64>,
+) -> anyhow::Result<(Vec<Step>, Vec<String>)> {
+    let last_prune = state.get(location).copied();
     let host = job
         .host
         .clone()
@@ -178,24 +203,10 @@ fn plan(
         forget.extend(series.iter().cloned());
         steps.push(Step::new("forget", forget));
     }
-    let mut prune_note = None;
+    let mut notes: Vec<String> = Vec::new();
     if let Some(p) = &job.prune {
-        let every = crate::commands::prune::parse_duration_seconds(&p.every)
-            .map_err(|e| anyhow::anyhow!(Error::invalid(e)))? as i64;
-        let due = match last_prune {
-            None => true,
-            Some(t) => now() - t >= every,
-        };
-        prune_note = Some(match (due, last_prune) {
-            (true, None) => "due (no prune recorded on this machine)".to_string(),
-            (true, Some(t)) => format!("due (last prune {} ago)", ago(now() - t)),
-            (false, Some(t)) => format!(
-                "not due (last prune {} ago, every {})",
-                ago(now() - t),
-                p.every
-            ),
-            (false, None) => "not due".to_string(),
-        });
+        let (due, note) = due("prune", &p.every, last_prune)?;
+        notes.push(format!("prune {note}"));
         if due {
             let mut prune = vec!["prune".to_string()];
             if let Some(m) = &p.max_unused {
@@ -237,7 +248,26 @@ fn plan(
             });
         }
     }
-    Ok((steps, prune_note))
+    if let Some(d) = &job.drill {
+        let (due, note) = due(
+            "drill",
+            &d.every,
+            state.get(&drill_key(location, name)).copied(),
+        )?;
+        notes.push(format!("drill {note}"));
+        if due {
+            let mut drill = vec!["drill".to_string(), "latest".to_string()];
+            if d.pg {
+                drill.push("--pg".into());
+            }
+            if let Some(dir) = &d.scratch {
+                drill.extend(["--scratch".into(), dir.display().to_string()]);
+            }
+            drill.extend(series.iter().cloned());
+            steps.push(Step::new("drill", drill));
+        }
+    }
+    Ok((steps, notes))
 }
 
 fn ago(seconds: i64) -> String {
@@ -302,12 +332,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut plans = Vec::new();
         for name in &names {
             let job = &config.jobs[name];
-            let (steps, prune_note) = plan(name, job, &location, state.get(&location).copied())?;
+            let (steps, notes) = plan(name, job, &location, &state)?;
             if global.json {
                 plans.push(json!({
                     "job": name,
                     "steps": steps.iter().map(|s| json!({"step": s.name, "args": s.args})).collect::<Vec<_>>(),
-                    "prune": prune_note,
+                    "notes": notes,
                 }));
             } else if !global.quiet {
                 let mut out = std::io::stdout().lock();
@@ -315,8 +345,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 for s in &steps {
                     writeln!(out, "  {:<11} {}", s.name, s.display())?;
                 }
-                if let Some(n) = prune_note {
-                    writeln!(out, "  prune is {n}")?;
+                for n in &notes {
+                    writeln!(out, "  {n}")?;
                 }
             }
         }
@@ -338,7 +368,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Every job's plan is made before any runs: a job that cannot be
     // planned is an error in the file, found before anything changes.
     for name in &names {
-        plan(name, &config.jobs[name], &location, None)?;
+        plan(name, &config.jobs[name], &location, &BTreeMap::new())?;
     }
     let cancelled = || crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst);
     let mut first_failure: Option<ExitCode> = None;
@@ -351,7 +381,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let job = &config.jobs[name];
         let started = Instant::now();
-        let (steps, prune_note) = plan(name, job, &location, state.get(&location).copied())?;
+        let (steps, notes) = plan(name, job, &location, &state)?;
         let mut results: Vec<StepResult> = Vec::new();
         for step in &steps {
             if cancelled() {
@@ -366,8 +396,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             let r = run_step(&exe, &base, &location, step, &config, job, &password)?;
             let failed = r.code != 0;
-            if r.name == "prune" && !failed {
-                state.insert(location.clone(), now());
+            if !failed && (r.name == "prune" || r.name == "drill") {
+                let key = if r.name == "prune" {
+                    location.clone()
+                } else {
+                    drill_key(&location, name)
+                };
+                state.insert(key, now());
                 write_state(state_path.as_deref(), &state);
             }
             results.push(r);
@@ -381,7 +416,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         if first_failure.is_none() && code != ExitCode::Success {
             first_failure = Some(code);
         }
-        let summary = summary_line(name, &results, prune_note.as_deref(), seconds);
+        let summary = summary_line(name, &results, &notes, seconds);
         if let Some(f) = failed {
             let skipped: Vec<&str> = steps.iter().skip(results.len()).map(|s| s.name).collect();
             let mut line = format!(
@@ -409,7 +444,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             "exit_code": code as i32,
             "seconds": seconds,
             "summary": summary,
-            "prune": prune_note,
+            "notes": notes,
             "steps": results.iter().map(|r| json!({
                 "step": r.name,
                 "exit_code": r.code,
@@ -511,12 +546,7 @@ fn run_step(
 }
 
 /// `shop: ok in 5.2s: backup 1a2b3c4d (203.4 MiB read, 2.1 MiB added); forget removed 1; prune not due; copy 1 snapshot`.
-fn summary_line(
-    name: &str,
-    results: &[StepResult],
-    prune_note: Option<&str>,
-    seconds: f64,
-) -> String {
+fn summary_line(name: &str, results: &[StepResult], notes: &[String], seconds: f64) -> String {
     let ok = results.iter().all(|r| r.code == 0);
     let mut parts = Vec::new();
     for r in results {
@@ -546,6 +576,11 @@ fn summary_line(
                 }
             }
             ("prune", 0) => "pruned".to_string(),
+            ("drill", 0) => format!(
+                "drill of {} passed (recovery time {:.1}s)",
+                o["snapshot"].as_str().map_or("?", |s| &s[..8.min(s.len())]),
+                o["seconds"].as_f64().unwrap_or(0.0)
+            ),
             ("copy", 0) => {
                 let copied = o["snapshots"]
                     .as_array()
@@ -555,9 +590,13 @@ fn summary_line(
             (step, code) => format!("{step} failed (exit {code})"),
         });
     }
-    if let (Some(note), false) = (prune_note, results.iter().any(|r| r.name == "prune")) {
-        if ok {
-            parts.push(format!("prune {note}"));
+    // Steps not due say so ("prune not due (last prune 2d 3h ago, every 7d)").
+    if ok {
+        for note in notes {
+            let step = note.split(' ').next().unwrap_or("");
+            if !results.iter().any(|r| r.name == step) {
+                parts.push(note.clone());
+            }
         }
     }
     format!(
