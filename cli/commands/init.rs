@@ -48,17 +48,8 @@ pub struct InitArgs {
     #[arg(long, value_name = "SIZE", default_value = "16MiB")]
     pack_size: ByteSize,
 
-    /// Argon2id memory cost of the key
-    #[arg(long, value_name = "SIZE", default_value = "48MiB")]
-    kdf_memory: ByteSize,
-
-    /// Argon2id passes
-    #[arg(long, value_name = "N", default_value_t = KdfParams::default().iterations)]
-    kdf_iterations: u32,
-
-    /// Argon2id lanes
-    #[arg(long, value_name = "N", default_value_t = KdfParams::default().parallelism)]
-    kdf_parallelism: u32,
+    #[command(flatten)]
+    kdf: KdfArgs,
 
     /// How long prune keeps a pack marked obsolete before deleting it; backups must finish within it
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::commands::prune::parse_duration_seconds)]
@@ -82,6 +73,35 @@ pub struct InitArgs {
 
     #[command(flatten)]
     password2: SecondPasswordArgs,
+}
+
+/// The Argon2id cost of a new key (`init`, `key add`, `key passwd`).
+#[derive(Args)]
+pub(crate) struct KdfArgs {
+    /// Argon2id memory cost of the key
+    #[arg(long, value_name = "SIZE", default_value = "48MiB")]
+    kdf_memory: ByteSize,
+
+    /// Argon2id passes
+    #[arg(long, value_name = "N", default_value_t = KdfParams::default().iterations)]
+    kdf_iterations: u32,
+
+    /// Argon2id lanes
+    #[arg(long, value_name = "N", default_value_t = KdfParams::default().parallelism)]
+    kdf_parallelism: u32,
+}
+
+impl KdfArgs {
+    /// The parameters, checked against cairn's bounds.
+    pub(crate) fn params(&self) -> anyhow::Result<KdfParams> {
+        let kdf = KdfParams {
+            memory_kib: to_u32("KDF memory", ByteSize::b(self.kdf_memory.as_u64() / 1024))?,
+            iterations: self.kdf_iterations,
+            parallelism: self.kdf_parallelism,
+        };
+        kdf.check()?;
+        Ok(kdf)
+    }
 }
 
 fn to_u32(what: &str, size: ByteSize) -> anyhow::Result<u32> {
@@ -112,15 +132,10 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
         compression_level: args.compression,
         delta: args.delta,
         pack_size: to_u32("pack size", args.pack_size)?,
-        kdf: KdfParams {
-            memory_kib: to_u32("KDF memory", ByteSize::b(args.kdf_memory.as_u64() / 1024))?,
-            iterations: args.kdf_iterations,
-            parallelism: args.kdf_parallelism,
-        },
+        kdf: args.kdf.params()?,
         prune_grace_seconds: args.prune_grace,
     };
     opts.chunker.validate()?;
-    opts.kdf.check()?;
     let password = password::read(global, true)?;
     let info = KeyInfo {
         created: SnapshotTime::now().to_rfc3339(),

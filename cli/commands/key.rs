@@ -3,15 +3,15 @@
 
 use std::path::PathBuf;
 
-use bytesize::ByteSize;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use cairn_core::keyfile::{KdfParams, KeyInfo};
+use cairn_core::keyfile::KeyInfo;
 use cairn_core::keyring;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
+use crate::commands::init::KdfArgs;
 use crate::exit::ExitCode;
 use crate::output::table;
 use crate::password::{read_from, Source};
@@ -52,32 +52,11 @@ struct NewKeyArgs {
     #[arg(long, value_name = "FILE", env = "CAIRN_NEW_PASSWORD_FILE")]
     new_password_file: Option<PathBuf>,
 
-    /// Argon2id memory cost of the new key
-    #[arg(long, value_name = "SIZE", default_value = "48MiB")]
-    kdf_memory: ByteSize,
-
-    /// Argon2id passes
-    #[arg(long, value_name = "N", default_value_t = KdfParams::default().iterations)]
-    kdf_iterations: u32,
-
-    /// Argon2id lanes
-    #[arg(long, value_name = "N", default_value_t = KdfParams::default().parallelism)]
-    kdf_parallelism: u32,
+    #[command(flatten)]
+    kdf: KdfArgs,
 }
 
 impl NewKeyArgs {
-    fn kdf(&self) -> anyhow::Result<KdfParams> {
-        let kib = u32::try_from(self.kdf_memory.as_u64() / 1024)
-            .map_err(|_| anyhow::anyhow!(Error::invalid("--kdf-memory is too large")))?;
-        let kdf = KdfParams {
-            memory_kib: kib,
-            iterations: self.kdf_iterations,
-            parallelism: self.kdf_parallelism,
-        };
-        kdf.check()?;
-        Ok(kdf)
-    }
-
     fn password(&self) -> anyhow::Result<Vec<u8>> {
         read_from(
             &Source {
@@ -176,7 +155,7 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         KeyCommand::Add(a) => {
-            let kdf = a.new.kdf()?;
+            let kdf = a.new.kdf.params()?;
             let password = a.new.password()?;
             let name = keyring::add(&repo, &password, kdf, &info(a.host, a.user))?;
             if global.json {
@@ -201,7 +180,7 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         KeyCommand::Passwd(a) => {
-            let kdf = a.new.kdf()?;
+            let kdf = a.new.kdf.params()?;
             let password = a.new.password()?;
             // The new key records who changed it; it keeps full access.
             let (new, old) = keyring::change_password(&repo, &password, kdf, &info(None, None))?;

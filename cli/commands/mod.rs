@@ -9,7 +9,7 @@ mod dump;
 mod find;
 mod forget;
 mod generate;
-mod init;
+pub(crate) mod init;
 mod key;
 pub(crate) mod ls;
 mod pg;
