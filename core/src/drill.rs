@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ObjectKind;
@@ -170,28 +169,12 @@ impl DrillList {
 
 /// Lists and reads every drill record.
 pub fn load(repo: &Repository) -> Result<DrillList> {
-    let names = repo.backend().list(ObjectKind::Drill)?;
-    let results: Vec<(String, Result<DrillRecord>)> = names
-        .par_iter()
-        .map(|o| {
-            let r = Id::parse(&o.name).and_then(|id| {
-                let bytes = repo.backend().get(ObjectKind::Drill, &o.name)?;
-                verify_name(ObjectKind::Drill, &o.name, &bytes)?;
-                DrillRecord::decode(repo, &bytes, &id)
-            });
-            (o.name.clone(), r)
-        })
-        .collect();
-    let mut list = DrillList::default();
-    for (name, r) in results {
-        match r {
-            Ok(rec) => list.good.push(rec),
-            Err(e) => list.damaged.push((name, e)),
-        }
-    }
-    list.good
-        .sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-    Ok(list)
+    let (mut good, damaged) = repo.read_all(ObjectKind::Drill, |name, id, bytes| {
+        verify_name(ObjectKind::Drill, name, bytes)?;
+        DrillRecord::decode(repo, bytes, id)
+    })?;
+    good.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+    Ok(DrillList { good, damaged })
 }
 
 /// How far a drill checks a database dump found in the snapshot.

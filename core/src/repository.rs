@@ -295,6 +295,9 @@ pub struct SnapshotList {
     pub damaged: Vec<(String, Error)>,
 }
 
+/// The object names of objects that cannot be read, with why.
+pub type Damaged = Vec<(String, Error)>;
+
 /// An opened repository.
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -487,28 +490,43 @@ impl Repository {
     /// snapshot does not hide the others, and callers that must not guess
     /// (`latest`) can refuse.
     pub fn load_snapshots(&self) -> Result<SnapshotList> {
-        let names = self.backend.list(ObjectKind::Snapshot)?;
-        let results: Vec<(String, Result<Snapshot>)> = names
+        let (mut good, damaged) = self.read_all(ObjectKind::Snapshot, |name, id, bytes| {
+            verify_name(ObjectKind::Snapshot, name, bytes)?;
+            Snapshot::decode(&self.keys, &self.id, bytes, id)
+        })?;
+        good.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        Ok(SnapshotList { good, damaged })
+    }
+
+    /// Lists the objects of `kind` and reads them in parallel, each
+    /// decoded by `decode(name, id, bytes)`: the decoded ones, and the
+    /// name and error of each that cannot be read, so that one damaged
+    /// object does not hide the others.
+    pub fn read_all<T: Send>(
+        &self,
+        kind: ObjectKind,
+        decode: impl Fn(&str, &Id, &[u8]) -> Result<T> + Sync,
+    ) -> Result<(Vec<T>, Damaged)> {
+        let names = self.backend.list(kind)?;
+        let results: Vec<(String, Result<T>)> = names
             .par_iter()
-            .map(|o| (o.name.clone(), self.load_snapshot_named(&o.name)))
+            .map(|o| {
+                let r = Id::parse(&o.name).and_then(|id| {
+                    let bytes = self.backend.get(kind, &o.name)?;
+                    decode(&o.name, &id, &bytes)
+                });
+                (o.name.clone(), r)
+            })
             .collect();
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (name, r) in results {
             match r {
-                Ok(s) => good.push(s),
+                Ok(t) => good.push(t),
                 Err(e) => bad.push((name, e)),
             }
         }
-        good.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-        Ok(SnapshotList { good, damaged: bad })
-    }
-
-    fn load_snapshot_named(&self, name: &str) -> Result<Snapshot> {
-        let id = Id::parse(name)?;
-        let bytes = self.backend.get(ObjectKind::Snapshot, name)?;
-        verify_name(ObjectKind::Snapshot, name, &bytes)?;
-        Snapshot::decode(&self.keys, &self.id, &bytes, &id)
+        Ok((good, bad))
     }
 
     /// Writes a snapshot: the commit point of a backup.

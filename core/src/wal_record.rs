@@ -2,7 +2,6 @@
 //! archived PostgreSQL WAL file, and listing them. Storing and fetching
 //! WAL files is in [`crate::wal`].
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ObjectKind;
@@ -87,24 +86,10 @@ pub struct WalList {
 
 /// Lists and reads every WAL record.
 pub fn load(repo: &Repository) -> Result<WalList> {
-    let names = repo.backend().list(ObjectKind::Wal)?;
-    let results: Vec<(String, Result<WalRecord>)> = names
-        .par_iter()
-        .map(|o| {
-            let r = Id::parse(&o.name).and_then(|id| {
-                let bytes = repo.backend().get(ObjectKind::Wal, &o.name)?;
-                WalRecord::decode(repo, &bytes, &id)
-            });
-            (o.name.clone(), r)
-        })
-        .collect();
-    let mut list = WalList::default();
-    for (name, r) in results {
-        match r {
-            Ok(rec) => list.good.push(rec),
-            Err(e) => list.damaged.push((name, e)),
-        }
-    }
-    list.good.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(list)
+    // Named by the WAL file name, not by a hash: `decode` checks that.
+    let (mut good, damaged) = repo.read_all(ObjectKind::Wal, |_, id, bytes| {
+        WalRecord::decode(repo, bytes, id)
+    })?;
+    good.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(WalList { good, damaged })
 }
