@@ -27,6 +27,7 @@ const CONTEXT_CHUNKER_SEED: &str = "cairn 2026-11-27 v1 chunker gear seed";
 const CONTEXT_KEY_INFO: &str = "cairn 2026-11-27 v1 key file info key";
 const CONTEXT_METADATA_ID: &str = "cairn 2026-11-27 v1 metadata blob id key";
 const CONTEXT_WAL_NAME: &str = "cairn 2026-11-27 v1 wal file name key";
+const CONTEXT_INDEX: &str = "cairn 2026-11-27 v1 index encryption key";
 
 /// Fills a fixed-size array from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
@@ -147,6 +148,9 @@ impl std::error::Error for AuthError {}
 #[derive(Clone)]
 pub struct Keys {
     data: SealingKey,
+    /// Seals index objects: write-only keys hold it too, so that their
+    /// backups deduplicate against the index without reading any data.
+    index: SealingKey,
     key_info: SealingKey,
     chunk_id_key: [u8; 32],
     metadata_id_key: [u8; 32],
@@ -158,6 +162,7 @@ impl Keys {
     /// Derives every sub-key from the master key.
     pub fn derive(master: &MasterKey) -> Self {
         let data = blake3::derive_key(CONTEXT_DATA, master.as_bytes());
+        let index = blake3::derive_key(CONTEXT_INDEX, master.as_bytes());
         let key_info = blake3::derive_key(CONTEXT_KEY_INFO, master.as_bytes());
         let chunk_id_key = blake3::derive_key(CONTEXT_CHUNK_ID, master.as_bytes());
         let metadata_id_key = blake3::derive_key(CONTEXT_METADATA_ID, master.as_bytes());
@@ -167,6 +172,7 @@ impl Keys {
         seed8.copy_from_slice(&seed[..8]);
         Keys {
             data: SealingKey::new(&data),
+            index: SealingKey::new(&index),
             key_info: SealingKey::new(&key_info),
             chunk_id_key,
             metadata_id_key,
@@ -178,6 +184,11 @@ impl Keys {
     /// The key that seals packs, blobs, indexes, snapshots and the config.
     pub fn data(&self) -> &SealingKey {
         &self.data
+    }
+
+    /// The key that seals index objects.
+    pub fn index(&self) -> &SealingKey {
+        &self.index
     }
 
     /// The key that seals the descriptive part of key files.
@@ -246,6 +257,18 @@ mod tests {
         let a = key().seal(b"", b"same")?;
         let b = key().seal(b"", b"same")?;
         assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn the_index_key_is_not_the_data_key() -> Result<()> {
+        let keys = Keys::derive(&MasterKey::from_bytes([3u8; 32]));
+        let sealed = keys.index().seal(b"ad", b"index records")?;
+        assert_eq!(keys.data().open(b"ad", &sealed), Err(AuthError));
+        assert_eq!(
+            keys.index().open(b"ad", &sealed),
+            Ok(b"index records".to_vec())
+        );
         Ok(())
     }
 

@@ -29,7 +29,12 @@ pub fn object(data: &[u8]) {
         ObjectType::Snapshot,
     ] {
         let _ = format::check_header(data, ty, "fuzz");
-        let _ = format::open_object(keys.data(), &repo, ty, data, 1 << 20, "fuzz");
+        let key = if ty == ObjectType::Index {
+            keys.index()
+        } else {
+            keys.data()
+        };
+        let _ = format::open_object(key, &repo, ty, data, 1 << 20, "fuzz");
     }
 }
 

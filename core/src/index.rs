@@ -119,7 +119,7 @@ pub fn decode_payload(mut bytes: &[u8]) -> Result<Vec<IndexPack>> {
 /// Seals an index object.
 pub fn encode(keys: &Keys, repo_id: &Id, packs: &[IndexPack]) -> Result<Vec<u8>> {
     format::seal_object(
-        keys.data(),
+        keys.index(),
         repo_id,
         ObjectType::Index,
         &encode_payload(packs)?,
@@ -131,7 +131,7 @@ pub fn encode(keys: &Keys, repo_id: &Id, packs: &[IndexPack]) -> Result<Vec<u8>>
 pub fn decode(keys: &Keys, repo_id: &Id, bytes: &[u8], id: &Id) -> Result<Vec<IndexPack>> {
     let what = format!("index {id}");
     let payload = format::open_object(
-        keys.data(),
+        keys.index(),
         repo_id,
         ObjectType::Index,
         bytes,
