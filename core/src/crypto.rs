@@ -144,6 +144,41 @@ impl std::fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
+/// What a write-only key holds of the repository's keys: enough to name
+/// and deduplicate what it adds, nothing that reads what is stored.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct WriterKeys {
+    /// Names data blobs.
+    pub chunk_id_key: [u8; 32],
+    /// Names trees and chunk lists.
+    pub metadata_id_key: [u8; 32],
+    /// Names WAL records.
+    pub wal_name_key: [u8; 32],
+    /// Seals index objects (read for deduplication, written after a backup).
+    pub index_key: [u8; 32],
+    /// Seals key files' info.
+    pub key_info_key: [u8; 32],
+    /// The chunker's seed (derived; a config's `chunker.seed` overrides it).
+    pub chunker_seed: u64,
+}
+
+impl WriterKeys {
+    /// The writer keys of the repository with master key `master`.
+    pub fn derive(master: &MasterKey) -> Self {
+        let seed = blake3::derive_key(CONTEXT_CHUNKER_SEED, master.as_bytes());
+        let mut seed8 = [0u8; 8];
+        seed8.copy_from_slice(&seed[..8]);
+        WriterKeys {
+            chunk_id_key: blake3::derive_key(CONTEXT_CHUNK_ID, master.as_bytes()),
+            metadata_id_key: blake3::derive_key(CONTEXT_METADATA_ID, master.as_bytes()),
+            wal_name_key: blake3::derive_key(CONTEXT_WAL_NAME, master.as_bytes()),
+            index_key: blake3::derive_key(CONTEXT_INDEX, master.as_bytes()),
+            key_info_key: blake3::derive_key(CONTEXT_KEY_INFO, master.as_bytes()),
+            chunker_seed: u64::from_le_bytes(seed8),
+        }
+    }
+}
+
 /// The working keys of an opened repository, all derived from the master key.
 #[derive(Clone)]
 pub struct Keys {
@@ -184,6 +219,23 @@ impl Keys {
     /// The key that seals packs, blobs, indexes, snapshots and the config.
     pub fn data(&self) -> &SealingKey {
         &self.data
+    }
+
+    /// The keys of a client that adds data it cannot read back
+    /// (write-only keys, `repo-format.md` §4.3): the naming keys and the
+    /// index and key-info keys of `master`'s repository, and as data key
+    /// its own random `session` key, which it seals to the repository's
+    /// public key for full keys to read.
+    pub fn for_writer(w: &WriterKeys, session: &[u8; 32]) -> Self {
+        Keys {
+            data: SealingKey::new(session),
+            index: SealingKey::new(&w.index_key),
+            key_info: SealingKey::new(&w.key_info_key),
+            chunk_id_key: w.chunk_id_key,
+            metadata_id_key: w.metadata_id_key,
+            wal_name_key: w.wal_name_key,
+            chunker_seed: w.chunker_seed,
+        }
     }
 
     /// The key that seals index objects.
@@ -257,6 +309,25 @@ mod tests {
         let a = key().seal(b"", b"same")?;
         let b = key().seal(b"", b"same")?;
         assert_ne!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn a_writer_names_and_indexes_like_a_full_key_but_seals_with_its_own_key() -> Result<()> {
+        let master = MasterKey::from_bytes([4u8; 32]);
+        let full = Keys::derive(&master);
+        let writer = Keys::for_writer(&WriterKeys::derive(&master), &[9u8; 32]);
+        assert_eq!(full.chunk_id(b"x"), writer.chunk_id(b"x"));
+        assert_eq!(full.metadata_id(2, b"x"), writer.metadata_id(2, b"x"));
+        assert_eq!(full.wal_object_id("w"), writer.wal_object_id("w"));
+        assert_eq!(full.chunker_seed(), writer.chunker_seed());
+        let index = full.index().seal(b"", b"records")?;
+        assert_eq!(writer.index().open(b"", &index), Ok(b"records".to_vec()));
+        // What the full key seals, the writer cannot open, and back.
+        let data = full.data().seal(b"", b"old backup")?;
+        assert_eq!(writer.data().open(b"", &data), Err(AuthError));
+        let new = writer.data().seal(b"", b"new backup")?;
+        assert_eq!(full.data().open(b"", &new), Err(AuthError));
         Ok(())
     }
 

@@ -20,7 +20,7 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{random_bytes, Keys, MasterKey, SealingKey};
+use crate::crypto::{random_bytes, Keys, MasterKey, SealingKey, WriterKeys};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::Id;
@@ -29,6 +29,11 @@ use crate::id::Id;
 const KDF_ARGON2ID: u8 = 1;
 /// Key kind byte: full access (reads and writes everything).
 const KIND_FULL: u8 = 1;
+/// Key kind byte: write-only (adds backups; reads and deletes nothing).
+const KIND_WRITE_ONLY: u8 = 2;
+/// Fixed part of a write-only key's plaintext after the kind byte: five
+/// 32-byte keys, the repository public key, the chunker seed.
+const WRITE_ONLY_FIXED: usize = 6 * 32 + 8;
 const KDF_BLOCK_END: usize = 53;
 const WRAPPED_PLAIN_LEN: usize = 33;
 /// Largest key-info section accepted.
@@ -121,9 +126,76 @@ pub struct KeyInfo {
     pub kind: String,
 }
 
+/// What a write-only key file holds (`repo-format.md` §4.3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WriteOnlyKey {
+    /// The naming, index and key-info keys.
+    pub keys: WriterKeys,
+    /// The repository's X25519 public key (see [`crate::sealed_key`]).
+    pub public: [u8; 32],
+    /// The repository's config JSON (the config is sealed with the data
+    /// key, which a write-only key does not have; it never changes).
+    pub config_json: Vec<u8>,
+}
+
+/// An opened key file.
+pub enum Unwrapped {
+    /// A full key: the master key.
+    Full(MasterKey),
+    /// A write-only key.
+    WriteOnly(WriteOnlyKey),
+}
+
 /// Writes a new key file wrapping `master` under `password`.
 pub fn create(
     master: &MasterKey,
+    repo_id: &Id,
+    password: &[u8],
+    params: KdfParams,
+    info: &KeyInfo,
+) -> Result<Vec<u8>> {
+    let mut plain = Vec::with_capacity(WRAPPED_PLAIN_LEN);
+    plain.push(KIND_FULL);
+    plain.extend_from_slice(master.as_bytes());
+    let key_info = Keys::derive(master).key_info().clone();
+    let out = create_with(&plain, &key_info, repo_id, password, params, info);
+    zeroize::Zeroize::zeroize(&mut plain);
+    out
+}
+
+/// Writes a new write-only key file under `password`.
+pub fn create_write_only(
+    key: &WriteOnlyKey,
+    repo_id: &Id,
+    password: &[u8],
+    params: KdfParams,
+    info: &KeyInfo,
+) -> Result<Vec<u8>> {
+    let k = &key.keys;
+    let mut plain = Vec::with_capacity(1 + WRITE_ONLY_FIXED + key.config_json.len());
+    plain.push(KIND_WRITE_ONLY);
+    for part in [
+        &k.chunk_id_key,
+        &k.metadata_id_key,
+        &k.wal_name_key,
+        &k.index_key,
+        &k.key_info_key,
+        &key.public,
+    ] {
+        plain.extend_from_slice(part);
+    }
+    plain.extend_from_slice(&k.chunker_seed.to_le_bytes());
+    plain.extend_from_slice(&key.config_json);
+    let key_info = SealingKey::new(&k.key_info_key);
+    let out = create_with(&plain, &key_info, repo_id, password, params, info);
+    zeroize::Zeroize::zeroize(&mut plain);
+    out
+}
+
+/// A key file whose wrapped plaintext is `plain`.
+fn create_with(
+    plain: &[u8],
+    key_info: &SealingKey,
     repo_id: &Id,
     password: &[u8],
     params: KdfParams,
@@ -141,24 +213,37 @@ pub fn create(
     let ad = ad_of(&out, repo_id)?;
 
     let wrapping = params.derive(password, &salt)?;
-    let mut plain = [0u8; WRAPPED_PLAIN_LEN];
-    plain[0] = KIND_FULL;
-    plain[1..].copy_from_slice(master.as_bytes());
-    let wrapped = wrapping.seal(&ad, &plain)?;
-    zeroize::Zeroize::zeroize(&mut plain);
+    let wrapped = wrapping.seal(&ad, plain)?;
     let wlen = u16::try_from(wrapped.len()).map_err(|_| Error::invalid("wrapped key too long"))?;
     out.extend_from_slice(&wlen.to_le_bytes());
     out.extend_from_slice(&wrapped);
 
-    let keys = Keys::derive(master);
     let json = serde_json::to_vec(info).map_err(|e| Error::invalid(format!("key info: {e}")))?;
-    keys.key_info().seal_into(&info_ad(&ad), &json, &mut out)?;
+    key_info.seal_into(&info_ad(&ad), &json, &mut out)?;
     Ok(out)
+}
+
+/// Tries to open a full key file with `password` (see [`unwrap`]); a
+/// write-only key is refused as access denied.
+pub fn open(bytes: &[u8], repo_id: &Id, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
+    match unwrap(bytes, repo_id, password, what)? {
+        None => Ok(None),
+        Some(Unwrapped::Full(m)) => Ok(Some(m)),
+        Some(Unwrapped::WriteOnly(_)) => Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!("{what} is a write-only key: it can add backups, not read or remove them"),
+        )),
+    }
 }
 
 /// Tries to open a key file with `password`. `Ok(None)` means the password
 /// does not open this key; errors mean the file itself is unusable.
-pub fn open(bytes: &[u8], repo_id: &Id, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
+pub fn unwrap(
+    bytes: &[u8],
+    repo_id: &Id,
+    password: &[u8],
+    what: &str,
+) -> Result<Option<Unwrapped>> {
     let (params, salt, ad, wrapped, _) = parse(bytes, repo_id, what)?;
     params.check().map_err(|e| {
         Error::new(
@@ -173,21 +258,50 @@ pub fn open(bytes: &[u8], repo_id: &Id, password: &[u8], what: &str) -> Result<O
     let Ok(mut plain) = wrapping.open(&ad, wrapped) else {
         return Ok(None);
     };
-    if plain.len() != WRAPPED_PLAIN_LEN {
-        return Err(Error::corrupt(format!(
-            "{what}: wrapped key has the wrong length"
-        )));
-    }
-    if plain[0] != KIND_FULL {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("{what}: unknown key kind {}", plain[0]),
-        ));
-    }
-    let mut mk = [0u8; 32];
-    mk.copy_from_slice(&plain[1..]);
+    let out = match plain.first() {
+        Some(&KIND_FULL) if plain.len() == WRAPPED_PLAIN_LEN => {
+            let mut mk = [0u8; 32];
+            mk.copy_from_slice(&plain[1..]);
+            Unwrapped::Full(MasterKey::from_bytes(mk))
+        }
+        Some(&KIND_WRITE_ONLY) if plain.len() > WRITE_ONLY_FIXED => {
+            let key = |i: usize| -> [u8; 32] {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&plain[1 + 32 * i..1 + 32 * (i + 1)]);
+                k
+            };
+            let mut seed = [0u8; 8];
+            seed.copy_from_slice(&plain[1 + 6 * 32..1 + WRITE_ONLY_FIXED]);
+            Unwrapped::WriteOnly(WriteOnlyKey {
+                keys: WriterKeys {
+                    chunk_id_key: key(0),
+                    metadata_id_key: key(1),
+                    wal_name_key: key(2),
+                    index_key: key(3),
+                    key_info_key: key(4),
+                    chunker_seed: u64::from_le_bytes(seed),
+                },
+                public: key(5),
+                config_json: plain[1 + WRITE_ONLY_FIXED..].to_vec(),
+            })
+        }
+        Some(&KIND_FULL) | Some(&KIND_WRITE_ONLY) | None => {
+            zeroize::Zeroize::zeroize(&mut plain);
+            return Err(Error::corrupt(format!(
+                "{what}: wrapped key has the wrong length"
+            )));
+        }
+        Some(other) => {
+            let other = *other;
+            zeroize::Zeroize::zeroize(&mut plain);
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{what}: unknown key kind {other}"),
+            ));
+        }
+    };
     zeroize::Zeroize::zeroize(&mut plain);
-    Ok(Some(MasterKey::from_bytes(mk)))
+    Ok(Some(out))
 }
 
 /// Reads the descriptive part of a key file with the repository's keys.
@@ -293,6 +407,33 @@ mod tests {
         assert!(open(&file, &Id::of_bytes(b"other"), b"pw", "key")?.is_none());
         let (params, i) = super::info(&file, &repo, &Keys::derive(&master), "key")?;
         assert_eq!((params, i), (FAST, sample_info()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_write_only_key_file_round_trips_and_holds_no_master_key() -> Result<()> {
+        let master = MasterKey::generate()?;
+        let repo = Id::of_bytes(b"r");
+        let key = WriteOnlyKey {
+            keys: WriterKeys::derive(&master),
+            public: crate::sealed_key::RepoKeyPair::derive(&master).public(),
+            config_json: br#"{"version":1}"#.to_vec(),
+        };
+        let mut info = sample_info();
+        info.kind = "write-only".into();
+        let file = create_write_only(&key, &repo, b"pw", FAST, &info)?;
+        match unwrap(&file, &repo, b"pw", "key")? {
+            Some(Unwrapped::WriteOnly(w)) => assert!(w == key),
+            _ => panic!("not a write-only key"),
+        }
+        // `open`, which wants a full key (a master key), refuses it as
+        // access denied.
+        let err = open(&file, &repo, b"pw", "key").err().map(|e| e.kind());
+        assert_eq!(err, Some(ErrorKind::AccessDenied));
+        assert!(open(&file, &repo, b"wrong", "key")?.is_none());
+        // Full keys read its info, with the same key-info key.
+        let (_, read) = super::info(&file, &repo, &Keys::derive(&master), "key")?;
+        assert_eq!(read.kind, "write-only");
         Ok(())
     }
 
