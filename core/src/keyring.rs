@@ -85,6 +85,35 @@ pub fn add(repo: &Repository, password: &[u8], kdf: KdfParams, info: &KeyInfo) -
     Ok(name)
 }
 
+/// Adds a write-only key file opened by `password` (`repo-format.md`
+/// §4.3 kind 2): it names, deduplicates and seals new data, and holds
+/// nothing that reads or removes what is stored. Returns its name.
+pub fn add_write_only(
+    repo: &Repository,
+    password: &[u8],
+    kdf: KdfParams,
+    info: &KeyInfo,
+) -> Result<String> {
+    if password.is_empty() {
+        return Err(Error::invalid("an empty password is not a password"));
+    }
+    kdf.check()?;
+    let master = repo.master_key();
+    let config_json =
+        serde_json::to_vec(repo.config()).map_err(|e| Error::invalid(format!("config: {e}")))?;
+    let key = keyfile::WriteOnlyKey {
+        keys: crate::crypto::WriterKeys::derive(master),
+        public: crate::sealed_key::RepoKeyPair::derive(master).public(),
+        config_json,
+    };
+    let mut info = info.clone();
+    info.kind = "write-only".into();
+    let bytes = keyfile::create_write_only(&key, repo.id(), password, kdf, &info)?;
+    let name = Id::of_bytes(&bytes).to_hex();
+    repo.backend().put(ObjectKind::Key, &name, &bytes)?;
+    Ok(name)
+}
+
 /// Finds the key file named by `spec` (its name or a unique prefix).
 pub fn resolve<'a>(keys: &'a [KeyEntry], spec: &str) -> Result<&'a KeyEntry> {
     let lower = spec.to_ascii_lowercase();

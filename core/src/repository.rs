@@ -224,6 +224,9 @@ impl LockedRepository {
                     break;
                 }
                 Ok(None) => tried += 1,
+                // The password opened a key that may not read: say so
+                // (not "wrong password").
+                Err(e) if e.kind() == ErrorKind::AccessDenied => return Err(e),
                 Err(e) => unusable.push(e),
             }
         }

@@ -51,3 +51,42 @@ fn the_last_full_key_survives_two_removals_at_once() {
     keyring::remove(&repo, &second, false).unwrap();
     assert!(backend.list(ObjectKind::Key).unwrap().is_empty());
 }
+
+#[test]
+fn a_write_only_key_is_listed_and_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+    common::init_small(backend.clone(), b"full", false);
+    let repo = repository::locate(backend.clone())
+        .unwrap()
+        .unlock(b"full", &CacheLocation::Temporary)
+        .unwrap();
+    let kdf = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let info = KeyInfo {
+        created: "2026-11-28T00:00:00Z".into(),
+        host: "db1".into(),
+        user: "postgres".into(),
+        kind: "full".into(),
+    };
+    let name = keyring::add_write_only(&repo, b"writer", kdf, &info).unwrap();
+    let keys = keyring::list(&repo).unwrap();
+    let entry = keyring::resolve(&keys, &name).unwrap();
+    assert_eq!(entry.info.as_ref().unwrap().kind, "write-only");
+    assert!(!entry.is_full());
+    // Not a key that reads: until write-only backups exist, it is refused
+    // as access denied (exit 13), never as a wrong password.
+    let err = repository::locate(backend.clone())
+        .unwrap()
+        .unlock(b"writer", &CacheLocation::Temporary)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), cairn_core::ErrorKind::AccessDenied);
+    // Removing the full key with only a write-only key left is the last
+    // full key.
+    let full = keys.iter().find(|k| k.current).unwrap();
+    assert!(keyring::removal_risk(&keys, full).is_some());
+}
