@@ -141,14 +141,16 @@ fn packs(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("build", |b| {
         b.iter(|| {
-            let mut w = PackWriter::new();
+            let mut w = PackWriter::new(&keys, &repo)?;
             for blob in &blobs {
                 let _ = w.add(blob);
             }
             w.finish(&keys, &repo)
         })
     });
-    let mut w = PackWriter::new();
+    let Ok(mut w) = PackWriter::new(&keys, &repo) else {
+        return;
+    };
     for blob in &blobs {
         let _ = w.add(blob);
     }
@@ -179,6 +181,7 @@ fn index_lookups(c: &mut Criterion) {
                     offset: i * 4_000,
                     length: 4_000,
                     raw_length: 8_192,
+                    session: false,
                 })
                 .collect();
             IndexPack::live(Id::of_bytes(&p.to_le_bytes()), blobs)
@@ -230,6 +233,7 @@ fn restore_decode(c: &mut Criterion) {
         offset: 0,
         length: blob.sealed.len() as u32,
         raw_length: blob.raw_length,
+        session: false,
     };
     let mut g = c.benchmark_group("restore_8KiB_chunk");
     g.throughput(Throughput::Bytes(chunk.len() as u64));

@@ -233,7 +233,8 @@ pub fn backup(
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
-        if !opts.no_delta {
+        // A write-only key reads no stored chunk, so it has no bases.
+        if !opts.no_delta && !repo.is_write_only() {
             saver.enable_deltas(&opts.hostname, &paths)?;
         }
         let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
@@ -313,8 +314,12 @@ pub fn backup(
         return Err(Error::interrupted());
     }
     source_meta.dump = dump_info;
-    // Damaged snapshots only cost the parent link; backups must go on.
-    let existing = repo.load_snapshots()?.good;
+    // Damaged snapshots only cost the parent link; backups must go on. A
+    // write-only key cannot read snapshots: no parent link.
+    let existing = match repo.is_write_only() {
+        true => Vec::new(),
+        false => repo.load_snapshots()?.good,
+    };
     let mut sorted_paths = paths.clone();
     sorted_paths.sort();
     let parent = existing
@@ -498,8 +503,8 @@ impl<'a> BlobSaver<'a> {
             seen: HashSet::new(),
             reused: HashSet::new(),
             bases: HashSet::new(),
-            data_pack: PackWriter::new(),
-            tree_pack: PackWriter::new(),
+            data_pack: PackWriter::new(repo.keys(), repo.id())?,
+            tree_pack: PackWriter::new(repo.keys(), repo.id())?,
             tx,
             level: repo.config().compression.level,
             pack_size: repo.config().pack_size as usize,
@@ -689,8 +694,9 @@ impl<'a> BlobSaver<'a> {
         if writer.is_empty() {
             return Ok(());
         }
-        let full = std::mem::take(writer);
-        let finished = full.finish(self.repo.keys(), self.repo.id())?;
+        let repo = self.repo;
+        let full = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
+        let finished = full.finish(repo.keys(), repo.id())?;
         self.tx
             .send(finished)
             .map_err(|_| Error::new(ErrorKind::Io, "storing packs failed"))

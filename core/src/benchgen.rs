@@ -87,10 +87,12 @@ impl Writer<'_> {
     }
 
     fn flush_pack(&mut self, data: bool) -> Result<()> {
-        let w = std::mem::take(if data { &mut self.data } else { &mut self.meta });
+        let repo = self.repo;
+        let w = if data { &mut self.data } else { &mut self.meta };
         if w.is_empty() {
             return Ok(());
         }
+        let w = std::mem::replace(w, PackWriter::new(repo.keys(), repo.id())?);
         let record = self
             .repo
             .store_pack(w.finish(self.repo.keys(), self.repo.id())?)?;
@@ -129,8 +131,8 @@ pub fn generate(
     let level = repo.config().compression.level;
     let mut w = Writer {
         repo,
-        data: PackWriter::new(),
-        meta: PackWriter::new(),
+        data: PackWriter::new(keys, &repo_id)?,
+        meta: PackWriter::new(keys, &repo_id)?,
         pending: Vec::new(),
         pending_blobs: 0,
         out: Generated::default(),

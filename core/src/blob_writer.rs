@@ -42,8 +42,8 @@ impl<'a> BlobWriter<'a> {
             seen: HashSet::new(),
             referenced: HashSet::new(),
             bases: HashSet::new(),
-            data: PackWriter::new(),
-            meta: PackWriter::new(),
+            data: PackWriter::new(repo.keys(), repo.id())?,
+            meta: PackWriter::new(repo.keys(), repo.id())?,
             delta: None,
             warnings: Vec::new(),
         })
@@ -184,8 +184,10 @@ impl<'a> BlobWriter<'a> {
     }
 
     fn flush(&mut self, data: bool) -> Result<()> {
-        let writer = std::mem::take(if data { &mut self.data } else { &mut self.meta });
+        let repo = self.repo;
+        let writer = if data { &mut self.data } else { &mut self.meta };
         if !writer.is_empty() {
+            let writer = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
             // Indexed at once: a pack in no index for long looks like a
             // crashed backup's leftover to prune (§12.4).
             let finished = writer.finish(self.repo.keys(), self.repo.id())?;

@@ -40,7 +40,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// cache costs little speed.
 const CACHE_MEMORY: usize = 16 * 1024 * 1024;
 /// Bump when the table layout changes; old caches are then rebuilt.
-const CACHE_VERSION: u64 = 3;
+const CACHE_VERSION: u64 = 4;
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +65,14 @@ fn encode_location(pack_id: &Id, e: &BlobEntry, obsolete_since: Option<i64>) -> 
     v[34..38].copy_from_slice(&e.offset.to_le_bytes());
     v[38..42].copy_from_slice(&e.length.to_le_bytes());
     v[42..46].copy_from_slice(&e.raw_length.to_le_bytes());
+    // Byte 46: bit 0 obsolete (time in 47..55), bit 1 sealed with its
+    // pack's session key.
     if let Some(since) = obsolete_since {
         v[46] = 1;
         v[47..55].copy_from_slice(&since.to_le_bytes());
+    }
+    if e.session {
+        v[46] |= 2;
     }
     v
 }
@@ -88,8 +93,9 @@ fn decode_location(id: Id, v: &[u8; LOCATION_LEN]) -> Result<BlobLocation> {
             offset: u32_at(34),
             length: u32_at(38),
             raw_length: u32_at(42),
+            session: v[46] & 2 != 0,
         },
-        obsolete_since: (v[46] == 1).then(|| {
+        obsolete_since: (v[46] & 1 == 1).then(|| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&v[47..55]);
             i64::from_le_bytes(b)
@@ -580,6 +586,7 @@ mod tests {
                 offset: 8,
                 length: 64,
                 raw_length: 100,
+                session: false,
             }],
         }
     }

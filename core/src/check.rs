@@ -627,7 +627,8 @@ impl Checker<'_> {
             );
         }
         let name_ok = verify_name(ObjectKind::Pack, &name, &bytes);
-        let entries = match pack::read_trailer(self.repo.keys(), self.repo.id(), &bytes, id) {
+        let (entries, keys) = match pack::read_trailer(self.repo.keys(), self.repo.id(), &bytes, id)
+        {
             Ok(e) => e,
             Err(e) => return (Some(PackFinding::whole(*id, self.note(&e).to_string())), 0),
         };
@@ -645,7 +646,7 @@ impl Checker<'_> {
         for e in &entries {
             let sealed = &bytes[e.offset as usize..e.end() as usize];
             let decoded = match e.compression.base() {
-                None => pack::decode_blob(self.repo.keys(), self.repo.id(), e, sealed, id),
+                None => pack::decode_blob(&keys, self.repo.id(), e, sealed, id),
                 // A delta is checked against its base, read where the
                 // index says: a damaged base damages every delta of it.
                 Some(base) => self
@@ -659,7 +660,7 @@ impl Checker<'_> {
                     })
                     .and_then(|plain| {
                         pack::decode_delta_in_place(
-                            self.repo.keys(),
+                            &keys,
                             self.repo.id(),
                             e,
                             &mut sealed.to_vec(),

@@ -8,6 +8,9 @@
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use std::sync::Arc;
+
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
@@ -179,10 +182,23 @@ impl WriterKeys {
     }
 }
 
-/// The working keys of an opened repository, all derived from the master key.
+/// What the keys of an opened repository can open besides their own data
+/// key.
+#[derive(Clone)]
+enum Access {
+    /// A full key: the repository's key pair opens every key block.
+    Full(Arc<RepoKeyPair>),
+    /// A write-only key: its data key is a random session key, sealed to
+    /// the repository's public key in a key block in front of what it seals.
+    Writer { session: [u8; 32], public: [u8; 32] },
+}
+
+/// The working keys of an opened repository: derived from the master key,
+/// or for a write-only key, from what its key file holds.
 #[derive(Clone)]
 pub struct Keys {
     data: SealingKey,
+    access: Access,
     /// Seals index objects: write-only keys hold it too, so that their
     /// backups deduplicate against the index without reading any data.
     index: SealingKey,
@@ -207,6 +223,7 @@ impl Keys {
         seed8.copy_from_slice(&seed[..8]);
         Keys {
             data: SealingKey::new(&data),
+            access: Access::Full(Arc::new(RepoKeyPair::derive(master))),
             index: SealingKey::new(&index),
             key_info: SealingKey::new(&key_info),
             chunk_id_key,
@@ -223,18 +240,60 @@ impl Keys {
 
     /// The keys of a client that adds data it cannot read back
     /// (write-only keys, `repo-format.md` §4.3): the naming keys and the
-    /// index and key-info keys of `master`'s repository, and as data key
-    /// its own random `session` key, which it seals to the repository's
-    /// public key for full keys to read.
-    pub fn for_writer(w: &WriterKeys, session: &[u8; 32]) -> Self {
+    /// index and key-info keys of the repository, and as data key its own
+    /// random `session` key, which it seals to the repository's `public`
+    /// key for full keys to read ([`Self::key_block`]).
+    pub fn for_writer(w: &WriterKeys, session: &[u8; 32], public: &[u8; 32]) -> Self {
         Keys {
             data: SealingKey::new(session),
+            access: Access::Writer {
+                session: *session,
+                public: *public,
+            },
             index: SealingKey::new(&w.index_key),
             key_info: SealingKey::new(&w.key_info_key),
             chunk_id_key: w.chunk_id_key,
             metadata_id_key: w.metadata_id_key,
             wal_name_key: w.wal_name_key,
             chunker_seed: w.chunker_seed,
+        }
+    }
+
+    /// Keys of a write-only client, which cannot read what others sealed?
+    pub fn is_write_only(&self) -> bool {
+        matches!(self.access, Access::Writer { .. })
+    }
+
+    /// For a write-only client, a fresh key block sealing its session key
+    /// to the repository's public key with `ad` (`repo-format.md` §3.3):
+    /// what it writes in front of each object its data key seals. `None`
+    /// for a full key, whose data key needs no block.
+    pub fn key_block(&self, ad: &[u8]) -> Result<Option<[u8; KEY_BLOCK_LEN]>> {
+        match &self.access {
+            Access::Full(_) => Ok(None),
+            Access::Writer { session, public } => seal_to(public, session, ad).map(Some),
+        }
+    }
+
+    /// The keys to open an object whose key block is `block` (sealed with
+    /// `ad`): these keys with the block's session key as data key. Only a
+    /// full key holds the secret that opens a block; a write-only key gets
+    /// access denied.
+    pub fn open_key_block(&self, block: &[u8], ad: &[u8]) -> Result<Keys> {
+        match &self.access {
+            Access::Full(pair) => {
+                let mut session = pair.open(block, ad)?;
+                let keys = Keys {
+                    data: SealingKey::new(&session),
+                    ..self.clone()
+                };
+                session.zeroize();
+                Ok(keys)
+            }
+            Access::Writer { .. } => Err(Error::new(
+                crate::ErrorKind::AccessDenied,
+                "this object was written with a write-only key and only a full key can read it",
+            )),
         }
     }
 
@@ -278,6 +337,103 @@ impl Keys {
     }
 }
 
+// ---- Session keys sealed to the repository public key (write-only keys) ----
+//
+// The repository's X25519 key pair is derived from the master key, so
+// every full key has the secret half. A write-only client holds only the
+// public half: it seals the random session key that encrypts what it
+// writes into a 104-byte **key block**, which only a full key can open.
+//
+// ```text
+// key block = ephemeral public key (32) || nonce (24) || ciphertext (32) || tag (16)
+// wrap key  = BLAKE3-derive("cairn 2026-11-27 v1 sealed session key",
+// X25519(ephemeral, public) || ephemeral public || public)
+// ```
+//
+// The session key is sealed with XChaCha20-Poly1305 under the wrap key,
+// with the caller's associated data (the object it belongs to).
+
+/// Length of a key block.
+pub const KEY_BLOCK_LEN: usize = 32 + 24 + 32 + 16;
+
+const CONTEXT_X25519: &str = "cairn 2026-11-27 v1 x25519 secret key";
+const CONTEXT_WRAP: &str = "cairn 2026-11-27 v1 sealed session key";
+
+/// The repository's X25519 key pair (full keys only).
+pub struct RepoKeyPair {
+    secret: StaticSecret,
+    public: [u8; 32],
+}
+
+impl RepoKeyPair {
+    /// The key pair of the repository with master key `master`.
+    pub fn derive(master: &MasterKey) -> Self {
+        let mut scalar = blake3::derive_key(CONTEXT_X25519, master.as_bytes());
+        let secret = StaticSecret::from(scalar);
+        scalar.zeroize();
+        let public = PublicKey::from(&secret).to_bytes();
+        RepoKeyPair { secret, public }
+    }
+
+    /// The public half, which write-only key files carry.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// Opens a key block sealed to this key pair with `ad`.
+    pub fn open(&self, block: &[u8], ad: &[u8]) -> Result<[u8; 32]> {
+        if block.len() != KEY_BLOCK_LEN {
+            return Err(Error::corrupt(format!(
+                "key block is {} bytes, not {KEY_BLOCK_LEN}",
+                block.len()
+            )));
+        }
+        let mut eph = [0u8; 32];
+        eph.copy_from_slice(&block[..32]);
+        let shared = self.secret.diffie_hellman(&PublicKey::from(eph));
+        if !shared.was_contributory() {
+            return Err(Error::corrupt("key block has a low-order ephemeral key"));
+        }
+        let wrap = wrap_key(shared.as_bytes(), &eph, &self.public);
+        let plain = wrap
+            .open(ad, &block[32..])
+            .map_err(|e| Error::corrupt(format!("key block: {e}")))?;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&plain);
+        Ok(out)
+    }
+}
+
+fn wrap_key(shared: &[u8; 32], eph: &[u8; 32], public: &[u8; 32]) -> SealingKey {
+    let mut material = [0u8; 96];
+    material[..32].copy_from_slice(shared);
+    material[32..64].copy_from_slice(eph);
+    material[64..].copy_from_slice(public);
+    let mut key = blake3::derive_key(CONTEXT_WRAP, &material);
+    material.zeroize();
+    let sealing = SealingKey::new(&key);
+    key.zeroize();
+    sealing
+}
+
+/// Seals `session` to the repository public key `public`, with `ad`.
+pub fn seal_to(public: &[u8; 32], session: &[u8; 32], ad: &[u8]) -> Result<[u8; KEY_BLOCK_LEN]> {
+    let eph_secret = StaticSecret::from(random_bytes::<32>()?);
+    let eph = PublicKey::from(&eph_secret).to_bytes();
+    let shared = eph_secret.diffie_hellman(&PublicKey::from(*public));
+    if !shared.was_contributory() {
+        return Err(Error::invalid(
+            "the repository public key is a low-order point",
+        ));
+    }
+    let wrap = wrap_key(shared.as_bytes(), &eph, public);
+    let sealed = wrap.seal(ad, session)?;
+    let mut block = [0u8; KEY_BLOCK_LEN];
+    block[..32].copy_from_slice(&eph);
+    block[32..].copy_from_slice(&sealed);
+    Ok(block)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,7 +472,8 @@ mod tests {
     fn a_writer_names_and_indexes_like_a_full_key_but_seals_with_its_own_key() -> Result<()> {
         let master = MasterKey::from_bytes([4u8; 32]);
         let full = Keys::derive(&master);
-        let writer = Keys::for_writer(&WriterKeys::derive(&master), &[9u8; 32]);
+        let public = RepoKeyPair::derive(&master).public();
+        let writer = Keys::for_writer(&WriterKeys::derive(&master), &[9u8; 32], &public);
         assert_eq!(full.chunk_id(b"x"), writer.chunk_id(b"x"));
         assert_eq!(full.metadata_id(2, b"x"), writer.metadata_id(2, b"x"));
         assert_eq!(full.wal_object_id("w"), writer.wal_object_id("w"));
@@ -328,6 +485,21 @@ mod tests {
         assert_eq!(writer.data().open(b"", &data), Err(AuthError));
         let new = writer.data().seal(b"", b"new backup")?;
         assert_eq!(full.data().open(b"", &new), Err(AuthError));
+        // Through the writer's key block, and only through it, the full key
+        // reads what the writer sealed; the writer opens no block.
+        let block = writer
+            .key_block(b"obj")?
+            .ok_or_else(|| Error::invalid("no block"))?;
+        assert_eq!(full.key_block(b"obj")?, None);
+        let opened = full.open_key_block(&block, b"obj")?;
+        assert_eq!(opened.data().open(b"", &new), Ok(b"new backup".to_vec()));
+        assert!(full.open_key_block(&block, b"other").is_err());
+        let denied = writer
+            .open_key_block(&block, b"obj")
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(denied, Some(crate::ErrorKind::AccessDenied));
+        assert!(writer.is_write_only() && !full.is_write_only());
         Ok(())
     }
 
@@ -355,5 +527,45 @@ mod tests {
         assert_ne!(a.chunk_id(b"x"), Id::of_bytes(b"x"));
         assert_ne!(a.chunk_id(b"x"), a.metadata_id(1, b"x"));
         assert_ne!(a.metadata_id(1, b"x"), a.metadata_id(2, b"x"));
+    }
+
+    fn pair(n: u8) -> RepoKeyPair {
+        RepoKeyPair::derive(&MasterKey::from_bytes([n; 32]))
+    }
+
+    #[test]
+    fn a_sealed_session_key_opens_only_with_the_secret_and_its_ad() -> Result<()> {
+        let repo = pair(1);
+        let session = [7u8; 32];
+        let block = seal_to(&repo.public(), &session, b"pack")?;
+        assert_eq!(repo.open(&block, b"pack")?, session);
+        // Another repository's secret, other AD, a flipped bit, a cut
+        // block: all refused.
+        assert!(pair(2).open(&block, b"pack").is_err());
+        assert!(repo.open(&block, b"snapshot").is_err());
+        for i in [0, 40, 70, KEY_BLOCK_LEN - 1] {
+            let mut bad = block;
+            bad[i] ^= 1;
+            assert!(repo.open(&bad, b"pack").is_err(), "byte {i}");
+        }
+        assert!(repo.open(&block[..100], b"pack").is_err());
+        // Two seals of one key differ (fresh ephemeral key and nonce).
+        assert_ne!(block, seal_to(&repo.public(), &session, b"pack")?);
+        Ok(())
+    }
+
+    #[test]
+    fn the_key_pair_is_derived_from_the_master_key() {
+        assert_eq!(pair(1).public(), pair(1).public());
+        assert_ne!(pair(1).public(), pair(2).public());
+    }
+
+    #[test]
+    fn a_low_order_ephemeral_key_is_refused() -> Result<()> {
+        let repo = pair(1);
+        let mut block = seal_to(&repo.public(), &[7u8; 32], b"")?;
+        block[..32].copy_from_slice(&[0u8; 32]);
+        assert!(repo.open(&block, b"").is_err());
+        Ok(())
     }
 }

@@ -84,8 +84,8 @@ impl DrillRecord {
     pub fn encode(&self, repo: &Repository) -> Result<Vec<u8>> {
         let json =
             serde_json::to_vec(self).map_err(|e| Error::invalid(format!("drill record: {e}")))?;
-        format::seal_object(
-            repo.keys().data(),
+        format::seal_data_object(
+            repo.keys(),
             repo.id(),
             ObjectType::Drill,
             &json,
@@ -96,8 +96,8 @@ impl DrillRecord {
     /// Opens drill record object `id`.
     pub fn decode(repo: &Repository, bytes: &[u8], id: &Id) -> Result<Self> {
         let what = format!("drill record {id}");
-        let json = format::open_object(
-            repo.keys().data(),
+        let json = format::open_data_object(
+            repo.keys(),
             repo.id(),
             ObjectType::Drill,
             bytes,

@@ -6,7 +6,8 @@
 //! 0..5  magic "CAIRN"
 //! 5     format version (1)
 //! 6     object type
-//! 7     key scheme (0: sealed with the repository's data key)
+//! 7     key scheme (0: sealed with the repository's data key;
+//!       1: a key block follows, sealing the key of a write-only client)
 //! ```
 //!
 //! The header plus the repository ID (plus a per-use context) is the AEAD
@@ -14,7 +15,7 @@
 //! cannot be passed off as another type, version or repository.
 
 use crate::compress::{self, Compression};
-use crate::crypto::SealingKey;
+use crate::crypto::{Keys, SealingKey, KEY_BLOCK_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 
@@ -24,9 +25,15 @@ pub const MAGIC: &[u8; 5] = b"CAIRN";
 pub const FORMAT_VERSION: u8 = 1;
 /// Length of the object header.
 pub const HEADER_LEN: usize = 8;
-/// The only key scheme of version 1: sealed with the data key derived from
-/// the master key. Other values are reserved (write-only keys).
+/// Key scheme 0: sealed with the data key derived from the master key.
 pub const KEY_SCHEME_MASTER: u8 = 0;
+/// Key scheme 1: sealed with a write-only client's random session key,
+/// which the [`KEY_BLOCK_LEN`]-byte key block after the header seals to the
+/// repository's public key (`repo-format.md` §3.3). Packs, snapshots, WAL
+/// records and drill records may use it; other objects may not.
+pub const KEY_SCHEME_SESSION: u8 = 1;
+/// Context of a key block's associated data.
+const KEY_BLOCK_CONTEXT: &[u8] = b"key block";
 
 /// The type byte of the object header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,14 +83,75 @@ impl ObjectType {
     }
 }
 
-/// The 8-byte header of a new object of type `ty`.
+/// The 8-byte header of a new object of type `ty` sealed with the data
+/// key (key scheme 0).
 pub fn header(ty: ObjectType) -> [u8; HEADER_LEN] {
+    header_with(ty, KEY_SCHEME_MASTER)
+}
+
+/// The 8-byte header of a new object of type `ty` and key scheme `scheme`.
+pub fn header_with(ty: ObjectType, scheme: u8) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..5].copy_from_slice(MAGIC);
     h[5] = FORMAT_VERSION;
     h[6] = ty as u8;
-    h[7] = KEY_SCHEME_MASTER;
+    h[7] = scheme;
     h
+}
+
+/// May objects of type `ty` carry a key block (key scheme 1)?
+fn may_use_session(ty: ObjectType) -> bool {
+    matches!(
+        ty,
+        ObjectType::Pack | ObjectType::Snapshot | ObjectType::WalRecord | ObjectType::Drill
+    )
+}
+
+/// The header and, for a write-only client, the key block that start a
+/// new object of type `ty` whose contents `keys.data()` seals
+/// (`repo-format.md` §3.3).
+pub fn data_object_start(keys: &Keys, repo_id: &Id, ty: ObjectType) -> Result<Vec<u8>> {
+    let h = header_with(ty, KEY_SCHEME_SESSION);
+    match keys.key_block(&key_block_ad(&h, repo_id))? {
+        None => Ok(header(ty).to_vec()),
+        Some(block) => {
+            let mut out = Vec::with_capacity(HEADER_LEN + KEY_BLOCK_LEN);
+            out.extend_from_slice(&h);
+            out.extend_from_slice(&block);
+            Ok(out)
+        }
+    }
+}
+
+/// The keys that open the contents of an object of type `ty` that starts
+/// with `head` (at least its header, and its key block if it has one):
+/// `keys` for key scheme 0, else `keys` with the key block's session key,
+/// which only a full key can open. Also returns where the contents start.
+pub fn data_object_keys<'k>(
+    keys: &'k Keys,
+    repo_id: &Id,
+    ty: ObjectType,
+    head: &[u8],
+    what: &str,
+) -> Result<(std::borrow::Cow<'k, Keys>, usize)> {
+    let h = check_header(head, ty, what)?;
+    if h[7] == KEY_SCHEME_MASTER {
+        return Ok((std::borrow::Cow::Borrowed(keys), HEADER_LEN));
+    }
+    let end = HEADER_LEN + KEY_BLOCK_LEN;
+    let block = head
+        .get(HEADER_LEN..end)
+        .ok_or_else(|| Error::corrupt(format!("{what}: truncated key block")))?;
+    let opened = keys
+        .open_key_block(block, &key_block_ad(&h, repo_id))
+        .map_err(|e| e.context(what))?;
+    Ok((std::borrow::Cow::Owned(opened), end))
+}
+
+/// The associated data of a key block: `header || repository ID || "key
+/// block"`.
+fn key_block_ad(h: &[u8; HEADER_LEN], repo_id: &Id) -> Vec<u8> {
+    associated_data(h, repo_id, KEY_BLOCK_CONTEXT)
 }
 
 /// Checks the header at the start of `bytes` against the expected type and
@@ -123,7 +191,8 @@ pub fn check_header(bytes: &[u8], ty: ObjectType, what: &str) -> Result<[u8; HEA
             ))
         }
     }
-    if h[7] != KEY_SCHEME_MASTER {
+    let session_ok = h[7] == KEY_SCHEME_SESSION && may_use_session(ty);
+    if h[7] != KEY_SCHEME_MASTER && !session_ok {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!("{what}: unknown key scheme {}", h[7]),
@@ -196,6 +265,45 @@ pub fn open_object(
     let h = check_header(bytes, ty, what)?;
     let framed = key
         .open(&associated_data(&h, repo_id, &[]), &bytes[HEADER_LEN..])
+        .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+    unframe_payload(&framed, max_len).map_err(|e| e.context(what))
+}
+
+/// A whole object sealed with the data key (snapshot, WAL record, drill
+/// record): like [`seal_object`], and for a write-only client with key
+/// scheme 1 and its key block between the header and the sealed payload.
+pub fn seal_data_object(
+    keys: &Keys,
+    repo_id: &Id,
+    ty: ObjectType,
+    payload: &[u8],
+    level: i32,
+) -> Result<Vec<u8>> {
+    let mut out = data_object_start(keys, repo_id, ty)?;
+    let h: [u8; HEADER_LEN] = out[..HEADER_LEN]
+        .try_into()
+        .map_err(|_| Error::invalid("object header"))?;
+    let framed = frame_payload(level, payload);
+    out.reserve(framed.len() + crate::crypto::SEAL_OVERHEAD);
+    keys.data()
+        .seal_into(&associated_data(&h, repo_id, &[]), &framed, &mut out)?;
+    Ok(out)
+}
+
+/// Opens an object written by [`seal_data_object`], of either key scheme.
+pub fn open_data_object(
+    keys: &Keys,
+    repo_id: &Id,
+    ty: ObjectType,
+    bytes: &[u8],
+    max_len: usize,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let (keys, start) = data_object_keys(keys, repo_id, ty, bytes, what)?;
+    let h = check_header(bytes, ty, what)?;
+    let framed = keys
+        .data()
+        .open(&associated_data(&h, repo_id, &[]), &bytes[start..])
         .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
     unframe_payload(&framed, max_len).map_err(|e| e.context(what))
 }

@@ -35,6 +35,7 @@ pub fn object(data: &[u8]) {
             keys.data()
         };
         let _ = format::open_object(key, &repo, ty, data, 1 << 20, "fuzz");
+        let _ = format::open_data_object(&keys, &repo, ty, data, 1 << 20, "fuzz");
     }
 }
 
@@ -71,7 +72,7 @@ pub fn pack(data: &[u8]) {
     if let Ok(entries) = pack::open_trailer(&keys, &repo, data, claimed, &id) {
         let _ = pack::expected_pack_len(&entries);
     }
-    if let Ok(entries) = pack::read_trailer(&keys, &repo, data, &id) {
+    if let Ok((entries, keys)) = pack::read_trailer(&keys, &repo, data, &id) {
         let _ = pack::expected_pack_len(&entries);
         let _ = pack::entries_digest(&entries);
         let entries_copy = entries.clone();
@@ -243,7 +244,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         tree::encode_chunk_list(&[Id::from_bytes([2; 32]); 3]),
     ));
 
-    let mut w = pack::PackWriter::new();
+    let mut w = pack::PackWriter::new(&keys, &repo)?;
     let data_id = keys.chunk_id(&chunk);
     w.add(&pack::encode_blob(
         &keys,
@@ -282,7 +283,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         &base,
         0,
     )?;
-    let mut wd = pack::PackWriter::new();
+    let mut wd = pack::PackWriter::new(&keys, &repo)?;
     wd.add(&base_whole)?;
     let d = pack::encode_delta(
         &keys,

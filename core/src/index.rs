@@ -163,6 +163,7 @@ mod tests {
                     offset: 8,
                     length: 50,
                     raw_length: 10,
+                    session: false,
                 }],
             },
             IndexPack {

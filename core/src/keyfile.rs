@@ -131,7 +131,7 @@ pub struct KeyInfo {
 pub struct WriteOnlyKey {
     /// The naming, index and key-info keys.
     pub keys: WriterKeys,
-    /// The repository's X25519 public key (see [`crate::sealed_key`]).
+    /// The repository's X25519 public key (see [`crate::crypto::RepoKeyPair`]).
     pub public: [u8; 32],
     /// The repository's config JSON (the config is sealed with the data
     /// key, which a write-only key does not have; it never changes).
@@ -416,7 +416,7 @@ mod tests {
         let repo = Id::of_bytes(b"r");
         let key = WriteOnlyKey {
             keys: WriterKeys::derive(&master),
-            public: crate::sealed_key::RepoKeyPair::derive(&master).public(),
+            public: crate::crypto::RepoKeyPair::derive(&master).public(),
             config_json: br#"{"version":1}"#.to_vec(),
         };
         let mut info = sample_info();

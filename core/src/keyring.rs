@@ -79,7 +79,7 @@ pub fn add(repo: &Repository, password: &[u8], kdf: KdfParams, info: &KeyInfo) -
         return Err(Error::invalid("an empty password is not a password"));
     }
     kdf.check()?;
-    let bytes = keyfile::create(repo.master_key(), repo.id(), password, kdf, info)?;
+    let bytes = keyfile::create(repo.master_key()?, repo.id(), password, kdf, info)?;
     let name = Id::of_bytes(&bytes).to_hex();
     repo.backend().put(ObjectKind::Key, &name, &bytes)?;
     Ok(name)
@@ -98,12 +98,12 @@ pub fn add_write_only(
         return Err(Error::invalid("an empty password is not a password"));
     }
     kdf.check()?;
-    let master = repo.master_key();
+    let master = repo.master_key()?;
     let config_json =
         serde_json::to_vec(repo.config()).map_err(|e| Error::invalid(format!("config: {e}")))?;
     let key = keyfile::WriteOnlyKey {
         keys: crate::crypto::WriterKeys::derive(master),
-        public: crate::sealed_key::RepoKeyPair::derive(master).public(),
+        public: crate::crypto::RepoKeyPair::derive(master).public(),
         config_json,
     };
     let mut info = info.clone();

@@ -56,7 +56,6 @@ pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod retention;
-pub mod sealed_key;
 pub mod sketch;
 pub mod snapshot;
 #[cfg(test)]

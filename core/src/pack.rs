@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! 0      8   header (type 3)
-//! 8      ..  blob 0, blob 1, ...: each nonce || seal(payload) || tag,
+//! (8     104 key block, only with key scheme 1: a write-only client's pack)
+//! ..     ..  blob 0, blob 1, ...: each nonce || seal(payload) || tag,
 //!            AD = header || repository ID || blob type (1) || blob ID (32)
 //! ..     T   trailer: nonce || seal(n × 48-byte entries) || tag,
 //!            AD = header || repository ID || 0xFF
@@ -15,9 +16,12 @@
 //! handed to the backend (restic #4677: corrupt packs from bad RAM).
 
 use rayon::prelude::*;
+use zeroize::Zeroize;
 
 use crate::compress::{self, Compression};
-use crate::crypto::{Keys, SEAL_OVERHEAD};
+use std::borrow::Cow;
+
+use crate::crypto::{Keys, KEY_BLOCK_LEN, SEAL_OVERHEAD};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::Id;
@@ -90,6 +94,9 @@ pub struct BlobEntry {
     pub length: u32,
     /// Length of the plaintext.
     pub raw_length: u32,
+    /// Sealed with the session key in its pack's key block (a pack of a
+    /// write-only client, key scheme 1), not the data key.
+    pub session: bool,
 }
 
 impl BlobEntry {
@@ -97,7 +104,7 @@ impl BlobEntry {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.blob_type as u8);
         out.push(self.compression.byte());
-        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&[u8::from(self.session), 0]);
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_length.to_le_bytes());
@@ -152,7 +159,7 @@ impl BlobEntry {
         if b.len() != ENTRY_LEN {
             return Err(Error::corrupt("blob entry has the wrong length"));
         }
-        if b[2] != 0 || b[3] != 0 {
+        if b[2] > 1 || b[3] != 0 {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "blob entry has unknown flags set",
@@ -166,6 +173,7 @@ impl BlobEntry {
             length: u32_at(8),
             raw_length: u32_at(12),
             id: Id::from_slice(&b[16..48])?,
+            session: b[2] == 1,
         };
         if (entry.length as usize) < SEAL_OVERHEAD || (entry.offset as usize) < HEADER_LEN {
             return Err(Error::corrupt(format!(
@@ -422,6 +430,7 @@ fn encode_delta_within(
         offset: HEADER_LEN as u32,
         length: blob.sealed.len() as u32,
         raw_length: blob.raw_length,
+        session: false,
     };
     decode_delta_in_place(
         keys,
@@ -493,6 +502,30 @@ pub fn check_blob_seal(
     open_blob_in_place(keys, repo_id, entry, &mut sealed.to_vec(), pack).map(|_| ())
 }
 
+/// A blob sealed with a write-only client's session key (`from`, the
+/// keys of its pack), sealed again with `to`'s data key, for a pack of a
+/// full key (prune's repacking). Returns its new entry (place unset) and
+/// sealed bytes; the payload is not decompressed.
+pub fn reseal_blob(
+    from: &Keys,
+    to: &Keys,
+    repo_id: &Id,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    pack: &Id,
+) -> Result<(BlobEntry, Vec<u8>)> {
+    let mut buf = sealed.to_vec();
+    let payload = open_blob_in_place(from, repo_id, entry, &mut buf, pack)?;
+    let ad = blob_ad(repo_id, entry.blob_type, &entry.id, entry.compression);
+    let sealed = to.data().seal(&ad, payload)?;
+    buf.zeroize();
+    let entry = BlobEntry {
+        session: to.is_write_only(),
+        ..*entry
+    };
+    Ok((entry, sealed))
+}
+
 fn blob_what(entry: &BlobEntry, pack: &Id) -> String {
     format!(
         "{} blob {} in pack {}",
@@ -528,6 +561,9 @@ fn open_blob_in_place<'a>(
 pub struct PackWriter {
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
+    /// A write-only client's pack: its blobs are sealed with the session
+    /// key in the key block.
+    session: bool,
 }
 
 /// A finished pack: its bytes, name and entries.
@@ -541,21 +577,18 @@ pub struct FinishedPack {
     pub entries: Vec<BlobEntry>,
 }
 
-impl Default for PackWriter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl PackWriter {
-    /// An empty pack.
-    pub fn new() -> Self {
+    /// An empty pack for blobs sealed with `keys.data()`: for a write-only
+    /// client's keys it starts with a key block (key scheme 1).
+    pub fn new(keys: &Keys, repo_id: &Id) -> Result<Self> {
+        let start = format::data_object_start(keys, repo_id, ObjectType::Pack)?;
         let mut buf = Vec::with_capacity(1 << 20);
-        buf.extend_from_slice(&format::header(ObjectType::Pack));
-        PackWriter {
+        buf.extend_from_slice(&start);
+        Ok(PackWriter {
             buf,
             entries: Vec::new(),
-        }
+            session: keys.is_write_only(),
+        })
     }
 
     /// Bytes so far.
@@ -577,14 +610,23 @@ impl PackWriter {
             offset: 0,
             length: 0,
             raw_length: blob.raw_length,
+            session: self.session,
         };
         self.add_stored(&entry, &blob.sealed)
     }
 
     /// Appends a blob as another pack stores it: `sealed` are its bytes
     /// there, `entry` its entry there (its offset and length are set anew).
-    /// A blob's seal does not name its pack, so it moves as it is.
+    /// A blob's seal does not name its pack, so it moves as it is, unless
+    /// it was sealed with another key than this pack's (a write-only
+    /// client's session key: [`reseal_blob`] first).
     pub fn add_stored(&mut self, entry: &BlobEntry, sealed: &[u8]) -> Result<()> {
+        if entry.session != self.session {
+            return Err(Error::invalid(format!(
+                "blob {} is sealed with another key than its new pack's",
+                entry.id
+            )));
+        }
         let offset =
             u32::try_from(self.buf.len()).map_err(|_| Error::invalid("pack exceeds 4 GiB"))?;
         let length =
@@ -627,15 +669,52 @@ fn trailer_ad(repo_id: &Id) -> Vec<u8> {
     )
 }
 
-/// Reads the entries of a whole pack from its trailer.
-pub fn read_trailer(
-    keys: &Keys,
+/// Reads the entries of a whole pack from its trailer; returns them and
+/// the keys that open its blobs (for a write-only client's pack, those of
+/// its key block, which only a full key opens).
+pub fn read_trailer<'k>(
+    keys: &'k Keys,
     repo_id: &Id,
     pack: &[u8],
     pack_id: &Id,
-) -> Result<Vec<BlobEntry>> {
-    format::check_header(pack, ObjectType::Pack, &format!("pack {pack_id}"))?;
-    open_trailer(keys, repo_id, pack, pack.len() as u64, pack_id)
+) -> Result<(Vec<BlobEntry>, Cow<'k, Keys>)> {
+    let keys = pack_keys(keys, repo_id, pack, pack_id)?;
+    let entries = open_trailer(&keys, repo_id, pack, pack.len() as u64, pack_id)?;
+    check_entry_keys(&entries, pack, pack_id)?;
+    Ok((entries, keys))
+}
+
+/// Bytes at the start of a pack that hold its header and key block, if it
+/// has one: what [`pack_keys`] needs.
+pub const PACK_HEAD_LEN: usize = HEADER_LEN + KEY_BLOCK_LEN;
+
+/// The keys that open the blobs and trailer of the pack that starts with
+/// `head` (its first [`PACK_HEAD_LEN`] bytes, or all of a shorter pack).
+pub fn pack_keys<'k>(
+    keys: &'k Keys,
+    repo_id: &Id,
+    head: &[u8],
+    pack_id: &Id,
+) -> Result<Cow<'k, Keys>> {
+    let what = format!("pack {pack_id}");
+    format::data_object_keys(keys, repo_id, ObjectType::Pack, head, &what).map(|(k, _)| k)
+}
+
+/// A pack's entries must all say what its header says: sealed with the
+/// key block's session key (key scheme 1), or all with the data key.
+pub fn check_entry_keys(entries: &[BlobEntry], head: &[u8], pack_id: &Id) -> Result<()> {
+    let session = head.get(7) == Some(&format::KEY_SCHEME_SESSION);
+    let first = if session { PACK_HEAD_LEN } else { HEADER_LEN } as u64;
+    match entries
+        .iter()
+        .find(|e| e.session != session || u64::from(e.offset) < first)
+    {
+        Some(e) => Err(Error::corrupt(format!(
+            "pack {pack_id}: blob {} does not match the pack's key scheme",
+            e.id.short()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The smallest possible pack: a header, an empty sealed trailer and its
@@ -707,7 +786,8 @@ pub fn trailer_len(tail: &[u8], pack_len: u64, pack_id: &Id) -> Result<u64> {
 pub fn expected_pack_len(entries: &[BlobEntry]) -> Option<u64> {
     let mut sorted: Vec<&BlobEntry> = entries.iter().collect();
     sorted.sort_by_key(|e| e.offset);
-    let mut end = HEADER_LEN as u64;
+    let session = entries.iter().any(|e| e.session);
+    let mut end = if session { PACK_HEAD_LEN } else { HEADER_LEN } as u64;
     for e in sorted {
         if u64::from(e.offset) != end {
             return None;
@@ -757,7 +837,17 @@ fn verify_with(keys: &Keys, repo_id: &Id, pack: &FinishedPack, full: bool) -> Re
             pack.id
         )));
     }
-    let entries = read_trailer(keys, repo_id, &pack.bytes, &pack.id)?;
+    // The writer's own keys: a write-only client checks what it sealed
+    // with its session key without opening its key block.
+    format::check_header(&pack.bytes, ObjectType::Pack, &format!("pack {}", pack.id))?;
+    let entries = open_trailer(
+        keys,
+        repo_id,
+        &pack.bytes,
+        pack.bytes.len() as u64,
+        &pack.id,
+    )?;
+    check_entry_keys(&entries, &pack.bytes, &pack.id)?;
     if entries != pack.entries {
         return Err(Error::corrupt(format!(
             "pack {}: trailer does not match its blobs",
@@ -787,7 +877,7 @@ mod tests {
     fn build(blobs: &[Vec<u8>]) -> Result<(Keys, Id, FinishedPack)> {
         let keys = keys();
         let repo = Id::of_bytes(b"repo");
-        let mut w = PackWriter::new();
+        let mut w = PackWriter::new(&keys, &repo)?;
         for b in blobs {
             let id = keys.chunk_id(b);
             w.add(&encode_blob(&keys, &repo, BlobType::Data, id, b, 3)?)?;
@@ -801,7 +891,7 @@ mod tests {
         fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..20)) {
             let (keys, repo, pack) = build(&blobs).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(verify(&keys, &repo, &pack).is_ok());
-            let entries = read_trailer(&keys, &repo, &pack.bytes, &pack.id).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (entries, _) = read_trailer(&keys, &repo, &pack.bytes, &pack.id).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(entries.len(), blobs.len());
             for (e, b) in entries.iter().zip(&blobs) {
                 let got = decode_blob(&keys, &repo, e, &pack.bytes[e.offset as usize..e.end() as usize], &pack.id)
@@ -838,11 +928,11 @@ mod tests {
             };
             prop_assert!(delta.sealed.len() < whole.sealed.len());
             prop_assert_eq!(delta.compression, Compression::Delta(base_id));
-            let mut w = PackWriter::new();
+            let mut w = PackWriter::new(&keys, &repo).map_err(fail)?;
             w.add(&delta).map_err(fail)?;
             let pack = w.finish(&keys, &repo).map_err(fail)?;
             prop_assert!(verify(&keys, &repo, &pack).is_ok());
-            let entries = read_trailer(&keys, &repo, &pack.bytes, &pack.id).map_err(fail)?;
+            let (entries, _) = read_trailer(&keys, &repo, &pack.bytes, &pack.id).map_err(fail)?;
             prop_assert_eq!(entries.len(), 1);
             let e = entries[0];
             prop_assert_eq!(e.compression, Compression::Delta(base_id));
@@ -880,6 +970,7 @@ mod tests {
             offset: 8,
             length: 100,
             raw_length: 500,
+            session: false,
         };
         let mut long = Vec::new();
         BlobEntry { length: 541, ..e }.encode(&mut long);
@@ -906,6 +997,7 @@ mod tests {
             offset: 8,
             length: 100,
             raw_length: 500,
+            session: false,
         };
         let mut b = Vec::new();
         e.encode(&mut b);
@@ -968,6 +1060,7 @@ mod tests {
             offset: 8,
             length: blob.sealed.len() as u32,
             raw_length: 4,
+            session: false,
         };
         assert!(decode_blob(&keys, &repo, &entry, &blob.sealed, &Id::default()).is_err());
         Ok(())

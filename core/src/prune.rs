@@ -905,8 +905,12 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         // Each claimed blob's seal is checked (on all cores), then the blob
         // is copied as it is stored: its seal binds the repository, its
         // type and its ID, not its pack, so it needs no new compression
-        // nor encryption. Before it is stored, the new pack is checked from
-        // the buffer that is written: every seal must open again there.
+        // nor encryption. A blob a write-only client sealed with its
+        // session key is sealed again with the data key instead (the new
+        // pack has no key block). Before it is stored, the new pack is
+        // checked from the buffer that is written: every seal must open
+        // again there.
+        let pack_keys = pack::pack_keys(keys, repo.id(), &bytes, &p.id)?;
         let claimed = p
             .entries
             .iter()
@@ -920,16 +924,26 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
                     .ok_or_else(|| {
                         damaged(format!("pack {name}: blob {} lies outside the pack", e.id))
                     })?;
+                if e.session {
+                    let (e, sealed) =
+                        pack::reseal_blob(&pack_keys, keys, repo.id(), e, sealed, &p.id)?;
+                    return Ok((e, std::borrow::Cow::Owned(sealed)));
+                }
                 pack::check_blob_seal(keys, repo.id(), e, sealed, &p.id)?;
-                Ok((e, sealed))
+                Ok((*e, std::borrow::Cow::Borrowed(sealed)))
             })
             .collect::<Result<Vec<_>>>()?;
         for (e, sealed) in claimed {
             let is_data = e.blob_type == BlobType::Data;
-            let w = writers.entry(is_data).or_default();
-            w.add_stored(e, sealed)?;
+            let w = match writers.entry(is_data) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(PackWriter::new(keys, repo.id())?)
+                }
+            };
+            w.add_stored(&e, &sealed)?;
             if w.len() >= pack_size {
-                let full = std::mem::take(w);
+                let full = std::mem::replace(w, PackWriter::new(keys, repo.id())?);
                 store(full, &mut stats, &mut new_packs)?;
             }
         }
@@ -1007,6 +1021,7 @@ mod tests {
                 offset: 100 * i as u32,
                 length: 100,
                 raw_length: 60,
+                session: false,
             })
             .collect();
         let used = claimed.iter().filter(|&&c| c).count();

@@ -1,6 +1,7 @@
 //! Opening, creating and reading a repository.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::chunker::ChunkerParams;
 use crate::config::{self, RepoConfig};
 use crate::crypto::{random_bytes, Keys, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{self, ObjectType, HEADER_LEN};
+use crate::format;
 use crate::id::Id;
 use crate::index::{self, IndexPack};
 use crate::keyfile::{self, KdfParams, KeyInfo};
@@ -197,8 +198,27 @@ impl LockedRepository {
         self.id
     }
 
-    /// Opens the master key with `password` and syncs the index cache.
+    /// Opens the master key with `password` and syncs the index cache. A
+    /// password that opens a write-only key gets access denied: see
+    /// [`Self::unlock_to_add`].
     pub fn unlock(self, password: &[u8], cache: &CacheLocation) -> Result<Repository> {
+        self.unlock_as(password, cache, false)
+    }
+
+    /// [`Self::unlock`] for adding backups only: a write-only key opens it
+    /// too (`repo-format.md` §4.3). Opened with a write-only key, the
+    /// repository names, deduplicates and seals new data, and reads
+    /// nothing but the index ([`Repository::is_write_only`]).
+    pub fn unlock_to_add(self, password: &[u8], cache: &CacheLocation) -> Result<Repository> {
+        self.unlock_as(password, cache, true)
+    }
+
+    fn unlock_as(
+        self,
+        password: &[u8],
+        cache: &CacheLocation,
+        write_only_ok: bool,
+    ) -> Result<Repository> {
         let key_list = self.backend.list(ObjectKind::Key)?;
         if key_list.is_empty() {
             return Err(Error::corrupt(format!(
@@ -216,17 +236,25 @@ impl LockedRepository {
                 .get(ObjectKind::Key, &info.name)
                 .and_then(|bytes| {
                     verify_name(ObjectKind::Key, &info.name, &bytes)?;
-                    keyfile::open(&bytes, &self.id, password, &what)
+                    keyfile::unwrap(&bytes, &self.id, password, &what)
                 });
             match opened {
+                Ok(Some(keyfile::Unwrapped::WriteOnly(_))) if !write_only_ok => {
+                    // The password opened a key that may not read: say so
+                    // (not "wrong password").
+                    return Err(Error::new(
+                        ErrorKind::AccessDenied,
+                        format!(
+                            "the password opens write-only key {}: it can add backups (cairn backup), not read, list or remove them",
+                            info.name.get(..8).unwrap_or(&info.name)
+                        ),
+                    ));
+                }
                 Ok(Some(m)) => {
                     master = Some((m, info.name.clone()));
                     break;
                 }
                 Ok(None) => tried += 1,
-                // The password opened a key that may not read: say so
-                // (not "wrong password").
-                Err(e) if e.kind() == ErrorKind::AccessDenied => return Err(e),
                 Err(e) => unusable.push(e),
             }
         }
@@ -250,11 +278,28 @@ impl LockedRepository {
                 return Err(Error::new(ErrorKind::WrongPassword, msg));
             }
         };
-        let keys = Keys::derive(&master);
-        let (id, config) = config::decode(&self.config_bytes, keys.data())?;
-        if id != self.id {
-            return Err(Error::corrupt("config changed while opening"));
-        }
+        let (keys, config, master) = match master {
+            keyfile::Unwrapped::Full(master) => {
+                let keys = Keys::derive(&master);
+                let (id, config) = config::decode(&self.config_bytes, keys.data())?;
+                if id != self.id {
+                    return Err(Error::corrupt("config changed while opening"));
+                }
+                (keys, config, Some(master))
+            }
+            keyfile::Unwrapped::WriteOnly(w) => {
+                // The config is sealed with the data key; the key file
+                // holds a copy, bound to this repository by its seal.
+                let config: RepoConfig = serde_json::from_slice(&w.config_json)
+                    .map_err(|e| Error::decode(format!("key {key_name}: config"), e))?;
+                config.validate().map_err(|e| {
+                    Error::corrupt(format!("key {key_name}: config: {}", e.message()))
+                })?;
+                let session: [u8; 32] = random_bytes()?;
+                (Keys::for_writer(&w.keys, &session, &w.public), config, None)
+            }
+        };
+        let id = self.id;
         let cache = match cache {
             CacheLocation::Dir(dir) => {
                 let dir = dir.join(id.to_hex());
@@ -275,6 +320,7 @@ impl LockedRepository {
             io_pool: std::sync::OnceLock::new(),
             indexes_at_open: HashSet::new(),
             indexes_written: std::sync::Mutex::new(HashSet::new()),
+            session_keys: std::sync::Mutex::new(HashMap::new()),
         };
         let stats = repo.sync_index()?;
         repo.indexes_at_open = repo.cache.known_indexes()?;
@@ -307,8 +353,9 @@ pub struct Repository {
     id: Id,
     config: RepoConfig,
     keys: Keys,
-    /// The master key, to wrap it into new key files (`key add`).
-    master: MasterKey,
+    /// The master key, to wrap it into new key files (`key add`); none
+    /// when a write-only key opened the repository.
+    master: Option<MasterKey>,
     /// The key file that opened the repository.
     key_name: String,
     cache: IndexCache,
@@ -320,6 +367,8 @@ pub struct Repository {
     indexes_at_open: HashSet<Id>,
     /// ...and those this process wrote since.
     indexes_written: std::sync::Mutex<HashSet<Id>>,
+    /// The keys of write-only clients' packs read so far, by pack.
+    session_keys: std::sync::Mutex<HashMap<Id, Keys>>,
 }
 
 impl Repository {
@@ -329,9 +378,21 @@ impl Repository {
         &self.warnings
     }
 
-    /// The master key (for wrapping it under another password).
-    pub fn master_key(&self) -> &MasterKey {
-        &self.master
+    /// The master key (for wrapping it under another password); access
+    /// denied when a write-only key opened the repository.
+    pub fn master_key(&self) -> Result<&MasterKey> {
+        self.master.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::AccessDenied,
+                "a write-only key cannot manage keys",
+            )
+        })
+    }
+
+    /// Opened with a write-only key: it can add backups (chunks, packs,
+    /// index objects, snapshots) and read only the index.
+    pub fn is_write_only(&self) -> bool {
+        self.keys.is_write_only()
     }
 
     /// The name of the key file whose password opened the repository.
@@ -583,8 +644,9 @@ impl Repository {
             u64::from(loc.entry.offset),
             u64::from(loc.entry.length),
         )?;
+        let keys = self.blob_keys(&loc.pack_id, &loc.entry)?;
         let Some(base_id) = loc.entry.compression.base() else {
-            return pack::decode_blob(&self.keys, &self.id, &loc.entry, &sealed, &loc.pack_id);
+            return pack::decode_blob(&keys, &self.id, &loc.entry, &sealed, &loc.pack_id);
         };
         // A delta: its base is read too (stored whole: decode_blob refuses
         // a delta).
@@ -607,7 +669,7 @@ impl Repository {
             u64::from(base.entry.length),
         )?;
         let plain = pack::decode_blob(
-            &self.keys,
+            &*self.blob_keys(&base.pack_id, &base.entry)?,
             &self.id,
             &base.entry,
             &base_sealed,
@@ -615,7 +677,7 @@ impl Repository {
         )
         .map_err(|e| e.context(format!("the base of delta {id}")))?;
         pack::decode_delta_in_place(
-            &self.keys,
+            &keys,
             &self.id,
             &loc.entry,
             &mut sealed,
@@ -655,12 +717,16 @@ impl Repository {
         const GUESS: u64 = 64 * 1024;
         if size <= GUESS {
             let bytes = self.backend.get_range(ObjectKind::Pack, &name, 0, size)?;
-            return pack::read_trailer(&self.keys, &self.id, &bytes, pack_id);
+            return pack::read_trailer(&self.keys, &self.id, &bytes, pack_id).map(|(e, _)| e);
         }
-        let head = self
-            .backend
-            .get_range(ObjectKind::Pack, &name, 0, HEADER_LEN as u64)?;
-        format::check_header(&head, ObjectType::Pack, &what)?;
+        let head = self.backend.get_range(
+            ObjectKind::Pack,
+            &name,
+            0,
+            (pack::PACK_HEAD_LEN as u64).min(size),
+        )?;
+        let keys =
+            pack::pack_keys(&self.keys, &self.id, &head, pack_id).map_err(|e| e.context(&what))?;
         let mut tail = self
             .backend
             .get_range(ObjectKind::Pack, &name, size - GUESS, GUESS)?;
@@ -670,7 +736,42 @@ impl Repository {
                 .backend
                 .get_range(ObjectKind::Pack, &name, size - 4 - tlen, tlen + 4)?;
         }
-        pack::open_trailer(&self.keys, &self.id, &tail, size, pack_id)
+        let entries = pack::open_trailer(&keys, &self.id, &tail, size, pack_id)?;
+        pack::check_entry_keys(&entries, &head, pack_id)?;
+        Ok(entries)
+    }
+
+    /// The keys that open a blob stored at `entry` in pack `pack_id`: the
+    /// repository's, or for a blob a write-only client sealed with its
+    /// session key, those of its pack's key block (read once per pack and
+    /// process: one small range read). A write-only key gets access denied.
+    pub fn blob_keys(&self, pack_id: &Id, entry: &BlobEntry) -> Result<Cow<'_, Keys>> {
+        if !entry.session {
+            return Ok(Cow::Borrowed(&self.keys));
+        }
+        let lock = || {
+            self.session_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(keys) = lock().get(pack_id) {
+            return Ok(Cow::Owned(keys.clone()));
+        }
+        let head = self.backend.get_range(
+            ObjectKind::Pack,
+            &pack_id.to_hex(),
+            0,
+            pack::PACK_HEAD_LEN as u64,
+        )?;
+        if head.get(7) != Some(&format::KEY_SCHEME_SESSION) {
+            return Err(Error::corrupt(format!(
+                "pack {pack_id} has no key block, but the index says blob {} needs one",
+                entry.id
+            )));
+        }
+        let keys = pack::pack_keys(&self.keys, &self.id, &head, pack_id)?.into_owned();
+        lock().insert(*pack_id, keys.clone());
+        Ok(Cow::Owned(keys))
     }
 
     /// Loads and checks a tree.

@@ -328,7 +328,8 @@ fn fetch_runs(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Fetched>> 
                     .par_iter()
                     .zip(sealed)
                     .map(|(loc, blob)| {
-                        let (keys, id) = (repo.keys(), repo.id());
+                        let keys = repo.blob_keys(&loc.pack_id, &loc.entry)?;
+                        let (keys, id) = (keys.as_ref(), repo.id());
                         if loc.entry.compression.base().is_some() {
                             pack::open_delta_in_place(keys, id, &loc.entry, blob, &loc.pack_id)
                                 .map(|frame| Fetched::Delta(frame.to_vec()))

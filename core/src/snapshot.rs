@@ -112,14 +112,14 @@ impl Snapshot {
     pub fn encode(&self, keys: &Keys, repo_id: &Id, level: i32) -> Result<Vec<u8>> {
         let json =
             serde_json::to_vec(self).map_err(|e| Error::invalid(format!("snapshot: {e}")))?;
-        format::seal_object(keys.data(), repo_id, ObjectType::Snapshot, &json, level)
+        format::seal_data_object(keys, repo_id, ObjectType::Snapshot, &json, level)
     }
 
     /// Opens snapshot object `id`.
     pub fn decode(keys: &Keys, repo_id: &Id, bytes: &[u8], id: &Id) -> Result<Self> {
         let what = format!("snapshot {id}");
-        let json = format::open_object(
-            keys.data(),
+        let json = format::open_data_object(
+            keys,
             repo_id,
             ObjectType::Snapshot,
             bytes,

@@ -40,8 +40,8 @@ impl WalRecord {
     pub fn encode(&self, repo: &Repository) -> Result<Vec<u8>> {
         let json =
             serde_json::to_vec(self).map_err(|e| Error::invalid(format!("WAL record: {e}")))?;
-        format::seal_object(
-            repo.keys().data(),
+        format::seal_data_object(
+            repo.keys(),
             repo.id(),
             ObjectType::WalRecord,
             &json,
@@ -53,8 +53,8 @@ impl WalRecord {
     /// derived from.
     pub fn decode(repo: &Repository, bytes: &[u8], id: &Id) -> Result<Self> {
         let what = format!("WAL record {id}");
-        let json = format::open_object(
-            repo.keys().data(),
+        let json = format::open_data_object(
+            repo.keys(),
             repo.id(),
             ObjectType::WalRecord,
             bytes,

@@ -77,8 +77,8 @@ fn a_write_only_key_is_listed_and_opens_nothing() {
     let entry = keyring::resolve(&keys, &name).unwrap();
     assert_eq!(entry.info.as_ref().unwrap().kind, "write-only");
     assert!(!entry.is_full());
-    // Not a key that reads: until write-only backups exist, it is refused
-    // as access denied (exit 13), never as a wrong password.
+    // Not a key that reads: `unlock` refuses it as access denied (exit
+    // 13), never as a wrong password (`unlock_to_add` takes it).
     let err = repository::locate(backend.clone())
         .unwrap()
         .unlock(b"writer", &CacheLocation::Temporary)
