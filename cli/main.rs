@@ -187,13 +187,34 @@ impl GlobalArgs {
         Ok(repo)
     }
 
+    /// [`GlobalArgs::open`] for adding backups: a write-only key opens the
+    /// repository too (`cairn key add --write-only`).
+    pub fn open_to_add(&self) -> anyhow::Result<Repository> {
+        let repo = self.open_with(true)?;
+        for w in repo.warnings() {
+            eprintln!("cairn: warning: {w}");
+        }
+        Ok(repo)
+    }
+
     /// [`GlobalArgs::open`] without printing the warnings of opening
     /// (damaged index objects), for commands that report them themselves.
     pub fn open_quietly(&self) -> anyhow::Result<Repository> {
+        self.open_with(false)
+    }
+
+    fn open_with(&self, write_only_ok: bool) -> anyhow::Result<Repository> {
         let locked = repository::locate(self.backend()?)?;
         let password = password::read(self, false)?;
         let started = std::time::Instant::now();
-        let repo = locked.unlock(&password, &self.cache())?;
+        let repo = if write_only_ok {
+            locked.unlock_to_add(&password, &self.cache())?
+        } else {
+            locked.unlock(&password, &self.cache())?
+        };
+        if repo.is_write_only() {
+            self.verbose("opened with a write-only key: no parent snapshot, no deltas");
+        }
         if self.verbose > 0 {
             self.verbose(format!(
                 "opened repository {} in {:.2}s; index cache {} ({} blobs)",

@@ -160,3 +160,90 @@ fn bad_key_requests_are_refused_clearly() {
     let out = env.run(&["snapshots"]);
     assert_ne!(out.status.code(), Some(0));
 }
+
+/// Runs cairn with the write-only key's password and its own cache (as on
+/// the database server that holds it).
+fn as_writer(env: &Env, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSWORD", "writer password")
+        .env("CAIRN_CACHE_DIR", env.path("writer-cache"))
+        .args(args);
+    match stdin {
+        Some(data) => common::run_with_stdin(&mut c, data),
+        None => c.output().unwrap(),
+    }
+}
+
+#[test]
+fn a_write_only_key_adds_backups_and_can_do_nothing_else() {
+    let env = Env::init();
+    let base = common::fake_dump(20_000, 1);
+    let old = env.backup_stdin(&base, &["--stdin-filename", "db.sql"]);
+    let writer = add_key(&env, "writer password", &["--write-only"]);
+    let listed = keys(&env, PASSWORD);
+    let entry = listed.iter().find(|k| k["id"] == writer.as_str()).unwrap();
+    assert_eq!(entry["info"]["kind"], "write-only");
+    let text = env.ok(&["key", "list"]);
+    assert!(text.contains("write-only"), "{text}");
+
+    // Backups with it work, deduplicated against what a full key stored.
+    let mut nights = Vec::new();
+    for n in 0..2u64 {
+        let mut data = base.clone();
+        data.extend_from_slice(&common::fake_dump(300, 10 + n));
+        let args = ["--json", "backup", "-", "--stdin-filename", "db.sql"];
+        let out = as_writer(&env, &args, Some(&data));
+        assert_code(&out, 0, &["write-only backup"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let added = v["data_added"].as_u64().unwrap();
+        assert!(added < data.len() as u64 / 4, "added {added}");
+        nights.push((common::snapshot_id(&out), data));
+    }
+
+    // Every other command: exit 13, one line that says why.
+    let target = env.path("restored");
+    let target = target.to_str().unwrap();
+    let copy_to = env.path("elsewhere");
+    let refused: [&[&str]; 12] = [
+        &["snapshots"],
+        &["restore", &old, "--target", target],
+        &["dump", "latest", "db.sql"],
+        &["forget", "--keep-last", "1"],
+        &["prune"],
+        &["check"],
+        &["ls", &old],
+        &["stats"],
+        &["key", "list"],
+        &["key", "add"],
+        &["drill", &old],
+        &["copy", "--to", copy_to.to_str().unwrap()],
+    ];
+    for args in refused {
+        let out = as_writer(&env, args, None);
+        assert_code(&out, 13, args);
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("write-only key"), "{args:?}: {err}");
+    }
+    assert!(!std::path::Path::new(target).exists());
+
+    // The full key sees, restores and checks everything.
+    assert_eq!(env.snapshots().len(), 3);
+    for (id, data) in &nights {
+        assert!(&env.dump(id, "db.sql") == data, "dump of {id}");
+        let s = env
+            .snapshots()
+            .into_iter()
+            .find(|s| s["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(s["parent"], Value::Null);
+    }
+    env.ok(&["check", "--read-data"]);
+    // Removing the write-only key: the full key is still the last full key.
+    env.ok(&["key", "remove", &writer[..8]]);
+    assert_code(
+        &as_writer(&env, &["backup", "-"], Some(b"x")),
+        12,
+        &["removed writer"],
+    );
+}

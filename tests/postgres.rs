@@ -519,3 +519,75 @@ fn a_cairn_run_job_backs_up_a_real_database_nightly() {
         pg.psql("shop", "SELECT count(*) FROM orders")
     );
 }
+
+#[test]
+fn a_write_only_key_backs_up_nightly_pg_dumps_that_a_full_key_restores() {
+    let Some(pg) = shop_database() else { return };
+    let env = Env::init();
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "db server")
+        .args(["key", "add", "--write-only"])
+        .args(common::FAST_KDF)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["key add --write-only"]);
+    // The database server: a write-only key and its own cache.
+    let writer = || {
+        let mut c = env.cmd();
+        c.env("CAIRN_PASSWORD", "db server")
+            .env("CAIRN_CACHE_DIR", env.path("server-cache"));
+        c
+    };
+    let copy = env.path("night.sql");
+    let command = format!(
+        "{} -f {} && cat {}",
+        pg.pg_dump_command("shop"),
+        copy.display(),
+        copy.display()
+    );
+    let mut expected = Vec::new();
+    for n in 0..3u32 {
+        if n > 0 {
+            night(&pg, n);
+        }
+        let args = [
+            "--json",
+            "backup",
+            "--command",
+            &command,
+            "--stdin-filename",
+            "shop.sql",
+        ];
+        let out = writer().args(args).output().unwrap();
+        assert_code(&out, 0, &args);
+        expected.push((snapshot_id(&out), std::fs::read(&copy).unwrap()));
+        // It cannot look at what it stored.
+        let out = writer()
+            .args(["dump", "latest", "shop.sql"])
+            .output()
+            .unwrap();
+        assert_code(&out, 13, &["dump with the write-only key"]);
+    }
+    // Nights after the first add only what changed.
+    for (id, dump) in &expected[1..] {
+        let added = data_added(&env, id);
+        eprintln!("night {id}: {added} of {} bytes added", dump.len());
+        assert!(added < dump.len() as u64 / 2, "night {id}");
+    }
+    // The full key restores every night byte-identical, forgets and prunes
+    // (repacking the server's packs), and the newest still loads.
+    for (id, dump) in &expected {
+        assert!(&env.dump(id, "shop.sql") == dump, "dump of {id}");
+    }
+    env.ok(&["forget", "--keep-last", "1", "--prune"]);
+    env.ok(&["check", "--read-data"]);
+    let (newest, dump) = expected.last().unwrap();
+    let file = env.path("newest.sql");
+    std::fs::write(&file, env.dump(newest, "shop.sql")).unwrap();
+    assert!(&std::fs::read(&file).unwrap() == dump);
+    pg.createdb("shop_from_writer");
+    pg.load("shop_from_writer", &file);
+    let q = "SELECT count(*), sum(total) FROM orders";
+    assert_eq!(pg.psql("shop", q), pg.psql("shop_from_writer", q));
+}

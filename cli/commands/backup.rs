@@ -92,7 +92,8 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
     }
     backup::check_stream_filename(&args.stdin_filename)?;
     let time = args.time.as_deref().map(SnapshotTime::parse).transpose()?;
-    let repo = global.open()?;
+    // The one command a write-only key may run.
+    let repo = global.open_to_add()?;
     let source = if let Some(command) = args.command {
         BackupSource::Command {
             command,

@@ -27,13 +27,20 @@ pub struct KeyArgs {
 enum KeyCommand {
     /// List the key files: ID, kind, user, host, when added, KDF cost; * marks the one in use
     List,
-    /// Add a key (a new password for the same repository)
+    /// Add a key (a new password for the same repository), or a write-only key
     #[command(long_about = "\
 Add a key: a new key file that wraps the repository's master key under a new
-password, with its own Argon2id cost. Any key opens everything a full key
-opens; give each admin or machine its own and remove it when it leaves. The
-new password comes from --new-password-file, CAIRN_NEW_PASSWORD, or a prompt
-(asked twice).")]
+password, with its own Argon2id cost. A full key opens everything; give each
+admin or machine its own and remove it when it leaves. The new password comes
+from --new-password-file, CAIRN_NEW_PASSWORD, or a prompt (asked twice).
+
+With --write-only the key can only add backups: `cairn backup` works with it
+(deduplicating against what is stored), every other command is refused with
+exit 13. It holds no key that decrypts stored data: what it writes is sealed
+with a fresh key per run that only a full key can open, and old packs and
+snapshots stay unreadable to it even outside cairn. Give it to a database
+server that backs itself up; keep a full key elsewhere. It cannot stop a
+storage-level delete: use object lock or append-only storage for that.")]
     Add(AddArgs),
     /// Remove a key file (by ID or unique prefix)
     #[command(long_about = "\
@@ -74,6 +81,9 @@ impl NewKeyArgs {
 struct AddArgs {
     #[command(flatten)]
     new: NewKeyArgs,
+    /// A key that can add backups but not read, list, restore, forget or prune them
+    #[arg(long)]
+    write_only: bool,
     /// Host name recorded in the key (default: this machine's)
     #[arg(long, value_name = "HOST")]
     host: Option<String>,
@@ -157,11 +167,17 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
         KeyCommand::Add(a) => {
             let kdf = a.new.kdf.params()?;
             let password = a.new.password()?;
-            let name = keyring::add(&repo, &password, kdf, &info(a.host, a.user))?;
+            let info = info(a.host, a.user);
+            let (name, kind) = if a.write_only {
+                let name = keyring::add_write_only(&repo, &password, kdf, &info)?;
+                (name, "write-only")
+            } else {
+                (keyring::add(&repo, &password, kdf, &info)?, "full")
+            };
             if global.json {
-                print_json(&json!({ "added": name }))?;
+                print_json(&json!({ "added": name, "kind": kind }))?;
             }
-            global.say(format!("added key {}", &name[..8]));
+            global.say(format!("added {kind} key {}", &name[..8]));
             Ok(ExitCode::Success)
         }
         KeyCommand::Remove(a) => {

@@ -26,6 +26,11 @@ use crate::pack::{BlobEntry, BlobType};
 /// a delta's base ID (32; zeros otherwise).
 const BLOBS: TableDefinition<[u8; 32], [u8; LOCATION_LEN]> = TableDefinition::new("blobs");
 const LOCATION_LEN: usize = 87;
+/// Flags in byte 46 of a location: the pack is marked obsolete (the time
+/// in 47..55)...
+const OBSOLETE: u8 = 1;
+/// ...the blob is sealed with its pack's session key.
+const SESSION: u8 = 2;
 /// Resemblance sketch feature → a data blob stored whole that has it
 /// (`crate::sketch`): candidate bases for delta compression. Not built
 /// from index objects (blob plaintexts are needed): filled as backups
@@ -65,14 +70,12 @@ fn encode_location(pack_id: &Id, e: &BlobEntry, obsolete_since: Option<i64>) -> 
     v[34..38].copy_from_slice(&e.offset.to_le_bytes());
     v[38..42].copy_from_slice(&e.length.to_le_bytes());
     v[42..46].copy_from_slice(&e.raw_length.to_le_bytes());
-    // Byte 46: bit 0 obsolete (time in 47..55), bit 1 sealed with its
-    // pack's session key.
     if let Some(since) = obsolete_since {
-        v[46] = 1;
+        v[46] = OBSOLETE;
         v[47..55].copy_from_slice(&since.to_le_bytes());
     }
     if e.session {
-        v[46] |= 2;
+        v[46] |= SESSION;
     }
     v
 }
@@ -93,9 +96,9 @@ fn decode_location(id: Id, v: &[u8; LOCATION_LEN]) -> Result<BlobLocation> {
             offset: u32_at(34),
             length: u32_at(38),
             raw_length: u32_at(42),
-            session: v[46] & 2 != 0,
+            session: v[46] & SESSION != 0,
         },
-        obsolete_since: (v[46] & 1 == 1).then(|| {
+        obsolete_since: (v[46] & OBSOLETE != 0).then(|| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&v[47..55]);
             i64::from_le_bytes(b)
@@ -140,7 +143,7 @@ fn insert_location(
             .map_err(|e| db_err("lookup", e))?
             .map(|v| {
                 let v = v.value();
-                rank(v[46] == 1, v[33] == crate::compress::DELTA_BYTE)
+                rank(v[46] & OBSOLETE != 0, v[33] == crate::compress::DELTA_BYTE)
             });
         if existing.is_some_and(|old| old < new) {
             return Ok(());
@@ -508,7 +511,7 @@ impl CacheReader {
             return Ok(None);
         };
         let v = v.value();
-        if v[46] != 0 {
+        if v[46] & OBSOLETE != 0 {
             return Ok(None);
         }
         if v[33] != crate::compress::DELTA_BYTE {
@@ -521,7 +524,7 @@ impl CacheReader {
             .map_err(|e| db_err("lookup", e))?
             .is_some_and(|b| {
                 let b = b.value();
-                b[46] == 0 && b[33] != crate::compress::DELTA_BYTE
+                b[46] & OBSOLETE == 0 && b[33] != crate::compress::DELTA_BYTE
             });
         Ok(base_whole_and_live.then_some(Some(base)))
     }

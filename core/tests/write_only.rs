@@ -167,6 +167,13 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
         );
         written.push((snap, data.clone()));
     }
+    // What a writer stored, the next writer run finds (in the index, with
+    // the session flag): the same night again adds only its tree.
+    let writer = open(&backend, WRITER, true);
+    let again = backup(&writer, &nights[3]);
+    assert!(again.summary.data_added < 1024, "{:?}", again.summary);
+    written.push((again, nights[3].clone()));
+    drop(writer);
     let schemes = pack_schemes(&backend);
     assert!(schemes.iter().any(|(_, s)| *s == 1), "{schemes:?}");
     assert!(schemes.iter().any(|(_, s)| *s == 0), "{schemes:?}");
@@ -175,7 +182,7 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
     let full = open(&backend, FULL, false);
     let snaps = full.load_snapshots().unwrap();
     assert!(snaps.damaged.is_empty(), "{:?}", snaps.damaged);
-    assert_eq!(snaps.good.len(), 4);
+    assert_eq!(snaps.good.len(), 5);
     for (snap, data) in &written {
         assert!(restore_bytes(&full, snap) == *data);
     }
