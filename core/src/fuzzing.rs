@@ -373,6 +373,26 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         serde_json::to_vec(&drill).map_err(|e| crate::Error::invalid(e.to_string()))?,
     ));
     out.push(("object", snap.encode(&keys, &repo, 3)?));
+    // A write-only client's snapshot and pack (key scheme 1, key blocks
+    // sealed to the fixed repository's public key).
+    let writer = Keys::for_writer(
+        &crate::crypto::WriterKeys::derive(&master),
+        &[0x77; 32],
+        &crate::crypto::RepoKeyPair::derive(&master).public(),
+    );
+    out.push(("snapshot", snap.encode(&writer, &repo, 3)?));
+    out.push(("object", snap.encode(&writer, &repo, 3)?));
+    let mut ww = pack::PackWriter::new(&writer, &repo)?;
+    let wid = writer.chunk_id(b"written by a write-only key");
+    ww.add(&pack::encode_blob(
+        &writer,
+        &repo,
+        pack::BlobType::Data,
+        wid,
+        b"written by a write-only key",
+        3,
+    )?)?;
+    out.push(("pack", ww.finish(&writer, &repo)?.bytes));
     out.push(("frame", format::frame_payload(3, &json)));
     out.push(("frame", format::frame_payload(0, b"raw")));
     out.push(("chunker", json));
