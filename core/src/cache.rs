@@ -127,7 +127,9 @@ fn record_index(
 }
 
 /// Records `e` of pack `p` unless the blob already has a better location:
-/// readers and deduplication prefer packs in use, then blobs stored whole
+/// readers and deduplication prefer packs in use, then blobs a full key
+/// sealed over those of a write-only key (which a full key never trusts
+/// more than it must, `repo-format.md` §14.1), then blobs stored whole
 /// over deltas (a delta's base must be stored whole, and whole blobs need
 /// one read).
 fn insert_location(
@@ -135,15 +137,23 @@ fn insert_location(
     p: &IndexPack,
     e: &BlobEntry,
 ) -> Result<()> {
-    let rank = |obsolete: bool, delta: bool| (obsolete, delta);
-    let new = rank(p.obsolete_since.is_some(), e.compression.base().is_some());
-    if new != rank(false, false) {
+    let rank = |obsolete: bool, session: bool, delta: bool| (obsolete, session, delta);
+    let new = rank(
+        p.obsolete_since.is_some(),
+        e.session,
+        e.compression.base().is_some(),
+    );
+    if new != rank(false, false, false) {
         let existing = blobs
             .get(*e.id.as_bytes())
             .map_err(|e| db_err("lookup", e))?
             .map(|v| {
                 let v = v.value();
-                rank(v[46] & OBSOLETE != 0, v[33] == crate::compress::DELTA_BYTE)
+                rank(
+                    v[46] & OBSOLETE != 0,
+                    v[46] & SESSION != 0,
+                    v[33] == crate::compress::DELTA_BYTE,
+                )
             });
         if existing.is_some_and(|old| old < new) {
             return Ok(());
@@ -430,7 +440,10 @@ impl IndexCache {
     pub fn reader(&self) -> Result<CacheReader> {
         let tx = self.db.begin_read().map_err(|e| db_err("begin", e))?;
         let table = tx.open_table(BLOBS).map_err(|e| db_err("blobs", e))?;
-        Ok(CacheReader { table })
+        Ok(CacheReader {
+            table,
+            session_live: false,
+        })
     }
 }
 
@@ -476,9 +489,19 @@ impl SketchReader {
 /// Lookups against one snapshot of the cache.
 pub struct CacheReader {
     table: redb::ReadOnlyTable<[u8; 32], [u8; LOCATION_LEN]>,
+    /// Deduplicate against blobs of write-only keys too.
+    session_live: bool,
 }
 
 impl CacheReader {
+    /// Whether [`Self::live`] counts blobs sealed with a write-only key's
+    /// session key: not for a full key (a writer could list anything there,
+    /// `repo-format.md` §14.1), yes for a write-only key.
+    pub fn with_session_blobs(mut self, yes: bool) -> Self {
+        self.session_live = yes;
+        self
+    }
+
     /// Where blob `id` is, if indexed.
     pub fn get(&self, id: &Id) -> Result<Option<BlobLocation>> {
         match self
@@ -511,7 +534,8 @@ impl CacheReader {
             return Ok(None);
         };
         let v = v.value();
-        if v[46] & OBSOLETE != 0 {
+        let untrusted = |flags: u8| flags & SESSION != 0 && !self.session_live;
+        if v[46] & OBSOLETE != 0 || untrusted(v[46]) {
             return Ok(None);
         }
         if v[33] != crate::compress::DELTA_BYTE {
@@ -524,7 +548,7 @@ impl CacheReader {
             .map_err(|e| db_err("lookup", e))?
             .is_some_and(|b| {
                 let b = b.value();
-                b[46] & OBSOLETE == 0 && b[33] != crate::compress::DELTA_BYTE
+                b[46] & OBSOLETE == 0 && !untrusted(b[46]) && b[33] != crate::compress::DELTA_BYTE
             });
         Ok(base_whole_and_live.then_some(Some(base)))
     }
@@ -640,6 +664,43 @@ mod tests {
             loc.map(|l| (l.pack_id, l.obsolete_since)),
             Some((live.pack_id, None))
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_keys_copy_wins_over_a_write_only_keys_and_only_writers_dedup_against_theirs(
+    ) -> Result<()> {
+        for full_first in [true, false] {
+            let cache = IndexCache::temporary()?;
+            let full = pack(1);
+            let mut writer = pack(2);
+            writer.blobs[0].id = full.blobs[0].id;
+            writer.blobs[0].session = true;
+            writer.blobs[0].offset = 112;
+            let blob = full.blobs[0].id;
+            let (first, second) = match full_first {
+                true => (&full, &writer),
+                false => (&writer, &full),
+            };
+            cache.add_index(&Id::from_bytes([9; 32]), std::slice::from_ref(first))?;
+            cache.add_index(&Id::from_bytes([8; 32]), std::slice::from_ref(second))?;
+            let loc = cache.reader()?.get(&blob)?;
+            assert_eq!(loc.map(|l| l.pack_id), Some(full.pack_id));
+        }
+        // A blob only a writer lists: read from there, deduplicated against
+        // by writers only.
+        let cache = IndexCache::temporary()?;
+        let mut writer = pack(3);
+        writer.blobs[0].session = true;
+        let blob = writer.blobs[0].id;
+        cache.add_index(&Id::from_bytes([7; 32]), &[writer])?;
+        let loc = cache.reader()?.get(&blob)?;
+        assert_eq!(loc.map(|l| l.entry.session), Some(true));
+        assert!(!cache.reader()?.contains_live(&blob)?);
+        assert!(cache
+            .reader()?
+            .with_session_blobs(true)
+            .contains_live(&blob)?);
         Ok(())
     }
 

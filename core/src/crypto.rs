@@ -31,6 +31,9 @@ const CONTEXT_KEY_INFO: &str = "cairn 2026-11-27 v1 key file info key";
 const CONTEXT_METADATA_ID: &str = "cairn 2026-11-27 v1 metadata blob id key";
 const CONTEXT_WAL_NAME: &str = "cairn 2026-11-27 v1 wal file name key";
 const CONTEXT_INDEX: &str = "cairn 2026-11-27 v1 index encryption key";
+const CONTEXT_INDEX_AUTH: &str = "cairn 2026-11-28 v1 index authentication key";
+/// A write-only client's stand-in for the key-info key (unused).
+const CONTEXT_WRITER_KEY_INFO: &str = "cairn 2026-11-28 v1 write-only client key info key";
 
 /// Fills a fixed-size array from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
@@ -159,8 +162,6 @@ pub struct WriterKeys {
     pub wal_name_key: [u8; 32],
     /// Seals index objects (read for deduplication, written after a backup).
     pub index_key: [u8; 32],
-    /// Seals key files' info.
-    pub key_info_key: [u8; 32],
     /// The chunker's seed (derived; a config's `chunker.seed` overrides it).
     pub chunker_seed: u64,
 }
@@ -176,7 +177,6 @@ impl WriterKeys {
             metadata_id_key: blake3::derive_key(CONTEXT_METADATA_ID, master.as_bytes()),
             wal_name_key: blake3::derive_key(CONTEXT_WAL_NAME, master.as_bytes()),
             index_key: blake3::derive_key(CONTEXT_INDEX, master.as_bytes()),
-            key_info_key: blake3::derive_key(CONTEXT_KEY_INFO, master.as_bytes()),
             chunker_seed: u64::from_le_bytes(seed8),
         }
     }
@@ -202,6 +202,9 @@ pub struct Keys {
     /// Seals index objects: write-only keys hold it too, so that their
     /// backups deduplicate against the index without reading any data.
     index: SealingKey,
+    /// Authenticates index objects written by full keys (none for a
+    /// write-only key): readers can tell them from a writer's.
+    index_auth: Option<[u8; 32]>,
     key_info: SealingKey,
     chunk_id_key: [u8; 32],
     metadata_id_key: [u8; 32],
@@ -225,6 +228,7 @@ impl Keys {
             data: SealingKey::new(&data),
             access: Access::Full(Arc::new(RepoKeyPair::derive(master))),
             index: SealingKey::new(&index),
+            index_auth: Some(blake3::derive_key(CONTEXT_INDEX_AUTH, master.as_bytes())),
             key_info: SealingKey::new(&key_info),
             chunk_id_key,
             metadata_id_key,
@@ -240,7 +244,7 @@ impl Keys {
 
     /// The keys of a client that adds data it cannot read back
     /// (write-only keys, `repo-format.md` §4.3): the naming keys and the
-    /// index and key-info keys of the repository, and as data key its own
+    /// index key of the repository, and as data key its own
     /// random `session` key, which it seals to the repository's `public`
     /// key for full keys to read ([`Self::key_block`]).
     pub fn for_writer(w: &WriterKeys, session: &[u8; 32], public: &[u8; 32]) -> Self {
@@ -251,7 +255,11 @@ impl Keys {
                 public: *public,
             },
             index: SealingKey::new(&w.index_key),
-            key_info: SealingKey::new(&w.key_info_key),
+            index_auth: None,
+            // Not the repository's key-info key (a writer neither reads nor
+            // writes key info: it could otherwise plant a key file whose
+            // info claims a full key, repo-format §14.1).
+            key_info: SealingKey::new(&blake3::derive_key(CONTEXT_WRITER_KEY_INFO, session)),
             chunk_id_key: w.chunk_id_key,
             metadata_id_key: w.metadata_id_key,
             wal_name_key: w.wal_name_key,
@@ -295,6 +303,16 @@ impl Keys {
                 "this object was written with a write-only key and only a full key can read it",
             )),
         }
+    }
+
+    /// The tag that authenticates an index object written by a full key
+    /// (`repo-format.md` §8.1): BLAKE3 keyed with the index authentication
+    /// key over the object's bytes. `None` for a write-only key, which has
+    /// no such key.
+    pub fn index_tag(&self, bytes: &[u8]) -> Option<[u8; 32]> {
+        self.index_auth
+            .as_ref()
+            .map(|k| *blake3::keyed_hash(k, bytes).as_bytes())
     }
 
     /// The key that seals index objects.

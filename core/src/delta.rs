@@ -217,9 +217,12 @@ impl<'a> DeltaEncoder<'a> {
     ) -> Result<Option<BlobLocation>> {
         for c in self.sketches.candidates(sketch)? {
             if let Some(loc) = index.get(&c)? {
+                // Never a write-only key's blob: nothing proves it holds
+                // what its entry says (repo-format §14.1).
                 if loc.obsolete_since.is_none()
                     && loc.entry.blob_type == blob_type
                     && loc.entry.compression.base().is_none()
+                    && !loc.entry.session
                 {
                     return Ok(Some(loc));
                 }

@@ -27,10 +27,11 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// Key scheme 0: sealed with the data key derived from the master key.
 pub const KEY_SCHEME_MASTER: u8 = 0;
-/// Key scheme 1: sealed with a write-only client's random session key,
+/// Key scheme 1: written by a write-only client. Packs, snapshots, WAL
+/// records and drill records are then sealed with its random session key,
 /// which the [`KEY_BLOCK_LEN`]-byte key block after the header seals to the
-/// repository's public key (`repo-format.md` §3.3). Packs, snapshots, WAL
-/// records and drill records may use it; other objects may not.
+/// repository's public key; index objects carry no authentication tag
+/// (`repo-format.md` §3.3, §8.1). Other objects may not use it.
 pub const KEY_SCHEME_SESSION: u8 = 1;
 /// Context of a key block's associated data.
 const KEY_BLOCK_CONTEXT: &[u8] = b"key block";
@@ -103,7 +104,11 @@ pub fn header_with(ty: ObjectType, scheme: u8) -> [u8; HEADER_LEN] {
 fn may_use_session(ty: ObjectType) -> bool {
     matches!(
         ty,
-        ObjectType::Pack | ObjectType::Snapshot | ObjectType::WalRecord | ObjectType::Drill
+        ObjectType::Pack
+            | ObjectType::Index
+            | ObjectType::Snapshot
+            | ObjectType::WalRecord
+            | ObjectType::Drill
     )
 }
 
@@ -245,7 +250,17 @@ pub fn seal_object(
     payload: &[u8],
     level: i32,
 ) -> Result<Vec<u8>> {
-    let h = header(ty);
+    seal_object_as(key, repo_id, header(ty), payload, level)
+}
+
+/// [`seal_object`] with header `h` (another key scheme).
+pub fn seal_object_as(
+    key: &SealingKey,
+    repo_id: &Id,
+    h: [u8; HEADER_LEN],
+    payload: &[u8],
+    level: i32,
+) -> Result<Vec<u8>> {
     let framed = frame_payload(level, payload);
     let mut out = Vec::with_capacity(HEADER_LEN + framed.len() + crate::crypto::SEAL_OVERHEAD);
     out.extend_from_slice(&h);

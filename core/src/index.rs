@@ -116,29 +116,73 @@ pub fn decode_payload(mut bytes: &[u8]) -> Result<Vec<IndexPack>> {
     Ok(packs)
 }
 
-/// Seals an index object.
+/// Length of the authentication tag at the end of a full key's index
+/// object.
+pub const TAG_LEN: usize = 32;
+
+/// Seals an index object. A full key's (key scheme 0) ends with a tag
+/// only full keys can make; a write-only key's has key scheme 1 and no
+/// tag (`repo-format.md` §8.1).
 pub fn encode(keys: &Keys, repo_id: &Id, packs: &[IndexPack]) -> Result<Vec<u8>> {
-    format::seal_object(
-        keys.index(),
-        repo_id,
-        ObjectType::Index,
-        &encode_payload(packs)?,
-        0,
-    )
+    let payload = encode_payload(packs)?;
+    let scheme = if keys.is_write_only() {
+        format::KEY_SCHEME_SESSION
+    } else {
+        format::KEY_SCHEME_MASTER
+    };
+    let h = format::header_with(ObjectType::Index, scheme);
+    let mut out = format::seal_object_as(keys.index(), repo_id, h, &payload, 0)?;
+    if let Some(tag) = keys.index_tag(&out) {
+        out.extend_from_slice(&tag);
+    }
+    Ok(out)
 }
 
 /// Opens an index object; `id` names it in errors.
+///
+/// A full key checks the tag of a full key's index object, and refuses a
+/// write-only key's that lists a blob sealed with the data key: a writer
+/// can only have written blobs sealed with its session key, and what it
+/// lists is never trusted more than that (`repo-format.md` §14.1). A
+/// write-only key cannot check tags.
 pub fn decode(keys: &Keys, repo_id: &Id, bytes: &[u8], id: &Id) -> Result<Vec<IndexPack>> {
     let what = format!("index {id}");
+    let h = format::check_header(bytes, ObjectType::Index, &what)?;
+    let by_writer = h[7] == format::KEY_SCHEME_SESSION;
+    let body = if by_writer {
+        bytes
+    } else {
+        let (body, tag) = bytes
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|&n| n >= format::HEADER_LEN)
+            .map(|n| bytes.split_at(n))
+            .ok_or_else(|| Error::corrupt(format!("{what}: truncated")))?;
+        if keys.index_tag(body).is_some_and(|t| t[..] != tag[..]) {
+            return Err(Error::corrupt(format!(
+                "{what}: its authentication tag does not match (damaged, or not written by a full key)"
+            )));
+        }
+        body
+    };
     let payload = format::open_object(
         keys.index(),
         repo_id,
         ObjectType::Index,
-        bytes,
+        body,
         MAX_INDEX_LEN,
         &what,
     )?;
-    decode_payload(&payload).map_err(|e| e.context(what))
+    let packs = decode_payload(&payload).map_err(|e| e.context(&what))?;
+    if by_writer {
+        if let Some(e) = packs.iter().flat_map(|p| &p.blobs).find(|e| !e.session) {
+            return Err(Error::corrupt(format!(
+                "{what}: written by a write-only key, but lists blob {} as sealed with the data key",
+                e.id
+            )));
+        }
+    }
+    Ok(packs)
 }
 
 #[cfg(test)]

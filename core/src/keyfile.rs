@@ -31,9 +31,9 @@ const KDF_ARGON2ID: u8 = 1;
 const KIND_FULL: u8 = 1;
 /// Key kind byte: write-only (adds backups; reads and deletes nothing).
 const KIND_WRITE_ONLY: u8 = 2;
-/// Fixed part of a write-only key's plaintext after the kind byte: five
+/// Fixed part of a write-only key's plaintext after the kind byte: four
 /// 32-byte keys, the repository public key, the chunker seed.
-const WRITE_ONLY_FIXED: usize = 6 * 32 + 8;
+const WRITE_ONLY_FIXED: usize = 5 * 32 + 8;
 const KDF_BLOCK_END: usize = 53;
 const WRAPPED_PLAIN_LEN: usize = 33;
 /// Largest key-info section accepted.
@@ -129,7 +129,7 @@ pub struct KeyInfo {
 /// What a write-only key file holds (`repo-format.md` §4.3).
 #[derive(Clone, PartialEq, Eq)]
 pub struct WriteOnlyKey {
-    /// The naming, index and key-info keys.
+    /// The naming and index keys.
     pub keys: WriterKeys,
     /// The repository's X25519 public key (see [`crate::crypto::RepoKeyPair`]).
     pub public: [u8; 32],
@@ -166,6 +166,7 @@ pub fn create(
 /// Writes a new write-only key file under `password`.
 pub fn create_write_only(
     key: &WriteOnlyKey,
+    key_info: &SealingKey,
     repo_id: &Id,
     password: &[u8],
     params: KdfParams,
@@ -179,15 +180,13 @@ pub fn create_write_only(
         &k.metadata_id_key,
         &k.wal_name_key,
         &k.index_key,
-        &k.key_info_key,
         &key.public,
     ] {
         plain.extend_from_slice(part);
     }
     plain.extend_from_slice(&k.chunker_seed.to_le_bytes());
     plain.extend_from_slice(&key.config_json);
-    let key_info = SealingKey::new(&k.key_info_key);
-    let out = create_with(&plain, &key_info, repo_id, password, params, info);
+    let out = create_with(&plain, key_info, repo_id, password, params, info);
     zeroize::Zeroize::zeroize(&mut plain);
     out
 }
@@ -264,24 +263,23 @@ pub fn unwrap(
             mk.copy_from_slice(&plain[1..]);
             Unwrapped::Full(MasterKey::from_bytes(mk))
         }
-        Some(&KIND_WRITE_ONLY) if plain.len() > WRITE_ONLY_FIXED => {
+        Some(&KIND_WRITE_ONLY) if plain.len() > 1 + WRITE_ONLY_FIXED => {
             let key = |i: usize| -> [u8; 32] {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&plain[1 + 32 * i..1 + 32 * (i + 1)]);
                 k
             };
             let mut seed = [0u8; 8];
-            seed.copy_from_slice(&plain[1 + 6 * 32..1 + WRITE_ONLY_FIXED]);
+            seed.copy_from_slice(&plain[1 + 5 * 32..1 + WRITE_ONLY_FIXED]);
             Unwrapped::WriteOnly(WriteOnlyKey {
                 keys: WriterKeys {
                     chunk_id_key: key(0),
                     metadata_id_key: key(1),
                     wal_name_key: key(2),
                     index_key: key(3),
-                    key_info_key: key(4),
                     chunker_seed: u64::from_le_bytes(seed),
                 },
-                public: key(5),
+                public: key(4),
                 config_json: plain[1 + WRITE_ONLY_FIXED..].to_vec(),
             })
         }
@@ -421,7 +419,8 @@ mod tests {
         };
         let mut info = sample_info();
         info.kind = "write-only".into();
-        let file = create_write_only(&key, &repo, b"pw", FAST, &info)?;
+        let full = Keys::derive(&master);
+        let file = create_write_only(&key, full.key_info(), &repo, b"pw", FAST, &info)?;
         match unwrap(&file, &repo, b"pw", "key")? {
             Some(Unwrapped::WriteOnly(w)) => assert!(w == key),
             _ => panic!("not a write-only key"),
@@ -432,8 +431,20 @@ mod tests {
         assert_eq!(err, Some(ErrorKind::AccessDenied));
         assert!(open(&file, &repo, b"wrong", "key")?.is_none());
         // Full keys read its info, with the same key-info key.
-        let (_, read) = super::info(&file, &repo, &Keys::derive(&master), "key")?;
+        let (_, read) = super::info(&file, &repo, &full, "key")?;
         assert_eq!(read.kind, "write-only");
+        // A writer's keys cannot read key info (nor write any a full key
+        // would believe: a planted file cannot claim to be a full key).
+        let writer = Keys::for_writer(&key.keys, &[1u8; 32], &key.public);
+        assert!(super::info(&file, &repo, &writer, "key").is_err());
+        // A plaintext with an empty config is corrupt.
+        let short = WriteOnlyKey {
+            config_json: Vec::new(),
+            ..key
+        };
+        let file = create_write_only(&short, full.key_info(), &repo, b"pw", FAST, &info)?;
+        let err = unwrap(&file, &repo, b"pw", "key").err().map(|e| e.kind());
+        assert_eq!(err, Some(ErrorKind::Corrupt));
         Ok(())
     }
 

@@ -108,7 +108,14 @@ pub fn add_write_only(
     };
     let mut info = info.clone();
     info.kind = "write-only".into();
-    let bytes = keyfile::create_write_only(&key, repo.id(), password, kdf, &info)?;
+    let bytes = keyfile::create_write_only(
+        &key,
+        repo.keys().key_info(),
+        repo.id(),
+        password,
+        kdf,
+        &info,
+    )?;
     let name = Id::of_bytes(&bytes).to_hex();
     repo.backend().put(ObjectKind::Key, &name, &bytes)?;
     Ok(name)

@@ -504,8 +504,11 @@ pub fn check_blob_seal(
 
 /// A blob sealed with a write-only client's session key (`from`, the
 /// keys of its pack), sealed again with `to`'s data key, for a pack of a
-/// full key (prune's repacking). Returns its new entry (place unset) and
-/// sealed bytes; the payload is not decompressed.
+/// full key (prune's repacking). It is decoded and its ID checked first:
+/// a writer could have sealed anything under any ID, and once resealed
+/// the blob is trusted like a full key's (`repo-format.md` §14.1). A
+/// writer never stores deltas, so a delta here is refused as damaged.
+/// Returns its new entry (place unset) and sealed bytes.
 pub fn reseal_blob(
     from: &Keys,
     to: &Keys,
@@ -514,8 +517,22 @@ pub fn reseal_blob(
     sealed: &[u8],
     pack: &Id,
 ) -> Result<(BlobEntry, Vec<u8>)> {
+    if entry.compression.base().is_some() {
+        return Err(Error::corrupt(format!(
+            "{}: a write-only key's blob cannot be a delta",
+            blob_what(entry, pack)
+        )));
+    }
     let mut buf = sealed.to_vec();
     let payload = open_blob_in_place(from, repo_id, entry, &mut buf, pack)?;
+    let plain = compress::decompress(
+        entry.compression,
+        payload,
+        entry.raw_length as usize,
+        entry.blob_type.max_raw_len(),
+    )
+    .map_err(|e| e.context(blob_what(entry, pack)))?;
+    check_id(from, entry, plain, pack)?.zeroize();
     let ad = blob_ad(repo_id, entry.blob_type, &entry.id, entry.compression);
     let sealed = to.data().seal(&ad, payload)?;
     buf.zeroize();

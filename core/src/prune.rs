@@ -452,6 +452,14 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
                 claimed: vec![false; p.blobs.len()],
                 entries: p.blobs.clone(),
             });
+            // A full key's record of a pack beats a write-only key's: a
+            // writer could list another pack's blobs as its own.
+            let trusted = |es: &[BlobEntry]| es.iter().all(|e| !e.session);
+            if !trusted(&entry.entries) && trusted(&p.blobs) {
+                entry.blobs = p.blobs.len();
+                entry.claimed = vec![false; p.blobs.len()];
+                entry.entries = p.blobs.clone();
+            }
             // Listed in use anywhere: in use.
             entry.obsolete_since = match (entry.obsolete_since, p.obsolete_since) {
                 (Some(a), Some(b)) => Some(a.max(b)),
@@ -746,8 +754,10 @@ fn repack_orphan_deltas(packs: &mut HashMap<Id, PackPlan>) -> bool {
 }
 
 /// Claims, for each blob of `want` not claimed yet, its first copy: in the
-/// stored packs in use, then in the obsolete ones, each in `ids` order;
-/// copies stored whole before deltas (deltas only with `deltas`).
+/// stored packs in use, then in the obsolete ones; copies a full key
+/// sealed before those of write-only keys (a writer may have listed
+/// anything); copies stored whole before deltas (deltas only with
+/// `deltas`); each in `ids` order.
 fn claim_copies(
     packs: &mut HashMap<Id, PackPlan>,
     ids: &[Id],
@@ -773,7 +783,9 @@ fn claim_copies(
             }
         }
     }
-    for pass_obsolete in [false, true] {
+    for (pass_obsolete, session_pass) in
+        [(false, false), (false, true), (true, false), (true, true)]
+    {
         for &delta_pass in kinds {
             for id in ids {
                 let Some(p) = packs.get_mut(id) else { continue };
@@ -786,6 +798,7 @@ fn claim_copies(
                         .base()
                         .is_none_or(|b| whole_stored.contains(&b));
                     if e.compression.base().is_some() == delta_pass
+                        && e.session == session_pass
                         && usable
                         && want.contains(&e.id)
                         && claimed.insert(e.id)

@@ -300,11 +300,17 @@ impl LockedRepository {
             }
         };
         let id = self.id;
+        // A write-only key cannot check index tags, so it keeps its own
+        // cache: a full key must not find a writer's view there.
+        let file = match master {
+            Some(_) => "index.redb",
+            None => "index-write-only.redb",
+        };
         let cache = match cache {
             CacheLocation::Dir(dir) => {
                 let dir = dir.join(id.to_hex());
                 tag_cache_dir(dir.parent().unwrap_or(&dir));
-                IndexCache::open(&dir.join("index.redb"))?
+                IndexCache::open(&dir.join(file))?
             }
             CacheLocation::Temporary => IndexCache::temporary()?,
         };
@@ -546,7 +552,10 @@ impl Repository {
 
     /// A read view of the index.
     pub fn index(&self) -> Result<CacheReader> {
-        self.cache.reader()
+        Ok(self
+            .cache
+            .reader()?
+            .with_session_blobs(self.is_write_only()))
     }
 
     /// Loads every snapshot, oldest first. Snapshots that cannot be read are

@@ -17,6 +17,7 @@ use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
 use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
 use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::crypto::Keys;
+use cairn_core::index::{self, IndexPack};
 use cairn_core::keyfile::{self, KdfParams, KeyInfo, Unwrapped};
 use cairn_core::keyring;
 use cairn_core::pack;
@@ -238,7 +239,6 @@ fn the_material_of_a_write_only_key_opens_no_stored_data() {
         w.keys.metadata_id_key,
         w.keys.wal_name_key,
         w.keys.index_key,
-        w.keys.key_info_key,
         w.public,
     ];
     let writer = open(&backend, WRITER, true);
@@ -312,4 +312,84 @@ fn the_material_of_a_write_only_key_opens_no_stored_data() {
             .tree,
         mine.tree
     );
+}
+
+#[test]
+fn what_a_write_only_key_lists_in_the_index_cannot_replace_a_full_keys_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+    common::init_small(backend.clone(), FULL, false);
+    let full = open(&backend, FULL, false);
+    let data = common::dump_text(300_000, 5);
+    let snap = backup(&full, &data);
+    add_writer(&full);
+    drop(full);
+
+    // A compromised writer lists every stored blob again, as its own, in a
+    // pack of garbage (sealed under its session key with the right IDs),
+    // in a pack whose ID it could grind to sort first.
+    let writer = open(&backend, WRITER, true);
+    let repo_id = *writer.id();
+    let stored: Vec<pack::BlobEntry> = backend
+        .list(ObjectKind::Index)
+        .unwrap()
+        .iter()
+        .flat_map(|o| writer.load_index(&Id::parse(&o.name).unwrap()).unwrap())
+        .flat_map(|p| p.blobs)
+        .collect();
+    assert!(stored.iter().all(|e| !e.session));
+    let mut w = pack::PackWriter::new(writer.keys(), &repo_id).unwrap();
+    for e in &stored {
+        let garbage = vec![0x47; e.raw_length as usize];
+        let blob =
+            pack::encode_blob(writer.keys(), &repo_id, e.blob_type, e.id, &garbage, 1).unwrap();
+        w.add(&blob).unwrap();
+    }
+    let forged = w.finish(writer.keys(), &repo_id).unwrap();
+    backend
+        .put(ObjectKind::Pack, &forged.id.to_hex(), &forged.bytes)
+        .unwrap();
+    writer
+        .save_index(&[IndexPack::live(forged.id, forged.entries.clone())])
+        .unwrap();
+    // Listing a blob as sealed with the data key, or passing its index
+    // object off as a full key's, gets the object refused as damaged.
+    let lie = index::encode(
+        writer.keys(),
+        &repo_id,
+        &[IndexPack::live(forged.id, vec![stored[0]])],
+    )
+    .unwrap();
+    let mut posing = lie.clone();
+    posing[7] = 0;
+    posing.extend_from_slice(&[0u8; 32]);
+    drop(writer);
+    let full = open(&backend, FULL, false);
+    for bytes in [&lie, &posing] {
+        let id = Id::of_bytes(bytes);
+        let err = index::decode(full.keys(), &repo_id, bytes, &id)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    }
+    drop(full);
+
+    // The full key: reads, checks (the forged pack is damage, the real
+    // data whole), deduplicates only against its own data, and its prune
+    // keeps the real copies and drops the forged ones.
+    let full = open(&backend, FULL, false);
+    assert!(restore_bytes(&full, &snap) == data);
+    let again = backup(&full, &data);
+    assert_eq!(again.summary.data_blobs, 0, "{:?}", again.summary);
+    pruned_fully(&full);
+    drop(full);
+    let full = open(&backend, FULL, false);
+    let schemes = pack_schemes(&backend);
+    assert!(
+        !schemes.iter().any(|(n, _)| *n == forged.id.to_hex()),
+        "the forged pack survived prune"
+    );
+    assert!(restore_bytes(&full, &snap) == data);
+    assert!(restore_bytes(&full, &again) == data);
+    check_clean(&full);
 }
