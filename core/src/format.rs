@@ -278,8 +278,21 @@ pub fn open_object(
     what: &str,
 ) -> Result<Vec<u8>> {
     let h = check_header(bytes, ty, what)?;
+    open_sealed(key, repo_id, &h, &bytes[HEADER_LEN..], max_len, what)
+}
+
+/// Opens `sealed` (`nonce || ciphertext || tag`) of an object with header
+/// `h` and unframes its payload.
+fn open_sealed(
+    key: &SealingKey,
+    repo_id: &Id,
+    h: &[u8; HEADER_LEN],
+    sealed: &[u8],
+    max_len: usize,
+    what: &str,
+) -> Result<Vec<u8>> {
     let framed = key
-        .open(&associated_data(&h, repo_id, &[]), &bytes[HEADER_LEN..])
+        .open(&associated_data(h, repo_id, &[]), sealed)
         .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
     unframe_payload(&framed, max_len).map_err(|e| e.context(what))
 }
@@ -316,11 +329,7 @@ pub fn open_data_object(
 ) -> Result<Vec<u8>> {
     let (keys, start) = data_object_keys(keys, repo_id, ty, bytes, what)?;
     let h = check_header(bytes, ty, what)?;
-    let framed = keys
-        .data()
-        .open(&associated_data(&h, repo_id, &[]), &bytes[start..])
-        .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
-    unframe_payload(&framed, max_len).map_err(|e| e.context(what))
+    open_sealed(keys.data(), repo_id, &h, &bytes[start..], max_len, what)
 }
 
 #[cfg(test)]

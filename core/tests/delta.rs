@@ -9,18 +9,15 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
 use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::pack::BlobEntry;
 use cairn_core::prune::{self, MaxUnused, PruneOptions};
 use cairn_core::repository::{self, CacheLocation, Repository};
-use cairn_core::restore::{self, NoRestoreProgress};
 use cairn_core::snapshot::Snapshot;
 use cairn_core::{ErrorKind, Id};
 
@@ -62,33 +59,11 @@ fn open(backend: Arc<dyn Backend>, cache: &Path) -> Repository {
 }
 
 fn backup(repo: &Repository, data: &[u8]) -> Snapshot {
-    let opts = BackupOptions {
-        hostname: "test".into(),
-        username: "test".into(),
-        tags: Vec::new(),
-        time: None,
-        validate_dumps: false,
-        no_delta: false,
-    };
-    let source = BackupSource::Stream {
-        reader: Box::new(Cursor::new(data.to_vec())),
-        filename: FILE.into(),
-    };
-    backup::backup(repo, source, &opts, &NoProgress, &AtomicBool::new(false))
-        .unwrap()
-        .snapshot
+    common::backup_stream(repo, FILE, data, false).unwrap()
 }
 
 fn restore_bytes(repo: &Repository, snap: &Snapshot) -> cairn_core::Result<Vec<u8>> {
-    let dir = tempfile::tempdir().unwrap();
-    restore::restore(
-        repo,
-        snap,
-        dir.path(),
-        &NoRestoreProgress,
-        &AtomicBool::new(false),
-    )?;
-    Ok(fs::read(dir.path().join(FILE)).unwrap())
+    common::restore_file(repo, snap, FILE)
 }
 
 fn check(repo: &Repository) -> integrity::CheckReport {

@@ -15,7 +15,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -78,12 +77,7 @@ fn backup_options() -> BackupOptions {
 }
 
 fn backup_stream(repo: &Repository, data: &[u8]) -> Result<Snapshot> {
-    let source = BackupSource::Stream {
-        reader: Box::new(Cursor::new(data.to_vec())),
-        filename: FILE.into(),
-    };
-    let cancel = AtomicBool::new(false);
-    backup::backup(repo, source, &backup_options(), &NoProgress, &cancel).map(|o| o.snapshot)
+    common::backup_stream(repo, FILE, data, true)
 }
 
 fn backup_paths(repo: &Repository, dir: &Path) -> Result<Snapshot> {

@@ -8,13 +8,10 @@
 
 mod common;
 
-use std::fs;
-use std::io::Cursor;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
 use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::crypto::Keys;
 use cairn_core::index::{self, IndexPack};
@@ -23,7 +20,6 @@ use cairn_core::keyring;
 use cairn_core::pack;
 use cairn_core::prune::{self, MaxUnused, PruneOptions};
 use cairn_core::repository::{self, CacheLocation, Repository};
-use cairn_core::restore::{self, NoRestoreProgress};
 use cairn_core::snapshot::Snapshot;
 use cairn_core::{ErrorKind, Id};
 
@@ -42,34 +38,11 @@ fn open(backend: &Arc<dyn Backend>, password: &[u8], write_only_ok: bool) -> Rep
 }
 
 fn backup(repo: &Repository, data: &[u8]) -> Snapshot {
-    let opts = BackupOptions {
-        hostname: "db1".into(),
-        username: "postgres".into(),
-        tags: Vec::new(),
-        time: None,
-        validate_dumps: false,
-        no_delta: false,
-    };
-    let source = BackupSource::Stream {
-        reader: Box::new(Cursor::new(data.to_vec())),
-        filename: FILE.into(),
-    };
-    backup::backup(repo, source, &opts, &NoProgress, &AtomicBool::new(false))
-        .unwrap()
-        .snapshot
+    common::backup_stream(repo, FILE, data, false).unwrap()
 }
 
 fn restore_bytes(repo: &Repository, snap: &Snapshot) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    restore::restore(
-        repo,
-        snap,
-        dir.path(),
-        &NoRestoreProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
-    fs::read(dir.path().join(FILE)).unwrap()
+    common::restore_file(repo, snap, FILE).unwrap()
 }
 
 fn check_clean(repo: &Repository) {

@@ -548,3 +548,52 @@ pub fn init_small(backend: Arc<dyn Backend>, password: &[u8], delta: bool) {
     };
     repository::init(backend, password, &opts, info).unwrap();
 }
+
+/// Backs `data` up from a stream stored as `filename`, host and user
+/// `test` (dumps checked when `validate`).
+pub fn backup_stream(
+    repo: &repository::Repository,
+    filename: &str,
+    data: &[u8],
+    validate: bool,
+) -> Result<cairn_core::snapshot::Snapshot> {
+    let opts = cairn_core::backup::BackupOptions {
+        hostname: "test".into(),
+        username: "test".into(),
+        tags: Vec::new(),
+        time: None,
+        validate_dumps: validate,
+        no_delta: false,
+    };
+    let source = cairn_core::backup::BackupSource::Stream {
+        reader: Box::new(io::Cursor::new(data.to_vec())),
+        filename: filename.into(),
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    cairn_core::backup::backup(
+        repo,
+        source,
+        &opts,
+        &cairn_core::backup::NoProgress,
+        &cancel,
+    )
+    .map(|o| o.snapshot)
+}
+
+/// Restores `snap` into a temporary directory and reads back `filename`.
+pub fn restore_file(
+    repo: &repository::Repository,
+    snap: &cairn_core::snapshot::Snapshot,
+    filename: &str,
+) -> Result<Vec<u8>> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    cairn_core::restore::restore(
+        repo,
+        snap,
+        dir.path(),
+        &cairn_core::restore::NoRestoreProgress,
+        &cancel,
+    )?;
+    std::fs::read(dir.path().join(filename)).map_err(|e| Error::io(filename, e))
+}
