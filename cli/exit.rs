@@ -93,7 +93,8 @@ Exit codes:
          to; nothing was committed (run the backup again)
    12    wrong password, or no password given
    13    access refused: wrong S3 credentials, no permission on the repository
-         directory, or a write-only key used for anything but backup
+         directory, or a write-only key used for anything but backup, wal-push
+         and pg basebackup
    14    status --max-age: a series' newest snapshot is older than allowed, or there
          is none (the recovery point objective was missed); status --max-drill-age:
          a series has no restore drill that passed within the time allowed

@@ -200,6 +200,44 @@ fn a_write_only_key_adds_backups_and_can_do_nothing_else() {
         nights.push((common::snapshot_id(&out), data));
     }
 
+    // WAL archiving (archive_command on the database server) works too; a
+    // retry of the same file is fine, other contents under the same name
+    // are refused, compared without opening the record.
+    let segment = env.path("000000010000000000000007");
+    let wal = common::pseudo_random(64 * 1024, 7);
+    std::fs::write(&segment, &wal).unwrap();
+    let seg = segment.to_str().unwrap();
+    for round in 0..2 {
+        let out = as_writer(&env, &["--json", "wal-push", seg], None);
+        assert_code(&out, 0, &["write-only wal-push"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["already_archived"], round == 1, "{v}");
+    }
+    std::fs::write(&segment, common::pseudo_random(64 * 1024, 8)).unwrap();
+    assert_code(
+        &as_writer(&env, &["wal-push", seg], None),
+        28,
+        &["wal-push of other contents"],
+    );
+    let fetched = env.path("fetched");
+    env.ok(&[
+        "wal-fetch",
+        "000000010000000000000007",
+        fetched.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read(&fetched).unwrap() == wal);
+    let elsewhere = env.path("fetched-by-writer");
+    let out = as_writer(
+        &env,
+        &[
+            "wal-fetch",
+            "000000010000000000000007",
+            elsewhere.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_code(&out, 13, &["write-only wal-fetch"]);
+
     // Every other command: exit 13, one line that says why.
     let target = env.path("restored");
     let target = target.to_str().unwrap();

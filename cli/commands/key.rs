@@ -34,9 +34,9 @@ password, with its own Argon2id cost. A full key opens everything; give each
 admin or machine its own and remove it when it leaves. The new password comes
 from --new-password-file, CAIRN_NEW_PASSWORD, or a prompt (asked twice).
 
-With --write-only the key can only add backups: `cairn backup` works with it
-(deduplicating against what is stored), every other command is refused with
-exit 13. It holds no key that decrypts stored data: what it writes is sealed
+With --write-only the key can only add backups: `cairn backup`, `cairn
+wal-push` and `cairn pg basebackup` work with it (deduplicating against what
+is stored), every other command is refused with exit 13. It holds no key that decrypts stored data: what it writes is sealed
 with a fresh key per run that only a full key can open, and old packs and
 snapshots stay unreadable to it even outside cairn. Give it to a database
 server that backs itself up; keep a full key elsewhere. It cannot stop a

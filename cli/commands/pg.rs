@@ -131,7 +131,8 @@ fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitC
         command.push(' ');
         command.push_str(&sh_quote(a));
     }
-    let repo = global.open()?;
+    // A backup: a write-only key may take it.
+    let repo = global.open_to_add()?;
     let opts = BackupOptions {
         hostname: backup::hostname(),
         username: backup::username(),

@@ -77,7 +77,9 @@ pub fn push(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
             })?,
     };
     wal::check_name(&name)?;
-    let repo = global.open()?;
+    // A write-only key may archive WAL files too (a database server that
+    // archives its own WAL).
+    let repo = global.open_to_add()?;
     let host = cairn_core::backup::hostname();
     let started = std::time::Instant::now();
     let outcome = wal::push(&repo, &name, &args.path, &host, &CANCEL)?;

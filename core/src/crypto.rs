@@ -349,6 +349,23 @@ impl Keys {
         Id::from_bytes(*blake3::keyed_hash(&self.wal_name_key, name.as_bytes()).as_bytes())
     }
 
+    /// The **contents tag** of a WAL record (`repo-format.md` §18.2):
+    /// BLAKE3 keyed with the WAL-name key over `00 ‖ "contents" ‖ 00 ‖
+    /// name ‖ 00 ‖ size (u64 LE) ‖ BLAKE3 of the contents`. Stored in the
+    /// clear, so that a retried `wal-push` with a write-only key, which
+    /// cannot open the record, can still tell the same file from another.
+    /// (WAL names never start with a zero byte, so no name's object ID is
+    /// ever a contents tag.)
+    pub fn wal_contents_tag(&self, name: &str, size: u64, contents: &[u8; 32]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.wal_name_key);
+        h.update(b"\0contents\0");
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(&size.to_le_bytes());
+        h.update(contents);
+        *h.finalize().as_bytes()
+    }
+
     /// The seed of the chunker's gear table.
     pub fn chunker_seed(&self) -> u64 {
         self.chunker_seed

@@ -153,6 +153,20 @@ pub fn data_object_keys<'k>(
     Ok((std::borrow::Cow::Owned(opened), end))
 }
 
+/// Where the contents of an object of type `ty` start, after its header
+/// and key block (if it has one), checked but without opening anything.
+pub fn data_object_body_start(bytes: &[u8], ty: ObjectType, what: &str) -> Result<usize> {
+    let h = check_header(bytes, ty, what)?;
+    let start = match h[7] {
+        KEY_SCHEME_SESSION => HEADER_LEN + KEY_BLOCK_LEN,
+        _ => HEADER_LEN,
+    };
+    if bytes.len() < start {
+        return Err(Error::corrupt(format!("{what}: truncated key block")));
+    }
+    Ok(start)
+}
+
 /// The associated data of a key block: `header || repository ID || "key
 /// block"`.
 fn key_block_ad(h: &[u8; HEADER_LEN], repo_id: &Id) -> Vec<u8> {

@@ -245,7 +245,7 @@ impl LockedRepository {
                     return Err(Error::new(
                         ErrorKind::AccessDenied,
                         format!(
-                            "the password opens write-only key {}: it can add backups (cairn backup), not read, list or remove them",
+                            "the password opens write-only key {}: it can add backups (backup, wal-push, pg basebackup), not read, list or remove them",
                             info.name.get(..8).unwrap_or(&info.name)
                         ),
                     ));

@@ -75,6 +75,50 @@ fn existing(repo: &Repository, name: &str) -> Result<Option<WalRecord>> {
     }
 }
 
+/// What a push of `name` (`size` bytes, BLAKE3 `hash`) finds archived: a
+/// record of the same contents (a retry: done), nothing, or a conflict. A
+/// write-only key cannot open the record: it compares the contents tag
+/// stored in the clear (`repo-format.md` §18.2), and reports the record
+/// from what it pushed.
+fn already_archived(
+    repo: &Repository,
+    name: &str,
+    size: u64,
+    hash: &str,
+    hostname: &str,
+) -> Result<Option<PushOutcome>> {
+    if !repo.is_write_only() {
+        return existing(repo, name)?
+            .map(|rec| same_or_conflict(rec, size, hash))
+            .transpose();
+    }
+    let id = repo.keys().wal_object_id(name);
+    let bytes = match repo.backend().get(ObjectKind::Wal, &id.to_hex()) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::MissingObject => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if WalRecord::stored_tag(&bytes, &id)? != WalRecord::tag_of(repo.keys(), name, size, hash)? {
+        return Err(Error::new(
+            ErrorKind::WalConflict,
+            format!(
+                "WAL file {name} is already archived with different contents (this one: {size} \
+                 bytes, BLAKE3 {}…); refusing to replace it",
+                &hash[..16.min(hash.len())]
+            ),
+        ));
+    }
+    Ok(Some(PushOutcome::AlreadyArchived(WalRecord {
+        id,
+        name: name.to_string(),
+        time: SnapshotTime::now(),
+        hostname: hostname.to_string(),
+        size,
+        blake3: hash.to_string(),
+        tree: crate::id::Id::default(),
+    })))
+}
+
 /// An archived record against the contents being pushed: the same is a
 /// successful retry, anything else is refused.
 fn same_or_conflict(rec: WalRecord, size: u64, hash: &str) -> Result<PushOutcome> {
@@ -128,8 +172,8 @@ pub fn push(
     // Hashed first: a retry of an archived file costs one read and one
     // request, and stores nothing.
     let (size, hash) = hash_file(path)?;
-    if let Some(rec) = existing(repo, name)? {
-        return same_or_conflict(rec, size, &hash);
+    if let Some(done) = already_archived(repo, name, size, &hash, hostname)? {
+        return Ok(done);
     }
     let mut writer = BlobWriter::new(repo, false)?;
     let file = File::open(path).map_err(|e| open_error(path, e))?;
@@ -189,8 +233,8 @@ pub fn push(
         .put(ObjectKind::Wal, &record.id.to_hex(), &bytes)?
     {
         // Another push of the same name won the race.
-        return match existing(repo, name)? {
-            Some(rec) => same_or_conflict(rec, size, &hash),
+        return match already_archived(repo, name, size, &hash, hostname)? {
+            Some(done) => Ok(done),
             None => Err(Error::new(
                 ErrorKind::Io,
                 format!("WAL record for {name} was neither stored nor found"),
@@ -419,7 +463,7 @@ mod tests {
             hostname: "db".into(),
             size: 16 << 20,
             blake3: String::new(),
-            tree: Id::default(),
+            tree: crate::id::Id::default(),
         }
     }
 

@@ -5,14 +5,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ObjectKind;
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::format::{self, ObjectType};
+use crate::format::{self, ObjectType, HEADER_LEN};
 use crate::id::Id;
 use crate::repository::Repository;
 use crate::time::SnapshotTime;
 
 /// Largest WAL record payload accepted.
 const MAX_RECORD_LEN: usize = 64 * 1024 * 1024;
+/// Length of the contents tag between the header (and key block) and the
+/// sealed payload.
+pub const CONTENTS_TAG_LEN: usize = 32;
 
 /// One archived WAL file (or timeline history, backup label, partial
 /// segment: whatever PostgreSQL archives).
@@ -36,31 +40,63 @@ pub struct WalRecord {
 }
 
 impl WalRecord {
-    /// Seals the record as an object.
+    /// The contents tag of a WAL file `name` of `size` bytes whose BLAKE3
+    /// is `blake3_hex` (`repo-format.md` §18.2).
+    pub fn tag_of(keys: &Keys, name: &str, size: u64, blake3_hex: &str) -> Result<[u8; 32]> {
+        let hash = blake3::Hash::from_hex(blake3_hex)
+            .map_err(|_| Error::corrupt(format!("WAL file {name}: bad BLAKE3 {blake3_hex:?}")))?;
+        Ok(keys.wal_contents_tag(name, size, hash.as_bytes()))
+    }
+
+    /// Seals the record as an object: header (and key block), contents
+    /// tag, sealed JSON (the tag in its associated data).
     pub fn encode(&self, repo: &Repository) -> Result<Vec<u8>> {
+        let keys = repo.keys();
         let json =
             serde_json::to_vec(self).map_err(|e| Error::invalid(format!("WAL record: {e}")))?;
-        format::seal_data_object(
-            repo.keys(),
-            repo.id(),
-            ObjectType::WalRecord,
-            &json,
-            repo.config().compression.level,
-        )
+        let tag = Self::tag_of(keys, &self.name, self.size, &self.blake3)?;
+        let mut out = format::data_object_start(keys, repo.id(), ObjectType::WalRecord)?;
+        let h = header_of(&out)?;
+        out.extend_from_slice(&tag);
+        let framed = format::frame_payload(repo.config().compression.level, &json);
+        keys.data().seal_into(
+            &format::associated_data(&h, repo.id(), &tag),
+            &framed,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// The contents tag of a stored record, read without opening it (a
+    /// write-only key cannot).
+    pub fn stored_tag(bytes: &[u8], id: &Id) -> Result<[u8; 32]> {
+        let what = format!("WAL record {id}");
+        let start = format::data_object_body_start(bytes, ObjectType::WalRecord, &what)?;
+        bytes
+            .get(start..start + CONTENTS_TAG_LEN)
+            .and_then(|t| t.try_into().ok())
+            .ok_or_else(|| Error::corrupt(format!("{what}: truncated")))
     }
 
     /// Opens WAL record object `id`; its name must be the one `id` is
-    /// derived from.
+    /// derived from, and its contents tag the one of its fields.
     pub fn decode(repo: &Repository, bytes: &[u8], id: &Id) -> Result<Self> {
         let what = format!("WAL record {id}");
-        let json = format::open_data_object(
-            repo.keys(),
-            repo.id(),
-            ObjectType::WalRecord,
-            bytes,
-            MAX_RECORD_LEN,
-            &what,
-        )?;
+        let (keys, start) =
+            format::data_object_keys(repo.keys(), repo.id(), ObjectType::WalRecord, bytes, &what)?;
+        let h = header_of(bytes)?;
+        let tag = bytes
+            .get(start..start + CONTENTS_TAG_LEN)
+            .ok_or_else(|| Error::corrupt(format!("{what}: truncated")))?;
+        let framed = keys
+            .data()
+            .open(
+                &format::associated_data(&h, repo.id(), tag),
+                &bytes[start + CONTENTS_TAG_LEN..],
+            )
+            .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+        let json =
+            format::unframe_payload(&framed, MAX_RECORD_LEN).map_err(|e| e.context(&what))?;
         let mut rec: WalRecord =
             serde_json::from_slice(&json).map_err(|e| Error::decode(&what, e))?;
         if repo.keys().wal_object_id(&rec.name) != *id {
@@ -69,9 +105,21 @@ impl WalRecord {
                 rec.name
             )));
         }
+        if Self::tag_of(repo.keys(), &rec.name, rec.size, &rec.blake3)? != tag {
+            return Err(Error::corrupt(format!(
+                "{what}: its contents tag does not match its size and hash"
+            )));
+        }
         rec.id = *id;
         Ok(rec)
     }
+}
+
+fn header_of(bytes: &[u8]) -> Result<[u8; HEADER_LEN]> {
+    bytes
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| Error::corrupt("WAL record: truncated"))
 }
 
 /// The archived WAL records: the readable ones (by name), and the object
