@@ -446,3 +446,42 @@ fn a_nightly_copy_reads_only_what_changed() {
     }
     dst.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn write_only_backups_on_s3_restore_with_a_full_key() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let env = s3_env(&server, "write-only", &["--pack-size", "1MiB"]);
+    let out = env
+        .cmd()
+        .env("CAIRN_NEW_PASSWORD", "server")
+        .args(["key", "add", "--write-only"])
+        .args(FAST_KDF)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["key add --write-only"]);
+    let mut nights = Vec::new();
+    for n in 0..3u64 {
+        let mut dump = fake_dump(25_000, 7);
+        dump.extend(pseudo_random(200_000, 40 + n));
+        let mut c = env.cmd();
+        c.env("CAIRN_PASSWORD", "server")
+            .env("CAIRN_CACHE_DIR", env.path("server-cache"))
+            .args(["--json", "backup", "-", "--stdin-filename", "shop.sql"]);
+        let out = run_with_stdin(&mut c, &dump);
+        assert_code(&out, 0, &["write-only backup on S3"]);
+        nights.push((snapshot_id(&out), dump));
+    }
+    // The full key reads the key blocks with range reads, prunes (sealing
+    // the server's blobs again) and checks.
+    for (id, dump) in &nights {
+        assert_eq!(&env.dump(id, "shop.sql"), dump, "{}", server.log());
+    }
+    env.ok(&["forget", &nights[0].0]);
+    env.ok(&["prune", "--grace", "0", "--max-unused", "0"]);
+    env.ok(&["check", "--read-data"]);
+    for (id, dump) in &nights[1..] {
+        assert_eq!(&env.dump(id, "shop.sql"), dump);
+    }
+}
