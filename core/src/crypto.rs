@@ -190,7 +190,10 @@ enum Access {
     Full(Arc<RepoKeyPair>),
     /// A write-only key: its data key is a random session key, sealed to
     /// the repository's public key in a key block in front of what it seals.
-    Writer { session: [u8; 32], public: [u8; 32] },
+    Writer {
+        session: zeroize::Zeroizing<[u8; 32]>,
+        public: [u8; 32],
+    },
 }
 
 /// The working keys of an opened repository: derived from the master key,
@@ -251,7 +254,7 @@ impl Keys {
         Keys {
             data: SealingKey::new(session),
             access: Access::Writer {
-                session: *session,
+                session: zeroize::Zeroizing::new(*session),
                 public: *public,
             },
             index: SealingKey::new(&w.index_key),
@@ -430,12 +433,13 @@ impl RepoKeyPair {
             return Err(Error::corrupt("key block has a low-order ephemeral key"));
         }
         let wrap = wrap_key(shared.as_bytes(), &eph, &self.public);
-        let plain = wrap
+        let mut plain = wrap
             .open(ad, &block[32..])
             .map_err(|e| Error::corrupt(format!("key block: {e}")))?;
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&plain);
-        Ok(out)
+        // A 104-byte block's ciphertext is 32 bytes: so is the plaintext.
+        let out: Option<[u8; 32]> = plain.as_slice().try_into().ok();
+        plain.zeroize();
+        out.ok_or_else(|| Error::corrupt("key block: wrong length"))
     }
 }
 
