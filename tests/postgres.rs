@@ -66,16 +66,8 @@ fn data_added(env: &Env, id: &str) -> u64 {
 fn nightly_pg_dumps_restore_byte_identical() {
     let Some(pg) = shop_database() else { return };
     let env = Env::init();
-    // pg_dump writes a random `\restrict` key into every plain dump
-    // (CVE-2025-8714 fix), so two dumps of the same state differ: keep a
-    // copy of what the command streamed to compare restores against.
     let copy = env.path("night.sql");
-    let command = format!(
-        "{} -f {} && cat {}",
-        pg.pg_dump_command("shop"),
-        copy.display(),
-        copy.display()
-    );
+    let command = dump_keeping_copy(&pg, &copy);
     let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
     for n in 0..4u32 {
         if n > 0 {
@@ -158,6 +150,19 @@ fn failed_pg_dump_never_becomes_a_snapshot() {
 }
 
 /// `backup --command CMD --stdin-filename NAME` plus `extra`.
+/// A command that dumps `shop` and streams the dump, keeping a copy at
+/// `copy`: pg_dump writes a random `\restrict` key into every plain dump
+/// (CVE-2025-8714 fix), so two dumps of the same state differ, and
+/// restores are compared with the copy of what the command streamed.
+fn dump_keeping_copy(pg: &Postgres, copy: &std::path::Path) -> String {
+    format!(
+        "{} -f {} && cat {}",
+        pg.pg_dump_command("shop"),
+        copy.display(),
+        copy.display()
+    )
+}
+
 fn backup_command(env: &Env, cmd: &str, name: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "--json",
@@ -540,12 +545,7 @@ fn a_write_only_key_backs_up_nightly_pg_dumps_that_a_full_key_restores() {
         c
     };
     let copy = env.path("night.sql");
-    let command = format!(
-        "{} -f {} && cat {}",
-        pg.pg_dump_command("shop"),
-        copy.display(),
-        copy.display()
-    );
+    let command = dump_keeping_copy(&pg, &copy);
     let mut expected = Vec::new();
     for n in 0..3u32 {
         if n > 0 {

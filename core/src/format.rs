@@ -114,16 +114,20 @@ fn may_use_session(ty: ObjectType) -> bool {
 
 /// The header and, for a write-only client, the key block that start a
 /// new object of type `ty` whose contents `keys.data()` seals
-/// (`repo-format.md` §3.3).
-pub fn data_object_start(keys: &Keys, repo_id: &Id, ty: ObjectType) -> Result<Vec<u8>> {
+/// (`repo-format.md` §3.3): the header, and the bytes so far.
+pub fn data_object_start(
+    keys: &Keys,
+    repo_id: &Id,
+    ty: ObjectType,
+) -> Result<([u8; HEADER_LEN], Vec<u8>)> {
     let h = header_with(ty, KEY_SCHEME_SESSION);
     match keys.key_block(&key_block_ad(&h, repo_id))? {
-        None => Ok(header(ty).to_vec()),
+        None => Ok((header(ty), header(ty).to_vec())),
         Some(block) => {
             let mut out = Vec::with_capacity(HEADER_LEN + KEY_BLOCK_LEN);
             out.extend_from_slice(&h);
             out.extend_from_slice(&block);
-            Ok(out)
+            Ok((h, out))
         }
     }
 }
@@ -131,31 +135,32 @@ pub fn data_object_start(keys: &Keys, repo_id: &Id, ty: ObjectType) -> Result<Ve
 /// The keys that open the contents of an object of type `ty` that starts
 /// with `head` (at least its header, and its key block if it has one):
 /// `keys` for key scheme 0, else `keys` with the key block's session key,
-/// which only a full key can open. Also returns where the contents start.
+/// which only a full key can open. Also returns the header and where the
+/// contents start.
 pub fn data_object_keys<'k>(
     keys: &'k Keys,
     repo_id: &Id,
     ty: ObjectType,
     head: &[u8],
     what: &str,
-) -> Result<(std::borrow::Cow<'k, Keys>, usize)> {
-    let h = check_header(head, ty, what)?;
+) -> Result<(std::borrow::Cow<'k, Keys>, [u8; HEADER_LEN], usize)> {
+    let (h, start) = data_object_body_start(head, ty, what)?;
     if h[7] == KEY_SCHEME_MASTER {
-        return Ok((std::borrow::Cow::Borrowed(keys), HEADER_LEN));
+        return Ok((std::borrow::Cow::Borrowed(keys), h, start));
     }
-    let end = HEADER_LEN + KEY_BLOCK_LEN;
-    let block = head
-        .get(HEADER_LEN..end)
-        .ok_or_else(|| Error::corrupt(format!("{what}: truncated key block")))?;
     let opened = keys
-        .open_key_block(block, &key_block_ad(&h, repo_id))
+        .open_key_block(&head[HEADER_LEN..start], &key_block_ad(&h, repo_id))
         .map_err(|e| e.context(what))?;
-    Ok((std::borrow::Cow::Owned(opened), end))
+    Ok((std::borrow::Cow::Owned(opened), h, start))
 }
 
-/// Where the contents of an object of type `ty` start, after its header
-/// and key block (if it has one), checked but without opening anything.
-pub fn data_object_body_start(bytes: &[u8], ty: ObjectType, what: &str) -> Result<usize> {
+/// The checked header of an object of type `ty`, and where its contents
+/// start, after the key block if it has one, without opening anything.
+pub fn data_object_body_start(
+    bytes: &[u8],
+    ty: ObjectType,
+    what: &str,
+) -> Result<([u8; HEADER_LEN], usize)> {
     let h = check_header(bytes, ty, what)?;
     let start = match h[7] {
         KEY_SCHEME_SESSION => HEADER_LEN + KEY_BLOCK_LEN,
@@ -164,7 +169,7 @@ pub fn data_object_body_start(bytes: &[u8], ty: ObjectType, what: &str) -> Resul
     if bytes.len() < start {
         return Err(Error::corrupt(format!("{what}: truncated key block")));
     }
-    Ok(start)
+    Ok((h, start))
 }
 
 /// The associated data of a key block: `header || repository ID || "key
@@ -275,11 +280,24 @@ pub fn seal_object_as(
     payload: &[u8],
     level: i32,
 ) -> Result<Vec<u8>> {
-    let framed = frame_payload(level, payload);
-    let mut out = Vec::with_capacity(HEADER_LEN + framed.len() + crate::crypto::SEAL_OVERHEAD);
-    out.extend_from_slice(&h);
-    key.seal_into(&associated_data(&h, repo_id, &[]), &framed, &mut out)?;
+    let mut out = h.to_vec();
+    seal_payload_into(key, (repo_id, &h, &[]), payload, level, &mut out)?;
     Ok(out)
+}
+
+/// Appends `nonce || seal(frame(payload)) || tag` to `out`, with
+/// associated data `h || repository ID || context`: the sealed part of
+/// every whole object.
+pub fn seal_payload_into(
+    key: &SealingKey,
+    (repo_id, h, context): (&Id, &[u8; HEADER_LEN], &[u8]),
+    payload: &[u8],
+    level: i32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let framed = frame_payload(level, payload);
+    out.reserve(framed.len() + crate::crypto::SEAL_OVERHEAD);
+    key.seal_into(&associated_data(h, repo_id, context), &framed, out)
 }
 
 /// Opens an object written by [`seal_object`]. `what` names it in errors.
@@ -292,21 +310,21 @@ pub fn open_object(
     what: &str,
 ) -> Result<Vec<u8>> {
     let h = check_header(bytes, ty, what)?;
-    open_sealed(key, repo_id, &h, &bytes[HEADER_LEN..], max_len, what)
+    let sealed = &bytes[HEADER_LEN..];
+    open_payload(key, (repo_id, &h, &[]), sealed, max_len, what)
 }
 
-/// Opens `sealed` (`nonce || ciphertext || tag`) of an object with header
-/// `h` and unframes its payload.
-fn open_sealed(
+/// Undoes [`seal_payload_into`]: opens `sealed` with associated data
+/// `h || repository ID || context` and unframes the payload.
+pub fn open_payload(
     key: &SealingKey,
-    repo_id: &Id,
-    h: &[u8; HEADER_LEN],
+    (repo_id, h, context): (&Id, &[u8; HEADER_LEN], &[u8]),
     sealed: &[u8],
     max_len: usize,
     what: &str,
 ) -> Result<Vec<u8>> {
     let framed = key
-        .open(&associated_data(h, repo_id, &[]), sealed)
+        .open(&associated_data(h, repo_id, context), sealed)
         .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
     unframe_payload(&framed, max_len).map_err(|e| e.context(what))
 }
@@ -321,14 +339,8 @@ pub fn seal_data_object(
     payload: &[u8],
     level: i32,
 ) -> Result<Vec<u8>> {
-    let mut out = data_object_start(keys, repo_id, ty)?;
-    let h: [u8; HEADER_LEN] = out[..HEADER_LEN]
-        .try_into()
-        .map_err(|_| Error::invalid("object header"))?;
-    let framed = frame_payload(level, payload);
-    out.reserve(framed.len() + crate::crypto::SEAL_OVERHEAD);
-    keys.data()
-        .seal_into(&associated_data(&h, repo_id, &[]), &framed, &mut out)?;
+    let (h, mut out) = data_object_start(keys, repo_id, ty)?;
+    seal_payload_into(keys.data(), (repo_id, &h, &[]), payload, level, &mut out)?;
     Ok(out)
 }
 
@@ -341,9 +353,14 @@ pub fn open_data_object(
     max_len: usize,
     what: &str,
 ) -> Result<Vec<u8>> {
-    let (keys, start) = data_object_keys(keys, repo_id, ty, bytes, what)?;
-    let h = check_header(bytes, ty, what)?;
-    open_sealed(keys.data(), repo_id, &h, &bytes[start..], max_len, what)
+    let (keys, h, start) = data_object_keys(keys, repo_id, ty, bytes, what)?;
+    open_payload(
+        keys.data(),
+        (repo_id, &h, &[]),
+        &bytes[start..],
+        max_len,
+        what,
+    )
 }
 
 #[cfg(test)]

@@ -598,9 +598,8 @@ impl PackWriter {
     /// An empty pack for blobs sealed with `keys.data()`: for a write-only
     /// client's keys it starts with a key block (key scheme 1).
     pub fn new(keys: &Keys, repo_id: &Id) -> Result<Self> {
-        let start = format::data_object_start(keys, repo_id, ObjectType::Pack)?;
-        let mut buf = Vec::with_capacity(1 << 20);
-        buf.extend_from_slice(&start);
+        let (_, mut buf) = format::data_object_start(keys, repo_id, ObjectType::Pack)?;
+        buf.reserve(1 << 20);
         Ok(PackWriter {
             buf,
             entries: Vec::new(),
@@ -714,7 +713,7 @@ pub fn pack_keys<'k>(
     pack_id: &Id,
 ) -> Result<Cow<'k, Keys>> {
     let what = format!("pack {pack_id}");
-    format::data_object_keys(keys, repo_id, ObjectType::Pack, head, &what).map(|(k, _)| k)
+    format::data_object_keys(keys, repo_id, ObjectType::Pack, head, &what).map(|(k, _, _)| k)
 }
 
 /// A pack's entries must all say what its header says: sealed with the

@@ -21,6 +21,7 @@ use crate::backend::ObjectKind;
 use crate::blob_writer::BlobWriter;
 use crate::chunker::Chunker;
 use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
 use crate::pack::BlobType;
 use crate::prune::verify_referenced;
 use crate::repository::Repository;
@@ -28,9 +29,6 @@ use crate::restore::write_chunks;
 use crate::time::SnapshotTime;
 use crate::tree::{Node, NodeKind, Tree};
 pub use crate::wal_record::{load, WalList, WalRecord};
-
-#[cfg(test)]
-use crate::id::Id;
 
 /// Checks a WAL file name: what PostgreSQL archives (`%f`) is a plain file
 /// name of letters, digits, `.`, `_` and `-`.
@@ -65,14 +63,22 @@ pub enum PushOutcome {
     AlreadyArchived(WalRecord),
 }
 
-/// Reads an archived record, if there is one.
-fn existing(repo: &Repository, name: &str) -> Result<Option<WalRecord>> {
+/// The stored record object of WAL file `name` (its name and bytes), if
+/// there is one.
+fn stored_record(repo: &Repository, name: &str) -> Result<Option<(Id, Vec<u8>)>> {
     let id = repo.keys().wal_object_id(name);
     match repo.backend().get(ObjectKind::Wal, &id.to_hex()) {
-        Ok(bytes) => WalRecord::decode(repo, &bytes, &id).map(Some),
+        Ok(bytes) => Ok(Some((id, bytes))),
         Err(e) if e.kind() == ErrorKind::MissingObject => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Reads an archived record, if there is one.
+fn existing(repo: &Repository, name: &str) -> Result<Option<WalRecord>> {
+    stored_record(repo, name)?
+        .map(|(id, bytes)| WalRecord::decode(repo, &bytes, &id))
+        .transpose()
 }
 
 /// What a push of `name` (`size` bytes, BLAKE3 `hash`) finds archived: a
@@ -92,11 +98,8 @@ fn already_archived(
             .map(|rec| same_or_conflict(rec, size, hash))
             .transpose();
     }
-    let id = repo.keys().wal_object_id(name);
-    let bytes = match repo.backend().get(ObjectKind::Wal, &id.to_hex()) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::MissingObject => return Ok(None),
-        Err(e) => return Err(e),
+    let Some((id, bytes)) = stored_record(repo, name)? else {
+        return Ok(None);
     };
     if WalRecord::stored_tag(&bytes, &id)? != WalRecord::tag_of(repo.keys(), name, size, hash)? {
         return Err(Error::new(
@@ -115,7 +118,7 @@ fn already_archived(
         hostname: hostname.to_string(),
         size,
         blake3: hash.to_string(),
-        tree: crate::id::Id::default(),
+        tree: Id::default(),
     })))
 }
 
@@ -463,7 +466,7 @@ mod tests {
             hostname: "db".into(),
             size: 16 << 20,
             blake3: String::new(),
-            tree: crate::id::Id::default(),
+            tree: Id::default(),
         }
     }
 

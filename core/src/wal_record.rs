@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::ObjectKind;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
-use crate::format::{self, ObjectType, HEADER_LEN};
+use crate::format::{self, ObjectType};
 use crate::id::Id;
 use crate::repository::Repository;
 use crate::time::SnapshotTime;
@@ -55,15 +55,10 @@ impl WalRecord {
         let json =
             serde_json::to_vec(self).map_err(|e| Error::invalid(format!("WAL record: {e}")))?;
         let tag = Self::tag_of(keys, &self.name, self.size, &self.blake3)?;
-        let mut out = format::data_object_start(keys, repo.id(), ObjectType::WalRecord)?;
-        let h = header_of(&out)?;
+        let (h, mut out) = format::data_object_start(keys, repo.id(), ObjectType::WalRecord)?;
         out.extend_from_slice(&tag);
-        let framed = format::frame_payload(repo.config().compression.level, &json);
-        keys.data().seal_into(
-            &format::associated_data(&h, repo.id(), &tag),
-            &framed,
-            &mut out,
-        )?;
+        let level = repo.config().compression.level;
+        format::seal_payload_into(keys.data(), (repo.id(), &h, &tag), &json, level, &mut out)?;
         Ok(out)
     }
 
@@ -71,7 +66,7 @@ impl WalRecord {
     /// write-only key cannot).
     pub fn stored_tag(bytes: &[u8], id: &Id) -> Result<[u8; 32]> {
         let what = format!("WAL record {id}");
-        let start = format::data_object_body_start(bytes, ObjectType::WalRecord, &what)?;
+        let (_, start) = format::data_object_body_start(bytes, ObjectType::WalRecord, &what)?;
         bytes
             .get(start..start + CONTENTS_TAG_LEN)
             .and_then(|t| t.try_into().ok())
@@ -82,21 +77,19 @@ impl WalRecord {
     /// derived from, and its contents tag the one of its fields.
     pub fn decode(repo: &Repository, bytes: &[u8], id: &Id) -> Result<Self> {
         let what = format!("WAL record {id}");
-        let (keys, start) =
+        let (keys, h, start) =
             format::data_object_keys(repo.keys(), repo.id(), ObjectType::WalRecord, bytes, &what)?;
-        let h = header_of(bytes)?;
         let tag = bytes
             .get(start..start + CONTENTS_TAG_LEN)
             .ok_or_else(|| Error::corrupt(format!("{what}: truncated")))?;
-        let framed = keys
-            .data()
-            .open(
-                &format::associated_data(&h, repo.id(), tag),
-                &bytes[start + CONTENTS_TAG_LEN..],
-            )
-            .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
-        let json =
-            format::unframe_payload(&framed, MAX_RECORD_LEN).map_err(|e| e.context(&what))?;
+        let sealed = &bytes[start + CONTENTS_TAG_LEN..];
+        let json = format::open_payload(
+            keys.data(),
+            (repo.id(), &h, tag),
+            sealed,
+            MAX_RECORD_LEN,
+            &what,
+        )?;
         let mut rec: WalRecord =
             serde_json::from_slice(&json).map_err(|e| Error::decode(&what, e))?;
         if repo.keys().wal_object_id(&rec.name) != *id {
@@ -113,13 +106,6 @@ impl WalRecord {
         rec.id = *id;
         Ok(rec)
     }
-}
-
-fn header_of(bytes: &[u8]) -> Result<[u8; HEADER_LEN]> {
-    bytes
-        .get(..HEADER_LEN)
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| Error::corrupt("WAL record: truncated"))
 }
 
 /// The archived WAL records: the readable ones (by name), and the object

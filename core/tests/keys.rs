@@ -9,7 +9,6 @@ mod common;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::keyfile::{KdfParams, KeyInfo};
 use cairn_core::keyring;
 use cairn_core::repository::{self, CacheLocation};
 
@@ -22,17 +21,8 @@ fn the_last_full_key_survives_two_removals_at_once() {
         .unwrap()
         .unlock(b"first", &CacheLocation::Temporary)
         .unwrap();
-    let kdf = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let info = KeyInfo {
-        created: "2026-11-28T00:00:00Z".into(),
-        host: "h".into(),
-        user: "u".into(),
-        kind: "full".into(),
-    };
+    let kdf = common::FAST_KDF;
+    let info = common::key_info("h", "u");
     let second = keyring::add(&repo, b"second", kdf, &info).unwrap();
     // Both keys listed: removing the second looks safe...
     let keys = keyring::list(&repo).unwrap();
@@ -61,17 +51,8 @@ fn a_write_only_key_is_listed_and_opens_nothing() {
         .unwrap()
         .unlock(b"full", &CacheLocation::Temporary)
         .unwrap();
-    let kdf = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let info = KeyInfo {
-        created: "2026-11-28T00:00:00Z".into(),
-        host: "db1".into(),
-        user: "postgres".into(),
-        kind: "full".into(),
-    };
+    let kdf = common::FAST_KDF;
+    let info = common::key_info("db1", "postgres");
     let name = keyring::add_write_only(&repo, b"writer", kdf, &info).unwrap();
     let keys = keyring::list(&repo).unwrap();
     let entry = keyring::resolve(&keys, &name).unwrap();

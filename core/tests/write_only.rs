@@ -15,7 +15,7 @@ use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
 use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::crypto::Keys;
 use cairn_core::index::{self, IndexPack};
-use cairn_core::keyfile::{self, KdfParams, KeyInfo, Unwrapped};
+use cairn_core::keyfile::{self, Unwrapped};
 use cairn_core::keyring;
 use cairn_core::pack;
 use cairn_core::prune::{self, MaxUnused, PruneOptions};
@@ -59,17 +59,8 @@ fn check_clean(repo: &Repository) {
 }
 
 fn add_writer(repo: &Repository) -> String {
-    let kdf = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let info = KeyInfo {
-        created: "2026-11-28T00:00:00Z".into(),
-        host: "db1".into(),
-        user: "postgres".into(),
-        kind: "full".into(),
-    };
+    let kdf = common::FAST_KDF;
+    let info = common::key_info("db1", "postgres");
     keyring::add_write_only(repo, WRITER, kdf, &info).unwrap()
 }
 

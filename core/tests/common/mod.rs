@@ -527,25 +527,33 @@ pub fn dump_text(len: usize, seed: u64) -> Vec<u8> {
 /// Creates a repository on `backend` for tests: 1 MiB packs (the smallest
 /// allowed), 4 KiB chunks, zstd level 1, delta compression as `delta`
 /// says, and a cheap KDF.
+/// The cheapest Argon2id the bounds allow, for tests.
+pub const FAST_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// Key info of a full key added by `user` on `host`.
+pub fn key_info(host: &str, user: &str) -> KeyInfo {
+    KeyInfo {
+        created: "2026-11-28T00:00:00Z".into(),
+        host: host.into(),
+        user: user.into(),
+        kind: "full".into(),
+    }
+}
+
 pub fn init_small(backend: Arc<dyn Backend>, password: &[u8], delta: bool) {
     let opts = InitOptions {
         chunker: ChunkerParams::with_average(4096),
         compression_level: 1,
         delta,
         pack_size: MIN_PACK_SIZE,
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        kdf: FAST_KDF,
         ..InitOptions::default()
     };
-    let info = KeyInfo {
-        created: "2025-01-01T00:00:00Z".into(),
-        host: "test".into(),
-        user: "test".into(),
-        kind: "full".into(),
-    };
+    let info = key_info("test", "test");
     repository::init(backend, password, &opts, info).unwrap();
 }
 
