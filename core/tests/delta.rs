@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
+use cairn_core::check::{self as integrity};
 use cairn_core::pack::BlobEntry;
 use cairn_core::prune::{self, MaxUnused, PruneOptions};
 use cairn_core::repository::{self, CacheLocation, Repository};
@@ -67,15 +67,7 @@ fn restore_bytes(repo: &Repository, snap: &Snapshot) -> cairn_core::Result<Vec<u
 }
 
 fn check(repo: &Repository) -> integrity::CheckReport {
-    integrity::check(
-        repo,
-        &CheckOptions {
-            read_data: Some(DataSubset::All),
-        },
-        &NoCheckProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap()
+    common::check_read_data(repo).unwrap()
 }
 
 /// Every stored pack's entries, by pack.

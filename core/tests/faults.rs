@@ -217,15 +217,8 @@ fn check(repo: &Repository, expected: &Model, maybe: Option<&Files>, what: &str)
     );
     // `check --read-data` finds nothing wrong: a fault or crash leaves at
     // most leftovers, never damage.
-    let report = integrity::check(
-        repo,
-        &CheckOptions {
-            read_data: Some(DataSubset::All),
-        },
-        &NoCheckProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap_or_else(|e| panic!("{what}: check cannot run: {e}"));
+    let report =
+        common::check_read_data(repo).unwrap_or_else(|e| panic!("{what}: check cannot run: {e}"));
     assert!(
         report.is_ok(),
         "{what}: check found damage: {:?}",

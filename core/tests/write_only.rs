@@ -12,7 +12,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::crypto::Keys;
 use cairn_core::index::{self, IndexPack};
 use cairn_core::keyfile::{self, Unwrapped};
@@ -46,15 +45,7 @@ fn restore_bytes(repo: &Repository, snap: &Snapshot) -> Vec<u8> {
 }
 
 fn check_clean(repo: &Repository) {
-    let report = integrity::check(
-        repo,
-        &CheckOptions {
-            read_data: Some(DataSubset::All),
-        },
-        &NoCheckProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let report = common::check_read_data(repo).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 

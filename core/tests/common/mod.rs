@@ -605,3 +605,12 @@ pub fn restore_file(
     )?;
     std::fs::read(dir.path().join(filename)).map_err(|e| Error::io(filename, e))
 }
+
+/// `check --read-data` of `repo`.
+pub fn check_read_data(repo: &repository::Repository) -> Result<cairn_core::check::CheckReport> {
+    let opts = cairn_core::check::CheckOptions {
+        read_data: Some(cairn_core::check::DataSubset::All),
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    cairn_core::check::check(repo, &opts, &cairn_core::check::NoCheckProgress, &cancel)
+}
