@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Delta compression (issue 8) on a dump series: per night, the bytes cairn
 # adds to the repository (every object: packs, index, snapshot) with
-# deltas (`init --delta`) and without, next to what
-# `zstd --patch-from` needs to encode the night against the one before;
+# deltas (`init`: the default, 32 KiB chunks) and without (`init
+# --no-delta`: 8 KiB chunks, each repository with its own default;
+# DELTA_INIT adds init flags to the first, e.g. "--chunk-size 8KiB"), next
+# to what `zstd --patch-from` needs to encode the night against the one
+# before;
 # then the time of each nightly backup and of the restore of the newest,
 # with and without deltas, and the repository sizes.
 #
@@ -38,8 +41,8 @@ stored() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}';
 series() { # mode run
   local mode=$1 run=$2 repo=$WORK/$1-$2
   export CAIRN_CACHE_DIR=$WORK/cache-$1-$2
-  local init=()
-  [ "$mode" = delta ] && init=(--delta)
+  local init=(--no-delta)
+  [ "$mode" = delta ] && init=(${DELTA_INIT:-})
   "$CAIRN" -q -r "$repo" init "${init[@]}"
   local n=0 before after
   before=$(stored "$repo")

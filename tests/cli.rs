@@ -264,3 +264,56 @@ fn usage_errors() {
     assert_code(&out, 2, &["snapshots without repo"]);
     assert!(stderr(&out).contains("CAIRN_REPOSITORY"));
 }
+
+/// `init` turns delta compression on with 32 KiB chunks unless told
+/// otherwise, and a night that changed one row then stores a delta, not
+/// the chunk: what `init --json` says is what the repository does.
+#[test]
+fn init_defaults_to_deltas_in_32k_chunks_and_no_delta_stores_chunks_whole() {
+    let night1 = fake_dump(20_000, 4);
+    let mut night2 = night1.clone();
+    let mid = night2.len() / 2;
+    night2[mid..mid + 6].copy_from_slice(b"EDITED");
+    for (extra, delta, avg) in [
+        (&[][..], true, 32 * 1024),
+        (&["--delta"][..], true, 32 * 1024),
+        (&["--no-delta"][..], false, 8 * 1024),
+        (&["--compression", "0"][..], false, 8 * 1024),
+        (&["--chunk-size", "16KiB"][..], true, 16 * 1024),
+    ] {
+        let env = Env::empty();
+        let mut args = vec!["--json", "init"];
+        args.extend(common::FAST_KDF);
+        args.extend(extra);
+        let v: Value = serde_json::from_str(&env.ok(&args)).unwrap();
+        assert_eq!(v["delta"], delta, "{extra:?}: {v}");
+        assert_eq!(v["chunk_size"], avg, "{extra:?}: {v}");
+        env.backup_stdin(&night1, &["--stdin-filename", "db.sql"]);
+        let out = env.run_stdin(
+            &["--json", "backup", "-", "--stdin-filename", "db.sql"],
+            &night2,
+        );
+        assert_code(&out, 0, &["second backup"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let second = v["snapshot_id"].as_str().unwrap();
+        // The second night alone needs the base of its delta, a chunk of
+        // the first night it does not contain; stored whole, nothing else.
+        let st: Value = serde_json::from_str(&env.ok(&["--json", "stats", second])).unwrap();
+        let bases = st["delta_bases_stored"].as_u64().unwrap();
+        assert_eq!(bases > 0, delta, "{extra:?}: {st}");
+        let restored = env.ok(&["dump", "latest", "db.sql"]);
+        assert!(restored.as_bytes() == night2, "{extra:?}");
+    }
+    // Contradictions are usage errors, and create nothing.
+    for bad in [
+        &["--delta", "--no-delta"][..],
+        &["--delta", "--compression", "0"][..],
+    ] {
+        let env = Env::empty();
+        let mut args = vec!["init"];
+        args.extend(common::FAST_KDF);
+        args.extend(bad);
+        assert_code(&env.run(&args), 2, &args);
+        assert!(!env.repo.exists(), "{bad:?}");
+    }
+}

@@ -285,3 +285,24 @@ fn a_write_only_key_adds_backups_and_can_do_nothing_else() {
         &["removed writer"],
     );
 }
+
+/// A write-only key cannot make deltas: `key add --write-only` says so in
+/// a repository with them (the default), and not in one without.
+#[test]
+fn adding_a_write_only_key_to_a_delta_repository_suggests_no_delta() {
+    for (init, warned) in [(&[][..], true), (&["--no-delta"][..], false)] {
+        let env = Env::init_with(init);
+        let mut args = vec!["key", "add", "--write-only"];
+        args.extend(FAST);
+        let out = env
+            .cmd()
+            .env("CAIRN_NEW_PASSWORD", "writer password")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &args);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("added write-only key"), "{text}");
+        assert_eq!(text.contains("init --no-delta"), warned, "{init:?}: {text}");
+    }
+}

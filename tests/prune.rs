@@ -64,11 +64,11 @@ fn restore_all(env: &Env, expected: &HashMap<String, Vec<u8>>) {
 
 #[test]
 fn forget_keep_last_2_prune_leaves_only_what_they_need() {
-    // Without deltas (the default): with them, the kept nights' deltas
-    // also need their bases from the forgotten nights, which a fresh
-    // repository of the two nights does not have (tests/postgres.rs and
-    // core/tests/delta.rs cover prune with deltas).
-    let env = Env::init_with(&["--pack-size", "1MiB"]);
+    // Without deltas: with them, the kept nights' deltas also need their
+    // bases from the forgotten nights, which a fresh repository of the two
+    // nights does not have (tests/postgres.rs and core/tests/delta.rs
+    // cover prune with deltas).
+    let env = Env::init_with(&["--pack-size", "1MiB", "--no-delta"]);
     let mut ids = Vec::new();
     for n in 1..=6 {
         ids.push(env.backup_stdin(&night(n), &["--stdin-filename", "shop.sql"]));
@@ -78,7 +78,7 @@ fn forget_keep_last_2_prune_leaves_only_what_they_need() {
     assert_code(&out, 0, &["forget --prune"]);
     let after = pack_bytes(&env.repo);
     // What the two snapshots need: the same two dumps in a fresh repository.
-    let fresh = Env::init_with(&["--pack-size", "1MiB"]);
+    let fresh = Env::init_with(&["--pack-size", "1MiB", "--no-delta"]);
     fresh.backup_stdin(&night(5), &["--stdin-filename", "shop.sql"]);
     fresh.backup_stdin(&night(6), &["--stdin-filename", "shop.sql"]);
     let needed = pack_bytes(&fresh.repo);
@@ -225,7 +225,7 @@ fn backup_refuses_to_commit_when_reused_data_was_deleted() {
 /// loop, with a short grace period; then every snapshot restores.
 #[test]
 fn concurrent_backups_and_prunes_lose_nothing() {
-    concurrent_backups_and_prunes(&[]);
+    concurrent_backups_and_prunes(&["--no-delta"]);
 }
 
 /// The same with delta compression: a blob two backups stored at once as
@@ -234,7 +234,7 @@ fn concurrent_backups_and_prunes_lose_nothing() {
 /// pack").
 #[test]
 fn concurrent_backups_and_prunes_with_deltas_lose_nothing() {
-    concurrent_backups_and_prunes(&["--delta"]);
+    concurrent_backups_and_prunes(&[]);
 }
 
 fn concurrent_backups_and_prunes(init: &[&str]) {

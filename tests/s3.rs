@@ -410,7 +410,8 @@ fn a_target_with_the_sources_chunker_params_dedups_copies_against_its_own_backup
 #[test]
 fn a_nightly_copy_reads_only_what_changed() {
     let src = Env::init();
-    let night1 = fake_dump(30_000, 5);
+    // About 130 chunks of the default 32 KiB.
+    let night1 = fake_dump(100_000, 5);
     let mut night2 = night1.clone();
     night2.splice(500_000..500_000, b"one new row\n".iter().copied());
     night2.extend(fake_dump(500, 6));

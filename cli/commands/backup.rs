@@ -71,7 +71,8 @@ pub struct BackupArgs {
     #[arg(
         long,
         long_help = "Store this backup's new chunks whole, even if the repository has delta \
-                     compression on (`init --delta`). With it on, a new \
+                     compression on (the default; `init --no-delta` creates one without). With \
+                     it on, a new \
                      chunk that resembles a stored one is kept as a zstd delta against it; the \
                      stored one (its base) is read back from the repository during the backup."
     )]

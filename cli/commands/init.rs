@@ -21,28 +21,42 @@ pub struct InitArgs {
         long,
         conflicts_with = "copy_chunker_params",
         value_name = "SIZE",
-        default_value = "8KiB",
         long_help = "Average chunk size. Chunks are cut between a quarter and four times this \
-                     size. Smaller chunks deduplicate nightly dumps better (see README: 8 KiB \
-                     was chosen by measurement on pg_dump series); fixed for the life of the \
-                     repository."
+                     size; fixed for the life of the repository. Default 32KiB, or 8KiB with \
+                     --no-delta: chosen by measurement on pg_dump series (README, Benchmarks). \
+                     With deltas a changed chunk costs about its changes, so larger chunks \
+                     mean fewer of them; stored whole, smaller chunks store less."
     )]
-    chunk_size: ByteSize,
+    chunk_size: Option<ByteSize>,
 
     /// zstd compression level, 0 (off) to 22
     #[arg(long, value_name = "LEVEL", default_value_t = cairn_core::config::DEFAULT_COMPRESSION_LEVEL)]
     compression: i32,
 
-    /// Store new chunks that resemble stored ones as deltas against them (experimental)
+    /// Store new chunks that resemble stored ones as deltas against them (the default)
     #[arg(
         long,
-        long_help = "Store new chunks that resemble stored ones as zstd deltas against them \
-                     (experimental, off by default). On a series of nightly dumps this makes \
-                     each night's changes about three times smaller (README, Benchmarks). Each \
-                     delta's base is read back during the backup and during restore. \
-                     `backup --no-delta` turns it off for one run."
+        conflicts_with = "no_delta",
+        long_help = "Store new chunks that resemble stored ones as zstd deltas against them. \
+                     This is the default; the flag only says so. On a series of nightly dumps \
+                     it makes each night's changes about four times smaller (README, \
+                     Benchmarks). Each delta's base is read back during the backup and during \
+                     restore, which costs the backup about a fifth more time. `backup \
+                     --no-delta` turns it off for one run."
     )]
     delta: bool,
+
+    /// Store every new chunk whole, never as a delta (default chunk size then 8KiB)
+    #[arg(
+        long,
+        long_help = "Store every new chunk whole, never as a delta against a similar stored \
+                     chunk, for good (`backup --no-delta` does it for one run). The default \
+                     chunk size is then 8KiB. Without deltas a backup reads nothing back from \
+                     the repository and a restore reads exactly one blob per chunk, at the \
+                     price of a repository about 1.6 times larger on nightly dumps. Implied \
+                     by --compression 0."
+    )]
+    no_delta: bool,
 
     /// Target size of pack files
     #[arg(long, value_name = "SIZE", default_value = "16MiB")]
@@ -118,6 +132,12 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
             format!("a repository already exists at {location}")
         ));
     }
+    if args.delta && args.compression == 0 {
+        anyhow::bail!(Error::invalid(
+            "--delta needs compression: deltas are zstd frames (--compression 1 or more)"
+        ));
+    }
+    let delta = !args.no_delta && args.compression > 0;
     let chunker = match &args.from {
         // The source's parameters, seed included; read before asking for
         // the new password, so a wrong source password fails early.
@@ -125,12 +145,15 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
             .password2
             .open(global, from, "source repository", None)?
             .chunker_identity(),
-        None => ChunkerParams::with_average(to_u32("chunk size", args.chunk_size)?),
+        None => match args.chunk_size {
+            Some(size) => ChunkerParams::with_average(to_u32("chunk size", size)?),
+            None => ChunkerParams::default_for(delta),
+        },
     };
     let opts = InitOptions {
         chunker,
         compression_level: args.compression,
-        delta: args.delta,
+        delta,
         pack_size: to_u32("pack size", args.pack_size)?,
         kdf: args.kdf.params()?,
         prune_grace_seconds: args.prune_grace,
@@ -144,17 +167,26 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
         kind: "full".into(),
     };
     let id = repository::init(backend, &password, &opts, info)?;
+    let avg_chunk = opts.chunker.avg_size;
     if global.json {
         print_json(&json!({
             "message_type": "initialized",
             "id": id.to_hex(),
             "repository": location,
+            "delta": opts.delta,
+            "chunk_size": avg_chunk,
         }))?;
     } else {
+        let deltas = if opts.delta { "on" } else { "off" };
+        let size = if avg_chunk.is_multiple_of(1024) {
+            format!("{} KiB", avg_chunk / 1024)
+        } else {
+            format!("{avg_chunk} bytes")
+        };
         global.say(format!(
-            "created cairn repository {} at {}",
+            "created cairn repository {} at {location} (delta compression {deltas}, chunks of \
+             {size} on average)",
             id.short(),
-            location
         ));
         global
             .say("Keep the password safe: without it the data in this repository cannot be read.");

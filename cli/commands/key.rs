@@ -40,7 +40,10 @@ is stored), every other command is refused with exit 13. It holds no key that de
 with a fresh key per run that only a full key can open, and old packs and
 snapshots stay unreadable to it even outside cairn. Give it to a database
 server that backs itself up; keep a full key elsewhere. It cannot stop a
-storage-level delete: use object lock or append-only storage for that.")]
+storage-level delete: use object lock or append-only storage for that.
+A write-only key cannot read the bases of deltas, so it stores every changed
+chunk whole: a repository written mainly by write-only keys stores less when
+created with `cairn init --no-delta` (8 KiB chunks, not 32 KiB).")]
     Add(AddArgs),
     /// Remove a key file (by ID or unique prefix)
     #[command(long_about = "\
@@ -178,6 +181,13 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
                 print_json(&json!({ "added": name, "kind": kind }))?;
             }
             global.say(format!("added {kind} key {}", &name[..8]));
+            if a.write_only && repo.config().compression.delta {
+                global.say(
+                    "This repository stores deltas, which a write-only key cannot make (it cannot \
+                     read their bases): its backups store changed chunks whole. A repository \
+                     written mainly by write-only keys stores less made with `init --no-delta`.",
+                );
+            }
             Ok(ExitCode::Success)
         }
         KeyCommand::Remove(a) => {

@@ -80,16 +80,37 @@ fn algorithm_name() -> ChunkerAlgorithm {
     ChunkerAlgorithm::FastCdc2020
 }
 
+/// Average chunk size of a new repository, which has delta compression
+/// on: 32 KiB. With deltas a changed chunk costs its changes plus about
+/// 200 bytes (seal, entries, its ID in a chunk list), so fewer, larger
+/// chunks store a night of a pg_dump series in the least: 2.5 MB at
+/// 32 KiB against 3.2 MB at 8 KiB, 2.7 MB at 24 KiB and 3.2 MB at 48 KiB
+/// (README, Benchmarks; `repo-format.md` §6.3).
+pub const DEFAULT_AVERAGE: u32 = 32 * 1024;
+
+/// Average chunk size of a new repository without delta compression:
+/// 8 KiB, where every changed chunk is stored whole, so small chunks store
+/// less (`benches/chunk-sizes.sh`; `repo-format.md` §6.3).
+pub const WHOLE_AVERAGE: u32 = 8 * 1024;
+
 impl Default for ChunkerParams {
-    /// 2 KiB / 8 KiB / 32 KiB: chosen by measurement on series of nightly
-    /// plain pg_dumps (`benches/chunk-sizes.sh`; table in README and
-    /// `repo-format.md` §6.3).
+    /// 8 KiB / 32 KiB / 128 KiB, the default of a repository with deltas.
     fn default() -> Self {
-        ChunkerParams::with_average(8 * 1024)
+        ChunkerParams::default_for(true)
     }
 }
 
 impl ChunkerParams {
+    /// The default parameters of a new repository with delta compression
+    /// on or off ([`DEFAULT_AVERAGE`], [`WHOLE_AVERAGE`]).
+    pub fn default_for(delta: bool) -> Self {
+        ChunkerParams::with_average(if delta {
+            DEFAULT_AVERAGE
+        } else {
+            WHOLE_AVERAGE
+        })
+    }
+
     /// `min = avg / 4`, `max = avg * 4`: FastCDC's recommended spread.
     pub fn with_average(avg: u32) -> Self {
         ChunkerParams {
@@ -546,6 +567,8 @@ mod tests {
     #[test]
     fn params_validation() {
         assert!(ChunkerParams::default().validate().is_ok());
+        assert!(ChunkerParams::default_for(false).validate().is_ok());
+        assert_eq!(ChunkerParams::default().avg_size, DEFAULT_AVERAGE);
         assert!(ChunkerParams::with_average(100).validate().is_err());
         assert!(ChunkerParams {
             max_size: MAX_MAX_SIZE * 2,

@@ -44,7 +44,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             compression_level: config::DEFAULT_COMPRESSION_LEVEL,
-            delta: false,
+            delta: true,
             pack_size: config::DEFAULT_PACK_SIZE,
             kdf: KdfParams::default(),
             prune_grace_seconds: config::DEFAULT_PRUNE_GRACE,
