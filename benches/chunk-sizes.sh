@@ -7,6 +7,8 @@
 # For each size: a fresh repository, every night-*.sql backed up from
 # stdin in order; prints stored bytes after the first night and after the
 # series, blobs, and the mean time of the nightly (non-first) backups.
+# Without delta compression (`init --no-delta`); CHUNK_INIT="" measures
+# with it (the default), CHUNK_INIT="..." gives other init options.
 set -euo pipefail
 DUMPS=${1:?usage: chunk-sizes.sh DUMPDIR [SIZES...]}
 shift
@@ -20,7 +22,7 @@ printf "%-8s %12s %12s %10s %10s %12s\n" avg first_MB series_MB blobs index_KB n
 for size in "${SIZES[@]}"; do
   repo=$WORK/repo-$size
   export CAIRN_CACHE_DIR=$WORK/cache-$size
-  "$CAIRN" -q -r "$repo" init --chunk-size "$size" --kdf-memory 8MiB --kdf-iterations 1
+  "$CAIRN" -q -r "$repo" init ${CHUNK_INIT---no-delta} --chunk-size "$size" --kdf-memory 8MiB --kdf-iterations 1
   first=""; total=0; n=0
   for f in "$DUMPS"/night-*.sql; do
     t0=$(date +%s.%N)

@@ -63,7 +63,7 @@ size_of() { # tool, run, step, directory
 cairn_cmd() {
   local r=$WORK/repo c=$WORK/cache
   case $1 in
-    # CAIRN_INIT="--delta" measures delta compression.
+    # CAIRN_INIT="--no-delta" measures cairn without delta compression.
     init) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" init ${CAIRN_INIT:-} ;;
     backup) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" backup - --stdin-filename shop.sql < "$2" ;;
     restore) CAIRN_CACHE_DIR=$c "$CAIRN" -q -r "$r" dump latest shop.sql > "$2" ;;

@@ -3,7 +3,8 @@
 # repository is large? Two repositories with the default settings:
 #   fresh: empty before the series;
 #   big:   already indexing CHUNKS chunks (10 million by default: about
-#          80 GB of unique data at the default 8 KiB chunk size) referenced
+#          80 GB of unique data at 8 KiB a chunk, 320 GB at the default
+#          32 KiB) referenced
 #          by SNAPSHOTS snapshots, made by the generator in benches/scale.rs
 #          (real sealed blobs in real packs; `cairn check` passes).
 # The same nightly dumps are then backed up into both, alternately (first

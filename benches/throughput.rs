@@ -66,7 +66,7 @@ fn chunking(c: &mut Criterion) {
             })
         });
     }
-    let params = ChunkerParams::default();
+    let params = ChunkerParams::default_for(false);
     g.bench_function("block_chunker_8KiB", |b| {
         b.iter(|| {
             let mut ch = BlockChunker::new(&params, 42);

@@ -14,7 +14,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// Three nightly dumps, each with data of its own, in 1 MiB packs.
+/// Three nightly dumps, each with data of its own, in 1 MiB packs, stored
+/// whole (the same rows with other values could be deltas of an older
+/// night, and damage to it would spread; core/tests/delta.rs covers that).
 struct Fixture {
     env: Env,
     nights: Vec<(String, Vec<u8>)>,
@@ -31,7 +33,7 @@ fn data_files(env: &Env, dir: &str) -> Vec<PathBuf> {
 }
 
 fn fixture() -> Fixture {
-    let env = Env::init_with(&["--pack-size", "1MiB"]);
+    let env = Env::init_with(&["--pack-size", "1MiB", "--no-delta"]);
     let mut nights = Vec::new();
     let mut packs = Vec::new();
     for n in 0..3u64 {

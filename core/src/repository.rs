@@ -120,7 +120,8 @@ pub fn init(
     let mut config = RepoConfig::new(SnapshotTime::now().to_rfc3339());
     config.chunker = opts.chunker;
     config.compression.level = opts.compression_level;
-    config.compression.delta = opts.delta;
+    // Deltas are zstd frames: no compression, no deltas.
+    config.compression.delta = opts.delta && opts.compression_level > 0;
     config.pack_size = opts.pack_size;
     config.prune_grace_seconds = opts.prune_grace_seconds;
     config.validate()?;

@@ -37,10 +37,15 @@ const READ_BATCH_BYTES_PER_REQUEST: u64 = 4 * 1024 * 1024;
 /// ...and at most this many in all, however many requests run at once.
 const READ_BATCH_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Chunks looked up together, on all cores, while a batch fills.
+const LOOKUP_WINDOW: usize = 64;
+
 /// Locates the next batch of the data chunks `ids` (a prefix of them): at
 /// most `max_chunks` chunks and `max_bytes` plaintext bytes, always at
 /// least one chunk when `ids` is not empty. A chunk no index knows, or
-/// that is not a data blob, is an error.
+/// that is not a data blob, is an error when it would be the batch's
+/// first; otherwise the batch ends before it (so the chunks before it are
+/// written first, and an index synced in between may still know it).
 pub(crate) fn locate_batch(
     index: &CacheReader,
     ids: &[Id],
@@ -48,33 +53,46 @@ pub(crate) fn locate_batch(
 ) -> Result<Vec<BlobLocation>> {
     let mut locs = Vec::new();
     let mut bytes = 0u64;
-    // Looked up on all cores: with the index on disk, a lookup costs about
-    // as much as decoding a chunk.
-    let found: Vec<Result<Option<BlobLocation>>> = ids[..ids.len().min(max_chunks.max(1))]
-        .par_iter()
-        .map(|id| index.get(id))
-        .collect();
-    for (id, loc) in ids.iter().zip(found) {
-        let loc = loc?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::MissingObject,
-                format!("data blob {id} is not in the index"),
-            )
-        })?;
-        if loc.entry.blob_type != BlobType::Data {
-            return Err(Error::corrupt(format!(
-                "blob {id} is a {} blob where file data was expected",
-                loc.entry.blob_type.name()
-            )));
+    let ids = &ids[..ids.len().min(max_chunks.max(1))];
+    // Looked up a window at a time on all cores (with the index on disk a
+    // lookup costs about as much as decoding a chunk), and no further than
+    // the batch reaches.
+    for window in ids.chunks(LOOKUP_WINDOW) {
+        let found: Vec<Result<Option<BlobLocation>>> =
+            window.par_iter().map(|id| index.get(id)).collect();
+        for (id, loc) in window.iter().zip(found) {
+            let loc = match data_location(id, loc) {
+                Ok(loc) => loc,
+                Err(e) if locs.is_empty() => return Err(e),
+                Err(_) => return Ok(locs),
+            };
+            let len = u64::from(loc.entry.raw_length);
+            if !locs.is_empty() && bytes + len > max_bytes {
+                return Ok(locs);
+            }
+            bytes += len;
+            locs.push(loc);
         }
-        let len = u64::from(loc.entry.raw_length);
-        if !locs.is_empty() && bytes + len > max_bytes {
-            break;
-        }
-        bytes += len;
-        locs.push(loc);
     }
     Ok(locs)
+}
+
+/// The location of data chunk `id` as the index gave it, or why it has
+/// none usable.
+fn data_location(id: &Id, found: Result<Option<BlobLocation>>) -> Result<BlobLocation> {
+    let loc = found?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingObject,
+            format!("data blob {id} is not in the index"),
+        )
+    })?;
+    if loc.entry.blob_type != BlobType::Data {
+        return Err(Error::corrupt(format!(
+            "blob {id} is a {} blob where file data was expected",
+            loc.entry.blob_type.name()
+        )));
+    }
+    Ok(loc)
 }
 
 /// Locates and fetches the next batch of `ids` through `index`: the
