@@ -412,10 +412,8 @@ fn deltas_store_nightly_pg_dumps_smaller_and_restore_them_byte_identical() {
         offsite.ok(&["check", "--read-data"]);
         // The nights after the first need bases only with deltas on.
         let newest = copies.iter().map(|s| s["id"].as_str().unwrap()).next_back();
-        let st = offsite.ok(&["--json", "stats", newest.unwrap()]);
-        let st: serde_json::Value = serde_json::from_str(&st).unwrap();
-        let bases = st["delta_bases_stored"].as_u64().unwrap();
-        assert_eq!(bases > 0, init.is_empty(), "{init:?}: {st}");
+        let bases = offsite.delta_bases_stored(newest.unwrap());
+        assert_eq!(bases > 0, init.is_empty(), "{init:?}: {bases}");
     }
 }
 

@@ -181,8 +181,7 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
                 print_json(&json!({ "added": name, "kind": kind }))?;
             }
             global.say(format!("added {kind} key {}", &name[..8]));
-            let compression = &repo.config().compression;
-            if a.write_only && compression.delta && compression.level > 0 {
+            if a.write_only && repo.config().compression.deltas_on() {
                 global.say(
                     "This repository stores deltas, which a write-only key cannot make (it cannot \
                      read their bases): its backups store changed chunks whole. A repository \

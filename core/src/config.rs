@@ -50,6 +50,15 @@ pub struct CompressionConfig {
     pub delta: bool,
 }
 
+impl CompressionConfig {
+    /// Whether writers store deltas: `delta` on, and compression at all
+    /// (deltas are zstd frames; `repo-format.md` §5.2 ignores `delta` at
+    /// level 0).
+    pub fn deltas_on(&self) -> bool {
+        self.delta && self.level > 0
+    }
+}
+
 /// The sealed part of `config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoConfig {

@@ -49,7 +49,7 @@ impl<'a> DeltaEncoder<'a> {
         cancel: &AtomicBool,
     ) -> Result<(Option<Self>, Option<String>)> {
         let c = &repo.config().compression;
-        if !(c.delta && c.level > 0) {
+        if !c.deltas_on() {
             return Ok((None, None));
         }
         let mut warning = None;

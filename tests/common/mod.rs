@@ -133,6 +133,17 @@ impl Env {
         }
     }
 
+    /// `stats SNAPSHOT --json`'s `delta_bases_stored`: the stored bytes of
+    /// the bases its deltas need that it does not hold itself (0 when all
+    /// its chunks are stored whole).
+    pub fn delta_bases_stored(&self, snapshot: &str) -> u64 {
+        let out = self.ok(&["--json", "stats", snapshot]);
+        let stats: Value = serde_json::from_str(&out).unwrap();
+        stats["delta_bases_stored"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no delta_bases_stored in {stats}"))
+    }
+
     /// `dump SNAPSHOT FILE` to memory.
     pub fn dump(&self, snapshot: &str, file: &str) -> Vec<u8> {
         let out = self.run(&["dump", snapshot, file]);
