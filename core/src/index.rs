@@ -28,6 +28,18 @@ use crate::pack::{decode_n_entries, BlobEntry};
 /// Largest index payload accepted (about 22 million blobs).
 pub const MAX_INDEX_LEN: usize = 1024 * 1024 * 1024;
 
+/// Largest raw payload an index object of `stored` bytes may state
+/// (`repo-format.md` §8.1): 8 times its size plus 1 MiB, and at most
+/// [`MAX_INDEX_LEN`]. Every entry carries a 32-byte keyed hash, which no
+/// compressor shrinks, so an honest index never compresses 8:1; a frame
+/// that claims more is refused before any memory is set aside for it.
+pub fn max_payload_len(stored: usize) -> usize {
+    stored
+        .saturating_mul(8)
+        .saturating_add(1024 * 1024)
+        .min(MAX_INDEX_LEN)
+}
+
 /// Length of a pack record's header.
 const RECORD_HEADER: usize = 45;
 /// Record kind: a pack in use.
@@ -170,7 +182,7 @@ pub fn decode(keys: &Keys, repo_id: &Id, bytes: &[u8], id: &Id) -> Result<Vec<In
         repo_id,
         ObjectType::Index,
         body,
-        MAX_INDEX_LEN,
+        max_payload_len(body.len()),
         &what,
     )?;
     let packs = decode_payload(&payload).map_err(|e| e.context(&what))?;
