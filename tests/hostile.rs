@@ -124,3 +124,77 @@ fn an_index_object_that_unpacks_to_a_gigabyte_is_refused_unread() {
     }
     assert!(std::fs::read(env.path("out").join("db.sql")).unwrap() == common::fake_dump(2000, 1));
 }
+
+/// Runs `cmd`, killing it if it has not finished within `secs` seconds:
+/// returns its output, or `None` if it had to be killed.
+fn within(mut cmd: Command, secs: u64) -> Option<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// 5. A FIFO (or a directory, or a device) planted in place of the config
+///    or of a pack: every command fails at once with exit 22 naming it,
+///    instead of blocking in `open()` forever.
+#[test]
+fn a_fifo_in_place_of_the_config_or_a_pack_fails_at_once() {
+    let env = Env::init();
+    let data = common::fake_dump(3000, 2);
+    let id = env.backup_stdin(&data, &["--stdin-filename", "db.sql"]);
+
+    let config = env.repo.join("config");
+    let saved = env.path("config.saved");
+    std::fs::rename(&config, &saved).unwrap();
+    mkfifo(&config);
+    let mut c = env.cmd();
+    c.arg("snapshots");
+    let out = within(c, 30).expect("snapshots blocked on a FIFO config");
+    assert_code(&out, 22, &["snapshots with a FIFO config"]);
+    assert!(stderr(&out).contains("FIFO"), "{}", stderr(&out));
+    std::fs::remove_file(&config).unwrap();
+    std::fs::rename(&saved, &config).unwrap();
+
+    let packs: Vec<_> = env
+        .repo_listing()
+        .into_iter()
+        .filter(|(p, _)| p.starts_with(env.repo.join("data")))
+        .collect();
+    assert!(!packs.is_empty());
+    let (pack, _) = &packs[0];
+    std::fs::remove_file(pack).unwrap();
+    mkfifo(pack);
+    let name = pack.file_name().unwrap().to_str().unwrap().to_string();
+    for args in [
+        vec!["check", "--read-data"],
+        vec!["restore", &id, "--target", "out"],
+    ] {
+        let mut c = env.cmd();
+        c.args(&args).current_dir(env.dir.path());
+        let out = within(c, 60).unwrap_or_else(|| panic!("{args:?} blocked on a FIFO pack"));
+        assert_code(&out, 22, &args);
+        assert!(stderr(&out).contains(&name), "{args:?}: {}", stderr(&out));
+    }
+    // A directory in its place: the same.
+    std::fs::remove_file(pack).unwrap();
+    std::fs::create_dir(pack).unwrap();
+    let out = env.run(&["check", "--read-data"]);
+    assert_code(&out, 22, &["check with a directory for a pack"]);
+}

@@ -30,6 +30,29 @@ impl LocalBackend {
         self.root.join(kind.path(name))
     }
 
+    /// Opens the object's file at `path` for reading (see
+    /// [`open_object_file`]).
+    fn open(&self, kind: ObjectKind, name: &str, path: &Path) -> Result<File> {
+        match open_object_file(path) {
+            Ok(Ok(file)) => Ok(file),
+            Ok(Err(what)) => Err(Error::corrupt(format!(
+                "{} {name} is {what}, not an object ({})",
+                kind.noun(),
+                path.display()
+            ))),
+            // Below a file, not a directory: nothing is stored there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Err(self.missing(kind, name))
+            }
+            Err(e) => Err(Error::storage_io(format!("opening {}", path.display()), e)),
+        }
+    }
+
     fn missing(&self, kind: ObjectKind, name: &str) -> Error {
         Error::new(
             ErrorKind::MissingObject,
@@ -44,6 +67,26 @@ impl LocalBackend {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Opens an object's file for reading without blocking, and only if it is
+/// a regular file: a FIFO planted in place of an object would block
+/// `open()` forever, a device would read without end (`repo-format.md`
+/// §2.3, §14.2).
+fn open_object_file(path: &Path) -> io::Result<Result<File, &'static str>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok(if meta.is_file() {
+        Ok(file)
+    } else if meta.is_dir() {
+        Err("a directory")
+    } else {
+        Err("not a regular file (a FIFO, socket or device)")
+    })
 }
 
 impl Backend for LocalBackend {
@@ -131,19 +174,11 @@ impl Backend for LocalBackend {
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
         let ctx = || format!("reading {}", path.display());
-        let mut file = File::open(&path).map_err(|e| match e.kind() {
-            // Below a file, not a directory: nothing is stored there.
-            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => self.missing(kind, name),
-            _ => Error::storage_io(ctx(), e),
-        })?;
-        let meta = file.metadata().map_err(|e| Error::storage_io(ctx(), e))?;
-        if !meta.is_file() {
-            return Err(Error::corrupt(format!(
-                "{} {name} is not a regular file",
-                kind.noun()
-            )));
-        }
-        let len = meta.len();
+        let mut file = self.open(kind, name, &path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::storage_io(ctx(), e))?
+            .len();
         if len > kind.max_size() {
             return Err(Error::corrupt(format!(
                 "{} {name} is {len} bytes, more than any valid {} ({} bytes)",
@@ -170,10 +205,7 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => self.missing(kind, name),
-            _ => Error::storage_io(format!("opening {}", path.display()), e),
-        })?;
+        let file = self.open(kind, name, &path)?;
         if length > MAX_RANGE {
             return Err(Error::invalid(format!(
                 "range of {length} bytes is too large"
