@@ -39,13 +39,6 @@ fn unlock(env: &Env, password: &str) -> Repository {
         .unwrap()
 }
 
-/// A cairn command run as the writer.
-fn as_writer(env: &Env) -> Command {
-    let mut c = env.cmd();
-    c.env("CAIRN_PASSWORD", WRITER);
-    c
-}
-
 /// Peak resident memory of `cmd` in KiB (GNU time), with its output.
 fn peak_kib(env: &Env, args: &[&str]) -> (u64, std::process::Output) {
     let report = env.path("time.txt");
@@ -197,4 +190,151 @@ fn a_fifo_in_place_of_the_config_or_a_pack_fails_at_once() {
     std::fs::create_dir(pack).unwrap();
     let out = env.run(&["check", "--read-data"]);
     assert_code(&out, 22, &["check with a directory for a pack"]);
+}
+
+/// 10. Under `umask 000` the repository's directories are still 0700 and
+///     its objects 0600: no other local user can delete or plant objects.
+#[test]
+fn repository_directories_are_private_whatever_the_umask() {
+    let env = Env::empty();
+    let cairn = env.cmd();
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(cairn.get_program())
+        .args(cairn.get_args())
+        .args(["init"])
+        .args(FAST_KDF);
+    for (k, v) in cairn.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let out = c.output().unwrap();
+    assert_code(&out, 0, &["init under umask 000"]);
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(cairn.get_program())
+        .args(cairn.get_args())
+        .args(["backup", "-", "--stdin-filename", "db.sql"]);
+    for (k, v) in cairn.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let out = common::run_with_stdin(&mut c, &common::fake_dump(500, 3));
+    assert_code(&out, 0, &["backup under umask 000"]);
+    let mut dirs = 0;
+    let mut stack = vec![env.repo.clone()];
+    while let Some(dir) = stack.pop() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        dirs += 1;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", entry.path().display());
+            }
+        }
+    }
+    assert!(dirs > 256, "{dirs} directories");
+}
+
+/// 10. A snapshot whose deepest path does not fit under the restore target
+///     (more than PATH_MAX bytes): restore skips it with a warning, exit 3,
+///     and restores everything else.
+#[test]
+fn restore_skips_paths_longer_than_path_max() {
+    let env = Env::init();
+    let src = env.path("src");
+    let long = "d".repeat(200);
+    let mut deep = src.clone();
+    for _ in 0..16 {
+        deep.push(&long);
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("deep.txt"), b"deep").unwrap();
+    std::fs::write(src.join("shallow.txt"), b"shallow").unwrap();
+    let out = env.run(&["--json", "backup", src.to_str().unwrap()]);
+    assert_code(&out, 0, &["backup of a deep tree"]);
+    let id = common::snapshot_id(&out);
+
+    // A target 1000 bytes deep: the deep file's path becomes > 4096 bytes.
+    let mut target = env.path("t");
+    for _ in 0..5 {
+        target.push(&long);
+    }
+    let out = env.run(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert_code(&out, 3, &["restore of a path over PATH_MAX"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("skipped") && err.contains("the system allows 4095"),
+        "{err}"
+    );
+    let shallow = target
+        .join(src.strip_prefix("/").unwrap())
+        .join("shallow.txt");
+    assert_eq!(std::fs::read(shallow).unwrap(), b"shallow");
+}
+
+/// 10. The cache directory on a full file system: commands keep their index
+///     cache in memory with a warning; backup, snapshots, check and
+///     restore all succeed. Needs root (mount); under CI=true a failing
+///     mount is an error, elsewhere the test is skipped.
+#[test]
+fn a_full_cache_file_system_falls_back_to_a_cache_in_memory() {
+    let env = Env::init();
+    let first = common::fake_dump(3000, 4);
+    let id = env.backup_stdin(&first, &["--stdin-filename", "db.sql"]);
+    std::fs::remove_dir_all(&env.cache).unwrap();
+    std::fs::create_dir_all(&env.cache).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&env.cache)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !mounted {
+        assert!(
+            !common::in_ci(),
+            "CI=true but a tmpfs cannot be mounted for the full-cache test"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).output();
+        }
+    }
+    let _guard = Unmount(env.cache.clone());
+    // Fill it.
+    let mut fill = std::fs::File::create(env.cache.join("fill")).unwrap();
+    let block = vec![0u8; 4096];
+    while fill.write_all(&block).is_ok() {}
+    drop(fill);
+
+    let second = common::fake_dump(3500, 5);
+    let out = env.run_stdin(
+        &["--json", "backup", "-", "--stdin-filename", "db.sql"],
+        &second,
+    );
+    assert_code(&out, 0, &["backup with a full cache disk"]);
+    assert!(stderr(&out).contains("in memory"), "{}", stderr(&out));
+    let new = common::snapshot_id(&out);
+    assert_eq!(env.snapshots().len(), 2);
+    let out = env.run(&["check", "--read-data"]);
+    assert_code(&out, 0, &["check with a full cache disk"]);
+    assert_eq!(env.dump(&id, "db.sql"), first);
+    assert_eq!(env.dump(&new, "db.sql"), second);
+    let to = env.path("out");
+    let out = env.run(&["restore", &new, "--target", to.to_str().unwrap()]);
+    assert_code(&out, 0, &["restore with a full cache disk"]);
 }

@@ -169,7 +169,10 @@ fn insert_location(
 }
 
 fn db_err(context: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Io, format!("index cache: {context}: {e}"))
+    Error::new(
+        ErrorKind::LocalCache,
+        format!("index cache: {context}: {e}"),
+    )
 }
 
 /// What [`IndexCache::sync`] did.
@@ -193,6 +196,37 @@ pub struct IndexCache {
     db: Database,
     path: PathBuf,
     _temp: Option<tempfile::TempDir>,
+    /// Kept in memory only (no room for a file, see [`IndexCache::in_memory`]).
+    memory: bool,
+}
+
+/// Free space a file system must have for a cache to be kept on it: below
+/// this, a command keeps its cache in memory rather than fail half way
+/// when the disk fills (`repo-format.md` §13).
+pub const MIN_FREE_SPACE: u64 = 64 * 1024 * 1024;
+
+/// Bytes available to this user on the file system of `dir` (its nearest
+/// existing ancestor), or `None` if that cannot be told.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    let st = rustix::fs::statvfs(existing).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Is there [`MIN_FREE_SPACE`] on the file system of `dir`? `Err` names
+/// how much there is when there is not.
+pub fn check_room(dir: &Path) -> Result<()> {
+    match free_space(dir) {
+        Some(free) if free < MIN_FREE_SPACE => Err(Error::new(
+            ErrorKind::NoSpace,
+            format!(
+                "only {} KiB free on the file system of {}",
+                free / 1024,
+                dir.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl IndexCache {
@@ -242,17 +276,42 @@ impl IndexCache {
             db,
             path: path.to_path_buf(),
             _temp: None,
+            memory: false,
+        };
+        cache.init_tables()?;
+        Ok(cache)
+    }
+
+    /// A cache held in memory only, for when no file system has room for
+    /// one: every command then reads all index objects, but none fails
+    /// because a disk it does not write backups to is full.
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_MEMORY)
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| db_err("creating in memory", e))?;
+        let cache = IndexCache {
+            db,
+            path: PathBuf::from("(in memory)"),
+            _temp: None,
+            memory: true,
         };
         cache.init_tables()?;
         Ok(cache)
     }
 
     /// A cache in a temporary directory, removed when dropped (`--no-cache`).
+    /// When the temporary directory's file system has no room for one, the
+    /// cache is kept in memory instead ([`IndexCache::in_memory`]).
     pub fn temporary() -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("creating temporary cache", e))?;
-        let mut cache = IndexCache::open(&dir.path().join("index.redb"))?;
-        cache._temp = Some(dir);
-        Ok(cache)
+        let on_disk = || -> Result<Self> {
+            check_room(&std::env::temp_dir())?;
+            let dir = tempfile::tempdir().map_err(|e| Error::io("creating temporary cache", e))?;
+            let mut cache = IndexCache::open(&dir.path().join("index.redb"))?;
+            cache._temp = Some(dir);
+            Ok(cache)
+        };
+        on_disk().or_else(|_| IndexCache::in_memory())
     }
 
     /// The file backing this cache.
@@ -262,7 +321,12 @@ impl IndexCache {
 
     /// Is this a throw-away cache (`--no-cache`, or one built by `check`)?
     pub fn is_temporary(&self) -> bool {
-        self._temp.is_some()
+        self._temp.is_some() || self.memory
+    }
+
+    /// Is this cache kept in memory only?
+    pub fn is_in_memory(&self) -> bool {
+        self.memory
     }
 
     /// Empties the cache, so that the next sync rebuilds it from the

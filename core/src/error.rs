@@ -48,6 +48,9 @@ pub enum ErrorKind {
     /// The storage refused access: wrong credentials (S3 403), or a
     /// repository directory this user may not read or write.
     AccessDenied,
+    /// The local index cache failed (it is only a cache: callers fall back
+    /// to one in memory where they can).
+    LocalCache,
     /// Any other I/O failure.
     Io,
 }
@@ -60,7 +63,11 @@ impl ErrorKind {
     pub fn is_passing(self) -> bool {
         matches!(
             self,
-            ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Interrupted | ErrorKind::AccessDenied
+            ErrorKind::Io
+                | ErrorKind::LocalCache
+                | ErrorKind::NoSpace
+                | ErrorKind::Interrupted
+                | ErrorKind::AccessDenied
         )
     }
 }

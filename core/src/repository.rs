@@ -2,13 +2,13 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::backend::{Backend, ObjectKind};
-use crate::cache::{CacheReader, IndexCache, SyncStats};
+use crate::cache::{check_room, CacheReader, IndexCache, SyncStats};
 use crate::chunker::ChunkerParams;
 use crate::config::{self, RepoConfig};
 use crate::crypto::{random_bytes, Keys, MasterKey};
@@ -83,6 +83,14 @@ fn tag_cache_dir(dir: &std::path::Path) {
             "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cairn.\n",
         );
     }
+}
+
+/// The warning when the index cache in `dir` cannot be used because of `e`.
+fn cache_fallback_warning(dir: &Path, e: &Error) -> String {
+    format!(
+        "index cache in {} unusable ({e}): working with one in memory (slower: every index object is read)",
+        dir.display()
+    )
 }
 
 /// `Ok` unless `bytes` do not hash to the object's name.
@@ -307,11 +315,21 @@ impl LockedRepository {
             Some(_) => "index.redb",
             None => "index-write-only.redb",
         };
+        let mut warnings = Vec::new();
         let cache = match cache {
             CacheLocation::Dir(dir) => {
                 let dir = dir.join(id.to_hex());
-                tag_cache_dir(dir.parent().unwrap_or(&dir));
-                IndexCache::open(&dir.join(file))?
+                let opened = check_room(&dir).and_then(|()| {
+                    tag_cache_dir(dir.parent().unwrap_or(&dir));
+                    IndexCache::open(&dir.join(file))
+                });
+                match opened {
+                    Ok(cache) => cache,
+                    Err(e) => {
+                        warnings.push(cache_fallback_warning(&dir, &e));
+                        IndexCache::in_memory()?
+                    }
+                }
             }
             CacheLocation::Temporary => IndexCache::temporary()?,
         };
@@ -323,13 +341,24 @@ impl LockedRepository {
             master,
             key_name,
             cache,
-            warnings: Vec::new(),
+            warnings,
             io_pool: std::sync::OnceLock::new(),
             indexes_at_open: HashSet::new(),
             indexes_written: std::sync::Mutex::new(HashSet::new()),
             session_keys: std::sync::Mutex::new(HashMap::new()),
         };
-        let stats = repo.sync_index()?;
+        let stats = match repo.sync_index() {
+            // The cache's disk filled (or failed) while it was brought up
+            // to date: carry on with one in memory.
+            Err(e) if e.kind() == ErrorKind::LocalCache && !repo.cache.is_in_memory() => {
+                let dir = repo.cache.path().parent().map(Path::to_path_buf);
+                let dir = dir.unwrap_or_default();
+                repo.warnings.push(cache_fallback_warning(&dir, &e));
+                repo.cache = IndexCache::in_memory()?;
+                repo.sync_index()?
+            }
+            other => other?,
+        };
         repo.indexes_at_open = repo.cache.known_indexes()?;
         repo.warnings.extend(
             stats

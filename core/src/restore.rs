@@ -411,6 +411,14 @@ impl Restorer<'_> {
                 return Err(Error::interrupted());
             }
             let path = dir.join(OsStr::from_bytes(&node.name_bytes()?));
+            if let Some(why) = unrestorable_path(&path) {
+                // The system cannot name it: skip it (and what is below
+                // it) and restore the rest, like tar and rsync do.
+                let msg = format!("{}: skipped: {why}", path.display());
+                self.progress.warning(&msg);
+                self.stats.warnings.push(msg);
+                continue;
+            }
             if let Some(d) = &node.damage {
                 let msg = format!("{}: {}", path.display(), damage_note(d));
                 self.progress.warning(&msg);
@@ -524,6 +532,25 @@ impl Restorer<'_> {
         };
         set.map_err(|e| Error::io(format!("setting the time of {}", path.display()), e))
     }
+}
+
+/// Why the system cannot create `path`, if it cannot: a path of
+/// `PATH_MAX` (4096) bytes or more, or a name longer than `NAME_MAX`
+/// (255), which a snapshot taken elsewhere (or restored into a deep
+/// target directory) can hold.
+fn unrestorable_path(path: &Path) -> Option<String> {
+    let len = path.as_os_str().len();
+    let limit = libc::PATH_MAX as usize;
+    if len >= limit {
+        return Some(format!(
+            "its path is {len} bytes long, the system allows {}",
+            limit - 1
+        ));
+    }
+    let name = path.file_name().map_or(0, |n| n.len());
+    let name_max = 255;
+    (name > name_max)
+        .then(|| format!("its name is {name} bytes long, the system allows {name_max}"))
 }
 
 fn remove(path: &Path) -> Result<()> {

@@ -65,6 +65,17 @@ impl LocalBackend {
     }
 }
 
+/// Creates `dir` and its missing parents with mode 0700 whatever the
+/// umask, like the objects (0600): other local users must not be able to
+/// delete or plant objects (`repo-format.md` §2.3).
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -102,8 +113,7 @@ impl Backend for LocalBackend {
 
     fn create(&self) -> Result<()> {
         let mk = |p: &Path| {
-            fs::create_dir_all(p)
-                .map_err(|e| Error::storage_io(format!("creating {}", p.display()), e))
+            create_dirs(p).map_err(|e| Error::storage_io(format!("creating {}", p.display()), e))
         };
         mk(&self.root)?;
         for kind in [ObjectKind::Key, ObjectKind::Index, ObjectKind::Snapshot] {
@@ -131,7 +141,7 @@ impl Backend for LocalBackend {
         let mut tmp = match tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(|e| Error::storage_io(ctx(), e))?;
+                create_dirs(&dir).map_err(|e| Error::storage_io(ctx(), e))?;
                 if let Some(parent) = dir.parent() {
                     sync_dir(parent).map_err(|e| Error::storage_io(ctx(), e))?;
                 }
