@@ -13,6 +13,9 @@ pub fn snapshot_json(s: &cairn_core::snapshot::Snapshot) -> serde_json::Value {
         map.insert("id".into(), s.id.to_hex().into());
         map.insert("short_id".into(), s.id.short().into());
         map.insert("host".into(), s.hostname.clone().into());
+        if s.future_dated {
+            map.insert("future_dated".into(), true.into());
+        }
     }
     v
 }

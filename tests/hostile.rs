@@ -338,3 +338,118 @@ fn a_full_cache_file_system_falls_back_to_a_cache_in_memory() {
     let out = env.run(&["restore", &new, "--target", to.to_str().unwrap()]);
     assert_code(&out, 0, &["restore with a full cache disk"]);
 }
+
+/// A cairn command run as the writer.
+fn as_writer(env: &Env) -> Command {
+    let mut c = env.cmd();
+    c.env("CAIRN_PASSWORD", WRITER);
+    c
+}
+
+/// 2. A write-only key may not date a backup in the future; a snapshot
+///    forged with a future date (a modified client) is reported, never
+///    `latest`, takes no place in `forget`'s rules and never satisfies
+///    `status --max-age`.
+#[test]
+fn snapshots_dated_in_the_future_are_refused_reported_and_ignored() {
+    use cairn_core::time::SnapshotTime;
+    let env = Env::init();
+    add_writer(&env);
+    let day = 86_400;
+    let now = jiff::Timestamp::now().as_second();
+    let at = |secs: i64| {
+        SnapshotTime::from_timestamp(jiff::Timestamp::from_second(secs).unwrap()).to_rfc3339()
+    };
+    let mut real = Vec::new();
+    for n in 0..3i64 {
+        let data = common::fake_dump(1000, 10 + n as u64);
+        let time = at(now - (4 - n) * day);
+        let args = [
+            "--json",
+            "backup",
+            "-",
+            "--stdin-filename",
+            "db.sql",
+            "--time",
+            &time,
+        ];
+        let out = common::run_with_stdin(as_writer(&env).args(args), &data);
+        assert_code(&out, 0, &["writer backup"]);
+        real.push((common::snapshot_id(&out), data));
+    }
+
+    // Refused: --time a year ahead, by the writer (and by a full key).
+    let year = at(now + 365 * day);
+    for mut c in [as_writer(&env), env.cmd()] {
+        let args = ["backup", "-", "--stdin-filename", "db.sql", "--time", &year];
+        let out = common::run_with_stdin(c.args(args), b"forged\n");
+        assert_code(&out, 2, &["backup --time a year ahead"]);
+        assert!(
+            stderr(&out).contains("ahead of this machine's clock"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(env.snapshots().len(), 3);
+
+    // A modified client writes one anyway: the newest real snapshot's
+    // contents, under the same host and paths, dated a year ahead.
+    let full = {
+        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
+        repository::locate(backend)
+            .unwrap()
+            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
+            .unwrap()
+    };
+    let list = full.load_snapshots().unwrap().good;
+    let mut forged = list
+        .iter()
+        .find(|s| s.id.to_hex() == real[0].0)
+        .unwrap()
+        .clone();
+    forged.time = SnapshotTime::parse_rfc3339(&year).unwrap();
+    let forged_id = unlock(&env, WRITER)
+        .save_snapshot(&forged)
+        .unwrap()
+        .to_hex();
+
+    let out = env.run(&["--json", "snapshots"]);
+    assert_code(&out, 0, &["snapshots"]);
+    assert!(stderr(&out).contains("dated") && stderr(&out).contains(&forged_id[..8]));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flagged: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["future_dated"] == true)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(flagged, vec![forged_id.clone()]);
+
+    // latest is the newest real one.
+    let out = env.run(&["dump", "latest", "db.sql"]);
+    assert_code(&out, 0, &["dump latest"]);
+    assert!(out.stdout == real[2].1, "latest picked the forged snapshot");
+
+    // status: the real newest is 2 days old, so --max-age 1d fails.
+    let out = env.run(&["status", "--max-age", "1d"]);
+    assert_code(&out, 14, &["status --max-age with a forged snapshot"]);
+
+    // forget --keep-last 1 keeps the newest real one (and the forged one,
+    // which only a forget by ID removes).
+    let out = env.run(&["--json", "forget", "--keep-last", "1"]);
+    assert_code(&out, 0, &["forget --keep-last 1"]);
+    let left: Vec<String> = env
+        .snapshots()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        left.contains(&real[2].0),
+        "forget removed the newest real snapshot"
+    );
+    assert!(left.contains(&forged_id));
+    assert_eq!(left.len(), 2, "{left:?}");
+    env.ok(&["forget", &forged_id]);
+    assert_eq!(env.snapshots().len(), 1);
+}

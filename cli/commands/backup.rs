@@ -47,7 +47,7 @@ pub struct BackupArgs {
     #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
     tags: Vec<String>,
 
-    /// Record this time instead of now ("2026-11-20 03:00:00" or RFC 3339), to import old dumps
+    /// Record this time instead of now ("2026-11-20 03:00:00" or RFC 3339), to import old dumps; not more than 15 minutes ahead of the clock
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
 

@@ -240,6 +240,14 @@ pub fn load_snapshots(repo: &Repository) -> anyhow::Result<Loaded> {
     for (_, e) in &list.damaged {
         eprintln!("cairn: warning: skipping unreadable snapshot: {e}");
     }
+    for s in list.good.iter().filter(|s| s.future_dated) {
+        eprintln!(
+            "cairn: warning: snapshot {} (host {:?}) is dated {}, later than it was stored: a forged time or a clock far ahead; latest, forget's rules and status ignore it (forget it by ID)",
+            s.id.short(),
+            s.hostname,
+            s.time.to_rfc3339()
+        );
+    }
     Ok(Loaded {
         good: list.good,
         damaged: list.damaged.into_iter().map(|(name, _)| name).collect(),

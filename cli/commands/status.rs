@@ -102,7 +102,13 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let now = SnapshotTime::now().timestamp().as_second();
 
     let mut groups: BTreeMap<(String, Vec<String>, Vec<String>), Series> = BTreeMap::new();
-    for s in loaded.good.iter().filter(|s| filter.matches(s)) {
+    // A snapshot dated in the future (warned about when loaded) never
+    // satisfies --max-age: a forged date would satisfy it for ever.
+    for s in loaded
+        .good
+        .iter()
+        .filter(|s| filter.matches(s) && !s.future_dated)
+    {
         let mut tags = s.tags.clone();
         tags.sort();
         let key = (s.hostname.clone(), s.sorted_paths(), tags.clone());

@@ -145,6 +145,23 @@ pub fn check_stream_filename(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a snapshot time (`--time`) more than
+/// [`crate::snapshot::FUTURE_SKEW_SECONDS`] ahead of `now`: a snapshot dated
+/// in the future would be `latest` and push real ones out of
+/// `forget --keep-last` (a write-only key could use it to do harm;
+/// readers also spot one, `repo-format.md` §10.3).
+pub fn check_not_future(time: &SnapshotTime, now: &SnapshotTime) -> Result<()> {
+    let ahead = time.timestamp().as_second() - now.timestamp().as_second();
+    if ahead > crate::snapshot::FUTURE_SKEW_SECONDS {
+        return Err(Error::invalid(format!(
+            "--time {} is {}s ahead of this machine's clock: a snapshot may not be dated in the future",
+            time.to_rfc3339(),
+            ahead
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a backup and writes its snapshot.
 pub fn backup(
     repo: &Repository,
@@ -154,6 +171,9 @@ pub fn backup(
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
     let start = SnapshotTime::now();
+    if let Some(t) = &opts.time {
+        check_not_future(t, &start)?;
+    }
     // Absolute, normalised source paths (for `BackupSource::Paths`).
     let mut sources: Vec<PathBuf> = Vec::new();
     let (paths, mut source_meta) = match &source {
@@ -324,7 +344,9 @@ pub fn backup(
     sorted_paths.sort();
     let parent = existing
         .iter()
-        .filter(|s| s.hostname == opts.hostname && s.sorted_paths() == sorted_paths)
+        .filter(|s| {
+            !s.future_dated && s.hostname == opts.hostname && s.sorted_paths() == sorted_paths
+        })
         .max_by(|a, b| a.time.cmp(&b.time))
         .map(|s| s.id);
     summary.backup_start = Some(start);
@@ -342,6 +364,7 @@ pub fn backup(
         original: None,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
+        future_dated: false,
     };
     // Last, right before the commit point: as little time as possible
     // between the check and the snapshot becoming visible.

@@ -203,6 +203,7 @@ pub fn generate(
                 total_bytes_processed: n * chunk_len.max(8) as u64,
                 ..SnapshotSummary::default()
             },
+            future_dated: false,
         };
         repo.save_snapshot(&snapshot)?;
         w.out.snapshots += 1;

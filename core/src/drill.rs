@@ -169,7 +169,8 @@ impl DrillList {
 
 /// Lists and reads every drill record.
 pub fn load(repo: &Repository) -> Result<DrillList> {
-    let (mut good, damaged) = repo.read_all(ObjectKind::Drill, |name, id, bytes| {
+    let (mut good, damaged) = repo.read_all(ObjectKind::Drill, |info, id, bytes| {
+        let name = &info.name;
         verify_name(ObjectKind::Drill, name, bytes)?;
         DrillRecord::decode(repo, bytes, id)
     })?;

@@ -345,6 +345,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         original: None,
         program_version: "cairn fuzz".into(),
         summary: SnapshotSummary::default(),
+        future_dated: false,
     };
     let json = serde_json::to_vec(&snap).map_err(|e| crate::Error::invalid(e.to_string()))?;
     out.push(("snapshot", snap.encode(&keys, &repo, 3)?));

@@ -593,22 +593,25 @@ impl Repository {
     /// snapshot does not hide the others, and callers that must not guess
     /// (`latest`) can refuse.
     pub fn load_snapshots(&self) -> Result<SnapshotList> {
-        let (mut good, damaged) = self.read_all(ObjectKind::Snapshot, |name, id, bytes| {
-            verify_name(ObjectKind::Snapshot, name, bytes)?;
-            Snapshot::decode(&self.keys, &self.id, bytes, id)
+        let now = jiff::Timestamp::now().as_second();
+        let (mut good, damaged) = self.read_all(ObjectKind::Snapshot, |info, id, bytes| {
+            verify_name(ObjectKind::Snapshot, &info.name, bytes)?;
+            let mut snapshot = Snapshot::decode(&self.keys, &self.id, bytes, id)?;
+            snapshot.mark_future_dated(info.modified, now);
+            Ok(snapshot)
         })?;
         good.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(SnapshotList { good, damaged })
     }
 
     /// Lists the objects of `kind` and reads them in parallel, each
-    /// decoded by `decode(name, id, bytes)`: the decoded ones, and the
+    /// decoded by `decode(listing, id, bytes)`: the decoded ones, and the
     /// name and error of each that cannot be read, so that one damaged
     /// object does not hide the others.
     pub fn read_all<T: Send>(
         &self,
         kind: ObjectKind,
-        decode: impl Fn(&str, &Id, &[u8]) -> Result<T> + Sync,
+        decode: impl Fn(&crate::backend::ObjectInfo, &Id, &[u8]) -> Result<T> + Sync,
     ) -> Result<(Vec<T>, Damaged)> {
         let names = self.backend.list(kind)?;
         let results: Vec<(String, Result<T>)> = names
@@ -616,7 +619,7 @@ impl Repository {
             .map(|o| {
                 let r = Id::parse(&o.name).and_then(|id| {
                     let bytes = self.backend.get(kind, &o.name)?;
-                    decode(&o.name, &id, &bytes)
+                    decode(o, &id, &bytes)
                 });
                 (o.name.clone(), r)
             })

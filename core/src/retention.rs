@@ -372,6 +372,9 @@ fn always(_: &DateTime, nr: i64) -> i64 {
     nr
 }
 
+/// Why a snapshot dated in the future is kept ([`apply_policy`]).
+pub const FUTURE_REASON: &str = "dated in the future (not counted; forget it by ID)";
+
 /// Sorts newest first; ties by ID, for a stable, reproducible order.
 pub fn sort_newest_first(list: &mut [Snapshot]) {
     list.sort_by(|a, b| b.time.cmp(&a.time).then(a.id.cmp(&b.id)));
@@ -383,6 +386,26 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
     let mut list = list.to_vec();
     sort_newest_first(&mut list);
     let mut out = PolicyResult::default();
+    // Snapshots dated in the future (a forged time, a clock far ahead) are
+    // kept, reported, and take no place in any rule: otherwise a forged
+    // date would push the real snapshots out of `--keep-last`.
+    let (future, list): (Vec<Snapshot>, Vec<Snapshot>) =
+        list.into_iter().partition(|s| s.future_dated);
+    for cur in future {
+        out.keep.push(cur.clone());
+        out.reasons.push(KeepReason {
+            snapshot: cur,
+            matches: vec![FUTURE_REASON.to_string()],
+            counters: Counters {
+                last: p.last,
+                hourly: p.hourly,
+                daily: p.daily,
+                weekly: p.weekly,
+                monthly: p.monthly,
+                yearly: p.yearly,
+            },
+        });
+    }
     if list.is_empty() {
         return out;
     }
@@ -471,7 +494,7 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
     // The newest snapshot that is not in the future.
     let latest = list
         .iter()
-        .filter(|s| s.time.timestamp() < now)
+        .filter(|s| s.time.timestamp() < now && !s.future_dated)
         .map(|s| s.time)
         .max_by_key(|t| t.timestamp());
     let oldest = list.len() - 1;

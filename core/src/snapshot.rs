@@ -105,9 +105,29 @@ pub struct Snapshot {
     pub program_version: String,
     /// Sizes and counts.
     pub summary: SnapshotSummary,
+    /// Dated more than [`FUTURE_SKEW_SECONDS`] after it was stored (or
+    /// after now): a forged time or a clock far ahead. Set by readers
+    /// ([`Snapshot::mark_future_dated`]); not part of the stored JSON.
+    #[serde(skip)]
+    pub future_dated: bool,
 }
 
+/// How far a snapshot's time may lie after the time its object was stored
+/// (the storage's own clock: file mtime, S3 `Last-Modified`), or after the
+/// reader's clock, before it counts as dated in the future
+/// (`repo-format.md` §10.3, §14.2): 15 minutes of clock skew.
+pub const FUTURE_SKEW_SECONDS: i64 = 15 * 60;
+
 impl Snapshot {
+    /// Sets [`Snapshot::future_dated`]: is the snapshot's time more than
+    /// [`FUTURE_SKEW_SECONDS`] after `now` or after `stored`, when its
+    /// object was stored (Unix seconds, when the storage says)?
+    pub fn mark_future_dated(&mut self, stored: Option<i64>, now: i64) {
+        let reference = stored.map_or(now, |t| t.min(now));
+        self.future_dated =
+            self.time.timestamp().as_second() > reference.saturating_add(FUTURE_SKEW_SECONDS);
+    }
+
     /// Seals the snapshot as an object.
     pub fn encode(&self, keys: &Keys, repo_id: &Id, level: i32) -> Result<Vec<u8>> {
         let json =
@@ -193,9 +213,11 @@ pub fn resolve<'a>(
     filter: &SnapshotFilter,
 ) -> Result<&'a Snapshot> {
     if spec == "latest" {
+        // A snapshot dated in the future is never the latest: a forged
+        // date must not make `latest` (and `restore latest`) pick it.
         return snapshots
             .iter()
-            .filter(|s| filter.matches(s))
+            .filter(|s| filter.matches(s) && !s.future_dated)
             .max_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)))
             .ok_or_else(|| {
                 Error::new(ErrorKind::SnapshotNotFound, "no snapshot matches (latest)")
@@ -260,6 +282,7 @@ pub(crate) fn sample(id: Id, time: SnapshotTime, host: &str, tags: &[&str]) -> S
         original: None,
         program_version: "cairn test".into(),
         summary: SnapshotSummary::default(),
+        future_dated: false,
     }
 }
 
