@@ -107,31 +107,63 @@ pub fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
-/// A plain text table with left-aligned columns.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+/// Longest cell a table shows; longer ones end in `…` (`--json` has them
+/// whole).
+const MAX_CELL_CHARS: usize = 200;
+
+/// A cell as a table shows it: control characters escaped (a tag stored
+/// by a hostile writer must not drive the terminal) and at most
+/// [`MAX_CELL_CHARS`] characters.
+fn cell_text(cell: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in cell.chars().enumerate() {
+        if n == MAX_CELL_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
-    let line = |cells: Vec<String>| {
+    out
+}
+
+/// A plain text table with left-aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| cell_text(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                // Padding by hand: `format!`'s width is limited to u16.
+                let w = widths.get(i).copied().unwrap_or(0);
+                let pad = w.saturating_sub(c.chars().count()) + 2;
+                s.extend(std::iter::repeat_n(' ', pad));
             }
         }
         s.trim_end().to_string()
     };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&header);
     out.push('\n');
-    out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+    out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1)));
     out.push('\n');
-    for row in rows {
-        out.push_str(&line(row.clone()));
+    for row in &rows {
+        out.push_str(&line(row));
         out.push('\n');
     }
     out

@@ -121,16 +121,29 @@ fn an_index_object_that_unpacks_to_a_gigabyte_is_refused_unread() {
 /// Runs `cmd`, killing it if it has not finished within `secs` seconds:
 /// returns its output, or `None` if it had to be killed.
 fn within(mut cmd: Command, secs: u64) -> Option<std::process::Output> {
-    use std::process::Stdio;
+    // Output goes to files, so that a command printing much cannot block
+    // on a full pipe.
+    let (out, err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
     let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
         .spawn()
         .unwrap();
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(std::process::Output {
+                status,
+                stdout: read(out),
+                stderr: read(err),
+            });
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -452,4 +465,129 @@ fn snapshots_dated_in_the_future_are_refused_reported_and_ignored() {
     assert_eq!(left.len(), 2, "{left:?}");
     env.ok(&["forget", &forged_id]);
     assert_eq!(env.snapshots().len(), 1);
+}
+
+/// 4. A tree nested 10,000 deep (a modified client can store one): every
+///    command that walks trees finishes without overflowing the stack.
+#[test]
+fn trees_nested_ten_thousand_deep_crash_nothing() {
+    let env = Env::init();
+    let full = {
+        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
+        repository::locate(backend)
+            .unwrap()
+            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
+            .unwrap()
+    };
+    let id = cairn_core::benchgen::deep_tree(&full, 10_000)
+        .unwrap()
+        .to_hex();
+    let offsite = Env::init();
+    let other = offsite.repo.clone();
+    let runs: Vec<Vec<String>> = vec![
+        vec!["find".into(), "deep.txt".into()],
+        vec!["ls".into(), id.clone()],
+        vec!["check".into(), "--read-data".into()],
+        vec!["stats".into(), id.clone()],
+        vec!["diff".into(), id.clone(), id.clone()],
+        vec!["repair".into(), "snapshots".into()],
+        vec![
+            "restore".into(),
+            id.clone(),
+            "--target".into(),
+            "out".into(),
+        ],
+        vec!["copy".into(), "--to".into(), other.to_str().unwrap().into()],
+    ];
+    for args in runs {
+        let mut c = env.cmd();
+        c.args(&args)
+            .current_dir(env.dir.path())
+            .env("CAIRN_PASSWORD2", common::PASSWORD);
+        let out = within(c, 300).unwrap_or_else(|| panic!("{args:?} hung"));
+        let code = out.status.code();
+        eprintln!(
+            "{args:?}: {code:?} {}",
+            stderr(&out).lines().last().unwrap_or("")
+        );
+        assert!(
+            matches!(code, Some(0 | 3)),
+            "{args:?}: {code:?}\n{}",
+            stderr(&out)
+        );
+    }
+    // Where 10,000 levels restored, the path limit stopped them.
+    let out = env.run(&[
+        "restore",
+        &id,
+        "--target",
+        env.path("again").to_str().unwrap(),
+    ]);
+    assert_code(&out, 3, &["restore of a tree deeper than PATH_MAX"]);
+
+    // 100,000 deep: find (whose output stays small) and check walk it all.
+    let deeper = cairn_core::benchgen::deep_tree(&full, 100_000)
+        .unwrap()
+        .to_hex();
+    let mut c = env.cmd();
+    c.args(["find", "deep.txt", "--snapshot", &deeper]);
+    let out = within(c, 300).expect("find hung");
+    assert_code(&out, 0, &["find in a tree 100,000 deep"]);
+    let found = String::from_utf8_lossy(&out.stdout);
+    let hit = found
+        .lines()
+        .find(|l| l.ends_with("/deep.txt"))
+        .expect("deep.txt not found");
+    assert!(hit.len() > 200_000, "{} bytes", hit.len());
+    let mut c = env.cmd();
+    c.args(["check"]);
+    let out = within(c, 300).expect("check hung");
+    assert_code(&out, 0, &["check of a tree 100,000 deep"]);
+    assert_eq!(offsite.snapshots().len(), 1);
+    offsite.ok(&["check", "--read-data"]);
+}
+
+/// 4. A tag of 70,000 characters with terminal escapes (stored by a
+///    modified client): `snapshots` and `forget` show it cut short and
+///    escaped instead of panicking; cairn itself refuses to store one.
+#[test]
+fn a_huge_tag_neither_panics_nor_reaches_the_terminal() {
+    let env = Env::init();
+    add_writer(&env);
+    let huge = format!("\u{1b}]0;pwned\u{7}{}", "t".repeat(70_000));
+    let args = ["backup", "-", "--stdin-filename", "db.sql", "--tag", &huge];
+    let out = common::run_with_stdin(as_writer(&env).args(args), b"x\n");
+    assert_code(&out, 2, &["backup with a 70,000-byte tag"]);
+    assert!(stderr(&out).contains("at most 255"), "{}", stderr(&out));
+    let id = env.backup_stdin(b"data\n", &["--stdin-filename", "db.sql"]);
+
+    let full = {
+        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
+        repository::locate(backend)
+            .unwrap()
+            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
+            .unwrap()
+    };
+    let mut forged = full.load_snapshots().unwrap().good[0].clone();
+    forged.tags = vec![huge.clone()];
+    unlock(&env, WRITER).save_snapshot(&forged).unwrap();
+
+    for args in [
+        &["snapshots"][..],
+        &["forget", "--keep-last", "5", "--dry-run"],
+    ] {
+        let out = env.run(args);
+        assert_code(&out, 0, args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains('\u{1b}'),
+            "{args:?} printed an escape sequence"
+        );
+        assert!(text.contains('…'), "{args:?}: {text}");
+        assert!(text.len() < 10_000, "{args:?} printed {} bytes", text.len());
+    }
+    let out = env.run(&["--json", "snapshots"]);
+    assert_code(&out, 0, &["snapshots --json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&"t".repeat(70_000)));
+    assert_eq!(env.dump(&id, "db.sql"), b"data\n");
 }

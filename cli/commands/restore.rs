@@ -63,7 +63,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::Success)
     } else {
         eprintln!(
-            "cairn: {} entries were skipped (special files) or are damaged (marked by a repair)",
+            "cairn: {} entries were skipped (special files, paths too long for this system) or are damaged (marked by a repair)",
             stats.warnings.len()
         );
         Ok(ExitCode::PartialBackup)

@@ -162,6 +162,40 @@ pub fn check_not_future(time: &SnapshotTime, now: &SnapshotTime) -> Result<()> {
     Ok(())
 }
 
+/// Longest tag or host name a backup stores, in bytes.
+pub const MAX_LABEL_LEN: usize = 255;
+/// Most tags a backup stores.
+pub const MAX_TAGS: usize = 100;
+
+/// Refuses a host name or tags a snapshot should not hold: longer than
+/// [`MAX_LABEL_LEN`] bytes, more than [`MAX_TAGS`] tags, or with control
+/// characters (`repo-format.md` §10.2). Readers cope with any (a modified
+/// client can store anything), but cairn does not write them.
+pub fn check_labels(hostname: &str, tags: &[String]) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::invalid(format!(
+            "{} tags given, at most {MAX_TAGS} are allowed",
+            tags.len()
+        )));
+    }
+    for (what, label) in
+        std::iter::once(("host name", hostname)).chain(tags.iter().map(|t| ("tag", t.as_str())))
+    {
+        if label.len() > MAX_LABEL_LEN {
+            return Err(Error::invalid(format!(
+                "{what} of {} bytes: at most {MAX_LABEL_LEN} are allowed",
+                label.len()
+            )));
+        }
+        if label.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "{what} {label:?} contains control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a backup and writes its snapshot.
 pub fn backup(
     repo: &Repository,
@@ -174,6 +208,7 @@ pub fn backup(
     if let Some(t) = &opts.time {
         check_not_future(t, &start)?;
     }
+    check_labels(&opts.hostname, &opts.tags)?;
     // Absolute, normalised source paths (for `BackupSource::Paths`).
     let mut sources: Vec<PathBuf> = Vec::new();
     let (paths, mut source_meta) = match &source {

@@ -224,3 +224,47 @@ mod tests {
         assert_eq!(chunk_bytes(3, 2).len(), 8);
     }
 }
+
+/// Writes a snapshot (tagged `deep`) of a directory chain `d/d/…/d`
+/// nested `depth` deep with a file `deep.txt` at the bottom: the input a
+/// modified client could store to crash tools that walk trees
+/// recursively (`tests/hostile.rs`). Returns the snapshot's ID.
+pub fn deep_tree(repo: &Repository, depth: usize) -> Result<Id> {
+    let mut w = crate::blob_writer::BlobWriter::new(repo, false)?;
+    let content: &[u8] = b"the bottom of a deep tree\n";
+    let ids = w.save_chunks(&[content])?;
+    let mut file = Node::new(std::ffi::OsStr::new("deep.txt"), NodeKind::File);
+    file.mode = 0o644;
+    file.size = content.len() as u64;
+    (file.content, file.content_lists) = w.content_of(ids)?;
+    let mut id = w.save_tree(&mut Tree { nodes: vec![file] })?;
+    for _ in 0..depth {
+        let mut dir = Node::new(std::ffi::OsStr::new("d"), NodeKind::Dir);
+        dir.mode = 0o755;
+        dir.subtree = Some(id);
+        id = w.save_tree(&mut Tree { nodes: vec![dir] })?;
+    }
+    w.finish()?;
+    let snapshot = Snapshot {
+        id: Id::default(),
+        time: SnapshotTime::now(),
+        tree: id,
+        paths: vec!["/d".to_string()],
+        hostname: "deep".to_string(),
+        username: crate::backup::username(),
+        tags: vec!["deep".to_string()],
+        parent: None,
+        source: SnapshotSource {
+            kind: SourceKind::Paths,
+            stdin_filename: None,
+            command: None,
+            exit_status: None,
+            dump: None,
+        },
+        original: None,
+        program_version: format!("cairn {} (benchgen)", env!("CARGO_PKG_VERSION")),
+        summary: SnapshotSummary::default(),
+        future_dated: false,
+    };
+    repo.save_snapshot(&snapshot)
+}

@@ -44,6 +44,11 @@ fn check_cancel(cancel: &AtomicBool) -> Result<()> {
 /// Visits every entry under tree `root` (whose own path is `prefix`),
 /// depth first, in name order. `visit` returns whether to go into a
 /// directory.
+///
+/// Without recursion: one path buffer and a stack of the directories
+/// open on the way down, so a tree nested a million deep (which a
+/// modified client can store) costs memory in proportion, never the
+/// call stack (`repo-format.md` §14.2).
 pub fn walk(
     repo: &Repository,
     index: &CacheReader,
@@ -53,17 +58,81 @@ pub fn walk(
     visit: &mut dyn FnMut(&str, &Node) -> Result<bool>,
 ) -> Result<()> {
     check_cancel(cancel)?;
-    let tree = repo.load_tree(index, root)?;
-    for node in &tree.nodes {
-        let path = join(prefix, &node.name);
-        let descend = visit(&path, node)?;
+    let mut path = prefix.to_string();
+    // Per open directory: its remaining entries, and the length of its
+    // own path in `path`.
+    let mut stack = vec![(repo.load_tree(index, root)?.nodes.into_iter(), path.len())];
+    while let Some((nodes, base)) = stack.last_mut() {
+        let base = *base;
+        let Some(node) = nodes.next() else {
+            stack.pop();
+            continue;
+        };
+        path.truncate(base);
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        path.push_str(&node.name);
+        let descend = visit(&path, &node)?;
         if descend && node.kind == NodeKind::Dir {
             if let Some(sub) = &node.subtree {
-                walk(repo, index, sub, &path, cancel, visit)?;
+                check_cancel(cancel)?;
+                stack.push((repo.load_tree(index, sub)?.nodes.into_iter(), path.len()));
             }
         }
     }
     Ok(())
+}
+
+/// A memoised recursive walk that has gone this many directories deep
+/// first finishes the subtree below bottom-up ([`trees_bottom_up`]), so
+/// that no walk nests deeper than about this on the call stack.
+pub const RECURSION_STEP: usize = 256;
+
+/// The distinct trees below `root` (not `root` itself), each listed after
+/// every tree below it: a memoised recursive walk that visits them in this
+/// order never goes more than one level deep, however deep the trees nest.
+/// Trees that cannot be read are left out (the walk meets them itself).
+pub fn trees_bottom_up(
+    repo: &Repository,
+    index: &CacheReader,
+    root: &Id,
+    cancel: &AtomicBool,
+) -> Result<Vec<Id>> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::from([*root]);
+    // (tree, whether its subtrees are already on the stack above it)
+    let mut stack: Vec<(Id, bool)> = Vec::new();
+    let subtrees = |id: &Id| -> Vec<Id> {
+        match repo.load_tree(index, id) {
+            Ok(t) => t
+                .nodes
+                .iter()
+                .filter(|n| n.kind == NodeKind::Dir)
+                .filter_map(|n| n.subtree)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+    for sub in subtrees(root) {
+        if seen.insert(sub) {
+            stack.push((sub, false));
+        }
+    }
+    while let Some((id, expanded)) = stack.pop() {
+        if expanded {
+            order.push(id);
+            continue;
+        }
+        check_cancel(cancel)?;
+        stack.push((id, true));
+        for sub in subtrees(&id) {
+            if seen.insert(sub) {
+                stack.push((sub, false));
+            }
+        }
+    }
+    Ok(order)
 }
 
 /// The entries of `snapshot` at and under `path` (`/` or empty: the whole

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
+use crate::browse;
 use crate::cache::{CacheReader, IndexCache};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
@@ -787,6 +788,13 @@ impl Checker<'_> {
             return Ok(d.clone());
         }
         self.cancelled()?;
+        if depth > 0 && depth.is_multiple_of(browse::RECURSION_STEP) {
+            // Deep: walk what is below bottom-up first, so that the stack
+            // never holds more than RECURSION_STEP levels.
+            for t in browse::trees_bottom_up(self.repo, index, id, self.cancel)? {
+                self.walk_tree(index, &t, depth + 1)?;
+            }
+        }
         let mut damage: BTreeSet<usize> = BTreeSet::new();
         match self.read_metadata(index, id, BlobType::Tree) {
             Err(n) => {
@@ -806,15 +814,8 @@ impl Checker<'_> {
                         for node in &t.nodes {
                             match node.kind {
                                 NodeKind::Dir => match node.subtree {
-                                    Some(sub) if depth < MAX_DEPTH => {
+                                    Some(sub) => {
                                         damage.extend(self.walk_tree(index, &sub, depth + 1)?);
-                                    }
-                                    Some(_) => {
-                                        damage.insert(self.problem(
-                                            ProblemKind::Tree,
-                                            id.to_hex(),
-                                            format!("tree {id}: directories nest deeper than {MAX_DEPTH}"),
-                                        ));
                                     }
                                     None => {
                                         damage.insert(self.problem(
@@ -1023,10 +1024,6 @@ impl Checker<'_> {
         Ok(Ok(u64::from(loc.entry.raw_length)))
     }
 }
-
-/// Directory nesting beyond this is refused (a hostile tree must not
-/// overflow the stack).
-const MAX_DEPTH: usize = 4096;
 
 /// What reading one pack found.
 struct PackFinding {

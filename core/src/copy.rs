@@ -203,9 +203,6 @@ struct Copier<'a> {
     chunks_known: u64,
 }
 
-/// Directory nesting beyond this is refused.
-const MAX_DEPTH: usize = 4096;
-
 impl<'a> Copier<'a> {
     fn new(src: &'a Repository, dst: &'a Repository, cancel: &'a AtomicBool) -> Result<Self> {
         Ok(Copier {
@@ -235,10 +232,13 @@ impl<'a> Copier<'a> {
         if self.cancel.load(Ordering::SeqCst) {
             return Err(Error::interrupted());
         }
-        if depth > MAX_DEPTH {
-            return Err(Error::corrupt(format!(
-                "tree {id}: directories nest deeper than {MAX_DEPTH}"
-            )));
+        if depth > 0 && depth.is_multiple_of(crate::browse::RECURSION_STEP) {
+            // Deep: copy what is below bottom-up first, so that the stack
+            // never holds more than RECURSION_STEP levels.
+            let below = crate::browse::trees_bottom_up(self.src, &self.index, id, self.cancel)?;
+            for t in below {
+                self.tree(&t, None, depth + 1)?;
+            }
         }
         let mut tree = self.src.load_tree(&self.index, id)?;
         let partners = hint.and_then(|h| self.hint_trees(h));

@@ -33,10 +33,6 @@ use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Damage, Node, NodeKind, Tree, DAMAGED_SUFFIX};
 
-/// Directory nesting beyond this is refused (a hostile tree must not
-/// overflow the stack).
-const MAX_DEPTH: usize = 4096;
-
 /// Tag added to repaired snapshots.
 pub const REPAIRED_TAG: &str = "repaired";
 
@@ -327,6 +323,7 @@ pub fn repair_snapshots(
         trees: HashMap::new(),
         writer: BlobWriter::new(repo, opts.dry_run)?,
         cancel,
+        depth: 0,
     };
     let mut repaired: Vec<(usize, Snapshot)> = Vec::new();
     for s in snapshots {
@@ -421,6 +418,8 @@ struct Rewriter<'a> {
     trees: HashMap<Id, Option<(Id, Vec<DamagedEntry>)>>,
     writer: BlobWriter<'a>,
     cancel: &'a AtomicBool,
+    /// How many directories deep the walk is.
+    depth: usize,
 }
 
 /// What is known of a lost chunk: its length, if the index has it.
@@ -478,10 +477,15 @@ impl Rewriter<'_> {
         if let Some(done) = self.trees.get(id) {
             return Ok(done.clone().map(|(new, dmg)| (new, prefixed(path, dmg))));
         }
-        if path.matches('/').count() > MAX_DEPTH {
-            return Err(Error::corrupt(format!(
-                "tree {id}: directories nest deeper than {MAX_DEPTH}"
-            )));
+        if self.depth > 0 && self.depth.is_multiple_of(crate::browse::RECURSION_STEP) {
+            // Deep: repair what is below bottom-up first, so that the
+            // stack never holds more than RECURSION_STEP levels.
+            let below = crate::browse::trees_bottom_up(self.repo, &self.index, id, self.cancel)?;
+            self.depth += 1;
+            for t in below {
+                self.tree(&t, "")?;
+            }
+            self.depth -= 1;
         }
         let tree = match self.read(id, BlobType::Tree)? {
             Some(b) => lost_or(Tree::decode(&b))?,
@@ -538,7 +542,10 @@ impl Rewriter<'_> {
         let Some(sub) = node.subtree else {
             return Ok((None, Vec::new()));
         };
-        match self.tree(&sub, &node.name)? {
+        self.depth += 1;
+        let repaired = self.tree(&sub, &node.name);
+        self.depth -= 1;
+        match repaired? {
             Some((new, below)) => {
                 node.subtree = Some(new);
                 Ok((None, below))
