@@ -591,3 +591,82 @@ fn a_huge_tag_neither_panics_nor_reaches_the_terminal() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&"t".repeat(70_000)));
     assert_eq!(env.dump(&id, "db.sql"), b"data\n");
 }
+
+/// 7. Snapshots deleted by a `forget` running next to `snapshots` (listed,
+///    then gone when read) are not damage: `snapshots` never exits 22.
+#[test]
+fn snapshots_deleted_by_a_concurrent_forget_are_not_damage() {
+    use cairn_core::time::SnapshotTime;
+    let env = Env::init();
+    env.backup_stdin(b"data\n", &["--stdin-filename", "db.sql"]);
+    let full = {
+        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
+        repository::locate(backend)
+            .unwrap()
+            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
+            .unwrap()
+    };
+    let first = full.load_snapshots().unwrap().good[0].clone();
+    let start = first.time.timestamp().as_second();
+    for n in 1..600 {
+        let mut s = first.clone();
+        let t = jiff::Timestamp::from_second(start - n * 3600).unwrap();
+        s.time = SnapshotTime::from_timestamp(t);
+        full.save_snapshot(&s).unwrap();
+    }
+    let mut forget = env.cmd();
+    let mut forget = forget
+        .args(["forget", "--keep-last", "1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut runs = 0;
+    loop {
+        let done = forget.try_wait().unwrap().is_some();
+        let out = env.run(&["-q", "snapshots"]);
+        assert_code(&out, 0, &["snapshots next to forget"]);
+        runs += 1;
+        if done {
+            break;
+        }
+    }
+    assert!(forget.wait().unwrap().success());
+    assert!(runs > 1, "forget finished before snapshots ran twice");
+    assert_eq!(env.snapshots().len(), 1);
+}
+
+/// The pack files under `data/`.
+fn pack_files(env: &Env) -> std::collections::BTreeSet<std::path::PathBuf> {
+    env.repo_listing()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.starts_with(env.repo.join("data")))
+        .collect()
+}
+
+/// 7. A prune interrupted after deleting a delta's base pack but before
+///    the delta's own (both awaiting deletion, no snapshot left): `check
+///    --read-data` reports no damage, since nothing needs those deltas.
+#[test]
+fn deltas_awaiting_deletion_without_their_base_are_no_damage() {
+    let env = Env::init();
+    let night1 = common::fake_dump(20_000, 4);
+    let mut night2 = night1.clone();
+    let mid = night2.len() / 2;
+    night2[mid..mid + 6].copy_from_slice(b"EDITED");
+    let first = env.backup_stdin(&night1, &["--stdin-filename", "db.sql"]);
+    let bases = pack_files(&env);
+    let second = env.backup_stdin(&night2, &["--stdin-filename", "db.sql"]);
+    assert!(env.delta_bases_stored(&second) > 0, "no delta was stored");
+    env.ok(&["forget", &first, &second]);
+    env.ok(&["prune"]);
+    // Both nights' packs are now obsolete (deleted a day later). A later
+    // prune deletes the first night's, holding the bases, and is killed.
+    for p in &bases {
+        std::fs::remove_file(p).unwrap();
+    }
+    for args in [&["check"][..], &["check", "--read-data"]] {
+        let out = env.run(args);
+        assert_code(&out, 0, args);
+    }
+}

@@ -624,11 +624,29 @@ impl Repository {
                 (o.name.clone(), r)
             })
             .collect();
+        // Listed, then gone when read: deleted meanwhile (a `forget` or a
+        // prune next to this command) if a new listing agrees. A deleted
+        // object is not a damaged one.
+        let vanished = results.iter().any(|(_, r)| {
+            r.as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::MissingObject)
+        });
+        let still_listed: HashSet<String> = match vanished {
+            true => self
+                .backend
+                .list(kind)?
+                .into_iter()
+                .map(|o| o.name)
+                .collect(),
+            false => HashSet::new(),
+        };
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for (name, r) in results {
             match r {
                 Ok(t) => good.push(t),
+                Err(e) if e.kind() == ErrorKind::MissingObject && !still_listed.contains(&name) => {
+                }
                 Err(e) => bad.push((name, e)),
             }
         }
