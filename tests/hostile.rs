@@ -670,3 +670,101 @@ fn deltas_awaiting_deletion_without_their_base_are_no_damage() {
         assert_code(&out, 0, args);
     }
 }
+
+/// 9. Object storage answering every request with a bare 503: the error
+///    names the HTTP status (not "Unexpected"), and `-v` shows each retry.
+#[test]
+fn a_503_from_object_storage_is_named_and_retries_are_shown_with_v() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    // One request: headers up to the empty line.
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let answer = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut env = Env::empty();
+    env.location = Some(format!("s3:http://127.0.0.1:{port}/bucket"));
+    let out = env
+        .cmd()
+        .args(["-v", "snapshots"])
+        .env("AWS_ACCESS_KEY_ID", "id")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    assert_code(&out, 1, &["snapshots against a 503"]);
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.contains("reading config: the storage answered HTTP 503 Service Unavailable"),
+        "{err}"
+    );
+    let retries = err.lines().filter(|l| l.contains("retry")).count();
+    assert_eq!(retries, 5, "{err}");
+}
+
+/// 1. A full key's snapshot whose packs prune has marked obsolete (a
+///    backup committed next to a prune) while a write-only key stores
+///    garbage under the same blob IDs in a pack in use: prune claims the
+///    full key's copies (reviving their packs), never the writer's, and
+///    the snapshot survives even a prune with `--grace 0`.
+#[test]
+fn a_writers_copy_never_outranks_a_full_keys_in_prune() {
+    let env = Env::init();
+    add_writer(&env);
+    let data = common::fake_dump(5000, 21);
+    let id = env.backup_stdin(&data, &["--stdin-filename", "db.sql"]);
+    // The race, replayed: forget and prune mark the snapshot's packs
+    // obsolete, and the snapshot (committed meanwhile) is there after all.
+    let snap = env.repo.join("snapshots").join(&id);
+    let saved = std::fs::read(&snap).unwrap();
+    env.ok(&["forget", &id]);
+    env.ok(&["prune"]);
+    std::fs::write(&snap, &saved).unwrap();
+
+    // The writer plants garbage under every data blob ID it can see.
+    let writer = unlock(&env, WRITER);
+    let mut ids = Vec::new();
+    for info in writer.backend().list(ObjectKind::Index).unwrap() {
+        let index_id = cairn_core::id::Id::parse(&info.name).unwrap();
+        for p in writer.load_index(&index_id).unwrap() {
+            ids.extend(
+                p.blobs
+                    .iter()
+                    .filter(|b| b.blob_type == cairn_core::pack::BlobType::Data)
+                    .map(|b| b.id),
+            );
+        }
+    }
+    assert!(!ids.is_empty());
+    cairn_core::benchgen::plant_garbage(&writer, &ids).unwrap();
+
+    for args in [&["prune"][..], &["prune", "--grace", "0"]] {
+        env.ok(args);
+        assert!(
+            env.dump(&id, "db.sql") == data,
+            "{args:?} lost the snapshot's data"
+        );
+    }
+    env.ok(&["check", "--read-data"]);
+}

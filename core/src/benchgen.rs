@@ -268,3 +268,33 @@ pub fn deep_tree(repo: &Repository, depth: usize) -> Result<Id> {
     };
     repo.save_snapshot(&snapshot)
 }
+
+/// Stores garbage under the IDs of the data blobs `ids`, in one new pack,
+/// and indexes it: what a compromised write-only host can do to blobs it
+/// sees in the index (`tests/hostile.rs`). Returns the new pack's ID.
+pub fn plant_garbage(repo: &Repository, ids: &[Id]) -> Result<Id> {
+    let (keys, repo_id) = (repo.keys(), *repo.id());
+    let mut w = PackWriter::new(keys, &repo_id)?;
+    for (n, id) in ids.iter().enumerate() {
+        let garbage = chunk_bytes(n as u64 ^ 0xbad, 1024);
+        w.add(&pack::encode_blob(
+            keys,
+            &repo_id,
+            BlobType::Data,
+            *id,
+            &garbage,
+            0,
+        )?)?;
+    }
+    // Stored as a modified client would: without the check that every
+    // blob opens to its ID.
+    let pack = w.finish(keys, &repo_id)?;
+    repo.backend().put(
+        crate::backend::ObjectKind::Pack,
+        &pack.id.to_hex(),
+        &pack.bytes,
+    )?;
+    let record = IndexPack::live(pack.id, pack.entries);
+    repo.save_index_records(vec![record], crate::backup::INDEX_FLUSH_BLOBS)?;
+    Ok(pack.id)
+}

@@ -753,10 +753,10 @@ fn repack_orphan_deltas(packs: &mut HashMap<Id, PackPlan>) -> bool {
     }
 }
 
-/// Claims, for each blob of `want` not claimed yet, its first copy: in the
-/// stored packs in use, then in the obsolete ones; copies a full key
-/// sealed before those of write-only keys (a writer may have listed
-/// anything); copies stored whole before deltas (deltas only with
+/// Claims, for each blob of `want` not claimed yet, its first copy: the
+/// copies a full key sealed before those of write-only keys (a writer may
+/// have listed anything), each in the stored packs in use, then in the
+/// obsolete ones; copies stored whole before deltas (deltas only with
 /// `deltas`); each in `ids` order.
 fn claim_copies(
     packs: &mut HashMap<Id, PackPlan>,
@@ -783,7 +783,10 @@ fn claim_copies(
             }
         }
     }
-    for (pass_obsolete, session_pass) in
+    // A full key's copy, even in an obsolete pack (which is then
+    // revived), before any write-only key's: a writer may store garbage
+    // under any blob ID it sees in the index (`repo-format.md` §14.1).
+    for (session_pass, pass_obsolete) in
         [(false, false), (false, true), (true, false), (true, true)]
     {
         for &delta_pass in kinds {
@@ -827,14 +830,15 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
     // stored the same way (whole, or as a delta against the same base: a
     // claimed delta's base is in use, another base may not be), takes the
     // claim.
-    let copied: HashMap<Id, Option<Id>> = packs
+    // A full key's copy never moves to a writer's (session) copy.
+    let copied: HashMap<Id, (Option<Id>, bool)> = packs
         .values()
         .filter(|p| p.action == PackAction::Repack)
         .flat_map(|p| {
             p.entries
                 .iter()
                 .zip(&p.claimed)
-                .filter_map(|(e, &c)| c.then_some((e.id, e.compression.base())))
+                .filter_map(|(e, &c)| c.then_some((e.id, (e.compression.base(), e.session))))
         })
         .collect();
     if copied.is_empty() {
@@ -846,7 +850,10 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
     for id in ids {
         let Some(p) = packs.get(&id) else { continue };
         for (i, e) in p.entries.iter().enumerate() {
-            if copied.get(&e.id) == Some(&e.compression.base()) {
+            let same = copied.get(&e.id).is_some_and(|&(base, session)| {
+                base == e.compression.base() && (session || !e.session)
+            });
+            if same {
                 kept_at.entry(e.id).or_insert((id, i));
             }
         }
