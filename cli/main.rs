@@ -164,6 +164,7 @@ impl GlobalArgs {
     pub fn store_options(&self) -> ObjectStoreOptions {
         ObjectStoreOptions {
             connections: usize::from(self.connections),
+            on_retry: (self.verbose > 0).then_some(tell_retry as fn(&str)),
             ..ObjectStoreOptions::default()
         }
     }
@@ -326,4 +327,9 @@ fn main() {
         }
     };
     std::process::exit(code as i32);
+}
+
+/// Prints a storage retry (`-v`).
+fn tell_retry(line: &str) {
+    eprintln!("cairn: {line}");
 }

@@ -19,6 +19,8 @@ pub struct ObjectStoreOptions {
     pub attempts: usize,
     /// Time limit of one request.
     pub timeout: std::time::Duration,
+    /// Told of each retry, one line (`cairn -v` prints them).
+    pub on_retry: Option<fn(&str)>,
 }
 
 impl Default for ObjectStoreOptions {
@@ -27,6 +29,7 @@ impl Default for ObjectStoreOptions {
             connections: 8,
             attempts: 6,
             timeout: std::time::Duration::from_secs(120),
+            on_retry: None,
         }
     }
 }

@@ -11,7 +11,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
+use opendal::layers::{
+    ConcurrentLimitLayer, RetryEvent, RetryInterceptor, RetryLayer, TimeoutLayer,
+};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
 
 use super::{Backend, ObjectInfo, ObjectKind, ObjectStoreOptions};
@@ -114,6 +116,7 @@ impl ObjectStoreBackend {
             )
             .layer(
                 RetryLayer::new()
+                    .with_notify(RetryNotice(opts.on_retry))
                     .with_max_times(opts.attempts.saturating_sub(1))
                     .with_jitter()
                     .with_factor(2.0)
@@ -150,6 +153,51 @@ impl ObjectStoreBackend {
         }
         map_err(&self.location, &format!("{what} {}", kind.path(name)), e)
     }
+}
+
+/// Passes each retry, in words, to [`super::ObjectStoreOptions::on_retry`].
+struct RetryNotice(Option<fn(&str)>);
+
+impl RetryInterceptor for RetryNotice {
+    fn intercept(&self, event: RetryEvent<'_>) {
+        if let Some(tell) = self.0 {
+            tell(&format!(
+                "storage request {} failed ({}); retry {} in {:.1}s",
+                event.op.into_static(),
+                describe(event.err),
+                event.attempt,
+                event.retry_after.as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// The HTTP status of a storage error response, from the response context
+/// opendal attaches (`response: Parts { status: 503, ... }`).
+fn http_status(e: &opendal::Error) -> Option<u16> {
+    let text = e.to_string();
+    let at = text.find("status: ")? + "status: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// `503 Service Unavailable`.
+fn status_words(code: u16) -> String {
+    let reason = match code {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    };
+    format!("{code} {reason}").trim_end().to_string()
 }
 
 /// One line for a storage error: what failed, and the cause in words
@@ -196,11 +244,21 @@ fn describe(e: &opendal::Error) -> String {
         root = Some(s.to_string());
         source = s.source();
     }
-    let message = match s3_error_code(e.message()) {
-        Some(("NoSuchBucket", _)) => "the bucket does not exist (create it first)".to_string(),
-        Some((code, "")) => format!("S3 error {code}"),
-        Some((code, text)) => format!("S3 error {code}: {text}"),
-        None => e.message().replace('\n', " "),
+    let status = http_status(e).map(status_words);
+    let message = match (s3_error_code(e.message()), status) {
+        (Some(("NoSuchBucket", _)), _) => "the bucket does not exist (create it first)".to_string(),
+        (Some((code, "")), _) => format!("S3 error {code}"),
+        (Some((code, text)), _) => format!("S3 error {code}: {text}"),
+        // An answer without an S3 error body (a proxy's or an overloaded
+        // server's 503): its status says what happened.
+        (None, Some(status)) if e.message().trim().is_empty() => {
+            format!("the storage answered HTTP {status}")
+        }
+        (None, Some(status)) => format!(
+            "the storage answered HTTP {status}: {}",
+            e.message().replace('\n', " ")
+        ),
+        (None, None) => e.message().replace('\n', " "),
     };
     match root {
         Some(r) if !r.is_empty() && r != message => format!("{message}: {r}"),
