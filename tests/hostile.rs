@@ -768,3 +768,111 @@ fn a_writers_copy_never_outranks_a_full_keys_in_prune() {
     }
     env.ok(&["check", "--read-data"]);
 }
+
+/// `faketime`, or `None` (and a failure under CI=true) without it.
+fn faketime() -> Option<&'static str> {
+    let found = Command::new("faketime")
+        .args(["-f", "+0", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(!common::in_ci(), "CI=true but faketime is not installed");
+        eprintln!("SKIPPED: faketime is not installed");
+        return None;
+    }
+    Some("faketime")
+}
+
+/// 6. A prune on a machine whose clock runs ahead of the storage
+///    by more than the grace period (file times are the storage's clock)
+///    would take a running backup's unindexed packs for leftovers: it
+///    refuses before deleting anything.
+#[test]
+fn prune_refuses_to_run_on_a_clock_ahead_of_the_storage() {
+    let Some(faketime) = faketime() else { return };
+    let env = Env::init_with(&["--pack-size", "1MiB"]);
+    let data = common::pseudo_random(3 << 20, 6);
+    let id = env.backup_stdin(&data, &["--stdin-filename", "db.bin"]);
+    // A backup that crashed after storing packs, before indexing them:
+    // what a running backup's packs look like too.
+    let before = pack_files(&env);
+    let stray = pack_files(&env).into_iter().next().unwrap();
+    let copy = stray.with_file_name(format!("{:0>64}", "1"));
+    std::fs::copy(&stray, &copy).unwrap();
+
+    let cairn = env.cmd();
+    let mut c = Command::new(faketime);
+    // Ahead by more than the grace period (24 h), so that the leftover
+    // looks old enough to delete.
+    c.args(["-f", "+25h"])
+        .arg(cairn.get_program())
+        .args(cairn.get_args());
+    for (k, v) in cairn.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let out = c.arg("prune").output().unwrap();
+    assert_code(&out, 1, &["prune with a clock 25 hours ahead"]);
+    assert!(
+        stderr(&out).contains("ahead of the storage"),
+        "{}",
+        stderr(&out)
+    );
+    let mut after = before.clone();
+    after.insert(copy.clone());
+    assert_eq!(pack_files(&env), after, "a skewed prune deleted packs");
+    assert!(env.dump(&id, "db.bin") == data);
+    env.ok(&["prune"]);
+    assert!(env.dump(&id, "db.bin") == data);
+}
+
+/// 6. A backup whose new packs are deleted before its snapshot lands (a
+///    skewed prune elsewhere, a snapshot written very late): it withdraws
+///    the snapshot and fails with exit 11 instead of reporting success.
+#[test]
+fn a_backup_whose_packs_vanished_before_the_commit_fails() {
+    let env = Env::init_with(&["--pack-size", "1MiB"]);
+    let source = env.path("big.bin");
+    std::fs::write(&source, common::pseudo_random(4 << 20, 9)).unwrap();
+    let before = pack_files(&env);
+    let command = format!("cat {} && sleep 3", source.display());
+    let child = env
+        .cmd()
+        .args([
+            "backup",
+            "--command",
+            &command,
+            "--stdin-filename",
+            "big.bin",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the data is stored (the command still sleeping: no new pack
+    // for half a second), its packs go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = 0;
+    let mut stable_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        let now = pack_files(&env).difference(&before).count();
+        if now != seen {
+            (seen, stable_since) = (now, std::time::Instant::now());
+        } else if seen >= 3 && stable_since.elapsed() > std::time::Duration::from_millis(500) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen >= 3, "only {seen} packs appeared");
+    for p in pack_files(&env).difference(&before) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 11, &["backup whose packs were deleted"]);
+    assert!(stderr(&out).contains("withdrawn"), "{}", stderr(&out));
+    assert!(
+        env.snapshots().is_empty(),
+        "a snapshot that cannot be restored was left"
+    );
+}

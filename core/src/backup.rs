@@ -284,7 +284,10 @@ pub fn backup(
 
     let upload_failed = AtomicBool::new(false);
     let mut dump_info = None;
+    let mut stored_packs: Vec<Id> = Vec::new();
+    let stored_packs_out = &mut stored_packs;
     let (root, mut summary, warnings, referenced) = thread::scope(|scope| -> Result<_> {
+        let stored_packs = stored_packs_out;
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
         let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
         let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
@@ -358,7 +361,10 @@ pub fn backup(
         // When storing packs failed, that is the cause; otherwise the
         // reading side's error (dump command, interruption) is.
         let root = match (flushed, uploaded) {
-            (Ok(root), Ok(())) => root,
+            (Ok(root), Ok(packs)) => {
+                *stored_packs = packs;
+                root
+            }
             (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
             (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
         };
@@ -405,7 +411,46 @@ pub fn backup(
     // between the check and the snapshot becoming visible.
     verify_referenced(repo, &referenced.0, &referenced.1)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
+    confirm_packs_stored(repo, &stored_packs, &snapshot.id)?;
     Ok(BackupOutcome { snapshot, warnings })
+}
+
+/// After the commit: are the packs this backup stored still there? A
+/// prune whose clock runs ahead of the storage's (or a snapshot that
+/// landed very late) can take a running backup's packs, not yet indexed
+/// long enough, for a crashed backup's leftovers and delete them
+/// (`repo-format.md` §12.6). Then the snapshot cannot be restored: it is
+/// withdrawn and the backup fails (exit 11) instead of reporting success.
+fn confirm_packs_stored(repo: &Repository, packs: &[Id], snapshot: &Id) -> Result<()> {
+    use rayon::prelude::*;
+    let gone = repo.with_io_threads(|| {
+        packs
+            .par_iter()
+            .map(|id| {
+                match repo
+                    .backend()
+                    .get_range(crate::backend::ObjectKind::Pack, &id.to_hex(), 0, 8)
+                {
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == ErrorKind::MissingObject => Ok(Some(*id)),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect::<Result<Vec<Option<Id>>>>()
+    })??;
+    let Some(pack) = gone.into_iter().flatten().next() else {
+        return Ok(());
+    };
+    repo.backend()
+        .delete(crate::backend::ObjectKind::Snapshot, &snapshot.to_hex())?;
+    Err(Error::new(
+        ErrorKind::Locked,
+        format!(
+            "pack {pack}, stored by this backup, was deleted before its snapshot became visible \
+             (a prune on a machine whose clock runs ahead?); the snapshot was withdrawn, \
+             nothing was committed: check the clocks and run the backup again"
+        ),
+    ))
 }
 
 /// Makes `p` absolute and removes `.` and `..` without following links.
@@ -434,7 +479,11 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 /// The channel has no buffer, so at most one pack per upload thread is in
 /// flight, besides the ones the saver is filling: memory is bounded by the
 /// pack size times the connections, whatever the size of the dump.
-fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBool) -> Result<()> {
+fn upload_packs(
+    repo: &Repository,
+    rx: Receiver<FinishedPack>,
+    failed: &AtomicBool,
+) -> Result<Vec<Id>> {
     let rx = Mutex::new(rx);
     let (stored_tx, stored_rx) = mpsc::channel::<Result<IndexPack>>();
     thread::scope(|scope| {
@@ -468,12 +517,13 @@ fn upload_packs(repo: &Repository, rx: Receiver<FinishedPack>, failed: &AtomicBo
 }
 
 /// Writes index objects for the packs the upload threads stored, until
-/// they are all done; returns the first error.
+/// they are all done; returns the packs, or the first error.
 fn index_stored_packs(
     repo: &Repository,
     stored: &Receiver<Result<IndexPack>>,
     failed: &AtomicBool,
-) -> Result<()> {
+) -> Result<Vec<Id>> {
+    let mut packs: Vec<Id> = Vec::new();
     let mut pending: Vec<IndexPack> = Vec::new();
     let mut pending_blobs = 0usize;
     let mut last_flush = std::time::Instant::now();
@@ -503,6 +553,7 @@ fn index_stored_packs(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         pending_blobs += record.blobs.len();
+        packs.push(record.pack_id);
         pending.push(record);
         if pending_blobs >= INDEX_FLUSH_BLOBS
             || pending.len() >= INDEX_FLUSH_PACKS
@@ -520,7 +571,7 @@ fn index_stored_packs(
             first_err.get_or_insert(e);
         }
     }
-    first_err.map_or(Ok(()), Err)
+    first_err.map_or(Ok(packs), Err)
 }
 
 /// Deduplicates, compresses, seals and packs blobs.

@@ -887,6 +887,40 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
     true
 }
 
+/// Refuses to go on when this machine's clock (`now`) is ahead of the
+/// storage's by more than the grace margin (at least a minute): the
+/// storage's time is the modification time it gives the index objects this
+/// prune just wrote (`repo-format.md` §12.5). A storage that gives no
+/// times cannot be compared with.
+pub fn check_clock(repo: &Repository, now: i64) -> Result<()> {
+    let written = repo.indexes_written();
+    if written.is_empty() {
+        return Ok(());
+    }
+    let storage_now = repo
+        .backend()
+        .list(ObjectKind::Index)?
+        .into_iter()
+        .filter(|o| Id::parse(&o.name).is_ok_and(|id| written.contains(&id)))
+        .filter_map(|o| o.modified)
+        .max();
+    let Some(storage_now) = storage_now else {
+        return Ok(());
+    };
+    let allowed = (repo.config().grace_margin_seconds() as i64).max(60);
+    let ahead = now - storage_now;
+    if ahead > allowed {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "this machine's clock is {ahead}s ahead of the storage's (more than the {allowed}s allowed): \
+                 prune would delete a running backup's data; nothing was deleted, fix the clock (NTP) and run it again"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Youngest age (seconds) at which a pack in no index may be deleted.
 pub const MIN_UNINDEXED_AGE: u64 = 3600;
 
@@ -999,6 +1033,10 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         });
     }
     stats.index_written += repo.save_index_records(records, INDEX_CHUNK_BLOBS)?;
+    // Before anything is deleted: does this machine's clock agree with the
+    // storage's? Ahead, it would take a running backup's new packs for a
+    // crashed one's leftovers and start grace periods early.
+    check_clock(repo, jiff::Timestamp::now().as_second())?;
 
     // 3. Only now: remove what the new index replaces...
     for id in &plan.index_objects {

@@ -541,6 +541,14 @@ impl Repository {
         Ok(id)
     }
 
+    /// The index objects this process wrote.
+    pub fn indexes_written(&self) -> HashSet<Id> {
+        self.indexes_written
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the index objects the cache knows now are exactly those it
     /// knew when the repository was opened plus those this process wrote:
     /// then no other process (a prune) changed the index since, and every
