@@ -358,27 +358,9 @@ fn deleted_cache_is_rebuilt_and_a_stale_one_is_not_trusted() {
 fn full_disk_during_backup() {
     let env = Env::empty();
     std::fs::create_dir_all(&env.repo).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(&env.repo)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !mounted {
-        assert!(
-            !common::in_ci(),
-            "CI=true but a tmpfs cannot be mounted for the disk-full test"
-        );
-        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+    let Some(_mounted) = common::mount_tmpfs(&env.repo, "3m", "the disk-full test") else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(env.repo.clone());
+    };
     let mut init = vec!["init", "--pack-size", "1MiB"];
     init.extend(common::FAST_KDF);
     env.ok(&init);

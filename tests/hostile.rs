@@ -32,28 +32,48 @@ fn add_writer(env: &Env) {
 /// The repository as the library sees it, unlocked to add with `password`: how an
 /// attacker holding that key writes whatever objects they like.
 fn unlock(env: &Env, password: &str) -> Repository {
-    let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
-    repository::locate(backend)
-        .unwrap()
+    locked(env)
         .unlock_to_add(password.as_bytes(), &CacheLocation::Temporary)
         .unwrap()
 }
 
-/// Peak resident memory of `cmd` in KiB (GNU time), with its output.
-fn peak_kib(env: &Env, args: &[&str]) -> (u64, std::process::Output) {
-    let report = env.path("time.txt");
+/// The repository as the library sees it, unlocked with the full key.
+fn unlock_full(env: &Env) -> Repository {
+    locked(env)
+        .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
+        .unwrap()
+}
+
+fn locked(env: &Env) -> repository::LockedRepository {
+    let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
+    repository::locate(backend).unwrap()
+}
+
+/// `program pre_args...` running cairn with `env`'s arguments and
+/// environment (under `sh -c`, `faketime`, GNU `time`).
+fn wrapped(env: &Env, program: &str, pre_args: &[&str]) -> Command {
     let cairn = env.cmd();
-    let mut c = Command::new("/usr/bin/time");
-    c.arg("-f").arg("%M").arg("-o").arg(&report);
-    c.arg(cairn.get_program());
-    c.args(cairn.get_args()).args(args);
+    let mut c = Command::new(program);
+    c.args(pre_args)
+        .arg(cairn.get_program())
+        .args(cairn.get_args());
     for (k, v) in cairn.get_envs() {
         match v {
             Some(v) => c.env(k, v),
             None => c.env_remove(k),
         };
     }
-    let out = c.output().unwrap();
+    c
+}
+
+/// Peak resident memory of `cmd` in KiB (GNU time), with its output.
+fn peak_kib(env: &Env, args: &[&str]) -> (u64, std::process::Output) {
+    let report = env.path("time.txt");
+    let time_args = ["-f", "%M", "-o", report.to_str().unwrap()];
+    let out = wrapped(env, "/usr/bin/time", &time_args)
+        .args(args)
+        .output()
+        .unwrap();
     let text = std::fs::read_to_string(&report).unwrap();
     let kib = text.trim().lines().last().unwrap().parse().unwrap();
     (kib, out)
@@ -210,32 +230,11 @@ fn a_fifo_in_place_of_the_config_or_a_pack_fails_at_once() {
 #[test]
 fn repository_directories_are_private_whatever_the_umask() {
     let env = Env::empty();
-    let cairn = env.cmd();
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg("umask 000 && exec \"$0\" \"$@\"")
-        .arg(cairn.get_program())
-        .args(cairn.get_args())
-        .args(["init"])
-        .args(FAST_KDF);
-    for (k, v) in cairn.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    let out = c.output().unwrap();
+    let umask = |env: &Env| wrapped(env, "sh", &["-c", "umask 000 && exec \"$0\" \"$@\""]);
+    let out = umask(&env).arg("init").args(FAST_KDF).output().unwrap();
     assert_code(&out, 0, &["init under umask 000"]);
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg("umask 000 && exec \"$0\" \"$@\"")
-        .arg(cairn.get_program())
-        .args(cairn.get_args())
-        .args(["backup", "-", "--stdin-filename", "db.sql"]);
-    for (k, v) in cairn.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
+    let mut c = umask(&env);
+    c.args(["backup", "-", "--stdin-filename", "db.sql"]);
     let out = common::run_with_stdin(&mut c, &common::fake_dump(500, 3));
     assert_code(&out, 0, &["backup under umask 000"]);
     let mut dirs = 0;
@@ -307,27 +306,9 @@ fn a_full_cache_file_system_falls_back_to_a_cache_in_memory() {
     let id = env.backup_stdin(&first, &["--stdin-filename", "db.sql"]);
     std::fs::remove_dir_all(&env.cache).unwrap();
     std::fs::create_dir_all(&env.cache).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&env.cache)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !mounted {
-        assert!(
-            !common::in_ci(),
-            "CI=true but a tmpfs cannot be mounted for the full-cache test"
-        );
-        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+    let Some(_mounted) = common::mount_tmpfs(&env.cache, "1m", "the full-cache test") else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(env.cache.clone());
+    };
     // Fill it.
     let mut fill = std::fs::File::create(env.cache.join("fill")).unwrap();
     let block = vec![0u8; 4096];
@@ -407,13 +388,7 @@ fn snapshots_dated_in_the_future_are_refused_reported_and_ignored() {
 
     // A modified client writes one anyway: the newest real snapshot's
     // contents, under the same host and paths, dated a year ahead.
-    let full = {
-        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
-        repository::locate(backend)
-            .unwrap()
-            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
-            .unwrap()
-    };
+    let full = unlock_full(&env);
     let list = full.load_snapshots().unwrap().good;
     let mut forged = list
         .iter()
@@ -472,13 +447,7 @@ fn snapshots_dated_in_the_future_are_refused_reported_and_ignored() {
 #[test]
 fn trees_nested_ten_thousand_deep_crash_nothing() {
     let env = Env::init();
-    let full = {
-        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
-        repository::locate(backend)
-            .unwrap()
-            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
-            .unwrap()
-    };
+    let full = unlock_full(&env);
     let id = cairn_core::benchgen::deep_tree(&full, 10_000)
         .unwrap()
         .to_hex();
@@ -561,13 +530,7 @@ fn a_huge_tag_neither_panics_nor_reaches_the_terminal() {
     assert!(stderr(&out).contains("at most 255"), "{}", stderr(&out));
     let id = env.backup_stdin(b"data\n", &["--stdin-filename", "db.sql"]);
 
-    let full = {
-        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
-        repository::locate(backend)
-            .unwrap()
-            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
-            .unwrap()
-    };
+    let full = unlock_full(&env);
     let mut forged = full.load_snapshots().unwrap().good[0].clone();
     forged.tags = vec![huge.clone()];
     unlock(&env, WRITER).save_snapshot(&forged).unwrap();
@@ -599,13 +562,7 @@ fn snapshots_deleted_by_a_concurrent_forget_are_not_damage() {
     use cairn_core::time::SnapshotTime;
     let env = Env::init();
     env.backup_stdin(b"data\n", &["--stdin-filename", "db.sql"]);
-    let full = {
-        let backend = backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
-        repository::locate(backend)
-            .unwrap()
-            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
-            .unwrap()
-    };
+    let full = unlock_full(&env);
     let first = full.load_snapshots().unwrap().good[0].clone();
     let start = first.time.timestamp().as_second();
     for n in 1..600 {
@@ -800,19 +757,12 @@ fn prune_refuses_to_run_on_a_clock_ahead_of_the_storage() {
     let copy = stray.with_file_name(format!("{:0>64}", "1"));
     std::fs::copy(&stray, &copy).unwrap();
 
-    let cairn = env.cmd();
-    let mut c = Command::new(faketime);
     // Ahead by more than the grace period (24 h), so that the leftover
     // looks old enough to delete.
-    c.args(["-f", "+25h"])
-        .arg(cairn.get_program())
-        .args(cairn.get_args());
-    for (k, v) in cairn.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    let out = c.arg("prune").output().unwrap();
+    let out = wrapped(&env, faketime, &["-f", "+25h"])
+        .arg("prune")
+        .output()
+        .unwrap();
     assert_code(&out, 1, &["prune with a clock 25 hours ahead"]);
     assert!(
         stderr(&out).contains("ahead of the storage"),

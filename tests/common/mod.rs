@@ -344,3 +344,30 @@ pub fn kill_until_done(
         assert!(kills < 2000, "the command never finished");
     }
 }
+
+/// A tmpfs mounted by [`mount_tmpfs`], unmounted when dropped.
+pub struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// Mounts a tmpfs of `size` (`3m`) on the directory `dir`, for a test of a
+/// full file system (`what`). Needs root: under CI=true a failing mount is
+/// an error, elsewhere `None` (the test is skipped).
+pub fn mount_tmpfs(dir: &Path, size: &str, what: &str) -> Option<Mounted> {
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !mounted {
+        assert!(!in_ci(), "CI=true but a tmpfs cannot be mounted for {what}");
+        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return None;
+    }
+    Some(Mounted(dir.to_path_buf()))
+}
