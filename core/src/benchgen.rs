@@ -212,19 +212,6 @@ pub fn generate(
     Ok(w.out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_unique_and_sized() {
-        let a = chunk_bytes(1, 64);
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, chunk_bytes(2, 64));
-        assert_eq!(chunk_bytes(3, 2).len(), 8);
-    }
-}
-
 /// Writes a snapshot (tagged `deep`) of a directory chain `d/d/…/d`
 /// nested `depth` deep with a file `deep.txt` at the bottom: the input a
 /// modified client could store to crash tools that walk trees
@@ -297,4 +284,17 @@ pub fn plant_garbage(repo: &Repository, ids: &[Id]) -> Result<Id> {
     let record = IndexPack::live(pack.id, pack.entries);
     repo.save_index_records(vec![record], crate::backup::INDEX_FLUSH_BLOBS)?;
     Ok(pack.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_unique_and_sized() {
+        let a = chunk_bytes(1, 64);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, chunk_bytes(2, 64));
+        assert_eq!(chunk_bytes(3, 2).len(), 8);
+    }
 }
