@@ -87,10 +87,10 @@ Exit codes:
     2    invalid command line or option value
     3    finished, but some entries were skipped (listed on stderr): backup saved a
          snapshot without unreadable files; restore left out special files or
-         restored files a repair marked damaged
+         paths too long for this system, or restored files a repair marked damaged
    10    repository does not exist (or is not a cairn repository)
-   11    repository busy: a prune ran during this backup and condemned data it refers
-         to; nothing was committed (run the backup again)
+   11    repository busy: a prune ran during this backup and condemned (or deleted)
+         data it refers to; nothing was committed (run the backup again)
    12    wrong password, or no password given
    13    access refused: wrong S3 credentials, no permission on the repository
          directory, or a write-only key used for anything but backup, wal-push

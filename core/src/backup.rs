@@ -411,7 +411,8 @@ pub fn backup(
     // between the check and the snapshot becoming visible.
     verify_referenced(repo, &referenced.0, &referenced.1)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
-    confirm_packs_stored(repo, &stored_packs, &snapshot.id)?;
+    let mut warnings = warnings;
+    warnings.extend(confirm_packs_stored(repo, &stored_packs, &snapshot.id)?);
     Ok(BackupOutcome { snapshot, warnings })
 }
 
@@ -421,9 +422,11 @@ pub fn backup(
 /// long enough, for a crashed backup's leftovers and delete them
 /// (`repo-format.md` §12.6). Then the snapshot cannot be restored: it is
 /// withdrawn and the backup fails (exit 11) instead of reporting success.
-fn confirm_packs_stored(repo: &Repository, packs: &[Id], snapshot: &Id) -> Result<()> {
+/// A read that fails otherwise (the storage unreachable) proves nothing:
+/// the committed snapshot stays, with a warning.
+fn confirm_packs_stored(repo: &Repository, packs: &[Id], snapshot: &Id) -> Result<Option<String>> {
     use rayon::prelude::*;
-    let gone = repo.with_io_threads(|| {
+    let found: Vec<Result<Option<Id>>> = repo.with_io_threads(|| {
         packs
             .par_iter()
             .map(|id| {
@@ -436,10 +439,21 @@ fn confirm_packs_stored(repo: &Repository, packs: &[Id], snapshot: &Id) -> Resul
                     Err(e) => Err(e),
                 }
             })
-            .collect::<Result<Vec<Option<Id>>>>()
-    })??;
-    let Some(pack) = gone.into_iter().flatten().next() else {
-        return Ok(());
+            .collect()
+    })?;
+    let mut gone = None;
+    let mut unknown = None;
+    for r in found {
+        match r {
+            Ok(Some(id)) => gone = gone.or(Some(id)),
+            Ok(None) => {}
+            Err(e) => unknown = unknown.or(Some(e)),
+        }
+    }
+    let Some(pack) = gone else {
+        return Ok(unknown.map(|e| {
+            format!("could not confirm that the packs of this backup are still stored: {e}")
+        }));
     };
     repo.backend()
         .delete(crate::backend::ObjectKind::Snapshot, &snapshot.to_hex())?;
