@@ -701,20 +701,9 @@ fn a_writers_copy_never_outranks_a_full_keys_in_prune() {
 
     // The writer plants garbage under every data blob ID it can see.
     let writer = unlock(&env, WRITER);
-    let mut ids = Vec::new();
-    for info in writer.backend().list(ObjectKind::Index).unwrap() {
-        let index_id = cairn_core::id::Id::parse(&info.name).unwrap();
-        for p in writer.load_index(&index_id).unwrap() {
-            ids.extend(
-                p.blobs
-                    .iter()
-                    .filter(|b| b.blob_type == cairn_core::pack::BlobType::Data)
-                    .map(|b| b.id),
-            );
-        }
-    }
+    let ids = data_blob_ids(&writer);
     assert!(!ids.is_empty());
-    cairn_core::benchgen::plant_garbage(&writer, &ids).unwrap();
+    cairn_core::benchgen::plant_garbage(&writer, &ids, 0).unwrap();
 
     for args in [&["prune"][..], &["prune", "--grace", "0"]] {
         env.ok(args);
@@ -825,4 +814,59 @@ fn a_backup_whose_packs_vanished_before_the_commit_fails() {
         env.snapshots().is_empty(),
         "a snapshot that cannot be restored was left"
     );
+}
+
+/// Every data blob ID the index lists (a write-only key can read it).
+fn data_blob_ids(repo: &Repository) -> Vec<cairn_core::id::Id> {
+    let mut ids = Vec::new();
+    for info in repo.backend().list(ObjectKind::Index).unwrap() {
+        let index_id = cairn_core::id::Id::parse(&info.name).unwrap();
+        for p in repo.load_index(&index_id).unwrap() {
+            ids.extend(
+                p.blobs
+                    .iter()
+                    .filter(|b| b.blob_type == cairn_core::pack::BlobType::Data)
+                    .map(|b| b.id),
+            );
+        }
+    }
+    ids
+}
+
+/// 1. Two copies of a write-only key's blobs, the real one and garbage a
+///    compromised writer stored under the same IDs in a pack that sorts
+///    first: prune checks the writer copy it would keep, passes over the
+///    garbage, and the writer's snapshot survives `prune --grace 0`.
+#[test]
+fn prune_checks_the_writer_copy_it_keeps_instead_of_another() {
+    let env = Env::init_with(&["--no-delta"]);
+    add_writer(&env);
+    let data = common::fake_dump(4000, 31);
+    let args = ["--json", "backup", "-", "--stdin-filename", "db.sql"];
+    let out = common::run_with_stdin(as_writer(&env).args(args), &data);
+    assert_code(&out, 0, &["writer backup"]);
+    let id = common::snapshot_id(&out);
+    let writer = unlock(&env, WRITER);
+    let ids = data_blob_ids(&writer);
+    let real: Vec<String> = pack_files(&env)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    let lowest = real.iter().min().unwrap().clone();
+    let mut planted = false;
+    for seed in 1..200 {
+        let pack = cairn_core::benchgen::plant_garbage(&writer, &ids, seed).unwrap();
+        if pack.to_hex() < lowest {
+            planted = true;
+            break;
+        }
+    }
+    assert!(planted, "no garbage pack sorted before the real ones");
+    let out = env.run(&["prune", "--grace", "0"]);
+    assert_code(&out, 0, &["prune --grace 0"]);
+    assert!(
+        env.dump(&id, "db.sql") == data,
+        "prune kept the garbage copy"
+    );
+    env.ok(&["check", "--read-data"]);
 }

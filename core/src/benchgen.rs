@@ -258,12 +258,13 @@ pub fn deep_tree(repo: &Repository, depth: usize) -> Result<Id> {
 
 /// Stores garbage under the IDs of the data blobs `ids`, in one new pack,
 /// and indexes it: what a compromised write-only host can do to blobs it
-/// sees in the index (`tests/hostile.rs`). Returns the new pack's ID.
-pub fn plant_garbage(repo: &Repository, ids: &[Id]) -> Result<Id> {
+/// sees in the index (`tests/hostile.rs`); `seed` varies the garbage.
+/// Returns the new pack's ID.
+pub fn plant_garbage(repo: &Repository, ids: &[Id], seed: u64) -> Result<Id> {
     let (keys, repo_id) = (repo.keys(), *repo.id());
     let mut w = PackWriter::new(keys, &repo_id)?;
     for (n, id) in ids.iter().enumerate() {
-        let garbage = chunk_bytes(n as u64 ^ 0xbad, 1024);
+        let garbage = chunk_bytes((n as u64 ^ 0xbad).wrapping_add(seed << 32), 1024);
         w.add(&pack::encode_blob(
             keys,
             &repo_id,

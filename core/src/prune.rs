@@ -487,7 +487,16 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
     ids.sort();
     let mut used = used;
     let mut claimed: HashSet<Id> = HashSet::with_capacity(used.len());
-    claim_copies(&mut packs, &ids, &present, &used, &mut claimed, true);
+    let no_rejects = HashSet::new();
+    claim_copies(
+        &mut packs,
+        &ids,
+        &present,
+        &used,
+        &mut claimed,
+        true,
+        &no_rejects,
+    );
     // A claimed delta needs its base, claimed from a copy stored whole (a
     // base is never a delta). Only the claimed copies count: a delta copy
     // nothing claims may name a base that is long gone. A base that is in
@@ -512,8 +521,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
             }
         }
         used.extend(need_whole.iter().copied());
-        claim_copies(&mut packs, &ids, &present, &need_whole, &mut claimed, false);
+        claim_copies(
+            &mut packs,
+            &ids,
+            &present,
+            &need_whole,
+            &mut claimed,
+            false,
+            &no_rejects,
+        );
     }
+    verify_writer_claims(repo, &mut packs, &ids, &present, &mut claimed, cancel)?;
     if claimed.len() != used.len() {
         let missing = used
             .iter()
@@ -765,6 +783,7 @@ fn claim_copies(
     want: &HashSet<Id>,
     claimed: &mut HashSet<Id>,
     deltas: bool,
+    rejected: &HashSet<(Id, usize)>,
 ) {
     let kinds: &[bool] = if deltas { &[false, true] } else { &[false] };
     // A delta copy is usable only if its base is stored whole somewhere:
@@ -804,6 +823,7 @@ fn claim_copies(
                         && e.session == session_pass
                         && usable
                         && want.contains(&e.id)
+                        && !rejected.contains(&(*id, i))
                         && claimed.insert(e.id)
                     {
                         p.claimed[i] = true;
@@ -813,6 +833,83 @@ fn claim_copies(
                 }
             }
         }
+    }
+}
+
+/// A write-only key's copy of a blob that prune keeps while another copy
+/// of it is stored (another writer's, or garbage a compromised writer
+/// stored under the ID) is read and checked first: a copy that does not
+/// open to its ID is passed over for the next one (`repo-format.md`
+/// §12.3). Full keys' copies need no check (a writer cannot forge them);
+/// blobs with a single copy have nothing to choose from.
+fn verify_writer_claims(
+    repo: &Repository,
+    packs: &mut HashMap<Id, PackPlan>,
+    ids: &[Id],
+    present: &HashSet<Id>,
+    claimed: &mut HashSet<Id>,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let mut copies: HashMap<Id, usize> = HashMap::new();
+    for id in ids.iter().filter(|id| present.contains(*id)) {
+        if let Some(p) = packs.get(id) {
+            for e in &p.entries {
+                *copies.entry(e.id).or_default() += 1;
+            }
+        }
+    }
+    let mut rejected: HashSet<(Id, usize)> = HashSet::new();
+    loop {
+        // The claimed writer copies of blobs stored more than once, not
+        // yet checked.
+        let mut suspect: Vec<(Id, usize, BlobEntry)> = Vec::new();
+        for id in ids {
+            let Some(p) = packs.get(id) else { continue };
+            for (i, (e, &c)) in p.entries.iter().zip(&p.claimed).enumerate() {
+                if c && e.session && copies.get(&e.id).is_some_and(|&n| n > 1) {
+                    suspect.push((*id, i, *e));
+                }
+            }
+        }
+        let mut bad = Vec::new();
+        for (pack_id, i, e) in suspect {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(Error::interrupted());
+            }
+            if rejected.contains(&(pack_id, i)) {
+                continue;
+            }
+            let sealed = repo.backend().get_range(
+                ObjectKind::Pack,
+                &pack_id.to_hex(),
+                u64::from(e.offset),
+                u64::from(e.length),
+            )?;
+            let keys = repo.blob_keys(&pack_id, &e)?;
+            match pack::decode_blob(&keys, repo.id(), &e, &sealed, &pack_id) {
+                Ok(_) => {
+                    // Checked: never again in this loop.
+                    copies.insert(e.id, 1);
+                }
+                Err(err) if err.kind() == ErrorKind::Corrupt => bad.push((pack_id, i, e)),
+                Err(err) => return Err(err),
+            }
+        }
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let mut again = HashSet::new();
+        for (pack_id, i, e) in bad {
+            rejected.insert((pack_id, i));
+            if let Some(p) = packs.get_mut(&pack_id) {
+                p.claimed[i] = false;
+                p.used_blobs -= 1;
+                p.used_bytes -= u64::from(e.length);
+            }
+            claimed.remove(&e.id);
+            again.insert(e.id);
+        }
+        claim_copies(packs, ids, present, &again, claimed, true, &rejected);
     }
 }
 
@@ -1193,7 +1290,15 @@ mod tests {
         let present: HashSet<Id> = ids.iter().copied().collect();
         let want: HashSet<Id> = [Id::from_bytes([7; 32])].into();
         let mut claimed = HashSet::new();
-        claim_copies(&mut packs, &ids, &present, &want, &mut claimed, true);
+        claim_copies(
+            &mut packs,
+            &ids,
+            &present,
+            &want,
+            &mut claimed,
+            true,
+            &HashSet::new(),
+        );
         assert_eq!(packs[&a].claimed, [false]);
         assert_eq!(packs[&b].claimed, [true]);
     }
