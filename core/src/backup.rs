@@ -284,92 +284,87 @@ pub fn backup(
 
     let upload_failed = AtomicBool::new(false);
     let mut dump_info = None;
-    let mut stored_packs: Vec<Id> = Vec::new();
-    let stored_packs_out = &mut stored_packs;
-    let (root, mut summary, warnings, referenced) = thread::scope(|scope| -> Result<_> {
-        let stored_packs = stored_packs_out;
-        let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
-        let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
-        let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
-        // A write-only key reads no stored chunk, so it has no bases.
-        if !opts.no_delta && !repo.is_write_only() {
-            saver.enable_deltas(&opts.hostname, &paths)?;
-        }
-        let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
-        // A stream is inspected as it is read and judged once it ended
-        // (and, for a command, once it exited 0): an incomplete dump fails
-        // the backup before the snapshot.
-        let judge = |saved: Result<Id>, filename: &str, dump_info: &mut Option<DumpInfo>| {
-            let root = saved?;
-            let taken = match inspector.lock() {
-                Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
-                Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
-            };
-            let found = taken.finish(filename)?;
-            for w in &found.warnings {
-                progress.warning(w);
+    let (root, mut summary, warnings, referenced, stored_packs) =
+        thread::scope(|scope| -> Result<_> {
+            let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
+            let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
+            let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+            // A write-only key reads no stored chunk, so it has no bases.
+            if !opts.no_delta && !repo.is_write_only() {
+                saver.enable_deltas(&opts.hostname, &paths)?;
             }
-            *dump_info = found.info;
-            Ok(root)
-        };
-        let saved = match source {
-            BackupSource::Paths(_) => {
-                // One directory-format dump (pg_dump -Fd) is checked first.
-                let checked = match sources.as_slice() {
-                    [one] => check_directory_dump(one, opts.validate_dumps),
-                    _ => Ok(None),
+            let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
+            // A stream is inspected as it is read and judged once it ended
+            // (and, for a command, once it exited 0): an incomplete dump fails
+            // the backup before the snapshot.
+            let judge = |saved: Result<Id>, filename: &str, dump_info: &mut Option<DumpInfo>| {
+                let root = saved?;
+                let taken = match inspector.lock() {
+                    Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
+                    Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
                 };
-                checked.and_then(|info| {
-                    if let Some(i) = &info {
-                        let name = sources[0].display().to_string();
-                        if let Some(w) = crate::dumpcheck::compression_warning(&name, i) {
-                            progress.warning(&w);
+                let found = taken.finish(filename)?;
+                for w in &found.warnings {
+                    progress.warning(w);
+                }
+                *dump_info = found.info;
+                Ok(root)
+            };
+            let saved = match source {
+                BackupSource::Paths(_) => {
+                    // One directory-format dump (pg_dump -Fd) is checked first.
+                    let checked = match sources.as_slice() {
+                        [one] => check_directory_dump(one, opts.validate_dumps),
+                        _ => Ok(None),
+                    };
+                    checked.and_then(|info| {
+                        if let Some(i) = &info {
+                            let name = sources[0].display().to_string();
+                            if let Some(w) = crate::dumpcheck::compression_warning(&name, i) {
+                                progress.warning(&w);
+                            }
                         }
-                    }
-                    dump_info = info;
-                    saver.save_paths(&sources)
-                })
-            }
-            BackupSource::Stream { reader, filename } => {
-                let reader = InspectingReader::new(reader, Arc::clone(&inspector));
-                let saved = saver.save_stream_file(reader, &filename, time, &|| {});
-                judge(saved, &filename, &mut dump_info)
-            }
-            BackupSource::Command { command, filename } => {
-                let saved = saver.save_command(&command, &filename, time, &inspector);
-                judge(saved, &filename, &mut dump_info)
-            }
-        };
-        let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
-        // Sketches of what was stored, also after a failure: an entry
-        // whose blob never got indexed is skipped when looked up.
-        let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
-        // Everything the snapshot will refer to, for the commit check:
-        // what was reused from the index and what this backup stored.
-        let mut referenced = std::mem::take(&mut saver.reused);
-        referenced.extend(saver.seen.drain());
-        let bases = std::mem::take(&mut saver.bases);
-        referenced.extend(bases.iter().copied());
-        let (stats, warnings) = (
-            std::mem::take(&mut saver.stats),
-            std::mem::take(&mut saver.warnings),
-        );
-        drop(saver); // closes the pack channel: the uploader finishes
-        let uploaded = uploader
-            .join()
-            .map_err(|_| Error::new(ErrorKind::Io, "the upload thread panicked"))?;
-        // When storing packs failed, that is the cause; otherwise the
-        // reading side's error (dump command, interruption) is.
-        let root = match (flushed, uploaded) {
-            (Ok(root), Ok(packs)) => {
-                *stored_packs = packs;
-                root
-            }
-            (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
-            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
-        };
-        Ok((root, stats, warnings, (referenced, bases)))
-    })?;
+                        dump_info = info;
+                        saver.save_paths(&sources)
+                    })
+                }
+                BackupSource::Stream { reader, filename } => {
+                    let reader = InspectingReader::new(reader, Arc::clone(&inspector));
+                    let saved = saver.save_stream_file(reader, &filename, time, &|| {});
+                    judge(saved, &filename, &mut dump_info)
+                }
+                BackupSource::Command { command, filename } => {
+                    let saved = saver.save_command(&command, &filename, time, &inspector);
+                    judge(saved, &filename, &mut dump_info)
+                }
+            };
+            let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
+            // Sketches of what was stored, also after a failure: an entry
+            // whose blob never got indexed is skipped when looked up.
+            let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
+            // Everything the snapshot will refer to, for the commit check:
+            // what was reused from the index and what this backup stored.
+            let mut referenced = std::mem::take(&mut saver.reused);
+            referenced.extend(saver.seen.drain());
+            let bases = std::mem::take(&mut saver.bases);
+            referenced.extend(bases.iter().copied());
+            let (stats, warnings) = (
+                std::mem::take(&mut saver.stats),
+                std::mem::take(&mut saver.warnings),
+            );
+            drop(saver); // closes the pack channel: the uploader finishes
+            let uploaded = uploader
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Io, "the upload thread panicked"))?;
+            // When storing packs failed, that is the cause; otherwise the
+            // reading side's error (dump command, interruption) is.
+            let (root, stored_packs) = match (flushed, uploaded) {
+                (Ok(root), Ok(packs)) => (root, packs),
+                (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
+                (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+            };
+            Ok((root, stats, warnings, (referenced, bases), stored_packs))
+        })?;
 
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::interrupted());

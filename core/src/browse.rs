@@ -102,7 +102,7 @@ pub fn trees_bottom_up(
     let mut order = Vec::new();
     let mut seen = HashSet::from([*root]);
     // (tree, whether its subtrees are already on the stack above it)
-    let mut stack: Vec<(Id, bool)> = Vec::new();
+    let mut stack: Vec<(Id, bool)> = vec![(*root, false)];
     let subtrees = |id: &Id| -> Vec<Id> {
         match repo.load_tree(index, id) {
             Ok(t) => t
@@ -114,11 +114,6 @@ pub fn trees_bottom_up(
             Err(_) => Vec::new(),
         }
     };
-    for sub in subtrees(root) {
-        if seen.insert(sub) {
-            stack.push((sub, false));
-        }
-    }
     while let Some((id, expanded)) = stack.pop() {
         if expanded {
             order.push(id);
@@ -132,6 +127,8 @@ pub fn trees_bottom_up(
             }
         }
     }
+    // The root comes last in this order; it is not "below" itself.
+    order.pop();
     Ok(order)
 }
 

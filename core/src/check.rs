@@ -613,25 +613,9 @@ impl Checker<'_> {
         index: &CacheReader,
         entries: &[pack::BlobEntry],
     ) -> HashMap<Id, Vec<u8>> {
-        let mut ids: Vec<Id> = entries
-            .iter()
-            .filter_map(|e| e.compression.base())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let mut locs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            match index.get(id) {
-                Ok(Some(loc))
-                    if loc.entry.blob_type == BlobType::Data
-                        && loc.entry.compression.base().is_none() =>
-                {
-                    locs.push(loc)
-                }
-                _ => return HashMap::new(),
-            }
-        }
-        locs.sort_by_key(|l| (l.pack_id, l.entry.offset));
+        let Ok(locs) = crate::restore::locate_bases(index, entries) else {
+            return HashMap::new();
+        };
         match crate::restore::fetch_whole(self.repo, &locs) {
             Ok(plain) => locs.iter().map(|l| l.entry.id).zip(plain).collect(),
             Err(_) => HashMap::new(),

@@ -861,7 +861,7 @@ fn verify_writer_claims(
     let mut rejected: HashSet<(Id, usize)> = HashSet::new();
     loop {
         // The claimed writer copies of blobs stored more than once, not
-        // yet checked.
+        // yet checked (a rejected copy is never claimed again).
         let mut suspect: Vec<(Id, usize, BlobEntry)> = Vec::new();
         for id in ids {
             let Some(p) = packs.get(id) else { continue };
@@ -875,9 +875,6 @@ fn verify_writer_claims(
         for (pack_id, i, e) in suspect {
             if cancel.load(Ordering::SeqCst) {
                 return Err(Error::interrupted());
-            }
-            if rejected.contains(&(pack_id, i)) {
-                continue;
             }
             let sealed = repo.backend().get_range(
                 ObjectKind::Pack,

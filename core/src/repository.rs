@@ -351,9 +351,9 @@ impl LockedRepository {
             // The cache's disk filled (or failed) while it was brought up
             // to date: carry on with one in memory.
             Err(e) if e.kind() == ErrorKind::LocalCache && !repo.cache.is_in_memory() => {
-                let dir = repo.cache.path().parent().map(Path::to_path_buf);
-                let dir = dir.unwrap_or_default();
-                repo.warnings.push(cache_fallback_warning(&dir, &e));
+                let dir = repo.cache.path().parent().unwrap_or(Path::new(""));
+                let warning = cache_fallback_warning(dir, &e);
+                repo.warnings.push(warning);
                 repo.cache = IndexCache::in_memory()?;
                 repo.sync_index()?
             }

@@ -21,7 +21,7 @@ use crate::backend::ObjectKind;
 use crate::cache::{BlobLocation, CacheReader};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
-use crate::pack::{self, BlobType};
+use crate::pack::{self, BlobEntry, BlobType};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
@@ -222,33 +222,7 @@ pub(crate) fn fetch_batch(
     locs: &[BlobLocation],
 ) -> Result<Vec<Vec<u8>>> {
     let fetched = fetch_runs(repo, locs)?;
-    let mut wanted: Vec<BlobLocation> = Vec::new();
-    let mut seen: HashSet<Id> = HashSet::new();
-    for loc in locs {
-        let Some(base) = loc.entry.compression.base() else {
-            continue;
-        };
-        if !seen.insert(base) {
-            continue;
-        }
-        let found = index.get(&base)?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::MissingObject,
-                format!(
-                    "data blob {base}, the base of delta {}, is not in the index",
-                    loc.entry.id
-                ),
-            )
-        })?;
-        if found.entry.blob_type != loc.entry.blob_type || found.entry.compression.base().is_some()
-        {
-            return Err(Error::corrupt(format!(
-                "blob {base}, the base of delta {}, is not a data blob stored whole",
-                loc.entry.id
-            )));
-        }
-        wanted.push(found);
-    }
+    let wanted = locate_bases(index, locs.iter().map(|l| &l.entry))?;
     if wanted.is_empty() {
         return Ok(fetched
             .into_iter()
@@ -257,7 +231,6 @@ pub(crate) fn fetch_batch(
             })
             .collect());
     }
-    wanted.sort_by_key(|l| (l.pack_id, l.entry.offset));
     let bases: Vec<Vec<u8>> = fetch_whole(repo, &wanted)?;
     let base_at: HashMap<Id, usize> = wanted
         .iter()
@@ -280,6 +253,43 @@ pub(crate) fn fetch_batch(
             }
         })
         .collect()
+}
+
+/// Where the bases of the deltas among `entries` are, each once, in pack
+/// and offset order (for [`fetch_whole`]). Each must be indexed, and stored
+/// whole as a blob of its delta's type.
+pub(crate) fn locate_bases<'a>(
+    index: &CacheReader,
+    entries: impl IntoIterator<Item = &'a BlobEntry>,
+) -> Result<Vec<BlobLocation>> {
+    let mut wanted: Vec<BlobLocation> = Vec::new();
+    let mut seen: HashSet<Id> = HashSet::new();
+    for entry in entries {
+        let Some(base) = entry.compression.base() else {
+            continue;
+        };
+        if !seen.insert(base) {
+            continue;
+        }
+        let found = index.get(&base)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingObject,
+                format!(
+                    "data blob {base}, the base of delta {}, is not in the index",
+                    entry.id
+                ),
+            )
+        })?;
+        if found.entry.blob_type != entry.blob_type || found.entry.compression.base().is_some() {
+            return Err(Error::corrupt(format!(
+                "blob {base}, the base of delta {}, is not a data blob stored whole",
+                entry.id
+            )));
+        }
+        wanted.push(found);
+    }
+    wanted.sort_by_key(|l| (l.pack_id, l.entry.offset));
+    Ok(wanted)
 }
 
 /// [`fetch_batch`] for blobs stored whole (delta bases).

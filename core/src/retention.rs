@@ -494,7 +494,7 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
     // The newest snapshot that is not in the future.
     let latest = list
         .iter()
-        .filter(|s| s.time.timestamp() < now && !s.future_dated)
+        .filter(|s| s.time.timestamp() < now)
         .map(|s| s.time)
         .max_by_key(|t| t.timestamp());
     let oldest = list.len() - 1;
