@@ -10,6 +10,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::garage::Garage;
 use common::s3::S3Server;
 use common::*;
 
@@ -23,6 +24,25 @@ fn nightly_backups_restore_prune_and_check_on_s3() {
         return;
     };
     let env = s3_env(&server, "nightly", &["--pack-size", "1MiB"]);
+    nightly(&env, &|| server.log());
+}
+
+/// The same on Garage, which is S3 but not quite (it ignores
+/// `If-None-Match`, lists in its own way).
+#[test]
+fn nightly_backups_restore_prune_and_check_on_garage() {
+    let Some(server) = Garage::start() else {
+        return;
+    };
+    let env = Env::init_at(
+        &server.location("nightly"),
+        &server.env(),
+        &["--pack-size", "1MiB"],
+    );
+    nightly(&env, &|| server.log());
+}
+
+fn nightly(env: &Env, log: &dyn Fn() -> String) {
     let mut nights = Vec::new();
     for n in 0..4u64 {
         let mut dump = fake_dump(25_000, 100 * (n + 1));
@@ -32,7 +52,7 @@ fn nightly_backups_restore_prune_and_check_on_s3() {
     }
     assert_eq!(env.snapshots().len(), 4);
     for (id, dump) in &nights {
-        assert_eq!(&env.dump(id, "shop.sql"), dump, "{}", server.log());
+        assert_eq!(&env.dump(id, "shop.sql"), dump, "{}", log());
     }
     // A directory, restored.
     let src = env.path("src");
@@ -484,5 +504,216 @@ fn write_only_backups_on_s3_restore_with_a_full_key() {
     env.ok(&["check", "--read-data"]);
     for (id, dump) in &nights[1..] {
         assert_eq!(&env.dump(id, "shop.sql"), dump);
+    }
+}
+
+/// The two S3 servers the tests run against: a location maker, the
+/// credentials, and whether the server honours `If-None-Match: *`.
+struct Server {
+    location: Box<dyn Fn(&str) -> String>,
+    vars: Vec<(&'static str, &'static str)>,
+    create_only_probe: bool,
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn servers() -> Vec<(&'static str, Server)> {
+    let mut out = Vec::new();
+    if let Some(s) = S3Server::start() {
+        let loc = s.location("");
+        out.push((
+            "s3s-fs",
+            Server {
+                location: Box::new(move |p| format!("{loc}{p}")),
+                vars: s.env().to_vec(),
+                create_only_probe: true,
+                _keep: Box::new(s),
+            },
+        ));
+    }
+    if let Some(g) = Garage::start() {
+        let loc = g.location("");
+        out.push((
+            "garage",
+            Server {
+                location: Box::new(move |p| format!("{loc}{p}")),
+                vars: g.env().to_vec(),
+                create_only_probe: false,
+                _keep: Box::new(g),
+            },
+        ));
+    }
+    out
+}
+
+/// Runs `commands` at once; their outputs, in order.
+fn all_at_once(commands: Vec<std::process::Command>) -> Vec<std::process::Output> {
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+/// A scratch environment for `location` on `server`, without `init`.
+fn env_at(server: &Server, location: &str) -> Env {
+    let mut env = Env::empty();
+    env.location = Some(location.to_string());
+    env.vars = server
+        .vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env
+}
+
+/// Issue 19: Garage ignores create-only, so two `wal-push` of different
+/// files under one name both exited 0 and one was lost. Through claims,
+/// at most one is told it archived the file, and it is the one whose
+/// bytes come back; on either server.
+#[test]
+fn concurrent_wal_pushes_of_different_files_under_one_name_never_both_succeed() {
+    for (server_name, server) in servers() {
+        let location = (server.location)("walrace");
+        let env = Env::init_at(&location, &server.vars, &[]);
+        // init tells which kind of server this is.
+        let out = env_at(&server, &(server.location)("probe"))
+            .cmd()
+            .args(["--json", "init"])
+            .args(FAST_KDF)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &[server_name, "init"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["create_only"], server.create_only_probe,
+            "{server_name}: {v}"
+        );
+
+        let mut winners = 0;
+        for round in 0..4u64 {
+            let name = format!("0000000100000000000000{:02X}", 0x10 + round);
+            let files: Vec<_> = (0..3u64)
+                .map(|w| {
+                    let dir = env.path(&format!("r{round}w{w}"));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let path = dir.join(&name);
+                    // Odd seeds: pseudo_random(n, 2k) equals pseudo_random(n, 2k+1).
+                    let seed = 2 * (round * 10 + w) + 1;
+                    std::fs::write(&path, pseudo_random(200_000, seed)).unwrap();
+                    path
+                })
+                .collect();
+            let outs = all_at_once(
+                files
+                    .iter()
+                    .map(|p| {
+                        let mut c = env.cmd();
+                        c.args(["--json", "wal-push"]).arg(p);
+                        c
+                    })
+                    .collect(),
+            );
+            let mut won = Vec::new();
+            for (w, out) in outs.iter().enumerate() {
+                match out.status.code() {
+                    Some(0) => won.push(w),
+                    Some(28) => {}
+                    _ => panic!("{server_name} round {round} writer {w}: {}", stderr(out)),
+                }
+            }
+            assert!(
+                won.len() <= 1,
+                "{server_name} round {round}: writers {won:?} were all told they archived {name}: {:?}",
+                outs.iter()
+                    .map(|o| (String::from_utf8_lossy(&o.stdout).to_string(), stderr(o)))
+                    .collect::<Vec<_>>()
+            );
+            let dest = env.path("fetched");
+            let out = env.run(&["wal-fetch", &name, dest.to_str().unwrap()]);
+            match won[..] {
+                [w] => {
+                    winners += 1;
+                    assert_code(&out, 0, &[server_name, "wal-fetch"]);
+                    assert!(
+                        std::fs::read(&dest).unwrap() == std::fs::read(&files[w]).unwrap(),
+                        "{server_name} round {round}: the archive holds other bytes than writer {w}'s"
+                    );
+                }
+                _ => {
+                    // All refused: nothing archived, and a lone retry works.
+                    assert_code(&out, 20, &[server_name, "wal-fetch after a tie"]);
+                    env.ok(&["wal-push", files[0].to_str().unwrap()]);
+                }
+            }
+        }
+        eprintln!("{server_name}: {winners} of 4 rounds had one winner, the rest none");
+        env.ok(&["check", "--read-data"]);
+    }
+}
+
+/// Issue 19: two concurrent `init` on Garage both "succeeded". Now at most
+/// one does, its password opens the repository, and the others exit 26.
+#[test]
+fn of_concurrent_inits_on_one_location_at_most_one_succeeds() {
+    for (server_name, server) in servers() {
+        for round in 0..3 {
+            let location = (server.location)(&format!("initrace{round}"));
+            let env = env_at(&server, &location);
+            let outs = all_at_once(
+                (0..3)
+                    .map(|i| {
+                        let mut c = env.cmd();
+                        c.arg("init")
+                            .args(FAST_KDF)
+                            .env("CAIRN_PASSWORD", format!("password {i}"));
+                        c
+                    })
+                    .collect(),
+            );
+            let mut won = Vec::new();
+            for (i, out) in outs.iter().enumerate() {
+                match out.status.code() {
+                    Some(0) => won.push(i),
+                    Some(26) => {}
+                    _ => panic!("{server_name} init {i}: {}", stderr(out)),
+                }
+            }
+            assert!(
+                won.len() <= 1,
+                "{server_name} round {round}: inits {won:?} all succeeded"
+            );
+            let password = match won[..] {
+                [i] => format!("password {i}"),
+                _ => {
+                    let mut init = vec!["init"];
+                    init.extend(FAST_KDF);
+                    env.ok(&init);
+                    PASSWORD.to_string()
+                }
+            };
+            let out = env
+                .cmd()
+                .arg("snapshots")
+                .env("CAIRN_PASSWORD", &password)
+                .output()
+                .unwrap();
+            assert_code(&out, 0, &[server_name, "the winner opens it"]);
+            // A loser's password does not (its key file was taken back).
+            for i in (0..3).filter(|i| won != [*i]) {
+                let out = env
+                    .cmd()
+                    .arg("snapshots")
+                    .env("CAIRN_PASSWORD", format!("password {i}"))
+                    .output()
+                    .unwrap();
+                assert_code(&out, 12, &[server_name, "a loser's password"]);
+            }
+        }
     }
 }

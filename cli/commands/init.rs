@@ -166,7 +166,11 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
         user: cairn_core::backup::username(),
         kind: "full".into(),
     };
-    let id = repository::init(backend, &password, &opts, info)?;
+    let id = repository::init(backend.clone(), &password, &opts, info)?;
+    // Reported, not relied on (repo-format.md §2.5): a store can honour
+    // it one request at a time and still not under concurrency.
+    let create_only =
+        backend.atomic_create_only() || cairn_core::backend::claim::probe(backend.as_ref())?;
     let avg_chunk = opts.chunker.avg_size;
     if global.json {
         print_json(&json!({
@@ -175,6 +179,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
             "repository": location,
             "delta": opts.delta,
             "chunk_size": avg_chunk,
+            "create_only": create_only,
         }))?;
     } else {
         let deltas = if opts.delta { "on" } else { "off" };
@@ -188,6 +193,13 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
              {size} on average)",
             id.short(),
         ));
+        if !create_only {
+            global.say(
+                "note: this storage overwrites objects instead of refusing a second write of one \
+                 name (it ignores If-None-Match); cairn writes its config and WAL records \
+                 through claims on object storage (repo-format.md §2.5)",
+            );
+        }
         global
             .say("Keep the password safe: without it the data in this repository cannot be read.");
     }

@@ -416,10 +416,9 @@ pub fn copy_wal(src: &Repository, dst: &Repository, cancel: &AtomicBool) -> Resu
     c.writer.flush_all()?;
     verify_referenced(dst, c.writer.referenced(), c.writer.bases())?;
     for rec in &records {
-        let bytes = rec.encode(dst)?;
-        // Create-only: a record that appeared meanwhile is left alone.
-        dst.backend()
-            .put(crate::backend::ObjectKind::Wal, &rec.id.to_hex(), &bytes)?;
+        // Create-only: a record that appeared meanwhile (or is being
+        // written by a push right now) is left alone.
+        rec.store(dst)?;
         stats.copied += 1;
     }
     c.writer.finish()?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::backend::claim::{put_exclusive, Claim, Exclusive};
 use crate::backend::{Backend, ObjectKind};
 use crate::cache::{check_room, CacheReader, IndexCache, SyncStats};
 use crate::chunker::ChunkerParams;
@@ -146,17 +147,33 @@ pub fn init(
         &key_file,
     )?;
     // The config is written last: a repository exists once it does.
+    // On storage that ignores create-only puts, a claim keeps two
+    // concurrent inits from both succeeding (§2.5).
     let config_bytes = config::encode(&config, &repo_id, keys.data())?;
-    if !backend.put(ObjectKind::Config, "config", &config_bytes)? {
-        return Err(Error::new(
-            ErrorKind::RepositoryExists,
-            format!(
-                "a repository was created at {} at the same time",
-                backend.location()
-            ),
-        ));
+    let claim = Claim::new(
+        blake3::hash(b"cairn config").as_bytes(),
+        Id::of_bytes(&config_bytes).as_bytes(),
+    );
+    match put_exclusive(
+        backend.as_ref(),
+        ObjectKind::Config,
+        "config",
+        &config_bytes,
+        &claim,
+    )? {
+        Exclusive::Created => Ok(repo_id),
+        Exclusive::Exists | Exclusive::Contended => {
+            // Our key file opens nothing: take it back (best effort).
+            let _ = backend.delete(ObjectKind::Key, &Id::of_bytes(&key_file).to_hex());
+            Err(Error::new(
+                ErrorKind::RepositoryExists,
+                format!(
+                    "a repository was created at {} at the same time",
+                    backend.location()
+                ),
+            ))
+        }
     }
-    Ok(repo_id)
 }
 
 /// A repository found but not yet opened with a key.

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+use crate::backend::claim::Exclusive;
 use crate::backend::ObjectKind;
 use crate::blob_writer::BlobWriter;
 use crate::chunker::Chunker;
@@ -230,21 +231,24 @@ pub fn push(
         blake3: hash.clone(),
         tree: tree_id,
     };
-    let bytes = record.encode(repo)?;
-    if !repo
-        .backend()
-        .put(ObjectKind::Wal, &record.id.to_hex(), &bytes)?
-    {
+    match record.store(repo)? {
+        Exclusive::Created => Ok(PushOutcome::Stored { record, added }),
         // Another push of the same name won the race.
-        return match already_archived(repo, name, size, &hash, hostname)? {
+        Exclusive::Exists => match already_archived(repo, name, size, &hash, hostname)? {
             Some(done) => Ok(done),
             None => Err(Error::new(
                 ErrorKind::Io,
                 format!("WAL record for {name} was neither stored nor found"),
             )),
-        };
+        },
+        Exclusive::Contended => Err(Error::new(
+            ErrorKind::WalConflict,
+            format!(
+                "another push of WAL file {name} with different contents is running at the same \
+                 time; nothing was archived (a retry decides)"
+            ),
+        )),
     }
-    Ok(PushOutcome::Stored { record, added })
 }
 
 /// Writes archived WAL file `name` to `dest` (replacing it): through a

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::claim::{put_exclusive, Claim, Exclusive};
 use crate::backend::ObjectKind;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
@@ -46,6 +47,21 @@ impl WalRecord {
         let hash = blake3::Hash::from_hex(blake3_hex)
             .map_err(|_| Error::corrupt(format!("WAL file {name}: bad BLAKE3 {blake3_hex:?}")))?;
         Ok(keys.wal_contents_tag(name, size, hash.as_bytes()))
+    }
+
+    /// Seals and stores the record, create-only (on storage that ignores
+    /// create-only puts, through a claim: `repo-format.md` §2.5).
+    pub fn store(&self, repo: &Repository) -> Result<Exclusive> {
+        let bytes = self.encode(repo)?;
+        let tag = Self::tag_of(repo.keys(), &self.name, self.size, &self.blake3)?;
+        let claim = Claim::new(self.id.as_bytes(), &tag);
+        put_exclusive(
+            repo.backend().as_ref(),
+            ObjectKind::Wal,
+            &self.id.to_hex(),
+            &bytes,
+            &claim,
+        )
     }
 
     /// Seals the record as an object: header (and key block), contents

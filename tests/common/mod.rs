@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod garage;
 pub mod pg;
 pub mod s3;
 

@@ -2,6 +2,7 @@
 //! immutable objects. Nothing in the format needs rename, append or
 //! overwrite.
 
+pub mod claim;
 mod local;
 #[cfg(feature = "s3")]
 mod object_store;
@@ -81,6 +82,9 @@ pub enum ObjectKind {
     Wal,
     /// `drills/<id>`: the outcome of one restore drill (`repo-format.md` §19).
     Drill,
+    /// `claims/<name>`: a writer's announcement on storage that ignores
+    /// create-only puts (`repo-format.md` §2.5), deleted after the write.
+    Claim,
 }
 
 impl ObjectKind {
@@ -94,6 +98,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Wal => "wal",
             ObjectKind::Drill => "drills",
+            ObjectKind::Claim => "claims",
         }
     }
 
@@ -111,6 +116,7 @@ impl ObjectKind {
     pub fn max_size(self) -> u64 {
         const MIB: u64 = 1024 * 1024;
         match self {
+            ObjectKind::Claim => 1024,
             ObjectKind::Config | ObjectKind::Key | ObjectKind::Drill => 2 * MIB,
             ObjectKind::Snapshot | ObjectKind::Wal => 65 * MIB,
             ObjectKind::Index => 1025 * MIB,
@@ -128,6 +134,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Wal => "WAL record",
             ObjectKind::Drill => "drill record",
+            ObjectKind::Claim => "claim",
         }
     }
 }
@@ -171,6 +178,18 @@ pub trait Backend: Send + Sync {
 
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, kind: ObjectKind, name: &str) -> Result<()>;
+
+    /// Whether `put` is create-only *atomically*: of concurrent puts of
+    /// one name, exactly one reports "created". True of the local backend
+    /// (link or exclusive rename). Not trusted of object storage: some
+    /// servers ignore `If-None-Match: *` (Garage 2.5), and one that
+    /// honours it request by request may still not be atomic; probing
+    /// cannot prove atomicity, and a probe per process would cost about
+    /// what a claim costs. Where this is false, writers of objects not
+    /// named by their contents use [`claim::put_exclusive`]'s claims.
+    fn atomic_create_only(&self) -> bool {
+        true
+    }
 
     /// How many requests are worth running at once: backup uploads this
     /// many packs in parallel (holding one pack in memory each), restore

@@ -278,6 +278,11 @@ impl Backend for ObjectStoreBackend {
         self.connections
     }
 
+    /// Not trusted, whatever the server says: see the trait.
+    fn atomic_create_only(&self) -> bool {
+        false
+    }
+
     fn create(&self) -> Result<()> {
         // The bucket must exist; listing it proves it does and that the
         // credentials work, before a key file is written.

@@ -26,6 +26,7 @@ fn kind_key(kind: ObjectKind) -> u8 {
         ObjectKind::Snapshot => 4,
         ObjectKind::Wal => 5,
         ObjectKind::Drill => 6,
+        ObjectKind::Claim => 7,
     }
 }
 
@@ -52,6 +53,8 @@ type Objects = BTreeMap<(u8, String), Stored>;
 #[derive(Clone, Default)]
 pub struct MemBackend {
     objects: Arc<Mutex<Objects>>,
+    /// Puts overwrite, like a server that ignores `If-None-Match: *`.
+    overwrites: bool,
 }
 
 impl MemBackend {
@@ -59,11 +62,32 @@ impl MemBackend {
         Self::default()
     }
 
+    /// A store whose puts overwrite an object of the same name and report
+    /// it created (Garage 2.5 ignoring create-only).
+    pub fn ignoring_create_only() -> Self {
+        MemBackend {
+            overwrites: true,
+            ..Self::default()
+        }
+    }
+
+    /// Stores an object as if written at `modified` (Unix seconds).
+    pub fn put_at(&self, kind: ObjectKind, name: &str, data: &[u8], modified: i64) {
+        self.objects.lock().unwrap().insert(
+            (kind_key(kind), name.to_string()),
+            Stored {
+                data: Arc::new(data.to_vec()),
+                modified,
+            },
+        );
+    }
+
     /// An independent copy of the storage as it is now.
     pub fn fork(&self) -> MemBackend {
         let copy = self.objects.lock().unwrap().clone();
         MemBackend {
             objects: Arc::new(Mutex::new(copy)),
+            overwrites: self.overwrites,
         }
     }
 
@@ -120,7 +144,7 @@ impl Backend for MemBackend {
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
         let mut objects = self.objects.lock().unwrap();
         let key = (kind_key(kind), name.to_string());
-        if objects.contains_key(&key) {
+        if objects.contains_key(&key) && !self.overwrites {
             return Ok(false);
         }
         objects.insert(
@@ -131,6 +155,10 @@ impl Backend for MemBackend {
             },
         );
         Ok(true)
+    }
+
+    fn atomic_create_only(&self) -> bool {
+        !self.overwrites
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
@@ -465,6 +493,10 @@ impl Backend for FaultBackend {
 
     fn parallel_requests(&self) -> usize {
         self.parallel
+    }
+
+    fn atomic_create_only(&self) -> bool {
+        self.inner.atomic_create_only()
     }
 
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
