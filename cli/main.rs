@@ -253,7 +253,30 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the error is a closed standard output (`cairn dump latest f |
+/// head`), which is the reader's choice and not a failure. Only then: a
+/// broken pipe cairn meets anywhere else (psql gone in the middle of a
+/// drill, a tar reader that stopped on a full disk) is a failure, so the
+/// error must be a broken pipe *and* stdout's reader must be gone.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    is_broken_pipe_error(err) && stdout_reader_gone()
+}
+
+/// Whether stdout is a pipe or socket whose reading end is closed (poll
+/// reports an error condition on it).
+fn stdout_reader_gone() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok()
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+}
+
+fn is_broken_pipe_error(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .map(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

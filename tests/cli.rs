@@ -316,3 +316,30 @@ fn init_defaults_to_deltas_in_32k_chunks_and_no_delta_stores_chunks_whole() {
         assert!(!env.repo.exists(), "{bad:?}");
     }
 }
+
+/// `cairn dump latest f | head` is the reader's choice: exit 0, silent.
+/// A broken pipe anywhere else is a failure (the check that tells them
+/// apart looks at stdout itself; see also the full-disk `pg restore` in
+/// tests/wal.rs, which used to exit 0 on its own internal pipe).
+#[test]
+fn a_dump_into_a_reader_that_stops_early_exits_0_quietly() {
+    use std::io::Read;
+    let env = Env::init();
+    let dump = fake_dump(200_000, 3);
+    assert!(dump.len() > 4 << 20, "{}", dump.len());
+    env.backup_stdin(&dump, &["--stdin-filename", "shop.sql"]);
+    let mut child = env
+        .cmd()
+        .args(["dump", "latest", "shop.sql"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1000];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe's reader is gone now.
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 0, &["dump into a closed pipe"]);
+    assert_eq!(stderr(&out), "");
+    assert_eq!(&first[..], &dump[..1000]);
+}

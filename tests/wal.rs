@@ -12,8 +12,9 @@ use common::pg::Postgres;
 use common::{assert_code, stderr, Env, PASSWORD};
 use serde_json::Value;
 
-/// A cluster archiving into a fresh repository at `{dir}/archive` (owned
-/// by the server's user), and an `Env` to run cairn on it as root.
+/// A cluster archiving into a fresh repository at `{dir}/archive`, and an
+/// `Env` that runs every cairn command on it as the server's user (as
+/// the README says; CI runs as root, which would hide permission bugs).
 fn archiving_cluster() -> Option<(Postgres, Env)> {
     let cairn = env!("CARGO_BIN_EXE_cairn");
     let command = format!(
@@ -24,9 +25,11 @@ fn archiving_cluster() -> Option<(Postgres, Env)> {
         ("archive_command", &command),
         ("wal_level", "replica"),
     ])?;
-    let repo = pg.socket_dir().join("archive");
-    let env = Env::init_at(repo.to_str().unwrap(), &[], &[]);
-    pg.give(&repo);
+    let mut env = Env::empty_as_postgres();
+    env.location = Some(pg.socket_dir().join("archive").display().to_string());
+    let mut init = vec!["init"];
+    init.extend(common::FAST_KDF);
+    env.ok(&init);
     Some((pg, env))
 }
 
@@ -113,7 +116,7 @@ fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
     assert_code(&out, 2, &["wal-fetch of a path"]);
 
     // An off-site copy takes the archived WAL along, once.
-    let offsite = Env::init();
+    let offsite = Env::init_as_postgres();
     let copy = || {
         let out = env
             .cmd()
@@ -165,11 +168,18 @@ fn restore_and_start(pg: &Postgres, env: &Env, extra: &[&str]) -> (Postgres, Str
         .output()
         .unwrap();
     assert_code(&out, 0, &["pg restore"]);
-    pg.give(&cache);
     let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
     // Into a directory that is not empty: refused.
     let out = env.run(&["pg", "restore", "--pgdata", pgdata.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
+    // Nothing is left beside it.
+    let beside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cairn"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
     let restored = Postgres::adopt(dir);
     let deadline = Instant::now() + Duration::from_secs(120);
     while restored.psql("postgres", "SELECT pg_is_in_recovery()") == "t" {
@@ -309,10 +319,6 @@ fn retention_drops_only_wal_no_kept_base_backup_needs_and_pitr_still_works() {
     env.ok(&["prune", "--grace", "0"]);
     env.ok(&["prune", "--grace", "0"]);
     env.ok(&["check", "--read-data"]);
-    // Prune ran as root here and repacked WAL data into files only root
-    // may read; real setups run every cairn command on the repository as
-    // the server's user (README).
-    pg.give(&pg.socket_dir().join("archive"));
 
     // The kept base backup still restores, replaying every archived WAL.
     let (restored, _) = restore_and_start(&pg, &env, &[]);
@@ -359,4 +365,183 @@ fn retention_drops_only_wal_no_kept_base_backup_needs_and_pitr_still_works() {
     let (st, code) = pg_status(&env);
     assert_eq!(code, 22, "{st}");
     assert_eq!(st["wal"]["missing"][0], next_after_start.as_str(), "{st}");
+}
+
+/// Issue 20, defect 1: as the server's user (the way the README says to
+/// run it) `pg restore` used to fail on the owners pg_basebackup records,
+/// leaving a half-filled directory that made the retry fail as "not
+/// empty". A restore that fails or is killed now leaves --pgdata as it
+/// was, says why (the OS error), and the retry works.
+#[test]
+fn a_failed_or_killed_pg_restore_leaves_nothing_and_the_retry_works() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    basebackup(&pg, &env);
+    archive_segments(&pg, 1);
+    let (dir, _) = Postgres::scratch_dir();
+    let restore = |pgdata: &std::path::Path| {
+        let mut c = env.cmd();
+        c.args(["pg", "restore", "--pgdata", pgdata.to_str().unwrap()])
+            .args(["--restore-command", "false"]);
+        c
+    };
+    let listing = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // A file system too small for the data directory: the cause is named,
+    // and neither the target nor a scratch directory is left there.
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    if let Some(_mounted) = common::mount_tmpfs(&small, "4m", "pg restore onto a full disk") {
+        pg.give(&small);
+        let out = restore(&small.join("data")).output().unwrap();
+        assert_code(&out, 23, &["pg restore onto a full file system"]);
+        let err = stderr(&out);
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(listing(&small).is_empty(), "{:?}", listing(&small));
+        // Into an existing empty directory (a mount point): left empty.
+        let out = restore(&small).output().unwrap();
+        assert_code(&out, 23, &["pg restore into a full mount point"]);
+        assert!(listing(&small).is_empty(), "{:?}", listing(&small));
+    }
+
+    // Killed at any moment: the target never exists half-filled, and the
+    // next run restores it.
+    let pgdata = dir.path().join("data");
+    let mut kills = 0;
+    for ms in [30u64, 80, 150, 300, 600] {
+        let mut child = restore(&pgdata)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        if child.try_wait().unwrap().is_none() {
+            // As root, the child is runuser: cairn is its child.
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-P", &child.id().to_string()])
+                .status();
+            child.kill().ok();
+            kills += 1;
+        }
+        let status = child.wait().unwrap();
+        if status.success() {
+            break;
+        }
+        assert!(
+            !pgdata.exists(),
+            "killed after {ms} ms: {:?}",
+            listing(&pgdata)
+        );
+    }
+    eprintln!("restores killed: {kills}");
+    if pgdata.exists() {
+        std::fs::remove_dir_all(&pgdata).unwrap();
+    }
+    let out = restore(&pgdata).output().unwrap();
+    assert_code(&out, 0, &["pg restore after the kills"]);
+    assert!(pgdata.join("PG_VERSION").is_file());
+    // As the server's user, everything belongs to it.
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(dir.path()).unwrap().uid();
+    for name in ["PG_VERSION", "backup_manifest", "global"] {
+        let uid = std::fs::metadata(pgdata.join(name)).unwrap().uid();
+        assert_eq!(uid, owner, "{name}");
+    }
+    // Scratch directories of killed runs beside it are the only leftovers.
+    for name in listing(dir.path()) {
+        assert!(
+            name == "data" || name == "small" || name.starts_with(".cairn-pg-restore-"),
+            "{name}"
+        );
+    }
+}
+
+/// Issue 20, defect 2: a restored copy kept the backup's archive_command
+/// and archived its own new timeline into the repository it came from.
+/// Now it does not archive unless asked (--archive-mode preserve).
+#[test]
+fn a_restored_copy_does_not_archive_into_the_repository_it_came_from() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    pg.psql("postgres", "CREATE TABLE marks (label text)");
+    basebackup(&pg, &env);
+    pg.psql("postgres", "INSERT INTO marks VALUES ('original')");
+    archive_segments(&pg, 1);
+    let before = pg_status(&env).0["wal"]["wal_files"].as_u64().unwrap();
+
+    let (copy, auto) = restore_and_start(&pg, &env, &["--target-timeline", "current"]);
+    assert!(auto.contains("archive_mode = 'off'"), "{auto}");
+    assert!(
+        auto.contains("recovery_target_timeline = 'current'"),
+        "{auto}"
+    );
+    assert_eq!(copy.psql("postgres", "SHOW archive_mode"), "off");
+    // The copy is promoted (timeline 2) and written to, and switches WAL.
+    copy.psql("postgres", "INSERT INTO marks VALUES ('copy')");
+    copy.psql("postgres", "SELECT pg_switch_wal()");
+    copy.psql("postgres", "CHECKPOINT");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        copy.psql("postgres", "SELECT archived_count FROM pg_stat_archiver"),
+        "0"
+    );
+    drop(copy);
+    let (st, code) = pg_status(&env);
+    assert_eq!(code, 0, "{st}");
+    assert_eq!(st["wal"]["wal_files"].as_u64().unwrap(), before, "{st}");
+    // So a restore of the original still returns the original.
+    let (again, _) = restore_and_start(&pg, &env, &[]);
+    assert_eq!(
+        again.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
+        "original"
+    );
+    drop(again);
+
+    // Asked for, the copy keeps archiving (a new primary).
+    let (dir, _) = Postgres::scratch_dir();
+    let pgdata = dir.path().join("data");
+    let out = env
+        .cmd()
+        .args([
+            "--json",
+            "pg",
+            "restore",
+            "--pgdata",
+            pgdata.to_str().unwrap(),
+        ])
+        .args(["--archive-mode", "preserve", "--restore-command", "false"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["pg restore --archive-mode preserve"]);
+    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("archive_mode = 'off'"), "{auto}");
+    assert!(auto.contains("wal-push"), "{auto}");
+    // A bad timeline is refused before anything is written.
+    let other = dir.path().join("other");
+    let out = env
+        .cmd()
+        .args(["pg", "restore", "--pgdata", other.to_str().unwrap()])
+        .args([
+            "--target-timeline",
+            "sideways",
+            "--restore-command",
+            "false",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&out, 2, &["pg restore --target-timeline sideways"]);
+    assert!(!other.exists());
 }

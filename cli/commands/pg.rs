@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use cairn_core::backup::{self, BackupOptions, BackupSource};
 use cairn_core::dumpcheck::find_pg_tool;
-use cairn_core::pitr::{self, Target};
+use cairn_core::pitr::{self, ArchiveMode, Target};
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -25,6 +25,16 @@ PostgreSQL on that directory replays the archived WAL up to the target.
     pg_ctl -D /var/lib/postgresql/16/restored start
 
 Without --target-time or --target-lsn, recovery replays all archived WAL.
+The restored copy does not archive (archive_mode = off is appended), so a
+copy started for a look at yesterday's data never writes its own timeline
+into the repository it came from; --archive-mode preserve keeps the
+backup's archive settings for a copy that is to become the new primary.
+--target-timeline sets recovery_target_timeline (current, latest, or N).
+
+Run it as the server's user (postgres): the files then belong to it. As
+root, they keep the owners recorded in the base backup. The backup is
+unpacked into a scratch directory beside --pgdata and renamed into place,
+so a failed or interrupted restore leaves --pgdata as it was.
 restore_command is `cairn -r REPO wal-fetch %f %p`, with this run's
 CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND and CAIRN_CACHE_DIR (a password
 given in CAIRN_PASSWORD is never written into the configuration: use a
@@ -87,6 +97,17 @@ pub struct RestoreArgs {
     /// restore_command to configure [default: cairn -r REPO wal-fetch %f %p]
     #[arg(long, value_name = "COMMAND")]
     restore_command: Option<String>,
+
+    /// Whether the restored copy archives its WAL: off (archive_mode = off, the
+    /// default: a copy never writes into this repository), or preserve (keep
+    /// the backup's settings, for a copy that becomes the new primary)
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "preserve"])]
+    archive_mode: String,
+
+    /// Timeline to recover along: current (the base backup's), latest, or a
+    /// number [default: PostgreSQL's, latest]
+    #[arg(long, value_name = "TIMELINE")]
+    target_timeline: Option<String>,
 
     #[command(flatten)]
     filter: FilterArgs,
@@ -158,6 +179,11 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => Target::End,
     };
+    let timeline = args
+        .target_timeline
+        .as_deref()
+        .map(pitr::parse_timeline)
+        .transpose()?;
     let restore_command = match args.restore_command {
         Some(c) => c,
         None => default_restore_command(global)?,
@@ -186,8 +212,20 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             pitr::choose_base_backup(&candidates, &target)?.clone()
         }
     };
-    let bytes = pitr::unpack_base_backup(&repo, &base, &args.pgdata, &CANCEL)?;
-    pitr::configure_recovery(&args.pgdata, &restore_command, &target, &args.target_action)?;
+    let recovery = pitr::Recovery {
+        restore_command: restore_command.clone(),
+        target: target.clone(),
+        action: args.target_action.clone(),
+        archive: if args.archive_mode == "preserve" {
+            ArchiveMode::Preserve
+        } else {
+            ArchiveMode::Off
+        },
+        timeline,
+    };
+    let bytes = pitr::unpack_base_backup(&repo, &base, &args.pgdata, &CANCEL, |dir| {
+        pitr::configure_recovery(dir, &recovery)
+    })?;
     if global.json {
         print_json(&serde_json::json!({
             "message_type": "pg_restore",
@@ -195,6 +233,8 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "pgdata": args.pgdata,
             "bytes": bytes,
             "restore_command": restore_command,
+            "archive_mode": args.archive_mode,
+            "target_timeline": recovery.timeline,
         }))?;
     } else {
         global.say(format!(
@@ -211,6 +251,13 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
                 Target::Lsn(l) => format!(" up to {l}"),
             }
         ));
+        if recovery.archive == ArchiveMode::Off {
+            global.say(
+                "archiving is off in the restored copy (archive_mode = off), so it never writes \
+                 into this repository; for a copy that becomes the new primary, restore with \
+                 --archive-mode preserve",
+            );
+        }
     }
     Ok(ExitCode::Success)
 }

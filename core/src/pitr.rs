@@ -86,27 +86,119 @@ pub fn choose_base_backup<'a>(snapshots: &'a [Snapshot], target: &Target) -> Res
     })
 }
 
-/// Unpacks base backup `snap` into `pgdata`, which must not exist or be
-/// empty. As root, the files keep the owner they had on the server, and
-/// `pgdata` gets that owner too.
+/// Prefix of the scratch directories a restore unpacks into.
+const SCRATCH_PREFIX: &str = ".cairn-pg-restore-";
+
+/// Restores base backup `snap` as the data directory `pgdata`, which must
+/// not exist or be empty; `finish` (writing the recovery settings) runs on
+/// the unpacked directory before it takes `pgdata`'s place, so a failure
+/// or an interruption at any point leaves `pgdata` as it was (absent or
+/// empty), never half-filled.
+///
+/// The tar is unpacked into a scratch directory beside `pgdata` (inside
+/// it, when `pgdata` is an existing empty directory, which may be a mount
+/// point), then renamed into place. As root the files keep the owners
+/// they had on the server, and `pgdata` gets the owner of `PG_VERSION`;
+/// otherwise everything belongs to the user running the restore (the
+/// server's user, as the README says to run it).
 pub fn unpack_base_backup(
     repo: &Repository,
     snap: &Snapshot,
     pgdata: &Path,
     cancel: &AtomicBool,
+    finish: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<u64> {
-    if pgdata.exists() {
-        let mut entries = fs::read_dir(pgdata)
-            .map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
-        if entries.next().is_some() {
+    let exists = match fs::symlink_metadata(pgdata) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            return Err(Error::invalid(format!(
+                "{} exists and is not a directory",
+                pgdata.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(format!("reading {}", pgdata.display()), e)),
+    };
+    let scratch_parent = if exists {
+        remove_stale_scratch(pgdata)?;
+        pgdata.to_path_buf()
+    } else {
+        let parent = match pgdata.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        parent
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(SCRATCH_PREFIX)
+        .tempdir_in(&scratch_parent)
+        .map_err(|e| {
+            Error::io(
+                format!("creating a directory in {}", scratch_parent.display()),
+                e,
+            )
+        })?;
+    let written = unpack_into(repo, snap, scratch.path(), cancel)?;
+    set_data_dir_owner_and_mode(scratch.path())?;
+    finish(scratch.path())?;
+    if exists {
+        // Entry by entry into the existing directory (renames within one
+        // file system), then the scratch directory goes.
+        let entries = fs::read_dir(scratch.path())
+            .map_err(|e| Error::io(format!("reading {}", scratch.path().display()), e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io(format!("reading {}", scratch.path().display()), e))?;
+            let to = pgdata.join(entry.file_name());
+            fs::rename(entry.path(), &to)
+                .map_err(|e| Error::io(format!("moving into {}", to.display()), e))?;
+        }
+        set_data_dir_owner_and_mode(pgdata)?;
+    } else {
+        let kept = scratch.keep();
+        fs::rename(&kept, pgdata).map_err(|e| {
+            let _ = fs::remove_dir_all(&kept);
+            Error::io(
+                format!("renaming the restored data into {}", pgdata.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(written)
+}
+
+/// Checks that the existing `pgdata` is empty but for scratch directories
+/// an interrupted restore left behind, and removes those.
+fn remove_stale_scratch(pgdata: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(pgdata).map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
+    let mut stale = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(SCRATCH_PREFIX))
+        {
+            stale.push(entry.path());
+        } else {
             return Err(Error::invalid(format!(
                 "{} is not empty; restore into a new or empty directory",
                 pgdata.display()
             )));
         }
     }
-    fs::create_dir_all(pgdata)
-        .map_err(|e| Error::io(format!("creating {}", pgdata.display()), e))?;
+    for dir in stale {
+        fs::remove_dir_all(&dir)
+            .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Streams the snapshot's tar into the tar reader, unpacking into `dir`.
+fn unpack_into(repo: &Repository, snap: &Snapshot, dir: &Path, cancel: &AtomicBool) -> Result<u64> {
     let index = repo.index()?;
     let node = find_node(repo, &index, snap, Path::new(BASE_BACKUP_FILE))?;
     if node.kind != NodeKind::File {
@@ -126,22 +218,22 @@ pub fn unpack_base_backup(
         });
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(true);
+        // Only root may give files away; anyone else owns what it unpacks
+        // (pg_basebackup stores the server's uid, which is not ours).
+        archive.set_preserve_ownerships(running_as_root());
         archive.set_overwrite(false);
-        let unpacked = archive.unpack(pgdata).map_err(|e| {
-            Error::io(
-                format!("unpacking the base backup into {}", pgdata.display()),
-                e,
-            )
-        });
+        let unpacked = archive
+            .unpack(dir)
+            .map_err(|e| Error::io("unpacking the base backup", with_causes(e)));
         // Whatever the reader left unread must not block the feeder.
         drop(archive);
         let fed = feeder
             .join()
             .map_err(|_| Error::new(ErrorKind::Io, "the restore reader thread panicked"))?;
-        let n = fed?;
+        // The unpacker's error first: the feeder's is then only the
+        // broken pipe it met when the unpacker stopped reading.
         unpacked?;
-        Ok::<u64, Error>(n)
+        fed
     })?;
     if written != node.size {
         return Err(Error::corrupt(format!(
@@ -149,14 +241,40 @@ pub fn unpack_base_backup(
             node.size
         )));
     }
-    // The data directory itself: the server's owner, private.
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if let Ok(meta) = fs::metadata(pgdata.join("PG_VERSION")) {
-        let _ = std::os::unix::fs::chown(pgdata, Some(meta.uid()), Some(meta.gid()));
-    }
-    fs::set_permissions(pgdata, fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(format!("setting the mode of {}", pgdata.display()), e))?;
     Ok(written)
+}
+
+/// The tar reader's error names the entry, its cause (the OS error) is
+/// one level down: both, in one line.
+fn with_causes(e: std::io::Error) -> std::io::Error {
+    let mut text = e.to_string();
+    let mut cause = e.get_ref().and_then(|inner| inner.source());
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    std::io::Error::new(e.kind(), text)
+}
+
+/// Whether this process runs as root (and may give files away).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A data directory: the server's owner (as root: the owner of
+/// `PG_VERSION`), private.
+fn set_data_dir_owner_and_mode(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if running_as_root() {
+        let version = dir.join("PG_VERSION");
+        let meta = fs::metadata(&version)
+            .map_err(|e| Error::io(format!("reading {}", version.display()), e))?;
+        std::os::unix::fs::chown(dir, Some(meta.uid()), Some(meta.gid()))
+            .map_err(|e| Error::io(format!("setting the owner of {}", dir.display()), e))?;
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(format!("setting the mode of {}", dir.display()), e))
 }
 
 /// PostgreSQL's quoting of a configuration value.
@@ -164,21 +282,61 @@ fn quote_conf(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }
 
+/// How a restored copy archives its own WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveMode {
+    /// `archive_mode = off`: the copy never writes into the repository it
+    /// came from (its new timeline would otherwise mix with the
+    /// original's). The default.
+    #[default]
+    Off,
+    /// Keep the base backup's archiving settings: for a copy that becomes
+    /// the new primary.
+    Preserve,
+}
+
+/// What recovery does.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// `restore_command`.
+    pub restore_command: String,
+    /// Where it stops.
+    pub target: Target,
+    /// `recovery_target_action` at a target: promote, pause or shutdown.
+    pub action: String,
+    /// Whether the copy archives.
+    pub archive: ArchiveMode,
+    /// `recovery_target_timeline` (`current`, `latest` or a number);
+    /// `None` leaves PostgreSQL's default (`latest`).
+    pub timeline: Option<String>,
+}
+
+/// Checks a `--target-timeline` value: `current`, `latest`, or a timeline
+/// number (decimal, or hex with `0x`).
+pub fn parse_timeline(s: &str) -> Result<String> {
+    let ok = matches!(s, "current" | "latest")
+        || s.parse::<u32>().is_ok_and(|n| n > 0)
+        || s.strip_prefix("0x")
+            .is_some_and(|h| u32::from_str_radix(h, 16).is_ok_and(|n| n > 0));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(Error::invalid(format!(
+            "{s:?} is not a timeline (current, latest, or a number like 2)"
+        )))
+    }
+}
+
 /// Makes `pgdata` recover from the archive on its next start: writes
 /// `recovery.signal` and appends the recovery settings to
 /// `postgresql.auto.conf` (which PostgreSQL reads last, so they win).
-pub fn configure_recovery(
-    pgdata: &Path,
-    restore_command: &str,
-    target: &Target,
-    action: &str,
-) -> Result<()> {
+pub fn configure_recovery(pgdata: &Path, recovery: &Recovery) -> Result<()> {
     let mut conf = String::from("\n# Added by cairn pg restore\n");
     conf.push_str(&format!(
         "restore_command = {}\n",
-        quote_conf(restore_command)
+        quote_conf(&recovery.restore_command)
     ));
-    match target {
+    match &recovery.target {
         Target::End => {}
         Target::Time(t) => {
             conf.push_str(&format!(
@@ -190,11 +348,21 @@ pub fn configure_recovery(
             conf.push_str(&format!("recovery_target_lsn = {}\n", quote_conf(l)));
         }
     }
-    if *target != Target::End {
+    if recovery.target != Target::End {
         conf.push_str(&format!(
             "recovery_target_action = {}\n",
-            quote_conf(action)
+            quote_conf(&recovery.action)
         ));
+    }
+    if let Some(tl) = &recovery.timeline {
+        conf.push_str(&format!("recovery_target_timeline = {}\n", quote_conf(tl)));
+    }
+    if recovery.archive == ArchiveMode::Off {
+        conf.push_str(
+            "# A restored copy does not archive into the repository it came from\n\
+             # (cairn pg restore --archive-mode preserve keeps the original setting).\n\
+             archive_mode = 'off'\n",
+        );
     }
     let auto = pgdata.join("postgresql.auto.conf");
     let mut f = fs::OpenOptions::new()

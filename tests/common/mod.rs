@@ -23,6 +23,8 @@ pub struct Env {
     pub location: Option<String>,
     /// Extra environment for every run (credentials).
     pub vars: Vec<(String, String)>,
+    /// Every run is as the PostgreSQL server's user (see `as_postgres`).
+    pub as_postgres: bool,
 }
 
 /// Fast key derivation for tests; real repositories use the defaults.
@@ -40,7 +42,26 @@ impl Env {
             cache,
             location: None,
             vars: Vec::new(),
+            as_postgres: false,
         }
+    }
+
+    /// A scratch directory without a repository, whose commands all run
+    /// as `postgres` when we are root (CI), the way the README says to
+    /// run cairn next to PostgreSQL: root reads and writes everything,
+    /// which hides permission bugs. The directory is given to `postgres`.
+    pub fn empty_as_postgres() -> Env {
+        let mut env = Env::empty();
+        if is_root() {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(env.dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "chown: {out:?}");
+        }
+        env.as_postgres = true;
+        env
     }
 
     /// A scratch directory (for the cache) with a repository initialised
@@ -55,6 +76,15 @@ impl Env {
         let mut args = vec!["init"];
         args.extend(FAST_KDF);
         args.extend(extra);
+        env.ok(&args);
+        env
+    }
+
+    /// Like `init`, every command as the server's user (`empty_as_postgres`).
+    pub fn init_as_postgres() -> Env {
+        let env = Env::empty_as_postgres();
+        let mut args = vec!["init"];
+        args.extend(FAST_KDF);
         env.ok(&args);
         env
     }
@@ -82,7 +112,17 @@ impl Env {
     /// `cairn -r REPO` with the test password and cache, and no inherited
     /// CAIRN_* settings.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        let exe = env!("CARGO_BIN_EXE_cairn");
+        let mut c = if self.as_postgres && is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", exe]);
+            c
+        } else {
+            Command::new(exe)
+        };
+        if self.as_postgres {
+            c.env("HOME", self.dir.path());
+        }
         for (k, _) in std::env::vars() {
             if k.starts_with("CAIRN_") {
                 c.env_remove(k);
