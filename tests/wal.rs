@@ -545,3 +545,92 @@ fn a_restored_copy_does_not_archive_into_the_repository_it_came_from() {
     assert_code(&out, 2, &["pg restore --target-timeline sideways"]);
     assert!(!other.exists());
 }
+
+/// Issue 20, defect 4: an LSN target inside a base backup's window (after
+/// its start, before the end of its WAL) picked that backup, and
+/// PostgreSQL stopped with "requested recovery stop point is before
+/// consistent recovery point". The snapshot now records where the
+/// backup's WAL ends, and the restore starts from the newest backup that
+/// is consistent before the target.
+#[test]
+fn an_lsn_target_inside_a_base_backups_window_restores_from_the_one_before() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    pg.psql("postgres", "CREATE TABLE marks (label text)");
+    let first = basebackup(&pg, &env);
+    pg.psql("postgres", "INSERT INTO marks VALUES ('one')");
+    archive_segments(&pg, 1);
+    let second = basebackup(&pg, &env);
+    pg.psql("postgres", "INSERT INTO marks VALUES ('two')");
+    archive_segments(&pg, 1);
+
+    let dump_of = |id: &Value| {
+        env.snapshots()
+            .into_iter()
+            .find(|s| s["id"] == *id)
+            .unwrap()["source"]["dump"]
+            .clone()
+    };
+    let (a, b) = (
+        dump_of(&first["snapshot_id"]),
+        dump_of(&second["snapshot_id"]),
+    );
+    let lsn = |v: &Value| {
+        let (hi, lo) = v.as_str().unwrap().split_once('/').unwrap();
+        u64::from_str_radix(hi, 16).unwrap() << 32 | u64::from_str_radix(lo, 16).unwrap()
+    };
+    for d in [&a, &b] {
+        assert!(lsn(&d["stop_lsn"]) > lsn(&d["start_lsn"]), "{d}");
+        assert!(d["start_time"].as_str().is_some(), "{d}");
+    }
+    let (st, _) = pg_status(&env);
+    assert_eq!(st["newest_base_backup"]["stop_lsn"], b["stop_lsn"], "{st}");
+
+    // The second backup's own start: inside its window. The first one is
+    // used, and the restore stops there: 'one' but not 'two'.
+    let inside = b["start_lsn"].as_str().unwrap();
+    let (restored, auto) = restore_and_start(&pg, &env, &["--target-lsn", inside]);
+    assert!(auto.contains(inside), "{auto}");
+    assert_eq!(
+        restored.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
+        "one"
+    );
+    drop(restored);
+    let (dir, _) = Postgres::scratch_dir();
+    let pick = |target: &str| {
+        let pgdata = dir.path().join(format!("d{}", target.replace('/', "-")));
+        env.cmd()
+            .args([
+                "--json",
+                "pg",
+                "restore",
+                "--pgdata",
+                pgdata.to_str().unwrap(),
+            ])
+            .args(["--target-lsn", target, "--restore-command", "false"])
+            .output()
+            .unwrap()
+    };
+    let out = pick(inside);
+    assert_code(&out, 0, &["pg restore inside the window"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["base_backup"], first["snapshot_id"], "{v}");
+    // At the end of its window, the second backup is the one.
+    let out = pick(b["stop_lsn"].as_str().unwrap());
+    assert_code(&out, 0, &["pg restore at the end of the window"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["base_backup"], second["snapshot_id"], "{v}");
+    // Before any backup is consistent: refused, naming the earliest point.
+    let out = pick(a["start_lsn"].as_str().unwrap());
+    assert_code(&out, 24, &["pg restore before every backup"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "earliest restorable point is WAL location {}",
+            a["stop_lsn"].as_str().unwrap()
+        )),
+        "{err}"
+    );
+}

@@ -325,6 +325,8 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 "id": b.id.to_hex(),
                 "time": b.time.to_rfc3339(),
                 "start_wal": start_wal,
+                "start_lsn": b.source.dump.as_ref().and_then(|d| d.start_lsn.clone()),
+                "stop_lsn": b.source.dump.as_ref().and_then(|d| d.stop_lsn.clone()),
                 "size": b.summary.total_bytes_processed,
             })),
             "wal": st,

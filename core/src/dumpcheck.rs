@@ -91,6 +91,16 @@ pub struct DumpInfo {
     /// ...and its timeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeline: Option<u32>,
+    /// When the base backup started (`backup_label`'s `START TIME`, as
+    /// PostgreSQL wrote it: `2026-12-06 03:40:11 UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// Where the base backup's WAL ends (the `End-LSN` of the last range in
+    /// `backup_manifest`'s `WAL-Ranges`, PostgreSQL 13 and later): recovery
+    /// is consistent only from this location on, so no recovery target
+    /// before it can be reached from this backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_lsn: Option<String>,
 }
 
 impl DumpInfo {
@@ -210,6 +220,38 @@ fn tar_is_whole(tail: &[u8], total: u64) -> bool {
     total.is_multiple_of(512)
         && tail.len() >= 1024
         && tail[tail.len() - 1024..].iter().all(|b| *b == 0)
+}
+
+/// A WAL location `X/Y` (hex) as a number.
+pub fn parse_lsn(s: &str) -> Result<u64> {
+    let bad = || Error::invalid(format!("{s:?} is not a WAL location (like 0/3000060)"));
+    let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
+    let hi = u64::from_str_radix(hi, 16).map_err(|_| bad())?;
+    let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
+    if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
+        return Err(bad());
+    }
+    Ok(hi << 32 | lo)
+}
+
+/// The `End-LSN` of the last WAL range of the `backup_manifest` that ends
+/// a base backup's tar, from the stream's tail: the ranges come last in
+/// the manifest, just before its checksum.
+fn manifest_end_lsn(tail: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Range {
+        #[serde(rename = "End-LSN")]
+        end: String,
+    }
+    let text = String::from_utf8_lossy(tail);
+    let at = text.rfind("\"WAL-Ranges\"")?;
+    let rest = &text[at..];
+    let open = rest.find('[')?;
+    let close = rest.find(']')?;
+    let ranges: Vec<Range> = serde_json::from_str(rest.get(open..=close)?).ok()?;
+    let end = ranges.last()?.end.clone();
+    parse_lsn(&end).ok()?;
+    Some(end)
 }
 
 /// The text of the first tar member (`backup_label`), from the head.
@@ -574,6 +616,8 @@ impl Inspector {
                     .map(|s| s.trim_end_matches(')').trim().to_string());
                 info.timeline =
                     header_value(&label, "START TIMELINE:").and_then(|t| t.parse().ok());
+                info.start_time = header_value(&label, "START TIME:");
+                info.stop_lsn = manifest_end_lsn(&self.tail);
             }
             Format::Unknown => {}
         }
@@ -845,5 +889,41 @@ mod tests {
         assert!(tar_is_whole(&whole, whole.len() as u64));
         assert!(!tar_is_whole(&header, header.len() as u64));
         assert!(!tar_is_whole(&whole[..1000], 1000));
+    }
+
+    #[test]
+    fn a_base_backups_stop_lsn_comes_from_the_manifest_at_its_end() {
+        // The end of a manifest as pg_basebackup 15 writes it, then tar's
+        // padding and end blocks.
+        let mut tail = br#"{ "Path": "global/pg_control", "Size": 8192, "Checksum": "a1" }
+],
+"WAL-Ranges": [
+{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000138" }
+],
+"Manifest-Checksum": "0f3c"}
+"#
+        .to_vec();
+        tail.extend(vec![0u8; 1536]);
+        assert_eq!(manifest_end_lsn(&tail).as_deref(), Some("0/2000138"));
+        // Two ranges (a timeline switch during the backup): the last end.
+        let two = br#""WAL-Ranges": [
+{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/3000000" },
+{ "Timeline": 2, "Start-LSN": "0/3000000", "End-LSN": "0/3000100" }
+],"#;
+        assert_eq!(manifest_end_lsn(two).as_deref(), Some("0/3000100"));
+        // No manifest (PostgreSQL 12, --no-manifest), a cut one, garbage.
+        for bad in [
+            &b"no manifest here"[..],
+            br#""WAL-Ranges": [ { "Timeline": 1, "Start-LSN": "0/20"#,
+            br#""WAL-Ranges": [ { "End-LSN": "not an lsn" } ]"#,
+            br#""WAL-Ranges": []"#,
+        ] {
+            assert_eq!(
+                manifest_end_lsn(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

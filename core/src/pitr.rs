@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+pub use crate::dumpcheck::parse_lsn;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repository::Repository;
 use crate::restore::{find_node, write_chunks};
@@ -31,18 +32,6 @@ pub enum Target {
     Lsn(String),
 }
 
-/// A WAL location `X/Y` (hex) as a number.
-pub fn parse_lsn(s: &str) -> Result<u64> {
-    let bad = || Error::invalid(format!("{s:?} is not a WAL location (like 0/3000060)"));
-    let (hi, lo) = s.split_once('/').ok_or_else(bad)?;
-    let hi = u64::from_str_radix(hi, 16).map_err(|_| bad())?;
-    let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
-    if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
-        return Err(bad());
-    }
-    Ok(hi << 32 | lo)
-}
-
 /// Whether `s` is a base backup snapshot.
 pub fn is_base_backup(s: &Snapshot) -> bool {
     s.source
@@ -51,36 +40,69 @@ pub fn is_base_backup(s: &Snapshot) -> bool {
         .is_some_and(|d| d.format == BASE_BACKUP_FORMAT)
 }
 
+/// Where recovery from base backup `s` becomes consistent: its stop LSN
+/// (from `backup_manifest`), or, for base backups recorded without one,
+/// its start LSN.
+pub fn consistent_from(s: &Snapshot) -> Option<u64> {
+    let dump = s.source.dump.as_ref()?;
+    dump.stop_lsn
+        .as_deref()
+        .or(dump.start_lsn.as_deref())
+        .and_then(|l| parse_lsn(l).ok())
+}
+
 /// The base backup to start from: the newest one that finished before a
-/// time target, that started before an LSN target, or the newest of all.
+/// time target, whose WAL ends at or before an LSN target (recovery from
+/// a backup cannot stop inside the backup's own window: PostgreSQL fails
+/// with "requested recovery stop point is before consistent recovery
+/// point"), or the newest of all.
 pub fn choose_base_backup<'a>(snapshots: &'a [Snapshot], target: &Target) -> Result<&'a Snapshot> {
-    let bases = snapshots.iter().filter(|s| is_base_backup(s));
+    let bases = || snapshots.iter().filter(|s| is_base_backup(s));
     let chosen = match target {
-        Target::End => bases.max_by(|a, b| a.time.cmp(&b.time)),
-        Target::Time(t) => bases
+        Target::End => bases().max_by(|a, b| a.time.cmp(&b.time)),
+        Target::Time(t) => bases()
             .filter(|s| s.summary.backup_end.as_ref().unwrap_or(&s.time) <= t)
             .max_by(|a, b| a.time.cmp(&b.time)),
         Target::Lsn(l) => {
             let target = parse_lsn(l)?;
-            bases
-                .filter(|s| {
-                    s.source
-                        .dump
-                        .as_ref()
-                        .and_then(|d| d.start_lsn.as_deref())
-                        .and_then(|x| parse_lsn(x).ok())
-                        .is_some_and(|start| start <= target)
-                })
+            bases()
+                .filter(|s| consistent_from(s).is_some_and(|c| c <= target))
                 .max_by(|a, b| a.time.cmp(&b.time))
         }
     };
     chosen.ok_or_else(|| {
+        let oldest = bases().min_by(|a, b| a.time.cmp(&b.time));
+        let earliest = match (target, oldest) {
+            (_, None) => String::new(),
+            (Target::Lsn(_), Some(o)) => match o
+                .source
+                .dump
+                .as_ref()
+                .and_then(|d| d.stop_lsn.as_deref().or(d.start_lsn.as_deref()))
+            {
+                Some(l) => format!("; the earliest restorable point is WAL location {l}"),
+                None => String::new(),
+            },
+            (_, Some(o)) => format!(
+                "; the earliest restorable point is {}",
+                o.summary
+                    .backup_end
+                    .as_ref()
+                    .unwrap_or(&o.time)
+                    .to_rfc3339()
+            ),
+        };
         Error::new(
             ErrorKind::SnapshotNotFound,
             match target {
                 Target::End => "no base backup in the repository (cairn pg basebackup)".into(),
-                Target::Time(t) => format!("no base backup finished before {}", t.to_rfc3339()),
-                Target::Lsn(l) => format!("no base backup started before WAL location {l}"),
+                Target::Time(t) => format!(
+                    "no base backup finished before {}{earliest}",
+                    t.to_rfc3339()
+                ),
+                Target::Lsn(l) => {
+                    format!("no base backup is consistent before WAL location {l}{earliest}")
+                }
             },
         )
     })
