@@ -634,3 +634,120 @@ fn an_lsn_target_inside_a_base_backups_window_restores_from_the_one_before() {
         "{err}"
     );
 }
+
+/// Deletes the record of archived WAL file `name` from the repository of
+/// `pg` (records are named by a keyed hash: found by hiding each in turn).
+fn lose_archived(pg: &Postgres, env: &Env, name: &str) {
+    let wal_dir = pg.socket_dir().join("archive").join("wal");
+    let probe = env.path("probe");
+    let fetch = || env.run(&["wal-fetch", name, probe.to_str().unwrap()]);
+    assert_code(&fetch(), 0, &["wal-fetch before losing it"]);
+    let victim = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::rename(p, p.with_extension("away")).unwrap();
+            let gone = fetch().status.code() == Some(20);
+            std::fs::rename(p.with_extension("away"), p).unwrap();
+            gone
+        })
+        .unwrap();
+    std::fs::remove_file(&victim).unwrap();
+}
+
+/// The WAL file name `n` segments after `name`.
+fn segment_after(name: &str, n: u32) -> String {
+    let seg = u32::from_str_radix(&name[16..], 16).unwrap() + n;
+    format!("{}{seg:08X}", &name[..16])
+}
+
+/// Issue 20, defect 5: a gap between older base backups was reported
+/// healthy by `pg status` and `check` (exit 0), although it breaks
+/// recovery into that window. Now both exit 22, `pg status` shows the
+/// windows that can be restored, and `pg restore` warns when the target
+/// lies past the gap.
+#[test]
+fn a_gap_between_older_base_backups_is_reported_with_the_windows_left() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    let first = basebackup(&pg, &env);
+    archive_segments(&pg, 3);
+    let second = basebackup(&pg, &env);
+    archive_segments(&pg, 2);
+    let (st, code) = pg_status(&env);
+    assert_eq!(code, 0, "{st}");
+    assert_eq!(st["wal"]["windows"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(st["wal"]["windows"][0]["base_backup"], first["snapshot_id"]);
+
+    let start = env
+        .snapshots()
+        .into_iter()
+        .find(|s| s["id"] == first["snapshot_id"])
+        .unwrap()["source"]["dump"]["start_wal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lost = segment_after(&start, 1);
+    lose_archived(&pg, &env, &lost);
+
+    let (st, code) = pg_status(&env);
+    assert_eq!(code, 22, "{st}");
+    assert_eq!(st["wal"]["missing"][0], lost.as_str(), "{st}");
+    let windows = st["wal"]["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{st}");
+    assert_eq!(windows[0]["base_backup"], first["snapshot_id"], "{st}");
+    assert_eq!(windows[0]["latest_wal"], start.as_str(), "{st}");
+    assert_eq!(windows[0]["gap_after"], true, "{st}");
+    assert_eq!(windows[1]["base_backup"], second["snapshot_id"], "{st}");
+    assert_eq!(windows[1]["gap_after"], false, "{st}");
+    let human = env.run(&["pg", "status"]);
+    assert_code(&human, 22, &["pg status"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert_eq!(text.matches("restorable:").count(), 2, "{text}");
+
+    let out = env.run(&["--json", "check"]);
+    assert_code(&out, 22, &["check with a gap"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["kind"] == "wal_gap" && p["id"] == lost.as_str()),
+        "{v}"
+    );
+
+    // Restoring the first base backup to the end: it stops at the gap,
+    // and says so before anything is written.
+    let (dir, _) = Postgres::scratch_dir();
+    let pgdata = dir.path().join("data");
+    let first_id = first["snapshot_id"].as_str().unwrap();
+    let out = env
+        .cmd()
+        .args(["pg", "restore", "--pgdata", pgdata.to_str().unwrap()])
+        .args(["--snapshot", first_id, "--restore-command", "false"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["pg restore past a gap"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("gap after WAL file {start}")),
+        "{err}"
+    );
+    // From the second one: nothing to warn about.
+    let out = env
+        .cmd()
+        .args([
+            "pg",
+            "restore",
+            "--pgdata",
+            dir.path().join("d2").to_str().unwrap(),
+        ])
+        .args(["--restore-command", "false"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["pg restore of the newest"]);
+    assert!(!stderr(&out).contains("gap"), "{}", stderr(&out));
+}

@@ -212,6 +212,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             pitr::choose_base_backup(&candidates, &target)?.clone()
         }
     };
+    let reach_warning = past_the_archive(&repo, &base, &target)?;
     let recovery = pitr::Recovery {
         restore_command: restore_command.clone(),
         target: target.clone(),
@@ -223,6 +224,9 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         },
         timeline,
     };
+    if let Some(w) = &reach_warning {
+        eprintln!("cairn: warning: {w}");
+    }
     let bytes = pitr::unpack_base_backup(&repo, &base, &args.pgdata, &CANCEL, |dir| {
         pitr::configure_recovery(dir, &recovery)
     })?;
@@ -234,6 +238,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "bytes": bytes,
             "restore_command": restore_command,
             "archive_mode": args.archive_mode,
+            "warning": reach_warning,
             "target_timeline": recovery.timeline,
         }))?;
     } else {
@@ -260,6 +265,47 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::Success)
+}
+
+/// Where recovery from `base` would stop short of `target` for want of
+/// archived WAL (a gap, or the base backup's first WAL file missing): a
+/// warning, since the restore itself can still be what the admin wants.
+fn past_the_archive(
+    repo: &cairn_core::repository::Repository,
+    base: &cairn_core::snapshot::Snapshot,
+    target: &Target,
+) -> anyhow::Result<Option<String>> {
+    let list = cairn_core::wal_record::load(repo)?;
+    let st = cairn_core::wal::status(&list, &[base]);
+    let Some(w) = st.windows.first() else {
+        let first = base
+            .source
+            .dump
+            .as_ref()
+            .and_then(|d| d.start_wal.clone())
+            .unwrap_or_else(|| "?".into());
+        return Ok(Some(format!(
+            "WAL file {first}, the first this base backup needs, is not archived: PostgreSQL \
+             cannot recover from it until it is (cairn pg status)"
+        )));
+    };
+    if !w.gap_after {
+        return Ok(None);
+    }
+    let beyond = match target {
+        Target::End => true,
+        Target::Time(t) => *t > w.latest_time,
+        Target::Lsn(l) => pitr::parse_lsn(l)? >= pitr::parse_lsn(&w.latest_lsn)?,
+    };
+    Ok(beyond.then(|| {
+        format!(
+            "the archive has a gap after WAL file {} (archived {}, ends at {}): recovery from \
+             this base backup stops there, short of the target (cairn pg status)",
+            w.latest_wal,
+            w.latest_time.local_display(),
+            w.latest_lsn
+        )
+    }))
 }
 
 /// `cairn -r REPO wal-fetch %f %p` with this run's password source and
@@ -316,7 +362,7 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let newest = bases.iter().max_by(|a, b| a.time.cmp(&b.time));
     let start_wal = newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone());
     let list = cairn_core::wal_record::load(&repo)?;
-    let st = cairn_core::wal::status(&list, start_wal.as_deref());
+    let st = cairn_core::wal::status(&list, &bases);
     let healthy = newest.is_some() && st.missing.is_empty() && st.unreadable == 0;
     if global.json {
         print_json(&serde_json::json!({
@@ -356,12 +402,22 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             )),
         }
         if st.missing.is_empty() {
-            global.say("archive gap:         none since the newest base backup");
+            global.say("archive gap:         none since the oldest base backup");
         } else {
             global.say(format!(
                 "archive gap:         {} WAL segments missing, first {}: recovery cannot pass it",
                 st.missing.len(),
                 st.missing[0]
+            ));
+        }
+        for w in &st.windows {
+            global.say(format!(
+                "restorable:          {} to {} (from base backup {}, WAL up to {}{})",
+                w.earliest_time.local_display(),
+                w.latest_time.local_display(),
+                &w.base_backup[..8.min(w.base_backup.len())],
+                w.latest_wal,
+                if w.gap_after { ", then a gap" } else { "" }
             ));
         }
         if st.unreadable > 0 {

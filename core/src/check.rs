@@ -121,6 +121,9 @@ pub enum ProblemKind {
     Blob,
     /// An archived WAL record cannot be read.
     Wal,
+    /// WAL segments are missing between the oldest base backup and the
+    /// newest archived segment: point-in-time recovery cannot pass them.
+    WalGap,
     /// A restore drill record cannot be read.
     Drill,
 }
@@ -280,6 +283,7 @@ pub fn check(
     let index = fresh.reader()?;
     c.report.stats.blobs = index.len()?;
     c.check_packs(&index, &expected, opts.read_data)?;
+    c.check_archive_gaps(&snapshots, &wal);
     c.check_snapshots(&index, snapshots)?;
     c.check_wal(&index, wal)?;
     c.check_drills()?;
@@ -774,6 +778,29 @@ impl Checker<'_> {
             self.problem(ProblemKind::Drill, name.clone(), e.to_string());
         }
         Ok(())
+    }
+
+    /// The archive must be continuous from the oldest base backup's first
+    /// WAL file to the newest archived segment (`pg status` shows the
+    /// windows this leaves).
+    fn check_archive_gaps(&mut self, snapshots: &SnapshotList, wal: &crate::wal_record::WalList) {
+        let bases: Vec<_> = snapshots
+            .good
+            .iter()
+            .filter(|s| crate::pitr::is_base_backup(s))
+            .collect();
+        let st = crate::wal::status(wal, &bases);
+        if let Some(first) = st.missing.first() {
+            self.problem(
+                ProblemKind::WalGap,
+                first.clone(),
+                format!(
+                    "{} archived WAL segments are missing, the first {first}: point-in-time \
+                     recovery cannot pass the gap (cairn pg status shows what can be restored)",
+                    st.missing.len()
+                ),
+            );
+        }
     }
 
     /// Archived WAL files are checked like snapshots: each record must

@@ -403,15 +403,77 @@ pub struct ArchiveStatus {
     pub newest_wal: Option<String>,
     /// When the newest segment was archived.
     pub newest_wal_time: Option<SnapshotTime>,
-    /// WAL segments missing between the newest base backup's first WAL
-    /// file and the newest archived segment: recovery cannot pass them.
+    /// WAL segments missing between the oldest base backup's first WAL
+    /// file and the newest archived segment: recovery cannot pass them
+    /// (at most 1000 are listed).
     pub missing: Vec<String>,
+    /// The stretches of time that can be restored, oldest first.
+    pub windows: Vec<Window>,
     /// WAL records that cannot be read.
     pub unreadable: usize,
 }
 
-/// Looks at the archive from base backup `start_wal` (if any) on.
-pub fn status(list: &WalList, start_wal: Option<&str>) -> ArchiveStatus {
+/// A stretch that point-in-time recovery can reach: from the end of a
+/// base backup to the last WAL segment archived without a gap after its
+/// start (pgBackRest's archive min/max per backup).
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// The oldest base backup that starts in it (the ID, hex).
+    pub base_backup: String,
+    /// The earliest point: that base backup's end...
+    pub earliest_time: SnapshotTime,
+    /// ...and where its WAL ends, if recorded.
+    pub earliest_lsn: Option<String>,
+    /// The last WAL segment before the next gap (or the newest).
+    pub latest_wal: String,
+    /// When that segment was archived: the latest point is about then.
+    pub latest_time: SnapshotTime,
+    /// The WAL location where that segment ends: no recovery target at or
+    /// past it can be reached.
+    pub latest_lsn: String,
+    /// Whether a gap follows (WAL archived later cannot be reached from
+    /// this window).
+    pub gap_after: bool,
+}
+
+/// Segment numbering: positions as one number, for a segment size.
+struct Numbering {
+    per_log: u64,
+}
+
+impl Numbering {
+    fn of(segments: &[(&WalRecord, Segment)]) -> Numbering {
+        // Segments per log file: 2^32 / segment size (16 MiB: 256).
+        let seg_size = segments
+            .iter()
+            .map(|(r, _)| r.size)
+            .find(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
+            .unwrap_or(16 << 20);
+        Numbering {
+            per_log: (1u64 << 32) / seg_size,
+        }
+    }
+
+    fn number(&self, (log, seg): (u32, u32)) -> u64 {
+        u64::from(log) * self.per_log + u64::from(seg)
+    }
+
+    /// The WAL location at the end of segment number `n`.
+    fn end_lsn(&self, n: u64) -> String {
+        let lsn = (n + 1).saturating_mul((1u64 << 32) / self.per_log.max(1));
+        format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    }
+
+    fn name(&self, tl: u32, n: u64) -> String {
+        format!("{tl:08X}{:08X}{:08X}", n / self.per_log, n % self.per_log)
+    }
+}
+
+/// Looks at the archive from the oldest of `bases` (base backup
+/// snapshots) on: missing segments, and the windows that can be restored.
+/// A position counts as archived on any timeline (a promotion continues
+/// the positions of the timeline it leaves).
+pub fn status(list: &WalList, bases: &[&crate::snapshot::Snapshot]) -> ArchiveStatus {
     let mut st = ArchiveStatus {
         wal_files: list.good.len(),
         wal_bytes: list.good.iter().map(|r| r.size).sum(),
@@ -428,32 +490,62 @@ pub fn status(list: &WalList, start_wal: Option<&str>) -> ArchiveStatus {
         st.newest_wal = Some(r.name.clone());
         st.newest_wal_time = Some(r.time);
     }
-    let (Some(start), Some(newest)) = (
-        start_wal.and_then(segment_of),
-        st.newest_wal.as_deref().and_then(segment_of),
-    ) else {
+    let numbering = Numbering::of(&segments);
+    // Per position, the newest timeline's record.
+    let mut present: std::collections::BTreeMap<u64, (&WalRecord, u32)> = Default::default();
+    for (r, (tl, pos)) in &segments {
+        let n = numbering.number(*pos);
+        if present.get(&n).is_none_or(|(_, t)| t < tl) {
+            present.insert(n, (r, *tl));
+        }
+    }
+    // Base backups by their first WAL position, oldest first.
+    let mut starts: Vec<(u64, u32, &crate::snapshot::Snapshot)> = bases
+        .iter()
+        .filter_map(|b| {
+            let (tl, pos) = segment_of(b.source.dump.as_ref()?.start_wal.as_deref()?)?;
+            Some((numbering.number(pos), tl, *b))
+        })
+        .collect();
+    starts.sort_by_key(|s| (s.0, s.2.time));
+    let Some(&(first, first_tl, _)) = starts.first() else {
         return st;
     };
-    // Segments per log file: 2^32 / segment size (16 MiB: 256).
-    let seg_size = segments
-        .iter()
-        .map(|(r, _)| r.size)
-        .find(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
-        .unwrap_or(16 << 20);
-    let per_log = (1u64 << 32) / seg_size;
-    let number = |(log, seg): (u32, u32)| u64::from(log) * per_log + u64::from(seg);
-    let present: std::collections::HashSet<u64> =
-        segments.iter().map(|(_, (_, pos))| number(*pos)).collect();
-    let (tl, first) = (start.0, number(start.1));
-    let last = number(newest.1);
-    for n in first..=last {
-        if !present.contains(&n) {
+    let last = present.keys().next_back().copied().unwrap_or(first);
+    for n in first..=last.max(first) {
+        if !present.contains_key(&n) {
             if st.missing.len() >= 1000 {
                 break;
             }
-            st.missing
-                .push(format!("{tl:08X}{:08X}{:08X}", n / per_log, n % per_log));
+            st.missing.push(numbering.name(first_tl, n));
         }
+    }
+    for &(start, _, base) in &starts {
+        // The run of archived segments from the backup's first one.
+        let mut end = start;
+        if !present.contains_key(&end) {
+            continue;
+        }
+        while present.contains_key(&(end + 1)) {
+            end += 1;
+        }
+        if st.windows.last().is_some_and(|w: &Window| {
+            segment_of(&w.latest_wal).map(|(_, p)| numbering.number(p)) == Some(end)
+        }) {
+            continue; // an older base backup already opens this window
+        }
+        let Some((rec, _)) = present.get(&end) else {
+            continue;
+        };
+        st.windows.push(Window {
+            base_backup: base.id.to_hex(),
+            earliest_time: *base.summary.backup_end.as_ref().unwrap_or(&base.time),
+            earliest_lsn: base.source.dump.as_ref().and_then(|d| d.stop_lsn.clone()),
+            latest_wal: rec.name.clone(),
+            latest_time: rec.time,
+            latest_lsn: numbering.end_lsn(end),
+            gap_after: end < last,
+        });
     }
     st
 }
@@ -499,7 +591,8 @@ mod tests {
             .collect(),
             damaged: Vec::new(),
         };
-        let st = status(&list, Some("0000000100000000000000FD"));
+        let fd = base("0000000100000000000000FD", "2026-12-01T00:00:00Z");
+        let st = status(&list, &[&fd]);
         assert_eq!(st.newest_wal.as_deref(), Some("000000010000000100000001"));
         // FD, FF and 1/00 are missing (256 segments of 16 MiB per log).
         assert_eq!(
@@ -510,6 +603,73 @@ mod tests {
                 "000000010000000100000000"
             ]
         );
-        assert!(status(&list, None).missing.is_empty());
+        // No window: the base backup's first segment itself is missing.
+        assert!(st.windows.is_empty());
+        assert!(status(&list, &[]).missing.is_empty());
+    }
+
+    fn base(start_wal: &str, end: &str) -> crate::snapshot::Snapshot {
+        let mut dump = crate::dumpcheck::DumpInfo {
+            format: crate::pitr::BASE_BACKUP_FORMAT.into(),
+            start_wal: Some(start_wal.into()),
+            ..Default::default()
+        };
+        dump.stop_lsn = Some("0/1".into());
+        crate::snapshot::Snapshot {
+            id: Id::of_bytes(start_wal.as_bytes()),
+            time: SnapshotTime::parse_rfc3339(end).unwrap_or_else(|_| SnapshotTime::now()),
+            tree: Id::default(),
+            paths: vec!["/base.tar".into()],
+            hostname: "db".into(),
+            username: "postgres".into(),
+            tags: Vec::new(),
+            parent: None,
+            source: crate::snapshot::SnapshotSource {
+                kind: crate::snapshot::SourceKind::Command,
+                stdin_filename: Some("base.tar".into()),
+                command: None,
+                exit_status: Some(0),
+                dump: Some(dump),
+            },
+            original: None,
+            program_version: "test".into(),
+            summary: crate::snapshot::SnapshotSummary::default(),
+            future_dated: false,
+        }
+    }
+
+    #[test]
+    fn a_gap_between_older_base_backups_splits_the_windows() {
+        // Base backups at 10, 20 and 30; segment 15 is lost.
+        let names: Vec<String> = (10..=35)
+            .filter(|n| *n != 15)
+            .map(|n| format!("00000001000000000000{n:04X}"))
+            .collect();
+        let list = WalList {
+            good: names.iter().map(|n| rec(n)).collect(),
+            damaged: Vec::new(),
+        };
+        let b10 = base("00000001000000000000000A", "2026-12-01T00:00:00Z");
+        let b20 = base("000000010000000000000014", "2026-12-02T00:00:00Z");
+        let b30 = base("00000001000000000000001E", "2026-12-03T00:00:00Z");
+        let st = status(&list, &[&b30, &b10, &b20]);
+        assert_eq!(st.missing, ["00000001000000000000000F"]);
+        let w: Vec<(&str, &str, bool)> = st
+            .windows
+            .iter()
+            .map(|w| (&w.base_backup[..], &w.latest_wal[..], w.gap_after))
+            .collect();
+        // From the first backup to just before the gap; from the second
+        // (the third opens no window of its own) to the newest.
+        assert_eq!(
+            w,
+            [
+                (&b10.id.to_hex()[..], "00000001000000000000000E", true),
+                (&b20.id.to_hex()[..], "000000010000000000000023", false),
+            ]
+        );
+        assert_eq!(st.windows[0].latest_lsn, "0/F000000");
+        // Only the newest base backup: no gap in its window.
+        assert!(status(&list, &[&b30]).missing.is_empty());
     }
 }
