@@ -23,6 +23,7 @@ pub enum ExitCode {
     RepositoryExists = 26,
     DumpInvalid = 27,
     WalConflict = 28,
+    WrongCluster = 29,
     Interrupted = 130,
 }
 
@@ -49,6 +50,7 @@ impl ExitCode {
             RepositoryExists,
             DumpInvalid,
             WalConflict,
+            WrongCluster,
             Interrupted,
         ]
         .into_iter()
@@ -66,6 +68,7 @@ impl ExitCode {
             ErrorKind::CommandFailed => ExitCode::CommandFailed,
             ErrorKind::DumpInvalid => ExitCode::DumpInvalid,
             ErrorKind::WalConflict => ExitCode::WalConflict,
+            ErrorKind::WrongCluster => ExitCode::WrongCluster,
             ErrorKind::SnapshotNotFound | ErrorKind::AmbiguousSnapshot => {
                 ExitCode::SnapshotNotFound
             }
@@ -109,4 +112,6 @@ Exit codes:
    27    the dump is incomplete or unreadable (a plain pg_dump without its completion
          line, an archive pg_restore cannot read): no snapshot written
    28    wal-push: a WAL file of that name is already archived with different contents
+   29    wal-push: the WAL file is from another PostgreSQL cluster (system identifier)
+         than the one this repository archives
   130    interrupted (Ctrl-C, SIGTERM)";

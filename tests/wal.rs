@@ -751,3 +751,69 @@ fn a_gap_between_older_base_backups_is_reported_with_the_windows_left() {
     assert_code(&out, 0, &["pg restore of the newest"]);
     assert!(!stderr(&out).contains("gap"), "{}", stderr(&out));
 }
+
+/// Issue 20, defect 3: `wal-push` stored a segment of another cluster
+/// under the primary's next name, after which the primary's own archiving
+/// failed on every retry while `pg status` said healthy. The repository
+/// now records the system identifier of the cluster whose WAL it archives
+/// (from the first segment's page header) and refuses another cluster's
+/// WAL with exit 29.
+#[test]
+fn wal_of_another_cluster_is_refused_and_the_primary_keeps_archiving() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    let last = archive_segments(&pg, 1);
+    let sysid = pg.psql(
+        "postgres",
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    let (st, code) = pg_status(&env);
+    assert_eq!(code, 0, "{st}");
+    assert_eq!(st["system_identifier"], sysid.as_str(), "{st}");
+    let files = st["wal"]["wal_files"].as_u64().unwrap();
+
+    // Another cluster, with a segment of its own.
+    let other = Postgres::start_with(&[("wal_level", "replica")]).unwrap();
+    other.psql(
+        "postgres",
+        "CREATE TABLE x AS SELECT generate_series(1, 1000) g",
+    );
+    let segment = other.psql("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())");
+    other.psql("postgres", "SELECT pg_switch_wal()");
+    let other_sysid = other.psql(
+        "postgres",
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert_ne!(other_sysid, sysid);
+    let theirs = other.data_dir().join("pg_wal").join(&segment);
+    let out = env.run(&["wal-push", theirs.to_str().unwrap()]);
+    assert_code(&out, 29, &["wal-push of another cluster's segment"]);
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&other_sysid) && err.contains(&sysid), "{err}");
+    // The same bytes under the primary's next name: refused too.
+    let next = segment_after(&last, 1);
+    let disguised = other.socket_dir().join("disguised");
+    std::fs::create_dir_all(&disguised).unwrap();
+    other.give(&disguised);
+    let copy = disguised.join(&next);
+    std::fs::copy(&theirs, &copy).unwrap();
+    other.give(&copy);
+    let out = env.run(&["wal-push", copy.to_str().unwrap()]);
+    assert_code(
+        &out,
+        29,
+        &["wal-push of another cluster's segment, renamed"],
+    );
+    assert_eq!(
+        pg_status(&env).0["wal"]["wal_files"].as_u64().unwrap(),
+        files,
+        "nothing was stored"
+    );
+    // The primary's own archiving goes on.
+    archive_segments(&pg, 2);
+    let (st, code) = pg_status(&env);
+    assert_eq!(code, 0, "{st}");
+}

@@ -363,6 +363,7 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let start_wal = newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone());
     let list = cairn_core::wal_record::load(&repo)?;
     let st = cairn_core::wal::status(&list, &bases);
+    let cluster = cairn_core::wal::archived_identity(&repo)?;
     let healthy = newest.is_some() && st.missing.is_empty() && st.unreadable == 0;
     if global.json {
         print_json(&serde_json::json!({
@@ -376,9 +377,17 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 "size": b.summary.total_bytes_processed,
             })),
             "wal": st,
+            "system_identifier": cluster,
             "healthy": healthy,
         }))?;
     } else if !global.quiet {
+        global.say(format!(
+            "cluster:             {}",
+            cluster.as_deref().map_or(
+                "none recorded yet (the first wal-push records it)".to_string(),
+                |c| format!("system identifier {c}")
+            )
+        ));
         match newest {
             Some(b) => global.say(format!(
                 "newest base backup:  {} of {} ({} base backups), starts at WAL {}",

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     DumpInvalid,
     /// A WAL file name is already archived with other contents.
     WalConflict,
+    /// A WAL file comes from another PostgreSQL cluster than the one
+    /// whose WAL the repository archives.
+    WrongCluster,
     /// No snapshot matches the given ID, prefix or filter.
     SnapshotNotFound,
     /// A snapshot ID prefix matches more than one snapshot.

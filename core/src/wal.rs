@@ -163,8 +163,124 @@ fn open_error(path: &Path, e: io::Error) -> Error {
     }
 }
 
+/// The archived pseudo-file that names the PostgreSQL cluster whose WAL
+/// the repository archives: its contents are the system identifier in
+/// decimal and a newline (`repo-format.md` §18.6). PostgreSQL never
+/// archives a file of that name.
+pub const IDENTITY: &str = "cairn.system_identifier";
+
+/// The system identifier in the long page header that starts every WAL
+/// segment (PostgreSQL's `XLogLongPageHeaderData`: magic u16, info u16,
+/// timeline u32, page address u64, remaining length u32, 4 bytes of
+/// padding, system identifier u64, segment size u32, block size u32;
+/// little-endian here). `None` when `name` is not a segment's (history
+/// and backup-label files have no header) or the header does not look
+/// like one.
+pub fn system_identifier(name: &str, path: &Path) -> Result<Option<u64>> {
+    let is_segment =
+        name.len() == 24 || name.strip_suffix(".partial").is_some_and(|n| n.len() == 24);
+    let Some((timeline, _)) = segment_of(name).filter(|_| is_segment) else {
+        return Ok(None);
+    };
+    let mut head = [0u8; 40];
+    let mut file = File::open(path).map_err(|e| open_error(path, e))?;
+    if io::Read::read_exact(&mut file, &mut head).is_err() {
+        return Ok(None);
+    }
+    Ok(parse_long_header(&head, timeline))
+}
+
+fn parse_long_header(head: &[u8; 40], timeline: u32) -> Option<u64> {
+    let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let mut sysid = [0u8; 8];
+    sysid.copy_from_slice(&head[24..32]);
+    let sysid = u64::from_le_bytes(sysid);
+    const XLP_LONG_HEADER: u16 = 0x0002;
+    let (seg_size, block) = (u32_at(32), u32_at(36));
+    let plausible = u16_at(2) & XLP_LONG_HEADER != 0
+        && u32_at(4) == timeline
+        && seg_size.is_power_of_two()
+        && (1 << 20..=1 << 30).contains(&seg_size)
+        && block.is_power_of_two()
+        && (1 << 10..=1 << 16).contains(&block)
+        && sysid != 0;
+    plausible.then_some(sysid)
+}
+
+/// Makes sure the repository archives the WAL of cluster `sysid`: the
+/// first segment pushed records it (as [`IDENTITY`]); a segment of another
+/// cluster is refused. Works with a write-only key: it compares the
+/// stored contents tag.
+fn check_cluster(
+    repo: &Repository,
+    name: &str,
+    sysid: u64,
+    hostname: &str,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let text = format!("{sysid}\n");
+    let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    let size = text.len() as u64;
+    let other = |theirs: Option<String>| {
+        Error::new(
+            ErrorKind::WrongCluster,
+            format!(
+                "WAL file {name} is from PostgreSQL cluster {sysid} (its system identifier), but \
+                 this repository archives the WAL of {}: refusing it (one repository, or S3 \
+                 prefix, per cluster: repo-format.md §18.6)",
+                theirs.map_or("another cluster".to_string(), |t| format!("cluster {t}"))
+            ),
+        )
+    };
+    let known = match already_archived(repo, IDENTITY, size, &hash, hostname) {
+        Ok(known) => known,
+        Err(e) if e.kind() == ErrorKind::WalConflict => {
+            return Err(other(archived_identity(repo).ok().flatten()))
+        }
+        Err(e) => return Err(e),
+    };
+    if known.is_some() {
+        return Ok(());
+    }
+    // The first segment: record the cluster.
+    let mut tmp =
+        tempfile::NamedTempFile::new().map_err(|e| Error::io("creating a temporary file", e))?;
+    tmp.write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing a temporary file", e))?;
+    match push(repo, IDENTITY, tmp.path(), hostname, cancel) {
+        Ok(_) => Ok(()),
+        // Another cluster's first push won the race.
+        Err(e) if e.kind() == ErrorKind::WalConflict => {
+            Err(other(archived_identity(repo).ok().flatten()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The system identifier of the cluster whose WAL the repository
+/// archives, if one was recorded (needs a full key).
+pub fn archived_identity(repo: &Repository) -> Result<Option<String>> {
+    if repo.is_write_only() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?;
+    let dest = dir.path().join(IDENTITY);
+    match fetch(repo, IDENTITY, &dest, &AtomicBool::new(false)) {
+        Ok(_) => {
+            let text = std::fs::read_to_string(&dest)
+                .map_err(|e| Error::io(format!("reading {}", dest.display()), e))?;
+            Ok(Some(text.trim().to_string()))
+        }
+        Err(e) if e.kind() == ErrorKind::SourceNotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Archives the file at `path` as WAL file `name`. Succeeds only once the
 /// record is durably stored (or the same contents were archived before).
+/// A WAL segment of another cluster than the repository's is refused
+/// ([`ErrorKind::WrongCluster`]).
 pub fn push(
     repo: &Repository,
     name: &str,
@@ -173,6 +289,9 @@ pub fn push(
     cancel: &AtomicBool,
 ) -> Result<PushOutcome> {
     check_name(name)?;
+    if let Some(sysid) = system_identifier(name, path)? {
+        check_cluster(repo, name, sysid, hostname, cancel)?;
+    }
     // Hashed first: a retry of an archived file costs one read and one
     // request, and stores nothing.
     let (size, hash) = hash_file(path)?;
@@ -474,9 +593,10 @@ impl Numbering {
 /// A position counts as archived on any timeline (a promotion continues
 /// the positions of the timeline it leaves).
 pub fn status(list: &WalList, bases: &[&crate::snapshot::Snapshot]) -> ArchiveStatus {
+    let wal = || list.good.iter().filter(|r| r.name != IDENTITY);
     let mut st = ArchiveStatus {
-        wal_files: list.good.len(),
-        wal_bytes: list.good.iter().map(|r| r.size).sum(),
+        wal_files: wal().count(),
+        wal_bytes: wal().map(|r| r.size).sum(),
         unreadable: list.damaged.len(),
         ..ArchiveStatus::default()
     };
@@ -564,6 +684,29 @@ mod tests {
             blake3: String::new(),
             tree: Id::default(),
         }
+    }
+
+    #[test]
+    fn the_system_identifier_comes_from_a_segments_long_header() {
+        // The first 40 bytes of a PostgreSQL 15 segment of timeline 1.
+        let mut head = [0u8; 40];
+        head[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        head[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+        head[4..8].copy_from_slice(&1u32.to_le_bytes());
+        head[8..16].copy_from_slice(&0x0300_0000u64.to_le_bytes());
+        head[24..32].copy_from_slice(&7_443_197_417_112_065_040u64.to_le_bytes());
+        head[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        head[36..40].copy_from_slice(&8192u32.to_le_bytes());
+        assert_eq!(parse_long_header(&head, 1), Some(7_443_197_417_112_065_040));
+        // Another timeline than the name's, a short header, odd sizes.
+        assert_eq!(parse_long_header(&head, 2), None);
+        let mut short = head;
+        short[2] = 0x04;
+        assert_eq!(parse_long_header(&short, 1), None);
+        let mut odd = head;
+        odd[32..36].copy_from_slice(&12345u32.to_le_bytes());
+        assert_eq!(parse_long_header(&odd, 1), None);
+        assert_eq!(parse_long_header(&[0u8; 40], 1), None);
     }
 
     #[test]
