@@ -24,6 +24,7 @@ pub enum ExitCode {
     DumpInvalid = 27,
     WalConflict = 28,
     WrongCluster = 29,
+    ArchiveNotWorking = 30,
     Interrupted = 130,
 }
 
@@ -51,6 +52,7 @@ impl ExitCode {
             DumpInvalid,
             WalConflict,
             WrongCluster,
+            ArchiveNotWorking,
             Interrupted,
         ]
         .into_iter()
@@ -69,6 +71,7 @@ impl ExitCode {
             ErrorKind::DumpInvalid => ExitCode::DumpInvalid,
             ErrorKind::WalConflict => ExitCode::WalConflict,
             ErrorKind::WrongCluster => ExitCode::WrongCluster,
+            ErrorKind::ArchiveNotWorking => ExitCode::ArchiveNotWorking,
             ErrorKind::SnapshotNotFound | ErrorKind::AmbiguousSnapshot => {
                 ExitCode::SnapshotNotFound
             }
@@ -113,5 +116,7 @@ Exit codes:
          line, an archive pg_restore cannot read): no snapshot written
    28    wal-push: a WAL file of that name is already archived with different contents
    29    wal-push: the WAL file is from another PostgreSQL cluster (system identifier)
-         than the one this repository archives
+         than the one this repository archives (pg check: the server's cluster)
+   30    pg check: the WAL segment the server switched to did not reach the repository
+         in time (archive_mode off, or archive_command failing)
   130    interrupted (Ctrl-C, SIGTERM)";

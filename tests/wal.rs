@@ -817,3 +817,72 @@ fn wal_of_another_cluster_is_refused_and_the_primary_keeps_archiving() {
     let (st, code) = pg_status(&env);
     assert_eq!(code, 0, "{st}");
 }
+
+/// `cairn pg check`, as pgBackRest's check: a WAL switch whose segment
+/// must arrive, and the server's identity.
+#[test]
+fn pg_check_confirms_archiving_end_to_end_and_names_what_is_wrong() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    let conn = |p: &Postgres| {
+        vec![
+            "-h".to_string(),
+            p.socket_dir().to_str().unwrap().to_string(),
+            "-p".to_string(),
+            p.port.to_string(),
+            "-U".to_string(),
+            "postgres".to_string(),
+        ]
+    };
+    let check = |env: &Env, p: &Postgres, timeout: &str| {
+        let mut c = env.cmd();
+        c.args(["--json", "pg", "check", "--timeout", timeout, "--"])
+            .args(conn(p));
+        c.output().unwrap()
+    };
+    let out = check(&env, &pg, "60");
+    assert_code(&out, 0, &["pg check"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let segment = v["segment"].as_str().unwrap();
+    let dest = env.path("checked");
+    env.ok(&["wal-fetch", segment, dest.to_str().unwrap()]);
+    assert_eq!(
+        v["system_identifier"].as_str().unwrap(),
+        pg.psql(
+            "postgres",
+            "SELECT system_identifier FROM pg_control_system()"
+        )
+    );
+    // The identity is recorded now: another cluster is refused.
+    let other = Postgres::start_with(&[("wal_level", "replica")]).unwrap();
+    let out = check(&env, &other, "5");
+    assert_code(&out, 29, &["pg check against another cluster"]);
+
+    // That other cluster does not archive at all: said so, exit 30.
+    let fresh = Env::init_as_postgres();
+    let out = check(&fresh, &other, "5");
+    assert_code(&out, 30, &["pg check with archive_mode off"]);
+    assert!(
+        stderr(&out).contains("archive_mode is off"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A cluster whose archive_command fails: the segment never arrives.
+    let failing = Postgres::start_with(&[
+        ("archive_mode", "on"),
+        ("archive_command", "false"),
+        ("wal_level", "replica"),
+    ])
+    .unwrap();
+    let out = check(&fresh, &failing, "3");
+    assert_code(&out, 30, &["pg check with a failing archive_command"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("did not reach the repository within 3 s"),
+        "{err}"
+    );
+    assert!(err.contains("archive_command failed"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}

@@ -49,6 +49,39 @@ pub enum PgCommand {
     Restore(RestoreArgs),
     /// Newest base backup, newest archived WAL, and any gap in the archive (exit 22 on a gap)
     Status,
+    /// Make the server switch WAL segments and wait until the segment is archived; check that
+    /// the server's cluster is the one this repository archives (pgBackRest's check)
+    #[command(long_about = CHECK_ABOUT)]
+    Check(CheckArgs),
+}
+
+pub const CHECK_ABOUT: &str = "\
+Check that WAL archiving works end to end, as pgBackRest's check does: connect
+with psql, create a restore point and switch to a new WAL segment (so the
+server archives the one it leaves), then wait until that segment is in the
+repository. Also checks that the server's system identifier is the cluster
+this repository archives, and that archive_mode is on.
+
+    cairn pg check -- -h /run/postgresql -U postgres
+
+Exit 0 when the segment arrived; 30 when it did not within --timeout (the
+error says how often archive_command failed, from pg_stat_archiver); 29 when
+the server is another cluster. Run it as the server's user, after setting up
+archive_command, and from monitoring.";
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// psql to run [default: on PATH, else the newest /usr/lib/postgresql/*/bin]
+    #[arg(long, value_name = "PATH")]
+    psql: Option<PathBuf>,
+
+    /// Seconds to wait for the segment to arrive
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+
+    /// Connection options for psql, after -- (e.g. -- -h /run/postgresql -U postgres)
+    #[arg(last = true, value_name = "PSQL_ARGS")]
+    args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -129,6 +162,7 @@ pub fn run(global: &GlobalArgs, args: PgArgs) -> anyhow::Result<ExitCode> {
         PgCommand::Basebackup(a) => basebackup(global, a),
         PgCommand::Restore(a) => restore(global, a),
         PgCommand::Status => status(global),
+        PgCommand::Check(a) => check(global, a),
     }
 }
 
@@ -263,6 +297,129 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
                  --archive-mode preserve",
             );
         }
+    }
+    Ok(ExitCode::Success)
+}
+
+/// Runs `sql` through psql with the connection `args`; its unaligned,
+/// tuples-only output.
+fn psql(tool: &std::path::Path, args: &[String], sql: &str) -> anyhow::Result<String> {
+    let out = cairn_core::dumpcheck::without_secrets(&mut std::process::Command::new(tool))
+        .args(["-X", "-A", "-t", "-q", "-F", "|", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .args(["-c", sql])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(format!("running {}", tool.display()), e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        anyhow::bail!(Error::new(
+            cairn_core::ErrorKind::CommandFailed,
+            format!(
+                "psql failed ({}): {}",
+                out.status,
+                err.lines().next().unwrap_or("").trim()
+            )
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let tool = match args.psql {
+        Some(p) => p,
+        None => find_pg_tool("psql").ok_or_else(|| {
+            Error::new(
+                cairn_core::ErrorKind::SourceNotFound,
+                "psql is not installed (or give --psql PATH)",
+            )
+        })?,
+    };
+    // Reads only: a write-only key may check too.
+    let repo = global.open_to_add()?;
+    let row = psql(
+        &tool,
+        &args.args,
+        "SELECT system_identifier, current_setting('archive_mode'), pg_is_in_recovery() \
+         FROM pg_control_system()",
+    )?;
+    let fields: Vec<&str> = row.split('|').collect();
+    let (Some(sysid), Some(mode), Some(recovery)) = (
+        fields.first().and_then(|s| s.parse::<u64>().ok()),
+        fields.get(1),
+        fields.get(2),
+    ) else {
+        anyhow::bail!("psql answered {row:?}, not the system identifier and archive_mode");
+    };
+    if cairn_core::wal::cluster_matches(&repo, sysid)? == Some(false) {
+        let theirs = cairn_core::wal::archived_identity(&repo).ok().flatten();
+        anyhow::bail!(Error::new(
+            cairn_core::ErrorKind::WrongCluster,
+            format!(
+                "the server is PostgreSQL cluster {sysid}, but this repository archives the WAL of \
+                 {}",
+                theirs.map_or("another cluster".to_string(), |t| format!("cluster {t}"))
+            )
+        ));
+    }
+    if *mode == "off" {
+        anyhow::bail!(Error::new(
+            cairn_core::ErrorKind::ArchiveNotWorking,
+            "archive_mode is off on the server: nothing is archived (set archive_mode = on and \
+             archive_command, then restart it)"
+        ));
+    }
+    if *recovery == "t" {
+        anyhow::bail!(Error::invalid(
+            "the server is a standby (in recovery): run pg check against the primary"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let segment = psql(
+        &tool,
+        &args.args,
+        "SELECT pg_create_restore_point('cairn pg check'); \
+         SELECT pg_walfile_name(pg_switch_wal());",
+    )?;
+    let segment = segment.lines().last().unwrap_or("").trim().to_string();
+    cairn_core::wal::check_name(&segment)?;
+    let deadline = started + std::time::Duration::from_secs(args.timeout);
+    while !cairn_core::wal::is_archived(&repo, &segment)? {
+        if std::time::Instant::now() >= deadline {
+            let failures = psql(
+                &tool,
+                &args.args,
+                "SELECT failed_count || ' times, last for ' || coalesce(last_failed_wal, '?') \
+                 || ' at ' || coalesce(last_failed_time::text, '?') FROM pg_stat_archiver",
+            )
+            .unwrap_or_else(|_| "?".into());
+            anyhow::bail!(Error::new(
+                cairn_core::ErrorKind::ArchiveNotWorking,
+                format!(
+                    "WAL segment {segment} did not reach the repository within {} s \
+                     (archive_command failed {failures}; see the server log)",
+                    args.timeout
+                )
+            ));
+        }
+        if CANCEL.load(std::sync::atomic::Ordering::SeqCst) {
+            anyhow::bail!(Error::interrupted());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if global.json {
+        print_json(&serde_json::json!({
+            "message_type": "pg_check",
+            "segment": segment,
+            "seconds": seconds,
+            "system_identifier": sysid.to_string(),
+        }))?;
+    } else {
+        global.say(format!(
+            "WAL segment {segment} archived {seconds:.1} s after the switch; the server is \
+             cluster {sysid}, the one this repository archives"
+        ));
     }
     Ok(ExitCode::Success)
 }

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// A WAL file comes from another PostgreSQL cluster than the one
     /// whose WAL the repository archives.
     WrongCluster,
+    /// `pg check`: the WAL segment it made the server switch to did not
+    /// reach the repository in time (archiving is off or failing).
+    ArchiveNotWorking,
     /// No snapshot matches the given ID, prefix or filter.
     SnapshotNotFound,
     /// A snapshot ID prefix matches more than one snapshot.

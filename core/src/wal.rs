@@ -258,6 +258,23 @@ fn check_cluster(
     }
 }
 
+/// Whether WAL file `name` is archived (one request; any key).
+pub fn is_archived(repo: &Repository, name: &str) -> Result<bool> {
+    Ok(stored_record(repo, name)?.is_some())
+}
+
+/// Whether the repository archives the WAL of cluster `sysid`: `None`
+/// when no cluster is recorded yet. Any key (by contents tag).
+pub fn cluster_matches(repo: &Repository, sysid: u64) -> Result<Option<bool>> {
+    let Some((id, bytes)) = stored_record(repo, IDENTITY)? else {
+        return Ok(None);
+    };
+    let text = format!("{sysid}\n");
+    let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    let ours = WalRecord::tag_of(repo.keys(), IDENTITY, text.len() as u64, &hash)?;
+    Ok(Some(WalRecord::stored_tag(&bytes, &id)? == ours))
+}
+
 /// The system identifier of the cluster whose WAL the repository
 /// archives, if one was recorded (needs a full key).
 pub fn archived_identity(repo: &Repository) -> Result<Option<String>> {
