@@ -1,8 +1,8 @@
 //! A throwaway single-node Garage (crates.io `garage` 2.5, the
 //! S3-compatible server that ignores `If-None-Match: *`) on 127.0.0.1,
 //! with one bucket and one key, stopped on drop. `.ci/run` installs it:
-//! `cargo install garage --version 2.5.0 --locked --no-default-features
-//! --features lmdb,bundled-libs`.
+//! `cargo install garage --version 2.5.0 --locked --debug
+//! --no-default-features --features lmdb,bundled-libs`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
