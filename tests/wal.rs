@@ -814,8 +814,52 @@ fn wal_of_another_cluster_is_refused_and_the_primary_keeps_archiving() {
     );
     // The primary's own archiving goes on.
     archive_segments(&pg, 2);
+    let mine = basebackup(&pg, &env);
     let (st, code) = pg_status(&env);
     assert_eq!(code, 0, "{st}");
+    assert_eq!(
+        st["newest_base_backup"]["system_identifier"],
+        sysid.as_str(),
+        "the base backup's pg_control: {st}"
+    );
+
+    // A base backup of the other cluster stored here by mistake: it can
+    // never be recovered from this archive, so status says so, restore
+    // passes it over, and refuses it when named.
+    let theirs = basebackup(&other, &env);
+    let (st, code) = pg_status(&env);
+    assert_eq!(code, 22, "{st}");
+    assert_eq!(st["foreign_base_backups"][0], theirs["snapshot_id"], "{st}");
+    let (dir, _) = Postgres::scratch_dir();
+    let restore = |extra: &[&str], d: &str| {
+        env.cmd()
+            .args([
+                "--json",
+                "pg",
+                "restore",
+                "--restore-command",
+                "false",
+                "--pgdata",
+            ])
+            .arg(dir.path().join(d))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = restore(&[], "newest");
+    assert_code(
+        &out,
+        0,
+        &["pg restore with another cluster's backup newest"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["base_backup"], mine["snapshot_id"], "{v}");
+    let out = restore(
+        &["--snapshot", theirs["snapshot_id"].as_str().unwrap()],
+        "named",
+    );
+    assert_code(&out, 29, &["pg restore of another cluster's backup"]);
+    assert!(!dir.path().join("named").exists());
 }
 
 /// `cairn pg check`, as pgBackRest's check: a WAL switch whose segment

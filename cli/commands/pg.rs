@@ -225,6 +225,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
     let filter = args.filter.filter();
+    let cluster = cairn_core::wal::archived_identity(&repo)?;
     let base = match &args.snapshot {
         Some(spec) => {
             let s = loaded.resolve(spec, &filter)?;
@@ -234,13 +235,24 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
                     s.id.short()
                 )));
             }
+            if !same_cluster(s, cluster.as_deref()) {
+                anyhow::bail!(Error::new(
+                    cairn_core::ErrorKind::WrongCluster,
+                    format!(
+                        "base backup {} is of another PostgreSQL cluster than the WAL archived \
+                         here (cluster {}): it cannot be recovered from this archive",
+                        s.id.short(),
+                        cluster.as_deref().unwrap_or("?")
+                    )
+                ));
+            }
             s.clone()
         }
         None => {
             let candidates: Vec<_> = loaded
                 .good
                 .iter()
-                .filter(|s| filter.matches(s))
+                .filter(|s| filter.matches(s) && same_cluster(s, cluster.as_deref()))
                 .cloned()
                 .collect();
             pitr::choose_base_backup(&candidates, &target)?.clone()
@@ -424,6 +436,20 @@ fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
+/// Whether base backup `b` is of cluster `cluster` (the archive's); a
+/// base backup or an archive without a recorded identity matches any.
+fn same_cluster(b: &cairn_core::snapshot::Snapshot, cluster: Option<&str>) -> bool {
+    let theirs = b
+        .source
+        .dump
+        .as_ref()
+        .and_then(|d| d.system_identifier.as_deref());
+    match (theirs, cluster) {
+        (Some(t), Some(c)) => t == c,
+        _ => true,
+    }
+}
+
 /// Where recovery from `base` would stop short of `target` for want of
 /// archived WAL (a gap, or the base backup's first WAL file missing): a
 /// warning, since the restore itself can still be what the admin wants.
@@ -521,7 +547,15 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let list = cairn_core::wal_record::load(&repo)?;
     let st = cairn_core::wal::status(&list, &bases);
     let cluster = cairn_core::wal::archived_identity(&repo)?;
-    let healthy = newest.is_some() && st.missing.is_empty() && st.unreadable == 0;
+    // Base backups of another cluster than the archive's: no WAL here
+    // can recover them.
+    let foreign: Vec<String> = bases
+        .iter()
+        .filter(|b| !same_cluster(b, cluster.as_deref()))
+        .map(|b| b.id.to_hex())
+        .collect();
+    let healthy =
+        newest.is_some() && st.missing.is_empty() && st.unreadable == 0 && foreign.is_empty();
     if global.json {
         print_json(&serde_json::json!({
             "base_backups": bases.len(),
@@ -531,10 +565,12 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 "start_wal": start_wal,
                 "start_lsn": b.source.dump.as_ref().and_then(|d| d.start_lsn.clone()),
                 "stop_lsn": b.source.dump.as_ref().and_then(|d| d.stop_lsn.clone()),
+                "system_identifier": b.source.dump.as_ref().and_then(|d| d.system_identifier.clone()),
                 "size": b.summary.total_bytes_processed,
             })),
             "wal": st,
             "system_identifier": cluster,
+            "foreign_base_backups": foreign,
             "healthy": healthy,
         }))?;
     } else if !global.quiet {
@@ -592,10 +628,20 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 st.unreadable
             ));
         }
+        if !foreign.is_empty() {
+            global.say(format!(
+                "other clusters:      {} base backups are of another cluster than the archived \
+                 WAL (first {}): they cannot be recovered from this archive",
+                foreign.len(),
+                &foreign[0][..8]
+            ));
+        }
     }
-    Ok(if st.missing.is_empty() && st.unreadable == 0 {
-        ExitCode::Success
-    } else {
-        ExitCode::Damaged
-    })
+    Ok(
+        if st.missing.is_empty() && st.unreadable == 0 && foreign.is_empty() {
+            ExitCode::Success
+        } else {
+            ExitCode::Damaged
+        },
+    )
 }

@@ -101,6 +101,10 @@ pub struct DumpInfo {
     /// before it can be reached from this backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_lsn: Option<String>,
+    /// The cluster's system identifier (decimal), from the base backup's
+    /// `global/pg_control` (`repo-format.md` §18.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
 }
 
 impl DumpInfo {
@@ -232,6 +236,120 @@ pub fn parse_lsn(s: &str) -> Result<u64> {
         return Err(bad());
     }
     Ok(hi << 32 | lo)
+}
+
+/// Finds the first bytes of one member of a tar stream as it goes by,
+/// without buffering the stream: it reads each 512-byte header, and skips
+/// each member's data by its size.
+#[derive(Debug)]
+struct TarScan {
+    names: &'static [&'static str],
+    want: usize,
+    /// Stream position of the next byte fed.
+    offset: u64,
+    /// Where the next header starts.
+    next_header: u64,
+    header: Vec<u8>,
+    /// Where the wanted member's data starts.
+    capture_at: Option<u64>,
+    found: Vec<u8>,
+    done: bool,
+}
+
+impl TarScan {
+    fn new(names: &'static [&'static str], want: usize) -> Self {
+        TarScan {
+            names,
+            want,
+            offset: 0,
+            next_header: 0,
+            header: Vec::with_capacity(512),
+            capture_at: None,
+            found: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        let mut i = 0usize;
+        while i < data.len() && !self.done {
+            let pos = self.offset + i as u64;
+            let left = data.len() - i;
+            if self.capture_at.is_some_and(|at| pos >= at) {
+                let take = (self.want - self.found.len()).min(left);
+                self.found.extend_from_slice(&data[i..i + take]);
+                i += take;
+                self.done = self.found.len() >= self.want;
+                continue;
+            }
+            let until = self
+                .capture_at
+                .filter(|at| *at < self.next_header)
+                .unwrap_or(self.next_header);
+            if pos < until {
+                i += usize::try_from(until - pos).unwrap_or(usize::MAX).min(left);
+                continue;
+            }
+            let take = (512 - self.header.len()).min(left);
+            self.header.extend_from_slice(&data[i..i + take]);
+            i += take;
+            if self.header.len() == 512 {
+                self.header_done();
+            }
+        }
+        self.offset += data.len() as u64;
+    }
+
+    fn header_done(&mut self) {
+        let h = std::mem::take(&mut self.header);
+        let data_start = self.next_header + 512;
+        if h.iter().all(|b| *b == 0) {
+            self.done = true; // the end of the archive
+            return;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            let f = &h[r];
+            let end = f.iter().position(|b| *b == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).into_owned()
+        };
+        let (name, prefix) = (field(0..100), field(345..500));
+        let full = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let size = tar_size(&h[124..136]);
+        let Some(size) = size else {
+            self.done = true; // not a tar header: stop looking
+            return;
+        };
+        if self.names.contains(&full.as_str()) && matches!(h[156], b'0' | 0) {
+            self.capture_at = Some(data_start);
+        }
+        self.next_header = data_start.saturating_add(size.div_ceil(512).saturating_mul(512));
+    }
+}
+
+/// A tar header's size field: octal digits (space or NUL ended), or
+/// base-256 when its first byte has the high bit set.
+fn tar_size(f: &[u8]) -> Option<u64> {
+    if f.first().is_some_and(|b| b & 0x80 != 0) {
+        let mut n: u64 = u64::from(f[0] & 0x7f);
+        for b in &f[1..] {
+            n = n.checked_mul(256)?.checked_add(u64::from(*b))?;
+        }
+        return Some(n);
+    }
+    let digits: Vec<u8> = f
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    if digits.is_empty() {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
 }
 
 /// The `End-LSN` of the last WAL range of the `backup_manifest` that ends
@@ -417,6 +535,8 @@ pub struct Inspector {
     total: u64,
     format: Option<Format>,
     restore: Option<RestoreCheck>,
+    /// A base backup's `global/pg_control`, found as the tar goes by.
+    pg_control: Option<TarScan>,
     /// Why validation could not start (pg_restore missing).
     start_error: Option<Error>,
 }
@@ -433,6 +553,7 @@ impl Inspector {
             format: None,
             restore: None,
             start_error: None,
+            pg_control: None,
         }
     }
 
@@ -470,14 +591,29 @@ impl Inspector {
                 r.feed(&self.head);
                 r.feed(&data[in_head..]);
             }
-        } else if let Some(r) = self.restore.as_mut() {
-            r.feed(data);
+            if let Some(t) = self.pg_control.as_mut() {
+                t.feed(&self.head);
+                t.feed(&data[in_head..]);
+            }
+        } else {
+            if let Some(r) = self.restore.as_mut() {
+                r.feed(data);
+            }
+            if let Some(t) = self.pg_control.as_mut() {
+                t.feed(data);
+            }
         }
     }
 
     fn recognise(&mut self) {
         let format = detect(&self.head);
         self.format = Some(format);
+        if format == Format::PgBaseBackup {
+            self.pg_control = Some(TarScan::new(
+                &["global/pg_control", "./global/pg_control"],
+                8,
+            ));
+        }
         if self.validate && self.tools && matches!(format, Format::PgCustom | Format::PgTar) {
             match find_pg_tool("pg_restore") {
                 Some(p) => match RestoreCheck::start(&p) {
@@ -617,6 +753,15 @@ impl Inspector {
                 info.timeline =
                     header_value(&label, "START TIMELINE:").and_then(|t| t.parse().ok());
                 info.start_time = header_value(&label, "START TIME:");
+                // pg_control starts with the system identifier (u64, the
+                // server's byte order: little-endian here).
+                info.system_identifier = self
+                    .pg_control
+                    .as_ref()
+                    .and_then(|t| <[u8; 8]>::try_from(t.found.as_slice()).ok())
+                    .map(u64::from_le_bytes)
+                    .filter(|id| *id != 0)
+                    .map(|id| id.to_string());
                 info.stop_lsn = manifest_end_lsn(&self.tail);
             }
             Format::Unknown => {}
@@ -889,6 +1034,47 @@ mod tests {
         assert!(tar_is_whole(&whole, whole.len() as u64));
         assert!(!tar_is_whole(&header, header.len() as u64));
         assert!(!tar_is_whole(&whole[..1000], 1000));
+    }
+
+    #[test]
+    fn pg_control_is_found_in_a_tar_stream_fed_in_any_pieces() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, name, data)
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        add(
+            "backup_label",
+            b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n",
+        );
+        add("base/1/1259", &vec![7u8; 70_001]);
+        let mut control = 7_443_197_417_112_065_040u64.to_le_bytes().to_vec();
+        control.extend(vec![1u8; 8184]);
+        add("global/pg_control", &control);
+        add("backup_manifest", b"{}");
+        let stream = b.into_inner().unwrap_or_default();
+        for piece in [1usize, 7, 511, 512, 513, 4096, 1 << 20] {
+            let mut scan = TarScan::new(&["global/pg_control"], 8);
+            for part in stream.chunks(piece) {
+                scan.feed(part);
+            }
+            assert_eq!(scan.found, control[..8], "pieces of {piece}");
+        }
+        // The whole inspection records it.
+        let mut insp = Inspector::without_tools();
+        insp.feed(&stream);
+        let info = insp.finish("base.tar").map(|i| i.info);
+        let id = info.ok().flatten().and_then(|i| i.system_identifier);
+        assert_eq!(id.as_deref(), Some("7443197417112065040"));
+        // Not a tar after the first header: it gives up, finds nothing.
+        let mut scan = TarScan::new(&["global/pg_control"], 8);
+        scan.feed(&stream[..512]);
+        scan.feed(&[b'x'; 5000]);
+        assert!(scan.found.is_empty());
     }
 
     #[test]
