@@ -16,15 +16,22 @@ use serde_json::Value;
 /// `Env` that runs every cairn command on it as the server's user (as
 /// the README says; CI runs as root, which would hide permission bugs).
 fn archiving_cluster() -> Option<(Postgres, Env)> {
+    archiving_cluster_with(&[])
+}
+
+/// `archiving_cluster` with more server settings.
+fn archiving_cluster_with(settings: &[(&str, &str)]) -> Option<(Postgres, Env)> {
     let cairn = env!("CARGO_BIN_EXE_cairn");
     let command = format!(
         "CAIRN_PASSWORD='{PASSWORD}' CAIRN_CACHE_DIR={{dir}}/cache {cairn} -q -r {{dir}}/archive wal-push %p"
     );
-    let pg = Postgres::start_with(&[
+    let mut all = vec![
         ("archive_mode", "on"),
-        ("archive_command", &command),
+        ("archive_command", command.as_str()),
         ("wal_level", "replica"),
-    ])?;
+    ];
+    all.extend(settings);
+    let pg = Postgres::start_with(&all)?;
     let mut env = Env::empty_as_postgres();
     env.location = Some(pg.socket_dir().join("archive").display().to_string());
     let mut init = vec!["init"];
@@ -263,7 +270,7 @@ fn basebackup(pg: &Postgres, env: &Env) -> Value {
         "-U",
         "postgres",
     ]);
-    assert_code(&out, 0, &["pg basebackup"]);
+    assert_code(&out, 0, &["pg basebackup", &stderr(&out)]);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -929,4 +936,65 @@ fn pg_check_confirms_archiving_end_to_end_and_names_what_is_wrong() {
     );
     assert!(err.contains("archive_command failed"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// Base backups taken from a standby (pg_basebackup against it, through
+/// `pg basebackup`'s arguments) restore with the WAL the primary archived.
+#[test]
+fn a_base_backup_taken_from_a_standby_restores_with_the_primarys_archive() {
+    // A backup from a standby needs full page writes on the primary.
+    let Some((pg, env)) = archiving_cluster_with(&[("full_page_writes", "on")]) else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    pg.psql("postgres", "CREATE TABLE marks (label text)");
+    pg.psql(
+        "postgres",
+        "INSERT INTO marks VALUES ('before the standby')",
+    );
+    let (dir, _) = Postgres::scratch_dir();
+    let data = dir.path().join("data");
+    let out = pg
+        .client("pg_basebackup")
+        .arg("-D")
+        .arg(&data)
+        .args(["-R", "-X", "stream", "-c", "fast"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    pg.give(dir.path());
+    let standby = Postgres::adopt(dir);
+    pg.psql("postgres", "INSERT INTO marks VALUES ('replicated')");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while standby.psql("postgres", "SELECT count(*) FROM marks") != "2" {
+        assert!(Instant::now() < deadline, "the standby did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(standby.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
+
+    let taken = basebackup(&standby, &env);
+    let snap = env
+        .snapshots()
+        .into_iter()
+        .find(|s| s["id"] == taken["snapshot_id"])
+        .unwrap();
+    let dump = &snap["source"]["dump"];
+    assert_eq!(
+        dump["system_identifier"].as_str().unwrap(),
+        pg.psql(
+            "postgres",
+            "SELECT system_identifier FROM pg_control_system()"
+        ),
+        "{dump}"
+    );
+    assert!(dump["start_wal"].as_str().is_some(), "{dump}");
+    pg.psql("postgres", "INSERT INTO marks VALUES ('after the backup')");
+    archive_segments(&pg, 2);
+    drop(standby);
+
+    let (restored, _) = restore_and_start(&pg, &env, &[]);
+    assert_eq!(
+        restored.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
+        "before the standby,replicated,after the backup"
+    );
 }

@@ -395,6 +395,15 @@ pub fn configure_recovery(pgdata: &Path, recovery: &Recovery) -> Result<()> {
     f.write_all(conf.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", auto.display()), e))?;
+    // A base backup taken from a standby carries its standby.signal:
+    // left there, the restored copy would stay a standby of whatever
+    // primary_conninfo names and never finish recovering.
+    let standby = pgdata.join("standby.signal");
+    match fs::remove_file(&standby) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", standby.display()), e)),
+    }
     let signal = pgdata.join("recovery.signal");
     fs::write(&signal, b"").map_err(|e| Error::io(format!("writing {}", signal.display()), e))?;
     // Same owner as the rest.

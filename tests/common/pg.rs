@@ -165,8 +165,16 @@ impl Postgres {
     fn launch(&self) {
         let pg = self;
         let data = pg.dir.path().join("data");
+        // Fast and unsafe unless the cluster's settings say otherwise (a
+        // standby's base backup needs full_page_writes on the primary).
+        let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap_or_default();
+        let fpw = if auto.contains("full_page_writes") {
+            ""
+        } else {
+            " -c full_page_writes=off"
+        };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses='' -c fsync=off{fpw}",
             pg.port,
             pg.dir.path().display()
         );
