@@ -998,3 +998,60 @@ fn a_base_backup_taken_from_a_standby_restores_with_the_primarys_archive() {
         "before the standby,replicated,after the backup"
     );
 }
+
+/// Issue 20, defect 6: `drill --pg` of a base backup exited 25 and
+/// recorded a recovery time without replaying any WAL. Now it is the real
+/// recovery test: the base backup restored into scratch, a private
+/// PostgreSQL (Unix socket in scratch only) replaying the archived WAL to
+/// its end, a query, and the measured time recorded.
+#[test]
+fn a_drill_of_a_base_backup_recovers_it_with_a_private_server() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    let base = basebackup(&pg, &env);
+    archive_segments(&pg, 2);
+    let scratch = env.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    pg.give(&scratch);
+    let drill = |env: &Env| {
+        env.cmd()
+            .args([
+                "--json",
+                "drill",
+                "--pg",
+                "--scratch",
+                scratch.to_str().unwrap(),
+            ])
+            .arg(base["snapshot_id"].as_str().unwrap())
+            .output()
+            .unwrap()
+    };
+    let out = drill(&env);
+    assert_code(&out, 0, &["drill --pg of a base backup", &stderr(&out)]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["dump_check"], "recovered", "{v}");
+    assert!(v["recovery_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    // Nothing is left running or lying in scratch.
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+    // Without the base backup's first WAL file, it cannot recover: the
+    // drill fails, says why, and records the failure.
+    let start = env
+        .snapshots()
+        .into_iter()
+        .find(|s| s["id"] == base["snapshot_id"])
+        .unwrap()["source"]["dump"]["start_wal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lose_archived(&pg, &env, &start);
+    let out = drill(&env);
+    assert_code(&out, 27, &["drill --pg without the first WAL file"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("recover"), "{v}");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+}

@@ -24,6 +24,10 @@ IDs the snapshot names, and checks a database dump in it like backup does
 every block of a custom or tar archive). With --pg it also loads the dump
 into a new scratch database on the PostgreSQL server that the libpq
 environment names (PGHOST, PGPORT, PGUSER...) and drops it afterwards.
+For a base backup (cairn pg basebackup), --pg recovers it instead: a private
+PostgreSQL on the restored data directory (a Unix socket in the scratch
+directory only) replays the archived WAL to the end of the archive,
+promotes and answers a query; run it as the server's user.
 
 The outcome, the time it took (the real recovery time) and what was checked
 are recorded in the repository (drills/), so `cairn snapshots` and `cairn
@@ -75,15 +79,12 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
         DumpCheck::Complete
     };
     let progress = byte_progress(global.quiet || global.json, "restored");
-    let outcome = drill::run(
-        &repo,
-        snap,
-        &scratch,
-        Some(check),
-        args.keep,
-        &progress,
-        &CANCEL,
-    );
+    let opts = drill::DrillOptions {
+        dump_check: Some(check),
+        keep: args.keep,
+        restore_command: Some(crate::commands::pg::drill_restore_command(global)?),
+    };
+    let outcome = drill::run(&repo, snap, &scratch, &opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let outcome = outcome?;
     for w in &outcome.warnings {
@@ -110,6 +111,9 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
     } else if r.ok {
         let checked = match r.dump_check.as_deref() {
             Some("loaded") => ", dump complete and loaded into a scratch database",
+            Some("recovered") => {
+                ", base backup recovered by a private PostgreSQL replaying the archived WAL"
+            }
             Some("complete") => ", dump complete",
             _ => "",
         };

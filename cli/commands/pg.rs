@@ -491,6 +491,37 @@ fn past_the_archive(
     }))
 }
 
+/// The restore_command of a drill's private server: the configured one
+/// when the password comes from a file or a command, else `cairn -r REPO
+/// wal-fetch %f %p` reading `CAIRN_PASSWORD`, which the private server
+/// inherits from this process (and never writes anywhere).
+pub fn drill_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
+    if global.password_file.is_some() || global.password_command.is_some() {
+        return default_restore_command(global);
+    }
+    let exe = std::env::current_exe()?;
+    let location = global.location()?;
+    let location = if location.contains(':') {
+        location.to_string()
+    } else {
+        std::path::absolute(location)?
+            .to_string_lossy()
+            .into_owned()
+    };
+    let cache = match &global.cache_dir {
+        Some(dir) => format!(
+            "CAIRN_CACHE_DIR={} ",
+            sh_quote(&std::path::absolute(dir)?.to_string_lossy())
+        ),
+        None => String::new(),
+    };
+    Ok(format!(
+        "{cache}{} -q -r {} wal-fetch %f %p",
+        sh_quote(&exe.to_string_lossy()),
+        sh_quote(&location)
+    ))
+}
+
 /// `cairn -r REPO wal-fetch %f %p` with this run's password source and
 /// cache directory.
 fn default_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {

@@ -66,6 +66,10 @@ pub struct DrillRecord {
     pub restore_seconds: f64,
     /// Seconds of reading back and comparing every byte.
     pub verify_seconds: f64,
+    /// For a base backup: seconds a private PostgreSQL took to replay the
+    /// archived WAL and open for queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<f64>,
     /// Files restored.
     pub files: u64,
     /// Bytes restored and verified.
@@ -212,11 +216,11 @@ pub fn run(
     repo: &Repository,
     snapshot: &Snapshot,
     scratch: &Path,
-    dump_check: Option<DumpCheck>,
-    keep: bool,
+    opts: &DrillOptions,
     progress: &dyn RestoreProgress,
     cancel: &AtomicBool,
 ) -> Result<Outcome> {
+    let (dump_check, keep) = (opts.dump_check, opts.keep);
     let started = Instant::now();
     let time = SnapshotTime::now();
     let mut record = DrillRecord {
@@ -233,6 +237,7 @@ pub fn run(
         seconds: 0.0,
         restore_seconds: 0.0,
         verify_seconds: 0.0,
+        recovery_seconds: None,
         files: 0,
         bytes: 0,
         dump_check: None,
@@ -261,6 +266,7 @@ pub fn run(
         snapshot,
         dir.path(),
         dump_check,
+        opts.restore_command.as_deref(),
         progress,
         cancel,
         started,
@@ -309,6 +315,7 @@ fn drill_in(
     snapshot: &Snapshot,
     dir: &Path,
     dump_check: Option<DumpCheck>,
+    restore_command: Option<&str>,
     progress: &dyn RestoreProgress,
     cancel: &AtomicBool,
     started: Instant,
@@ -356,10 +363,189 @@ fn drill_in(
         inspection.finish(&dump_path.display().to_string())?;
     }
     record.dump_check = Some("complete".into());
-    if check == DumpCheck::Load {
+    if check == DumpCheck::Load && info.format == crate::pitr::BASE_BACKUP_FORMAT {
+        let command = restore_command.ok_or_else(|| {
+            Error::invalid("a drill of a base backup needs a restore_command for its WAL")
+        })?;
+        let recovery_start = Instant::now();
+        recover_in_scratch(&dump_path, dir, command, cancel)?;
+        record.recovery_seconds = Some(recovery_start.elapsed().as_secs_f64());
+        record.dump_check = Some("recovered".into());
+    } else if check == DumpCheck::Load {
         load_into_scratch_database(&info.format, &dump_path, snapshot)?;
         record.dump_check = Some("loaded".into());
     }
+    Ok(())
+}
+
+/// What a drill does besides restoring and verifying.
+#[derive(Debug, Clone, Default)]
+pub struct DrillOptions {
+    /// What to check of a dump in the snapshot.
+    pub dump_check: Option<DumpCheck>,
+    /// Keep the restored copy.
+    pub keep: bool,
+    /// For a base backup with [`DumpCheck::Load`]: the `restore_command`
+    /// the private server fetches archived WAL with.
+    pub restore_command: Option<String>,
+}
+
+/// A private PostgreSQL on a restored data directory, stopped on drop.
+struct PrivateServer {
+    pg_ctl: PathBuf,
+    pgdata: PathBuf,
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.pg_ctl)
+            .arg("-D")
+            .arg(&self.pgdata)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The real recovery test of a base backup: unpack the restored `base.tar`
+/// into `dir/pgdata`, configure recovery to the end of the archive through
+/// `restore_command`, start a private PostgreSQL on it (a Unix socket in
+/// `dir` only, trust for this user only), wait until it has replayed every
+/// archived WAL file and promoted, run a query, and stop it.
+fn recover_in_scratch(
+    tar_path: &Path,
+    dir: &Path,
+    restore_command: &str,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    if crate::pitr::running_as_root() {
+        return Err(Error::invalid(
+            "PostgreSQL does not run as root: run the drill of a base backup as the server's user \
+             (postgres)",
+        ));
+    }
+    let pgdata = dir.join("pgdata");
+    std::fs::create_dir(&pgdata)
+        .map_err(|e| Error::io(format!("creating {}", pgdata.display()), e))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("setting the mode of {}", pgdata.display()), e))?;
+    }
+    let file = File::open(tar_path)
+        .map_err(|e| Error::io(format!("opening {}", tar_path.display()), e))?;
+    let mut archive = tar::Archive::new(BufReader::new(file));
+    archive.set_preserve_permissions(true);
+    archive.unpack(&pgdata).map_err(|e| {
+        Error::io(
+            format!("unpacking the base backup into {}", pgdata.display()),
+            e,
+        )
+    })?;
+    crate::pitr::configure_recovery(
+        &pgdata,
+        &crate::pitr::Recovery {
+            restore_command: restore_command.to_string(),
+            target: crate::pitr::Target::End,
+            action: "promote".into(),
+            archive: crate::pitr::ArchiveMode::Off,
+            timeline: None,
+        },
+    )?;
+    let hba = dir.join("pg_hba.conf");
+    std::fs::write(&hba, "local all all trust\n")
+        .map_err(|e| Error::io(format!("writing {}", hba.display()), e))?;
+    let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).unwrap_or_default();
+    let tool = |name: &str| {
+        let own = PathBuf::from(format!("/usr/lib/postgresql/{}/bin/{name}", version.trim()));
+        if own.is_file() {
+            return Ok(own);
+        }
+        dumpcheck::find_pg_tool(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::SourceNotFound,
+                format!("{name} not found: a drill of a base backup needs the PostgreSQL server"),
+            )
+        })
+    };
+    let server = PrivateServer {
+        pg_ctl: tool("pg_ctl")?,
+        pgdata: pgdata.clone(),
+    };
+    let log = dir.join("server.log");
+    let opts = format!(
+        "-p 5432 -k '{}' -c listen_addresses='' -c hba_file='{}' -c archive_mode=off",
+        dir.display(),
+        hba.display()
+    );
+    let started = dumpcheck::without_secrets_but_cairn(&mut Command::new(&server.pg_ctl))
+        .arg("-D")
+        .arg(&pgdata)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-t", "3600", "-o", &opts, "start"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| Error::io(format!("running {}", server.pg_ctl.display()), e))?;
+    let failed = |what: &str| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("FATAL") || l.contains("PANIC"))
+            .or_else(|| text.lines().last())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        Error::new(ErrorKind::DumpInvalid, format!("{what}: {line}"))
+    };
+    if !started.success() {
+        return Err(failed("the recovered server did not start"));
+    }
+    let psql = tool("psql")?;
+    let query = |sql: &str| -> Result<String> {
+        let out = dumpcheck::without_secrets(&mut Command::new(&psql))
+            .args(["-X", "-A", "-t", "-q", "-h"])
+            .arg(dir)
+            .args(["-p", "5432", "-d", "postgres", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {}", psql.display()), e))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    // Replaying the whole archive, then promoting.
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        match query("SELECT pg_is_in_recovery()")?.as_str() {
+            "f" => break,
+            "t" => {}
+            _ => {
+                let alive = Command::new(&server.pg_ctl)
+                    .arg("-D")
+                    .arg(&pgdata)
+                    .arg("status")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !alive {
+                    return Err(failed("recovery of the base backup failed"));
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let databases = query("SELECT count(*) FROM pg_database")?;
+    if databases.parse::<u32>().map_or(true, |n| n == 0) {
+        return Err(failed("the recovered server answers no query"));
+    }
+    drop(server);
     Ok(())
 }
 

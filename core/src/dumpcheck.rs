@@ -48,6 +48,22 @@ const SECRET_VARS: [&str; 8] = [
     "CAIRN_PASSWORD_COMMAND2",
 ];
 
+/// Removes the password variables of every repository but the one being
+/// worked on from a child's environment: for the private PostgreSQL of a
+/// base backup drill, whose `restore_command` runs `cairn wal-fetch` on
+/// that repository.
+pub fn without_secrets_but_cairn(cmd: &mut Command) -> &mut Command {
+    for v in SECRET_VARS {
+        if !matches!(
+            v,
+            "CAIRN_PASSWORD" | "CAIRN_PASSWORD_FILE" | "CAIRN_PASSWORD_COMMAND"
+        ) {
+            cmd.env_remove(v);
+        }
+    }
+    cmd
+}
+
 /// Removes cairn's password variables from the environment of a child
 /// process (`cairn run` hands the password to its steps in one).
 pub fn without_secrets(cmd: &mut Command) -> &mut Command {

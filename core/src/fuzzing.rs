@@ -364,6 +364,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         seconds: 1.5,
         restore_seconds: 1.0,
         verify_seconds: 0.5,
+        recovery_seconds: None,
         files: 1,
         bytes: 42,
         dump_check: Some("complete".into()),
