@@ -257,6 +257,8 @@ fn a_drill_fails_on_a_dump_that_is_not_complete() {
     let out = env.run(&["drill", "--scratch", scratch.to_str().unwrap()]);
     assert_code(&out, 27, &["drill of an incomplete dump"]);
     assert!(stderr(&out).contains("dump complete"), "{}", stderr(&out));
+    // Words of backup's refusal have no place in a drill's verdict.
+    assert!(!stderr(&out).contains("no snapshot"), "{}", stderr(&out));
     // Every byte was there, and the record says what failed.
     let d = &env.snapshots()[0]["drill"];
     assert_eq!(d["ok"], false);

@@ -231,6 +231,11 @@ fn incomplete_dumps_never_become_snapshots() {
         &full[..full.len() / 2],
     );
     assert_code(&out, 27, &["half a dump on stdin"]);
+    assert!(
+        stderr(&out).contains("no snapshot was written (--no-validate skips this check)"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         env.snapshots().len(),
         good,

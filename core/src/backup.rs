@@ -303,7 +303,7 @@ pub fn backup(
                     Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
                     Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
                 };
-                let found = taken.finish(filename)?;
+                let found = taken.finish(filename).map_err(not_written)?;
                 for w in &found.warnings {
                     progress.warning(w);
                 }
@@ -314,7 +314,9 @@ pub fn backup(
                 BackupSource::Paths(_) => {
                     // One directory-format dump (pg_dump -Fd) is checked first.
                     let checked = match sources.as_slice() {
-                        [one] => check_directory_dump(one, opts.validate_dumps),
+                        [one] => {
+                            check_directory_dump(one, opts.validate_dumps).map_err(not_written)
+                        }
                         _ => Ok(None),
                     };
                     checked.and_then(|info| {
@@ -1197,4 +1199,20 @@ fn node_from_meta(name: &OsStr, meta: &Metadata, kind: NodeKind) -> Node {
     node.mtime = meta.mtime();
     node.mtime_nsec = meta.mtime_nsec().clamp(0, 999_999_999) as u32;
     node
+}
+
+/// A dump that failed validation at backup: no snapshot is written, and
+/// the message says so (a drill of a stored dump says only what is wrong).
+fn not_written(e: Error) -> Error {
+    if e.kind() == ErrorKind::DumpInvalid {
+        Error::new(
+            ErrorKind::DumpInvalid,
+            format!(
+                "{}; no snapshot was written (--no-validate skips this check)",
+                e.message()
+            ),
+        )
+    } else {
+        e
+    }
 }

@@ -654,7 +654,7 @@ impl Inspector {
         let invalid = |why: String| {
             Err(Error::new(
                 ErrorKind::DumpInvalid,
-                format!("{name} is not a complete dump: {why}; no snapshot was written (--no-validate skips this check)"),
+                format!("{name} is not a complete dump: {why}"),
             ))
         };
         if let Some(e) = self.start_error.take() {
@@ -924,7 +924,7 @@ pub fn check_directory_dump(dir: &Path, validate: bool) -> Result<Option<DumpInf
             }));
             return Err(Error::new(
                 ErrorKind::DumpInvalid,
-                format!("{name} is not a complete directory-format dump: pg_restore cannot read it: {err}; no snapshot was written (--no-validate skips this check)"),
+                format!("{name} is not a complete directory-format dump: pg_restore cannot read it: {err}"),
             ));
         }
     }
