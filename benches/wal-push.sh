@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The archive path side by side (issue 20): cairn wal-push / wal-fetch
+# against pgbackrest archive-push / archive-get on the same real WAL
+# segments. Each push is its own process, as archive_command runs it; the
+# repository keeps its default key derivation (paid on every call). Prints
+# the median seconds per segment, the repository sizes, and the ratios
+# cairn / pgBackRest.
+#
+#   benches/wal-push.sh [SEGMENTS=8]       (KEEP=1 keeps the work directory)
+#
+# Needs PostgreSQL (initdb, pg_ctl, pgbench) and pgbackrest (apt-get install
+# pgbackrest). As root, PostgreSQL and both tools run as postgres.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SEGMENTS=${1:-8}
+command -v pgbackrest >/dev/null || { echo "pgbackrest is not installed (apt-get install pgbackrest)" >&2; exit 2; }
+BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+cargo build --release --quiet --manifest-path "$HERE/../Cargo.toml"
+CAIRN=$HERE/../target/release/cairn
+WORK=$(mktemp -d /tmp/cairn-walbench-XXXXXX)
+AS=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres: "$WORK"
+  AS=(runuser -u postgres --)
+fi
+cleanup() {
+  "${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+run() { "${AS[@]}" env HOME="$WORK" "$@"; }
+
+# A cluster, and real WAL: pgbench's load and transactions, switched into
+# segments, copied out as they close.
+run "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust --no-sync >/dev/null
+cat >> "$WORK/data/postgresql.auto.conf" <<EOF
+wal_level = replica
+archive_mode = on
+archive_command = 'cp %p $WORK/segments/%f'
+listen_addresses = ''
+unix_socket_directories = '$WORK'
+EOF
+run mkdir -p "$WORK/segments"
+run "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w start >/dev/null
+PSQL=(run "$BIN/psql" -X -q -h "$WORK" -U postgres -d postgres)
+run "$BIN/pgbench" -h "$WORK" -U postgres -i -s 10 -q postgres >/dev/null 2>&1
+while [ "$(ls "$WORK/segments" | grep -c '^[0-9A-F]\{24\}$')" -lt "$SEGMENTS" ]; do
+  run "$BIN/pgbench" -h "$WORK" -U postgres -T 2 -c 2 postgres >/dev/null 2>&1
+  "${PSQL[@]}" -c "SELECT pg_switch_wal()" >/dev/null
+  sleep 0.5
+done
+mapfile -t SEGS < <(ls "$WORK/segments" | grep '^[0-9A-F]\{24\}$' | head -n "$SEGMENTS")
+echo "segments: ${#SEGS[@]} of $(( $(stat -c %s "$WORK/segments/${SEGS[0]}") >> 20 )) MiB, from pgbench"
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# cairn, default settings and key derivation.
+export CAIRN_PASSWORD=bench
+run "$CAIRN" -q -r "$WORK/cairn" init >/dev/null
+: > "$WORK/cairn-push"; : > "$WORK/cairn-fetch"
+for s in "${SEGS[@]}"; do
+  t=$(now); run "$CAIRN" -q -r "$WORK/cairn" wal-push "$WORK/segments/$s"; echo "$(now) - $t" | bc >> "$WORK/cairn-push"
+done
+for s in "${SEGS[@]}"; do
+  t=$(now); run "$CAIRN" -q -r "$WORK/cairn" wal-fetch "$s" "$WORK/fetched"; echo "$(now) - $t" | bc >> "$WORK/cairn-fetch"
+  cmp -s "$WORK/fetched" "$WORK/segments/$s" || { echo "cairn fetched other bytes for $s" >&2; exit 1; }
+done
+
+# pgBackRest, its defaults (gz compression, no encryption) and with the
+# same settings as cairn's (zstd level 1, AES-256 encryption).
+bench_pgbackrest() { # name, extra config lines
+  local name=$1 extra=$2 conf=$WORK/$1.conf
+  printf '[global]\nrepo1-path=%s\nlog-level-console=error\nlog-path=%s\nlock-path=%s\nspool-path=%s\n%b\n[bench]\npg1-path=%s\npg1-socket-path=%s\npg1-user=postgres\n' \
+    "$WORK/$name" "$WORK" "$WORK" "$WORK" "$extra" "$WORK/data" "$WORK" > "$conf"
+  chmod 644 "$conf"
+  run pgbackrest --config="$conf" --stanza=bench stanza-create >/dev/null
+  : > "$WORK/$name-push"; : > "$WORK/$name-fetch"
+  for s in "${SEGS[@]}"; do
+    t=$(now); run pgbackrest --config="$conf" --stanza=bench archive-push "$WORK/segments/$s"; echo "$(now) - $t" | bc >> "$WORK/$name-push"
+  done
+  for s in "${SEGS[@]}"; do
+    t=$(now); run pgbackrest --config="$conf" --stanza=bench archive-get "$s" "$WORK/fetched"; echo "$(now) - $t" | bc >> "$WORK/$name-fetch"
+    cmp -s "$WORK/fetched" "$WORK/segments/$s" || { echo "$name fetched other bytes for $s" >&2; exit 1; }
+  done
+}
+bench_pgbackrest pgbackrest ""
+bench_pgbackrest pgbackrest-zst-aes "compress-type=zst\ncompress-level=1\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=bench"
+
+size() { du -sb "$WORK/$1" | cut -f1; }
+printf "\n%-20s %12s %12s %12s\n" tool "push s/seg" "fetch s/seg" "repo bytes"
+for t in cairn pgbackrest pgbackrest-zst-aes; do
+  printf "%-20s %12.3f %12.3f %12d\n" "$t" "$(median < "$WORK/$t-push")" "$(median < "$WORK/$t-fetch")" "$(size "$t")"
+done
+for t in pgbackrest pgbackrest-zst-aes; do
+  printf "cairn / %-18s push %.2f  fetch %.2f  size %.2f\n" "$t" \
+    "$(echo "$(median < "$WORK/cairn-push") / $(median < "$WORK/$t-push")" | bc -l)" \
+    "$(echo "$(median < "$WORK/cairn-fetch") / $(median < "$WORK/$t-fetch")" | bc -l)" \
+    "$(echo "$(size cairn) / $(size "$t")" | bc -l)"
+done
