@@ -167,15 +167,7 @@ pub fn run(global: &GlobalArgs, args: PgArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitCode> {
-    let tool = match args.pg_basebackup {
-        Some(p) => p,
-        None => find_pg_tool("pg_basebackup").ok_or_else(|| {
-            Error::new(
-                cairn_core::ErrorKind::SourceNotFound,
-                "pg_basebackup is not installed (or give --pg-basebackup PATH)",
-            )
-        })?,
-    };
+    let tool = pg_tool(args.pg_basebackup, "pg_basebackup")?;
     // One tar of the data directory on stdout; the WAL it needs comes from
     // the archive (wal-push), as for any point-in-time restore.
     let mut command = format!(
@@ -313,6 +305,23 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
+/// The PostgreSQL tool `name`: the one given with `--NAME PATH`, else one
+/// found on PATH or under /usr/lib/postgresql.
+fn pg_tool(given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p),
+        None => Ok(find_pg_tool(name).ok_or_else(|| {
+            Error::new(
+                cairn_core::ErrorKind::SourceNotFound,
+                format!(
+                    "{name} is not installed (or give --{} PATH)",
+                    name.replace('_', "-")
+                ),
+            )
+        })?),
+    }
+}
+
 /// Runs `sql` through psql with the connection `args`; its unaligned,
 /// tuples-only output.
 fn psql(tool: &std::path::Path, args: &[String], sql: &str) -> anyhow::Result<String> {
@@ -338,15 +347,7 @@ fn psql(tool: &std::path::Path, args: &[String], sql: &str) -> anyhow::Result<St
 }
 
 fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let tool = match args.psql {
-        Some(p) => p,
-        None => find_pg_tool("psql").ok_or_else(|| {
-            Error::new(
-                cairn_core::ErrorKind::SourceNotFound,
-                "psql is not installed (or give --psql PATH)",
-            )
-        })?,
-    };
+    let tool = pg_tool(args.psql, "psql")?;
     // Reads only: a write-only key may check too.
     let repo = global.open_to_add()?;
     let row = psql(
@@ -491,6 +492,19 @@ fn past_the_archive(
     }))
 }
 
+/// The repository location as a restore_command must name it: local paths
+/// made absolute (the server runs it in its data directory).
+fn absolute_location(global: &GlobalArgs) -> anyhow::Result<String> {
+    let location = global.location()?;
+    Ok(if location.contains(':') {
+        location.to_string()
+    } else {
+        std::path::absolute(location)?
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 /// The restore_command of a drill's private server: the configured one
 /// when the password comes from a file or a command, else `cairn -r REPO
 /// wal-fetch %f %p` reading `CAIRN_PASSWORD`, which the private server
@@ -500,14 +514,7 @@ pub fn drill_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
         return default_restore_command(global);
     }
     let exe = std::env::current_exe()?;
-    let location = global.location()?;
-    let location = if location.contains(':') {
-        location.to_string()
-    } else {
-        std::path::absolute(location)?
-            .to_string_lossy()
-            .into_owned()
-    };
+    let location = absolute_location(global)?;
     let cache = match &global.cache_dir {
         Some(dir) => format!(
             "CAIRN_CACHE_DIR={} ",
@@ -549,14 +556,7 @@ fn default_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
         ));
     }
     let exe = std::env::current_exe()?;
-    let location = global.location()?;
-    let location = if location.contains(':') {
-        location.to_string()
-    } else {
-        std::path::absolute(location)?
-            .to_string_lossy()
-            .into_owned()
-    };
+    let location = absolute_location(global)?;
     Ok(format!(
         "{} {} -q -r {} wal-fetch %f %p",
         env.join(" "),

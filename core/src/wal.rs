@@ -208,6 +208,15 @@ fn parse_long_header(head: &[u8; 40], timeline: u32) -> Option<u64> {
     plausible.then_some(sysid)
 }
 
+/// The contents of [`IDENTITY`] for cluster `sysid`: the text, its size
+/// and its BLAKE3 (hex).
+fn identity_contents(sysid: u64) -> (String, u64, String) {
+    let text = format!("{sysid}\n");
+    let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+    let size = text.len() as u64;
+    (text, size, hash)
+}
+
 /// Makes sure the repository archives the WAL of cluster `sysid`: the
 /// first segment pushed records it (as [`IDENTITY`]); a segment of another
 /// cluster is refused. Works with a write-only key: it compares the
@@ -219,9 +228,7 @@ fn check_cluster(
     hostname: &str,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    let text = format!("{sysid}\n");
-    let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
-    let size = text.len() as u64;
+    let (text, size, hash) = identity_contents(sysid);
     let other = |theirs: Option<String>| {
         Error::new(
             ErrorKind::WrongCluster,
@@ -269,9 +276,8 @@ pub fn cluster_matches(repo: &Repository, sysid: u64) -> Result<Option<bool>> {
     let Some((id, bytes)) = stored_record(repo, IDENTITY)? else {
         return Ok(None);
     };
-    let text = format!("{sysid}\n");
-    let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
-    let ours = WalRecord::tag_of(repo.keys(), IDENTITY, text.len() as u64, &hash)?;
+    let (_, size, hash) = identity_contents(sysid);
+    let ours = WalRecord::tag_of(repo.keys(), IDENTITY, size, &hash)?;
     Ok(Some(WalRecord::stored_tag(&bytes, &id)? == ours))
 }
 
