@@ -231,6 +231,11 @@ fn point_in_time_restore_replays_archived_wal_up_to_the_target() {
         auto.contains("wal-fetch %f %p") && auto.contains("recovery_target_time"),
         "{auto}"
     );
+    // Only "not archived" may end recovery; any other failure stops it.
+    assert!(
+        auto.contains("[ $rc -eq 20 ] && exit 1; exit 255;"),
+        "{auto}"
+    );
     assert_eq!(
         restored.psql("postgres", "SELECT string_agg(label, ',') FROM marks"),
         "one",

@@ -79,6 +79,15 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
         DumpCheck::Complete
     };
     let progress = byte_progress(global.quiet || global.json, "restored");
+    // A base backup's recovery ends at the first gap in the archive, and
+    // PostgreSQL then promotes: said before the drill "passes".
+    if args.pg && cairn_core::pitr::is_base_backup(snap) {
+        if let Some(w) =
+            crate::commands::pg::past_the_archive(&repo, snap, &cairn_core::pitr::Target::End)?
+        {
+            eprintln!("cairn: warning: {w}");
+        }
+    }
     let opts = drill::DrillOptions {
         dump_check: Some(check),
         keep: args.keep,

@@ -454,7 +454,7 @@ fn same_cluster(b: &cairn_core::snapshot::Snapshot, cluster: Option<&str>) -> bo
 /// Where recovery from `base` would stop short of `target` for want of
 /// archived WAL (a gap, or the base backup's first WAL file missing): a
 /// warning, since the restore itself can still be what the admin wants.
-fn past_the_archive(
+pub fn past_the_archive(
     repo: &cairn_core::repository::Repository,
     base: &cairn_core::snapshot::Snapshot,
     target: &Target,
@@ -522,11 +522,24 @@ pub fn drill_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
         ),
         None => String::new(),
     };
-    Ok(format!(
-        "{cache}{} -q -r {} wal-fetch %f %p",
-        sh_quote(&exe.to_string_lossy()),
-        sh_quote(&location)
+    Ok(fetch_command(
+        &cache,
+        &format!(
+            "{} -q -r {} wal-fetch %f %p",
+            sh_quote(&exe.to_string_lossy()),
+            sh_quote(&location)
+        ),
     ))
+}
+
+/// A restore_command around `fetch` (a wal-fetch command line, `env`
+/// assignments before it): PostgreSQL takes any exit status up to 125 as
+/// "not archived", ends recovery there and promotes, so only wal-fetch's
+/// "not archived" (20) becomes 1; any other failure (damaged data, storage
+/// down after the retries) becomes 255, which stops recovery with a FATAL
+/// error instead of a copy that silently ends early.
+fn fetch_command(env: &str, fetch: &str) -> String {
+    format!("{env}{fetch} || {{ rc=$?; [ $rc -eq 20 ] && exit 1; exit 255; }}")
 }
 
 /// `cairn -r REPO wal-fetch %f %p` with this run's password source and
@@ -557,11 +570,13 @@ fn default_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
     }
     let exe = std::env::current_exe()?;
     let location = absolute_location(global)?;
-    Ok(format!(
-        "{} {} -q -r {} wal-fetch %f %p",
-        env.join(" "),
-        sh_quote(&exe.to_string_lossy()),
-        sh_quote(&location)
+    Ok(fetch_command(
+        &format!("{} ", env.join(" ")),
+        &format!(
+            "{} -q -r {} wal-fetch %f %p",
+            sh_quote(&exe.to_string_lossy()),
+            sh_quote(&location)
+        ),
     ))
 }
 
@@ -576,15 +591,15 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let newest = bases.iter().max_by(|a, b| a.time.cmp(&b.time));
     let start_wal = newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone());
     let list = cairn_core::wal_record::load(&repo)?;
-    let st = cairn_core::wal::status(&list, &bases);
     let cluster = cairn_core::wal::archived_identity(&repo)?;
     // Base backups of another cluster than the archive's: no WAL here
-    // can recover them.
-    let foreign: Vec<String> = bases
+    // can recover them, and they say nothing about its continuity.
+    let (ours, theirs): (Vec<&cairn_core::snapshot::Snapshot>, Vec<_>) = bases
         .iter()
-        .filter(|b| !same_cluster(b, cluster.as_deref()))
-        .map(|b| b.id.to_hex())
-        .collect();
+        .copied()
+        .partition(|b| same_cluster(b, cluster.as_deref()));
+    let foreign: Vec<String> = theirs.iter().map(|b| b.id.to_hex()).collect();
+    let st = cairn_core::wal::status(&list, &ours);
     let healthy =
         newest.is_some() && st.missing.is_empty() && st.unreadable == 0 && foreign.is_empty();
     if global.json {

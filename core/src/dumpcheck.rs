@@ -368,7 +368,7 @@ fn tar_size(f: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
 }
 
-/// The `End-LSN` of the last WAL range of the `backup_manifest` that ends
+/// The largest `End-LSN` of the WAL ranges of the `backup_manifest` that ends
 /// a base backup's tar, from the stream's tail: the ranges come last in
 /// the manifest, just before its checksum.
 fn manifest_end_lsn(tail: &[u8]) -> Option<String> {
@@ -383,9 +383,13 @@ fn manifest_end_lsn(tail: &[u8]) -> Option<String> {
     let open = rest.find('[')?;
     let close = rest.find(']')?;
     let ranges: Vec<Range> = serde_json::from_str(rest.get(open..=close)?).ok()?;
-    let end = ranges.last()?.end.clone();
-    parse_lsn(&end).ok()?;
-    Some(end)
+    // PostgreSQL lists the newest timeline first; the backup ends where the
+    // furthest range does.
+    ranges
+        .into_iter()
+        .filter_map(|r| parse_lsn(&r.end).ok().map(|n| (n, r.end)))
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, end)| end)
 }
 
 /// The text of the first tar member (`backup_label`), from the head.
@@ -1107,10 +1111,11 @@ mod tests {
         .to_vec();
         tail.extend(vec![0u8; 1536]);
         assert_eq!(manifest_end_lsn(&tail).as_deref(), Some("0/2000138"));
-        // Two ranges (a timeline switch during the backup): the last end.
+        // Two ranges (a timeline switch during the backup), newest timeline
+        // first as PostgreSQL writes them: the furthest end.
         let two = br#""WAL-Ranges": [
-{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/3000000" },
-{ "Timeline": 2, "Start-LSN": "0/3000000", "End-LSN": "0/3000100" }
+{ "Timeline": 2, "Start-LSN": "0/3000000", "End-LSN": "0/3000100" },
+{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/3000000" }
 ],"#;
         assert_eq!(manifest_end_lsn(two).as_deref(), Some("0/3000100"));
         // No manifest (PostgreSQL 12, --no-manifest), a cut one, garbage.

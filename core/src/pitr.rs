@@ -165,6 +165,8 @@ pub fn unpack_base_backup(
     let written = unpack_into(repo, snap, scratch.path(), cancel)?;
     set_data_dir_owner_and_mode(scratch.path())?;
     finish(scratch.path())?;
+    // Durable before it takes the target's place (pg_basebackup syncs too).
+    sync_file_system(scratch.path())?;
     if exists {
         // Entry by entry into the existing directory (renames within one
         // file system), then the scratch directory goes.
@@ -188,7 +190,15 @@ pub fn unpack_base_backup(
             )
         })?;
     }
+    sync_file_system(pgdata)?;
     Ok(written)
+}
+
+/// Flushes the file system holding `dir` (every file unpacked, and the
+/// renames).
+fn sync_file_system(dir: &Path) -> Result<()> {
+    let f = fs::File::open(dir).map_err(|e| Error::io(format!("opening {}", dir.display()), e))?;
+    rustix::fs::syncfs(&f).map_err(|e| Error::io(format!("syncing {}", dir.display()), e.into()))
 }
 
 /// Checks that the existing `pgdata` is empty but for scratch directories
@@ -197,6 +207,7 @@ fn remove_stale_scratch(pgdata: &Path) -> Result<()> {
     let entries =
         fs::read_dir(pgdata).map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
     let mut stale = Vec::new();
+    let mut other = false;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
         if entry
@@ -206,11 +217,21 @@ fn remove_stale_scratch(pgdata: &Path) -> Result<()> {
         {
             stale.push(entry.path());
         } else {
-            return Err(Error::invalid(format!(
-                "{} is not empty; restore into a new or empty directory",
-                pgdata.display()
-            )));
+            other = true;
         }
+    }
+    if other && !stale.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} holds part of a restore that was interrupted while moving into place; empty it \
+             and run the restore again",
+            pgdata.display()
+        )));
+    }
+    if other {
+        return Err(Error::invalid(format!(
+            "{} is not empty; restore into a new or empty directory",
+            pgdata.display()
+        )));
     }
     for dir in stale {
         fs::remove_dir_all(&dir)
@@ -247,8 +268,15 @@ fn unpack_into(repo: &Repository, snap: &Snapshot, dir: &Path, cancel: &AtomicBo
         let unpacked = archive
             .unpack(dir)
             .map_err(|e| Error::io("unpacking the base backup", with_causes(e)));
-        // Whatever the reader left unread must not block the feeder.
-        drop(archive);
+        // The tar reader stops at the first end block: the rest of the
+        // stream (the second end block, padding) is read to its end, so
+        // that the feeder is not cut off mid-write; after a failure it is
+        // dropped, which stops the feeder.
+        let mut rest = archive.into_inner();
+        if unpacked.is_ok() {
+            let _ = std::io::copy(&mut rest, &mut std::io::sink());
+        }
+        drop(rest);
         let fed = feeder
             .join()
             .map_err(|_| Error::new(ErrorKind::Io, "the restore reader thread panicked"))?;

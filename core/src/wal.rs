@@ -199,7 +199,9 @@ fn parse_long_header(head: &[u8; 40], timeline: u32) -> Option<u64> {
     const XLP_LONG_HEADER: u16 = 0x0002;
     let (seg_size, block) = (u32_at(32), u32_at(36));
     let plausible = u16_at(2) & XLP_LONG_HEADER != 0
-        && u32_at(4) == timeline
+        // A segment that begins a timeline starts with a page copied from
+        // its parent's: its header may name an older timeline.
+        && (1..=timeline).contains(&u32_at(4))
         && seg_size.is_power_of_two()
         && (1 << 20..=1 << 30).contains(&seg_size)
         && block.is_power_of_two()
@@ -680,6 +682,19 @@ pub fn status(list: &WalList, bases: &[&crate::snapshot::Snapshot]) -> ArchiveSt
         let Some((rec, _)) = present.get(&end) else {
             continue;
         };
+        // The run must reach the end of the backup's own WAL: before that
+        // it cannot become consistent.
+        let stop = base
+            .source
+            .dump
+            .as_ref()
+            .and_then(|d| d.stop_lsn.as_deref());
+        let reached = numbering.end_lsn(end);
+        if let (Some(stop), Ok(r)) = (stop, crate::pitr::parse_lsn(&reached)) {
+            if crate::pitr::parse_lsn(stop).is_ok_and(|s| s > r) {
+                continue;
+            }
+        }
         st.windows.push(Window {
             base_backup: base.id.to_hex(),
             earliest_time: *base.summary.backup_end.as_ref().unwrap_or(&base.time),
@@ -721,8 +736,12 @@ mod tests {
         head[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
         head[36..40].copy_from_slice(&8192u32.to_le_bytes());
         assert_eq!(parse_long_header(&head, 1), Some(7_443_197_417_112_065_040));
-        // Another timeline than the name's, a short header, odd sizes.
-        assert_eq!(parse_long_header(&head, 2), None);
+        // The first segment of timeline 2 may start with timeline 1's page;
+        // a header of a later timeline than the name's is not a segment's.
+        assert_eq!(parse_long_header(&head, 2), Some(7_443_197_417_112_065_040));
+        let mut later = head;
+        later[4..8].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(parse_long_header(&later, 2), None);
         let mut short = head;
         short[2] = 0x04;
         assert_eq!(parse_long_header(&short, 1), None);
@@ -835,6 +854,15 @@ mod tests {
             ]
         );
         assert_eq!(st.windows[0].latest_lsn, "0/F000000");
+        // A backup whose own WAL runs past the gap cannot become
+        // consistent: no window of its own.
+        let mut inside = base("00000001000000000000000E", "2026-12-01T12:00:00Z");
+        if let Some(d) = inside.source.dump.as_mut() {
+            d.stop_lsn = Some("0/10000100".into());
+        }
+        let st = status(&list, &[&inside, &b20]);
+        assert_eq!(st.windows.len(), 1, "{:?}", st.windows);
+        assert_eq!(st.windows[0].base_backup, b20.id.to_hex());
         // Only the newest base backup: no gap in its window.
         assert!(status(&list, &[&b30]).missing.is_empty());
     }

@@ -278,3 +278,123 @@ fn of_concurrent_inits_on_a_store_that_overwrites_one_succeeds_and_it_opens() {
         }
     }
 }
+
+/// Refuses puts of one kind, after applying them or not.
+struct FailingPut {
+    inner: MemBackend,
+    kind: ObjectKind,
+    applied: bool,
+}
+
+impl Backend for FailingPut {
+    fn location(&self) -> String {
+        "failing mem:".into()
+    }
+    fn create(&self) -> Result<()> {
+        Ok(())
+    }
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
+        if kind == self.kind {
+            if self.applied {
+                self.inner.put(kind, name, data)?;
+            }
+            return Err(cairn_core::Error::new(ErrorKind::Io, "timed out (test)"));
+        }
+        self.inner.put(kind, name, data)
+    }
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        self.inner.get(kind, name)
+    }
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        self.inner.get_range(kind, name, offset, length)
+    }
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(kind)
+    }
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        self.inner.delete(kind, name)
+    }
+    fn atomic_create_only(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_failed_final_write_keeps_its_claim_so_no_rival_can_win_meanwhile() {
+    let name = "cd".repeat(32);
+    for applied in [false, true] {
+        let mem = MemBackend::ignoring_create_only();
+        let failing = FailingPut {
+            inner: mem.clone(),
+            kind: ObjectKind::Drill,
+            applied,
+        };
+        let mine = Claim::new(&[9u8; 32], &[1u8; 32]);
+        let e = put_exclusive(&failing, ObjectKind::Drill, &name, b"mine", &mine).unwrap_err();
+        assert!(e.to_string().contains("claim stays"), "{e}");
+        // The write may still land: the claim stays, and a rival of other
+        // contents is kept out until it is stale.
+        assert_eq!(mem.names(ObjectKind::Claim).len(), 1);
+        let theirs = Claim::new(&[9u8; 32], &[2u8; 32]);
+        let r = put_exclusive(&mem, ObjectKind::Drill, &name, b"theirs", &theirs).unwrap();
+        let expected = if applied {
+            Exclusive::Exists
+        } else {
+            Exclusive::Contended
+        };
+        assert_eq!(r, expected, "applied: {applied}");
+    }
+}
+
+/// A store that honours If-None-Match but is not trusted to do so
+/// atomically: a refused put is compared, not taken as success.
+struct Honouring(MemBackend);
+
+impl Backend for Honouring {
+    fn location(&self) -> String {
+        "honouring mem:".into()
+    }
+    fn create(&self) -> Result<()> {
+        Ok(())
+    }
+    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
+        // Someone else's object appears between our check and our write.
+        if kind == ObjectKind::Drill && self.0.names(ObjectKind::Drill).is_empty() {
+            self.0.put(kind, name, b"someone else's")?;
+        }
+        self.0.put(kind, name, data)
+    }
+    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        self.0.get(kind, name)
+    }
+    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        self.0.get_range(kind, name, offset, length)
+    }
+    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
+        self.0.list(kind)
+    }
+    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
+        self.0.delete(kind, name)
+    }
+    fn atomic_create_only(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_write_the_store_refuses_as_existing_is_compared_not_taken_as_ours() {
+    let store = Honouring(MemBackend::new());
+    let claim = Claim::new(&[5u8; 32], &[6u8; 32]);
+    let name = "ef".repeat(32);
+    let r = put_exclusive(&store, ObjectKind::Drill, &name, b"mine", &claim).unwrap();
+    assert_eq!(r, Exclusive::Exists);
+    assert_eq!(
+        store.0.get(ObjectKind::Drill, &name).unwrap(),
+        b"someone else's"
+    );
+    // Our own bytes already there (a retried request that landed): ours.
+    let other = "ab".repeat(32);
+    store.0.put(ObjectKind::Drill, &other, b"x").unwrap();
+    let r = put_exclusive(&store, ObjectKind::Drill, &other, b"x", &claim).unwrap();
+    assert_eq!(r, Exclusive::Exists, "found at step 1, before any claim");
+}

@@ -124,15 +124,53 @@ pub fn put_exclusive(
     if exists(backend, kind, name)? {
         return Ok(Exclusive::Exists);
     }
-    let started = Instant::now();
+    let started = Clock::start();
     let own = format!("{}{}", claim.prefix(), hex(&random_bytes::<8>()?));
     backend.put(ObjectKind::Claim, &own, b"")?;
-    let outcome = decide_and_put(backend, kind, name, data, claim, &own, started);
-    // Best effort: a claim left behind turns stale after an hour.
-    let _ = backend.delete(ObjectKind::Claim, &own);
+    let mut keep_claim = false;
+    let outcome = decide_and_put(
+        backend,
+        kind,
+        name,
+        data,
+        claim,
+        &own,
+        &started,
+        &mut keep_claim,
+    );
+    // A final put that failed may still land later (a timed-out request
+    // the server applied): then the claim stays, and keeps rivals out
+    // until it turns stale, after any late write. Otherwise it goes (best
+    // effort: one left behind turns stale after an hour).
+    if !keep_claim {
+        let _ = backend.delete(ObjectKind::Claim, &own);
+    }
     outcome
 }
 
+/// Time since the claim was written, by two clocks: the monotonic one
+/// does not advance while the machine is suspended, the wall clock may
+/// jump; the larger of the two counts.
+struct Clock {
+    mono: Instant,
+    wall: std::time::SystemTime,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            mono: Instant::now(),
+            wall: std::time::SystemTime::now(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        let wall = self.wall.elapsed().unwrap_or_default();
+        self.mono.elapsed().max(wall)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide_and_put(
     backend: &dyn Backend,
     kind: ObjectKind,
@@ -140,7 +178,8 @@ fn decide_and_put(
     data: &[u8],
     claim: &Claim,
     own: &str,
-    started: Instant,
+    started: &Clock,
+    keep_claim: &mut bool,
 ) -> Result<Exclusive> {
     let claims = backend.list(ObjectKind::Claim)?;
     let Some(mine) = claims.iter().find(|c| c.name == own) else {
@@ -172,8 +211,23 @@ fn decide_and_put(
             ),
         ));
     }
-    backend.put(kind, name, data)?;
-    Ok(Exclusive::Created)
+    let created = backend.put(kind, name, data).map_err(|e| {
+        *keep_claim = true;
+        e.context(format!(
+            "its claim stays for an hour in case the write of {} {name} still lands",
+            kind.noun()
+        ))
+    })?;
+    if created {
+        return Ok(Exclusive::Created);
+    }
+    // The store refused it as existing (it does honour If-None-Match, or a
+    // retried request of ours landed twice): ours only if the bytes are.
+    match backend.get(kind, name) {
+        Ok(stored) if stored == data => Ok(Exclusive::Created),
+        Ok(_) => Ok(Exclusive::Exists),
+        Err(e) => Err(e),
+    }
 }
 
 /// Live claims of the same subject with other contents.
