@@ -110,7 +110,8 @@ Exit codes:
    22    repository data damaged: an object is corrupt or missing
    23    no space left on the repository or restore target
    24    no snapshot matches, or the ID prefix is ambiguous
-   25    repository format not supported by this version of cairn
+   25    repository format not supported by this version of cairn (pg check: the
+         server is a standby, which does not switch WAL)
    26    init: a repository already exists there
    27    the dump is incomplete or unreadable (a plain pg_dump without its completion
          line, an archive pg_restore cannot read): no snapshot written

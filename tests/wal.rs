@@ -976,6 +976,16 @@ fn a_base_backup_taken_from_a_standby_restores_with_the_primarys_archive() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(standby.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
+    // pg check needs the primary: said, with its own code.
+    let out = env
+        .cmd()
+        .args(["pg", "check", "--timeout", "5", "--", "-h"])
+        .arg(standby.socket_dir())
+        .args(["-p", &standby.port.to_string(), "-U", "postgres"])
+        .output()
+        .unwrap();
+    assert_code(&out, 25, &["pg check against a standby"]);
+    assert!(stderr(&out).contains("standby"), "{}", stderr(&out));
 
     let taken = basebackup(&standby, &env);
     let snap = env

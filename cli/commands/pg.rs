@@ -383,8 +383,10 @@ fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     if *recovery == "t" {
-        anyhow::bail!(Error::invalid(
-            "the server is a standby (in recovery): run pg check against the primary"
+        anyhow::bail!(Error::new(
+            cairn_core::ErrorKind::Unsupported,
+            "the server is a standby (in recovery), which does not switch WAL: run pg check \
+             against the primary"
         ));
     }
     let started = std::time::Instant::now();

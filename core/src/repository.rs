@@ -162,15 +162,23 @@ pub fn init(
         &claim,
     )? {
         Exclusive::Created => Ok(repo_id),
-        Exclusive::Exists | Exclusive::Contended => {
+        outcome @ (Exclusive::Exists | Exclusive::Contended) => {
             // Our key file opens nothing: take it back (best effort).
             let _ = backend.delete(ObjectKind::Key, &Id::of_bytes(&key_file).to_hex());
             Err(Error::new(
                 ErrorKind::RepositoryExists,
-                format!(
-                    "a repository was created at {} at the same time",
-                    backend.location()
-                ),
+                if outcome == Exclusive::Exists {
+                    format!(
+                        "a repository was created at {} at the same time",
+                        backend.location()
+                    )
+                } else {
+                    format!(
+                        "another init is creating a repository at {} at this moment; nothing was \
+                         created (run init again if no repository appears there)",
+                        backend.location()
+                    )
+                },
             ))
         }
     }

@@ -260,9 +260,14 @@ fn check_cluster(
     match push(repo, IDENTITY, tmp.path(), hostname, cancel) {
         Ok(_) => Ok(()),
         // Another cluster's first push won the race.
-        Err(e) if e.kind() == ErrorKind::WalConflict => {
-            Err(other(archived_identity(repo).ok().flatten()))
-        }
+        // Refused: another first push won (of this cluster: fine; of
+        // another: refused), or is still recording its cluster (a retry
+        // decides: the conflict error, exit 28, says so).
+        Err(e) if e.kind() == ErrorKind::WalConflict => match cluster_matches(repo, sysid)? {
+            Some(true) => Ok(()),
+            Some(false) => Err(other(archived_identity(repo).ok().flatten())),
+            None => Err(e),
+        },
         Err(e) => Err(e),
     }
 }
