@@ -420,7 +420,7 @@ fn recover_in_scratch(
     restore_command: &str,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    if crate::pitr::running_as_root() {
+    if restore::running_as_root() {
         return Err(Error::invalid(
             "PostgreSQL does not run as root: run the drill of a base backup as the server's user \
              (postgres)",

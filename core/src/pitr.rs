@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 pub use crate::dumpcheck::parse_lsn;
 use crate::error::{Error, ErrorKind, Result};
 use crate::repository::Repository;
-use crate::restore::{find_node, write_chunks};
+use crate::restore::{find_node, running_as_root, write_chunks};
 use crate::snapshot::Snapshot;
 use crate::time::SnapshotTime;
 use crate::tree::NodeKind;
@@ -305,11 +305,6 @@ fn with_causes(e: std::io::Error) -> std::io::Error {
         cause = c.source();
     }
     std::io::Error::new(e.kind(), text)
-}
-
-/// Whether this process runs as root (and may give files away).
-pub fn running_as_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// A data directory: the server's owner (as root: the owner of

@@ -396,12 +396,15 @@ pub fn restore(
         progress,
         cancel,
         stats: RestoreStats::default(),
-        is_root: fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false),
+        is_root: running_as_root(),
     };
     r.restore_tree(&snapshot.tree, target)?;
     Ok(r.stats)
+}
+
+/// Whether this process runs as root (and may give files away).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 struct Restorer<'a> {

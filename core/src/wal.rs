@@ -294,17 +294,14 @@ pub fn archived_identity(repo: &Repository) -> Result<Option<String>> {
     if repo.is_write_only() {
         return Ok(None);
     }
-    let dir = tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?;
-    let dest = dir.path().join(IDENTITY);
-    match fetch(repo, IDENTITY, &dest, &AtomicBool::new(false)) {
-        Ok(_) => {
-            let text = std::fs::read_to_string(&dest)
-                .map_err(|e| Error::io(format!("reading {}", dest.display()), e))?;
-            Ok(Some(text.trim().to_string()))
-        }
-        Err(e) if e.kind() == ErrorKind::SourceNotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    let rec = match archived(repo, IDENTITY) {
+        Ok(rec) => rec,
+        Err(e) if e.kind() == ErrorKind::SourceNotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = Vec::new();
+    write_archived(repo, &rec, &mut text, &AtomicBool::new(false))?;
+    Ok(Some(String::from_utf8_lossy(&text).trim().to_string()))
 }
 
 /// Archives the file at `path` as WAL file `name`. Succeeds only once the
@@ -406,21 +403,7 @@ pub fn push(
 /// [`ErrorKind::SourceNotFound`] (PostgreSQL asks for files past the end
 /// of the archive; that is how recovery knows it reached the end).
 pub fn fetch(repo: &Repository, name: &str, dest: &Path, cancel: &AtomicBool) -> Result<WalRecord> {
-    check_name(name)?;
-    let rec = existing(repo, name)?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::SourceNotFound,
-            format!("WAL file {name} is not in the archive"),
-        )
-    })?;
-    let index = repo.index()?;
-    let tree = repo.load_tree(&index, &rec.tree)?;
-    let node = tree
-        .nodes
-        .iter()
-        .find(|n| n.name == name && n.kind == NodeKind::File)
-        .ok_or_else(|| Error::corrupt(format!("WAL record {}: no file {name}", rec.id)))?;
-    let ids = repo.file_chunks(&index, node)?;
+    let rec = archived(repo, name)?;
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -429,28 +412,61 @@ pub fn fetch(repo: &Repository, name: &str, dest: &Path, cancel: &AtomicBool) ->
         .prefix(".cairn-wal-")
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
-    let mut out = HashingWriter {
-        inner: io::BufWriter::new(tmp.as_file_mut()),
-        hasher: blake3::Hasher::new(),
-    };
-    let n = write_chunks(repo, &index, &ids, &mut out, &|_| {}, cancel)?;
-    out.inner
-        .flush()
+    let mut out = io::BufWriter::new(tmp.as_file_mut());
+    write_archived(repo, &rec, &mut out, cancel)?;
+    out.flush()
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
-    let hash = out.hasher.finalize().to_hex().to_string();
     drop(out);
-    if n != rec.size || hash != rec.blake3 {
-        return Err(Error::corrupt(format!(
-            "WAL file {name}: restored {n} bytes with BLAKE3 {hash}, the record says {} bytes, {}",
-            rec.size, rec.blake3
-        )));
-    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io(format!("syncing {}", dest.display()), e))?;
     tmp.persist(dest)
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e.error))?;
     Ok(rec)
+}
+
+/// The record of archived WAL file `name`; one that is not archived is
+/// [`ErrorKind::SourceNotFound`].
+fn archived(repo: &Repository, name: &str) -> Result<WalRecord> {
+    check_name(name)?;
+    existing(repo, name)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::SourceNotFound,
+            format!("WAL file {name} is not in the archive"),
+        )
+    })
+}
+
+/// Writes the WAL file of record `rec` to `out`, verified against the
+/// record's size and hash.
+fn write_archived(
+    repo: &Repository,
+    rec: &WalRecord,
+    out: &mut impl Write,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let name = rec.name.as_str();
+    let index = repo.index()?;
+    let tree = repo.load_tree(&index, &rec.tree)?;
+    let node = tree
+        .nodes
+        .iter()
+        .find(|n| n.name == name && n.kind == NodeKind::File)
+        .ok_or_else(|| Error::corrupt(format!("WAL record {}: no file {name}", rec.id)))?;
+    let ids = repo.file_chunks(&index, node)?;
+    let mut hashing = HashingWriter {
+        inner: out,
+        hasher: blake3::Hasher::new(),
+    };
+    let n = write_chunks(repo, &index, &ids, &mut hashing, &|_| {}, cancel)?;
+    let hash = hashing.hasher.finalize().to_hex().to_string();
+    if n != rec.size || hash != rec.blake3 {
+        return Err(Error::corrupt(format!(
+            "WAL file {name}: restored {n} bytes with BLAKE3 {hash}, the record says {} bytes, {}",
+            rec.size, rec.blake3
+        )));
+    }
+    Ok(())
 }
 
 struct HashingWriter<W> {
