@@ -560,6 +560,20 @@ fn all_at_once(commands: Vec<std::process::Command>) -> Vec<std::process::Output
         .collect()
 }
 
+/// Which of the racing runs `outs` succeeded; each other one must have
+/// lost with `lost` (its exit code), nothing else.
+fn winners(outs: &[std::process::Output], lost: i32, what: &str) -> Vec<usize> {
+    let mut won = Vec::new();
+    for (i, out) in outs.iter().enumerate() {
+        match out.status.code() {
+            Some(0) => won.push(i),
+            Some(code) if code == lost => {}
+            _ => panic!("{what} {i}: {}", stderr(out)),
+        }
+    }
+    won
+}
+
 /// A scratch environment for `location` on `server`, without `init`.
 fn env_at(server: &Server, location: &str) -> Env {
     let mut env = Env::empty();
@@ -595,7 +609,7 @@ fn concurrent_wal_pushes_of_different_files_under_one_name_never_both_succeed() 
             "{server_name}: {v}"
         );
 
-        let mut winners = 0;
+        let mut one_winner = 0;
         for round in 0..4u64 {
             let name = format!("0000000100000000000000{:02X}", 0x10 + round);
             let files: Vec<_> = (0..3u64)
@@ -619,14 +633,7 @@ fn concurrent_wal_pushes_of_different_files_under_one_name_never_both_succeed() 
                     })
                     .collect(),
             );
-            let mut won = Vec::new();
-            for (w, out) in outs.iter().enumerate() {
-                match out.status.code() {
-                    Some(0) => won.push(w),
-                    Some(28) => {}
-                    _ => panic!("{server_name} round {round} writer {w}: {}", stderr(out)),
-                }
-            }
+            let won = winners(&outs, 28, &format!("{server_name} round {round} wal-push"));
             assert!(
                 won.len() <= 1,
                 "{server_name} round {round}: writers {won:?} were all told they archived {name}: {:?}",
@@ -638,7 +645,7 @@ fn concurrent_wal_pushes_of_different_files_under_one_name_never_both_succeed() 
             let out = env.run(&["wal-fetch", &name, dest.to_str().unwrap()]);
             match won[..] {
                 [w] => {
-                    winners += 1;
+                    one_winner += 1;
                     assert_code(&out, 0, &[server_name, "wal-fetch"]);
                     assert!(
                         std::fs::read(&dest).unwrap() == std::fs::read(&files[w]).unwrap(),
@@ -652,7 +659,7 @@ fn concurrent_wal_pushes_of_different_files_under_one_name_never_both_succeed() 
                 }
             }
         }
-        eprintln!("{server_name}: {winners} of 4 rounds had one winner, the rest none");
+        eprintln!("{server_name}: {one_winner} of 4 rounds had one winner, the rest none");
         env.ok(&["check", "--read-data"]);
     }
 }
@@ -676,14 +683,7 @@ fn of_concurrent_inits_on_one_location_at_most_one_succeeds() {
                     })
                     .collect(),
             );
-            let mut won = Vec::new();
-            for (i, out) in outs.iter().enumerate() {
-                match out.status.code() {
-                    Some(0) => won.push(i),
-                    Some(26) => {}
-                    _ => panic!("{server_name} init {i}: {}", stderr(out)),
-                }
-            }
+            let won = winners(&outs, 26, &format!("{server_name} round {round} init"));
             assert!(
                 won.len() <= 1,
                 "{server_name} round {round}: inits {won:?} all succeeded"

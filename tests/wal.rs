@@ -279,6 +279,16 @@ fn basebackup(pg: &Postgres, env: &Env) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `source.dump` of snapshot `id` (a JSON string), as `snapshots --json`
+/// lists it.
+fn dump_info(env: &Env, id: &Value) -> Value {
+    env.snapshots()
+        .into_iter()
+        .find(|s| s["id"] == *id)
+        .unwrap()["source"]["dump"]
+        .clone()
+}
+
 /// `pg status --json`, and its exit code.
 fn pg_status(env: &Env) -> (Value, i32) {
     let out = env.run(&["--json", "pg", "status"]);
@@ -578,13 +588,7 @@ fn an_lsn_target_inside_a_base_backups_window_restores_from_the_one_before() {
     pg.psql("postgres", "INSERT INTO marks VALUES ('two')");
     archive_segments(&pg, 1);
 
-    let dump_of = |id: &Value| {
-        env.snapshots()
-            .into_iter()
-            .find(|s| s["id"] == *id)
-            .unwrap()["source"]["dump"]
-            .clone()
-    };
+    let dump_of = |id: &Value| dump_info(&env, id);
     let (a, b) = (
         dump_of(&first["snapshot_id"]),
         dump_of(&second["snapshot_id"]),
@@ -694,11 +698,7 @@ fn a_gap_between_older_base_backups_is_reported_with_the_windows_left() {
     assert_eq!(st["wal"]["windows"].as_array().unwrap().len(), 1, "{st}");
     assert_eq!(st["wal"]["windows"][0]["base_backup"], first["snapshot_id"]);
 
-    let start = env
-        .snapshots()
-        .into_iter()
-        .find(|s| s["id"] == first["snapshot_id"])
-        .unwrap()["source"]["dump"]["start_wal"]
+    let start = dump_info(&env, &first["snapshot_id"])["start_wal"]
         .as_str()
         .unwrap()
         .to_string();
@@ -988,12 +988,7 @@ fn a_base_backup_taken_from_a_standby_restores_with_the_primarys_archive() {
     assert!(stderr(&out).contains("standby"), "{}", stderr(&out));
 
     let taken = basebackup(&standby, &env);
-    let snap = env
-        .snapshots()
-        .into_iter()
-        .find(|s| s["id"] == taken["snapshot_id"])
-        .unwrap();
-    let dump = &snap["source"]["dump"];
+    let dump = &dump_info(&env, &taken["snapshot_id"]);
     assert_eq!(
         dump["system_identifier"].as_str().unwrap(),
         pg.psql(
@@ -1054,11 +1049,7 @@ fn a_drill_of_a_base_backup_recovers_it_with_a_private_server() {
 
     // Without the base backup's first WAL file, it cannot recover: the
     // drill fails, says why, and records the failure.
-    let start = env
-        .snapshots()
-        .into_iter()
-        .find(|s| s["id"] == base["snapshot_id"])
-        .unwrap()["source"]["dump"]["start_wal"]
+    let start = dump_info(&env, &base["snapshot_id"])["start_wal"]
         .as_str()
         .unwrap()
         .to_string();

@@ -24,28 +24,26 @@ use common::{init_small, key_info, pseudo_random, MemBackend, FAST_KDF};
 const PASSWORD: &[u8] = b"claims";
 const NAME: &str = "000000010000000000000042";
 
-/// A store that is slow to write one kind of object (widening the window
-/// between a writer's check and its write), and can be made to claim
-/// atomic create-only puts it does not have (to show what claims prevent).
-struct Slow {
+type PutHook = Box<dyn Fn(&MemBackend, ObjectKind, &str, &[u8]) -> Result<bool> + Send + Sync>;
+
+/// An in-memory store whose puts go through `put` (to slow them down or
+/// make them fail), and that says its create-only puts are atomic or not
+/// as `atomic` says (to show what claims prevent, by claiming it falsely).
+struct Store {
     inner: MemBackend,
-    kind: ObjectKind,
-    delay: Duration,
-    claims_skipped: bool,
+    atomic: bool,
+    put: PutHook,
 }
 
-impl Backend for Slow {
+impl Backend for Store {
     fn location(&self) -> String {
-        "slow mem:".into()
+        "test store:".into()
     }
     fn create(&self) -> Result<()> {
         self.inner.create()
     }
     fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
-        if kind == self.kind {
-            std::thread::sleep(self.delay);
-        }
-        self.inner.put(kind, name, data)
+        (self.put)(&self.inner, kind, name, data)
     }
     fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         self.inner.get(kind, name)
@@ -60,7 +58,22 @@ impl Backend for Slow {
         self.inner.delete(kind, name)
     }
     fn atomic_create_only(&self) -> bool {
-        self.claims_skipped || self.inner.atomic_create_only()
+        self.atomic
+    }
+}
+
+/// Slow to write objects of `kind` (widening the window between a
+/// writer's check and its write); `claims_skipped` claims atomic puts.
+fn slow(inner: &MemBackend, kind: ObjectKind, delay: Duration, claims_skipped: bool) -> Store {
+    Store {
+        atomic: claims_skipped || inner.atomic_create_only(),
+        inner: inner.clone(),
+        put: Box::new(move |m, k, name, data| {
+            if k == kind {
+                std::thread::sleep(delay);
+            }
+            m.put(k, name, data)
+        }),
     }
 }
 
@@ -142,12 +155,12 @@ fn concurrent_pushes_of_different_wal_contents_never_both_succeed() {
     // create-only: both pushes are told they archived the file.
     let mem = MemBackend::ignoring_create_only();
     small_repo(&mem);
-    let liar: Arc<dyn Backend> = Arc::new(Slow {
-        inner: mem.clone(),
-        kind: ObjectKind::Wal,
-        delay: Duration::from_millis(300),
-        claims_skipped: true,
-    });
+    let liar: Arc<dyn Backend> = Arc::new(slow(
+        &mem,
+        ObjectKind::Wal,
+        Duration::from_millis(300),
+        true,
+    ));
     let (won, _) = race(liar, 2, 0);
     assert_eq!(
         won.len(),
@@ -166,12 +179,8 @@ fn concurrent_pushes_of_different_wal_contents_never_both_succeed() {
             1 => (ObjectKind::Claim, 50),
             _ => (ObjectKind::Pack, round),
         };
-        let backend: Arc<dyn Backend> = Arc::new(Slow {
-            inner: mem.clone(),
-            kind,
-            delay: Duration::from_millis(delay),
-            claims_skipped: false,
-        });
+        let backend: Arc<dyn Backend> =
+            Arc::new(slow(&mem, kind, Duration::from_millis(delay), false));
         let (won, fetched) = race(backend.clone(), 3, round);
         assert!(
             won.len() <= 1,
@@ -223,16 +232,16 @@ fn a_stale_claim_is_ignored_and_a_live_one_blocks_other_contents() {
 fn of_concurrent_inits_on_a_store_that_overwrites_one_succeeds_and_it_opens() {
     for round in 0..6 {
         let mem = MemBackend::ignoring_create_only();
-        let backend: Arc<dyn Backend> = Arc::new(Slow {
-            inner: mem.clone(),
-            kind: if round % 2 == 0 {
+        let backend: Arc<dyn Backend> = Arc::new(slow(
+            &mem,
+            if round % 2 == 0 {
                 ObjectKind::Config
             } else {
                 ObjectKind::Claim
             },
-            delay: Duration::from_millis(50),
-            claims_skipped: false,
-        });
+            Duration::from_millis(50),
+            false,
+        ));
         let barrier = Barrier::new(3);
         let results: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..3)
@@ -279,43 +288,20 @@ fn of_concurrent_inits_on_a_store_that_overwrites_one_succeeds_and_it_opens() {
     }
 }
 
-/// Refuses puts of one kind, after applying them or not.
-struct FailingPut {
-    inner: MemBackend,
-    kind: ObjectKind,
-    applied: bool,
-}
-
-impl Backend for FailingPut {
-    fn location(&self) -> String {
-        "failing mem:".into()
-    }
-    fn create(&self) -> Result<()> {
-        Ok(())
-    }
-    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
-        if kind == self.kind {
-            if self.applied {
-                self.inner.put(kind, name, data)?;
+/// Refuses puts of `kind` as timed out, after applying them or not.
+fn failing_put(inner: &MemBackend, kind: ObjectKind, applied: bool) -> Store {
+    Store {
+        inner: inner.clone(),
+        atomic: false,
+        put: Box::new(move |m, k, name, data| {
+            if k != kind {
+                return m.put(k, name, data);
             }
-            return Err(cairn_core::Error::new(ErrorKind::Io, "timed out (test)"));
-        }
-        self.inner.put(kind, name, data)
-    }
-    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        self.inner.get(kind, name)
-    }
-    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        self.inner.get_range(kind, name, offset, length)
-    }
-    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
-        self.inner.list(kind)
-    }
-    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
-        self.inner.delete(kind, name)
-    }
-    fn atomic_create_only(&self) -> bool {
-        false
+            if applied {
+                m.put(k, name, data)?;
+            }
+            Err(cairn_core::Error::new(ErrorKind::Io, "timed out (test)"))
+        }),
     }
 }
 
@@ -324,11 +310,7 @@ fn a_failed_final_write_keeps_its_claim_so_no_rival_can_win_meanwhile() {
     let name = "cd".repeat(32);
     for applied in [false, true] {
         let mem = MemBackend::ignoring_create_only();
-        let failing = FailingPut {
-            inner: mem.clone(),
-            kind: ObjectKind::Drill,
-            applied,
-        };
+        let failing = failing_put(&mem, ObjectKind::Drill, applied);
         let mine = Claim::new(&[9u8; 32], &[1u8; 32]);
         let e = put_exclusive(&failing, ObjectKind::Drill, &name, b"mine", &mine).unwrap_err();
         assert!(e.to_string().contains("claim stays"), "{e}");
@@ -347,54 +329,36 @@ fn a_failed_final_write_keeps_its_claim_so_no_rival_can_win_meanwhile() {
 }
 
 /// A store that honours If-None-Match but is not trusted to do so
-/// atomically: a refused put is compared, not taken as success.
-struct Honouring(MemBackend);
-
-impl Backend for Honouring {
-    fn location(&self) -> String {
-        "honouring mem:".into()
-    }
-    fn create(&self) -> Result<()> {
-        Ok(())
-    }
-    fn put(&self, kind: ObjectKind, name: &str, data: &[u8]) -> Result<bool> {
-        // Someone else's object appears between our check and our write.
-        if kind == ObjectKind::Drill && self.0.names(ObjectKind::Drill).is_empty() {
-            self.0.put(kind, name, b"someone else's")?;
-        }
-        self.0.put(kind, name, data)
-    }
-    fn get(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        self.0.get(kind, name)
-    }
-    fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        self.0.get_range(kind, name, offset, length)
-    }
-    fn list(&self, kind: ObjectKind) -> Result<Vec<ObjectInfo>> {
-        self.0.list(kind)
-    }
-    fn delete(&self, kind: ObjectKind, name: &str) -> Result<()> {
-        self.0.delete(kind, name)
-    }
-    fn atomic_create_only(&self) -> bool {
-        false
+/// atomically: a refused put is compared, not taken as success. Someone
+/// else's drill record appears between a writer's check and its write.
+fn honouring(inner: &MemBackend) -> Store {
+    Store {
+        inner: inner.clone(),
+        atomic: false,
+        put: Box::new(|m, kind, name, data| {
+            if kind == ObjectKind::Drill && m.names(ObjectKind::Drill).is_empty() {
+                m.put(kind, name, b"someone else's")?;
+            }
+            m.put(kind, name, data)
+        }),
     }
 }
 
 #[test]
 fn a_write_the_store_refuses_as_existing_is_compared_not_taken_as_ours() {
-    let store = Honouring(MemBackend::new());
+    let mem = MemBackend::new();
+    let store = honouring(&mem);
     let claim = Claim::new(&[5u8; 32], &[6u8; 32]);
     let name = "ef".repeat(32);
     let r = put_exclusive(&store, ObjectKind::Drill, &name, b"mine", &claim).unwrap();
     assert_eq!(r, Exclusive::Exists);
     assert_eq!(
-        store.0.get(ObjectKind::Drill, &name).unwrap(),
+        mem.get(ObjectKind::Drill, &name).unwrap(),
         b"someone else's"
     );
     // Our own bytes already there (a retried request that landed): ours.
     let other = "ab".repeat(32);
-    store.0.put(ObjectKind::Drill, &other, b"x").unwrap();
+    mem.put(ObjectKind::Drill, &other, b"x").unwrap();
     let r = put_exclusive(&store, ObjectKind::Drill, &other, b"x", &claim).unwrap();
     assert_eq!(r, Exclusive::Exists, "found at step 1, before any claim");
 }

@@ -4,14 +4,13 @@
 //! `cargo install garage --version 2.5.0 --locked --debug
 //! --no-default-features --features lmdb,bundled-libs`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::in_ci;
+use super::{find_installed, free_port, in_ci};
 
 pub const BUCKET: &str = "cairn";
 const KEY_ID: &str = "GK0123456789abcdef01234567";
@@ -25,31 +24,12 @@ pub struct Garage {
     child: Child,
 }
 
-fn find_binary() -> Option<PathBuf> {
-    let mut candidates = vec![];
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("garage")));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cargo/bin/garage"));
-    }
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Garage {
     /// Starts a node, lays it out, creates the bucket and the key; `None`
     /// (after printing SKIPPED) when garage is not installed, except when
     /// CI=true, where that is a failure.
     pub fn start() -> Option<Garage> {
-        let Some(bin) = find_binary() else {
+        let Some(bin) = find_installed("garage") else {
             assert!(
                 !in_ci(),
                 "CI=true but garage is not installed: .ci/run must install it"

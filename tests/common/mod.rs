@@ -307,6 +307,27 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A program installed on PATH or by `cargo install` (~/.cargo/bin).
+pub fn find_installed(name: &str) -> Option<PathBuf> {
+    let mut candidates = vec![];
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin").join(name));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// When CI=true a missing service is a failure, never a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI")

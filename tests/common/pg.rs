@@ -3,27 +3,18 @@
 //! drop. As root (CI), it runs as the `postgres` user, because initdb
 //! refuses to run as root.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-use super::{in_ci, is_root};
+use super::{free_port, in_ci, is_root};
 
 pub struct Postgres {
     dir: TempDir,
     pub port: u16,
     pub bindir: PathBuf,
     as_postgres: bool,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Finds the directory of initdb/pg_ctl: Debian keeps them off PATH under

@@ -3,14 +3,13 @@
 //! directory on 127.0.0.1, stopped on drop. It can be killed and started
 //! again on the same port and data, to test outages.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::in_ci;
+use super::{find_installed, free_port, in_ci};
 
 pub const ACCESS_KEY: &str = "cairn-test";
 pub const SECRET_KEY: &str = "cairn-test-secret";
@@ -23,23 +22,12 @@ pub struct S3Server {
     child: Option<Child>,
 }
 
-fn find_binary() -> Option<PathBuf> {
-    let mut candidates = vec![];
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("s3s-fs")));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cargo/bin/s3s-fs"));
-    }
-    candidates.into_iter().find(|p| p.is_file())
-}
-
 impl S3Server {
     /// Starts a server with one empty bucket, or `None` (after printing
     /// SKIPPED) when s3s-fs is not installed, except when CI=true, where a
     /// missing server is a failure.
     pub fn start() -> Option<S3Server> {
-        let Some(bin) = find_binary() else {
+        let Some(bin) = find_installed("s3s-fs") else {
             assert!(
                 !in_ci(),
                 "CI=true but s3s-fs is not installed: .ci/run must install it"
@@ -54,11 +42,7 @@ impl S3Server {
             .tempdir()
             .unwrap();
         std::fs::create_dir_all(dir.path().join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut s = S3Server {
             dir,
             port,
