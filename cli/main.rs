@@ -208,11 +208,12 @@ impl GlobalArgs {
         let locked = repository::locate(self.backend()?)?;
         let password = password::read(self, false)?;
         let started = std::time::Instant::now();
-        let repo = if write_only_ok {
+        let mut repo = if write_only_ok {
             locked.unlock_to_add(&password, &self.cache())?
         } else {
             locked.unlock(&password, &self.cache())?
         };
+        repo.set_warning_sink(|w| eprintln!("cairn: warning: {w}"));
         if repo.is_write_only() {
             self.verbose("opened with a write-only key: no parent snapshot, no deltas");
         }

@@ -333,6 +333,74 @@ fn a_full_cache_file_system_falls_back_to_a_cache_in_memory() {
     assert_code(&out, 0, &["restore with a full cache disk"]);
 }
 
+/// 10. The cache's file system fills while a backup runs (it had room
+///     when the backup opened the repository): the index object is stored,
+///     the cache falls back to one in memory with a warning, the backup
+///     exits 0 and its snapshot restores. Needs root (mount), as above.
+#[test]
+fn a_cache_file_system_that_fills_during_a_backup_falls_back_to_memory() {
+    use std::process::Stdio;
+    let env = Env::init();
+    let first = common::fake_dump(3000, 6);
+    env.backup_stdin(&first, &["--stdin-filename", "db.sql"]);
+    std::fs::remove_dir_all(&env.cache).unwrap();
+    std::fs::create_dir_all(&env.cache).unwrap();
+    // Above cairn's 64 MiB floor, so the open finds room and keeps its
+    // cache on this disk.
+    let Some(_mounted) = common::mount_tmpfs(&env.cache, "80m", "the filling-cache test") else {
+        return;
+    };
+    let second = common::fake_dump(40_000, 7);
+    let mut child = env
+        .cmd()
+        .args(["--json", "backup", "-", "--stdin-filename", "db.sql"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Once the first half is taken in (far more than a pipe holds), the
+    // repository is open and its cache synced on the tmpfs.
+    let half = second.len() / 2;
+    stdin.write_all(&second[..half]).unwrap();
+    let cache_files = walk_files(&env.cache);
+    assert!(
+        cache_files.iter().any(|p| p.ends_with("index.redb")),
+        "the backup keeps its cache on the tmpfs: {cache_files:?}"
+    );
+    let mut fill = std::fs::File::create(env.cache.join("fill")).unwrap();
+    let block = vec![0u8; 1 << 16];
+    while fill.write_all(&block).is_ok() {}
+    drop(fill);
+    stdin.write_all(&second[half..]).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_code(&out, 0, &["backup whose cache disk fills"]);
+    assert!(stderr(&out).contains("in memory"), "{}", stderr(&out));
+    let new = common::snapshot_id(&out);
+    std::fs::remove_file(env.cache.join("fill")).unwrap();
+    assert_eq!(env.dump(&new, "db.sql"), second);
+    let out = env.run(&["check", "--read-data"]);
+    assert_code(&out, 0, &["check after the cache disk filled"]);
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 /// A cairn command run as the writer.
 fn as_writer(env: &Env) -> Command {
     let mut c = env.cmd();

@@ -208,12 +208,14 @@ impl SecondPasswordArgs {
             },
             false,
         )?;
-        let repo = locked
+        let mut repo = locked
             .unlock(&pw, &global.cache())
             .map_err(|e| e.context(what))?;
         for w in repo.warnings() {
             eprintln!("cairn: warning: {what}: {w}");
         }
+        let what = what.to_string();
+        repo.set_warning_sink(move |w| eprintln!("cairn: warning: {what}: {w}"));
         Ok(repo)
     }
 }

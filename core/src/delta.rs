@@ -76,7 +76,7 @@ impl<'a> DeltaEncoder<'a> {
 
     /// Writes the sketches of the blobs stored whole so far to the cache.
     pub(crate) fn flush(&mut self) -> Result<()> {
-        self.repo.cache().add_sketches(&self.pending)?;
+        self.repo.with_cache(|c| c.add_sketches(&self.pending))?;
         self.pending.clear();
         Ok(())
     }
@@ -303,10 +303,10 @@ fn rebuild_sketches(
         sketched += found.len();
         pending.extend(found);
         if pending.len() >= SKETCH_FLUSH {
-            repo.cache().add_sketches(&pending)?;
+            repo.with_cache(|c| c.add_sketches(&pending))?;
             pending.clear();
         }
     }
-    repo.cache().add_sketches(&pending)?;
+    repo.with_cache(|c| c.add_sketches(&pending))?;
     Ok(sketched)
 }

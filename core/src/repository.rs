@@ -53,6 +53,9 @@ impl Default for InitOptions {
     }
 }
 
+/// Receives warnings raised after opening ([`Repository::set_warning_sink`]).
+type WarningSink = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Where the index cache lives.
 #[derive(Debug, Clone, Default)]
 pub enum CacheLocation {
@@ -365,26 +368,21 @@ impl LockedRepository {
             keys,
             master,
             key_name,
-            cache,
+            cache: std::sync::RwLock::new(Arc::new(cache)),
             warnings,
+            late_warnings: std::sync::Mutex::new(Vec::new()),
+            warning_sink: None,
             io_pool: std::sync::OnceLock::new(),
             indexes_at_open: HashSet::new(),
             indexes_written: std::sync::Mutex::new(HashSet::new()),
             session_keys: std::sync::Mutex::new(HashMap::new()),
         };
-        let stats = match repo.sync_index() {
-            // The cache's disk filled (or failed) while it was brought up
-            // to date: carry on with one in memory.
-            Err(e) if e.kind() == ErrorKind::LocalCache && !repo.cache.is_in_memory() => {
-                let dir = repo.cache.path().parent().unwrap_or(Path::new(""));
-                let warning = cache_fallback_warning(dir, &e);
-                repo.warnings.push(warning);
-                repo.cache = IndexCache::in_memory()?;
-                repo.sync_index()?
-            }
-            other => other?,
-        };
-        repo.indexes_at_open = repo.cache.known_indexes()?;
+        // The cache's disk filling (or failing) while it is brought up to
+        // date makes it one in memory, with a warning (`with_cache`).
+        let stats = repo.sync_index()?;
+        let late = repo.take_late_warnings();
+        repo.warnings.extend(late);
+        repo.indexes_at_open = repo.cache().known_indexes()?;
         repo.warnings.extend(
             stats
                 .unreadable
@@ -419,8 +417,13 @@ pub struct Repository {
     master: Option<MasterKey>,
     /// The key file that opened the repository.
     key_name: String,
-    cache: IndexCache,
+    /// Swapped for one in memory when its disk fails mid-run
+    /// ([`Self::with_cache`]).
+    cache: std::sync::RwLock<Arc<IndexCache>>,
     warnings: Vec<String>,
+    /// Warnings raised after opening, until a sink takes them.
+    late_warnings: std::sync::Mutex<Vec<String>>,
+    warning_sink: Option<WarningSink>,
     /// Threads for reads that should overlap (restore, copy): as many as
     /// the backend takes requests at once. Made on first use.
     io_pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
@@ -437,6 +440,34 @@ impl Repository {
     /// objects), one line each, for the caller to show.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Where warnings raised later go (the index cache's disk filling in
+    /// the middle of a command), one line each; those raised before are
+    /// handed to it at once.
+    pub fn set_warning_sink(&mut self, sink: impl Fn(&str) + Send + Sync + 'static) {
+        for w in self.take_late_warnings() {
+            sink(&w);
+        }
+        self.warning_sink = Some(Box::new(sink));
+    }
+
+    fn take_late_warnings(&self) -> Vec<String> {
+        self.late_warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+
+    fn warn(&self, warning: String) {
+        match &self.warning_sink {
+            Some(sink) => sink(&warning),
+            None => {
+                if let Ok(mut w) = self.late_warnings.lock() {
+                    w.push(warning);
+                }
+            }
+        }
     }
 
     /// The master key (for wrapping it under another password); access
@@ -522,8 +553,35 @@ impl Repository {
     }
 
     /// The index cache.
-    pub fn cache(&self) -> &IndexCache {
-        &self.cache
+    pub fn cache(&self) -> Arc<IndexCache> {
+        match self.cache.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Runs `write` on the index cache. When it fails because the cache's
+    /// disk is full or failing, the cache becomes one in memory, brought up
+    /// to date from the index objects, with a warning, and `write` runs
+    /// again there: the repository holds everything a cache holds, so a
+    /// command never fails for want of one (`repo-format.md` §13).
+    pub(crate) fn with_cache<T>(&self, write: impl Fn(&IndexCache) -> Result<T>) -> Result<T> {
+        let cache = self.cache();
+        match write(&cache) {
+            Err(e) if e.kind() == ErrorKind::LocalCache && !cache.is_in_memory() => {
+                let dir = cache.path().parent().unwrap_or(Path::new(""));
+                self.warn(cache_fallback_warning(dir, &e));
+                let memory = Arc::new(IndexCache::in_memory()?);
+                match self.cache.write() {
+                    Ok(mut c) => *c = memory,
+                    Err(poisoned) => *poisoned.into_inner() = memory,
+                }
+                drop(cache);
+                self.sync_index()?;
+                write(&self.cache())
+            }
+            other => other,
+        }
     }
 
     /// Brings the index cache up to date with the index objects. When a
@@ -538,7 +596,7 @@ impl Repository {
                 .iter()
                 .map(|o| Id::parse(&o.name))
                 .collect::<Result<_>>()?;
-            let stats = self.cache.sync(&names, |id| self.load_index(id))?;
+            let stats = self.with_cache(|c| c.sync(&names, |id| self.load_index(id)))?;
             attempt += 1;
             if stats.vanished == 0 || attempt >= 5 {
                 return Ok(stats);
@@ -559,7 +617,7 @@ impl Repository {
         let bytes = index::encode(&self.keys, &self.id, packs)?;
         let id = Id::of_bytes(&bytes);
         self.backend.put(ObjectKind::Index, &id.to_hex(), &bytes)?;
-        self.cache.add_index(&id, packs)?;
+        self.with_cache(|c| c.add_index(&id, packs))?;
         if let Ok(mut written) = self.indexes_written.lock() {
             written.insert(id);
         }
@@ -579,7 +637,7 @@ impl Repository {
     /// then no other process (a prune) changed the index since, and every
     /// lookup made since is still true. Call after [`Self::sync_index`].
     pub(crate) fn index_unchanged_by_others(&self) -> Result<bool> {
-        let now = self.cache.known_indexes()?;
+        let now = self.cache().known_indexes()?;
         let Ok(written) = self.indexes_written.lock() else {
             return Ok(false);
         };
@@ -616,7 +674,7 @@ impl Repository {
     /// A read view of the index.
     pub fn index(&self) -> Result<CacheReader> {
         Ok(self
-            .cache
+            .cache()
             .reader()?
             .with_session_blobs(self.is_write_only()))
     }
