@@ -103,7 +103,8 @@ Exit codes:
          and pg basebackup
    14    status --max-age: a series' newest snapshot is older than allowed, or there
          is none (the recovery point objective was missed); status --max-drill-age:
-         a series has no restore drill that passed within the time allowed
+         a series has no restore drill that passed within the time allowed;
+         status: a series' newest snapshot is an empty stream
    20    backup source not found or unreadable (nothing written), file not in snapshot,
          or WAL file not in the archive (wal-fetch)
    21    dump command failed (non-zero exit or killed): no snapshot written
@@ -113,8 +114,9 @@ Exit codes:
    25    repository format not supported by this version of cairn (pg check: the
          server is a standby, which does not switch WAL)
    26    init: a repository already exists there
-   27    the dump is incomplete or unreadable (a plain pg_dump without its completion
-         line, an archive pg_restore cannot read): no snapshot written
+   27    the dump is empty, incomplete or unreadable (a stream without a byte, unless
+         --allow-empty; a plain pg_dump without its completion line, an archive
+         pg_restore cannot read): no snapshot written
    28    wal-push: a WAL file of that name is already archived with different contents
    29    wal-push: the WAL file is from another PostgreSQL cluster (system identifier)
          than the one this repository archives (pg check: the server's cluster)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_code, fake_dump, stderr, Env};
+use common::{assert_code, fake_dump, stderr, stdout, Env};
 use serde_json::Value;
 
 #[test]
@@ -53,9 +53,76 @@ fn stdin_with_a_parent_still_stores_what_was_read() {
     );
     assert_eq!(env.dump(&b, "stdin"), second);
     assert_eq!(env.dump(&a, "stdin"), first);
-    // An empty stream is a valid (empty) dump.
-    let c = env.backup_stdin(b"", &[]);
-    assert!(env.dump(&c, "stdin").is_empty());
+}
+
+/// Issue 21 item 1: `pg_dump -d nosuchdb | cairn backup -` gives cairn an
+/// empty stream, as does a dump command that exits 0 without output: both
+/// are refused (exit 27, no snapshot). Saved on purpose (`--allow-empty`),
+/// `status` flags the series (exit 14) and a drill of it fails.
+#[test]
+fn an_empty_stream_is_refused_unless_allowed_and_then_flagged() {
+    let env = Env::init();
+    let out = env.run_stdin(&["backup", "-", "--stdin-filename", "shop.sql"], b"");
+    assert_code(&out, 27, &["backup of an empty stdin"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("shop.sql is empty") && err.contains("--allow-empty"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let args = [
+        "backup",
+        "--command",
+        "true",
+        "--stdin-filename",
+        "shop.sql",
+    ];
+    let out = env.run(&args);
+    assert_code(&out, 27, &args);
+    assert!(stderr(&out).contains("wrote nothing"), "{}", stderr(&out));
+    assert!(env.snapshots().is_empty(), "no snapshot of an empty dump");
+
+    let good = env.backup_stdin(&fake_dump(500, 3), &["--stdin-filename", "shop.sql"]);
+    let out = env.run(&["status", "--max-age", "1d"]);
+    assert_code(&out, 0, &["status of a good series"]);
+
+    let out = env.run_stdin(
+        &[
+            "--json",
+            "backup",
+            "-",
+            "--stdin-filename",
+            "shop.sql",
+            "--allow-empty",
+        ],
+        b"",
+    );
+    assert_code(&out, 0, &["backup --allow-empty"]);
+    assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
+    let empty = common::snapshot_id(&out);
+    assert!(env.dump(&empty, "shop.sql").is_empty());
+    assert_ne!(empty, good);
+
+    for args in [&["status"][..], &["status", "--max-age", "1d"]] {
+        let out = env.run(args);
+        assert_code(&out, 14, args);
+        assert!(stdout(&out).contains("EMPTY"), "{}", stdout(&out));
+    }
+    let out = env.run(&["--json", "status"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["series"][0]["empty"], Value::Bool(true), "{v}");
+    let out = env.run(&["-q", "status"]);
+    assert!(stderr(&out).contains("cairn: empty:"), "{}", stderr(&out));
+
+    let out = env.run(&["drill", &empty]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a drill of an empty stream fails"
+    );
+    assert!(stderr(&out).contains("empty stream"), "{}", stderr(&out));
+    let out = env.run(&["drill", &good]);
+    assert_code(&out, 0, &["drill of the good snapshot"]);
 }
 
 #[test]

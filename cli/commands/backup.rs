@@ -77,6 +77,17 @@ pub struct BackupArgs {
                      stored one (its base) is read back from the repository during the backup."
     )]
     no_delta: bool,
+
+    /// Save a stream (stdin, --command) that is empty; by default it is refused (exit 27)
+    #[arg(
+        long,
+        long_help = "Save a stream (stdin or --command) that ends without a single byte. By \
+                     default an empty stream is refused with exit 27 and no snapshot: `pg_dump \
+                     -d nosuchdb | cairn backup -` or a dump command that exits 0 without output \
+                     looks exactly like that, and a saved empty snapshot would satisfy `status \
+                     --max-age` while holding nothing to restore."
+    )]
+    allow_empty: bool,
 }
 
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -115,6 +126,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         time,
         validate_dumps: !args.no_validate,
         no_delta: args.no_delta,
+        allow_empty: args.allow_empty,
     };
     run_backup(global, &repo, source, &opts)
 }

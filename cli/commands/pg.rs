@@ -187,6 +187,7 @@ fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitC
         time: None,
         validate_dumps: true,
         no_delta: false,
+        allow_empty: false,
     };
     let source = BackupSource::Command {
         command,

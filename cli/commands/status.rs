@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::drill::DrillRecord;
-use cairn_core::snapshot::Snapshot;
+use cairn_core::snapshot::{Snapshot, SourceKind};
 use cairn_core::time::SnapshotTime;
 
 use crate::commands::{load_drills, load_snapshots, FilterArgs};
@@ -133,11 +133,18 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         args.max_drill_age
             .is_some_and(|max| drill_age(s).is_none_or(|age| age > max as i64))
     };
+    // A stream saved empty (`backup --allow-empty`, or by an older
+    // cairn): dated like a good one, but nothing to restore.
+    let empty = |s: &Series| {
+        s.newest.source.kind != SourceKind::Paths && s.newest.summary.total_bytes_processed == 0
+    };
     let limits = args.max_age.is_some() || args.max_drill_age.is_some();
-    let any_bad = groups.values().any(|s| stale(s) || unproven(s)) || (limits && groups.is_empty());
+    let any_bad = groups.values().any(|s| stale(s) || unproven(s) || empty(s))
+        || (limits && groups.is_empty());
+    let flagged = |s: &Series| stale(s) || empty(s);
 
     if let Some(file) = &args.prometheus {
-        let text = prometheus_text(groups.values(), now, &stale, &unproven);
+        let text = prometheus_text(groups.values(), now, &flagged, &unproven);
         write_atomically(file, text.as_bytes())?;
     }
 
@@ -155,6 +162,7 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     "age_seconds": age_of(s),
                     "latest_size": s.newest.summary.total_bytes_processed,
                     "stale": stale(s),
+                    "empty": empty(s),
                     "last_drill": s.drill.map(drill_json),
                     "last_passed_drill": s.passed.map(drill_json),
                     "unproven": unproven(s),
@@ -180,6 +188,13 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     age_text(age_of(s))
                 )?;
             }
+            if empty(s) {
+                writeln!(
+                    err,
+                    "cairn: empty: {name}: newest snapshot {} holds an empty stream",
+                    s.newest.id.short()
+                )?;
+            }
             if unproven(s) {
                 let why = match drill_age(s) {
                     Some(age) => format!("the last passed restore drill was {} ago", age_text(age)),
@@ -192,6 +207,7 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             writeln!(err, "cairn: stale: no snapshot at all")?;
         }
     } else {
+        let any_empty = groups.values().any(empty);
         let rows: Vec<Vec<String>> = groups
             .values()
             .map(|s| {
@@ -206,11 +222,12 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     size(s.newest.summary.total_bytes_processed),
                     drill_cell(s.drill),
                 ];
-                if limits {
+                if limits || any_empty {
                     row.push(
-                        match (stale(s), unproven(s)) {
-                            (true, _) => "STALE",
-                            (false, true) => "UNPROVEN",
+                        match (empty(s), stale(s), unproven(s)) {
+                            (true, _, _) => "EMPTY",
+                            (_, true, _) => "STALE",
+                            (_, _, true) => "UNPROVEN",
                             _ => "ok",
                         }
                         .to_string(),
@@ -230,7 +247,7 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             "Size",
             "Last drill",
         ];
-        if limits {
+        if limits || any_empty {
             header.push("Status");
         }
         let mut out = std::io::stdout().lock();
@@ -242,6 +259,10 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             if let Some(max) = args.max_age {
                 let n = groups.values().filter(|s| stale(s)).count();
                 line.push_str(&format!(", {n} older than {}", age_text(max as i64)));
+            }
+            if any_empty {
+                let n = groups.values().filter(|s| empty(s)).count();
+                line.push_str(&format!(", {n} whose newest snapshot is empty"));
             }
             if let Some(max) = args.max_drill_age {
                 let n = groups.values().filter(|s| unproven(s)).count();
@@ -333,7 +354,7 @@ fn prometheus_text<'a>(
         ),
         (
             "cairn_series_ok",
-            "1 unless the series is older than --max-age or unproven beyond --max-drill-age.",
+            "1 unless the series is older than --max-age, its newest snapshot is empty, or it is unproven beyond --max-drill-age.",
             Box::new(|s: &Series| Some(if stale(s) || unproven(s) { 0.0 } else { 1.0 })),
         ),
     ];

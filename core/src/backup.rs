@@ -98,6 +98,10 @@ pub struct BackupOptions {
     /// Store every new chunk whole, even in a repository with delta
     /// compression on.
     pub no_delta: bool,
+    /// Save a stream (stdin, `--command`) that ended without a byte; by
+    /// default it is refused: an empty dump is almost always a dump that
+    /// failed (`pg_dump -d nosuchdb | cairn backup -`).
+    pub allow_empty: bool,
 }
 
 /// The result of a backup.
@@ -303,6 +307,12 @@ pub fn backup(
                     Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
                     Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
                 };
+                if taken.total() == 0 {
+                    if !opts.allow_empty {
+                        return Err(empty_stream(filename, &source_meta));
+                    }
+                    progress.warning(&format!("{filename} is empty (saved: --allow-empty)"));
+                }
                 let found = taken.finish(filename).map_err(not_written)?;
                 for w in &found.warnings {
                     progress.warning(w);
@@ -1028,11 +1038,6 @@ impl<'a> BlobSaver<'a> {
                 format!("dump command `{command}` {how}; no snapshot was written"),
             ));
         }
-        if self.stats.total_bytes_processed == 0 {
-            self.progress.warning(&format!(
-                "`{command}` exited 0 but wrote nothing; the snapshot is empty"
-            ));
-        }
         saved
     }
 
@@ -1199,6 +1204,21 @@ fn node_from_meta(name: &OsStr, meta: &Metadata, kind: NodeKind) -> Node {
     node.mtime = meta.mtime();
     node.mtime_nsec = meta.mtime_nsec().clamp(0, 999_999_999) as u32;
     node
+}
+
+/// The error for a stream that ended without a byte.
+fn empty_stream(filename: &str, source: &SnapshotSource) -> Error {
+    let from = match &source.command {
+        Some(_) => "the command exited 0 but wrote nothing to its standard output",
+        None => "standard input ended without a byte",
+    };
+    Error::new(
+        ErrorKind::DumpInvalid,
+        format!(
+            "{filename} is empty: {from}, which is what a failed dump looks like; no snapshot \
+             was written (--allow-empty saves an empty one on purpose)"
+        ),
+    )
 }
 
 /// A dump that failed validation at backup: no snapshot is written, and

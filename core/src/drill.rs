@@ -348,6 +348,18 @@ fn drill_in(
             v.damaged
         )));
     }
+    // A stream saved empty (`backup --allow-empty`, or by an older cairn)
+    // restores, but proves nothing: no dump to load.
+    if snapshot.source.kind != crate::snapshot::SourceKind::Paths && v.bytes == 0 {
+        return Err(Error::new(
+            ErrorKind::DumpInvalid,
+            format!(
+                "snapshot {} holds an empty stream ({}): there is nothing to restore or load",
+                snapshot.id.short(),
+                snapshot.paths.join(", ")
+            ),
+        ));
+    }
 
     // The dump: checked like at backup, then loaded if asked.
     let Some(info) = &snapshot.source.dump else {

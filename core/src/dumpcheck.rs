@@ -586,6 +586,11 @@ impl Inspector {
         }
     }
 
+    /// Bytes of the stream taken so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// Takes the next bytes of the stream.
     pub fn feed(&mut self, data: &[u8]) {
         self.total += data.len() as u64;

@@ -73,6 +73,7 @@ fn backup_options() -> BackupOptions {
         time: None,
         validate_dumps: true,
         no_delta: false,
+        allow_empty: false,
     }
 }
 

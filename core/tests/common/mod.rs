@@ -604,6 +604,7 @@ pub fn backup_stream(
         time: None,
         validate_dumps: validate,
         no_delta: false,
+        allow_empty: false,
     };
     let source = cairn_core::backup::BackupSource::Stream {
         reader: Box::new(io::Cursor::new(data.to_vec())),
