@@ -61,7 +61,7 @@ struct Cli {
 /// Options every subcommand takes.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository location: a directory, or s3:https://host[:port]/bucket[/prefix]
+    /// Repository location: a directory (./a:b if it has a colon), or s3:https://host[:port]/bucket[/prefix]
     #[arg(
         short = 'r',
         long = "repo",

@@ -7,6 +7,7 @@ mod common;
 
 use common::{assert_code, fake_dump, stderr, stdout, Env};
 use serde_json::Value;
+use std::process::Command;
 
 #[test]
 fn stdin_backups_restore_by_id_prefix_and_latest() {
@@ -409,4 +410,67 @@ fn a_dump_into_a_reader_that_stops_early_exits_0_quietly() {
     assert_code(&out, 0, &["dump into a closed pipe"]);
     assert_eq!(stderr(&out), "");
     assert_eq!(&first[..], &dump[..1000]);
+}
+
+/// Issue 21 item 2: a location of another tool's type (`rest:`, `b2:`, …)
+/// is an error naming what cairn supports, never a local folder named
+/// `rest:http:`; a local path with a colon is written `./a:b`, and
+/// restic's `local:` prefix means a local directory.
+#[test]
+fn unknown_location_types_are_errors_not_local_folders() {
+    let env = Env::init();
+    let cwd = env.path("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let password = common::PASSWORD;
+    let cairn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .current_dir(&cwd)
+            .env("CAIRN_PASSWORD", password)
+            .env_remove("CAIRN_REPOSITORY")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for location in [
+        "rest:http://host/repo",
+        "b2:bucket:path",
+        "azure:container:/path",
+        "gs:bucket:/path",
+        "rclone:remote:path",
+        "swift:container:/path",
+        "sftp:user@host:/srv/repo",
+        "https://host/repo",
+    ] {
+        for args in [
+            &["-r", location, "init"][..],
+            &["-r", location, "snapshots"],
+        ] {
+            let out = cairn(args);
+            assert_code(&out, 2, args);
+            let err = stderr(&out);
+            assert!(
+                err.contains("unknown repository type") && err.contains("s3:https://"),
+                "{err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+        // copy --to names its own location.
+        let args = ["copy", "--to", location];
+        let out = env.cmd().args(args).current_dir(&cwd).output().unwrap();
+        assert_code(&out, 2, &args);
+    }
+    let left: Vec<_> = std::fs::read_dir(&cwd).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "nothing created in the working directory: {left:?}"
+    );
+
+    let mut init = vec!["-r", "./a:b", "init"];
+    init.extend(common::FAST_KDF);
+    let out = cairn(&init);
+    assert_code(&out, 0, &init);
+    assert!(cwd.join("a:b").join("config").is_file());
+    let local = format!("local:{}", cwd.join("a:b").display());
+    let out = cairn(&["-r", &local, "snapshots"]);
+    assert_code(&out, 0, &["snapshots of local:…"]);
 }

@@ -56,13 +56,31 @@ pub fn open(location: &str, opts: &ObjectStoreOptions) -> Result<Arc<dyn Backend
             format!("s3:{rest}: this cairn was built without S3 support (feature `s3`)"),
         ));
     }
-    if location.starts_with("sftp:") {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("{location}: sftp repositories are not supported yet"),
-        ));
+    // restic's spelling of a local repository.
+    if let Some(path) = location.strip_prefix("local:") {
+        return Ok(Arc::new(LocalBackend::new(path)));
+    }
+    if let Some(scheme) = scheme(location) {
+        return Err(Error::invalid(format!(
+            "{location}: unknown repository type `{scheme}:`; cairn supports a local directory \
+             and s3:https://host[:port]/bucket[/prefix] (a local path containing a colon can be \
+             written ./{location})"
+        )));
     }
     Ok(Arc::new(LocalBackend::new(location)))
+}
+
+/// The `word` of a location that starts like `word:` (restic's `rest:`,
+/// `b2:`, `azure:`, `gs:`, `rclone:`, `swift:`, `sftp:`, or a URL): a
+/// letter, then letters, digits, `+`, `-` or `.`, then a colon. A path
+/// (`./a:b`, `/srv/a:b`) never starts so.
+fn scheme(location: &str) -> Option<&str> {
+    let (word, _) = location.split_once(':')?;
+    let mut chars = word.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(word)
 }
 
 /// The kinds of stored objects, one directory (prefix) each.
