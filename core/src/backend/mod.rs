@@ -37,7 +37,7 @@ impl Default for ObjectStoreOptions {
 
 use std::sync::Arc;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// Opens a repository location: `s3:https://host[:port]/bucket[/prefix]`
 /// (or restic's `s3:host/bucket/prefix`), else a local directory.
@@ -52,7 +52,7 @@ pub fn open(location: &str, opts: &ObjectStoreOptions) -> Result<Arc<dyn Backend
         let _ = opts;
         #[cfg(not(feature = "s3"))]
         return Err(Error::new(
-            ErrorKind::Unsupported,
+            crate::error::ErrorKind::Unsupported,
             format!("s3:{rest}: this cairn was built without S3 support (feature `s3`)"),
         ));
     }
