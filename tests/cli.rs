@@ -474,3 +474,49 @@ fn unknown_location_types_are_errors_not_local_folders() {
     let out = cairn(&["-r", &local, "snapshots"]);
     assert_code(&out, 0, &["snapshots of local:…"]);
 }
+
+/// Issue 21 item 3: `dump latest shop.sql` is the newest snapshot that
+/// holds shop.sql, whatever other series were backed up since; restic's
+/// `latest:path` works too.
+#[test]
+fn dump_latest_takes_the_newest_snapshot_holding_the_file() {
+    let env = Env::init();
+    let shop_old = fake_dump(400, 21);
+    let shop_new = fake_dump(400, 22);
+    let crm = fake_dump(300, 23);
+    env.backup_stdin(&shop_old, &["--stdin-filename", "shop.sql"]);
+    env.backup_stdin(&shop_new, &["--stdin-filename", "shop.sql"]);
+    env.backup_stdin(&crm, &["--stdin-filename", "crm.sql"]);
+    let tree = env.path("etc");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("hosts"), b"127.0.0.1 localhost\n").unwrap();
+    let out = env.run(&["backup", tree.to_str().unwrap()]);
+    assert_code(&out, 0, &["backup of a tree"]);
+
+    let dump = |args: &[&str]| {
+        let out = env.run(args);
+        assert_code(&out, 0, args);
+        out.stdout
+    };
+    assert_eq!(dump(&["dump", "latest", "shop.sql"]), shop_new);
+    assert_eq!(dump(&["dump", "latest", "/shop.sql"]), shop_new);
+    assert_eq!(dump(&["dump", "latest:shop.sql"]), shop_new);
+    assert_eq!(dump(&["dump", "latest", "crm.sql"]), crm);
+    let hosts = tree.join("hosts");
+    assert_eq!(
+        dump(&["dump", "latest", hosts.to_str().unwrap()]),
+        b"127.0.0.1 localhost\n"
+    );
+    let folder = format!("latest:{}", tree.display());
+    assert_eq!(dump(&["dump", &folder, "hosts"]), b"127.0.0.1 localhost\n");
+
+    let out = env.run(&["dump", "latest", "nothing.sql"]);
+    assert_code(&out, 20, &["dump latest of a file no snapshot holds"]);
+    assert!(
+        stderr(&out).contains("/nothing.sql is in none of the 4 snapshots"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["dump", "latest"]);
+    assert_code(&out, 2, &["dump without a file"]);
+}

@@ -1,10 +1,13 @@
 //! `cairn dump`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use cairn_core::restore;
+use cairn_core::snapshot::Snapshot;
+use cairn_core::{Error, ErrorKind};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -12,33 +15,78 @@ use crate::{GlobalArgs, CANCEL};
 
 #[derive(Args)]
 pub struct DumpArgs {
-    /// Snapshot ID, unique ID prefix, or "latest"
-    #[arg(value_name = "SNAPSHOT")]
+    /// Snapshot ID, unique ID prefix, or "latest" (the newest that holds FILE); SNAPSHOT:PATH names a file or folder in it
+    #[arg(
+        value_name = "SNAPSHOT",
+        long_help = "Snapshot ID, unique ID prefix, or \"latest\". With \"latest\", the newest \
+                     snapshot (after the filters) that holds FILE: with several series (a dump \
+                     of another database, a file tree), `dump latest shop.sql` takes the newest \
+                     snapshot of shop.sql. As in restic, SNAPSHOT:PATH names a file (then FILE may \
+                     be left out) or a folder that FILE is relative to: `latest:shop.sql`, \
+                     `1a2b3c4d:/etc hosts`."
+    )]
     snapshot: String,
 
     /// Path of the file in the snapshot (e.g. shop.sql, or /etc/hosts)
     #[arg(value_name = "FILE")]
-    file: std::path::PathBuf,
+    file: Option<PathBuf>,
 
     #[command(flatten)]
     filter: FilterArgs,
 }
 
+/// SNAPSHOT[:PATH] and FILE: the snapshot spec and the file's path.
+fn split(args: &DumpArgs) -> anyhow::Result<(&str, PathBuf)> {
+    let (spec, inside) = match args.snapshot.split_once(':') {
+        Some((spec, inside)) => (spec, Some(PathBuf::from(inside))),
+        None => (args.snapshot.as_str(), None),
+    };
+    let path = match (inside, &args.file) {
+        (Some(dir), Some(file)) => dir.join(file),
+        (Some(path), None) => path,
+        (None, Some(file)) => file.clone(),
+        (None, None) => anyhow::bail!(Error::invalid(
+            "give the file to write: cairn dump SNAPSHOT FILE (or SNAPSHOT:FILE)"
+        )),
+    };
+    Ok((spec, path))
+}
+
 pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
+    let (spec, path) = split(&args)?;
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
-    let snap = loaded.resolve(&args.snapshot, &args.filter.filter())?;
+    let filter = args.filter.filter();
+    // Refuses `latest` while a snapshot cannot be read, as everywhere.
+    let mut snap = loaded.resolve(spec, &filter)?;
+    if spec == "latest" {
+        let candidates: Vec<&Snapshot> = loaded
+            .good
+            .iter()
+            .filter(|s| filter.matches(s) && !s.future_dated)
+            .collect();
+        snap = restore::newest_holding(&repo, &candidates, &path)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::SourceNotFound,
+                format!(
+                    "{} is in none of the {} snapshots searched (latest)",
+                    Path::new("/").join(&path).display(),
+                    candidates.len()
+                ),
+            )
+        })?;
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    restore::dump(&repo, snap, &args.file, &mut out, &CANCEL)?;
+    restore::dump(&repo, snap, &path, &mut out, &CANCEL)?;
     out.flush()?;
     // A file `repair snapshots` marked: the bytes are what could be
     // saved, and the exit code says so.
-    let node = restore::find_node(&repo, &repo.index()?, snap, &args.file)?;
+    let node = restore::find_node(&repo, &repo.index()?, snap, &path)?;
     if let Some(d) = &node.damage {
         eprintln!(
             "cairn: warning: {}: {}",
-            args.file.display(),
+            path.display(),
             restore::damage_note(d)
         );
         return Ok(ExitCode::PartialBackup);

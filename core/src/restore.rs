@@ -626,6 +626,37 @@ pub fn find_node(
     Err(Error::invalid("empty path"))
 }
 
+/// The newest of `snapshots` that holds `path` (`dump latest shop.sql`
+/// while other series exist: restic's `latest` with a file). A snapshot
+/// whose paths cannot contain `path` is passed over without reading its
+/// trees; one whose trees cannot be read is an error, not passed over
+/// (an older file must not stand in for a newer one silently).
+pub fn newest_holding<'a>(
+    repo: &Repository,
+    snapshots: &[&'a Snapshot],
+    path: &Path,
+) -> Result<Option<&'a Snapshot>> {
+    let wanted = PathBuf::from("/").join(path);
+    let mut newest_first = snapshots.to_vec();
+    newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+    let index = repo.index()?;
+    for snapshot in newest_first {
+        let covers = snapshot
+            .paths
+            .iter()
+            .any(|p| wanted.starts_with(Path::new(p)));
+        if !covers {
+            continue;
+        }
+        match find_node(repo, &index, snapshot, path) {
+            Ok(_) => return Ok(Some(snapshot)),
+            Err(e) if e.kind() == ErrorKind::SourceNotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// One line on what `repair snapshots` could not save of an entry.
 pub fn damage_note(d: &crate::tree::Damage) -> String {
     if d.listing_lost {
