@@ -325,6 +325,14 @@ pub fn cli_command() -> clap::Command {
 }
 
 fn main() {
+    // An empty CAIRN_* variable counts as unset, as restic's do
+    // (`CAIRN_PASSWORD_FILE=` in a cron file must not be a file named "").
+    // Before any thread exists.
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("CAIRN_")) {
+            std::env::remove_var(name);
+        }
+    }
     let command = cli_command();
     let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,

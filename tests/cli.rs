@@ -520,3 +520,95 @@ fn dump_latest_takes_the_newest_snapshot_holding_the_file() {
     let out = env.run(&["dump", "latest"]);
     assert_code(&out, 2, &["dump without a file"]);
 }
+
+/// Issue 21 items 4 and 5: a missing second or new password names its own
+/// variable and option, not CAIRN_PASSWORD (which is set); an empty
+/// variable counts as unset; an unreadable password file exits 12.
+#[test]
+fn password_errors_name_the_password_that_is_missing() {
+    let env = Env::init();
+    env.backup_stdin(&fake_dump(100, 31), &["--stdin-filename", "shop.sql"]);
+    let target = Env::init();
+    let other = target.repo.to_str().unwrap();
+    let fresh = env.path("fresh");
+    let fresh = fresh.to_str().unwrap();
+    let one_line = |out: &std::process::Output| {
+        let err = stderr(out);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        err
+    };
+
+    let out = env.run(&["copy", "--to", other]);
+    assert_code(&out, 12, &["copy --to without CAIRN_PASSWORD2"]);
+    let err = one_line(&out);
+    assert!(
+        err.contains("CAIRN_PASSWORD2") && err.contains("--password-file2"),
+        "{err}"
+    );
+    assert!(!err.contains("set CAIRN_PASSWORD,"), "{err}");
+
+    let mut init = vec![
+        "init",
+        "--from",
+        env.repo.to_str().unwrap(),
+        "--copy-chunker-params",
+    ];
+    init.extend(common::FAST_KDF);
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .env("CAIRN_PASSWORD", common::PASSWORD)
+        .arg("--repo")
+        .arg(fresh)
+        .args(&init)
+        .output()
+        .unwrap();
+    assert_code(&out, 12, &init);
+    assert!(
+        one_line(&out).contains("CAIRN_PASSWORD2"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = env.run(&["key", "add"]);
+    assert_code(&out, 12, &["key add without a new password"]);
+    let err = one_line(&out);
+    assert!(
+        err.contains("CAIRN_NEW_PASSWORD") && err.contains("--new-password-file"),
+        "{err}"
+    );
+
+    // An empty variable is unset: the password comes from CAIRN_PASSWORD.
+    for var in [
+        "CAIRN_PASSWORD_FILE",
+        "CAIRN_PASSWORD_COMMAND",
+        "CAIRN_CACHE_DIR",
+    ] {
+        let out = env.cmd().env(var, "").arg("snapshots").output().unwrap();
+        assert_code(&out, 0, &[var, "= (empty)"]);
+    }
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD", "")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_code(&out, 12, &["CAIRN_PASSWORD= (empty)"]);
+    assert!(
+        one_line(&out).contains("no password given"),
+        "{}",
+        stderr(&out)
+    );
+
+    let missing = env.path("no-such-password-file");
+    let out = env
+        .cmd()
+        .env("CAIRN_PASSWORD_FILE", &missing)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_code(&out, 12, &["an unreadable password file"]);
+    assert!(
+        one_line(&out).contains("no-such-password-file"),
+        "{}",
+        stderr(&out)
+    );
+}

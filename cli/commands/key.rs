@@ -70,10 +70,8 @@ impl NewKeyArgs {
     fn password(&self) -> anyhow::Result<Vec<u8>> {
         read_from(
             &Source {
-                command: None,
                 file: self.new_password_file.as_deref(),
-                var: "CAIRN_NEW_PASSWORD",
-                what: "new key",
+                ..Source::NEW
             },
             true,
         )

@@ -203,8 +203,8 @@ impl SecondPasswordArgs {
             &crate::password::Source {
                 command: self.password_command2.as_deref(),
                 file: self.password_file2.as_deref(),
-                var: "CAIRN_PASSWORD2",
                 what,
+                ..crate::password::Source::SECOND
             },
             false,
         )?;
