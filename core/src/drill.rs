@@ -782,10 +782,9 @@ fn load_into_scratch_database(format: &str, path: &Path, snapshot: &Snapshot) ->
             ],
         ),
         other => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("loading a {other} dump into a scratch database is not supported (pg_dump plain, custom, tar and directory are)"),
-            ))
+            return Err(Error::invalid(format!(
+                "--pg loads pg_dump plain, custom, tar and directory dumps into a scratch database; this snapshot holds a {other} dump (a drill without --pg restores and verifies it)"
+            )))
         }
     };
     // Not reaching the server, or not being allowed to create a
@@ -840,7 +839,7 @@ fn refuse_database_switch(path: &Path) -> Result<()> {
             || upper.starts_with("DROP DATABASE")
         {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::InvalidInput,
                 format!(
                     "{} creates or connects to its own database ({}): loading it would not stay in the scratch database; make the dump without -C, or in custom format (-Fc)",
                     path.display(),
