@@ -190,6 +190,23 @@ impl ConfigFile {
         let duration = |key: &str, v: &str| {
             crate::commands::prune::parse_duration_seconds(v).map_err(|e| invalid(file, key, e))
         };
+        // Environment variables: a name the environment can hold.
+        let envs = std::iter::once(("env".to_string(), &self.env)).chain(
+            self.jobs
+                .iter()
+                .map(|(name, job)| (format!("jobs.{name}.env"), &job.env)),
+        );
+        for (table, env) in envs {
+            for (k, v) in env {
+                if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                    return Err(invalid(
+                        file,
+                        &format!("{table}.{k}"),
+                        "an environment variable's name is not empty and has no = or NUL (nor its value a NUL)",
+                    ));
+                }
+            }
+        }
         for (name, job) in &self.jobs {
             let key = |k: &str| format!("jobs.{name}.{k}");
             if name.is_empty()

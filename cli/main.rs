@@ -298,9 +298,20 @@ fn exit_code_of(err: &anyhow::Error) -> ExitCode {
 
 /// Applies `--config` (when given; `run` finds its own) to the global
 /// options.
+/// Applies `--config FILE`: its repository, password and cache settings
+/// where no option or variable gives them, and its `[env]` to this
+/// process (so to every command, and to what it runs: a dump command,
+/// the S3 client), as `cairn run` gives it to its steps. Called before any
+/// thread exists.
 fn with_config_file(global: GlobalArgs) -> anyhow::Result<GlobalArgs> {
     match &global.config {
-        Some(file) => Ok(global.with_config(&jobs::ConfigFile::load(file)?)),
+        Some(file) => {
+            let config = jobs::ConfigFile::load(file)?;
+            for (name, value) in &config.env {
+                std::env::set_var(name, value);
+            }
+            Ok(global.with_config(&config))
+        }
         None => Ok(global),
     }
 }
@@ -338,6 +349,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let global = with_config_file(cli.global);
     // First Ctrl-C / SIGTERM: stop cleanly (no snapshot, temp files
     // removed). Second: leave at once.
     let _ = ctrlc::set_handler(|| {
@@ -345,7 +357,7 @@ fn main() {
             std::process::exit(ExitCode::Interrupted as i32);
         }
     });
-    let code = match with_config_file(cli.global).and_then(|g| commands::run(&g, cli.command)) {
+    let code = match global.and_then(|g| commands::run(&g, cli.command)) {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::Success,
         Err(err) => {

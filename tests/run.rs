@@ -117,13 +117,18 @@ fn a_job_backs_up_forgets_prunes_when_due_and_copies() {
     let off = env.dir.path().join("off");
     for want in [
         "job shop".to_string(),
-        "cairn backup --command".to_string(),
-        "cairn forget --keep-last 2 --exact --host db1 --path /shop.sql --tag nightly".to_string(),
-        "cairn prune".to_string(),
-        "cairn copy --to".to_string(),
+        format!("cairn --config {} backup --command", config.display()),
         format!(
-            "forget-copy cairn -r {} forget --keep-last 2",
-            off.display()
+            "cairn --config {} forget --keep-last 2 --exact --host db1 --path /shop.sql --tag nightly",
+            config.display()
+        ),
+        format!("cairn --config {} prune", config.display()),
+        format!("cairn --config {} copy --to", config.display()),
+        format!(
+            "forget-copy cairn --config {} -r {} --password-file {}/pw2 forget --keep-last 2",
+            config.display(),
+            off.display(),
+            env.dir.path().display()
         ),
         "prune due (no prune recorded".to_string(),
         "drill due (no drill recorded".to_string(),
@@ -336,4 +341,234 @@ fn a_dump_command_never_sees_the_repository_password() {
     ]);
     assert_code(&out, 0, &["backup --command"]);
     assert_eq!(env.dump("latest", "env.txt"), b"none none");
+}
+
+/// Issue 21 item 6: `run --dry-run` prints commands that, pasted into a
+/// shell, do what the steps do: the backup lands in the repository, the
+/// copy and the off-site forget reach the off-site one with its own
+/// password.
+#[test]
+fn dry_run_prints_commands_that_run_as_printed() {
+    let env = Env::init();
+    let config = setup(&env, "printf x");
+    let out = run(&env, &config, &["run", "--dry-run"]);
+    assert_code(&out, 0, &["run --dry-run"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_cairn"));
+    let mut ran = Vec::new();
+    for line in text.lines() {
+        // "  step        cairn ..." (notes have no command).
+        let Some((step, command)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let command = command.trim_start();
+        if !command.starts_with("cairn ") && !command.contains(" cairn ") {
+            continue;
+        }
+        let mut sh = std::process::Command::new("sh");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CAIRN_") {
+                sh.env_remove(k);
+            }
+        }
+        let path = format!(
+            "{}:{}",
+            exe.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = sh
+            .args(["-c", command])
+            .env("PATH", path)
+            .env("CAIRN_CACHE_DIR", &env.cache)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &[step, command]);
+        ran.push(step.to_string());
+    }
+    for step in ["backup", "forget", "copy", "forget-copy", "drill", "prune"] {
+        assert!(
+            ran.iter().any(|s| s == step),
+            "{step} printed and run: {text}"
+        );
+    }
+    let dir = env.dir.path();
+    assert_eq!(
+        snapshots_of(&env, &env.repo, PASSWORD).len(),
+        2,
+        "shop and files"
+    );
+    assert_eq!(
+        snapshots_of(&env, &dir.join("off"), "offsite password").len(),
+        1
+    );
+}
+
+/// Issue 21 item 6: `--config FILE` gives every command the file's `[env]`,
+/// not only `cairn run` (a dump command sees it here; S3 credentials
+/// likewise).
+#[test]
+fn the_configuration_files_env_applies_to_every_command() {
+    let env = Env::init();
+    let config = setup(&env, "printf x");
+    let out = run(
+        &env,
+        &config,
+        &[
+            "backup",
+            "--command",
+            "test \"$NIGHT_NAME\" = tuesday && printf night",
+            "--stdin-filename",
+            "n.sql",
+        ],
+    );
+    assert_code(&out, 0, &["--config backup whose command reads [env]"]);
+    let out = run(&env, &config, &["dump", "latest", "n.sql"]);
+    assert_eq!(out.stdout, b"night");
+    // A name the environment cannot hold is an error in the file.
+    let bad = env.path("bad.toml");
+    std::fs::write(&bad, "[env]\n\"A=B\" = \"x\"\n").unwrap();
+    let out = run(&env, &bad, &["snapshots"]);
+    assert_code(&out, 2, &["an [env] name with ="]);
+    assert!(stderr(&out).contains("env.A=B"), "{}", stderr(&out));
+}
+
+/// Issue 21 item 6: the shipped examples agree with each other and work as
+/// written: cron's lines run as the postgres user with cron's PATH plus the
+/// PATH line of the file (the binary's own directory standing in for
+/// /usr/local/bin), the file's status check passes after one night of
+/// `cairn run` with a config shaped like contrib/cairn.toml (every job
+/// drills), and the systemd unit has systemd create the cache directory
+/// it names.
+#[test]
+fn the_contrib_examples_work_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cron = std::fs::read_to_string(root.join("contrib/cron")).unwrap();
+    let unit = std::fs::read_to_string(root.join("contrib/systemd/cairn@.service")).unwrap();
+    let example = std::fs::read_to_string(root.join("contrib/cairn.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+
+    // systemd: CacheDirectory=X makes /var/cache/X, the cache it names;
+    // the binary is where the README installs it.
+    let value = |key: &str| {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .collect::<Vec<_>>()
+    };
+    let cache_dirs = value("CacheDirectory=");
+    assert_eq!(cache_dirs.len(), 1, "the unit has systemd create the cache");
+    let envs = value("Environment=");
+    assert!(
+        envs.contains(&format!("CAIRN_CACHE_DIR=/var/cache/{}", cache_dirs[0]).as_str()),
+        "{envs:?}"
+    );
+    let exec = value("ExecStart=");
+    assert!(exec[0].starts_with("/usr/local/bin/cairn "), "{exec:?}");
+    assert!(readme.contains("cargo install --locked --path . --root /usr/local"));
+
+    // cron: a PATH with /usr/local/bin; --max-drill-age only if every job
+    // of the example drills.
+    let path_line = cron
+        .lines()
+        .find_map(|l| l.strip_prefix("PATH="))
+        .expect("contrib/cron sets PATH (cron's is /usr/bin:/bin)");
+    assert!(path_line.split(':').any(|d| d == "/usr/local/bin"));
+    let parsed: toml::Table = toml::from_str(&example).unwrap();
+    let jobs = parsed["jobs"].as_table().unwrap();
+    if cron.contains("--max-drill-age") {
+        for (name, job) in jobs {
+            assert!(job.get("drill").is_some(), "job {name} never drills");
+        }
+    }
+
+    // The cron lines, as the postgres user, against a scratch config with
+    // the example's shape: a dump job and a file job, each drilling.
+    let env = Env::init_as_postgres();
+    let dir = env.dir.path();
+    std::fs::write(dir.join("pw"), PASSWORD).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    let config = dir.join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"repository = "{repo}"
+password_file = "{dir}/pw"
+cache_dir = "{dir}/cache"
+
+[jobs.shop]
+command = "printf 'select 1;\n'"
+stdin_filename = "shop.sql"
+keep = {{ daily = 7 }}
+prune = {{ every = "7d" }}
+drill = {{ every = "7d" }}
+
+[jobs.etc]
+paths = ["{dir}/etc"]
+drill = {{ every = "7d" }}
+"#,
+            repo = env.repo.display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    if common::is_root() {
+        let out = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let exe_dir = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
+    let prom = dir.join("cairn.prom");
+    for line in cron
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(" cairn "))
+    {
+        // minute hour day month weekday user command
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[5], "postgres", "{line}");
+        let command = fields[6..]
+            .join(" ")
+            .replace("/etc/cairn/cairn.toml", config.to_str().unwrap())
+            .replace(
+                "/var/lib/prometheus/node-exporter/cairn.prom",
+                prom.to_str().unwrap(),
+            );
+        let mut sh = if common::is_root() {
+            // By its path: PATH below is cron's, without /usr/sbin.
+            let mut c = std::process::Command::new("/usr/sbin/runuser");
+            c.args(["-u", "postgres", "--", "sh", "-c", &command]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &command]);
+            c
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CAIRN_") {
+                sh.env_remove(k);
+            }
+        }
+        let out = sh
+            .env("PATH", format!("{}:{path_line}", exe_dir.display()))
+            .env("HOME", dir)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &[&command]);
+        assert!(
+            out.stdout.is_empty() && stderr(&out).is_empty(),
+            "cron lines are silent when all is well: {command}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+    let prom = std::fs::read_to_string(prom).unwrap();
+    assert_eq!(prom.matches("cairn_series_ok{").count(), 2, "{prom}");
+    for line in prom.lines().filter(|l| l.starts_with("cairn_series_ok{")) {
+        assert!(
+            line.ends_with(" 1"),
+            "every job backed up and drilled: {line}"
+        );
+    }
 }

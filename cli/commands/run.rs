@@ -4,6 +4,7 @@
 //! outcome can be summed up in one line and one exit code.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -101,15 +102,67 @@ impl Step {
         }
     }
 
-    /// The command line as `--dry-run` shows it.
-    fn display(&self) -> String {
-        let mut words: Vec<String> = Vec::new();
+    /// The command line as `--dry-run` shows it: one that does what the
+    /// step does when pasted into a shell (as the user `run` runs as): the
+    /// job's own variables, `--config` for the repository, password and
+    /// `[env]`, and the copy target's password option.
+    fn display(&self, config: &Path, job: &Job, no_cache: bool) -> String {
+        let mut line: Vec<String> = job
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
+        let mut words: Vec<String> = vec!["--config".into(), config.display().to_string()];
+        if no_cache {
+            words.push("--no-cache".into());
+        }
         if let Some(t) = &self.target {
             words.extend(["-r".to_string(), t.location.clone()]);
+            match t.password() {
+                TargetPassword::File(f) => {
+                    words.extend(["--password-file".into(), f.to_string_lossy().into()])
+                }
+                TargetPassword::Command(c) => {
+                    words.extend(["--password-command".into(), c.to_string_lossy().into()])
+                }
+                TargetPassword::Variable(_) => {
+                    line.push("CAIRN_PASSWORD=\"$CAIRN_PASSWORD2\"".into())
+                }
+                TargetPassword::None => {}
+            }
         }
         words.extend(self.args.iter().cloned());
-        let quoted: Vec<String> = words.iter().map(|a| quote(a)).collect();
-        format!("cairn {}", quoted.join(" "))
+        line.push("cairn".into());
+        line.extend(words.iter().map(|a| quote(a)));
+        line.join(" ")
+    }
+}
+
+/// How the copy target's password reaches a step: as `copy` got it.
+enum TargetPassword {
+    File(OsString),
+    Command(OsString),
+    /// `CAIRN_PASSWORD2`'s value.
+    Variable(OsString),
+    None,
+}
+
+impl Target {
+    fn password(&self) -> TargetPassword {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(f) = &self.password_file {
+            TargetPassword::File(f.clone().into_os_string())
+        } else if let Some(c) = &self.password_command {
+            TargetPassword::Command(c.into())
+        } else if let Some(f) = var("CAIRN_PASSWORD_FILE2") {
+            TargetPassword::File(f)
+        } else if let Some(c) = var("CAIRN_PASSWORD_COMMAND2") {
+            TargetPassword::Command(c)
+        } else if let Some(pw) = var("CAIRN_PASSWORD2") {
+            TargetPassword::Variable(pw)
+        } else {
+            TargetPassword::None
+        }
     }
 }
 
@@ -329,6 +382,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     base.extend(["--connections".into(), global.connections.to_string()]);
 
     if args.dry_run {
+        let shown_file = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
         let mut plans = Vec::new();
         for name in &names {
             let job = &config.jobs[name];
@@ -343,7 +397,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "job {name} (repository {location}):")?;
                 for s in &steps {
-                    writeln!(out, "  {:<11} {}", s.name, s.display())?;
+                    let line = s.display(&shown_file, job, global.no_cache);
+                    writeln!(out, "  {:<11} {line}", s.name)?;
                 }
                 for n in &notes {
                     writeln!(out, "  {n}")?;
@@ -502,16 +557,17 @@ fn run_step(
         // The copy target: its own password, as copy got it.
         Some(t) => {
             cmd.args(["-r", &t.location]).env_remove("CAIRN_PASSWORD");
-            if let Some(f) = &t.password_file {
-                cmd.arg("--password-file").arg(f);
-            } else if let Some(c) = &t.password_command {
-                cmd.args(["--password-command", c]);
-            } else if let Some(f) = std::env::var_os("CAIRN_PASSWORD_FILE2") {
-                cmd.arg("--password-file").arg(f);
-            } else if let Some(c) = std::env::var_os("CAIRN_PASSWORD_COMMAND2") {
-                cmd.arg("--password-command").arg(c);
-            } else if let Some(pw) = std::env::var_os("CAIRN_PASSWORD2") {
-                cmd.env("CAIRN_PASSWORD", pw);
+            match t.password() {
+                TargetPassword::File(f) => {
+                    cmd.arg("--password-file").arg(f);
+                }
+                TargetPassword::Command(c) => {
+                    cmd.arg("--password-command").arg(c);
+                }
+                TargetPassword::Variable(pw) => {
+                    cmd.env("CAIRN_PASSWORD", pw);
+                }
+                TargetPassword::None => {}
             }
         }
     }

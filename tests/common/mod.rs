@@ -418,23 +418,49 @@ pub struct Mounted(PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = as_root("umount").arg(&self.0).output();
+    }
+}
+
+/// `program` run as root: itself when the tests run as root, else through
+/// `sudo -n` (a non-root user with passwordless sudo, as on a developer's
+/// machine or a CI runner that is not root).
+fn as_root(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", program]);
+        c
     }
 }
 
 /// Mounts a tmpfs of `size` (`3m`) on the directory `dir`, for a test of a
-/// full file system (`what`). Needs root: under CI=true a failing mount is
-/// an error, elsewhere `None` (the test is skipped).
+/// full file system (`what`), owned by the user the tests run as. Needs
+/// root or passwordless sudo: under CI=true a failing mount is an error
+/// saying why, elsewhere `None` (the test is skipped, saying why).
 pub fn mount_tmpfs(dir: &Path, size: &str, what: &str) -> Option<Mounted> {
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(dir)
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0));
+    let options = format!("size={size},uid={},gid={},mode=0700", owner.0, owner.1);
+    let why = match as_root("mount")
+        .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
         .arg(dir)
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !mounted {
-        assert!(!in_ci(), "CI=true but a tmpfs cannot be mounted for {what}");
-        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(why) = why {
+        let how = if is_root() { "mount" } else { "sudo -n mount" };
+        assert!(
+            !in_ci(),
+            "CI=true but a tmpfs cannot be mounted for {what} ({how}: {why}); the test needs root or passwordless sudo"
+        );
+        eprintln!("SKIPPED: {what}: cannot mount a tmpfs ({how}: {why})");
         return None;
     }
     Some(Mounted(dir.to_path_buf()))
