@@ -58,8 +58,9 @@ struct Cli {
     command: commands::Command,
 }
 
-/// Options every subcommand takes.
+/// Options every subcommand takes, listed under their own heading.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location: a directory (./a:b if it has a colon), or s3:https://host[:port]/bucket[/prefix]
     #[arg(
@@ -116,9 +117,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Configuration file: its repository and password settings apply
-    /// where no option or variable gives them (cairn run: default
-    /// ~/.config/cairn/cairn.toml, then /etc/cairn/cairn.toml)
+    /// Configuration file: its repository, password and cache settings
+    /// apply where no option or variable gives them, and its [env] is set
+    /// (cairn run: default ~/.config/cairn/cairn.toml, then
+    /// /etc/cairn/cairn.toml)
     #[arg(long, env = "CAIRN_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -316,14 +318,18 @@ fn with_config_file(global: GlobalArgs) -> anyhow::Result<GlobalArgs> {
     }
 }
 
-/// Appends the exit codes to the help of every subcommand, nested ones
-/// (`repair index`) included.
+/// Where the help of every subcommand (nested ones too: `repair index`)
+/// points for the exit codes, which `cairn --help` and the man page's
+/// EXIT STATUS list once.
+const EXIT_CODES_POINTER: &str =
+    "Exit codes: 0 on success; the rest in cairn --help (EXIT STATUS in man cairn).";
+
 fn with_exit_codes(command: clap::Command) -> clap::Command {
     command.mut_subcommands(|sub| {
         let extra = sub
             .get_after_help()
-            .map(|h| format!("{h}\n\n{EXIT_CODES_HELP}"))
-            .unwrap_or_else(|| EXIT_CODES_HELP.to_string());
+            .map(|h| format!("{h}\n\n{EXIT_CODES_POINTER}"))
+            .unwrap_or_else(|| EXIT_CODES_POINTER.to_string());
         with_exit_codes(sub.after_help(extra))
     })
 }

@@ -265,3 +265,87 @@ fn caused_here() -> Vec<i32> {
     expect(env.run(&["snapshots"]), 25, "a newer repository format");
     seen
 }
+
+/// Every `"CAIRN_…"` and `"AWS_…"` string in the sources under `dir`.
+fn variables_in(dir: &std::path::Path, out: &mut BTreeSet<String>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            variables_in(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            let src = std::fs::read_to_string(&p).unwrap();
+            for prefix in ["\"CAIRN_", "\"AWS_"] {
+                for (at, _) in src.match_indices(prefix) {
+                    let rest = &src[at + 1..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                        .unwrap_or(rest.len());
+                    if rest[end..].starts_with('"') && end > prefix.len() {
+                        out.insert(rest[..end].to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Issue 21 item 8: the table is printed once (`cairn --help`, the man
+/// page's EXIT STATUS), each subcommand's help points to it, global options
+/// have their own heading, and the man page's ENVIRONMENT lists every
+/// variable the sources read.
+#[test]
+fn the_table_is_printed_once_and_the_man_page_lists_every_variable() {
+    let cairn = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, args);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let marker = "repository format not supported";
+    assert_eq!(cairn(&["--help"]).matches(marker).count(), 1);
+    for sub in [
+        &["backup", "--help"][..],
+        &["repair", "index", "--help"],
+        &["status", "-h"],
+    ] {
+        let help = cairn(sub);
+        assert!(!help.contains(marker), "{sub:?} repeats the table");
+        assert!(help.contains("EXIT STATUS"), "{sub:?} points to the table");
+        assert_eq!(
+            help.matches("Global options:").count(),
+            1,
+            "{sub:?}: {help}"
+        );
+    }
+
+    let page = cairn(&["man"]);
+    let section = |name: &str| {
+        let start = page
+            .find(&format!(".SH \"{name}\""))
+            .or_else(|| page.find(&format!(".SH {name}")))
+            .unwrap_or_else(|| panic!("no {name} section"));
+        let rest = &page[start + 4..];
+        rest[..rest.find(".SH").unwrap_or(rest.len())].to_string()
+    };
+    let status = section("EXIT STATUS");
+    for code in help_codes() {
+        assert!(
+            status.contains(&format!(".TP\n\\fB{code}\\fR")),
+            "EXIT STATUS lacks {code}"
+        );
+    }
+    let environment = section("ENVIRONMENT");
+    let mut used = BTreeSet::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    variables_in(&root.join("cli"), &mut used);
+    variables_in(&root.join("core/src"), &mut used);
+    assert!(used.len() > 15, "{used:?}");
+    for var in &used {
+        assert!(
+            environment.contains(var.as_str()),
+            "ENVIRONMENT lacks {var}"
+        );
+    }
+}

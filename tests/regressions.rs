@@ -277,34 +277,3 @@ fn cache_of_a_copy_with_more_indexes_is_rebuilt() {
     assert_code(&out, 0, &["dump from the copy"]);
     assert_eq!(out.stdout, fake_dump(2000, 2));
 }
-
-/// The exit codes in `--help` and in the README are the same list.
-#[test]
-fn exit_code_tables_agree() {
-    let env = Env::empty();
-    let help = env.ok(&["--help"]);
-    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let in_help: Vec<u32> = help
-        .lines()
-        .skip_while(|l| !l.starts_with("Exit codes"))
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
-    let in_readme: Vec<u32> = readme
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("| ")?
-                .split(" |")
-                .next()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .collect();
-    assert!(in_help.len() >= 15, "{in_help:?}");
-    assert_eq!(in_help, in_readme);
-    let sub = env.ok(&["restore", "--help"]);
-    assert!(
-        sub.contains("Exit codes"),
-        "subcommand help lists exit codes"
-    );
-}
