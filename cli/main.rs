@@ -298,8 +298,6 @@ fn exit_code_of(err: &anyhow::Error) -> ExitCode {
         .unwrap_or(ExitCode::Error)
 }
 
-/// Applies `--config` (when given; `run` finds its own) to the global
-/// options.
 /// Applies `--config FILE`: its repository, password and cache settings
 /// where no option or variable gives them, and its `[env]` to this
 /// process (so to every command, and to what it runs: a dump command,

@@ -211,6 +211,34 @@ pub fn byte_progress(quiet: bool, verb: &str) -> Bar {
     Bar(pb)
 }
 
+/// A [`Bar`] towards a known `total` of bytes (restore, dump, drill, copy):
+/// percent done, rate and time left.
+pub fn byte_progress_to(quiet: bool, verb: &str, total: u64) -> Bar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return Bar(ProgressBar::hidden());
+    }
+    let pb = ProgressBar::new(total);
+    let template = format!(
+        "{verb} [{{bar:30}}] {{percent:>3}}% {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)"
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.enable_steady_tick(Duration::from_millis(200));
+    Bar(pb)
+}
+
+impl cairn_core::copy::CopyProgress for Bar {
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn reached(&self, position: u64) {
+        if position > self.0.position() {
+            self.0.set_position(position);
+        }
+    }
+}
+
 /// A progress bar over the phases of a long command (`check`), on stderr
 /// when it is a terminal.
 pub struct PhaseBar(ProgressBar);

@@ -612,3 +612,61 @@ fn password_errors_name_the_password_that_is_missing() {
         stderr(&out)
     );
 }
+
+/// Issue 21 item 9: on a terminal, restore, dump and copy show percent done
+/// and time left (their totals are known); `script` gives cairn a terminal.
+#[test]
+fn progress_with_a_known_total_shows_percent_and_time_left() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(!common::in_ci(), "CI=true but script(1) is missing");
+        eprintln!("SKIPPED: no script(1) to give cairn a terminal");
+        return;
+    }
+    let env = Env::init();
+    let data = fake_dump(200_000, 51);
+    env.backup_stdin(&data, &["--stdin-filename", "big.sql"]);
+    let target = Env::init();
+    let exe = env!("CARGO_BIN_EXE_cairn");
+    let on_terminal = |line: String| {
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("CAIRN_PASSWORD", common::PASSWORD)
+            .env("CAIRN_PASSWORD2", common::PASSWORD)
+            .env("CAIRN_CACHE_DIR", &env.cache)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &[&line]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let repo = env.repo.display();
+    let restored = env.path("restored");
+    for (what, line) in [
+        (
+            "restored",
+            format!(
+                "{exe} -r {repo} restore latest --target {}",
+                restored.display()
+            ),
+        ),
+        (
+            "dumped",
+            format!(
+                "{exe} -r {repo} dump latest big.sql > {}",
+                env.path("big.out").display()
+            ),
+        ),
+        (
+            "copied",
+            format!("{exe} -r {repo} copy --to {}", target.repo.display()),
+        ),
+    ] {
+        let screen = on_terminal(line);
+        assert!(
+            screen.contains(what) && screen.contains('%') && screen.contains("left"),
+            "{what}: {screen}"
+        );
+    }
+    assert_eq!(std::fs::read(env.path("big.out")).unwrap(), data);
+    assert_eq!(std::fs::read(restored.join("big.sql")).unwrap(), data);
+}

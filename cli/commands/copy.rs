@@ -74,7 +74,14 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
     let dst = args
         .password2
         .open(global, &args.to, "target repository", Some(src.id()))?;
-    let stats = copy::copy(&src, &dst, &chosen, &CANCEL)?;
+    let progress = crate::output::byte_progress_to(
+        global.quiet || global.json,
+        "copied",
+        copy::progress_total(&chosen),
+    );
+    let stats = copy::copy(&src, &dst, &chosen, &progress, &CANCEL);
+    progress.0.finish_and_clear();
+    let stats = stats?;
     for w in &stats.warnings {
         eprintln!("cairn: warning: target repository: {w}");
     }

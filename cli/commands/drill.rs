@@ -11,7 +11,7 @@ use cairn_core::drill::{self, DumpCheck};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{byte_progress, size};
+use crate::output::size;
 use crate::{print_json, GlobalArgs, CANCEL};
 
 pub const LONG_ABOUT: &str = "\
@@ -78,7 +78,11 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
     } else {
         DumpCheck::Complete
     };
-    let progress = byte_progress(global.quiet || global.json, "restored");
+    let progress = crate::output::byte_progress_to(
+        global.quiet || global.json,
+        "restored",
+        snap.summary.total_bytes_processed,
+    );
     // A base backup's recovery ends at the first gap in the archive, and
     // PostgreSQL then promotes: said before the drill "passes".
     if args.pg && cairn_core::pitr::is_base_backup(snap) {

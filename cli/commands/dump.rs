@@ -77,12 +77,19 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
         })?;
     }
     let stdout = std::io::stdout();
+    let node = restore::find_node(&repo, &repo.index()?, snap, &path)?;
+    // Towards the file's size, on stderr when it is a terminal.
+    let progress =
+        crate::output::byte_progress_to(global.quiet || global.json, "dumped", node.size);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    restore::dump(&repo, snap, &path, &mut out, &CANCEL)?;
-    out.flush()?;
+    let dumped = restore::dump(&repo, snap, &path, &mut out, &progress, &CANCEL).and_then(|_| {
+        out.flush()
+            .map_err(|e| cairn_core::Error::io("writing to stdout", e))
+    });
+    progress.0.finish_and_clear();
+    dumped?;
     // A file `repair snapshots` marked: the bytes are what could be
     // saved, and the exit code says so.
-    let node = restore::find_node(&repo, &repo.index()?, snap, &path)?;
     if let Some(d) = &node.damage {
         eprintln!(
             "cairn: warning: {}: {}",

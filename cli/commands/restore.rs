@@ -10,7 +10,7 @@ use cairn_core::restore;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{byte_progress, size};
+use crate::output::{byte_progress_to, size};
 use crate::{print_json, GlobalArgs, CANCEL};
 
 #[derive(Args)]
@@ -32,7 +32,11 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_snapshots(&repo)?;
     let snap = loaded.resolve(&args.snapshot, &args.filter.filter())?;
     let started = Instant::now();
-    let progress = byte_progress(global.quiet || global.json, "restored");
+    let progress = byte_progress_to(
+        global.quiet || global.json,
+        "restored",
+        snap.summary.total_bytes_processed,
+    );
     let stats = restore::restore(&repo, snap, &args.target, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let stats = stats?;

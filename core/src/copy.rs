@@ -115,19 +115,44 @@ fn hint_for(s: &Snapshot, sources: &[Snapshot], targets: &[Snapshot]) -> Option<
         .map(|(_, pair)| *pair)
 }
 
+/// What `copy` reports as it goes, in bytes of the snapshots' contents
+/// (their `summary.total_bytes_processed`, summed: the total to show).
+pub trait CopyProgress: Sync {
+    /// `n` more bytes of file contents copied.
+    fn advance(&self, _n: u64) {}
+    /// The snapshots done so far hold `position` bytes (a snapshot
+    /// skipped, or finished with parts reused whole, jumps ahead).
+    fn reached(&self, _position: u64) {}
+}
+
+/// Reports nothing.
+pub struct NoCopyProgress;
+impl CopyProgress for NoCopyProgress {}
+
+/// The bytes [`copy`] reports progress towards.
+pub fn progress_total(snapshots: &[Snapshot]) -> u64 {
+    snapshots
+        .iter()
+        .map(|s| s.summary.total_bytes_processed)
+        .sum()
+}
+
 /// Copies `snapshots` of `src` into `dst`.
 pub fn copy(
     src: &Repository,
     dst: &Repository,
     snapshots: &[Snapshot],
+    progress: &dyn CopyProgress,
     cancel: &AtomicBool,
 ) -> Result<CopyStats> {
     let mut existing = dst.load_snapshots()?.good;
     let sources = src.load_snapshots()?.good;
     let mut stats = CopyStats::default();
-    let mut c = Copier::new(src, dst, cancel)?;
+    let mut c = Copier::new(src, dst, progress, cancel)?;
     let mut deltas_tried = false;
+    let mut done = 0u64;
     for s in snapshots {
+        done += s.summary.total_bytes_processed;
         let id = identity(s);
         // The same backup, however it got there: a copy of it (whose
         // `original` is its identity), or the snapshot itself (copying back
@@ -141,6 +166,7 @@ pub fn copy(
                 target: t.id.to_hex(),
                 skipped: true,
             });
+            progress.reached(done);
             continue;
         }
         // What was learnt copying the previous snapshot is dropped (memory
@@ -179,6 +205,7 @@ pub fn copy(
         // The next snapshot (the next night) may store deltas against
         // this one's chunks.
         c.writer.refresh()?;
+        progress.reached(done);
     }
     c.writer.finish()?;
     stats.chunks_read = c.chunks_read;
@@ -197,6 +224,7 @@ struct Copier<'a> {
     trees: HashMap<Id, Id>,
     /// Source chunk → target chunk.
     chunks: HashMap<Id, Id>,
+    progress: &'a dyn CopyProgress,
     cancel: &'a AtomicBool,
     chunks_read: u64,
     bytes_read: u64,
@@ -204,7 +232,12 @@ struct Copier<'a> {
 }
 
 impl<'a> Copier<'a> {
-    fn new(src: &'a Repository, dst: &'a Repository, cancel: &'a AtomicBool) -> Result<Self> {
+    fn new(
+        src: &'a Repository,
+        dst: &'a Repository,
+        progress: &'a dyn CopyProgress,
+        cancel: &'a AtomicBool,
+    ) -> Result<Self> {
         Ok(Copier {
             src,
             index: src.index()?,
@@ -212,6 +245,7 @@ impl<'a> Copier<'a> {
             writer: BlobWriter::new(dst, false)?,
             trees: HashMap::new(),
             chunks: HashMap::new(),
+            progress,
             cancel,
             chunks_read: 0,
             bytes_read: 0,
@@ -280,6 +314,7 @@ impl<'a> Copier<'a> {
                     let (content, lists) = self.writer.content_of(mapped)?;
                     node.content = content;
                     node.content_lists = lists;
+                    self.progress.advance(node.size);
                 }
                 _ => {}
             }
@@ -400,7 +435,7 @@ pub fn copy_wal(src: &Repository, dst: &Repository, cancel: &AtomicBool) -> Resu
         .map(|o| o.name)
         .collect();
     let mut stats = WalCopyStats::default();
-    let mut c = Copier::new(src, dst, cancel)?;
+    let mut c = Copier::new(src, dst, &NoCopyProgress, cancel)?;
     let mut records = Vec::new();
     for rec in list.good {
         let id = dst.keys().wal_object_id(&rec.name);

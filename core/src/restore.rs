@@ -687,6 +687,7 @@ pub fn dump(
     snapshot: &Snapshot,
     path: &Path,
     out: &mut dyn Write,
+    progress: &dyn RestoreProgress,
     cancel: &AtomicBool,
 ) -> Result<u64> {
     let index = repo.index()?;
@@ -698,7 +699,14 @@ pub fn dump(
         )));
     }
     let ids = repo.file_chunks(&index, &node)?;
-    let n = write_chunks(repo, &index, &ids, out, &|_| {}, cancel)?;
+    let n = write_chunks(
+        repo,
+        &index,
+        &ids,
+        out,
+        &|n| progress.bytes_written(n),
+        cancel,
+    )?;
     if n != node.size {
         return Err(Error::corrupt(format!(
             "{}: got {n} bytes, the snapshot says {}",

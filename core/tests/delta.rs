@@ -382,9 +382,23 @@ fn copy_into_a_delta_repository_stores_deltas_and_restores_alike() {
     // is stored against the one copied before it.
     let mut sizes = Vec::new();
     for t in &targets {
-        cairn_core::copy::copy(&src, t, &snaps[..1], &AtomicBool::new(false)).unwrap();
+        cairn_core::copy::copy(
+            &src,
+            t,
+            &snaps[..1],
+            &cairn_core::copy::NoCopyProgress,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         let first = pack_bytes(t);
-        let stats = cairn_core::copy::copy(&src, t, &snaps, &AtomicBool::new(false)).unwrap();
+        let stats = cairn_core::copy::copy(
+            &src,
+            t,
+            &snaps,
+            &cairn_core::copy::NoCopyProgress,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
         assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
         sizes.push(pack_bytes(t) - first);
     }
