@@ -167,7 +167,14 @@ fn restore_into(repo: &Repository, snap: &Snapshot, target: &Path) -> Result<()>
     let cancel = AtomicBool::new(false);
     if snap.source.kind == SourceKind::Stdin {
         let mut out = Vec::new();
-        let result = restore::dump(repo, snap, Path::new(FILE), &mut out, &cancel);
+        let result = restore::dump(
+            repo,
+            snap,
+            Path::new(FILE),
+            &mut out,
+            &restore::NoRestoreProgress,
+            &cancel,
+        );
         fs::write(target.join(FILE), &out).unwrap();
         result.map(drop)
     } else {
