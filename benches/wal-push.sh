@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The archive path side by side (issue 20): cairn wal-push / wal-fetch
 # against pgbackrest archive-push / archive-get on the same real WAL
-# segments. Each push is its own process, as archive_command runs it; the
-# repository keeps its default key derivation (paid on every call). Prints
-# the median seconds per segment, the repository sizes, and the ratios
-# cairn / pgBackRest.
+# segments. Each push is its own process, as archive_command runs it. cairn
+# runs twice: with the default key derivation (paid on every call), and with
+# a key made by `key add --generate-password`. Prints the median seconds per
+# segment, the repository sizes, and the ratios cairn / pgBackRest.
 #
 #   benches/wal-push.sh [SEGMENTS=8]       (KEEP=1 keeps the work directory)
 #
@@ -55,17 +55,27 @@ echo "segments: ${#SEGS[@]} of $(( $(stat -c %s "$WORK/segments/${SEGS[0]}") >> 
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# cairn, default settings and key derivation.
+# cairn, default settings: "cairn" with the default key derivation (paid on
+# every call), "cairn-genkey" with a key made by `key add
+# --generate-password` (a random password, the lightest derivation), as the
+# README suggests for archive_command and restore_command.
+bench_cairn() { # name, then the environment to run with
+  local name=$1; shift
+  : > "$WORK/$name-push"; : > "$WORK/$name-fetch"
+  for s in "${SEGS[@]}"; do
+    t=$(now); run env "$@" "$CAIRN" -q -r "$WORK/$name" wal-push "$WORK/segments/$s"; echo "$(now) - $t" | bc >> "$WORK/$name-push"
+  done
+  for s in "${SEGS[@]}"; do
+    t=$(now); run env "$@" "$CAIRN" -q -r "$WORK/$name" wal-fetch "$s" "$WORK/fetched"; echo "$(now) - $t" | bc >> "$WORK/$name-fetch"
+    cmp -s "$WORK/fetched" "$WORK/segments/$s" || { echo "$name fetched other bytes for $s" >&2; exit 1; }
+  done
+}
 export CAIRN_PASSWORD=bench
 run "$CAIRN" -q -r "$WORK/cairn" init >/dev/null
-: > "$WORK/cairn-push"; : > "$WORK/cairn-fetch"
-for s in "${SEGS[@]}"; do
-  t=$(now); run "$CAIRN" -q -r "$WORK/cairn" wal-push "$WORK/segments/$s"; echo "$(now) - $t" | bc >> "$WORK/cairn-push"
-done
-for s in "${SEGS[@]}"; do
-  t=$(now); run "$CAIRN" -q -r "$WORK/cairn" wal-fetch "$s" "$WORK/fetched"; echo "$(now) - $t" | bc >> "$WORK/cairn-fetch"
-  cmp -s "$WORK/fetched" "$WORK/segments/$s" || { echo "cairn fetched other bytes for $s" >&2; exit 1; }
-done
+bench_cairn cairn CAIRN_PASSWORD=bench
+run "$CAIRN" -q -r "$WORK/cairn-genkey" init >/dev/null
+run "$CAIRN" -q -r "$WORK/cairn-genkey" key add --generate-password "$WORK/genkey-password"
+bench_cairn cairn-genkey -u CAIRN_PASSWORD CAIRN_PASSWORD_FILE="$WORK/genkey-password"
 
 # pgBackRest, its defaults (gz compression, no encryption) and with the
 # same settings as cairn's (zstd level 1, AES-256 encryption).
@@ -89,12 +99,14 @@ bench_pgbackrest pgbackrest-zst-aes "compress-type=zst\ncompress-level=1\nrepo1-
 
 size() { du -sb "$WORK/$1" | cut -f1; }
 printf "\n%-20s %12s %12s %12s\n" tool "push s/seg" "fetch s/seg" "repo bytes"
-for t in cairn pgbackrest pgbackrest-zst-aes; do
+for t in cairn cairn-genkey pgbackrest pgbackrest-zst-aes; do
   printf "%-20s %12.3f %12.3f %12d\n" "$t" "$(median < "$WORK/$t-push")" "$(median < "$WORK/$t-fetch")" "$(size "$t")"
 done
-for t in pgbackrest pgbackrest-zst-aes; do
-  printf "cairn / %-18s push %.2f  fetch %.2f  size %.2f\n" "$t" \
-    "$(echo "$(median < "$WORK/cairn-push") / $(median < "$WORK/$t-push")" | bc -l)" \
-    "$(echo "$(median < "$WORK/cairn-fetch") / $(median < "$WORK/$t-fetch")" | bc -l)" \
-    "$(echo "$(size cairn) / $(size "$t")" | bc -l)"
+for c in cairn cairn-genkey; do
+  for t in pgbackrest pgbackrest-zst-aes; do
+    printf "%-12s / %-18s push %.2f  fetch %.2f  size %.2f\n" "$c" "$t" \
+      "$(echo "$(median < "$WORK/$c-push") / $(median < "$WORK/$t-push")" | bc -l)" \
+      "$(echo "$(median < "$WORK/$c-fetch") / $(median < "$WORK/$t-fetch")" | bc -l)" \
+      "$(echo "$(size "$c") / $(size "$t")" | bc -l)"
+  done
 done

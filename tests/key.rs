@@ -306,3 +306,55 @@ fn adding_a_write_only_key_to_a_delta_repository_suggests_no_delta() {
         assert_eq!(text.contains("init --no-delta"), warned, "{init:?}: {text}");
     }
 }
+
+/// Issue 20 (the archive path's speed): `key add --generate-password FILE`
+/// writes 32 random bytes as hex to a new 0600 file and wraps the key with
+/// the lightest Argon2 cost; the key works from that file; an existing file
+/// is never overwritten (exit 2, no key added).
+#[test]
+fn a_generated_password_makes_a_light_key_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::init();
+    let file = env.path("wal-password");
+    let args = [
+        "--json",
+        "key",
+        "add",
+        "--write-only",
+        "--generate-password",
+        file.to_str().unwrap(),
+    ];
+    let out = env.cmd().args(args).output().unwrap();
+    assert_code(&out, 0, &args);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let password = text.strip_suffix('\n').unwrap();
+    assert_eq!(password.len(), 64);
+    assert!(password.chars().all(|c| c.is_ascii_hexdigit()), "{text}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let list = keys(&env, PASSWORD);
+    let new = list.iter().find(|k| k["info"]["kind"] == "write-only").unwrap();
+    assert_eq!(new["kdf"]["memory_kib"], 64, "{new}");
+    assert_eq!(new["kdf"]["iterations"], 1, "{new}");
+
+    // The file opens the key: a backup as the writer.
+    let out = env
+        .cmd()
+        .env_remove("CAIRN_PASSWORD")
+        .env("CAIRN_PASSWORD_FILE", &file)
+        .args(["backup", "-", "--stdin-filename", "w.sql"])
+        .stdin(std::process::Stdio::null())
+        .args(["--allow-empty"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["backup with the generated password"]);
+
+    // Never over an existing file.
+    let before = std::fs::read(&file).unwrap();
+    let out = env.cmd().args(args).output().unwrap();
+    assert_code(&out, 2, &["key add over an existing password file"]);
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    assert_eq!(keys(&env, PASSWORD).len(), list.len());
+}

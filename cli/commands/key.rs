@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use cairn_core::keyfile::KeyInfo;
+use cairn_core::keyfile::{KdfParams, KeyInfo};
 use cairn_core::keyring;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
@@ -62,20 +62,90 @@ struct NewKeyArgs {
     #[arg(long, value_name = "FILE", env = "CAIRN_NEW_PASSWORD_FILE")]
     new_password_file: Option<PathBuf>,
 
+    /// Make a random password, write it to FILE (new, mode 0600), and give the key the lightest Argon2 cost
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "new_password_file",
+        long_help = "Make a password of 32 random bytes (64 hex digits), write it to FILE (which \
+                     must not exist; created with mode 0600), and give the key the lightest \
+                     Argon2id cost (64 KiB, one pass) instead of --kdf-*: stretching protects a \
+                     password a person chose against guessing, and adds nothing to 256 random \
+                     bits. A key that opens in a millisecond suits commands that run often, like \
+                     archive_command's `cairn wal-push` (with --write-only) and restore_command's \
+                     `cairn wal-fetch`: point CAIRN_PASSWORD_FILE at FILE. Whoever can read FILE \
+                     holds the key, as with any password file."
+    )]
+    generate_password: Option<PathBuf>,
+
     #[command(flatten)]
     kdf: KdfArgs,
 }
 
+/// The Argon2id cost of a key whose password is random (64 KiB, one
+/// pass, one lane): the least cairn accepts.
+const RANDOM_PASSWORD_KDF: KdfParams = KdfParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
 impl NewKeyArgs {
-    fn password(&self) -> anyhow::Result<Vec<u8>> {
-        read_from(
+    /// The new password and the KDF cost to wrap the key with.
+    fn password_and_kdf(&self) -> anyhow::Result<(Vec<u8>, KdfParams)> {
+        if let Some(file) = &self.generate_password {
+            let random: [u8; 32] = cairn_core::crypto::random_bytes()?;
+            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            write_secret(file, format!("{hex}\n").as_bytes())?;
+            return Ok((hex.into_bytes(), RANDOM_PASSWORD_KDF));
+        }
+        let kdf = self.kdf.params()?;
+        let password = read_from(
             &Source {
                 file: self.new_password_file.as_deref(),
                 ..Source::NEW
             },
             true,
-        )
+        )?;
+        Ok((password, kdf))
     }
+}
+
+impl NewKeyArgs {
+    /// `result`; when it is a failure, the generated password file (if
+    /// any) is removed: it opens no key.
+    fn unless_failed<T>(&self, result: cairn_core::Result<T>) -> anyhow::Result<T> {
+        if result.is_err() {
+            if let Some(file) = &self.generate_password {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        Ok(result?)
+    }
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+fn write_secret(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| {
+        let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            cairn_core::ErrorKind::InvalidInput
+        } else {
+            cairn_core::ErrorKind::Io
+        };
+        anyhow::anyhow!(Error::new(
+            kind,
+            format!("writing the new password to {}: {e}", file.display())
+        ))
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(io)?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)
 }
 
 #[derive(Args)]
@@ -166,15 +236,14 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         KeyCommand::Add(a) => {
-            let kdf = a.new.kdf.params()?;
-            let password = a.new.password()?;
+            let (password, kdf) = a.new.password_and_kdf()?;
             let info = info(a.host, a.user);
-            let (name, kind) = if a.write_only {
-                let name = keyring::add_write_only(&repo, &password, kdf, &info)?;
-                (name, "write-only")
+            let added = if a.write_only {
+                keyring::add_write_only(&repo, &password, kdf, &info).map(|n| (n, "write-only"))
             } else {
-                (keyring::add(&repo, &password, kdf, &info)?, "full")
+                keyring::add(&repo, &password, kdf, &info).map(|n| (n, "full"))
             };
+            let (name, kind) = a.new.unless_failed(added)?;
             if global.json {
                 print_json(&json!({ "added": name, "kind": kind }))?;
             }
@@ -204,10 +273,10 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         KeyCommand::Passwd(a) => {
-            let kdf = a.new.kdf.params()?;
-            let password = a.new.password()?;
+            let (password, kdf) = a.new.password_and_kdf()?;
             // The new key records who changed it; it keeps full access.
-            let (new, old) = keyring::change_password(&repo, &password, kdf, &info(None, None))?;
+            let changed = keyring::change_password(&repo, &password, kdf, &info(None, None));
+            let (new, old) = a.new.unless_failed(changed)?;
             if global.json {
                 print_json(&json!({ "added": new, "removed": old }))?;
             }
