@@ -334,7 +334,10 @@ fn a_generated_password_makes_a_light_key_in_a_private_file() {
     assert_eq!(mode & 0o777, 0o600);
 
     let list = keys(&env, PASSWORD);
-    let new = list.iter().find(|k| k["info"]["kind"] == "write-only").unwrap();
+    let new = list
+        .iter()
+        .find(|k| k["info"]["kind"] == "write-only")
+        .unwrap();
     assert_eq!(new["kdf"]["memory_kib"], 64, "{new}");
     assert_eq!(new["kdf"]["iterations"], 1, "{new}");
 

@@ -599,6 +599,8 @@ fn index_stored_packs(
 struct BlobSaver<'a> {
     repo: &'a Repository,
     index: CacheReader,
+    /// [`Repository::cache_generation`] when `index` was taken.
+    index_generation: u64,
     seen: HashSet<Id>,
     reused: HashSet<Id>,
     /// Delta bases the snapshot relies on (also in `reused`): the commit
@@ -629,6 +631,7 @@ impl<'a> BlobSaver<'a> {
     ) -> Result<Self> {
         Ok(BlobSaver {
             repo,
+            index_generation: repo.cache_generation(),
             index: repo.index()?,
             seen: HashSet::new(),
             reused: HashSet::new(),
@@ -719,8 +722,26 @@ impl<'a> BlobSaver<'a> {
     /// remembered: before committing, the backup checks that no prune has
     /// marked their packs for too long (see [`verify_referenced`]).
     fn is_new(&mut self, id: &Id) -> Result<bool> {
-        let live = self.index.live(id)?;
+        self.fresh_index()?;
+        let live = match self.index.live(id) {
+            Err(e) => {
+                self.index = self.repo.index_after(e)?;
+                self.index.live(id)?
+            }
+            Ok(live) => live,
+        };
         Ok(self.is_new_given(id, live))
+    }
+
+    /// Takes a new index reader when the cache was replaced since this
+    /// one was taken (its disk failed: [`Repository::index_after`]).
+    fn fresh_index(&mut self) -> Result<()> {
+        let now = self.repo.cache_generation();
+        if now != self.index_generation {
+            self.index = self.repo.index()?;
+            self.index_generation = now;
+        }
+        Ok(())
     }
 
     /// [`Self::is_new`] for a blob already looked up: `live` says whether
@@ -742,17 +763,29 @@ impl<'a> BlobSaver<'a> {
     /// Stores a batch of data chunks; returns their IDs in order.
     fn save_chunks(&mut self, chunks: &[&[u8]]) -> Result<Vec<Id>> {
         self.check_running()?;
+        self.fresh_index()?;
         let keys = self.repo.keys();
         // Hashed and looked up in the index on all cores: with millions of
         // chunks indexed, a lookup costs as much as hashing a chunk.
-        let index = &self.index;
-        let looked: Vec<(Id, Result<Option<Option<Id>>>)> = chunks
-            .par_iter()
-            .map(|c| {
-                let id = keys.chunk_id(c);
-                (id, index.live(&id))
-            })
-            .collect();
+        let look = |index: &CacheReader| -> Vec<(Id, Result<Option<Option<Id>>>)> {
+            chunks
+                .par_iter()
+                .map(|c| {
+                    let id = keys.chunk_id(c);
+                    (id, index.live(&id))
+                })
+                .collect()
+        };
+        let mut looked = look(&self.index);
+        // The cache's disk failed under this reader: again on a new one.
+        if let Some(pos) = looked.iter().position(|(_, r)| r.is_err()) {
+            let (_, failed) = looked.swap_remove(pos);
+            if let Err(e) = failed {
+                self.index = self.repo.index_after(e)?;
+                self.index_generation = self.repo.cache_generation();
+            }
+            looked = look(&self.index);
+        }
         let mut ids = Vec::with_capacity(looked.len());
         let mut fresh = Vec::new();
         for (i, (id, live)) in looked.into_iter().enumerate() {

@@ -173,7 +173,15 @@ impl<'a> BlobWriter<'a> {
     /// Whether `id` is live in the index; if it is a delta, its base is
     /// referenced too (the commit check must cover it).
     fn relies_on(&mut self, id: &Id) -> Result<bool> {
-        match self.index.live(id)? {
+        let live = match self.index.live(id) {
+            // The cache's disk failed: again on a cache in memory.
+            Err(e) => {
+                self.index = self.repo.index_after(e)?;
+                self.index.live(id)?
+            }
+            Ok(live) => live,
+        };
+        match live {
             Some(base) => {
                 self.referenced.extend(base);
                 self.bases.extend(base);

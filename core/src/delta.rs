@@ -30,6 +30,8 @@ pub(crate) struct DeltaEncoder<'a> {
     level: i32,
     sketcher: Sketcher,
     sketches: SketchReader,
+    /// [`Repository::cache_generation`] when `sketches` was taken.
+    generation: u64,
     /// Sketches of blobs stored whole, for the cache.
     pending: Vec<(Id, Sketch)>,
     /// Whether a base read failed already (warned once).
@@ -67,6 +69,7 @@ impl<'a> DeltaEncoder<'a> {
             repo,
             level: c.level,
             sketcher: Sketcher::new(),
+            generation: repo.cache_generation(),
             sketches: repo.cache().sketch_reader()?,
             pending: Vec::new(),
             failed_reads: 0,
@@ -101,6 +104,7 @@ impl<'a> DeltaEncoder<'a> {
         (chunks, ids, fresh): (&[&[u8]], &[Id], &[usize]),
         relied_on: &mut HashSet<Id>,
     ) -> Result<(Vec<EncodedBlob>, Option<String>)> {
+        self.fresh_sketches()?;
         let sketcher = &self.sketcher;
         let sketches: Vec<Option<Sketch>> = fresh
             .par_iter()
@@ -175,6 +179,7 @@ impl<'a> DeltaEncoder<'a> {
         bytes: &[u8],
         relied_on: &mut HashSet<Id>,
     ) -> Result<EncodedBlob> {
+        self.fresh_sketches()?;
         let sketch = self.sketcher.sketch(bytes);
         let mut out = whole;
         let base = match &sketch {
@@ -206,6 +211,17 @@ impl<'a> DeltaEncoder<'a> {
         Ok(out)
     }
 
+    /// Reads the sketch table again when the cache was replaced (its disk
+    /// failed) since it was last read.
+    fn fresh_sketches(&mut self) -> Result<()> {
+        let now = self.repo.cache_generation();
+        if now != self.generation {
+            self.sketches = self.repo.cache().sketch_reader()?;
+            self.generation = now;
+        }
+        Ok(())
+    }
+
     /// The base for a blob of `blob_type` with sketch `sketch`: the first
     /// candidate the index has whole, of that type, in a pack in use
     /// (never a delta: one level only).
@@ -215,8 +231,17 @@ impl<'a> DeltaEncoder<'a> {
         sketch: &Sketch,
         blob_type: BlobType,
     ) -> Result<Option<BlobLocation>> {
-        for c in self.sketches.candidates(sketch)? {
-            if let Some(loc) = index.get(&c)? {
+        // A cache whose disk failed under these readers (it falls back
+        // to memory, `Repository::with_cache`) gives no base: the blob is
+        // stored whole, which is always right.
+        let Ok(candidates) = self.sketches.candidates(sketch) else {
+            return Ok(None);
+        };
+        for c in candidates {
+            let Ok(found) = index.get(&c) else {
+                return Ok(None);
+            };
+            if let Some(loc) = found {
                 // Never a write-only key's blob: nothing proves it holds
                 // what its entry says (repo-format §14.1).
                 if loc.obsolete_since.is_none()

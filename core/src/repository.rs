@@ -290,8 +290,7 @@ impl LockedRepository {
         files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
         for (_, info, bytes) in files {
             let what = format!("key {}", info.name);
-            let opened =
-                bytes.and_then(|bytes| keyfile::unwrap(&bytes, &self.id, password, &what));
+            let opened = bytes.and_then(|bytes| keyfile::unwrap(&bytes, &self.id, password, &what));
             match opened {
                 Ok(Some(keyfile::Unwrapped::WriteOnly(_))) if !write_only_ok => {
                     // The password opened a key that may not read: say so
@@ -389,6 +388,7 @@ impl LockedRepository {
             warnings,
             late_warnings: std::sync::Mutex::new(Vec::new()),
             warning_sink: None,
+            cache_generation: std::sync::atomic::AtomicU64::new(0),
             io_pool: std::sync::OnceLock::new(),
             indexes_at_open: HashSet::new(),
             indexes_written: std::sync::Mutex::new(HashSet::new()),
@@ -441,6 +441,9 @@ pub struct Repository {
     /// Warnings raised after opening, until a sink takes them.
     late_warnings: std::sync::Mutex<Vec<String>>,
     warning_sink: Option<WarningSink>,
+    /// Counts the swaps of `cache`: a holder of a reader takes a new one
+    /// when it changed (the old cache's file may be unreadable).
+    cache_generation: std::sync::atomic::AtomicU64,
     /// Threads for reads that should overlap (restore, copy): as many as
     /// the backend takes requests at once. Made on first use.
     io_pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
@@ -586,19 +589,60 @@ impl Repository {
         let cache = self.cache();
         match write(&cache) {
             Err(e) if e.kind() == ErrorKind::LocalCache && !cache.is_in_memory() => {
-                let dir = cache.path().parent().unwrap_or(Path::new(""));
-                self.warn(cache_fallback_warning(dir, &e));
-                let memory = Arc::new(IndexCache::in_memory()?);
-                match self.cache.write() {
-                    Ok(mut c) => *c = memory,
-                    Err(poisoned) => *poisoned.into_inner() = memory,
-                }
-                drop(cache);
-                self.sync_index()?;
+                self.fall_back_to_memory(cache, &e)?;
                 write(&self.cache())
             }
             other => other,
         }
+    }
+
+    /// Replaces `failed` (the cache on disk that just failed with `e`) by
+    /// one in memory brought up to date from the index objects, once: when
+    /// several threads meet the failure, the first swaps, warns and syncs,
+    /// the others find it done.
+    fn fall_back_to_memory(&self, failed: Arc<IndexCache>, e: &Error) -> Result<()> {
+        let memory = Arc::new(IndexCache::in_memory()?);
+        let swapped = {
+            let mut current = match self.cache.write() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let same = Arc::ptr_eq(&current, &failed);
+            if same {
+                *current = memory;
+                self.cache_generation
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            same
+        };
+        if swapped {
+            let dir = failed.path().parent().unwrap_or(Path::new(""));
+            self.warn(cache_fallback_warning(dir, e));
+            drop(failed);
+            self.sync_index()?;
+        }
+        Ok(())
+    }
+
+    /// How many times the cache was replaced by one in memory; a reader
+    /// taken before the last change reads a cache that may have failed.
+    pub(crate) fn cache_generation(&self) -> u64 {
+        self.cache_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A new reader of the index for one whose lookup failed with `e`:
+    /// when the cache's file failed (a full disk), the cache falls back to
+    /// memory first ([`Self::with_cache`]). Any other error is returned.
+    pub(crate) fn index_after(&self, e: Error) -> Result<CacheReader> {
+        if e.kind() != ErrorKind::LocalCache {
+            return Err(e);
+        }
+        let cache = self.cache();
+        if !cache.is_in_memory() {
+            self.fall_back_to_memory(cache, &e)?;
+        }
+        self.index()
     }
 
     /// Brings the index cache up to date with the index objects. When a
