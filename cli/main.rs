@@ -133,7 +133,9 @@ impl GlobalArgs {
         if g.repo.as_deref().is_none_or(str::is_empty) {
             g.repo = config.repository.clone();
         }
-        if g.password_file.is_none() && g.password_command.is_none() {
+        // CAIRN_PASSWORD wins over the file's password settings too.
+        let password_var = std::env::var_os("CAIRN_PASSWORD").is_some_and(|p| !p.is_empty());
+        if g.password_file.is_none() && g.password_command.is_none() && !password_var {
             g.password_file = config.password_file.clone();
             g.password_command = config.password_command.clone();
         }
@@ -299,20 +301,45 @@ fn exit_code_of(err: &anyhow::Error) -> ExitCode {
 }
 
 /// Applies `--config FILE`: its repository, password and cache settings
-/// where no option or variable gives them, and its `[env]` to this
-/// process (so to every command, and to what it runs: a dump command,
-/// the S3 client), as `cairn run` gives it to its steps. Called before any
-/// thread exists.
+/// where no option or variable gives them (its `[env]` was applied before
+/// the command line was parsed, [`config_env_first`]).
 fn with_config_file(global: GlobalArgs) -> anyhow::Result<GlobalArgs> {
     match &global.config {
-        Some(file) => {
-            let config = jobs::ConfigFile::load(file)?;
-            for (name, value) in &config.env {
+        Some(file) => Ok(global.with_config(&jobs::ConfigFile::load(file)?)),
+        None => Ok(global),
+    }
+}
+
+/// Sets the `[env]` of the configuration file that `--config FILE`,
+/// `--config=FILE` or `CAIRN_CONFIG` names, for the variables the
+/// environment lacks (the environment wins, as over the file's other
+/// settings): every command then sees them, and so do what it runs (a
+/// dump command, the S3 client), as `cairn run` gives them to its steps.
+/// Before the command line is parsed, so that `CAIRN_*` variables set
+/// there count like real ones; and before any thread exists. A file that
+/// cannot be read is left for [`with_config_file`] to report.
+fn config_env_first() {
+    let mut file: Option<std::ffi::OsString> = None;
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--config" {
+            file = args.next();
+        } else if let Some(v) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            file = Some(v.into());
+        }
+    }
+    let Some(file) = file.or_else(|| std::env::var_os("CAIRN_CONFIG")) else {
+        return;
+    };
+    if let Ok(config) = jobs::ConfigFile::load(std::path::Path::new(&file)) {
+        for (name, value) in &config.env {
+            if std::env::var_os(name).is_none() {
                 std::env::set_var(name, value);
             }
-            Ok(global.with_config(&config))
         }
-        None => Ok(global),
     }
 }
 
@@ -348,6 +375,7 @@ fn main() {
             std::env::remove_var(name);
         }
     }
+    config_env_first();
     let command = cli_command();
     let cli = match Cli::from_arg_matches(&command.get_matches()) {
         Ok(cli) => cli,

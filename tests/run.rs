@@ -424,6 +424,58 @@ fn the_configuration_files_env_applies_to_every_command() {
     assert_code(&out, 0, &["--config backup whose command reads [env]"]);
     let out = run(&env, &config, &["dump", "latest", "n.sql"]);
     assert_eq!(out.stdout, b"night");
+    // The real environment wins over the file's [env], as over its other
+    // settings.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "backup",
+            "--command",
+            "printf \"$NIGHT_NAME\"",
+            "--stdin-filename",
+            "w.sql",
+        ])
+        .env("NIGHT_NAME", "wednesday")
+        .env("CAIRN_CACHE_DIR", &env.cache)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["backup with NIGHT_NAME set"]);
+    let out = run(&env, &config, &["dump", "latest", "w.sql"]);
+    assert_eq!(out.stdout, b"wednesday");
+    // A CAIRN_ variable in [env] counts like a real one: here the cache.
+    let with_cache = env.path("with-cache.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[env]\n",
+        &format!(
+            "[env]\nCAIRN_CACHE_DIR = \"{}\"\n",
+            env.path("env-cache").display()
+        ),
+    );
+    std::fs::write(&with_cache, text).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .arg("--config")
+        .arg(&with_cache)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["snapshots with CAIRN_CACHE_DIR from [env]"]);
+    assert!(
+        env.path("env-cache").is_dir(),
+        "the cache went where [env] said"
+    );
     // A name the environment cannot hold is an error in the file.
     let bad = env.path("bad.toml");
     std::fs::write(&bad, "[env]\n\"A=B\" = \"x\"\n").unwrap();
@@ -571,4 +623,60 @@ drill = {{ every = "7d" }}
             "every job backed up and drilled: {line}"
         );
     }
+}
+
+/// The copy target's password from CAIRN_PASSWORD2 (the file names none):
+/// the printed off-site forget uses it, not the file's password_file.
+#[test]
+fn dry_run_of_a_copy_whose_password_comes_from_the_environment() {
+    let env = Env::init();
+    let config = setup(&env, "printf x");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let dir = env.dir.path().display().to_string();
+    let text = text.replace(&format!(", password_file = \"{dir}/pw2\""), "");
+    std::fs::write(&config, text).unwrap();
+    let mut plan = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            plan.env_remove(k);
+        }
+    }
+    let out = plan
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--dry-run"])
+        .env("CAIRN_PASSWORD2", "offsite password")
+        .env("CAIRN_CACHE_DIR", &env.cache)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, &["run --dry-run"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let exe_dir = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
+    // The shop job's steps (the files job is listed first).
+    let shop = &text[text.find("job shop").unwrap()..];
+    for step in ["backup", "copy", "forget-copy"] {
+        let line = shop
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(&format!("{step} ")))
+            .unwrap_or_else(|| panic!("no {step} in {text}"))
+            .trim_start();
+        let mut sh = std::process::Command::new("sh");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CAIRN_") {
+                sh.env_remove(k);
+            }
+        }
+        let out = sh
+            .args(["-c", line])
+            .env("PATH", format!("{}:/usr/bin:/bin", exe_dir.display()))
+            .env("CAIRN_PASSWORD2", "offsite password")
+            .env("CAIRN_CACHE_DIR", &env.cache)
+            .output()
+            .unwrap();
+        assert_code(&out, 0, &[step, line]);
+    }
+    assert_eq!(
+        snapshots_of(&env, &env.dir.path().join("off"), "offsite password").len(),
+        1
+    );
 }

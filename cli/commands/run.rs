@@ -106,7 +106,7 @@ impl Step {
     /// step does when pasted into a shell (as the user `run` runs as): the
     /// job's own variables, `--config` for the repository, password and
     /// `[env]`, and the copy target's password option.
-    fn display(&self, config: &Path, job: &Job, no_cache: bool) -> String {
+    fn display(&self, config: &Path, job: &Job, no_cache: bool, repo: Option<&str>) -> String {
         let mut line: Vec<String> = job
             .env
             .iter()
@@ -115,6 +115,9 @@ impl Step {
         let mut words: Vec<String> = vec!["--config".into(), config.display().to_string()];
         if no_cache {
             words.push("--no-cache".into());
+        }
+        if let (None, Some(r)) = (&self.target, repo) {
+            words.extend(["-r".to_string(), r.to_string()]);
         }
         if let Some(t) = &self.target {
             words.extend(["-r".to_string(), t.location.clone()]);
@@ -397,7 +400,10 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "job {name} (repository {location}):")?;
                 for s in &steps {
-                    let line = s.display(&shown_file, job, global.no_cache);
+                    // A -r given to run overrides the file's repository.
+                    let repo = (config.repository.as_deref() != Some(location.as_str()))
+                        .then_some(location.as_str());
+                    let line = s.display(&shown_file, job, global.no_cache, repo);
                     writeln!(out, "  {:<11} {line}", s.name)?;
                 }
                 for n in &notes {
@@ -544,8 +550,14 @@ fn run_step(
 ) -> anyhow::Result<StepResult> {
     let started = Instant::now();
     let mut cmd = Command::new(exe);
+    // The file's [env] where the environment lacks the variable (it wins,
+    // as for every command given --config); the job's own env over both.
+    let file_env = config
+        .env
+        .iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none());
     cmd.args(base)
-        .envs(&config.env)
+        .envs(file_env)
         .envs(&job.env)
         .env_remove("CAIRN_PASSWORD_FILE")
         .env_remove("CAIRN_PASSWORD_COMMAND")
