@@ -104,7 +104,8 @@ Exit codes:
    14    status --max-age: a series' newest snapshot is older than allowed, or there
          is none (the recovery point objective was missed); status --max-drill-age:
          a series has no restore drill that passed within the time allowed;
-         status: a series' newest snapshot is an empty stream
+         status: a series' newest snapshot is an empty stream not saved with
+         --allow-empty
    20    backup source not found or unreadable (nothing written), file not in snapshot,
          or WAL file not in the archive (wal-fetch)
    21    dump command failed (non-zero exit or killed): no snapshot written

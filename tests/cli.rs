@@ -104,6 +104,38 @@ fn an_empty_stream_is_refused_unless_allowed_and_then_flagged() {
     assert!(env.dump(&empty, "shop.sql").is_empty());
     assert_ne!(empty, good);
 
+    // Saved on purpose: recorded so, and not flagged.
+    let snaps = env.snapshots();
+    let saved = snaps.iter().find(|s| s["id"] == empty.as_str()).unwrap();
+    assert_eq!(
+        saved["source"]["empty_allowed"],
+        Value::Bool(true),
+        "{saved}"
+    );
+    let out = env.run(&["status", "--max-age", "1d"]);
+    assert_code(&out, 0, &["status after an empty stream saved on purpose"]);
+
+    // An empty stream saved without the mark (an older cairn saved them
+    // unasked): status flags the series.
+    let empty = {
+        use cairn_core::repository::{self, CacheLocation};
+        let backend =
+            cairn_core::backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
+        let repo = repository::locate(backend)
+            .unwrap()
+            .unlock(common::PASSWORD.as_bytes(), &CacheLocation::Temporary)
+            .unwrap();
+        let mut old = repo
+            .load_snapshots()
+            .unwrap()
+            .good
+            .into_iter()
+            .find(|s| s.id.to_hex() == empty)
+            .unwrap();
+        old.source.empty_allowed = false;
+        old.time = cairn_core::time::SnapshotTime::now();
+        repo.save_snapshot(&old).unwrap().to_hex()
+    };
     for args in [&["status"][..], &["status", "--max-age", "1d"]] {
         let out = env.run(args);
         assert_code(&out, 14, args);
@@ -509,11 +541,25 @@ fn dump_latest_takes_the_newest_snapshot_holding_the_file() {
     );
     let folder = format!("latest:{}", tree.display());
     assert_eq!(dump(&["dump", &folder, "hosts"]), b"127.0.0.1 localhost\n");
+    // Deleted since: the older copy comes with a warning naming both
+    // snapshots.
+    std::fs::write(tree.join("other"), b"x").unwrap();
+    std::fs::remove_file(&hosts).unwrap();
+    let out = env.run(&["backup", tree.to_str().unwrap()]);
+    assert_code(&out, 0, &["backup of the tree without hosts"]);
+    let out = env.run(&["dump", "latest", hosts.to_str().unwrap()]);
+    assert_code(&out, 0, &["dump latest of a deleted file"]);
+    assert_eq!(out.stdout, b"127.0.0.1 localhost\n");
+    assert!(
+        stderr(&out).contains("is not in snapshot") && stderr(&out).contains("writing it from"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = env.run(&["dump", "latest", "nothing.sql"]);
     assert_code(&out, 20, &["dump latest of a file no snapshot holds"]);
     assert!(
-        stderr(&out).contains("/nothing.sql is in none of the 4 snapshots"),
+        stderr(&out).contains("/nothing.sql is in none of the 5 snapshots"),
         "{}",
         stderr(&out)
     );

@@ -85,7 +85,9 @@ pub struct BackupArgs {
                      default an empty stream is refused with exit 27 and no snapshot: `pg_dump \
                      -d nosuchdb | cairn backup -` or a dump command that exits 0 without output \
                      looks exactly like that, and a saved empty snapshot would satisfy `status \
-                     --max-age` while holding nothing to restore."
+                     --max-age` while holding nothing to restore. Saved with this option, the \
+                     snapshot records that it is empty on purpose (`status` does not flag it; a \
+                     drill of it fails: there is nothing to restore)."
     )]
     allow_empty: bool,
 }

@@ -65,7 +65,7 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|s| filter.matches(s) && !s.future_dated)
             .collect();
-        snap = restore::newest_holding(&repo, &candidates, &path)?.ok_or_else(|| {
+        let found = restore::newest_holding(&repo, &candidates, &path)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::SourceNotFound,
                 format!(
@@ -75,6 +75,18 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
                 ),
             )
         })?;
+        // Deleted since: the bytes come from an older snapshot; say which.
+        if let Some(newer) = found.newer_without {
+            eprintln!(
+                "cairn: warning: {} is not in snapshot {} ({}), the newest of its path; writing it from snapshot {} ({})",
+                Path::new("/").join(&path).display(),
+                newer.id.short(),
+                newer.time.local_display(),
+                found.snapshot.id.short(),
+                found.snapshot.time.local_display()
+            );
+        }
+        snap = found.snapshot;
     }
     let stdout = std::io::stdout();
     let node = restore::find_node(&repo, &repo.index()?, snap, &path)?;

@@ -133,10 +133,13 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         args.max_drill_age
             .is_some_and(|max| drill_age(s).is_none_or(|age| age > max as i64))
     };
-    // A stream saved empty (`backup --allow-empty`, or by an older
-    // cairn): dated like a good one, but nothing to restore.
+    // A stream saved empty by an older cairn (or by one whose empty
+    // stream was not saved on purpose with --allow-empty): dated like a
+    // good one, but nothing to restore.
     let empty = |s: &Series| {
-        s.newest.source.kind != SourceKind::Paths && s.newest.summary.total_bytes_processed == 0
+        s.newest.source.kind != SourceKind::Paths
+            && s.newest.summary.total_bytes_processed == 0
+            && !s.newest.source.empty_allowed
     };
     let limits = args.max_age.is_some() || args.max_drill_age.is_some();
     let any_bad = groups.values().any(|s| stale(s) || unproven(s) || empty(s))

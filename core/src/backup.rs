@@ -251,6 +251,7 @@ pub fn backup(
                     command: None,
                     exit_status: None,
                     dump: None,
+                    empty_allowed: false,
                 },
             )
         }
@@ -264,6 +265,7 @@ pub fn backup(
                     command: None,
                     exit_status: None,
                     dump: None,
+                    empty_allowed: false,
                 },
             )
         }
@@ -280,6 +282,7 @@ pub fn backup(
                     command: Some(command.clone()),
                     exit_status: Some(0),
                     dump: None,
+                    empty_allowed: false,
                 },
             )
         }
@@ -287,6 +290,7 @@ pub fn backup(
     let time = opts.time.unwrap_or(start);
 
     let upload_failed = AtomicBool::new(false);
+    let empty_allowed = AtomicBool::new(false);
     let mut dump_info = None;
     let (root, mut summary, warnings, referenced, stored_packs) =
         thread::scope(|scope| -> Result<_> {
@@ -312,6 +316,7 @@ pub fn backup(
                         return Err(empty_stream(filename, &source_meta));
                     }
                     progress.warning(&format!("{filename} is empty (saved: --allow-empty)"));
+                    empty_allowed.store(true, Ordering::SeqCst);
                 }
                 let found = taken.finish(filename).map_err(not_written)?;
                 for w in &found.warnings {
@@ -382,6 +387,7 @@ pub fn backup(
         return Err(Error::interrupted());
     }
     source_meta.dump = dump_info;
+    source_meta.empty_allowed = empty_allowed.load(Ordering::SeqCst);
     // Damaged snapshots only cost the parent link; backups must go on. A
     // write-only key cannot read snapshots: no parent link.
     let existing = match repo.is_write_only() {

@@ -581,9 +581,10 @@ impl Checker<'_> {
         let baseless = baseless.into_inner();
         if baseless > 0 {
             self.report.warnings.push(format!(
-                "{baseless} delta blobs in {} packs in use were not verified: their base is in no \
-                 index (left by an interrupted prune); a snapshot that needs \
-                 one is reported as damaged, and the next prune removes the rest",
+                "{baseless} delta blobs in {} packs in use were not verified: their base is not \
+                 there (in no index, or its pack is gone: left by an interrupted prune); a \
+                 snapshot that needs one is reported as damaged, and the next prune removes the \
+                 rest",
                 baseless_packs.into_inner()
             ));
         }

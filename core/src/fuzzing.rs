@@ -341,6 +341,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
                 validated: true,
                 ..crate::dumpcheck::DumpInfo::default()
             }),
+            empty_allowed: false,
         },
         original: None,
         program_version: "cairn fuzz".into(),

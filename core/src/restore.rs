@@ -626,6 +626,17 @@ pub fn find_node(
     Err(Error::invalid("empty path"))
 }
 
+/// What [`newest_holding`] found.
+#[derive(Debug)]
+pub struct Holding<'a> {
+    /// The newest snapshot that holds the path.
+    pub snapshot: &'a Snapshot,
+    /// A newer snapshot whose paths cover the path but that does not hold
+    /// it (the file was deleted since): the caller should say which
+    /// snapshot the file came from.
+    pub newer_without: Option<&'a Snapshot>,
+}
+
 /// The newest of `snapshots` that holds `path` (`dump latest shop.sql`
 /// while other series exist: restic's `latest` with a file). A snapshot
 /// whose paths cannot contain `path` is passed over without reading its
@@ -635,11 +646,12 @@ pub fn newest_holding<'a>(
     repo: &Repository,
     snapshots: &[&'a Snapshot],
     path: &Path,
-) -> Result<Option<&'a Snapshot>> {
+) -> Result<Option<Holding<'a>>> {
     let wanted = PathBuf::from("/").join(path);
     let mut newest_first = snapshots.to_vec();
     newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
     let index = repo.index()?;
+    let mut newer_without = None;
     for snapshot in newest_first {
         let covers = snapshot
             .paths
@@ -649,8 +661,15 @@ pub fn newest_holding<'a>(
             continue;
         }
         match find_node(repo, &index, snapshot, path) {
-            Ok(_) => return Ok(Some(snapshot)),
-            Err(e) if e.kind() == ErrorKind::SourceNotFound => continue,
+            Ok(_) => {
+                return Ok(Some(Holding {
+                    snapshot,
+                    newer_without,
+                }))
+            }
+            Err(e) if e.kind() == ErrorKind::SourceNotFound => {
+                newer_without.get_or_insert(snapshot);
+            }
             Err(e) => return Err(e),
         }
     }

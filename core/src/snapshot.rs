@@ -45,6 +45,10 @@ pub struct SnapshotSource {
     /// What database dump the stream (or the one source directory) is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump: Option<crate::dumpcheck::DumpInfo>,
+    /// An empty stream saved on purpose (`backup --allow-empty`): not
+    /// flagged by `status`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_allowed: bool,
 }
 
 /// Sizes and counts of one backup run. Field names follow restic's
@@ -278,6 +282,7 @@ pub(crate) fn sample(id: Id, time: SnapshotTime, host: &str, tags: &[&str]) -> S
             command: None,
             exit_status: None,
             dump: None,
+            empty_allowed: false,
         },
         original: None,
         program_version: "cairn test".into(),

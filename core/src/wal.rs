@@ -836,6 +836,7 @@ mod tests {
                 command: None,
                 exit_status: Some(0),
                 dump: Some(dump),
+                empty_allowed: false,
             },
             original: None,
             program_version: "test".into(),
