@@ -1061,3 +1061,44 @@ fn a_drill_of_a_base_backup_recovers_it_with_a_private_server() {
     assert!(v["error"].as_str().unwrap().contains("recover"), "{v}");
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 }
+
+/// Issue 20, the README's key for the archive path: archive_command opens
+/// the repository with a write-only key whose password `key add
+/// --generate-password` wrote to a file only postgres can read; every
+/// segment is archived, and a full key fetches it.
+#[test]
+fn archive_command_with_a_generated_write_only_key() {
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    let command = format!(
+        "CAIRN_PASSWORD_FILE={{dir}}/wal-password CAIRN_CACHE_DIR={{dir}}/cache {cairn} -q -r {{dir}}/archive wal-push %p"
+    );
+    let Some(pg) = Postgres::start_with(&[
+        ("archive_mode", "on"),
+        ("archive_command", command.as_str()),
+        ("wal_level", "replica"),
+    ]) else {
+        return;
+    };
+    let mut env = Env::empty_as_postgres();
+    env.location = Some(pg.socket_dir().join("archive").display().to_string());
+    let mut init = vec!["init"];
+    init.extend(common::FAST_KDF);
+    env.ok(&init);
+    let file = pg.socket_dir().join("wal-password");
+    env.ok(&[
+        "key",
+        "add",
+        "--write-only",
+        "--generate-password",
+        file.to_str().unwrap(),
+    ]);
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    let last = archive_segments(&pg, 3);
+    // Archived through the write-only key: the full key reads it back.
+    let out = env.run(&["wal-fetch", &last, env.path("fetched").to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-fetch with the full key"]);
+    assert_eq!(
+        std::fs::metadata(env.path("fetched")).unwrap().len(),
+        16 << 20
+    );
+}
