@@ -1062,6 +1062,58 @@ fn a_drill_of_a_base_backup_recovers_it_with_a_private_server() {
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 }
 
+/// Issue 20: the drill checks that recovery reached the end of the
+/// archive. A WAL file that PostgreSQL cannot replay (here: the previous
+/// segment's bytes archived under the next name, which PostgreSQL takes
+/// for the end of WAL) made it promote early while the drill passed.
+#[test]
+fn a_drill_fails_when_recovery_stops_short_of_the_archive() {
+    let Some((pg, env)) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (id int, v text)");
+    let base = basebackup(&pg, &env);
+    let last = archive_segments(&pg, 2);
+    let scratch = env.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    pg.give(&scratch);
+    let drill = || {
+        env.cmd()
+            .args([
+                "--json",
+                "drill",
+                "--pg",
+                "--scratch",
+                scratch.to_str().unwrap(),
+            ])
+            .arg(base["snapshot_id"].as_str().unwrap())
+            .output()
+            .unwrap()
+    };
+    assert_code(&drill(), 0, &["drill --pg of the whole archive"]);
+    // The next segment's name, holding the last one's bytes, archived
+    // before PostgreSQL archives the real one.
+    let bogus_dir = env.path("bogus");
+    std::fs::create_dir_all(&bogus_dir).unwrap();
+    pg.give(&bogus_dir);
+    let bogus = bogus_dir.join(segment_after(&last, 1));
+    let out = env.run(&["wal-fetch", &last, bogus.to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-fetch of the last segment"]);
+    let out = env.run(&["wal-push", bogus.to_str().unwrap()]);
+    assert_code(&out, 0, &["wal-push of the bogus segment"]);
+    let out = drill();
+    assert_code(&out, 22, &["drill --pg whose recovery stops early"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("short of the end of the archive"),
+        "{v}"
+    );
+}
+
 /// Issue 20, the README's key for the archive path: archive_command opens
 /// the repository with a write-only key whose password `key add
 /// --generate-password` wrote to a file only postgres can read; every

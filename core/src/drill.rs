@@ -379,9 +379,35 @@ fn drill_in(
         let command = restore_command.ok_or_else(|| {
             Error::invalid("a drill of a base backup needs a restore_command for its WAL")
         })?;
+        // Where the archive this base backup can reach ends (before the
+        // first gap): recovery must replay into its last segment.
+        let list = crate::wal_record::load(repo)?;
+        let reach = crate::wal::status(&list, &[snapshot])
+            .windows
+            .into_iter()
+            .next()
+            .and_then(|w| {
+                let size = list.good.iter().find(|r| r.name == w.latest_wal)?.size;
+                let end = dumpcheck::parse_lsn(&w.latest_lsn).ok()?;
+                Some((w, end.saturating_sub(size)))
+            });
         let recovery_start = Instant::now();
-        recover_in_scratch(&dump_path, dir, command, cancel)?;
+        let replayed = recover_in_scratch(&dump_path, dir, command, cancel)?;
         record.recovery_seconds = Some(recovery_start.elapsed().as_secs_f64());
+        if let (Some((w, last_segment_start)), Some(replayed)) = (reach, replayed) {
+            // Past the start: a segment closed by a switch ends its last
+            // record exactly at the next one's start, so reaching it
+            // replays nothing of the next.
+            let at = dumpcheck::parse_lsn(&replayed)?;
+            if at <= last_segment_start {
+                return Err(Error::corrupt(format!(
+                    "recovery stopped at {replayed}, short of the end of the archive (WAL file {}, \
+                     up to {}): PostgreSQL could not replay a WAL file after that point and \
+                     promoted early",
+                    w.latest_wal, w.latest_lsn
+                )));
+            }
+        }
         record.dump_check = Some("recovered".into());
     } else if check == DumpCheck::Load {
         load_into_scratch_database(&info.format, &dump_path, snapshot)?;
@@ -431,7 +457,7 @@ fn recover_in_scratch(
     dir: &Path,
     restore_command: &str,
     cancel: &AtomicBool,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if restore::running_as_root() {
         return Err(Error::invalid(
             "PostgreSQL does not run as root: run the drill of a base backup as the server's user \
@@ -596,8 +622,12 @@ fn recover_in_scratch(
     if databases.parse::<u32>().map_or(true, |n| n == 0) {
         return Err(failed("the recovered server answers no query"));
     }
+    // The last WAL location recovery replayed (it stays after promotion).
+    let replayed = query("SELECT pg_last_wal_replay_lsn()")?
+        .ok()
+        .filter(|l| !l.is_empty());
     drop(server);
-    Ok(())
+    Ok(replayed)
 }
 
 /// The stream file of a stdin or command snapshot (`/shop.sql`), with an
