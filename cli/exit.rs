@@ -117,7 +117,8 @@ Exit codes:
    26    init: a repository already exists there
    27    the dump is empty, incomplete or unreadable (a stream without a byte, unless
          --allow-empty; a plain pg_dump without its completion line, an archive
-         pg_restore cannot read): no snapshot written
+         pg_restore cannot read): no snapshot written; wal-push: the segment's first
+         page belongs to another position than its name
    28    wal-push: a WAL file of that name is already archived with different contents
    29    wal-push: the WAL file is from another PostgreSQL cluster (system identifier)
          than the one this repository archives (pg check: the server's cluster)

@@ -1064,8 +1064,10 @@ fn a_drill_of_a_base_backup_recovers_it_with_a_private_server() {
 
 /// Issue 20: the drill checks that recovery reached the end of the
 /// archive. A WAL file that PostgreSQL cannot replay (here: the previous
-/// segment's bytes archived under the next name, which PostgreSQL takes
-/// for the end of WAL) made it promote early while the drill passed.
+/// segment's bytes archived under the next name, their first page address
+/// changed to fit it; PostgreSQL takes it for the end of WAL) made it
+/// promote early while the drill passed. Without the change, wal-push
+/// refuses the file (its first page names another position).
 #[test]
 fn a_drill_fails_when_recovery_stops_short_of_the_archive() {
     let Some((pg, env)) = archiving_cluster() else {
@@ -1099,6 +1101,19 @@ fn a_drill_fails_when_recovery_stops_short_of_the_archive() {
     let bogus = bogus_dir.join(segment_after(&last, 1));
     let out = env.run(&["wal-fetch", &last, bogus.to_str().unwrap()]);
     assert_code(&out, 0, &["wal-fetch of the last segment"]);
+    // Pushed as it is, its first page names its real position: refused.
+    let out = env.run(&["wal-push", bogus.to_str().unwrap()]);
+    assert_code(&out, 27, &["wal-push of a segment under another's name"]);
+    assert!(stderr(&out).contains("is not WAL file"), "{}", stderr(&out));
+    // With the first page's address made to fit the name (the rest still
+    // the previous segment's), it is archived; PostgreSQL cannot replay it.
+    let mut bytes = std::fs::read(&bogus).unwrap();
+    let mut addr = [0u8; 8];
+    addr.copy_from_slice(&bytes[8..16]);
+    let seg_size = u32::from_le_bytes(bytes[32..36].try_into().unwrap());
+    let moved = u64::from_le_bytes(addr) + u64::from(seg_size);
+    bytes[8..16].copy_from_slice(&moved.to_le_bytes());
+    std::fs::write(&bogus, bytes).unwrap();
     let out = env.run(&["wal-push", bogus.to_str().unwrap()]);
     assert_code(&out, 0, &["wal-push of the bogus segment"]);
     let out = drill();

@@ -177,9 +177,16 @@ pub const IDENTITY: &str = "cairn.system_identifier";
 /// and backup-label files have no header) or the header does not look
 /// like one.
 pub fn system_identifier(name: &str, path: &Path) -> Result<Option<u64>> {
+    Ok(long_header(name, path)?.and_then(|(head, timeline, _)| parse_long_header(&head, timeline)))
+}
+
+/// The first 40 bytes of segment file `path` archived as `name`, with the
+/// name's timeline and position; `None` when `name` is not a segment's or
+/// the file is shorter.
+fn long_header(name: &str, path: &Path) -> Result<Option<([u8; 40], u32, (u32, u32))>> {
     let is_segment =
         name.len() == 24 || name.strip_suffix(".partial").is_some_and(|n| n.len() == 24);
-    let Some((timeline, _)) = segment_of(name).filter(|_| is_segment) else {
+    let Some((timeline, position)) = segment_of(name).filter(|_| is_segment) else {
         return Ok(None);
     };
     let mut head = [0u8; 40];
@@ -187,7 +194,41 @@ pub fn system_identifier(name: &str, path: &Path) -> Result<Option<u64>> {
     if io::Read::read_exact(&mut file, &mut head).is_err() {
         return Ok(None);
     }
-    Ok(parse_long_header(&head, timeline))
+    Ok(Some((head, timeline, position)))
+}
+
+/// Refuses a segment whose valid long header says it holds the WAL of
+/// another position than `name`'s (its page address;
+/// [`ErrorKind::DumpInvalid`]): archived under this name, PostgreSQL
+/// would take it for the end of WAL and end a recovery there.
+fn check_page_address(name: &str, path: &Path) -> Result<()> {
+    let Some((head, timeline, (log, seg))) = long_header(name, path)? else {
+        return Ok(());
+    };
+    if parse_long_header(&head, timeline).is_none() {
+        return Ok(());
+    }
+    let seg_size = u64::from(u32::from_le_bytes([head[32], head[33], head[34], head[35]]));
+    let mut addr = [0u8; 8];
+    addr.copy_from_slice(&head[8..16]);
+    let addr = u64::from_le_bytes(addr);
+    let expected = (u64::from(log) << 32) + u64::from(seg) * seg_size;
+    if addr != expected {
+        return Err(Error::new(
+            ErrorKind::DumpInvalid,
+            format!(
+                "{} is not WAL file {name}: its first page holds the WAL at {:X}/{:X}, and {name} \
+                 starts at {:X}/{:X} (a file renamed or copied under the wrong name); refusing to \
+                 archive it, which would end a recovery there",
+                path.display(),
+                addr >> 32,
+                addr & 0xFFFF_FFFF,
+                expected >> 32,
+                expected & 0xFFFF_FFFF
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_long_header(head: &[u8; 40], timeline: u32) -> Option<u64> {
@@ -317,7 +358,9 @@ pub fn push(
 ) -> Result<PushOutcome> {
     check_name(name)?;
     if let Some(sysid) = system_identifier(name, path)? {
+        // Another cluster's WAL is named as such first (exit 29).
         check_cluster(repo, name, sysid, hostname, cancel)?;
+        check_page_address(name, path)?;
     }
     // Hashed first: a retry of an archived file costs one read and one
     // request, and stores nothing.
