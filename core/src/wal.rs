@@ -177,13 +177,14 @@ pub const IDENTITY: &str = "cairn.system_identifier";
 /// and backup-label files have no header) or the header does not look
 /// like one.
 pub fn system_identifier(name: &str, path: &Path) -> Result<Option<u64>> {
-    Ok(long_header(name, path)?.and_then(|(head, timeline, _)| parse_long_header(&head, timeline)))
+    Ok(long_header(name, path)?
+        .and_then(|(head, (timeline, _))| parse_long_header(&head, timeline)))
 }
 
 /// The first 40 bytes of segment file `path` archived as `name`, with the
 /// name's timeline and position; `None` when `name` is not a segment's or
 /// the file is shorter.
-fn long_header(name: &str, path: &Path) -> Result<Option<([u8; 40], u32, (u32, u32))>> {
+fn long_header(name: &str, path: &Path) -> Result<Option<([u8; 40], Segment)>> {
     let is_segment =
         name.len() == 24 || name.strip_suffix(".partial").is_some_and(|n| n.len() == 24);
     let Some((timeline, position)) = segment_of(name).filter(|_| is_segment) else {
@@ -194,7 +195,7 @@ fn long_header(name: &str, path: &Path) -> Result<Option<([u8; 40], u32, (u32, u
     if io::Read::read_exact(&mut file, &mut head).is_err() {
         return Ok(None);
     }
-    Ok(Some((head, timeline, position)))
+    Ok(Some((head, (timeline, position))))
 }
 
 /// Refuses a segment whose valid long header says it holds the WAL of
@@ -202,7 +203,7 @@ fn long_header(name: &str, path: &Path) -> Result<Option<([u8; 40], u32, (u32, u
 /// [`ErrorKind::DumpInvalid`]): archived under this name, PostgreSQL
 /// would take it for the end of WAL and end a recovery there.
 fn check_page_address(name: &str, path: &Path) -> Result<()> {
-    let Some((head, timeline, (log, seg))) = long_header(name, path)? else {
+    let Some((head, (timeline, (log, seg)))) = long_header(name, path)? else {
         return Ok(());
     };
     if parse_long_header(&head, timeline).is_none() {
