@@ -443,7 +443,10 @@ pub fn push(
 
 /// Writes archived WAL file `name` to `dest` (replacing it): through a
 /// temporary file in the same directory, verified against the record's
-/// size and hash, synced, then renamed. A file that is not archived is
+/// size and hash, then renamed, so that PostgreSQL never sees part of it.
+/// Not synced (a tenth of the time of a fetch): PostgreSQL treats what
+/// restore_command writes as temporary and fetches it again after a
+/// crash, as it does with pgBackRest's archive-get. A file that is not archived is
 /// [`ErrorKind::SourceNotFound`] (PostgreSQL asks for files past the end
 /// of the archive; that is how recovery knows it reached the end).
 pub fn fetch(repo: &Repository, name: &str, dest: &Path, cancel: &AtomicBool) -> Result<WalRecord> {
@@ -461,9 +464,6 @@ pub fn fetch(repo: &Repository, name: &str, dest: &Path, cancel: &AtomicBool) ->
     out.flush()
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
     drop(out);
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(format!("syncing {}", dest.display()), e))?;
     tmp.persist(dest)
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e.error))?;
     Ok(rec)
