@@ -60,14 +60,20 @@ keep = {{ last = 1 }}
     file
 }
 
-/// `cairn -r LOCATION` with `password`.
-fn at(env: &Env, location: &Path, password: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+/// `program` without the caller's `CAIRN_*` variables (a test sets its own).
+fn clean(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
     for (k, _) in std::env::vars() {
         if k.starts_with("CAIRN_") {
             cmd.env_remove(k);
         }
     }
+    cmd
+}
+
+/// `cairn -r LOCATION` with `password`.
+fn at(env: &Env, location: &Path, password: &str) -> std::process::Command {
+    let mut cmd = clean(env!("CARGO_BIN_EXE_cairn"));
     cmd.arg("-r")
         .arg(location)
         .env("CAIRN_PASSWORD", password)
@@ -78,12 +84,7 @@ fn at(env: &Env, location: &Path, password: &str) -> std::process::Command {
 /// `cairn --config FILE ARGS` without -r and without a password variable:
 /// the file gives both.
 fn run(env: &Env, config: &Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CAIRN_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = clean(env!("CARGO_BIN_EXE_cairn"));
     cmd.arg("--config")
         .arg(config)
         .args(args)
@@ -365,12 +366,7 @@ fn dry_run_prints_commands_that_run_as_printed() {
         if !command.starts_with("cairn ") && !command.contains(" cairn ") {
             continue;
         }
-        let mut sh = std::process::Command::new("sh");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CAIRN_") {
-                sh.env_remove(k);
-            }
-        }
+        let mut sh = clean("sh");
         let path = format!(
             "{}:{}",
             exe.parent().unwrap().display(),
@@ -426,12 +422,7 @@ fn the_configuration_files_env_applies_to_every_command() {
     assert_eq!(out.stdout, b"night");
     // The real environment wins over the file's [env], as over its other
     // settings.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CAIRN_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = clean(env!("CARGO_BIN_EXE_cairn"));
     let out = cmd
         .arg("--config")
         .arg(&config)
@@ -459,12 +450,7 @@ fn the_configuration_files_env_applies_to_every_command() {
         ),
     );
     std::fs::write(&with_cache, text).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CAIRN_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = clean(env!("CARGO_BIN_EXE_cairn"));
     let out = cmd
         .arg("--config")
         .arg(&with_cache)
@@ -589,19 +575,14 @@ drill = {{ every = "7d" }}
             );
         let mut sh = if common::is_root() {
             // By its path: PATH below is cron's, without /usr/sbin.
-            let mut c = std::process::Command::new("/usr/sbin/runuser");
+            let mut c = clean("/usr/sbin/runuser");
             c.args(["-u", "postgres", "--", "sh", "-c", &command]);
             c
         } else {
-            let mut c = std::process::Command::new("sh");
+            let mut c = clean("sh");
             c.args(["-c", &command]);
             c
         };
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CAIRN_") {
-                sh.env_remove(k);
-            }
-        }
         let out = sh
             .env("PATH", format!("{}:{path_line}", exe_dir.display()))
             .env("HOME", dir)
@@ -635,12 +616,7 @@ fn dry_run_of_a_copy_whose_password_comes_from_the_environment() {
     let dir = env.dir.path().display().to_string();
     let text = text.replace(&format!(", password_file = \"{dir}/pw2\""), "");
     std::fs::write(&config, text).unwrap();
-    let mut plan = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CAIRN_") {
-            plan.env_remove(k);
-        }
-    }
+    let mut plan = clean(env!("CARGO_BIN_EXE_cairn"));
     let out = plan
         .arg("--config")
         .arg(&config)
@@ -660,12 +636,7 @@ fn dry_run_of_a_copy_whose_password_comes_from_the_environment() {
             .find_map(|l| l.trim_start().strip_prefix(&format!("{step} ")))
             .unwrap_or_else(|| panic!("no {step} in {text}"))
             .trim_start();
-        let mut sh = std::process::Command::new("sh");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CAIRN_") {
-                sh.env_remove(k);
-            }
-        }
+        let mut sh = clean("sh");
         let out = sh
             .args(["-c", line])
             .env("PATH", format!("{}:/usr/bin:/bin", exe_dir.display()))

@@ -1009,6 +1009,17 @@ fn a_base_backup_taken_from_a_standby_restores_with_the_primarys_archive() {
     );
 }
 
+/// `drill --pg` of base backup `base` (its `pg basebackup --json`
+/// output) in `scratch`, with JSON output.
+fn drill_pg(env: &Env, scratch: &std::path::Path, base: &Value) -> std::process::Output {
+    env.cmd()
+        .args(["--json", "drill", "--pg", "--scratch"])
+        .arg(scratch)
+        .arg(base["snapshot_id"].as_str().unwrap())
+        .output()
+        .unwrap()
+}
+
 /// Issue 20, defect 6: `drill --pg` of a base backup exited 25 and
 /// recorded a recovery time without replaying any WAL. Now it is the real
 /// recovery test: the base backup restored into scratch, a private
@@ -1025,19 +1036,7 @@ fn a_drill_of_a_base_backup_recovers_it_with_a_private_server() {
     let scratch = env.path("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     pg.give(&scratch);
-    let drill = |env: &Env| {
-        env.cmd()
-            .args([
-                "--json",
-                "drill",
-                "--pg",
-                "--scratch",
-                scratch.to_str().unwrap(),
-            ])
-            .arg(base["snapshot_id"].as_str().unwrap())
-            .output()
-            .unwrap()
-    };
+    let drill = |env: &Env| drill_pg(env, &scratch, &base);
     let out = drill(&env);
     assert_code(&out, 0, &["drill --pg of a base backup", &stderr(&out)]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -1079,19 +1078,7 @@ fn a_drill_fails_when_recovery_stops_short_of_the_archive() {
     let scratch = env.path("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     pg.give(&scratch);
-    let drill = || {
-        env.cmd()
-            .args([
-                "--json",
-                "drill",
-                "--pg",
-                "--scratch",
-                scratch.to_str().unwrap(),
-            ])
-            .arg(base["snapshot_id"].as_str().unwrap())
-            .output()
-            .unwrap()
-    };
+    let drill = || drill_pg(&env, &scratch, &base);
     assert_code(&drill(), 0, &["drill --pg of the whole archive"]);
     // The next segment's name, holding the last one's bytes, archived
     // before PostgreSQL archives the real one.
