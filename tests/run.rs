@@ -351,7 +351,13 @@ fn a_dump_command_never_sees_the_repository_password() {
 #[test]
 fn dry_run_prints_commands_that_run_as_printed() {
     let env = Env::init();
-    let config = setup(&env, "printf x");
+    // The job's own variable, printed through env(1).
+    let config = setup(&env, "printenv NIGHT_KIND");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[jobs.shop]\n",
+        "[jobs.shop]\nenv = { \"NIGHT_KIND\" = \"full\" }\n",
+    );
+    std::fs::write(&config, text).unwrap();
     let out = run(&env, &config, &["run", "--dry-run"]);
     assert_code(&out, 0, &["run --dry-run"]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -396,6 +402,11 @@ fn dry_run_prints_commands_that_run_as_printed() {
     assert_eq!(
         snapshots_of(&env, &dir.join("off"), "offsite password").len(),
         1
+    );
+    let out = run(&env, &config, &["dump", "latest", "shop.sql"]);
+    assert_eq!(
+        out.stdout, b"full\n",
+        "the printed backup had the job's variable"
     );
 }
 

@@ -107,11 +107,13 @@ impl Step {
     /// job's own variables, `--config` for the repository, password and
     /// `[env]`, and the copy target's password option.
     fn display(&self, config: &Path, job: &Job, no_cache: bool, repo: Option<&str>) -> String {
-        let mut line: Vec<String> = job
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={}", quote(v)))
-            .collect();
+        // Through env(1), which takes any variable name a shell could not
+        // assign (the file's names need only lack `=` and NUL).
+        let mut line: Vec<String> = Vec::new();
+        if !job.env.is_empty() {
+            line.push("env".into());
+            line.extend(job.env.iter().map(|(k, v)| quote(&format!("{k}={v}"))));
+        }
         let mut words: Vec<String> = vec!["--config".into(), config.display().to_string()];
         if no_cache {
             words.push("--no-cache".into());
@@ -129,6 +131,9 @@ impl Step {
                     words.extend(["--password-command".into(), c.to_string_lossy().into()])
                 }
                 TargetPassword::Variable(_) => {
+                    if line.is_empty() {
+                        line.push("env".into());
+                    }
                     line.push("CAIRN_PASSWORD=\"$CAIRN_PASSWORD2\"".into())
                 }
                 TargetPassword::None => {}
