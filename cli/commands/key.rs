@@ -66,7 +66,7 @@ struct NewKeyArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with = "new_password_file",
+        conflicts_with_all = ["kdf_memory", "kdf_iterations", "kdf_parallelism"],
         long_help = "Make a password of 32 random bytes (64 hex digits), write it to FILE (which \
                      must not exist; created with mode 0600), and give the key the lightest \
                      Argon2id cost (64 KiB, one pass) instead of --kdf-*: stretching protects a \
@@ -74,7 +74,8 @@ struct NewKeyArgs {
                      bits. A key that opens in a millisecond suits commands that run often, like \
                      archive_command's `cairn wal-push` (with --write-only) and restore_command's \
                      `cairn wal-fetch`: point CAIRN_PASSWORD_FILE at FILE. Whoever can read FILE \
-                     holds the key, as with any password file."
+                     holds the key, as with any password file. It takes the place of \
+                     --new-password-file and CAIRN_NEW_PASSWORD."
     )]
     generate_password: Option<PathBuf>,
 
@@ -112,15 +113,18 @@ impl NewKeyArgs {
 }
 
 impl NewKeyArgs {
-    /// `result`; when it is a failure, the generated password file (if
-    /// any) is removed: it opens no key.
+    /// `result`; a failure names the generated password file (if any),
+    /// which is kept: the key may have been stored before the failure (a
+    /// put whose answer was lost; `key passwd` failing to remove the old
+    /// key after adding the new), and then only that file opens it.
     fn unless_failed<T>(&self, result: cairn_core::Result<T>) -> anyhow::Result<T> {
-        if result.is_err() {
-            if let Some(file) = &self.generate_password {
-                let _ = std::fs::remove_file(file);
-            }
+        match (result, &self.generate_password) {
+            (Err(e), Some(file)) => Err(anyhow::anyhow!(e).context(format!(
+                "the new password is in {} (kept: `cairn key list` shows whether its key was added)",
+                file.display()
+            ))),
+            (result, _) => Ok(result?),
         }
-        Ok(result?)
     }
 }
 

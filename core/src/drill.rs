@@ -380,12 +380,23 @@ fn drill_in(
             Error::invalid("a drill of a base backup needs a restore_command for its WAL")
         })?;
         // Where the archive this base backup can reach ends (before the
-        // first gap): recovery must replay into its last segment.
+        // first gap): recovery must replay into its last segment. Only
+        // for an archive of one timeline: after a failover, recovery
+        // follows the newest timeline, which may end before the old one's
+        // last segment (the window takes the highest segment of any).
         let list = crate::wal_record::load(repo)?;
+        let timelines: std::collections::BTreeSet<u32> = list
+            .good
+            .iter()
+            .filter_map(|r| crate::wal::segment_of(&r.name).map(|(tl, _)| tl))
+            .collect();
+        let one_timeline =
+            timelines.len() == 1 && !list.good.iter().any(|r| r.name.ends_with(".history"));
         let reach = crate::wal::status(&list, &[snapshot])
             .windows
             .into_iter()
             .next()
+            .filter(|_| one_timeline)
             .and_then(|w| {
                 let size = list.good.iter().find(|r| r.name == w.latest_wal)?.size;
                 let end = dumpcheck::parse_lsn(&w.latest_lsn).ok()?;

@@ -270,8 +270,9 @@ impl LockedRepository {
         // a command that runs often (`key add --generate-password`, for
         // archive_command) opens in a millisecond instead of after every
         // costlier key has been tried with its password.
+        // Read at once (on object storage each is a request).
         let mut files: Vec<(u64, &crate::backend::ObjectInfo, Result<Vec<u8>>)> = key_list
-            .iter()
+            .par_iter()
             .map(|info| {
                 let bytes = self.backend.get(ObjectKind::Key, &info.name).and_then(|b| {
                     verify_name(ObjectKind::Key, &info.name, &b)?;
@@ -389,6 +390,7 @@ impl LockedRepository {
             late_warnings: std::sync::Mutex::new(Vec::new()),
             warning_sink: None,
             cache_generation: std::sync::atomic::AtomicU64::new(0),
+            cache_swap: std::sync::Mutex::new(()),
             io_pool: std::sync::OnceLock::new(),
             indexes_at_open: HashSet::new(),
             indexes_written: std::sync::Mutex::new(HashSet::new()),
@@ -444,6 +446,9 @@ pub struct Repository {
     /// Counts the swaps of `cache`: a holder of a reader takes a new one
     /// when it changed (the old cache's file may be unreadable).
     cache_generation: std::sync::atomic::AtomicU64,
+    /// Held while the cache is replaced, so that one thread swaps and the
+    /// others wait for the new cache to be complete.
+    cache_swap: std::sync::Mutex<()>,
     /// Threads for reads that should overlap (restore, copy): as many as
     /// the backend takes requests at once. Made on first use.
     io_pool: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>>,
@@ -601,26 +606,25 @@ impl Repository {
     /// several threads meet the failure, the first swaps, warns and syncs,
     /// the others find it done.
     fn fall_back_to_memory(&self, failed: Arc<IndexCache>, e: &Error) -> Result<()> {
-        let memory = Arc::new(IndexCache::in_memory()?);
-        let swapped = {
-            let mut current = match self.cache.write() {
-                Ok(c) => c,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let same = Arc::ptr_eq(&current, &failed);
-            if same {
-                *current = memory;
-                self.cache_generation
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            same
+        let _swapping = match self.cache_swap.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        if swapped {
-            let dir = failed.path().parent().unwrap_or(Path::new(""));
-            self.warn(cache_fallback_warning(dir, e));
-            drop(failed);
-            self.sync_index()?;
+        if !Arc::ptr_eq(&self.cache(), &failed) {
+            return Ok(()); // another thread replaced it, complete
         }
+        let dir = failed.path().parent().unwrap_or(Path::new(""));
+        self.warn(cache_fallback_warning(dir, e));
+        // Complete before anyone sees it: a reader taken from an empty
+        // cache would find nothing to deduplicate against.
+        let memory = Arc::new(IndexCache::in_memory()?);
+        self.sync_into(&memory)?;
+        match self.cache.write() {
+            Ok(mut c) => *c = memory,
+            Err(poisoned) => *poisoned.into_inner() = memory,
+        }
+        self.cache_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
@@ -649,6 +653,11 @@ impl Repository {
     /// prune replaces index objects while they are being read, the listing
     /// is taken again (a few times) until it is stable.
     pub fn sync_index(&self) -> Result<SyncStats> {
+        self.with_cache(|c| self.sync_into(c))
+    }
+
+    /// [`Self::sync_index`] into `cache`.
+    fn sync_into(&self, cache: &IndexCache) -> Result<SyncStats> {
         let mut attempt = 0;
         loop {
             let names: Vec<Id> = self
@@ -657,7 +666,7 @@ impl Repository {
                 .iter()
                 .map(|o| Id::parse(&o.name))
                 .collect::<Result<_>>()?;
-            let stats = self.with_cache(|c| c.sync(&names, |id| self.load_index(id)))?;
+            let stats = cache.sync(&names, |id| self.load_index(id))?;
             attempt += 1;
             if stats.vanished == 0 || attempt >= 5 {
                 return Ok(stats);
