@@ -458,6 +458,23 @@ fn files_under(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
 /// hashes of random bytes, so every subset is the state of some kill.
 #[test]
 fn check_after_a_grace_0_prune_killed_while_deleting_index_objects() {
+    // Whether some kill state holds such deltas depends on where chunks
+    // fall, and so on the repository's random chunker seed: 4 of 60
+    // repositories measured had none. Every state of every
+    // repository tried must check clean; the attempts stop at the first
+    // repository that shows the case.
+    const ATTEMPTS: usize = 12;
+    let shown = (0..ATTEMPTS).any(|_| kill_states_while_deleting_index_objects() > 0);
+    assert!(
+        shown,
+        "in {ATTEMPTS} repositories no kill point left deltas without their base"
+    );
+}
+
+/// One repository of [`check_after_a_grace_0_prune_killed_while_deleting_index_objects`]:
+/// every kill state checks clean and restores; returns in how many states
+/// `check --read-data` left deltas unverified.
+fn kill_states_while_deleting_index_objects() -> usize {
     let env = Env::init_with(&["--pack-size", "1MiB"]);
     for n in 0..4 {
         env.backup_stdin(&reverting_night(n), &["--stdin-filename", "db.sql"]);
@@ -525,8 +542,5 @@ fn check_after_a_grace_0_prune_killed_while_deleting_index_objects() {
         }
         assert_eq!(env.dump("latest", "db.sql"), reverting_night(3));
     }
-    assert!(
-        unverified > 0,
-        "some kill point leaves deltas without their base"
-    );
+    unverified
 }
