@@ -31,6 +31,10 @@ pub(crate) struct BlobWriter<'a> {
     delta: Option<DeltaEncoder<'a>>,
     /// Warnings of delta compression (bases that could not be read).
     warnings: Vec<String>,
+    /// Plaintext bytes of the data chunks stored (not deduplicated).
+    new_data_bytes: u64,
+    /// zstd level of the data chunks stored whole.
+    data_level: i32,
 }
 
 impl<'a> BlobWriter<'a> {
@@ -46,7 +50,16 @@ impl<'a> BlobWriter<'a> {
             meta: PackWriter::new(repo.keys(), repo.id())?,
             delta: None,
             warnings: Vec::new(),
+            new_data_bytes: 0,
+            data_level: repo.config().compression.level,
         })
+    }
+
+    /// Compresses the data chunks it stores whole at `level` instead of the
+    /// repository's level.
+    pub(crate) fn with_data_level(mut self, level: i32) -> Self {
+        self.data_level = level;
+        self
     }
 
     /// Stores new blobs as deltas where the repository has delta
@@ -82,6 +95,7 @@ impl<'a> BlobWriter<'a> {
             self.seen.insert(*id);
             fresh.push(i);
         }
+        self.new_data_bytes += fresh.iter().map(|&i| chunks[i].len() as u64).sum::<u64>();
         if self.dry_run || fresh.is_empty() {
             return Ok(ids);
         }
@@ -96,7 +110,7 @@ impl<'a> BlobWriter<'a> {
                 encoded
             }
             None => {
-                let (repo_id, level) = (*self.repo.id(), self.repo.config().compression.level);
+                let (repo_id, level) = (*self.repo.id(), self.data_level);
                 fresh
                     .par_iter()
                     .map(|&i| {
@@ -203,6 +217,11 @@ impl<'a> BlobWriter<'a> {
             self.repo.save_index(std::slice::from_ref(&record))?;
         }
         Ok(())
+    }
+
+    /// Plaintext bytes of the data chunks [`Self::save_chunks`] found new.
+    pub(crate) fn new_data_bytes(&self) -> u64 {
+        self.new_data_bytes
     }
 
     /// The repository written to.

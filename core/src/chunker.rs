@@ -266,7 +266,7 @@ pub fn read_block<R: Read + ?Sized>(reader: &mut R, block: &mut Vec<u8>) -> io::
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read
 /// (fewer than `buf.len()` only at the end of the stream).
-fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full<R: Read + ?Sized>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
