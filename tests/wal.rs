@@ -122,6 +122,44 @@ fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
     let out = env.run(&["wal-fetch", "../etc/passwd", dest.to_str().unwrap()]);
     assert_code(&out, 2, &["wal-fetch of a path"]);
 
+    // With --prefetch, a background cairn fetches the segments after the
+    // one asked for into a spool beside DEST, and the next call takes its
+    // segment from there.
+    let before_last = {
+        let seg = u32::from_str_radix(&last[16..], 16).unwrap() - 1;
+        format!("{}{seg:08X}", &last[..16])
+    };
+    let ahead = env.path("ahead");
+    let fetch_ahead = |name: &str| {
+        let _ = std::fs::remove_file(&ahead);
+        let out = env.run(&[
+            "--json",
+            "wal-fetch",
+            "--prefetch",
+            "2",
+            name,
+            ahead.to_str().unwrap(),
+        ]);
+        assert_code(&out, 0, &["wal-fetch --prefetch", name]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(fetch_ahead(&before_last)["prefetched"], false);
+    let spool = env.dir.path().join(".cairn-prefetch");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spooled = |name: &str| {
+        std::fs::read_dir(&spool)
+            .unwrap()
+            .flatten()
+            .any(|d| d.path().join(name).exists())
+    };
+    while !spooled(&last) {
+        assert!(Instant::now() < deadline, "{last} was not fetched ahead");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fetch_ahead(&last)["prefetched"], true);
+    assert_eq!(std::fs::read(&ahead).unwrap(), original);
+    assert!(!spooled(&last) && !spooled(&before_last));
+
     // An off-site copy takes the archived WAL along, once.
     let offsite = Env::init_as_postgres();
     let copy = || {
@@ -193,6 +231,14 @@ fn restore_and_start(pg: &Postgres, env: &Env, extra: &[&str]) -> (Postgres, Str
         assert!(Instant::now() < deadline, "recovery did not finish");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // WAL was fetched ahead into pg_wal/.cairn-prefetch, which
+    // recovery_end_command removed.
+    assert!(auto.contains("wal-fetch --prefetch 8 %f %p"), "{auto}");
+    assert!(
+        auto.contains("recovery_end_command = 'rm -rf pg_wal/.cairn-prefetch'"),
+        "{auto}"
+    );
+    assert!(!pgdata.join("pg_wal/.cairn-prefetch").exists());
     (restored, auto)
 }
 
@@ -227,10 +273,7 @@ fn point_in_time_restore_replays_archived_wal_up_to_the_target() {
     archive_segments(&pg, 2);
 
     let (restored, auto) = restore_and_start(&pg, &env, &["--target-time", &target]);
-    assert!(
-        auto.contains("wal-fetch %f %p") && auto.contains("recovery_target_time"),
-        "{auto}"
-    );
+    assert!(auto.contains("recovery_target_time"), "{auto}");
     // Only "not archived" may end recovery; any other failure stops it.
     assert!(
         auto.contains("[ $rc -eq 20 ] && exit 1; exit 255;"),
@@ -1186,6 +1229,24 @@ fn wal_files_are_compressed_in_pieces_that_see_their_repetitions() {
         "{stored} bytes stored for {} bytes of WAL",
         data.len()
     );
+    let dest = env.path("fetched");
+    env.ok(&["wal-fetch", name, dest.to_str().unwrap()]);
+    assert!(std::fs::read(&dest).unwrap() == data);
+}
+
+/// A WAL file over 64 MiB (segments may be up to 1 GiB) is stored as it is
+/// read instead of from memory, and comes back whole.
+#[test]
+fn a_wal_file_larger_than_64_mib_is_archived_as_it_is_read() {
+    let env = Env::init();
+    let mut data = vec![0u8; (64 << 20) + 4096 + 17];
+    for (i, b) in data.iter_mut().enumerate().step_by(512) {
+        *b = (i / 512) as u8;
+    }
+    let name = "000000010000000000000004.partial";
+    let file = env.path(name);
+    std::fs::write(&file, &data).unwrap();
+    env.ok(&["wal-push", file.to_str().unwrap()]);
     let dest = env.path("fetched");
     env.ok(&["wal-fetch", name, dest.to_str().unwrap()]);
     assert!(std::fs::read(&dest).unwrap() == data);

@@ -80,6 +80,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("CAIRN_CONNECTIONS", "Object storage requests in flight at once (--connections)."),
     ("CAIRN_CONFIG", "The configuration file (--config)."),
     ("CAIRN_DRILL_DIR", "Where drill restores its scratch copy (drill --scratch)."),
+    ("CAIRN_INTERNAL_WAL_PREFETCH_FILLER", "Set by wal-fetch --prefetch in the environment of the background cairn it starts (with its own command line), which then fills the spool; not for users."),
     ("AWS_ACCESS_KEY_ID", "S3 access key."),
     ("AWS_SECRET_ACCESS_KEY", "S3 secret key."),
     ("AWS_SESSION_TOKEN", "S3 session token, with temporary credentials."),

@@ -35,10 +35,12 @@ Run it as the server's user (postgres): the files then belong to it. As
 root, they keep the owners recorded in the base backup. The backup is
 unpacked into a scratch directory beside --pgdata and renamed into place,
 so a failed or interrupted restore leaves --pgdata as it was.
-restore_command is `cairn -r REPO wal-fetch %f %p`, with this run's
-CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND and CAIRN_CACHE_DIR (a password
-given in CAIRN_PASSWORD is never written into the configuration: use a
-password file, or --restore-command).";
+restore_command is `cairn -r REPO wal-fetch --prefetch 8 %f %p`, with this
+run's CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND and CAIRN_CACHE_DIR (a
+password given in CAIRN_PASSWORD is never written into the configuration:
+use a password file, or --restore-command): the next 8 segments are fetched
+ahead into pg_wal/.cairn-prefetch while the server replays, and
+recovery_end_command removes that spool when recovery ends.";
 
 #[derive(Subcommand)]
 pub enum PgCommand {
@@ -127,7 +129,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "SNAPSHOT")]
     snapshot: Option<String>,
 
-    /// restore_command to configure [default: cairn -r REPO wal-fetch %f %p]
+    /// restore_command to configure [default: cairn -r REPO wal-fetch --prefetch 8 %f %p]
     #[arg(long, value_name = "COMMAND")]
     restore_command: Option<String>,
 
@@ -211,9 +213,12 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(pitr::parse_timeline)
         .transpose()?;
-    let restore_command = match args.restore_command {
-        Some(c) => c,
-        None => default_restore_command(global)?,
+    let (restore_command, end_command) = match args.restore_command {
+        Some(c) => (c, None),
+        None => (
+            default_restore_command(global)?,
+            Some(pitr::REMOVE_PREFETCH_SPOOL.to_string()),
+        ),
     };
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
@@ -262,6 +267,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             ArchiveMode::Off
         },
         timeline,
+        end_command,
     };
     if let Some(w) = &reach_warning {
         eprintln!("cairn: warning: {w}");
@@ -528,7 +534,7 @@ pub fn drill_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
     Ok(fetch_command(
         &cache,
         &format!(
-            "{} -q -r {} wal-fetch %f %p",
+            "{} -q -r {} wal-fetch --prefetch {PREFETCH} %f %p",
             sh_quote(&exe.to_string_lossy()),
             sh_quote(&location)
         ),
@@ -541,6 +547,10 @@ pub fn drill_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
 /// "not archived" (20) becomes 1; any other failure (damaged data, storage
 /// down after the retries) becomes 255, which stops recovery with a FATAL
 /// error instead of a copy that silently ends early.
+/// Segments a generated restore_command keeps fetched ahead (`wal-fetch
+/// --prefetch`): 128 MiB of 16 MiB segments in pg_wal/.cairn-prefetch.
+const PREFETCH: u32 = 8;
+
 fn fetch_command(env: &str, fetch: &str) -> String {
     format!("{env}{fetch} || {{ rc=$?; [ $rc -eq 20 ] && exit 1; exit 255; }}")
 }
@@ -576,7 +586,7 @@ fn default_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
     Ok(fetch_command(
         &format!("{} ", env.join(" ")),
         &format!(
-            "{} -q -r {} wal-fetch %f %p",
+            "{} -q -r {} wal-fetch --prefetch {PREFETCH} %f %p",
             sh_quote(&exe.to_string_lossy()),
             sh_quote(&location)
         ),

@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::wal::{self, PushOutcome};
+use cairn_core::wal_spool::{self, Spool};
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
@@ -35,9 +36,19 @@ Restore one archived WAL file: use as restore_command.
     restore_command = 'cairn -r /srv/backup wal-fetch %f %p'
 
 The file is written through a temporary file next to DEST, verified against
-the size and BLAKE3 hash recorded when it was archived, synced, and renamed
-into place. A file that is not in the archive exits 20, which is how
-PostgreSQL recovery learns that it reached the end of the archive.";
+the size and BLAKE3 hash recorded when it was archived, and renamed into
+place. A file that is not in the archive exits 20, which is how PostgreSQL
+recovery learns that it reached the end of the archive.
+
+With --prefetch N (as pgBackRest's asynchronous archive-get), a background
+cairn keeps the next N segments fetched and verified in a spool directory
+while PostgreSQL replays, and the next call only renames one into place:
+
+    restore_command = 'cairn -r /srv/backup wal-fetch --prefetch 8 %f %p'
+
+The spool is pg_wal/.cairn-prefetch (DEST's directory; --spool DIR to
+choose), at most N segments; `cairn pg restore` configures it and removes it
+when recovery ends (recovery_end_command).";
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -59,7 +70,22 @@ pub struct FetchArgs {
     /// Where to write it (PostgreSQL's %p)
     #[arg(value_name = "DEST")]
     dest: PathBuf,
+
+    /// Keep the next N WAL segments fetched ahead, by a background cairn,
+    /// in the spool directory (0: off)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    prefetch: u32,
+
+    /// The spool directory of --prefetch [default: .cairn-prefetch in DEST's
+    /// directory]
+    #[arg(long, value_name = "DIR", requires = "prefetch")]
+    spool: Option<PathBuf>,
 }
+
+/// Set in the environment of the background cairn that `wal-fetch
+/// --prefetch` starts with its own command line: it fills the spool
+/// instead of fetching NAME.
+const FILLER: &str = "CAIRN_INTERNAL_WAL_PREFETCH_FILLER";
 
 pub fn push(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
     let name = match args.name {
@@ -115,23 +141,93 @@ pub fn push(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
 
 pub fn fetch(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
     wal::check_name(&args.name)?;
+    if args.prefetch > 0 {
+        return fetch_prefetching(global, &args);
+    }
     let repo = global.open()?;
     let started = std::time::Instant::now();
     let record = wal::fetch(&repo, &args.name, &args.dest, &CANCEL)?;
+    report_fetch(global, &record.name, record.size, started, false)
+}
+
+fn report_fetch(
+    global: &GlobalArgs,
+    name: &str,
+    bytes: u64,
+    started: std::time::Instant,
+    spooled: bool,
+) -> anyhow::Result<ExitCode> {
     if global.json {
         print_json(&json!({
             "message_type": "wal_fetch",
-            "name": record.name,
-            "size": record.size,
+            "name": name,
+            "size": bytes,
+            "prefetched": spooled,
             "seconds": started.elapsed().as_secs_f64(),
         }))?;
     } else {
         global.verbose(format!(
-            "restored {} ({}) in {:.2}s",
-            record.name,
-            size(record.size),
+            "restored {name} ({}{}) in {:.2}s",
+            size(bytes),
+            if spooled { ", prefetched" } else { "" },
             started.elapsed().as_secs_f64()
         ));
     }
     Ok(ExitCode::Success)
+}
+
+/// `wal-fetch --prefetch N`: NAME from the spool if a filler fetched it,
+/// else from the repository; then a filler is started for what follows.
+fn fetch_prefetching(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<ExitCode> {
+    let root = match &args.spool {
+        Some(dir) => dir.clone(),
+        None => match args.dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.join(".cairn-prefetch"),
+            _ => PathBuf::from(".cairn-prefetch"),
+        },
+    };
+    let spool = Spool::new(&root, global.location()?);
+    if std::env::var_os(FILLER).is_some() {
+        // The background filler: no output, nobody waits for it.
+        let repo = global.open()?;
+        spool.fill(&repo, args.prefetch, &CANCEL)?;
+        return Ok(ExitCode::Success);
+    }
+    let started = std::time::Instant::now();
+    spool.create()?;
+    let (bytes, spooled) = match spool.take(&args.name, &args.dest)? {
+        Some(bytes) => (bytes, true),
+        None => {
+            let repo = global.open()?;
+            let record = wal::fetch(&repo, &args.name, &args.dest, &CANCEL)?;
+            (record.size, false)
+        }
+    };
+    spool.requested(&args.name, bytes)?;
+    if !wal_spool::following(&args.name, bytes, args.prefetch).is_empty() {
+        start_filler(global);
+    }
+    report_fetch(global, &args.name, bytes, started, spooled)
+}
+
+/// Starts this command again in the background as the spool's filler (the
+/// same options reach the same repository with the same password source).
+/// A filler that cannot start only costs speed: said with -v.
+fn start_filler(global: &GlobalArgs) {
+    use std::os::unix::process::CommandExt;
+    let started = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(FILLER, "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Out of the restore_command's process group: PostgreSQL
+            // waits for the command, not for the filler.
+            .process_group(0)
+            .spawn()
+    });
+    if let Err(e) = started {
+        global.verbose(format!("cannot start the WAL prefetcher: {e}"));
+    }
 }

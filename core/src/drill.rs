@@ -501,6 +501,7 @@ fn recover_in_scratch(
             action: "promote".into(),
             archive: crate::pitr::ArchiveMode::Off,
             timeline: None,
+            end_command: Some(crate::pitr::REMOVE_PREFETCH_SPOOL.to_string()),
         },
     )?;
     // Debian keeps postgresql.conf in /etc: without one the server does

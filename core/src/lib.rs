@@ -64,6 +64,7 @@ pub mod time;
 pub mod tree;
 pub mod wal;
 pub mod wal_record;
+pub mod wal_spool;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::Id;

@@ -354,7 +354,14 @@ pub struct Recovery {
     /// `recovery_target_timeline` (`current`, `latest` or a number);
     /// `None` leaves PostgreSQL's default (`latest`).
     pub timeline: Option<String>,
+    /// `recovery_end_command` (run once when recovery ends): removes the
+    /// spool of `wal-fetch --prefetch`.
+    pub end_command: Option<String>,
 }
+
+/// The `recovery_end_command` that removes the spool `wal-fetch
+/// --prefetch` keeps in `pg_wal` (its default place, next to `%p`).
+pub const REMOVE_PREFETCH_SPOOL: &str = "rm -rf pg_wal/.cairn-prefetch";
 
 /// Checks a `--target-timeline` value: `current`, `latest`, or a timeline
 /// number (decimal, or hex with `0x`).
@@ -401,6 +408,9 @@ pub fn configure_recovery(pgdata: &Path, recovery: &Recovery) -> Result<()> {
     }
     if let Some(tl) = &recovery.timeline {
         conf.push_str(&format!("recovery_target_timeline = {}\n", quote_conf(tl)));
+    }
+    if let Some(end) = &recovery.end_command {
+        conf.push_str(&format!("recovery_end_command = {}\n", quote_conf(end)));
     }
     if recovery.archive == ArchiveMode::Off {
         conf.push_str(

@@ -368,31 +368,37 @@ pub fn archived_identity(repo: &Repository) -> Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&text).trim().to_string()))
 }
 
-/// Archives the file at `path` as WAL file `name`. Succeeds only once the
-/// record is durably stored (or the same contents were archived before).
-/// A WAL segment of another cluster than the repository's is refused
-/// ([`ErrorKind::WrongCluster`]).
-pub fn push(
-    repo: &Repository,
-    name: &str,
+/// Files up to this size (every WAL segment size up to 64 MiB) are read
+/// into memory once, hashed and stored from there.
+const READ_WHOLE_MAX: u64 = 64 << 20;
+
+/// The contents of `path` when it is at most [`READ_WHOLE_MAX`] bytes.
+fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| open_error(path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+        .len();
+    if len > READ_WHOLE_MAX {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(len as usize + 1);
+    file.take(READ_WHOLE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok((bytes.len() as u64 <= READ_WHOLE_MAX).then_some(bytes))
+}
+
+/// Stores a WAL file larger than [`READ_WHOLE_MAX`] piece by piece as it
+/// reads it, and checks that it read what was hashed before (`size`,
+/// `hash`); returns the pieces' IDs.
+fn store_streaming(
+    writer: &mut BlobWriter,
     path: &Path,
-    hostname: &str,
+    (size, hash): (u64, &str),
     cancel: &AtomicBool,
-) -> Result<PushOutcome> {
-    check_name(name)?;
-    if let Some(sysid) = system_identifier(name, path)? {
-        // Another cluster's WAL is named as such first (exit 29).
-        check_cluster(repo, name, sysid, hostname, cancel)?;
-        check_page_address(name, path)?;
-    }
-    // Hashed first: a retry of an archived file costs one read and one
-    // request, and stores nothing.
-    let (size, hash) = hash_file(path)?;
-    if let Some(done) = already_archived(repo, name, size, &hash, hostname)? {
-        return Ok(done);
-    }
-    let mut writer =
-        BlobWriter::new(repo, false)?.with_data_level(wal_level(repo.config().compression.level));
+) -> Result<Vec<Id>> {
     let mut file = File::open(path).map_err(|e| open_error(path, e))?;
     let mut buf = vec![0u8; WAL_PIECE * PIECES_AT_ONCE];
     let mut ids = Vec::new();
@@ -415,11 +421,9 @@ pub fn push(
             break;
         }
     }
-    let added = writer.new_data_bytes();
     // The file changed while it was read: PostgreSQL does not do that to a
     // file it archives, so something else is wrong.
-    let read_hash = hasher.finalize().to_hex().to_string();
-    if read != size || read_hash != hash {
+    if read != size || hasher.finalize().to_hex().as_str() != hash {
         return Err(Error::new(
             ErrorKind::Io,
             format!(
@@ -428,6 +432,53 @@ pub fn push(
             ),
         ));
     }
+    Ok(ids)
+}
+
+/// Archives the file at `path` as WAL file `name`. Succeeds only once the
+/// record is durably stored (or the same contents were archived before).
+/// A WAL segment of another cluster than the repository's is refused
+/// ([`ErrorKind::WrongCluster`]).
+pub fn push(
+    repo: &Repository,
+    name: &str,
+    path: &Path,
+    hostname: &str,
+    cancel: &AtomicBool,
+) -> Result<PushOutcome> {
+    check_name(name)?;
+    if let Some(sysid) = system_identifier(name, path)? {
+        // Another cluster's WAL is named as such first (exit 29).
+        check_cluster(repo, name, sysid, hostname, cancel)?;
+        check_page_address(name, path)?;
+    }
+    // Hashed first: a retry of an archived file costs one read and one
+    // request, and stores nothing. A segment is read once, into memory.
+    let whole = read_whole(path)?;
+    let (size, hash) = match &whole {
+        Some(bytes) => (bytes.len() as u64, blake3::hash(bytes).to_hex().to_string()),
+        None => hash_file(path)?,
+    };
+    if let Some(done) = already_archived(repo, name, size, &hash, hostname)? {
+        return Ok(done);
+    }
+    let mut writer =
+        BlobWriter::new(repo, false)?.with_data_level(wal_level(repo.config().compression.level));
+    let ids = match &whole {
+        Some(bytes) => {
+            let mut ids = Vec::new();
+            for batch in bytes.chunks(WAL_PIECE * PIECES_AT_ONCE) {
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(Error::interrupted());
+                }
+                let pieces: Vec<&[u8]> = batch.chunks(WAL_PIECE).collect();
+                ids.extend(writer.save_chunks(&pieces)?);
+            }
+            ids
+        }
+        None => store_streaming(&mut writer, path, (size, &hash), cancel)?,
+    };
+    let added = writer.new_data_bytes();
     let mut node = Node::new(std::ffi::OsStr::new(name), NodeKind::File);
     node.mode = 0o600;
     node.size = size;
