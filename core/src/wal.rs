@@ -38,7 +38,7 @@ pub use crate::wal_record::{load, WalList, WalRecord};
 /// segment at once (`repo-format.md` §18.1).
 const WAL_PIECE: usize = 1 << 20;
 /// Pieces read, compressed and sealed at once (in parallel).
-const PIECES_AT_ONCE: usize = 4;
+const PIECES_AT_ONCE: usize = 16;
 
 /// The zstd level of WAL pieces: at least 3 unless compression is off. On
 /// a 1 MiB piece of WAL, level 3 is as fast as level 1 (on 2 cores, a
