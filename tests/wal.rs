@@ -530,6 +530,50 @@ fn a_failed_or_killed_pg_restore_leaves_nothing_and_the_retry_works() {
             "{name}"
         );
     }
+
+    // Killed while moving into an existing directory (a mount point, which
+    // cannot be renamed over): the state that leaves is some entries moved
+    // in, the rest in the scratch directory inside it, and the list of
+    // what was being moved. The next run removes exactly what the list
+    // names and restores; a file the list does not name stops it.
+    let mount = dir.path().join("mount");
+    std::fs::create_dir(&mount).unwrap();
+    let scratch = mount.join(".cairn-pg-restore-killed");
+    std::fs::create_dir(&scratch).unwrap();
+    let mut names = listing(&pgdata);
+    names.sort();
+    for (i, name) in names.iter().enumerate() {
+        let to = if i % 2 == 0 { &mount } else { &scratch };
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(pgdata.join(name))
+            .arg(to.join(name))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    std::fs::write(
+        mount.join(".cairn-pg-restore-moving"),
+        names.join("\n") + "\n",
+    )
+    .unwrap();
+    std::fs::write(mount.join("notes.txt"), "the admin's").unwrap();
+    pg.give(&mount);
+    let out = restore(&mount).output().unwrap();
+    assert_code(
+        &out,
+        2,
+        &["pg restore into a half-moved restore and a file"],
+    );
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(mount.join("notes.txt").exists() && mount.join(&names[0]).exists());
+    std::fs::remove_file(mount.join("notes.txt")).unwrap();
+    let out = restore(&mount).output().unwrap();
+    assert_code(&out, 0, &["pg restore into a half-moved restore"]);
+    let mut now = listing(&mount);
+    now.sort();
+    assert_eq!(now, names, "exactly a restored data directory");
+    assert!(mount.join("PG_VERSION").is_file());
 }
 
 /// Issue 20, defect 2: a restored copy kept the backup's archive_command

@@ -34,7 +34,10 @@ backup's archive settings for a copy that is to become the new primary.
 Run it as the server's user (postgres): the files then belong to it. As
 root, they keep the owners recorded in the base backup. The backup is
 unpacked into a scratch directory beside --pgdata and renamed into place,
-so a failed or interrupted restore leaves --pgdata as it was.
+so a failed or interrupted restore leaves --pgdata as it was. Into an
+existing empty directory (a mount point) the entries are moved one by one
+after their names are written down, and a run killed in between is cleaned
+up by the next one, which removes exactly those names.
 restore_command is `cairn -r REPO wal-fetch --prefetch 8 %f %p`, with this
 run's CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND and CAIRN_CACHE_DIR (a
 password given in CAIRN_PASSWORD is never written into the configuration:

@@ -3,6 +3,7 @@
 //! recovery settings that make PostgreSQL replay archived WAL (fetched
 //! with `wal-fetch`) up to the target.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -169,17 +170,34 @@ pub fn unpack_base_backup(
     sync_file_system(scratch.path())?;
     if exists {
         // Entry by entry into the existing directory (renames within one
-        // file system), then the scratch directory goes.
-        let entries = fs::read_dir(scratch.path())
-            .map_err(|e| Error::io(format!("reading {}", scratch.path().display()), e))?;
-        for entry in entries {
+        // file system), then the scratch directory goes. The names moved
+        // are written down first: a run killed in between leaves them
+        // listed, and the next run removes exactly those.
+        let mut names = Vec::new();
+        for entry in fs::read_dir(scratch.path())
+            .map_err(|e| Error::io(format!("reading {}", scratch.path().display()), e))?
+        {
             let entry =
                 entry.map_err(|e| Error::io(format!("reading {}", scratch.path().display()), e))?;
-            let to = pgdata.join(entry.file_name());
-            fs::rename(entry.path(), &to)
+            names.push(entry.file_name());
+        }
+        let moving = pgdata.join(MOVING);
+        let mut list = Vec::new();
+        for name in &names {
+            list.extend_from_slice(name.as_encoded_bytes());
+            list.push(b'\n');
+        }
+        write_synced(&moving, &list)?;
+        for name in &names {
+            let to = pgdata.join(name);
+            fs::rename(scratch.path().join(name), &to)
                 .map_err(|e| Error::io(format!("moving into {}", to.display()), e))?;
         }
         set_data_dir_owner_and_mode(pgdata)?;
+        drop(scratch);
+        sync_file_system(pgdata)?;
+        fs::remove_file(&moving)
+            .map_err(|e| Error::io(format!("removing {}", moving.display()), e))?;
     } else {
         let kept = scratch.keep();
         fs::rename(&kept, pgdata).map_err(|e| {
@@ -201,29 +219,56 @@ fn sync_file_system(dir: &Path) -> Result<()> {
     rustix::fs::syncfs(&f).map_err(|e| Error::io(format!("syncing {}", dir.display()), e.into()))
 }
 
-/// Checks that the existing `pgdata` is empty but for scratch directories
-/// an interrupted restore left behind, and removes those.
+/// The list of the entries a restore is moving into an existing
+/// `--pgdata`, one name per line, written (and synced) before the first
+/// move and removed after the last.
+const MOVING: &str = ".cairn-pg-restore-moving";
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f =
+        fs::File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Checks that the existing `pgdata` is empty but for what an interrupted
+/// restore left behind (scratch directories, and the entries it listed as
+/// moving into place), and removes that.
 fn remove_stale_scratch(pgdata: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let moving = pgdata.join(MOVING);
+    let listed: HashSet<Vec<u8>> = match fs::read(&moving) {
+        Ok(list) => list
+            .split(|&b| b == b'\n')
+            .filter(|n| !n.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+        Err(e) => return Err(Error::io(format!("reading {}", moving.display()), e)),
+    };
     let entries =
         fs::read_dir(pgdata).map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
     let mut stale = Vec::new();
+    let mut moved = Vec::new();
     let mut other = false;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("reading {}", pgdata.display()), e))?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(SCRATCH_PREFIX))
-        {
+        let name = entry.file_name();
+        if name.as_bytes() == MOVING.as_bytes() {
+            continue;
+        } else if listed.contains(name.as_bytes()) {
+            moved.push(entry.path());
+        } else if name.to_str().is_some_and(|n| n.starts_with(SCRATCH_PREFIX)) {
             stale.push(entry.path());
         } else {
             other = true;
         }
     }
-    if other && !stale.is_empty() {
+    if other && (!stale.is_empty() || !moved.is_empty()) {
         return Err(Error::invalid(format!(
-            "{} holds part of a restore that was interrupted while moving into place; empty it \
-             and run the restore again",
+            "{} holds part of a restore that was interrupted while moving into place, and \
+             other files; empty it and run the restore again",
             pgdata.display()
         )));
     }
@@ -233,9 +278,20 @@ fn remove_stale_scratch(pgdata: &Path) -> Result<()> {
             pgdata.display()
         )));
     }
-    for dir in stale {
-        fs::remove_dir_all(&dir)
-            .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+    // What an interrupted restore moved in, then its scratch directories,
+    // then the list: a kill in between leaves a state this handles again.
+    for path in moved.iter().chain(&stale) {
+        let removed = if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(path)
+        } else {
+            fs::remove_file(path)
+        };
+        removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+    }
+    if !listed.is_empty() || moving.exists() {
+        sync_file_system(pgdata)?;
+        fs::remove_file(&moving)
+            .map_err(|e| Error::io(format!("removing {}", moving.display()), e))?;
     }
     Ok(())
 }
