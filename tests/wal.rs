@@ -158,7 +158,8 @@ fn postgres_archives_through_wal_push_and_wal_fetch_restores_it() {
     }
     assert_eq!(fetch_ahead(&last)["prefetched"], true);
     assert_eq!(std::fs::read(&ahead).unwrap(), original);
-    assert!(!spooled(&last) && !spooled(&before_last));
+    // Taken from the spool, not copied out of it.
+    assert!(!spooled(&last));
 
     // An off-site copy takes the archived WAL along, once.
     let offsite = Env::init_as_postgres();
@@ -235,7 +236,9 @@ fn restore_and_start(pg: &Postgres, env: &Env, extra: &[&str]) -> (Postgres, Str
     // recovery_end_command removed.
     assert!(auto.contains("wal-fetch --prefetch 8 %f %p"), "{auto}");
     assert!(
-        auto.contains("recovery_end_command = 'rm -rf pg_wal/.cairn-prefetch'"),
+        auto.contains(
+            "recovery_end_command = 'for i in 1 2 3 4 5; do rm -rf pg_wal/.cairn-prefetch"
+        ),
         "{auto}"
     );
     assert!(!pgdata.join("pg_wal/.cairn-prefetch").exists());

@@ -544,16 +544,16 @@ pub fn drill_restore_command(global: &GlobalArgs) -> anyhow::Result<String> {
     ))
 }
 
+/// Segments a generated restore_command keeps fetched ahead (`wal-fetch
+/// --prefetch`): 128 MiB of 16 MiB segments in pg_wal/.cairn-prefetch.
+const PREFETCH: u32 = 8;
+
 /// A restore_command around `fetch` (a wal-fetch command line, `env`
 /// assignments before it): PostgreSQL takes any exit status up to 125 as
 /// "not archived", ends recovery there and promotes, so only wal-fetch's
 /// "not archived" (20) becomes 1; any other failure (damaged data, storage
 /// down after the retries) becomes 255, which stops recovery with a FATAL
 /// error instead of a copy that silently ends early.
-/// Segments a generated restore_command keeps fetched ahead (`wal-fetch
-/// --prefetch`): 128 MiB of 16 MiB segments in pg_wal/.cairn-prefetch.
-const PREFETCH: u32 = 8;
-
 fn fetch_command(env: &str, fetch: &str) -> String {
     format!("{env}{fetch} || {{ rc=$?; [ $rc -eq 20 ] && exit 1; exit 255; }}")
 }

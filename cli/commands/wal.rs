@@ -47,8 +47,9 @@ while PostgreSQL replays, and the next call only renames one into place:
     restore_command = 'cairn -r /srv/backup wal-fetch --prefetch 8 %f %p'
 
 The spool is pg_wal/.cairn-prefetch (DEST's directory; --spool DIR to
-choose), at most N segments; `cairn pg restore` configures it and removes it
-when recovery ends (recovery_end_command).";
+choose), about N segments, each synced before it is handed over; `cairn pg
+restore` configures it and removes it when recovery ends
+(recovery_end_command). A spool that fails only turns prefetching off.";
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -188,24 +189,53 @@ fn fetch_prefetching(global: &GlobalArgs, args: &FetchArgs) -> anyhow::Result<Ex
     };
     let spool = Spool::new(&root, global.location()?);
     if std::env::var_os(FILLER).is_some() {
-        // The background filler: no output, nobody waits for it.
-        let repo = global.open()?;
-        spool.fill(&repo, args.prefetch, &CANCEL)?;
+        // The background filler: no output, nobody waits for it. Another
+        // filler at work already: done before the repository is opened
+        // (its key derivation may cost 0.1 s).
+        if spool.is_free() {
+            let repo = global.open()?;
+            spool.fill(&repo, args.prefetch, &CANCEL)?;
+        }
         return Ok(ExitCode::Success);
     }
     let started = std::time::Instant::now();
-    spool.create()?;
-    let (bytes, spooled) = match spool.take(&args.name, &args.dest)? {
+    // The spool only saves time: when it fails, the fetch goes on without
+    // it (said with -v), never fails because of it.
+    let spool = match spool.create() {
+        Ok(()) => Some(spool),
+        Err(e) => {
+            global.verbose(format!("WAL prefetch off: {e}"));
+            None
+        }
+    };
+    let taken = match &spool {
+        Some(spool) => spool.take(&args.name, &args.dest).unwrap_or_else(|e| {
+            global.verbose(format!("WAL prefetch: {e}"));
+            None
+        }),
+        None => None,
+    };
+    let (bytes, spooled) = match taken {
         Some(bytes) => (bytes, true),
         None => {
             let repo = global.open()?;
             let record = wal::fetch(&repo, &args.name, &args.dest, &CANCEL)?;
+            if let Some(Err(e)) = spool.as_ref().map(|s| s.bind(repo.id())) {
+                global.verbose(format!("WAL prefetch: {e}"));
+            }
             (record.size, false)
         }
     };
-    spool.requested(&args.name, bytes)?;
-    if !wal_spool::following(&args.name, bytes, args.prefetch).is_empty() {
-        start_filler(global);
+    if let Some(spool) = &spool {
+        match spool.requested(&args.name, bytes) {
+            Ok(()) => {
+                let more = !wal_spool::following(&args.name, bytes, args.prefetch).is_empty();
+                if more && spool.is_free() {
+                    start_filler(global);
+                }
+            }
+            Err(e) => global.verbose(format!("WAL prefetch: {e}")),
+        }
     }
     report_fetch(global, &args.name, bytes, started, spooled)
 }

@@ -416,8 +416,12 @@ pub struct Recovery {
 }
 
 /// The `recovery_end_command` that removes the spool `wal-fetch
-/// --prefetch` keeps in `pg_wal` (its default place, next to `%p`).
-pub const REMOVE_PREFETCH_SPOOL: &str = "rm -rf pg_wal/.cairn-prefetch";
+/// --prefetch` keeps in `pg_wal` (its default place, next to `%p`). A
+/// filler still at work may add a file while `rm` empties the directory
+/// (then `rmdir` fails): it tries again, and the filler stops once the
+/// directory is gone (it never creates it).
+pub const REMOVE_PREFETCH_SPOOL: &str =
+    "for i in 1 2 3 4 5; do rm -rf pg_wal/.cairn-prefetch && exit 0; sleep 1; done; exit 1";
 
 /// Checks a `--target-timeline` value: `current`, `latest`, or a timeline
 /// number (decimal, or hex with `0x`).

@@ -525,6 +525,18 @@ pub fn push(
 /// [`ErrorKind::SourceNotFound`] (PostgreSQL asks for files past the end
 /// of the archive; that is how recovery knows it reached the end).
 pub fn fetch(repo: &Repository, name: &str, dest: &Path, cancel: &AtomicBool) -> Result<WalRecord> {
+    fetch_to(repo, name, dest, false, cancel)
+}
+
+/// [`fetch`], synced before the rename when `sync` (a prefetch spool
+/// outlives a crash, and its files are handed over unchecked).
+pub(crate) fn fetch_to(
+    repo: &Repository,
+    name: &str,
+    dest: &Path,
+    sync: bool,
+    cancel: &AtomicBool,
+) -> Result<WalRecord> {
     let rec = archived(repo, name)?;
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -539,6 +551,11 @@ pub fn fetch(repo: &Repository, name: &str, dest: &Path, cancel: &AtomicBool) ->
     out.flush()
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
     drop(out);
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+    }
     tmp.persist(dest)
         .map_err(|e| Error::io(format!("writing {}", dest.display()), e.error))?;
     Ok(rec)

@@ -5,13 +5,15 @@
 //! next `restore_command` is a rename (`repo-format.md` §18.3).
 //!
 //! A spool belongs to one repository location (a subdirectory named by a
-//! hash of it). A spooled file is complete or absent: it is fetched and
-//! verified like any `wal-fetch` (a temporary file, checked against the
-//! record's size and hash, renamed), and an archived WAL file never
-//! changes (records are create-only), so a spooled copy stays right. At
-//! most one filler runs per spool (a lock file); the requests go through
-//! a mark each fetch leaves (`requested.NAME.SIZE`), and the filler drops
-//! what lies before the newest request.
+//! hash of it) and one repository (a mark with its ID; a spool of another
+//! repository made at the same location is emptied). A spooled file is
+//! complete or absent: it is fetched and verified like any `wal-fetch` (a
+//! temporary file, checked against the record's size and hash), synced,
+//! and renamed; an archived WAL file never changes (records are
+//! create-only), so a spooled copy stays right. At most one filler runs
+//! per spool (a lock file); the requests go through a mark each fetch
+//! leaves (`requested.NAME.SIZE`), and each fetch drops the spooled
+//! segments before its own.
 
 use std::fs::{self, File};
 use std::io::ErrorKind as IoKind;
@@ -26,6 +28,8 @@ use crate::wal::{self, segment_of};
 const REQUESTED: &str = "requested";
 /// The filler's lock.
 const LOCK: &str = "lock";
+/// The prefix of the mark naming the repository the spool holds WAL of.
+const REPOSITORY: &str = "repository";
 
 /// The spool of one repository location.
 pub struct Spool {
@@ -146,22 +150,76 @@ impl Spool {
         Ok(())
     }
 
-    /// The filler: fetches the `count` segments after the newest requested
-    /// one that are not spooled yet, in order, until the end of the archive;
-    /// starts again when a newer request came meanwhile. Returns at once
-    /// when another filler holds the spool. Returns how many it fetched.
-    pub fn fill(&self, repo: &Repository, count: u32, cancel: &AtomicBool) -> Result<usize> {
+    /// Whether no filler holds the spool now (a foreground fetch starts
+    /// one only then; the filler checks before it opens the repository).
+    pub fn is_free(&self) -> bool {
+        matches!(self.try_lock(), Ok(Some(_)))
+    }
+
+    /// The spool's lock, when no other filler holds it.
+    fn try_lock(&self) -> Result<Option<File>> {
         let lock_path = self.dir.join(LOCK);
         let lock = File::create(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
         match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(0),
+            Ok(()) => Ok(Some(lock)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", lock_path.display()), e))
+                Err(Error::io(format!("locking {}", lock_path.display()), e))
             }
         }
-        self.remove_partial_files();
+    }
+
+    /// Ties the spool to repository `id`: a spool left by another
+    /// repository at the same location (made again since) is emptied.
+    pub fn bind(&self, id: &crate::id::Id) -> Result<()> {
+        let mark = format!("{REPOSITORY}.{}", id.to_hex());
+        if self.dir.join(&mark).exists() {
+            return Ok(());
+        }
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if segment_of(name).is_some() || name.starts_with(REPOSITORY) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let path = self.dir.join(mark);
+        File::create(&path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(())
+    }
+
+    /// The filler: fetches the `count` segments after the newest requested
+    /// one that are not spooled yet, in order, until the end of the archive,
+    /// and again while newer requests come. Returns at once when another
+    /// filler holds the spool. Returns how many it fetched.
+    pub fn fill(&self, repo: &Repository, count: u32, cancel: &AtomicBool) -> Result<usize> {
+        let mut fetched = 0;
+        loop {
+            let Some(lock) = self.try_lock()? else {
+                return Ok(fetched);
+            };
+            self.bind(repo.id())?;
+            self.remove_partial_files();
+            let (n, done_for) = self.fill_locked(repo, count, cancel)?;
+            fetched += n;
+            drop(lock);
+            // A request that came while the lock was held: its fetch saw
+            // the lock and started no filler.
+            if self.read_requested() == done_for {
+                return Ok(fetched);
+            }
+        }
+    }
+
+    fn fill_locked(
+        &self,
+        repo: &Repository,
+        count: u32,
+        cancel: &AtomicBool,
+    ) -> Result<(usize, Option<(String, u64)>)> {
         let mut fetched = 0;
         let mut done_for: Option<(String, u64)> = None;
         while let Some(req) = self.read_requested() {
@@ -175,7 +233,9 @@ impl Spool {
                 if self.dir.join(&next).exists() {
                     continue;
                 }
-                match wal::fetch(repo, &next, &self.dir.join(&next), cancel) {
+                // Synced: the spool outlives a crash, and a spooled file
+                // is handed over as it is.
+                match wal::fetch_to(repo, &next, &self.dir.join(&next), true, cancel) {
                     Ok(_) => fetched += 1,
                     // The end of the archive, for now.
                     Err(e) if e.kind() == ErrorKind::SourceNotFound => break,
@@ -184,7 +244,7 @@ impl Spool {
             }
             done_for = Some(req);
         }
-        Ok(fetched)
+        Ok((fetched, done_for))
     }
 
     /// Temporary files a killed filler left (none is being written while
@@ -274,6 +334,17 @@ mod tests {
             spool.read_requested(),
             Some(("000000010000000000000002".to_string(), 16 << 20))
         );
+        // Bound to one repository: another repository's spool is emptied.
+        let (a, b) = (
+            crate::id::Id::from_bytes([1; 32]),
+            crate::id::Id::from_bytes([2; 32]),
+        );
+        spool.bind(&a).expect("test");
+        fs::write(spool.dir().join("000000010000000000000007"), "x").expect("test");
+        spool.bind(&a).expect("test");
+        assert!(spool.dir().join("000000010000000000000007").exists());
+        spool.bind(&b).expect("test");
+        assert!(!spool.dir().join("000000010000000000000007").exists());
         // Another location has another spool.
         assert_ne!(Spool::new(dir.path(), "s3:https://x/b").dir(), spool.dir());
     }
