@@ -58,7 +58,7 @@ pub fn mode_string(kind: cairn_core::tree::NodeKind, mode: u32) -> String {
 fn local_time(seconds: i64, format: &str) -> String {
     match jiff::Timestamp::from_second(seconds) {
         Ok(ts) => ts
-            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .to_zoned_datetime(cairn_core::time::system_zone())
             .strftime(format)
             .to_string(),
         Err(_) => seconds.to_string(),

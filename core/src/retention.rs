@@ -140,7 +140,7 @@ impl fmt::Display for KeepDuration {
 /// the recorded offset at that instant (as Go's time parser does), else
 /// the fixed offset itself.
 fn zone_of(t: &SnapshotTime) -> TimeZone {
-    let system = TimeZone::system();
+    let system = crate::time::system_zone();
     if system.to_offset(t.timestamp()) == t.offset() {
         system
     } else {
