@@ -206,15 +206,37 @@ impl<'a> BlobWriter<'a> {
     }
 
     fn flush(&mut self, data: bool) -> Result<()> {
-        let repo = self.repo;
-        let writer = if data { &mut self.data } else { &mut self.meta };
-        if !writer.is_empty() {
-            let writer = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
+        if let Some(record) = self.store(data)? {
             // Indexed at once: a pack in no index for long looks like a
             // crashed backup's leftover to prune (§12.4).
-            let finished = writer.finish(self.repo.keys(), self.repo.id())?;
-            let record = self.repo.store_pack(finished)?;
             self.repo.save_index(std::slice::from_ref(&record))?;
+        }
+        Ok(())
+    }
+
+    /// Stores the pending pack of data (or metadata) blobs, if any; returns
+    /// its index record, for the caller to save.
+    fn store(&mut self, data: bool) -> Result<Option<crate::index::IndexPack>> {
+        let repo = self.repo;
+        let writer = if data { &mut self.data } else { &mut self.meta };
+        if writer.is_empty() {
+            return Ok(None);
+        }
+        let writer = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
+        let finished = writer.finish(repo.keys(), repo.id())?;
+        repo.store_pack(finished).map(Some)
+    }
+
+    /// Stores both pending packs and indexes them in one index object (a
+    /// `wal-push` writes one of each: one object and one cache commit
+    /// fewer than two).
+    fn store_both(&mut self) -> Result<()> {
+        let records: Vec<_> = [self.store(true)?, self.store(false)?]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !records.is_empty() {
+            self.repo.save_index(&records)?;
         }
         Ok(())
     }
@@ -244,8 +266,7 @@ impl<'a> BlobWriter<'a> {
         if self.dry_run {
             return Ok(());
         }
-        self.flush(true)?;
-        self.flush(false)
+        self.store_both()
     }
 
     pub(crate) fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
@@ -270,8 +291,7 @@ impl<'a> BlobWriter<'a> {
     /// Stores what is pending and indexes it; returns every blob the
     /// repaired trees refer to that this writer saved or found indexed.
     pub(crate) fn finish(mut self) -> Result<(HashSet<Id>, HashSet<Id>)> {
-        self.flush(true)?;
-        self.flush(false)?;
+        self.store_both()?;
         if let Some(d) = &mut self.delta {
             d.flush()?;
         }
