@@ -716,3 +716,96 @@ fn progress_with_a_known_total_shows_percent_and_time_left() {
     assert_eq!(std::fs::read(env.path("big.out")).unwrap(), data);
     assert_eq!(std::fs::read(restored.join("big.sql")).unwrap(), data);
 }
+
+/// Issue 23 item 4: `snapshots --latest N` keeps the newest N of each
+/// host and paths (or --group-by) group, and `--group-by` lists groups,
+/// each with its key in --json, as restic does.
+#[test]
+fn snapshots_latest_and_group_by() {
+    let env = Env::init();
+    let mut ids = Vec::new();
+    for (host, file, day, tag) in [
+        ("db1", "shop.sql", 1, "nightly"),
+        ("db1", "shop.sql", 2, "nightly"),
+        ("db1", "shop.sql", 3, "weekly"),
+        ("db1", "crm.sql", 2, "nightly"),
+        ("db2", "shop.sql", 1, "nightly"),
+        ("db2", "shop.sql", 4, "nightly"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (h, f, d, t))| (h, f, (d, i), t))
+    {
+        let time = format!("2026-11-0{}T0{}:00:00Z", day.0, day.1);
+        let args = [
+            "--stdin-filename",
+            file,
+            "--host",
+            host,
+            "--time",
+            &time,
+            "--tag",
+            tag,
+        ];
+        ids.push(env.backup_stdin(&fake_dump(50, day.1 as u64), &args));
+    }
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--json", "snapshots"];
+        all.extend(args);
+        let v: Value = serde_json::from_str(&env.ok(&all)).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The newest of each host and paths, oldest first.
+    assert_eq!(
+        listed(&["--latest", "1"]),
+        [ids[3].clone(), ids[2].clone(), ids[5].clone()]
+    );
+    assert_eq!(
+        listed(&["--latest", "2"]),
+        [
+            ids[4].clone(),
+            ids[1].clone(),
+            ids[3].clone(),
+            ids[2].clone(),
+            ids[5].clone()
+        ]
+    );
+    assert_eq!(listed(&[]).len(), 6);
+    assert_eq!(
+        listed(&["--latest", "1", "--host", "db2"]),
+        [ids[5].clone()]
+    );
+
+    // Groups by host: keys, and the latest per group.
+    let out = env.ok(&["--json", "snapshots", "--group-by", "host", "--latest", "2"]);
+    let groups: Value = serde_json::from_str(&out).unwrap();
+    let groups = groups.as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{out}");
+    assert_eq!(groups[0]["group_key"]["hostname"], "db1");
+    assert_eq!(groups[0]["group_key"]["paths"], Value::Null);
+    let in_group = |g: &Value| -> Vec<String> {
+        g["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(in_group(&groups[0]), [ids[3].clone(), ids[2].clone()]);
+    assert_eq!(in_group(&groups[1]), [ids[4].clone(), ids[5].clone()]);
+    // By tags, as tables.
+    let text = env.ok(&["snapshots", "-g", "tags"]);
+    assert!(text.contains("snapshots for (tags [nightly]):"), "{text}");
+    assert!(text.contains("snapshots for (tags [weekly]):"), "{text}");
+    assert!(
+        text.contains("5 snapshots") && text.contains("1 snapshots"),
+        "{text}"
+    );
+    // A grouping cairn does not know: a usage error.
+    let out = env.run(&["snapshots", "--group-by", "hostname"]);
+    assert_code(&out, 2, &["snapshots --group-by hostname"]);
+}

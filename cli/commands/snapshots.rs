@@ -4,6 +4,9 @@ use std::io::Write;
 
 use clap::Args;
 
+use cairn_core::retention::{self, GroupBy, GroupKey};
+use cairn_core::snapshot::Snapshot;
+
 use crate::commands::{load_drills, load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
 use crate::output::{drill_cell, drill_json, size, snapshot_json, table};
@@ -13,6 +16,49 @@ use crate::{print_json, GlobalArgs};
 pub struct SnapshotsArgs {
     #[command(flatten)]
     filter: FilterArgs,
+
+    /// Only the newest N snapshots of each group (host and paths, or
+    /// --group-by)
+    #[arg(long, value_name = "N")]
+    latest: Option<usize>,
+
+    /// List the snapshots in groups with the same host, paths and/or tags
+    /// (restic's --group-by); --json then gives each group's key
+    #[arg(short = 'g', long, value_name = "host,paths,tags")]
+    group_by: Option<GroupBy>,
+}
+
+/// The snapshots of each group, newest `latest` only when given, oldest
+/// first.
+fn grouped(
+    shown: &[Snapshot],
+    by: GroupBy,
+    latest: Option<usize>,
+) -> Vec<(GroupKey, Vec<Snapshot>)> {
+    let mut groups = retention::group(shown, by);
+    for (_, list) in &mut groups {
+        list.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        if let Some(n) = latest {
+            let cut = list.len().saturating_sub(n);
+            list.drain(..cut);
+        }
+    }
+    groups
+}
+
+/// "host [db1], paths [/shop.sql]": what a group has in common.
+fn group_label(key: &GroupKey, by: GroupBy) -> String {
+    let mut what = Vec::new();
+    if by.host {
+        what.push(format!("host [{}]", key.hostname));
+    }
+    if by.tags {
+        what.push(format!("tags [{}]", key.tags.join(", ")));
+    }
+    if by.paths {
+        what.push(format!("paths [{}]", key.paths.join(", ")));
+    }
+    what.join(", ")
 }
 
 pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {
@@ -20,7 +66,7 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
     let loaded = load_snapshots(&repo)?;
     let (all, unreadable) = (&loaded.good, loaded.damaged.len());
     let filter = args.filter.filter();
-    let shown: Vec<_> = all.iter().filter(|s| filter.matches(s)).collect();
+    let matching: Vec<Snapshot> = all.iter().filter(|s| filter.matches(s)).cloned().collect();
     let drills = load_drills(&repo)?;
     // The newest drill of a snapshot, passed or not.
     let drill_of = |id| {
@@ -30,19 +76,14 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
             .filter(|d| d.snapshot == id)
             .max_by(|a, b| a.time.cmp(&b.time))
     };
-    if global.json {
-        let list: Vec<_> = shown
-            .iter()
-            .map(|s| {
-                let mut v = snapshot_json(s);
-                if let (serde_json::Value::Object(map), Some(d)) = (&mut v, drill_of(s.id)) {
-                    map.insert("drill".into(), drill_json(d));
-                }
-                v
-            })
-            .collect();
-        print_json(&list)?;
-    } else if !global.quiet {
+    let json_of = |s: &Snapshot| {
+        let mut v = snapshot_json(s);
+        if let (serde_json::Value::Object(map), Some(d)) = (&mut v, drill_of(s.id)) {
+            map.insert("drill".into(), drill_json(d));
+        }
+        v
+    };
+    let table_of = |shown: &[Snapshot]| {
         // A "Dump" column when some snapshot is a recognised dump.
         let dumps = shown.iter().any(|s| s.source.dump.is_some());
         let rows: Vec<Vec<String>> = shown
@@ -78,9 +119,43 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
         if !drills.good.is_empty() {
             header.push("Drill");
         }
-        let mut out = std::io::stdout().lock();
-        write!(out, "{}", table(&header, &rows))?;
-        writeln!(out, "{} snapshots", shown.len())?;
+        table(&header, &rows)
+    };
+    let by = args.group_by.unwrap_or_default();
+    let groups = grouped(&matching, by, args.latest);
+    let mut out = std::io::stdout().lock();
+    if args.group_by.is_some() {
+        if global.json {
+            let list: Vec<_> = groups
+                .iter()
+                .map(|(key, list)| {
+                    serde_json::json!({
+                        "group_key": {
+                            "hostname": if by.host { Some(&key.hostname) } else { None },
+                            "paths": if by.paths { Some(&key.paths) } else { None },
+                            "tags": if by.tags { Some(&key.tags) } else { None },
+                        },
+                        "snapshots": list.iter().map(json_of).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            print_json(&list)?;
+        } else if !global.quiet {
+            for (key, list) in &groups {
+                writeln!(out, "snapshots for ({}):", group_label(key, by))?;
+                write!(out, "{}", table_of(list))?;
+                writeln!(out, "{} snapshots\n", list.len())?;
+            }
+        }
+    } else {
+        let mut shown: Vec<Snapshot> = groups.into_iter().flat_map(|(_, l)| l).collect();
+        shown.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        if global.json {
+            print_json(&shown.iter().map(json_of).collect::<Vec<_>>())?;
+        } else if !global.quiet {
+            write!(out, "{}", table_of(&shown))?;
+            writeln!(out, "{} snapshots", shown.len())?;
+        }
     }
     Ok(if unreadable > 0 {
         ExitCode::Damaged
