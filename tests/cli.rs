@@ -809,3 +809,96 @@ fn snapshots_latest_and_group_by() {
     let out = env.run(&["snapshots", "--group-by", "hostname"]);
     assert_code(&out, 2, &["snapshots --group-by hostname"]);
 }
+
+/// Issue 23 item 4: `tag --add/--remove/--set` write each changed
+/// snapshot again with its new tags (new ID, the old one as `original`)
+/// and delete the old one; the data restores as before.
+#[test]
+fn tag_adds_removes_and_sets_tags() {
+    let env = Env::init();
+    let data: Vec<Vec<u8>> = (0..3).map(|i| fake_dump(80, 10 + i)).collect();
+    let a = env.backup_stdin(
+        &data[0],
+        &[
+            "--stdin-filename",
+            "a.sql",
+            "--host",
+            "db1",
+            "--tag",
+            "nightly",
+        ],
+    );
+    let b = env.backup_stdin(
+        &data[1],
+        &[
+            "--stdin-filename",
+            "b.sql",
+            "--host",
+            "db1",
+            "--tag",
+            "nightly",
+        ],
+    );
+    let c = env.backup_stdin(
+        &data[2],
+        &[
+            "--stdin-filename",
+            "c.sql",
+            "--host",
+            "db2",
+            "--tag",
+            "nightly",
+        ],
+    );
+    let tags_of = |file: &str| -> (String, Vec<String>, Value) {
+        let s = env
+            .snapshots()
+            .into_iter()
+            .find(|s| s["paths"][0] == format!("/{file}"))
+            .unwrap();
+        let tags = s["tags"]
+            .as_array()
+            .map(|t| t.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        (
+            s["id"].as_str().unwrap().to_string(),
+            tags,
+            s["original"].clone(),
+        )
+    };
+    let tag = |args: &[&str]| -> Value {
+        let mut all = vec!["--json", "tag"];
+        all.extend(args);
+        serde_json::from_str(&env.ok(&all)).unwrap()
+    };
+
+    let v = tag(&["--add", "weekly", &a[..8]]);
+    assert_eq!(v["changed"].as_array().unwrap().len(), 1, "{v}");
+    let (id, tags, original) = tags_of("a.sql");
+    assert_ne!(id, a);
+    assert_eq!(tags, ["nightly", "weekly"]);
+    assert_eq!(original, a.as_str());
+    assert_eq!(env.snapshots().len(), 3);
+    assert_eq!(env.dump(&id, "a.sql"), data[0]);
+    // The same change again: nothing to write.
+    let v = tag(&["--add", "weekly", &id]);
+    assert_eq!(v["changed"].as_array().unwrap().len(), 0, "{v}");
+
+    // By filter: db1's snapshots only; remove, then add.
+    let v = tag(&["--host", "db1", "--remove", "nightly", "--add", "daily"]);
+    assert_eq!(v["selected"], 2, "{v}");
+    assert_eq!(tags_of("a.sql").1, ["weekly", "daily"]);
+    assert_eq!(tags_of("b.sql").1, ["daily"]);
+    assert_eq!(tags_of("c.sql").1, ["nightly"]);
+    assert_eq!(tags_of("b.sql").2, b.as_str());
+    // --set '' clears them.
+    tag(&["--set", "", &c[..8]]);
+    assert!(tags_of("c.sql").1.is_empty());
+    env.ok(&["check", "--read-data"]);
+    for (file, d) in ["a.sql", "b.sql", "c.sql"].iter().zip(&data) {
+        assert_eq!(&env.dump("latest", file), d);
+    }
+    // Nothing asked: a usage error.
+    let out = env.run(&["tag", &c[..8]]);
+    assert_code(&out, 2, &["tag without a change"]);
+}

@@ -20,6 +20,7 @@ mod run;
 mod snapshots;
 mod stats;
 pub(crate) mod status;
+mod tag;
 mod wal;
 
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Sizes: restore size, unique and stored data, dedup ratio, what each snapshot added
     #[command(long_about = stats::LONG_ABOUT)]
     Stats(stats::StatsArgs),
+    /// Add, remove or set the tags of snapshots
+    #[command(long_about = tag::LONG_ABOUT)]
+    Tag(tag::TagArgs),
     /// Manage keys: list, add, remove, passwd
     Key(key::KeyArgs),
     /// Remove snapshots by retention policy (restic's rules) or by ID
@@ -107,6 +111,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Find(a) => find::run(global, a),
         Command::Diff(a) => diff::run(global, a),
         Command::Stats(a) => stats::run(global, a),
+        Command::Tag(a) => tag::run(global, a),
         Command::Key(a) => key::run(global, a),
         Command::Forget(a) => forget::run(global, a),
         Command::Prune(a) => prune::run(global, a),

@@ -58,6 +58,7 @@ pub mod restore;
 pub mod retention;
 pub mod sketch;
 pub mod snapshot;
+pub mod tag;
 #[cfg(test)]
 mod test_data;
 pub mod time;
