@@ -276,3 +276,21 @@ impl cairn_core::check::CheckProgress for PhaseBar {
         self.0.inc(n);
     }
 }
+
+/// "host [db1], paths [/shop.sql]": what a group has in common.
+pub fn group_label(
+    key: &cairn_core::retention::GroupKey,
+    by: cairn_core::retention::GroupBy,
+) -> String {
+    let mut what = Vec::new();
+    if by.host {
+        what.push(format!("host [{}]", key.hostname));
+    }
+    if by.tags {
+        what.push(format!("tags [{}]", key.tags.join(", ")));
+    }
+    if by.paths {
+        what.push(format!("paths [{}]", key.paths.join(", ")));
+    }
+    what.join(", ")
+}

@@ -12,7 +12,7 @@ use cairn_core::Error;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{snapshot_json, table};
+use crate::output::{group_label, snapshot_json, table};
 use crate::{print_json, GlobalArgs};
 
 #[derive(Args)]
@@ -276,17 +276,11 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                 }));
             } else if !global.quiet {
                 let mut out = std::io::stdout().lock();
-                let mut what = Vec::new();
-                if args.group_by.host {
-                    what.push(format!("host [{}]", key.hostname));
-                }
-                if args.group_by.tags {
-                    what.push(format!("tags [{}]", key.tags.join(", ")));
-                }
-                if args.group_by.paths {
-                    what.push(format!("paths [{}]", key.paths.join(", ")));
-                }
-                writeln!(out, "\nsnapshots for ({}):", what.join(", "))?;
+                writeln!(
+                    out,
+                    "\nsnapshots for ({}):",
+                    group_label(&key, args.group_by)
+                )?;
                 let header = ["ID", "Time", "Host", "Tags", "Reasons", "Paths"];
                 writeln!(out, "keep {} snapshots:", result.keep.len())?;
                 write!(

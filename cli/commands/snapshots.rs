@@ -9,7 +9,7 @@ use cairn_core::snapshot::Snapshot;
 
 use crate::commands::{load_drills, load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
-use crate::output::{drill_cell, drill_json, size, snapshot_json, table};
+use crate::output::{drill_cell, drill_json, group_label, size, snapshot_json, table};
 use crate::{print_json, GlobalArgs};
 
 #[derive(Args)]
@@ -44,21 +44,6 @@ fn grouped(
         }
     }
     groups
-}
-
-/// "host [db1], paths [/shop.sql]": what a group has in common.
-fn group_label(key: &GroupKey, by: GroupBy) -> String {
-    let mut what = Vec::new();
-    if by.host {
-        what.push(format!("host [{}]", key.hostname));
-    }
-    if by.tags {
-        what.push(format!("tags [{}]", key.tags.join(", ")));
-    }
-    if by.paths {
-        what.push(format!("paths [{}]", key.paths.join(", ")));
-    }
-    what.join(", ")
 }
 
 pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode> {

@@ -5,7 +5,6 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::snapshot::Snapshot;
 use cairn_core::tag::{self, TagChange};
 use cairn_core::Error;
 
@@ -65,21 +64,7 @@ pub fn run(global: &GlobalArgs, args: TagArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
     let filter = args.filter.filter();
-    let chosen: Vec<Snapshot> = if args.snapshots.is_empty() {
-        loaded
-            .good
-            .iter()
-            .filter(|s| filter.matches(s))
-            .cloned()
-            .collect()
-    } else {
-        let mut v = Vec::new();
-        for spec in &args.snapshots {
-            v.push(loaded.resolve(spec, &filter)?.clone());
-        }
-        v.dedup_by_key(|s| s.id);
-        v
-    };
+    let chosen = loaded.select(&args.snapshots, &filter)?;
     let mut changed = Vec::new();
     for s in &chosen {
         if let Some(new) = tag::retag(&repo, s, &change)? {

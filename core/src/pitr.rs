@@ -288,7 +288,7 @@ fn remove_stale_scratch(pgdata: &Path) -> Result<()> {
         };
         removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
     }
-    if !listed.is_empty() || moving.exists() {
+    if moving.exists() {
         sync_file_system(pgdata)?;
         fs::remove_file(&moving)
             .map_err(|e| Error::io(format!("removing {}", moving.display()), e))?;

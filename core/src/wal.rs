@@ -390,6 +390,20 @@ fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
     Ok((bytes.len() as u64 <= READ_WHOLE_MAX).then_some(bytes))
 }
 
+/// Stores `bytes` as pieces of [`WAL_PIECE`] bytes, [`PIECES_AT_ONCE`] at
+/// a time; returns their IDs.
+fn save_pieces(writer: &mut BlobWriter, bytes: &[u8], cancel: &AtomicBool) -> Result<Vec<Id>> {
+    let mut ids = Vec::new();
+    for batch in bytes.chunks(WAL_PIECE * PIECES_AT_ONCE) {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        let pieces: Vec<&[u8]> = batch.chunks(WAL_PIECE).collect();
+        ids.extend(writer.save_chunks(&pieces)?);
+    }
+    Ok(ids)
+}
+
 /// Stores a WAL file larger than [`READ_WHOLE_MAX`] piece by piece as it
 /// reads it, and checks that it read what was hashed before (`size`,
 /// `hash`); returns the pieces' IDs.
@@ -405,9 +419,6 @@ fn store_streaming(
     let mut hasher = blake3::Hasher::new();
     let mut read = 0u64;
     loop {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
         let n = read_full(&mut file, &mut buf)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         if n == 0 {
@@ -415,8 +426,7 @@ fn store_streaming(
         }
         hasher.update(&buf[..n]);
         read += n as u64;
-        let pieces: Vec<&[u8]> = buf[..n].chunks(WAL_PIECE).collect();
-        ids.extend(writer.save_chunks(&pieces)?);
+        ids.extend(save_pieces(writer, &buf[..n], cancel)?);
         if n < buf.len() {
             break;
         }
@@ -465,17 +475,7 @@ pub fn push(
     let mut writer =
         BlobWriter::new(repo, false)?.with_data_level(wal_level(repo.config().compression.level));
     let ids = match &whole {
-        Some(bytes) => {
-            let mut ids = Vec::new();
-            for batch in bytes.chunks(WAL_PIECE * PIECES_AT_ONCE) {
-                if cancel.load(Ordering::SeqCst) {
-                    return Err(Error::interrupted());
-                }
-                let pieces: Vec<&[u8]> = batch.chunks(WAL_PIECE).collect();
-                ids.extend(writer.save_chunks(&pieces)?);
-            }
-            ids
-        }
+        Some(bytes) => save_pieces(&mut writer, bytes, cancel)?,
         None => store_streaming(&mut writer, path, (size, &hash), cancel)?,
     };
     let added = writer.new_data_bytes();
@@ -738,24 +738,30 @@ pub struct Window {
 }
 
 /// Segment numbering: positions as one number, for a segment size.
-struct Numbering {
+pub(crate) struct Numbering {
     per_log: u64,
 }
 
 impl Numbering {
     fn of(segments: &[(&WalRecord, Segment)]) -> Numbering {
-        // Segments per log file: 2^32 / segment size (16 MiB: 256).
-        let seg_size = segments
+        segments
             .iter()
-            .map(|(r, _)| r.size)
-            .find(|s| s.is_power_of_two() && (1 << 20..=1 << 30).contains(s))
-            .unwrap_or(16 << 20);
-        Numbering {
-            per_log: (1u64 << 32) / seg_size,
-        }
+            .find_map(|(r, _)| Numbering::for_size(r.size))
+            .unwrap_or(Numbering {
+                per_log: (1u64 << 32) / (16 << 20),
+            })
     }
 
-    fn number(&self, (log, seg): (u32, u32)) -> u64 {
+    /// The numbering of segments of `size` bytes, if that is a segment
+    /// size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
+    pub(crate) fn for_size(size: u64) -> Option<Numbering> {
+        // Segments per log file: 2^32 / segment size (16 MiB: 256).
+        (size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)).then(|| Numbering {
+            per_log: (1u64 << 32) / size,
+        })
+    }
+
+    pub(crate) fn number(&self, (log, seg): (u32, u32)) -> u64 {
         u64::from(log) * self.per_log + u64::from(seg)
     }
 
@@ -765,7 +771,7 @@ impl Numbering {
         format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
     }
 
-    fn name(&self, tl: u32, n: u64) -> String {
+    pub(crate) fn name(&self, tl: u32, n: u64) -> String {
         format!("{tl:08X}{:08X}{:08X}", n / self.per_log, n % self.per_log)
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::repository::Repository;
-use crate::wal::{self, segment_of};
+use crate::wal::{self, segment_of, Numbering};
 
 /// The prefix of the mark naming the newest requested WAL file and its size.
 const REQUESTED: &str = "requested";
@@ -267,16 +267,12 @@ pub fn following(name: &str, size: u64, count: u32) -> Vec<String> {
     let Some((tl, (log, seg))) = segment_of(name) else {
         return Vec::new();
     };
-    if name.len() != 24 || !size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&size) {
+    let Some(numbering) = Numbering::for_size(size).filter(|_| name.len() == 24) else {
         return Vec::new();
-    }
-    let per_log = (1u64 << 32) / size;
-    let n = u64::from(log) * per_log + u64::from(seg);
+    };
+    let n = numbering.number((log, seg));
     (1..=u64::from(count))
-        .map(|k| {
-            let m = n + k;
-            format!("{tl:08X}{:08X}{:08X}", m / per_log, m % per_log)
-        })
+        .map(|k| numbering.name(tl, n + k))
         .collect()
 }
 
