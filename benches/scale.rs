@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_core::backend::{self, ObjectStoreOptions};
-use cairn_core::benchgen;
-use cairn_core::check::{self, CheckOptions, NoCheckProgress};
-use cairn_core::chunker::ChunkerParams;
-use cairn_core::keyfile::{KdfParams, KeyInfo};
-use cairn_core::repository::{self, CacheLocation, InitOptions, Repository};
+use cairn_core::chunk::chunker::ChunkerParams;
+use cairn_core::format::keyfile::{KdfParams, KeyInfo};
+use cairn_core::ops::check::{self, CheckOptions, NoCheckProgress};
+use cairn_core::repo::repository::{self, CacheLocation, InitOptions, Repository};
+use cairn_core::testing::benchgen;
 use cairn_core::Result;
 
 fn open(location: &str, password: &[u8], cache: CacheLocation) -> Result<Repository> {

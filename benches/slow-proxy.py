@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Used for the S3 figures in README ("a throttling proxy in front of a local S3
+# Used for the S3 figures in docs/benchmarks.md ("a throttling proxy in front of a local S3
 # server"): python3 benches/slow-proxy.py LISTEN_PORT S3_PORT 10000000 0.005
 # then point cairn at s3:http://127.0.0.1:LISTEN_PORT/bucket/prefix.
 # A TCP proxy that limits each connection to RATE bytes/s and delays every

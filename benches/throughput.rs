@@ -8,14 +8,14 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use cairn_core::cache::IndexCache;
-use cairn_core::chunker::{BlockChunker, Chunker, ChunkerParams};
-use cairn_core::compress;
+use cairn_core::chunk::chunker::{BlockChunker, Chunker, ChunkerParams};
+use cairn_core::chunk::sketch::Sketcher;
 use cairn_core::crypto::{Keys, MasterKey};
+use cairn_core::format::compress;
+use cairn_core::format::index::IndexPack;
+use cairn_core::format::pack::{self, BlobEntry, BlobType, PackWriter};
 use cairn_core::id::Id;
-use cairn_core::index::IndexPack;
-use cairn_core::pack::{self, BlobEntry, BlobType, PackWriter};
-use cairn_core::sketch::Sketcher;
+use cairn_core::repo::cache::IndexCache;
 
 /// Text shaped like a pg_dump COPY block: compressible, but not trivially.
 fn dump_like(len: usize) -> Vec<u8> {

@@ -58,7 +58,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 # cairn, default settings: "cairn" with the default key derivation (paid on
 # every call), "cairn-genkey" with a key made by `key add
 # --generate-password` (a random password, the lightest derivation), as the
-# README suggests for archive_command and restore_command.
+# guide (docs/guide.md) suggests for archive_command and restore_command.
 bench_cairn() { # name, then the environment to run with
   local name=$1; shift
   : > "$WORK/$name-push"; : > "$WORK/$name-fetch"

@@ -9,8 +9,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use cairn_core::prune::MaxUnused;
-use cairn_core::retention::KeepDuration;
+use cairn_core::ops::forget::KeepDuration;
+use cairn_core::ops::prune::MaxUnused;
 use cairn_core::Error;
 
 /// Where `cairn run` looks when `--config` is not given, in this order.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use cairn_core::backend::{self, Backend, ObjectStoreOptions};
-use cairn_core::repository::{self, CacheLocation, Repository};
+use cairn_core::repo::repository::{self, CacheLocation, Repository};
 
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
 

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A snapshot as `--json` shows it: its stored JSON plus `id`, `short_id`
 /// and `host` (restic's `hostname`, under the name the issue asked for).
-pub fn snapshot_json(s: &cairn_core::snapshot::Snapshot) -> serde_json::Value {
+pub fn snapshot_json(s: &cairn_core::format::snapshot::Snapshot) -> serde_json::Value {
     let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("id".into(), s.id.to_hex().into());
@@ -22,7 +22,7 @@ pub fn snapshot_json(s: &cairn_core::snapshot::Snapshot) -> serde_json::Value {
 
 /// An entry as `ls`/`find --json` show it: its path and its stored
 /// fields (restic's `ls --json` names where they overlap).
-pub fn node_json(e: &cairn_core::browse::Entry) -> serde_json::Value {
+pub fn node_json(e: &cairn_core::ops::browse::Entry) -> serde_json::Value {
     let mut v = serde_json::to_value(&e.node).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("path".into(), e.path.clone().into());
@@ -35,8 +35,8 @@ pub fn node_json(e: &cairn_core::browse::Entry) -> serde_json::Value {
 }
 
 /// `-rw-r--r--`, `drwxr-xr-x`, `lrwxrwxrwx`.
-pub fn mode_string(kind: cairn_core::tree::NodeKind, mode: u32) -> String {
-    use cairn_core::tree::NodeKind;
+pub fn mode_string(kind: cairn_core::format::tree::NodeKind, mode: u32) -> String {
+    use cairn_core::format::tree::NodeKind;
     let mut s = String::with_capacity(10);
     s.push(match kind {
         NodeKind::File => '-',
@@ -75,7 +75,7 @@ fn mtime_rfc3339(seconds: i64) -> String {
 }
 
 /// A drill record as `--json` shows it.
-pub fn drill_json(d: &cairn_core::drill::DrillRecord) -> serde_json::Value {
+pub fn drill_json(d: &cairn_core::repo::drill_record::DrillRecord) -> serde_json::Value {
     serde_json::json!({
         "id": d.id.to_hex(),
         "snapshot": d.snapshot.to_hex(),
@@ -88,7 +88,7 @@ pub fn drill_json(d: &cairn_core::drill::DrillRecord) -> serde_json::Value {
 }
 
 /// A drill in a table: `2026-11-27 03:10 ok 12.3s`, `... FAILED`.
-pub fn drill_cell(d: Option<&cairn_core::drill::DrillRecord>) -> String {
+pub fn drill_cell(d: Option<&cairn_core::repo::drill_record::DrillRecord>) -> String {
     match d {
         None => "-".into(),
         Some(d) => {
@@ -179,7 +179,7 @@ impl Bar {
     }
 }
 
-impl cairn_core::backup::BackupProgress for Bar {
+impl cairn_core::ops::backup::BackupProgress for Bar {
     fn bytes_read(&self, n: u64) {
         self.0.inc(n);
     }
@@ -188,7 +188,7 @@ impl cairn_core::backup::BackupProgress for Bar {
     }
 }
 
-impl cairn_core::restore::RestoreProgress for Bar {
+impl cairn_core::repo::reader::RestoreProgress for Bar {
     fn bytes_written(&self, n: u64) {
         self.0.inc(n);
     }
@@ -228,7 +228,7 @@ pub fn byte_progress_to(quiet: bool, verb: &str, total: u64) -> Bar {
     Bar(pb)
 }
 
-impl cairn_core::copy::CopyProgress for Bar {
+impl cairn_core::ops::copy::CopyProgress for Bar {
     fn advance(&self, n: u64) {
         self.0.inc(n);
     }
@@ -258,7 +258,7 @@ impl PhaseBar {
     }
 }
 
-impl cairn_core::check::CheckProgress for PhaseBar {
+impl cairn_core::ops::check::CheckProgress for PhaseBar {
     fn phase(&self, name: &str, total: u64, bytes: bool) {
         let template = if bytes {
             format!("{name:>10} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)")
@@ -279,8 +279,8 @@ impl cairn_core::check::CheckProgress for PhaseBar {
 
 /// "host [db1], paths [/shop.sql]": what a group has in common.
 pub fn group_label(
-    key: &cairn_core::retention::GroupKey,
-    by: cairn_core::retention::GroupBy,
+    key: &cairn_core::ops::forget::GroupKey,
+    by: cairn_core::ops::forget::GroupBy,
 ) -> String {
     let mut what = Vec::new();
     if by.host {

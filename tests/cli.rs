@@ -118,7 +118,7 @@ fn an_empty_stream_is_refused_unless_allowed_and_then_flagged() {
     // An empty stream saved without the mark (an older cairn saved them
     // unasked): status flags the series.
     let empty = {
-        use cairn_core::repository::{self, CacheLocation};
+        use cairn_core::repo::repository::{self, CacheLocation};
         let backend =
             cairn_core::backend::open(env.repo.to_str().unwrap(), &Default::default()).unwrap();
         let repo = repository::locate(backend)

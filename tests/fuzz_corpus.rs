@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use cairn_core::fuzzing::{seeds, TARGETS};
+use cairn_core::testing::fuzzing::{seeds, TARGETS};
 
 fn target(name: &str) -> fn(&[u8]) {
     TARGETS

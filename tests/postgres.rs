@@ -553,7 +553,7 @@ fn a_cairn_run_job_backs_up_a_real_database_nightly() {
 fn a_write_only_key_backs_up_nightly_pg_dumps_that_a_full_key_restores() {
     let Some(pg) = shop_database() else { return };
     // A write-only key cannot read bases, so it stores changed chunks
-    // whole: the setup the README gives for it is a repository without
+    // whole: the setup the guide gives for it is a repository without
     // deltas (8 KiB chunks).
     let env = Env::init_with(&["--no-delta"]);
     let out = env

@@ -448,7 +448,7 @@ fn files_under(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
 }
 
 /// Issue 19 item 7: a `prune --grace 0` killed while it deletes the old
-/// index objects (§12.5 step 3) leaves a pack in use by a stale record
+/// index objects (docs/design.md §6.5 step 3) leaves a pack in use by a stale record
 /// whose deltas' bases sit in a pack that no index lists any more. Nothing
 /// a snapshot needs is missing, so `check --read-data` must not report
 /// damage (it exited 22 until the next prune). Each state such a kill can

@@ -6,8 +6,8 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::backup::{self, BackupOptions, BackupSource};
-use cairn_core::snapshot::SourceKind;
+use cairn_core::format::snapshot::SourceKind;
+use cairn_core::ops::backup::{self, BackupOptions, BackupSource};
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -122,8 +122,8 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         BackupSource::Paths(args.paths)
     };
     let opts = BackupOptions {
-        hostname: args.host.unwrap_or_else(backup::hostname),
-        username: backup::username(),
+        hostname: args.host.unwrap_or_else(cairn_core::sys::hostname),
+        username: cairn_core::sys::username(),
         tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         time,
         validate_dumps: !args.no_validate,
@@ -137,7 +137,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
 /// shared with `pg basebackup`.
 pub fn run_backup(
     global: &GlobalArgs,
-    repo: &cairn_core::repository::Repository,
+    repo: &cairn_core::repo::repository::Repository,
     source: BackupSource,
     opts: &BackupOptions,
 ) -> anyhow::Result<ExitCode> {

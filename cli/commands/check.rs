@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use clap::Args;
 
-use cairn_core::check::{self, CheckOptions, CheckReport, DataSubset, ProblemKind};
+use cairn_core::ops::check::{self, CheckOptions, CheckReport, DataSubset, ProblemKind};
 
 use crate::exit::ExitCode;
 use crate::output::{size, PhaseBar};

@@ -3,7 +3,7 @@
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::copy;
+use cairn_core::ops::copy;
 
 use crate::commands::{load_snapshots, FilterArgs, SecondPasswordArgs};
 use crate::exit::ExitCode;
@@ -61,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .collect()
     } else {
-        let mut v: Vec<cairn_core::snapshot::Snapshot> = Vec::new();
+        let mut v: Vec<cairn_core::format::snapshot::Snapshot> = Vec::new();
         for spec in &args.snapshots {
             let s = loaded.resolve(spec, &filter)?;
             if !v.iter().any(|c| c.id == s.id) {

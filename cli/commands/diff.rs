@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::browse::{self, Change};
+use cairn_core::ops::browse::{self, Change};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: DiffArgs) -> anyhow::Result<ExitCode> {
             b.time.local_display()
         )?;
         for c in &shown {
-            let slash = if c.kind == cairn_core::tree::NodeKind::Dir {
+            let slash = if c.kind == cairn_core::format::tree::NodeKind::Dir {
                 "/"
             } else {
                 ""

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::drill::{self, DumpCheck};
+use cairn_core::ops::drill::{self, DumpCheck};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -85,9 +85,9 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
     );
     // A base backup's recovery ends at the first gap in the archive, and
     // PostgreSQL then promotes: said before the drill "passes".
-    if args.pg && cairn_core::pitr::is_base_backup(snap) {
+    if args.pg && cairn_core::pg::pitr::is_base_backup(snap) {
         if let Some(w) =
-            crate::commands::pg::past_the_archive(&repo, snap, &cairn_core::pitr::Target::End)?
+            crate::commands::pg::past_the_archive(&repo, snap, &cairn_core::pg::pitr::Target::End)?
         {
             eprintln!("cairn: warning: {w}");
         }
@@ -107,7 +107,7 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
     let recorded = if args.no_record {
         None
     } else {
-        match drill::save(&repo, r) {
+        match cairn_core::repo::drill_record::save(&repo, r) {
             Ok(id) => Some(id),
             Err(e) => {
                 eprintln!("cairn: warning: the drill's outcome could not be recorded: {e}");

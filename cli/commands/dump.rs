@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use cairn_core::restore;
-use cairn_core::snapshot::Snapshot;
+use cairn_core::format::snapshot::Snapshot;
+use cairn_core::ops::restore;
 use cairn_core::{Error, ErrorKind};
 
 use crate::commands::{load_snapshots, FilterArgs};
@@ -89,7 +89,7 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
         snap = found.snapshot;
     }
     let stdout = std::io::stdout();
-    let node = restore::find_node(&repo, &repo.index()?, snap, &path)?;
+    let node = cairn_core::repo::walker::find_node(&repo, &repo.index()?, snap, &path)?;
     // Towards the file's size, on stderr when it is a terminal.
     let progress =
         crate::output::byte_progress_to(global.quiet || global.json, "dumped", node.size);
@@ -106,7 +106,7 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "cairn: warning: {}: {}",
             path.display(),
-            restore::damage_note(d)
+            cairn_core::repo::reader::damage_note(d)
         );
         return Ok(ExitCode::PartialBackup);
     }

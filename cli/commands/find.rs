@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::browse::{self, Pattern};
+use cairn_core::ops::browse::{self, Pattern};
 
 use crate::commands::ls::long_line;
 use crate::commands::{load_snapshots, FilterArgs};

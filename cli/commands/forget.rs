@@ -6,8 +6,8 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use cairn_core::backend::ObjectKind;
-use cairn_core::retention::{self, GroupBy, KeepDuration, RetentionPolicy};
-use cairn_core::snapshot::Snapshot;
+use cairn_core::format::snapshot::Snapshot;
+use cairn_core::ops::forget::{self, GroupBy, KeepDuration, RetentionPolicy};
 use cairn_core::Error;
 
 use crate::commands::{load_snapshots, FilterArgs};
@@ -160,7 +160,7 @@ impl ForgetArgs {
     }
 }
 
-fn rows(list: &[Snapshot], reasons: Option<&[retention::KeepReason]>) -> Vec<Vec<String>> {
+fn rows(list: &[Snapshot], reasons: Option<&[forget::KeepReason]>) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for (i, s) in list.iter().enumerate() {
         let why = reasons.map(|r| r[i].matches.clone()).unwrap_or_default();
@@ -216,7 +216,7 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     if policy.keep_drilled {
         // An unreadable drill record might be the one that protects a
         // snapshot: stop rather than guess.
-        let drills = cairn_core::drill::load(&repo)?;
+        let drills = cairn_core::repo::drill_record::load(&repo)?;
         if let Some((name, e)) = drills.damaged.first() {
             anyhow::bail!(Error::corrupt(format!(
                 "drill record {name} cannot be read ({e}); --keep-drilled needs every drill record"
@@ -258,8 +258,8 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
         let selected: Vec<Snapshot> = all.iter().filter(|s| filter.matches(s)).cloned().collect();
         global.say(format!("Applying policy: {}", policy.describe()));
         let now = jiff::Timestamp::now();
-        for (key, group) in retention::group(&selected, args.group_by) {
-            let result = retention::apply_policy(&group, &policy, now);
+        for (key, group) in forget::group(&selected, args.group_by) {
+            let result = forget::apply_policy(&group, &policy, now);
             if global.json {
                 let reasons: Vec<Value> = result
                     .reasons
@@ -325,14 +325,14 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // Archived WAL that no kept base backup needs goes with them.
-    if all.iter().any(cairn_core::pitr::is_base_backup) {
+    if all.iter().any(cairn_core::pg::pitr::is_base_backup) {
         let kept: Vec<Snapshot> = all
             .iter()
             .filter(|s| !to_remove.iter().any(|r| r.id == s.id))
             .cloned()
             .collect();
-        let records = cairn_core::wal_record::load(&repo)?;
-        let plan = cairn_core::wal::expiry(records.good, &kept);
+        let records = cairn_core::repo::wal_record::load(&repo)?;
+        let plan = cairn_core::pg::wal::expiry(records.good, &kept);
         if let (Some(from), false) = (&plan.keep_from, plan.expired.is_empty()) {
             if args.dry_run {
                 global.say(format!(
@@ -340,7 +340,7 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
                     plan.expired.len()
                 ));
             } else {
-                let n = cairn_core::wal::expire(&repo, &plan)?;
+                let n = cairn_core::pg::wal::expire(&repo, &plan)?;
                 global.say(format!(
                     "removed {n} archived WAL files older than {from}, the first one the oldest kept base backup needs; {} kept",
                     plan.kept

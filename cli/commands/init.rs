@@ -4,9 +4,9 @@ use bytesize::ByteSize;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::chunker::ChunkerParams;
-use cairn_core::keyfile::{KdfParams, KeyInfo};
-use cairn_core::repository::{self, InitOptions};
+use cairn_core::chunk::chunker::ChunkerParams;
+use cairn_core::format::keyfile::{KdfParams, KeyInfo};
+use cairn_core::repo::repository::{self, InitOptions};
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -23,14 +23,14 @@ pub struct InitArgs {
         value_name = "SIZE",
         long_help = "Average chunk size. Chunks are cut between a quarter and four times this \
                      size; fixed for the life of the repository. Default 32KiB, or 8KiB with \
-                     --no-delta: chosen by measurement on pg_dump series (README, Benchmarks). \
+                     --no-delta: chosen by measurement on pg_dump series (docs/benchmarks.md). \
                      With deltas a changed chunk costs about its changes, so larger chunks \
                      mean fewer of them; stored whole, smaller chunks store less."
     )]
     chunk_size: Option<ByteSize>,
 
     /// zstd compression level, 0 (off) to 22
-    #[arg(long, value_name = "LEVEL", default_value_t = cairn_core::config::DEFAULT_COMPRESSION_LEVEL)]
+    #[arg(long, value_name = "LEVEL", default_value_t = cairn_core::format::config::DEFAULT_COMPRESSION_LEVEL)]
     compression: i32,
 
     /// Store new chunks that resemble stored ones as deltas against them (the default)
@@ -39,8 +39,8 @@ pub struct InitArgs {
         conflicts_with = "no_delta",
         long_help = "Store new chunks that resemble stored ones as zstd deltas against them. \
                      This is the default; the flag only says so. On a series of nightly dumps \
-                     it makes each night's changes about four times smaller (README, \
-                     Benchmarks). Each delta's base is read back during the backup and during \
+                     it makes each night's changes about four times smaller (docs/benchmarks.md). \
+                     Each delta's base is read back during the backup and during \
                      restore (a nightly backup took 1.06 times as long on the benchmark). \
                      `backup --no-delta` turns it off for one run."
     )]
@@ -162,12 +162,12 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
     let password = password::read(global, true)?;
     let info = KeyInfo {
         created: SnapshotTime::now().to_rfc3339(),
-        host: cairn_core::backup::hostname(),
-        user: cairn_core::backup::username(),
+        host: cairn_core::sys::hostname(),
+        user: cairn_core::sys::username(),
         kind: "full".into(),
     };
     let id = repository::init(backend.clone(), &password, &opts, info)?;
-    // Reported, not relied on (repo-format.md §2.5): a store can honour
+    // Reported, not relied on (repo-format.md §15.4): a store can honour
     // it one request at a time and still not under concurrency.
     let create_only =
         backend.atomic_create_only() || cairn_core::backend::claim::probe(backend.as_ref())?;
@@ -197,7 +197,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
             global.say(
                 "note: this storage overwrites objects instead of refusing a second write of one \
                  name (it ignores If-None-Match); cairn writes its config and WAL records \
-                 through claims on object storage (repo-format.md §2.5)",
+                 through claims on object storage (repo-format.md §15.4)",
             );
         }
         global

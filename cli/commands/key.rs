@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use cairn_core::keyfile::{KdfParams, KeyInfo};
-use cairn_core::keyring;
+use cairn_core::format::keyfile::{KdfParams, KeyInfo};
+use cairn_core::ops::key;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -186,8 +186,8 @@ struct PasswdArgs {
 fn info(host: Option<String>, user: Option<String>) -> KeyInfo {
     KeyInfo {
         created: SnapshotTime::now().to_rfc3339(),
-        host: host.unwrap_or_else(cairn_core::backup::hostname),
-        user: user.unwrap_or_else(cairn_core::backup::username),
+        host: host.unwrap_or_else(cairn_core::sys::hostname),
+        user: user.unwrap_or_else(cairn_core::sys::username),
         kind: "full".into(),
     }
 }
@@ -196,7 +196,7 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     match args.what {
         KeyCommand::List => {
-            let keys = keyring::list(&repo)?;
+            let keys = key::list(&repo)?;
             if global.json {
                 print_json(&keys)?;
             } else if !global.quiet {
@@ -243,9 +243,9 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
             let (password, kdf) = a.new.password_and_kdf()?;
             let info = info(a.host, a.user);
             let added = if a.write_only {
-                keyring::add_write_only(&repo, &password, kdf, &info).map(|n| (n, "write-only"))
+                key::add_write_only(&repo, &password, kdf, &info).map(|n| (n, "write-only"))
             } else {
-                keyring::add(&repo, &password, kdf, &info).map(|n| (n, "full"))
+                key::add(&repo, &password, kdf, &info).map(|n| (n, "full"))
             };
             let (name, kind) = a.new.unless_failed(added)?;
             if global.json {
@@ -262,14 +262,14 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::Success)
         }
         KeyCommand::Remove(a) => {
-            let keys = keyring::list(&repo)?;
-            let target = keyring::resolve(&keys, &a.id)?;
-            if let (Some(risk), false) = (keyring::removal_risk(&keys, target), a.force) {
+            let keys = key::list(&repo)?;
+            let target = key::resolve(&keys, &a.id)?;
+            if let (Some(risk), false) = (key::removal_risk(&keys, target), a.force) {
                 anyhow::bail!(Error::invalid(format!(
                     "{risk}; use --force to remove it anyway"
                 )));
             }
-            keyring::remove(&repo, &target.id, !a.force)?;
+            key::remove(&repo, &target.id, !a.force)?;
             if global.json {
                 print_json(&json!({ "removed": target.id }))?;
             }
@@ -279,7 +279,7 @@ pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
         KeyCommand::Passwd(a) => {
             let (password, kdf) = a.new.password_and_kdf()?;
             // The new key records who changed it; it keeps full access.
-            let changed = keyring::change_password(&repo, &password, kdf, &info(None, None));
+            let changed = key::change_password(&repo, &password, kdf, &info(None, None));
             let (new, old) = a.new.unless_failed(changed)?;
             if global.json {
                 print_json(&json!({ "added": new, "removed": old }))?;

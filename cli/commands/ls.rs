@@ -5,8 +5,8 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::browse::{self, Entry};
-use cairn_core::tree::NodeKind;
+use cairn_core::format::tree::NodeKind;
+use cairn_core::ops::browse::{self, Entry};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;

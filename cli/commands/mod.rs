@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use cairn_core::backend;
-use cairn_core::repository::{self, Repository};
-use cairn_core::snapshot::{self, Snapshot, SnapshotFilter};
+use cairn_core::format::snapshot::{self, Snapshot, SnapshotFilter};
+use cairn_core::repo::repository::{self, Repository};
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
@@ -226,8 +226,8 @@ impl SecondPasswordArgs {
 }
 
 /// Drill records, warning about any that cannot be read.
-pub fn load_drills(repo: &Repository) -> anyhow::Result<cairn_core::drill::DrillList> {
-    let list = cairn_core::drill::load(repo)?;
+pub fn load_drills(repo: &Repository) -> anyhow::Result<cairn_core::repo::drill_record::DrillList> {
+    let list = cairn_core::repo::drill_record::load(repo)?;
     for (_, e) in &list.damaged {
         eprintln!("cairn: warning: skipping unreadable drill record: {e}");
     }

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use cairn_core::backup::{self, BackupOptions, BackupSource};
-use cairn_core::dumpcheck::find_pg_tool;
-use cairn_core::pitr::{self, ArchiveMode, Target};
+use cairn_core::ops::backup::{BackupOptions, BackupSource};
+use cairn_core::pg::dumpcheck::find_pg_tool;
+use cairn_core::pg::pitr::{self, ArchiveMode, Target};
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -186,8 +186,8 @@ fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitC
     // A backup: a write-only key may take it.
     let repo = global.open_to_add()?;
     let opts = BackupOptions {
-        hostname: backup::hostname(),
-        username: backup::username(),
+        hostname: cairn_core::sys::hostname(),
+        username: cairn_core::sys::username(),
         tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
         time: None,
         validate_dumps: true,
@@ -226,7 +226,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
     let filter = args.filter.filter();
-    let cluster = cairn_core::wal::archived_identity(&repo)?;
+    let cluster = cairn_core::pg::wal::archived_identity(&repo)?;
     let base = match &args.snapshot {
         Some(spec) => {
             let s = loaded.resolve(spec, &filter)?;
@@ -335,7 +335,7 @@ fn pg_tool(given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
 /// Runs `sql` through psql with the connection `args`; its unaligned,
 /// tuples-only output.
 fn psql(tool: &std::path::Path, args: &[String], sql: &str) -> anyhow::Result<String> {
-    let out = cairn_core::dumpcheck::without_secrets(&mut std::process::Command::new(tool))
+    let out = cairn_core::pg::dumpcheck::without_secrets(&mut std::process::Command::new(tool))
         .args(["-X", "-A", "-t", "-q", "-F", "|", "-v", "ON_ERROR_STOP=1"])
         .args(args)
         .args(["-c", sql])
@@ -374,8 +374,8 @@ fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
     ) else {
         anyhow::bail!("psql answered {row:?}, not the system identifier and archive_mode");
     };
-    if cairn_core::wal::cluster_matches(&repo, sysid)? == Some(false) {
-        let theirs = cairn_core::wal::archived_identity(&repo).ok().flatten();
+    if cairn_core::pg::wal::cluster_matches(&repo, sysid)? == Some(false) {
+        let theirs = cairn_core::pg::wal::archived_identity(&repo).ok().flatten();
         anyhow::bail!(Error::new(
             cairn_core::ErrorKind::WrongCluster,
             format!(
@@ -407,9 +407,9 @@ fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
          SELECT pg_walfile_name(pg_switch_wal());",
     )?;
     let segment = segment.lines().last().unwrap_or("").trim().to_string();
-    cairn_core::wal::check_name(&segment)?;
+    cairn_core::pg::wal::check_name(&segment)?;
     let deadline = started + std::time::Duration::from_secs(args.timeout);
-    while !cairn_core::wal::is_archived(&repo, &segment)? {
+    while !cairn_core::pg::wal::is_archived(&repo, &segment)? {
         if std::time::Instant::now() >= deadline {
             let failures = psql(
                 &tool,
@@ -451,7 +451,7 @@ fn check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether base backup `b` is of cluster `cluster` (the archive's); a
 /// base backup or an archive without a recorded identity matches any.
-fn same_cluster(b: &cairn_core::snapshot::Snapshot, cluster: Option<&str>) -> bool {
+fn same_cluster(b: &cairn_core::format::snapshot::Snapshot, cluster: Option<&str>) -> bool {
     let theirs = b
         .source
         .dump
@@ -467,12 +467,12 @@ fn same_cluster(b: &cairn_core::snapshot::Snapshot, cluster: Option<&str>) -> bo
 /// archived WAL (a gap, or the base backup's first WAL file missing): a
 /// warning, since the restore itself can still be what the admin wants.
 pub fn past_the_archive(
-    repo: &cairn_core::repository::Repository,
-    base: &cairn_core::snapshot::Snapshot,
+    repo: &cairn_core::repo::repository::Repository,
+    base: &cairn_core::format::snapshot::Snapshot,
     target: &Target,
 ) -> anyhow::Result<Option<String>> {
-    let list = cairn_core::wal_record::load(repo)?;
-    let st = cairn_core::wal::status(&list, &[base]);
+    let list = cairn_core::repo::wal_record::load(repo)?;
+    let st = cairn_core::pg::wal::status(&list, &[base]);
     let Some(w) = st.windows.first() else {
         let first = base
             .source
@@ -606,16 +606,16 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let newest = bases.iter().max_by(|a, b| a.time.cmp(&b.time));
     let start_wal = newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone());
-    let list = cairn_core::wal_record::load(&repo)?;
-    let cluster = cairn_core::wal::archived_identity(&repo)?;
+    let list = cairn_core::repo::wal_record::load(&repo)?;
+    let cluster = cairn_core::pg::wal::archived_identity(&repo)?;
     // Base backups of another cluster than the archive's: no WAL here
     // can recover them, and they say nothing about its continuity.
-    let (ours, theirs): (Vec<&cairn_core::snapshot::Snapshot>, Vec<_>) = bases
+    let (ours, theirs): (Vec<&cairn_core::format::snapshot::Snapshot>, Vec<_>) = bases
         .iter()
         .copied()
         .partition(|b| same_cluster(b, cluster.as_deref()));
     let foreign: Vec<String> = theirs.iter().map(|b| b.id.to_hex()).collect();
-    let st = cairn_core::wal::status(&list, &ours);
+    let st = cairn_core::pg::wal::status(&list, &ours);
     let healthy =
         newest.is_some() && st.missing.is_empty() && st.unreadable == 0 && foreign.is_empty();
     if global.json {

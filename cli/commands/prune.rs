@@ -5,8 +5,8 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::prune::{self, MaxUnused, PackAction, PruneOptions, PrunePlan};
-use cairn_core::repository::Repository;
+use cairn_core::ops::prune::{self, MaxUnused, PackAction, PruneOptions, PrunePlan};
+use cairn_core::repo::repository::Repository;
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
@@ -46,7 +46,7 @@ pub struct PruneOptionArgs {
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    prune::parse_size(s).map_err(|e| e.to_string())
+    cairn_core::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// `0`, `30s`, `15m`, `24h`, `2d`, `1h30m`.

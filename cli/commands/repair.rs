@@ -3,8 +3,8 @@
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 
-use cairn_core::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
-use cairn_core::restore::damage_note;
+use cairn_core::ops::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
+use cairn_core::repo::reader::damage_note;
 
 use crate::commands::{FilterArgs, Loaded};
 use crate::exit::ExitCode;
@@ -174,7 +174,7 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
             good: list.good,
             damaged: list.damaged.into_iter().map(|(name, _)| name).collect(),
         };
-        let mut chosen: Vec<cairn_core::snapshot::Snapshot> = Vec::new();
+        let mut chosen: Vec<cairn_core::format::snapshot::Snapshot> = Vec::new();
         for spec in &args.snapshots {
             let s = loaded.resolve(spec, &filter)?;
             if !chosen.iter().any(|c| c.id == s.id) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::restore;
+use cairn_core::ops::restore;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::{json, Value};
 
-use cairn_core::repository::CacheLocation;
+use cairn_core::repo::repository::CacheLocation;
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
@@ -223,10 +223,7 @@ fn plan(
     state: &BTreeMap<String, i64>,
 ) -> anyhow::Result<(Vec<Step>, Vec<String>)> {
     let last_prune = state.get(location).copied();
-    let host = job
-        .host
-        .clone()
-        .unwrap_or_else(cairn_core::backup::hostname);
+    let host = job.host.clone().unwrap_or_else(cairn_core::sys::hostname);
     let mut backup = vec!["backup".to_string()];
     // The job's own series, exactly: another job with more paths or tags
     // on the same host is not touched by this one's rules.

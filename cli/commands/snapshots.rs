@@ -4,8 +4,8 @@ use std::io::Write;
 
 use clap::Args;
 
-use cairn_core::retention::{self, GroupBy, GroupKey};
-use cairn_core::snapshot::Snapshot;
+use cairn_core::format::snapshot::Snapshot;
+use cairn_core::ops::forget::{self, GroupBy, GroupKey};
 
 use crate::commands::{load_drills, load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -35,7 +35,7 @@ fn grouped(
     by: GroupBy,
     latest: Option<usize>,
 ) -> Vec<(GroupKey, Vec<Snapshot>)> {
-    let mut groups = retention::group(shown, by);
+    let mut groups = forget::group(shown, by);
     for (_, list) in &mut groups {
         list.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         if let Some(n) = latest {

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::backend::ObjectKind;
-use cairn_core::browse;
+use cairn_core::ops::browse;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::drill::DrillRecord;
-use cairn_core::snapshot::{Snapshot, SourceKind};
+use cairn_core::format::snapshot::{Snapshot, SourceKind};
+use cairn_core::repo::drill_record::DrillRecord;
 use cairn_core::time::SnapshotTime;
 
 use crate::commands::{load_drills, load_snapshots, FilterArgs};

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::tag::{self, TagChange};
+use cairn_core::ops::tag::{self, TagChange};
 use cairn_core::Error;
 
 use crate::commands::{load_snapshots, FilterArgs};

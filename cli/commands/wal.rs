@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::wal::{self, PushOutcome};
-use cairn_core::wal_spool::{self, Spool};
+use cairn_core::pg::wal::{self, PushOutcome};
+use cairn_core::pg::wal_spool::{self, Spool};
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
@@ -107,7 +107,7 @@ pub fn push(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
     // A write-only key may archive WAL files too (a database server that
     // archives its own WAL).
     let repo = global.open_to_add()?;
-    let host = cairn_core::backup::hostname();
+    let host = cairn_core::sys::hostname();
     let started = std::time::Instant::now();
     let outcome = wal::push(&repo, &name, &args.path, &host, &CANCEL)?;
     let (record, added, already) = match &outcome {

@@ -4,7 +4,7 @@
 //! a random 24-byte nonce. A random 32-byte master key is the root of every
 //! other key: sub-keys come from `blake3::derive_key` with distinct contexts,
 //! and the master key itself is stored only wrapped, in key files, under a
-//! key derived from a password with Argon2id (see [`crate::keyfile`]).
+//! key derived from a password with Argon2id (see [`crate::format::keyfile`]).
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
@@ -246,7 +246,7 @@ impl Keys {
     }
 
     /// The keys of a client that adds data it cannot read back
-    /// (write-only keys, `repo-format.md` §4.3): the naming keys and the
+    /// (write-only keys, `repo-format.md` §3.3): the naming keys and the
     /// index key of the repository, and as data key its own
     /// random `session` key, which it seals to the repository's `public`
     /// key for full keys to read ([`Self::key_block`]).
@@ -261,7 +261,7 @@ impl Keys {
             index_auth: None,
             // Not the repository's key-info key (a writer neither reads nor
             // writes key info: it could otherwise plant a key file whose
-            // info claims a full key, repo-format §14.1).
+            // info claims a full key, docs/design.md §8.2).
             key_info: SealingKey::new(&blake3::derive_key(CONTEXT_WRITER_KEY_INFO, session)),
             chunk_id_key: w.chunk_id_key,
             metadata_id_key: w.metadata_id_key,
@@ -276,7 +276,7 @@ impl Keys {
     }
 
     /// For a write-only client, a fresh key block sealing its session key
-    /// to the repository's public key with `ad` (`repo-format.md` §3.3):
+    /// to the repository's public key with `ad` (`repo-format.md` §2.3):
     /// what it writes in front of each object its data key seals. `None`
     /// for a full key, whose data key needs no block.
     pub fn key_block(&self, ad: &[u8]) -> Result<Option<[u8; KEY_BLOCK_LEN]>> {
@@ -309,7 +309,7 @@ impl Keys {
     }
 
     /// The tag that authenticates an index object written by a full key
-    /// (`repo-format.md` §8.1): BLAKE3 keyed with the index authentication
+    /// (`repo-format.md` §7.1): BLAKE3 keyed with the index authentication
     /// key over the object's bytes. `None` for a write-only key, which has
     /// no such key.
     pub fn index_tag(&self, bytes: &[u8]) -> Option<[u8; 32]> {
@@ -352,7 +352,7 @@ impl Keys {
         Id::from_bytes(*blake3::keyed_hash(&self.wal_name_key, name.as_bytes()).as_bytes())
     }
 
-    /// The **contents tag** of a WAL record (`repo-format.md` §18.2):
+    /// The **contents tag** of a WAL record (`repo-format.md` §10.2):
     /// BLAKE3 keyed with the WAL-name key over `00 ‖ "contents" ‖ 00 ‖
     /// name ‖ 00 ‖ size (u64 LE) ‖ BLAKE3 of the contents`. Stored in the
     /// clear, so that a retried `wal-push` with a write-only key, which

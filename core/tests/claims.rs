@@ -1,5 +1,5 @@
 //! Create-only writes on storage that ignores create-only puts
-//! (`repo-format.md` §2.5): concurrent `wal-push` of different contents
+//! (`repo-format.md` §15.4): concurrent `wal-push` of different contents
 //! under one name and concurrent `init`, on an in-memory store whose puts
 //! overwrite (as Garage 2.5's do). The real-server version of these
 //! races is in the root `tests/s3.rs`.
@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use cairn_core::backend::claim::{self, put_exclusive, Claim, Exclusive, STALE_SECONDS};
 use cairn_core::backend::{Backend, ObjectInfo, ObjectKind};
-use cairn_core::repository::{self, CacheLocation, Repository};
-use cairn_core::wal::{self, PushOutcome};
+use cairn_core::pg::wal::{self, PushOutcome};
+use cairn_core::repo::repository::{self, CacheLocation, Repository};
 use cairn_core::{ErrorKind, Result};
 
 use common::{init_small, key_info, pseudo_random, MemBackend, FAST_KDF};

@@ -14,11 +14,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::check::{self as integrity};
-use cairn_core::pack::BlobEntry;
-use cairn_core::prune::{self, MaxUnused, PruneOptions};
-use cairn_core::repository::{self, CacheLocation, Repository};
-use cairn_core::snapshot::Snapshot;
+use cairn_core::format::pack::BlobEntry;
+use cairn_core::format::snapshot::Snapshot;
+use cairn_core::ops::check::{self as integrity};
+use cairn_core::ops::prune::{self, MaxUnused, PruneOptions};
+use cairn_core::repo::repository::{self, CacheLocation, Repository};
 use cairn_core::{ErrorKind, Id};
 
 const PASSWORD: &[u8] = b"delta";
@@ -382,20 +382,20 @@ fn copy_into_a_delta_repository_stores_deltas_and_restores_alike() {
     // is stored against the one copied before it.
     let mut sizes = Vec::new();
     for t in &targets {
-        cairn_core::copy::copy(
+        cairn_core::ops::copy::copy(
             &src,
             t,
             &snaps[..1],
-            &cairn_core::copy::NoCopyProgress,
+            &cairn_core::ops::copy::NoCopyProgress,
             &AtomicBool::new(false),
         )
         .unwrap();
         let first = pack_bytes(t);
-        let stats = cairn_core::copy::copy(
+        let stats = cairn_core::ops::copy::copy(
             &src,
             t,
             &snaps,
-            &cairn_core::copy::NoCopyProgress,
+            &cairn_core::ops::copy::NoCopyProgress,
             &AtomicBool::new(false),
         )
         .unwrap();

@@ -20,13 +20,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::backup::{self, BackupOptions, BackupSource, NoProgress};
-use cairn_core::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
-use cairn_core::keyfile::{KdfParams, KeyInfo};
-use cairn_core::prune::{self, MaxUnused, PruneOptions, PruneStats};
-use cairn_core::repository::{self, CacheLocation, InitOptions, Repository};
-use cairn_core::restore::{self, NoRestoreProgress};
-use cairn_core::snapshot::{Snapshot, SourceKind};
+use cairn_core::format::keyfile::{KdfParams, KeyInfo};
+use cairn_core::format::snapshot::{Snapshot, SourceKind};
+use cairn_core::ops::backup::{self, BackupOptions, BackupSource, NoProgress};
+use cairn_core::ops::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
+use cairn_core::ops::prune::{self, MaxUnused, PruneOptions, PruneStats};
+use cairn_core::ops::restore;
+use cairn_core::repo::reader::NoRestoreProgress;
+use cairn_core::repo::repository::{self, CacheLocation, InitOptions, Repository};
 use cairn_core::{ErrorKind, Id, Result};
 use proptest::prelude::*;
 
@@ -172,7 +173,7 @@ fn restore_into(repo: &Repository, snap: &Snapshot, target: &Path) -> Result<()>
             snap,
             Path::new(FILE),
             &mut out,
-            &restore::NoRestoreProgress,
+            &NoRestoreProgress,
             &cancel,
         );
         fs::write(target.join(FILE), &out).unwrap();
@@ -1356,7 +1357,7 @@ fn check_tells_failed_reads_from_damage() {
 /// lost data.
 #[test]
 fn repairs_stop_on_failed_reads_and_change_nothing() {
-    use cairn_core::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
+    use cairn_core::ops::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
     let (mem, _src, model) = damage_repo();
     // Something to repair: one index object gone (repair index) ...
     let index = mem.names(ObjectKind::Index);
@@ -1462,7 +1463,7 @@ fn fetch_wal(storage: &MemBackend, name: &str, what: &str) -> Option<Vec<u8>> {
     let repo = open_clean(storage, &CacheLocation::Temporary, what);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join(name);
-    match cairn_core::wal::fetch(&repo, name, &dest, &AtomicBool::new(false)) {
+    match cairn_core::pg::wal::fetch(&repo, name, &dest, &AtomicBool::new(false)) {
         Ok(_) => Some(fs::read(&dest).unwrap()),
         Err(e) if e.kind() == ErrorKind::SourceNotFound => None,
         Err(e) => panic!("{what}: fetch fails: {e}"),
@@ -1479,7 +1480,7 @@ fn crash_at_any_point_of_a_wal_push_loses_nothing_and_the_retry_archives_it() {
     fs::write(&segment, &wal).unwrap();
     let name = "000000010000000000000007";
     let push = |repo: &Repository| {
-        cairn_core::wal::push(repo, name, &segment, "test", &AtomicBool::new(false))
+        cairn_core::pg::wal::push(repo, name, &segment, "test", &AtomicBool::new(false))
     };
     let (_, mutations) = count_ops(&mem, |repo| push(repo).map(drop));
     assert!(mutations >= 3, "too few puts: {mutations}");

@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
-use cairn_core::keyring;
-use cairn_core::repository::{self, CacheLocation};
+use cairn_core::ops::key;
+use cairn_core::repo::repository::{self, CacheLocation};
 
 #[test]
 fn the_last_full_key_survives_two_removals_at_once() {
@@ -23,14 +23,14 @@ fn the_last_full_key_survives_two_removals_at_once() {
         .unwrap();
     let kdf = common::FAST_KDF;
     let info = common::key_info("h", "u");
-    let second = keyring::add(&repo, b"second", kdf, &info).unwrap();
+    let second = key::add(&repo, b"second", kdf, &info).unwrap();
     // Both keys listed: removing the second looks safe...
-    let keys = keyring::list(&repo).unwrap();
-    let target = keyring::resolve(&keys, &second).unwrap();
-    assert_eq!(keyring::removal_risk(&keys, target), None);
+    let keys = key::list(&repo).unwrap();
+    let target = key::resolve(&keys, &second).unwrap();
+    assert_eq!(key::removal_risk(&keys, target), None);
     // ...but meanwhile another admin removes the first one.
     backend.delete(ObjectKind::Key, repo.key_name()).unwrap();
-    let err = keyring::remove(&repo, &second, true).unwrap_err();
+    let err = key::remove(&repo, &second, true).unwrap_err();
     assert!(err.to_string().contains("put back"), "{err}");
     // The second key is there again and opens the repository.
     repository::locate(backend.clone())
@@ -38,7 +38,7 @@ fn the_last_full_key_survives_two_removals_at_once() {
         .unlock(b"second", &CacheLocation::Temporary)
         .unwrap();
     // Forced, it goes.
-    keyring::remove(&repo, &second, false).unwrap();
+    key::remove(&repo, &second, false).unwrap();
     assert!(backend.list(ObjectKind::Key).unwrap().is_empty());
 }
 
@@ -53,9 +53,9 @@ fn a_write_only_key_is_listed_and_opens_nothing() {
         .unwrap();
     let kdf = common::FAST_KDF;
     let info = common::key_info("db1", "postgres");
-    let name = keyring::add_write_only(&repo, b"writer", kdf, &info).unwrap();
-    let keys = keyring::list(&repo).unwrap();
-    let entry = keyring::resolve(&keys, &name).unwrap();
+    let name = key::add_write_only(&repo, b"writer", kdf, &info).unwrap();
+    let keys = key::list(&repo).unwrap();
+    let entry = key::resolve(&keys, &name).unwrap();
     assert_eq!(entry.info.as_ref().unwrap().kind, "write-only");
     assert!(!entry.is_full());
     // Not a key that reads: `unlock` refuses it as access denied (exit
@@ -69,5 +69,5 @@ fn a_write_only_key_is_listed_and_opens_nothing() {
     // Removing the full key with only a write-only key left is the last
     // full key.
     let full = keys.iter().find(|k| k.current).unwrap();
-    assert!(keyring::removal_risk(&keys, full).is_some());
+    assert!(key::removal_risk(&keys, full).is_some());
 }

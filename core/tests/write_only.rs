@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use cairn_core::backend::{Backend, LocalBackend, ObjectKind};
 use cairn_core::crypto::Keys;
-use cairn_core::index::{self, IndexPack};
-use cairn_core::keyfile::{self, Unwrapped};
-use cairn_core::keyring;
-use cairn_core::pack;
-use cairn_core::prune::{self, MaxUnused, PruneOptions};
-use cairn_core::repository::{self, CacheLocation, Repository};
-use cairn_core::snapshot::Snapshot;
+use cairn_core::format::index::{self, IndexPack};
+use cairn_core::format::keyfile::{self, Unwrapped};
+use cairn_core::format::pack;
+use cairn_core::format::snapshot::Snapshot;
+use cairn_core::ops::key;
+use cairn_core::ops::prune::{self, MaxUnused, PruneOptions};
+use cairn_core::repo::repository::{self, CacheLocation, Repository};
 use cairn_core::{ErrorKind, Id};
 
 const FULL: &[u8] = b"full password";
@@ -52,7 +52,7 @@ fn check_clean(repo: &Repository) {
 fn add_writer(repo: &Repository) -> String {
     let kdf = common::FAST_KDF;
     let info = common::key_info("db1", "postgres");
-    keyring::add_write_only(repo, WRITER, kdf, &info).unwrap()
+    key::add_write_only(repo, WRITER, kdf, &info).unwrap()
 }
 
 /// The key scheme byte of every stored pack.

@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| cairn_core::fuzzing::config(data));
+fuzz_target!(|data: &[u8]| cairn_core::testing::fuzzing::config(data));

@@ -47,7 +47,7 @@ impl Env {
     }
 
     /// A scratch directory without a repository, whose commands all run
-    /// as `postgres` when we are root (CI), the way the README says to
+    /// as `postgres` when we are root (CI), the way the guide says to
     /// run cairn next to PostgreSQL: root reads and writes everything,
     /// which hides permission bugs. The directory is given to `postgres`.
     pub fn empty_as_postgres() -> Env {

@@ -1,5 +1,5 @@
 //! Create-only writes on storage that ignores "create only if absent"
-//! (`repo-format.md` §2.5).
+//! (`repo-format.md` §15.4).
 //!
 //! Two objects are not named by their contents: `config` and the WAL
 //! records. Their writers rely on put being create-only, so that of two
@@ -187,7 +187,7 @@ fn decide_and_put(
             ErrorKind::Io,
             format!(
                 "{}: the listing does not show claim {own} just written, so a {} cannot be \
-                 written exclusively on this storage (repo-format.md §2.5)",
+                 written exclusively on this storage (repo-format.md §15.4)",
                 backend.location(),
                 kind.noun()
             ),

@@ -67,7 +67,7 @@ impl LocalBackend {
 
 /// Creates `dir` and its missing parents with mode 0700 whatever the
 /// umask, like the objects (0600): other local users must not be able to
-/// delete or plant objects (`repo-format.md` §2.3).
+/// delete or plant objects (`repo-format.md` §15.2).
 fn create_dirs(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
@@ -83,7 +83,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Opens an object's file for reading without blocking, and only if it is
 /// a regular file: a FIFO planted in place of an object would block
 /// `open()` forever, a device would read without end (`repo-format.md`
-/// §2.3, §14.2).
+/// §15.2, docs/design.md §8.3).
 fn open_object_file(path: &Path) -> io::Result<Result<File, &'static str>> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()

@@ -96,12 +96,12 @@ pub enum ObjectKind {
     Index,
     /// `snapshots/<id>`.
     Snapshot,
-    /// `wal/<id>`: one archived PostgreSQL WAL file (`repo-format.md` §18).
+    /// `wal/<id>`: one archived PostgreSQL WAL file (`repo-format.md` §10).
     Wal,
-    /// `drills/<id>`: the outcome of one restore drill (`repo-format.md` §19).
+    /// `drills/<id>`: the outcome of one restore drill (`repo-format.md` §11).
     Drill,
     /// `claims/<name>`: a writer's announcement on storage that ignores
-    /// create-only puts (`repo-format.md` §2.5), deleted after the write.
+    /// create-only puts (`repo-format.md` §15.4), deleted after the write.
     Claim,
 }
 

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use cairn_core::backend::{Backend, ObjectInfo, ObjectKind};
-use cairn_core::chunker::ChunkerParams;
-use cairn_core::config::MIN_PACK_SIZE;
-use cairn_core::keyfile::{KdfParams, KeyInfo};
-use cairn_core::repository::{self, InitOptions};
+use cairn_core::chunk::chunker::ChunkerParams;
+use cairn_core::format::config::MIN_PACK_SIZE;
+use cairn_core::format::keyfile::{KdfParams, KeyInfo};
+use cairn_core::repo::repository::{self, InitOptions};
 use cairn_core::{Error, ErrorKind, Result};
 
 /// `ObjectKind` is not `Ord`: a sort key per kind.
@@ -596,8 +596,8 @@ pub fn backup_stream(
     filename: &str,
     data: &[u8],
     validate: bool,
-) -> Result<cairn_core::snapshot::Snapshot> {
-    let opts = cairn_core::backup::BackupOptions {
+) -> Result<cairn_core::format::snapshot::Snapshot> {
+    let opts = cairn_core::ops::backup::BackupOptions {
         hostname: "test".into(),
         username: "test".into(),
         tags: Vec::new(),
@@ -606,16 +606,16 @@ pub fn backup_stream(
         no_delta: false,
         allow_empty: false,
     };
-    let source = cairn_core::backup::BackupSource::Stream {
+    let source = cairn_core::ops::backup::BackupSource::Stream {
         reader: Box::new(io::Cursor::new(data.to_vec())),
         filename: filename.into(),
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    cairn_core::backup::backup(
+    cairn_core::ops::backup::backup(
         repo,
         source,
         &opts,
-        &cairn_core::backup::NoProgress,
+        &cairn_core::ops::backup::NoProgress,
         &cancel,
     )
     .map(|o| o.snapshot)
@@ -624,26 +624,33 @@ pub fn backup_stream(
 /// Restores `snap` into a temporary directory and reads back `filename`.
 pub fn restore_file(
     repo: &repository::Repository,
-    snap: &cairn_core::snapshot::Snapshot,
+    snap: &cairn_core::format::snapshot::Snapshot,
     filename: &str,
 ) -> Result<Vec<u8>> {
     let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    cairn_core::restore::restore(
+    cairn_core::ops::restore::restore(
         repo,
         snap,
         dir.path(),
-        &cairn_core::restore::NoRestoreProgress,
+        &cairn_core::repo::reader::NoRestoreProgress,
         &cancel,
     )?;
     std::fs::read(dir.path().join(filename)).map_err(|e| Error::io(filename, e))
 }
 
 /// `check --read-data` of `repo`.
-pub fn check_read_data(repo: &repository::Repository) -> Result<cairn_core::check::CheckReport> {
-    let opts = cairn_core::check::CheckOptions {
-        read_data: Some(cairn_core::check::DataSubset::All),
+pub fn check_read_data(
+    repo: &repository::Repository,
+) -> Result<cairn_core::ops::check::CheckReport> {
+    let opts = cairn_core::ops::check::CheckOptions {
+        read_data: Some(cairn_core::ops::check::DataSubset::All),
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    cairn_core::check::check(repo, &opts, &cairn_core::check::NoCheckProgress, &cancel)
+    cairn_core::ops::check::check(
+        repo,
+        &opts,
+        &cairn_core::ops::check::NoCheckProgress,
+        &cancel,
+    )
 }

@@ -1,0 +1,1215 @@
+//! Backing up a stream, a command's output, or files and directories.
+//!
+//! Order of writes (the commit protocol): packs, then index objects, then
+//! the snapshot. Until the snapshot is written nothing refers to the new
+//! data, so a crash, a failed upload or a failed dump command leaves at
+//! most unreferenced packs and index entries, never a half snapshot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use crate::chunk::chunker::{read_block, BlockChunker, ChunkBatch, Chunker};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::IndexPack;
+use crate::format::pack::{self, BlobType, EncodedBlob, FinishedPack, PackWriter};
+use crate::format::snapshot::{check_labels, DumpInfo};
+use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
+use crate::format::tree::{self, Node, NodeKind, Tree};
+use crate::id::Id;
+use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
+use crate::repo::cache::CacheReader;
+use crate::repo::commit::verify_referenced;
+use crate::repo::delta::DeltaEncoder;
+use crate::repo::packer::INDEX_FLUSH_BLOBS;
+use crate::repo::repository::Repository;
+use crate::time::SnapshotTime;
+
+/// Chunks are handed from the reading thread to the hashing and
+/// compressing threads in batches of about this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+const INDEX_FLUSH_PACKS: usize = 16;
+const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+/// Files at least this large are read on their own thread.
+const THREADED_FILE_SIZE: u64 = 4 << 20;
+
+/// Receives progress from a running backup.
+pub trait BackupProgress: Sync {
+    /// `n` more bytes of content were read.
+    fn bytes_read(&self, _n: u64) {}
+    /// A file or directory was skipped; the backup goes on.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl BackupProgress for NoProgress {}
+
+/// What to back up.
+pub enum BackupSource {
+    /// Files and directories, recursively.
+    Paths(Vec<PathBuf>),
+    /// A stream (stdin), stored as one file named `filename`.
+    Stream {
+        /// The data.
+        reader: Box<dyn Read + Send>,
+        /// Name of the file in the snapshot.
+        filename: String,
+    },
+    /// The standard output of `sh -c command`, stored as one file named
+    /// `filename`; committed only if the command exits 0.
+    Command {
+        /// Shell command line.
+        command: String,
+        /// Name of the file in the snapshot.
+        filename: String,
+    },
+}
+
+/// Metadata of a new snapshot.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Host name recorded.
+    pub hostname: String,
+    /// User name recorded.
+    pub username: String,
+    /// Tags recorded.
+    pub tags: Vec<String>,
+    /// Snapshot time; `None` for now.
+    pub time: Option<SnapshotTime>,
+    /// Check that a stream or command output that is a database dump is
+    /// complete before committing (`dumpcheck`); with `false` its format
+    /// is still recorded.
+    pub validate_dumps: bool,
+    /// Store every new chunk whole, even in a repository with delta
+    /// compression on.
+    pub no_delta: bool,
+    /// Save a stream (stdin, `--command`) that ended without a byte; by
+    /// default it is refused: an empty dump is almost always a dump that
+    /// failed (`pg_dump -d nosuchdb | cairn backup -`).
+    pub allow_empty: bool,
+}
+
+/// The result of a backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// The snapshot written.
+    pub snapshot: Snapshot,
+    /// Files and directories that were skipped, one message each.
+    pub warnings: Vec<String>,
+}
+
+/// Checks a `--stdin-filename`.
+pub fn check_stream_filename(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::invalid(format!(
+            "invalid file name {name:?} for the stream: use a plain name like shop.sql"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a snapshot time (`--time`) more than
+/// [`crate::format::snapshot::FUTURE_SKEW_SECONDS`] ahead of `now`: a snapshot dated
+/// in the future would be `latest` and push real ones out of
+/// `forget --keep-last` (a write-only key could use it to do harm;
+/// readers also spot one, `repo-format.md` §9.3).
+pub fn check_not_future(time: &SnapshotTime, now: &SnapshotTime) -> Result<()> {
+    let ahead = time.timestamp().as_second() - now.timestamp().as_second();
+    if ahead > crate::format::snapshot::FUTURE_SKEW_SECONDS {
+        return Err(Error::invalid(format!(
+            "--time {} is {}s ahead of this machine's clock: a snapshot may not be dated in the future",
+            time.to_rfc3339(),
+            ahead
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a backup and writes its snapshot.
+pub fn backup(
+    repo: &Repository,
+    source: BackupSource,
+    opts: &BackupOptions,
+    progress: &dyn BackupProgress,
+    cancel: &AtomicBool,
+) -> Result<BackupOutcome> {
+    let start = SnapshotTime::now();
+    if let Some(t) = &opts.time {
+        check_not_future(t, &start)?;
+    }
+    check_labels(&opts.hostname, &opts.tags)?;
+    // Absolute, normalised source paths (for `BackupSource::Paths`).
+    let mut sources: Vec<PathBuf> = Vec::new();
+    let (paths, mut source_meta) = match &source {
+        BackupSource::Paths(paths) => {
+            if paths.is_empty() {
+                return Err(Error::invalid(
+                    "nothing to back up: give paths, - for stdin, or --command",
+                ));
+            }
+            let abs = paths
+                .iter()
+                .map(|p| absolute(p))
+                .collect::<Result<Vec<_>>>()?;
+            for p in &abs {
+                if let Err(e) = fs::symlink_metadata(p) {
+                    return Err(if e.kind() == io::ErrorKind::NotFound {
+                        Error::new(
+                            ErrorKind::SourceNotFound,
+                            format!("backup source {} does not exist", p.display()),
+                        )
+                    } else {
+                        Error::io(format!("backup source {}", p.display()), e)
+                    });
+                }
+            }
+            let shown = abs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            sources = abs;
+            (
+                shown,
+                SnapshotSource {
+                    kind: SourceKind::Paths,
+                    stdin_filename: None,
+                    command: None,
+                    exit_status: None,
+                    dump: None,
+                    empty_allowed: false,
+                },
+            )
+        }
+        BackupSource::Stream { filename, .. } => {
+            check_stream_filename(filename)?;
+            (
+                vec![format!("/{filename}")],
+                SnapshotSource {
+                    kind: SourceKind::Stdin,
+                    stdin_filename: Some(filename.clone()),
+                    command: None,
+                    exit_status: None,
+                    dump: None,
+                    empty_allowed: false,
+                },
+            )
+        }
+        BackupSource::Command { command, filename } => {
+            check_stream_filename(filename)?;
+            if command.trim().is_empty() {
+                return Err(Error::invalid("--command is empty"));
+            }
+            (
+                vec![format!("/{filename}")],
+                SnapshotSource {
+                    kind: SourceKind::Command,
+                    stdin_filename: Some(filename.clone()),
+                    command: Some(command.clone()),
+                    exit_status: Some(0),
+                    dump: None,
+                    empty_allowed: false,
+                },
+            )
+        }
+    };
+    let time = opts.time.unwrap_or(start);
+
+    let upload_failed = AtomicBool::new(false);
+    let empty_allowed = AtomicBool::new(false);
+    let mut dump_info = None;
+    let (root, mut summary, warnings, referenced, stored_packs) =
+        thread::scope(|scope| -> Result<_> {
+            let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
+            let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
+            let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+            // A write-only key reads no stored chunk, so it has no bases.
+            if !opts.no_delta && !repo.is_write_only() {
+                saver.enable_deltas(&opts.hostname, &paths)?;
+            }
+            let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
+            // A stream is inspected as it is read and judged once it ended
+            // (and, for a command, once it exited 0): an incomplete dump fails
+            // the backup before the snapshot.
+            let judge = |saved: Result<Id>, filename: &str, dump_info: &mut Option<DumpInfo>| {
+                let root = saved?;
+                let taken = match inspector.lock() {
+                    Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
+                    Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
+                };
+                if taken.total() == 0 {
+                    if !opts.allow_empty {
+                        return Err(empty_stream(filename, &source_meta));
+                    }
+                    progress.warning(&format!("{filename} is empty (saved: --allow-empty)"));
+                    empty_allowed.store(true, Ordering::SeqCst);
+                }
+                let found = taken.finish(filename).map_err(not_written)?;
+                for w in &found.warnings {
+                    progress.warning(w);
+                }
+                *dump_info = found.info;
+                Ok(root)
+            };
+            let saved = match source {
+                BackupSource::Paths(_) => {
+                    // One directory-format dump (pg_dump -Fd) is checked first.
+                    let checked = match sources.as_slice() {
+                        [one] => {
+                            check_directory_dump(one, opts.validate_dumps).map_err(not_written)
+                        }
+                        _ => Ok(None),
+                    };
+                    checked.and_then(|info| {
+                        if let Some(i) = &info {
+                            let name = sources[0].display().to_string();
+                            if let Some(w) = crate::pg::dumpcheck::compression_warning(&name, i) {
+                                progress.warning(&w);
+                            }
+                        }
+                        dump_info = info;
+                        saver.save_paths(&sources)
+                    })
+                }
+                BackupSource::Stream { reader, filename } => {
+                    let reader = InspectingReader::new(reader, Arc::clone(&inspector));
+                    let saved = saver.save_stream_file(reader, &filename, time, &|| {});
+                    judge(saved, &filename, &mut dump_info)
+                }
+                BackupSource::Command { command, filename } => {
+                    let saved = saver.save_command(&command, &filename, time, &inspector);
+                    judge(saved, &filename, &mut dump_info)
+                }
+            };
+            let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
+            // Sketches of what was stored, also after a failure: an entry
+            // whose blob never got indexed is skipped when looked up.
+            let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
+            // Everything the snapshot will refer to, for the commit check:
+            // what was reused from the index and what this backup stored.
+            let mut referenced = std::mem::take(&mut saver.reused);
+            referenced.extend(saver.seen.drain());
+            let bases = std::mem::take(&mut saver.bases);
+            referenced.extend(bases.iter().copied());
+            let (stats, warnings) = (
+                std::mem::take(&mut saver.stats),
+                std::mem::take(&mut saver.warnings),
+            );
+            drop(saver); // closes the pack channel: the uploader finishes
+            let uploaded = uploader
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Io, "the upload thread panicked"))?;
+            // When storing packs failed, that is the cause; otherwise the
+            // reading side's error (dump command, interruption) is.
+            let (root, stored_packs) = match (flushed, uploaded) {
+                (Ok(root), Ok(packs)) => (root, packs),
+                (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
+                (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+            };
+            Ok((root, stats, warnings, (referenced, bases), stored_packs))
+        })?;
+
+    if cancel.load(Ordering::SeqCst) {
+        return Err(Error::interrupted());
+    }
+    source_meta.dump = dump_info;
+    source_meta.empty_allowed = empty_allowed.load(Ordering::SeqCst);
+    // Damaged snapshots only cost the parent link; backups must go on. A
+    // write-only key cannot read snapshots: no parent link.
+    let existing = match repo.is_write_only() {
+        true => Vec::new(),
+        false => repo.load_snapshots()?.good,
+    };
+    let mut sorted_paths = paths.clone();
+    sorted_paths.sort();
+    let parent = existing
+        .iter()
+        .filter(|s| {
+            !s.future_dated && s.hostname == opts.hostname && s.sorted_paths() == sorted_paths
+        })
+        .max_by(|a, b| a.time.cmp(&b.time))
+        .map(|s| s.id);
+    summary.backup_start = Some(start);
+    summary.backup_end = Some(SnapshotTime::now());
+    let mut snapshot = Snapshot {
+        id: Id::default(),
+        time,
+        tree: root,
+        paths,
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        tags: opts.tags.clone(),
+        parent,
+        source: source_meta,
+        original: None,
+        program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        summary,
+        future_dated: false,
+    };
+    // Last, right before the commit point: as little time as possible
+    // between the check and the snapshot becoming visible.
+    verify_referenced(repo, &referenced.0, &referenced.1)?;
+    snapshot.id = repo.save_snapshot(&snapshot)?;
+    let mut warnings = warnings;
+    warnings.extend(confirm_packs_stored(repo, &stored_packs, &snapshot.id)?);
+    Ok(BackupOutcome { snapshot, warnings })
+}
+
+/// After the commit: are the packs this backup stored still there? A
+/// prune whose clock runs ahead of the storage's (or a snapshot that
+/// landed very late) can take a running backup's packs, not yet indexed
+/// long enough, for a crashed backup's leftovers and delete them
+/// (`repo-format.md` §12.4). Then the snapshot cannot be restored: it is
+/// withdrawn and the backup fails (exit 11) instead of reporting success.
+/// A read that fails otherwise (the storage unreachable) proves nothing:
+/// the committed snapshot stays, with a warning.
+fn confirm_packs_stored(repo: &Repository, packs: &[Id], snapshot: &Id) -> Result<Option<String>> {
+    use rayon::prelude::*;
+    let found: Vec<Result<Option<Id>>> = repo.with_io_threads(|| {
+        packs
+            .par_iter()
+            .map(|id| {
+                match repo
+                    .backend()
+                    .get_range(crate::backend::ObjectKind::Pack, &id.to_hex(), 0, 8)
+                {
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == ErrorKind::MissingObject => Ok(Some(*id)),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()
+    })?;
+    let mut gone = None;
+    let mut unknown = None;
+    for r in found {
+        match r {
+            Ok(Some(id)) => gone = gone.or(Some(id)),
+            Ok(None) => {}
+            Err(e) => unknown = unknown.or(Some(e)),
+        }
+    }
+    let Some(pack) = gone else {
+        return Ok(unknown.map(|e| {
+            format!("could not confirm that the packs of this backup are still stored: {e}")
+        }));
+    };
+    repo.backend()
+        .delete(crate::backend::ObjectKind::Snapshot, &snapshot.to_hex())?;
+    Err(Error::new(
+        ErrorKind::Locked,
+        format!(
+            "pack {pack}, stored by this backup, was deleted before its snapshot became visible \
+             (a prune on a machine whose clock runs ahead?); the snapshot was withdrawn, \
+             nothing was committed: check the clocks and run the backup again"
+        ),
+    ))
+}
+
+/// Makes `p` absolute and removes `.` and `..` without following links.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs =
+        std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies and stores packs on `repo.backend().parallel_requests()`
+/// threads, then records them in index objects: every 200 000 blobs or 16
+/// packs, and at least once a minute even when no new pack arrives (a
+/// stored pack must not stay unindexed for long: prune treats old unindexed
+/// packs as leftovers of crashed backups).
+///
+/// The channel has no buffer, so at most one pack per upload thread is in
+/// flight, besides the ones the saver is filling: memory is bounded by the
+/// pack size times the connections, whatever the size of the dump.
+fn upload_packs(
+    repo: &Repository,
+    rx: Receiver<FinishedPack>,
+    failed: &AtomicBool,
+) -> Result<Vec<Id>> {
+    let rx = Mutex::new(rx);
+    let (stored_tx, stored_rx) = mpsc::channel::<Result<IndexPack>>();
+    thread::scope(|scope| {
+        for _ in 0..repo.backend().parallel_requests().max(1) {
+            let stored_tx = stored_tx.clone();
+            let rx = &rx;
+            scope.spawn(move || loop {
+                // One thread waits for the next pack; the others wait for
+                // the lock. A poisoned lock means a thread panicked: stop.
+                let Ok(next) = rx.lock().map(|r| r.recv()) else {
+                    break;
+                };
+                let Ok(pack) = next else {
+                    break; // the saver is done
+                };
+                if failed.load(Ordering::SeqCst) {
+                    continue; // after a failure, drain without storing
+                }
+                let stored = repo.store_pack(pack);
+                if stored.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                if stored_tx.send(stored).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(stored_tx);
+        index_stored_packs(repo, &stored_rx, failed)
+    })
+}
+
+/// Writes index objects for the packs the upload threads stored, until
+/// they are all done; returns the packs, or the first error.
+fn index_stored_packs(
+    repo: &Repository,
+    stored: &Receiver<Result<IndexPack>>,
+    failed: &AtomicBool,
+) -> Result<Vec<Id>> {
+    let mut packs: Vec<Id> = Vec::new();
+    let mut pending: Vec<IndexPack> = Vec::new();
+    let mut pending_blobs = 0usize;
+    let mut last_flush = std::time::Instant::now();
+    let mut first_err: Option<Error> = None;
+    let flush = |pending: &mut Vec<IndexPack>, first_err: &mut Option<Error>| {
+        if let Err(e) = repo.save_index(pending) {
+            failed.store(true, Ordering::SeqCst);
+            first_err.get_or_insert(e);
+        }
+        pending.clear();
+    };
+    loop {
+        let record = match stored.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if !pending.is_empty() && last_flush.elapsed() >= INDEX_FLUSH_INTERVAL {
+                    flush(&mut pending, &mut first_err);
+                    pending_blobs = 0;
+                    last_flush = std::time::Instant::now();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        pending_blobs += record.blobs.len();
+        packs.push(record.pack_id);
+        pending.push(record);
+        if pending_blobs >= INDEX_FLUSH_BLOBS
+            || pending.len() >= INDEX_FLUSH_PACKS
+            || last_flush.elapsed() >= INDEX_FLUSH_INTERVAL
+        {
+            flush(&mut pending, &mut first_err);
+            pending_blobs = 0;
+            last_flush = std::time::Instant::now();
+        }
+    }
+    // Index what did land, even after an error: it is valid data that the
+    // next run can deduplicate against.
+    if !pending.is_empty() {
+        if let Err(e) = repo.save_index(&pending) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(packs), Err)
+}
+
+/// Deduplicates, compresses, seals and packs blobs.
+struct BlobSaver<'a> {
+    repo: &'a Repository,
+    index: CacheReader,
+    /// [`Repository::cache_generation`] when `index` was taken.
+    index_generation: u64,
+    seen: HashSet<Id>,
+    reused: HashSet<Id>,
+    /// Delta bases the snapshot relies on (also in `reused`): the commit
+    /// check must find them stored whole.
+    bases: HashSet<Id>,
+    data_pack: PackWriter,
+    tree_pack: PackWriter,
+    tx: SyncSender<FinishedPack>,
+    level: i32,
+    pack_size: usize,
+    stats: SnapshotSummary,
+    warnings: Vec<String>,
+    sources_skipped: usize,
+    sources_tried: usize,
+    progress: &'a dyn BackupProgress,
+    cancel: &'a AtomicBool,
+    upload_failed: &'a AtomicBool,
+    delta: Option<DeltaEncoder<'a>>,
+}
+
+impl<'a> BlobSaver<'a> {
+    fn new(
+        repo: &'a Repository,
+        tx: SyncSender<FinishedPack>,
+        progress: &'a dyn BackupProgress,
+        cancel: &'a AtomicBool,
+        upload_failed: &'a AtomicBool,
+    ) -> Result<Self> {
+        Ok(BlobSaver {
+            repo,
+            index_generation: repo.cache_generation(),
+            index: repo.index()?,
+            seen: HashSet::new(),
+            reused: HashSet::new(),
+            bases: HashSet::new(),
+            data_pack: PackWriter::new(repo.keys(), repo.id())?,
+            tree_pack: PackWriter::new(repo.keys(), repo.id())?,
+            tx,
+            level: repo.config().compression.level,
+            pack_size: repo.config().pack_size as usize,
+            stats: SnapshotSummary::default(),
+            warnings: Vec::new(),
+            sources_skipped: 0,
+            sources_tried: 0,
+            progress,
+            cancel,
+            upload_failed,
+            delta: None,
+        })
+    }
+
+    /// Turns delta compression on if the repository has it on.
+    fn enable_deltas(&mut self, hostname: &str, paths: &[String]) -> Result<()> {
+        let (encoder, warning) =
+            DeltaEncoder::open(self.repo, &self.index, (hostname, paths), self.cancel)?;
+        if let Some(w) = warning {
+            self.warn(w);
+        }
+        self.delta = encoder;
+        Ok(())
+    }
+
+    fn flush_sketches(&mut self) -> Result<()> {
+        match &mut self.delta {
+            Some(d) => d.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes fresh data chunks: each on its own, or as a delta against a
+    /// stored chunk it resembles when that is smaller.
+    fn encode_fresh(
+        &mut self,
+        chunks: &[&[u8]],
+        ids: &[Id],
+        fresh: &[usize],
+    ) -> Result<Vec<EncodedBlob>> {
+        let Some(delta) = &mut self.delta else {
+            let (keys, repo_id, level) = (self.repo.keys(), *self.repo.id(), self.level);
+            return fresh
+                .par_iter()
+                .map(|&i| {
+                    pack::encode_blob(keys, &repo_id, BlobType::Data, ids[i], chunks[i], level)
+                })
+                .collect();
+        };
+        let (encoded, warning) =
+            delta.encode_chunks(&self.index, (chunks, ids, fresh), &mut self.bases)?;
+        if let Some(w) = warning {
+            self.progress.warning(&w);
+        }
+        Ok(encoded)
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        if self.upload_failed.load(Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Io, "storing packs failed"));
+        }
+        Ok(())
+    }
+
+    /// Counts and reports an entry that cannot be read; the backup goes on
+    /// without it.
+    fn skip<T>(&mut self, path: &Path, err: impl std::fmt::Display) -> Result<Option<T>> {
+        self.stats.files_unreadable += 1;
+        self.warn(format!("{}: {err}", path.display()));
+        Ok(None)
+    }
+
+    fn warn(&mut self, message: String) {
+        self.progress.warning(&message);
+        self.warnings.push(message);
+    }
+
+    /// Whether blob `id` must be stored. Blobs found in the index are
+    /// remembered: before committing, the backup checks that no prune has
+    /// marked their packs for too long (see [`verify_referenced`]).
+    fn is_new(&mut self, id: &Id) -> Result<bool> {
+        self.fresh_index()?;
+        let live = match self.index.live(id) {
+            Err(e) => {
+                self.index = self.repo.index_after(e)?;
+                self.index.live(id)?
+            }
+            Ok(live) => live,
+        };
+        Ok(self.is_new_given(id, live))
+    }
+
+    /// Takes a new index reader when the cache was replaced since this
+    /// one was taken (its disk failed: [`Repository::index_after`]).
+    fn fresh_index(&mut self) -> Result<()> {
+        let now = self.repo.cache_generation();
+        if now != self.index_generation {
+            self.index = self.repo.index()?;
+            self.index_generation = now;
+        }
+        Ok(())
+    }
+
+    /// [`Self::is_new`] for a blob already looked up: `live` says whether
+    /// the index has it in a pack in use, and if it is a delta, its base
+    /// ([`CacheReader::live`]), which is then relied on too.
+    fn is_new_given(&mut self, id: &Id, live: Option<Option<Id>>) -> bool {
+        if self.seen.contains(id) || self.reused.contains(id) {
+            return false;
+        }
+        if let Some(base) = live {
+            self.reused.insert(*id);
+            self.bases.extend(base);
+            return false;
+        }
+        self.seen.insert(*id);
+        true
+    }
+
+    /// Stores a batch of data chunks; returns their IDs in order.
+    fn save_chunks(&mut self, chunks: &[&[u8]]) -> Result<Vec<Id>> {
+        self.check_running()?;
+        self.fresh_index()?;
+        let keys = self.repo.keys();
+        // Hashed and looked up in the index on all cores: with millions of
+        // chunks indexed, a lookup costs as much as hashing a chunk.
+        let look = |index: &CacheReader| -> Vec<(Id, Result<Option<Option<Id>>>)> {
+            chunks
+                .par_iter()
+                .map(|c| {
+                    let id = keys.chunk_id(c);
+                    (id, index.live(&id))
+                })
+                .collect()
+        };
+        let mut looked = look(&self.index);
+        // The cache's disk failed under this reader: again on a new one.
+        if let Some(pos) = looked.iter().position(|(_, r)| r.is_err()) {
+            let (_, failed) = looked.swap_remove(pos);
+            if let Err(e) = failed {
+                self.index = self.repo.index_after(e)?;
+                self.index_generation = self.repo.cache_generation();
+            }
+            looked = look(&self.index);
+        }
+        let mut ids = Vec::with_capacity(looked.len());
+        let mut fresh = Vec::new();
+        for (i, (id, live)) in looked.into_iter().enumerate() {
+            if self.is_new_given(&id, live?) {
+                fresh.push(i);
+            }
+            ids.push(id);
+        }
+        let encoded = self.encode_fresh(chunks, &ids, &fresh)?;
+        for blob in encoded {
+            self.add(blob)?;
+        }
+        Ok(ids)
+    }
+
+    /// Stores one tree or chunk-list blob.
+    fn save_metadata(&mut self, blob_type: BlobType, bytes: &[u8]) -> Result<Id> {
+        let id = pack::blob_id(self.repo.keys(), blob_type, bytes);
+        if self.is_new(&id)? {
+            let blob = pack::encode_blob(
+                self.repo.keys(),
+                self.repo.id(),
+                blob_type,
+                id,
+                bytes,
+                self.level,
+            )?;
+            let blob = match &mut self.delta {
+                Some(d) => d.encode_metadata(&self.index, blob, bytes, &mut self.bases)?,
+                None => blob,
+            };
+            self.add(blob)?;
+        }
+        Ok(id)
+    }
+
+    fn save_tree(&mut self, mut tree: Tree) -> Result<Id> {
+        let bytes = tree.encode()?;
+        self.save_metadata(BlobType::Tree, &bytes)
+    }
+
+    fn add(&mut self, blob: EncodedBlob) -> Result<()> {
+        if blob.blob_type == BlobType::Data {
+            self.stats.data_blobs += 1;
+        } else {
+            self.stats.tree_blobs += 1;
+        }
+        self.stats.data_added += u64::from(blob.raw_length);
+        self.stats.data_added_packed += blob.sealed.len() as u64;
+        let is_data = blob.blob_type == BlobType::Data;
+        let writer = if is_data {
+            &mut self.data_pack
+        } else {
+            &mut self.tree_pack
+        };
+        writer.add(&blob)?;
+        if writer.len() >= self.pack_size {
+            self.flush(is_data)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, data: bool) -> Result<()> {
+        let writer = if data {
+            &mut self.data_pack
+        } else {
+            &mut self.tree_pack
+        };
+        if writer.is_empty() {
+            return Ok(());
+        }
+        let repo = self.repo;
+        let full = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
+        let finished = full.finish(repo.keys(), repo.id())?;
+        self.tx
+            .send(finished)
+            .map_err(|_| Error::new(ErrorKind::Io, "storing packs failed"))
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        self.flush(true)?;
+        self.flush(false)
+    }
+
+    /// The content fields of a file node for these chunk IDs.
+    fn content_of(&mut self, ids: Vec<Id>) -> Result<(Vec<Id>, Vec<Id>)> {
+        tree::content_fields(ids, |list| self.save_metadata(BlobType::ChunkList, list))
+    }
+
+    /// Chunks and stores a stream. Three stages overlap: a thread reads
+    /// blocks, a thread cuts them into chunks (without copying them), and
+    /// this thread hashes, deduplicates, compresses and seals them (on all
+    /// cores) and fills packs. The queues between the stages hold no block
+    /// (a block is handed over when the next stage takes it), and used
+    /// blocks go back to the reader: memory stays the same whatever the
+    /// size of the stream. `abort` is called if storing fails, to unblock
+    /// the reader (kill a command).
+    fn save_stream<R: Read + Send + 'static>(
+        &mut self,
+        mut reader: R,
+        abort: &dyn Fn(),
+    ) -> Result<(Vec<Id>, u64)> {
+        let mut chunker = BlockChunker::new(&self.repo.config().chunker, self.repo.chunker_seed());
+        let block_size = chunker.block_size();
+        let (block_tx, block_rx) = sync_channel::<io::Result<Vec<u8>>>(0);
+        let (batch_tx, batch_rx) = sync_channel::<io::Result<ChunkBatch>>(0);
+        let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(1);
+        // Not scoped threads: when the backup is interrupted while the
+        // reader is blocked on a silent pipe, the backup must still end; the
+        // threads then exit at their next send, when they find no receiver.
+        let reader_thread = thread::spawn(move || loop {
+            let mut block = recycle_rx.try_recv().unwrap_or_default();
+            block.resize(block_size, 0);
+            match read_block(&mut reader, &mut block) {
+                Ok(ended) => {
+                    if !block.is_empty() && block_tx.send(Ok(block)).is_err() {
+                        return;
+                    }
+                    if ended {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = block_tx.send(Err(e));
+                    return;
+                }
+            }
+        });
+        let chunker_thread = thread::spawn(move || {
+            for block in block_rx {
+                let batch = block.map(|b| chunker.push(b));
+                let failed = batch.is_err();
+                if batch_tx.send(batch).is_err() || failed {
+                    return;
+                }
+            }
+            if let Some(last) = chunker.finish() {
+                let _ = batch_tx.send(Ok(last));
+            }
+        });
+        let result = (|| {
+            let mut ids = Vec::new();
+            let mut total = 0u64;
+            loop {
+                let batch = match batch_rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(batch) => batch.map_err(|e| Error::io("reading the backup stream", e))?,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.check_running()?;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                let n = batch.bytes();
+                ids.extend(self.save_chunks(&batch.chunks())?);
+                total += n;
+                self.progress.bytes_read(n);
+                let _ = recycle_tx.try_send(batch.into_block());
+            }
+            Ok((ids, total))
+        })();
+        drop(batch_rx);
+        if result.is_err() {
+            abort();
+        } else {
+            for t in [reader_thread, chunker_thread] {
+                t.join()
+                    .map_err(|_| Error::new(ErrorKind::Io, "the reading thread panicked"))?;
+            }
+        }
+        result
+    }
+
+    /// Chunks and stores a small file on this thread.
+    fn save_small<R: Read>(&mut self, reader: R, size_hint: u64) -> Result<(Vec<Id>, u64)> {
+        let params = self.repo.config().chunker;
+        let buffer = usize::try_from(size_hint)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let mut chunker = Chunker::with_buffer(reader, &params, self.repo.chunker_seed(), buffer);
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let next = chunker.next_chunk().map_err(|e| Error::io("reading", e))?;
+            let done = next.is_none();
+            if let Some(c) = next {
+                bytes += c.len();
+                batch.push(c.to_vec());
+            }
+            if (done && !batch.is_empty()) || bytes >= BATCH_BYTES {
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                ids.extend(self.save_chunks(&refs)?);
+                total += bytes as u64;
+                self.progress.bytes_read(bytes as u64);
+                batch.clear();
+                bytes = 0;
+            }
+            if done {
+                return Ok((ids, total));
+            }
+        }
+    }
+
+    /// Stores a stream as the single file of a snapshot.
+    fn save_stream_file<R: Read + Send + 'static>(
+        &mut self,
+        reader: R,
+        filename: &str,
+        time: SnapshotTime,
+        abort: &dyn Fn(),
+    ) -> Result<Id> {
+        let (ids, size) = self.save_stream(reader, abort)?;
+        self.stats.total_files_processed += 1;
+        self.stats.total_bytes_processed += size;
+        let mut node = Node::new(OsStr::new(filename), NodeKind::File);
+        node.mode = 0o644;
+        let me = fs::metadata("/proc/self").ok();
+        node.uid = me.as_ref().map(|m| m.uid()).unwrap_or(0);
+        node.gid = me.as_ref().map(|m| m.gid()).unwrap_or(0);
+        node.mtime = time.timestamp().as_second();
+        node.mtime_nsec = time.timestamp().subsec_nanosecond().max(0) as u32;
+        node.size = size;
+        (node.content, node.content_lists) = self.content_of(ids)?;
+        self.save_tree(Tree { nodes: vec![node] })
+    }
+
+    /// Runs `sh -c command` and stores its standard output.
+    fn save_command(
+        &mut self,
+        command: &str,
+        filename: &str,
+        time: SnapshotTime,
+        inspector: &Arc<Mutex<Inspector>>,
+    ) -> Result<Id> {
+        let mut child = crate::pg::dumpcheck::without_secrets(&mut Command::new("sh"))
+            .arg("-c")
+            .arg(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::CommandFailed,
+                    format!("cannot start `{command}`"),
+                )
+                .with_source(e)
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::CommandFailed, "no stdout from the command"))?;
+        let child = Mutex::new(child);
+        let kill = || {
+            if let Ok(mut c) = child.lock() {
+                let _ = c.kill();
+            }
+        };
+        let stdout = InspectingReader::new(stdout, Arc::clone(inspector));
+        let saved = self.save_stream_file(stdout, filename, time, &kill);
+        let mut child: Child = child
+            .into_inner()
+            .map_err(|_| Error::new(ErrorKind::Io, "command state poisoned"))?;
+        if saved.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return saved;
+        }
+        let status = child.wait().map_err(|e| {
+            Error::new(ErrorKind::CommandFailed, format!("waiting for `{command}`")).with_source(e)
+        })?;
+        if !status.success() {
+            let how = match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                _ => "failed".to_string(),
+            };
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                format!("dump command `{command}` {how}; no snapshot was written"),
+            ));
+        }
+        saved
+    }
+
+    /// Stores files and directories; returns the root tree.
+    fn save_paths(&mut self, paths: &[PathBuf]) -> Result<Id> {
+        let mut root = Trie::default();
+        for p in paths {
+            let mut node = &mut root;
+            for c in p.components() {
+                if let Component::Normal(name) = c {
+                    node = node.children.entry(name.to_os_string()).or_default();
+                }
+            }
+            node.is_source = true;
+        }
+        if root.is_source {
+            // "/" itself was given.
+            return self
+                .save_dir(Path::new("/"))?
+                .ok_or_else(|| Error::new(ErrorKind::SourceNotFound, "cannot read directory /"));
+        }
+        let root = self.save_trie(Path::new("/"), &root)?;
+        // Duplicate and nested sources merge in the trie: compare with the
+        // sources actually tried.
+        if self.sources_skipped >= self.sources_tried {
+            return Err(Error::new(
+                ErrorKind::SourceNotFound,
+                "none of the backup sources could be read; no snapshot was written",
+            ));
+        }
+        Ok(root)
+    }
+
+    fn save_trie(&mut self, dir: &Path, trie: &Trie) -> Result<Id> {
+        let mut nodes = Vec::new();
+        for (name, child) in &trie.children {
+            let path = dir.join(name);
+            if child.is_source {
+                self.sources_tried += 1;
+                match self.save_entry(&path, name)? {
+                    Some(node) => nodes.push(node),
+                    None => self.sources_skipped += 1,
+                }
+            } else {
+                // A directory on the way to a source; follow a symlink here,
+                // as reading the source did, and store what it points to.
+                let meta = fs::metadata(&path)
+                    .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+                let mut node = node_from_meta(name, &meta, NodeKind::Dir);
+                node.subtree = Some(self.save_trie(&path, child)?);
+                nodes.push(node);
+            }
+        }
+        self.save_tree(Tree { nodes })
+    }
+
+    /// Stores a directory; `None` if it cannot be listed (a warning).
+    fn save_dir(&mut self, dir: &Path) -> Result<Option<Id>> {
+        let mut names: Vec<OsString> = Vec::new();
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => return self.skip(dir, e),
+        };
+        for entry in rd {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => {
+                    self.stats.files_unreadable += 1;
+                    self.warn(format!("{}: {e}", dir.display()));
+                }
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(node) = self.save_entry(&dir.join(&name), &name)? {
+                nodes.push(node);
+            }
+        }
+        self.save_tree(Tree { nodes }).map(Some)
+    }
+
+    /// Stores one entry; `None` if it could not be read (a warning).
+    fn save_entry(&mut self, path: &Path, name: &OsStr) -> Result<Option<Node>> {
+        self.check_running()?;
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => return self.skip(path, e),
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let mut node = node_from_meta(name, &meta, NodeKind::Dir);
+            match self.save_dir(path)? {
+                Some(id) => node.subtree = Some(id),
+                None => return Ok(None),
+            }
+            self.stats.total_dirs_processed += 1;
+            Ok(Some(node))
+        } else if ft.is_file() {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => return self.skip(path, e),
+            };
+            let saved = if meta.len() >= THREADED_FILE_SIZE {
+                self.save_stream(file, &|| {})
+            } else {
+                self.save_small(file, meta.len())
+            };
+            let (ids, size) = match saved {
+                Ok(v) => v,
+                Err(e)
+                    if e.kind() == ErrorKind::Io && !self.upload_failed.load(Ordering::SeqCst) =>
+                {
+                    return self.skip(path, e);
+                }
+                Err(e) => return Err(e),
+            };
+            let mut node = node_from_meta(name, &meta, NodeKind::File);
+            node.size = size;
+            (node.content, node.content_lists) = self.content_of(ids)?;
+            self.stats.total_files_processed += 1;
+            self.stats.total_bytes_processed += size;
+            Ok(Some(node))
+        } else if ft.is_symlink() {
+            let target = match fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => return self.skip(path, e),
+            };
+            let mut node = node_from_meta(name, &meta, NodeKind::Symlink);
+            let (t, raw) = tree::encode_os_str(target.as_os_str());
+            node.target = Some(t);
+            node.target_raw = raw;
+            Ok(Some(node))
+        } else {
+            let kind = if ft.is_fifo() {
+                NodeKind::Fifo
+            } else if ft.is_socket() {
+                NodeKind::Socket
+            } else if ft.is_char_device() {
+                NodeKind::Chardev
+            } else {
+                NodeKind::Blockdev
+            };
+            let mut node = node_from_meta(name, &meta, kind);
+            if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+                node.device = Some(meta.rdev());
+            }
+            Ok(Some(node))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Trie {
+    is_source: bool,
+    children: BTreeMap<OsString, Trie>,
+}
+
+fn node_from_meta(name: &OsStr, meta: &Metadata, kind: NodeKind) -> Node {
+    let mut node = Node::new(name, kind);
+    node.mode = meta.mode() & 0o7777;
+    node.uid = meta.uid();
+    node.gid = meta.gid();
+    node.mtime = meta.mtime();
+    node.mtime_nsec = meta.mtime_nsec().clamp(0, 999_999_999) as u32;
+    node
+}
+
+/// The error for a stream that ended without a byte.
+fn empty_stream(filename: &str, source: &SnapshotSource) -> Error {
+    let from = match &source.command {
+        Some(_) => "the command exited 0 but wrote nothing to its standard output",
+        None => "standard input ended without a byte",
+    };
+    Error::new(
+        ErrorKind::DumpInvalid,
+        format!(
+            "{filename} is empty: {from}, which is what a failed dump looks like; no snapshot \
+             was written (--allow-empty saves an empty one on purpose)"
+        ),
+    )
+}
+
+/// A dump that failed validation at backup: no snapshot is written, and
+/// the message says so (a drill of a stored dump says only what is wrong).
+fn not_written(e: Error) -> Error {
+    if e.kind() == ErrorKind::DumpInvalid {
+        Error::new(
+            ErrorKind::DumpInvalid,
+            format!(
+                "{}; no snapshot was written (--no-validate skips this check)",
+                e.message()
+            ),
+        )
+    } else {
+        e
+    }
+}

@@ -1,0 +1,112 @@
+//! Restoring a snapshot into a directory, dumping one file of it, and
+//! finding the snapshot that holds a file. The reading and the writing of
+//! the tree are [`crate::repo::reader`]'s.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::NodeKind;
+use crate::repo::reader::{self, write_chunks, RestoreProgress, RestoreStats};
+use crate::repo::repository::Repository;
+use crate::repo::walker::find_node;
+
+/// Restores `snapshot` into `target` (created if missing). Existing files
+/// of the same names are replaced.
+pub fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+) -> Result<RestoreStats> {
+    reader::restore_tree(repo, snapshot, target, progress, cancel)
+}
+
+/// What [`newest_holding`] found.
+#[derive(Debug)]
+pub struct Holding<'a> {
+    /// The newest snapshot that holds the path.
+    pub snapshot: &'a Snapshot,
+    /// A newer snapshot whose paths cover the path but that does not hold
+    /// it (the file was deleted since): the caller should say which
+    /// snapshot the file came from.
+    pub newer_without: Option<&'a Snapshot>,
+}
+
+/// The newest of `snapshots` that holds `path` (`dump latest shop.sql`
+/// while other series exist: restic's `latest` with a file). A snapshot
+/// whose paths cannot contain `path` is passed over without reading its
+/// trees; one whose trees cannot be read is an error, not passed over
+/// (an older file must not stand in for a newer one silently).
+pub fn newest_holding<'a>(
+    repo: &Repository,
+    snapshots: &[&'a Snapshot],
+    path: &Path,
+) -> Result<Option<Holding<'a>>> {
+    let wanted = PathBuf::from("/").join(path);
+    let mut newest_first = snapshots.to_vec();
+    newest_first.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+    let index = repo.index()?;
+    let mut newer_without = None;
+    for snapshot in newest_first {
+        let covers = snapshot
+            .paths
+            .iter()
+            .any(|p| wanted.starts_with(Path::new(p)));
+        if !covers {
+            continue;
+        }
+        match find_node(repo, &index, snapshot, path) {
+            Ok(_) => {
+                return Ok(Some(Holding {
+                    snapshot,
+                    newer_without,
+                }))
+            }
+            Err(e) if e.kind() == ErrorKind::SourceNotFound => {
+                newer_without.get_or_insert(snapshot);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the content of one file of a snapshot to `out`.
+pub fn dump(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    path: &Path,
+    out: &mut dyn Write,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+) -> Result<u64> {
+    let index = repo.index()?;
+    let node = find_node(repo, &index, snapshot, path)?;
+    if node.kind != NodeKind::File {
+        return Err(Error::invalid(format!(
+            "{} is not a regular file; use restore for directories",
+            path.display()
+        )));
+    }
+    let ids = repo.file_chunks(&index, &node)?;
+    let n = write_chunks(
+        repo,
+        &index,
+        &ids,
+        out,
+        &|n| progress.bytes_written(n),
+        cancel,
+    )?;
+    if n != node.size {
+        return Err(Error::corrupt(format!(
+            "{}: got {n} bytes, the snapshot says {}",
+            path.display(),
+            node.size
+        )));
+    }
+    Ok(n)
+}
