@@ -366,7 +366,7 @@ pub fn cli_command() -> clap::Command {
     with_exit_codes(Cli::command())
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     // An empty CAIRN_* variable counts as unset, as restic's do
     // (`CAIRN_PASSWORD_FILE=` in a cron file must not be a file named "").
     // Before any thread exists.
@@ -402,7 +402,8 @@ fn main() {
             code
         }
     };
-    std::process::exit(code as i32);
+    // Every code is below 256 (`exit::ExitCode`).
+    std::process::ExitCode::from(code as u8)
 }
 
 /// Prints a storage retry (`-v`).

@@ -5,10 +5,10 @@ use std::io::Write;
 use clap::Args;
 use serde_json::{json, Value};
 
-use cairn_core::backend::ObjectKind;
 use cairn_core::format::snapshot::Snapshot;
-use cairn_core::ops::forget::{self, GroupBy, KeepDuration, RetentionPolicy};
-use cairn_core::Error;
+use cairn_core::ops::forget::{
+    self, ForgetOptions, ForgetPlan, GroupBy, KeepDuration, RetentionPolicy,
+};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -197,164 +197,68 @@ fn rows(list: &[Snapshot], reasons: Option<&[forget::KeepReason]>) -> Vec<Vec<St
 }
 
 pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
-    let mut policy = args.policy();
-    policy.validate()?;
-    if !args.snapshots.is_empty() && !policy.is_empty() {
-        anyhow::bail!(Error::invalid(
-            "give either snapshot IDs or --keep-* options, not both"
-        ));
-    }
-    if args.snapshots.is_empty() && policy.is_empty() && !args.unsafe_allow_remove_all {
-        anyhow::bail!(Error::invalid(
-            "no policy given: nothing would be kept. Use --keep-* options, give snapshot IDs, \
-             or --unsafe-allow-remove-all to forget every selected snapshot"
-        ));
-    }
+    let mut opts = ForgetOptions::default();
+    opts.snapshots = args.snapshots.clone();
+    opts.policy = args.policy();
+    opts.filter = args.filter.filter();
+    opts.group_by = args.group_by;
+    opts.allow_remove_all = args.unsafe_allow_remove_all;
+    opts.validate()?;
     let repo = global.open()?;
-    let loaded = load_snapshots(&repo)?;
-    let all = &loaded.good;
-    if policy.keep_drilled {
-        // An unreadable drill record might be the one that protects a
-        // snapshot: stop rather than guess.
-        let drills = cairn_core::repo::drill_record::load(&repo)?;
-        if let Some((name, e)) = drills.damaged.first() {
-            anyhow::bail!(Error::corrupt(format!(
-                "drill record {name} cannot be read ({e}); --keep-drilled needs every drill record"
-            )));
-        }
-        policy.drilled = drills
-            .good
-            .iter()
-            .filter(|d| d.ok)
-            .map(|d| d.snapshot)
-            .collect();
-    }
-
-    let mut to_remove: Vec<Snapshot> = Vec::new();
-    let mut damaged_by_name: Vec<String> = Vec::new();
-    let mut json_groups: Vec<Value> = Vec::new();
-    if !args.snapshots.is_empty() {
-        let none = Default::default();
-        for spec in &args.snapshots {
-            // A damaged snapshot can be forgotten by its full name.
-            if let Some(name) = loaded.damaged.iter().find(|n| *n == spec) {
-                damaged_by_name.push(name.clone());
-                continue;
-            }
-            let s = loaded.resolve(spec, &none)?;
-            if !to_remove.iter().any(|r| r.id == s.id) {
-                to_remove.push(s.clone());
-            }
-        }
-    } else {
-        if let Some(name) = loaded.damaged.first() {
-            anyhow::bail!(Error::corrupt(format!(
-                "snapshot {} cannot be read; a policy over an incomplete list could remove the \
-                 wrong snapshots. Forget it by its full ID first ({name})",
-                &name[..8.min(name.len())]
-            )));
-        }
-        let filter = args.filter.filter();
-        let selected: Vec<Snapshot> = all.iter().filter(|s| filter.matches(s)).cloned().collect();
-        global.say(format!("Applying policy: {}", policy.describe()));
-        let now = jiff::Timestamp::now();
-        for (key, group) in forget::group(&selected, args.group_by) {
-            let result = forget::apply_policy(&group, &policy, now);
-            if global.json {
-                let reasons: Vec<Value> = result
-                    .reasons
-                    .iter()
-                    .map(|r| json!({"snapshot": snapshot_json(&r.snapshot), "matches": r.matches, "counters": r.counters}))
-                    .collect();
-                json_groups.push(json!({
-                    "tags": if args.group_by.tags { Some(&key.tags) } else { None },
-                    "host": key.hostname,
-                    "paths": if args.group_by.paths { Some(&key.paths) } else { None },
-                    "keep": result.keep.iter().map(snapshot_json).collect::<Vec<_>>(),
-                    "remove": if result.remove.is_empty() { None } else { Some(result.remove.iter().map(snapshot_json).collect::<Vec<_>>()) },
-                    "reasons": reasons,
-                }));
-            } else if !global.quiet {
-                let mut out = std::io::stdout().lock();
-                writeln!(
-                    out,
-                    "\nsnapshots for ({}):",
-                    group_label(&key, args.group_by)
-                )?;
-                let header = ["ID", "Time", "Host", "Tags", "Reasons", "Paths"];
-                writeln!(out, "keep {} snapshots:", result.keep.len())?;
-                write!(
-                    out,
-                    "{}",
-                    table(&header, &rows(&result.keep, Some(&result.reasons)))
-                )?;
-                if !result.remove.is_empty() {
-                    writeln!(out, "remove {} snapshots:", result.remove.len())?;
-                    write!(out, "{}", table(&header, &rows(&result.remove, None)))?;
-                }
-            }
-            to_remove.extend(result.remove);
+    let list = load_snapshots(&repo)?;
+    let plan = forget::plan(&repo, &list, &opts, jiff::Timestamp::now())?;
+    if args.snapshots.is_empty() {
+        global.say(format!("Applying policy: {}", opts.policy.describe()));
+        if !global.json && !global.quiet {
+            print_groups(&plan, args.group_by)?;
         }
     }
-
-    let mut removed = 0usize;
     if args.dry_run {
         global.say(format!(
             "\nwould remove {} snapshots (dry run: nothing changed)",
-            to_remove.len()
+            plan.remove.len()
         ));
     } else {
-        for s in &to_remove {
-            repo.backend()
-                .delete(ObjectKind::Snapshot, &s.id.to_hex())
-                .map_err(|e| e.context(format!("forgetting snapshot {}", s.id.short())))?;
-            removed += 1;
-        }
-        for name in &damaged_by_name {
-            repo.backend()
-                .delete(ObjectKind::Snapshot, name)
-                .map_err(|e| e.context(format!("forgetting damaged snapshot {name}")))?;
-            global.say(format!("removed damaged snapshot {}", &name[..8]));
+        let stats = forget::execute(&repo, &plan)?;
+        for name in &plan.remove_damaged {
+            global.say(format!(
+                "removed damaged snapshot {}",
+                &name[..8.min(name.len())]
+            ));
         }
         if !args.snapshots.is_empty() {
-            for s in &to_remove {
+            for s in &plan.remove {
                 global.say(format!("removed snapshot {}", s.id.short()));
             }
         } else {
-            global.say(format!("\nremoved {removed} snapshots"));
+            global.say(format!("\nremoved {} snapshots", stats.removed));
         }
     }
     // Archived WAL that no kept base backup needs goes with them.
-    if all.iter().any(cairn_core::pg::pitr::is_base_backup) {
-        let kept: Vec<Snapshot> = all
-            .iter()
-            .filter(|s| !to_remove.iter().any(|r| r.id == s.id))
-            .cloned()
-            .collect();
-        let records = cairn_core::repo::wal_record::load(&repo)?;
-        let plan = cairn_core::pg::wal::expiry(records.good, &kept);
-        if let (Some(from), false) = (&plan.keep_from, plan.expired.is_empty()) {
+    if let Some(wal) = &plan.wal {
+        if let (Some(from), false) = (&wal.keep_from, wal.expired.is_empty()) {
             if args.dry_run {
                 global.say(format!(
                     "would remove {} archived WAL files older than {from}, the first one the oldest kept base backup needs",
-                    plan.expired.len()
+                    wal.expired.len()
                 ));
             } else {
-                let n = cairn_core::pg::wal::expire(&repo, &plan)?;
                 global.say(format!(
-                    "removed {n} archived WAL files older than {from}, the first one the oldest kept base backup needs; {} kept",
-                    plan.kept
+                    "removed {} archived WAL files older than {from}, the first one the oldest kept base backup needs; {} kept",
+                    wal.expired.len(),
+                    wal.kept
                 ));
             }
         }
     }
     if global.json {
         if args.snapshots.is_empty() {
-            print_json(&json_groups)?;
+            print_json(&groups_json(&plan, args.group_by))?;
         } else {
+            let ids: Vec<String> = plan.remove.iter().map(|s| s.id.to_hex()).collect();
             print_json(&json!({
-                "removed": if args.dry_run { Vec::new() } else { to_remove.iter().map(|s| s.id.to_hex()).collect::<Vec<_>>() },
-                "would_remove": to_remove.iter().map(|s| s.id.to_hex()).collect::<Vec<_>>(),
+                "removed": if args.dry_run { Vec::new() } else { ids.clone() },
+                "would_remove": ids,
             }))?;
         }
     }
@@ -363,4 +267,46 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
         return crate::commands::prune::run_on(global, &repo, &args.prune_options, false);
     }
     Ok(ExitCode::Success)
+}
+
+/// Each group's kept and removed snapshots, as tables.
+fn print_groups(plan: &ForgetPlan, by: GroupBy) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let header = ["ID", "Time", "Host", "Tags", "Reasons", "Paths"];
+    for (key, result) in &plan.groups {
+        writeln!(out, "\nsnapshots for ({}):", group_label(key, by))?;
+        writeln!(out, "keep {} snapshots:", result.keep.len())?;
+        write!(
+            out,
+            "{}",
+            table(&header, &rows(&result.keep, Some(&result.reasons)))
+        )?;
+        if !result.remove.is_empty() {
+            writeln!(out, "remove {} snapshots:", result.remove.len())?;
+            write!(out, "{}", table(&header, &rows(&result.remove, None)))?;
+        }
+    }
+    Ok(())
+}
+
+/// `--json` of a policy run: one object per group.
+fn groups_json(plan: &ForgetPlan, by: GroupBy) -> Vec<Value> {
+    plan.groups
+        .iter()
+        .map(|(key, result)| {
+            let reasons: Vec<Value> = result
+                .reasons
+                .iter()
+                .map(|r| json!({"snapshot": snapshot_json(&r.snapshot), "matches": r.matches, "counters": r.counters}))
+                .collect();
+            json!({
+                "tags": if by.tags { Some(&key.tags) } else { None },
+                "host": key.hostname,
+                "paths": if by.paths { Some(&key.paths) } else { None },
+                "keep": result.keep.iter().map(snapshot_json).collect::<Vec<_>>(),
+                "remove": if result.remove.is_empty() { None } else { Some(result.remove.iter().map(snapshot_json).collect::<Vec<_>>()) },
+                "reasons": reasons,
+            })
+        })
+        .collect()
 }

@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use cairn_core::backend;
-use cairn_core::format::snapshot::{self, Snapshot, SnapshotFilter};
-use cairn_core::repo::repository::{self, Repository};
+use cairn_core::format::snapshot::SnapshotFilter;
+use cairn_core::repo::repository::{self, Repository, SnapshotList};
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
@@ -234,15 +234,9 @@ pub fn load_drills(repo: &Repository) -> anyhow::Result<cairn_core::repo::drill_
     Ok(list)
 }
 
-/// Snapshots loaded for a command: the readable ones and the object names
-/// of those that cannot be read.
-pub struct Loaded {
-    pub good: Vec<Snapshot>,
-    pub damaged: Vec<String>,
-}
-
-/// Loads snapshots, warning about any that cannot be read.
-pub fn load_snapshots(repo: &Repository) -> anyhow::Result<Loaded> {
+/// Loads snapshots, warning about any that cannot be read or that are
+/// dated in the future.
+pub fn load_snapshots(repo: &Repository) -> anyhow::Result<SnapshotList> {
     let list = repo.load_snapshots()?;
     for (_, e) in &list.damaged {
         eprintln!("cairn: warning: skipping unreadable snapshot: {e}");
@@ -255,49 +249,5 @@ pub fn load_snapshots(repo: &Repository) -> anyhow::Result<Loaded> {
             s.time.to_rfc3339()
         );
     }
-    Ok(Loaded {
-        good: list.good,
-        damaged: list.damaged.into_iter().map(|(name, _)| name).collect(),
-    })
-}
-
-impl Loaded {
-    /// Resolves SNAPSHOT, refusing to guess: `latest` while some snapshot
-    /// cannot be read (it may be the newest), or a prefix of a damaged
-    /// snapshot's name, is a damage error naming it.
-    pub fn resolve(&self, spec: &str, filter: &SnapshotFilter) -> anyhow::Result<&Snapshot> {
-        let lower = spec.to_ascii_lowercase();
-        let hit = self
-            .damaged
-            .iter()
-            .find(|name| spec == "latest" || (!lower.is_empty() && name.starts_with(&lower)));
-        if let Some(name) = hit {
-            anyhow::bail!(Error::corrupt(format!(
-                "snapshot {} cannot be read, so {spec:?} cannot be resolved safely; name another snapshot by ID",
-                &name[..8.min(name.len())]
-            )));
-        }
-        Ok(snapshot::resolve(&self.good, spec, filter)?)
-    }
-
-    /// The snapshots named by `specs` (each resolved as by
-    /// [`Loaded::resolve`]), or with none named every one passing
-    /// `filter`; oldest first, each once.
-    pub fn select(
-        &self,
-        specs: &[String],
-        filter: &SnapshotFilter,
-    ) -> anyhow::Result<Vec<&Snapshot>> {
-        let mut chosen: Vec<&Snapshot> = if specs.is_empty() {
-            self.good.iter().filter(|s| filter.matches(s)).collect()
-        } else {
-            specs
-                .iter()
-                .map(|spec| self.resolve(spec, filter))
-                .collect::<anyhow::Result<_>>()?
-        };
-        chosen.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-        chosen.dedup_by(|a, b| a.id == b.id);
-        Ok(chosen)
-    }
+    Ok(list)
 }

@@ -6,7 +6,7 @@ use indicatif::ProgressBar;
 use cairn_core::ops::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
 use cairn_core::repo::reader::damage_note;
 
-use crate::commands::{FilterArgs, Loaded};
+use crate::commands::FilterArgs;
 use crate::exit::ExitCode;
 use crate::{print_json, GlobalArgs, CANCEL};
 
@@ -170,13 +170,9 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
         let unreadable = if filtered { Vec::new() } else { list.damaged };
         (chosen, unreadable)
     } else {
-        let loaded = Loaded {
-            good: list.good,
-            damaged: list.damaged.into_iter().map(|(name, _)| name).collect(),
-        };
         let mut chosen: Vec<cairn_core::format::snapshot::Snapshot> = Vec::new();
         for spec in &args.snapshots {
-            let s = loaded.resolve(spec, &filter)?;
+            let s = list.resolve(spec, &filter)?;
             if !chosen.iter().any(|c| c.id == s.id) {
                 chosen.push(s.clone());
             }

@@ -47,8 +47,10 @@ pub enum ErrorKind {
     NoSpace,
     /// The operation was interrupted (Ctrl-C, SIGTERM).
     Interrupted,
-    /// The repository is locked by another process.
-    Locked,
+    /// A prune running at the same time condemned (or deleted) data this
+    /// backup refers to: nothing was committed; run the backup again.
+    /// cairn takes no locks (`docs/design.md` §6).
+    PruneConflict,
     /// An argument or option value is invalid.
     InvalidInput,
     /// The storage refused access: wrong credentials (S3 403), or a

@@ -14,7 +14,69 @@
 //! | [`error`], [`id`], [`time`], [`units`], [`sys`] | errors, object IDs, snapshot times, sizes, facts about this machine |
 //!
 //! The byte-level format is specified in `repo-format.md` at the root of
-//! the project.
+//! the project; the reasons behind it in `docs/design.md`.
+//!
+//! # Example
+//!
+//! A repository in a directory, one backup of a stream, and a restore of
+//! the newest snapshot:
+//!
+//! ```
+//! use std::sync::atomic::AtomicBool;
+//! use std::sync::Arc;
+//!
+//! use cairn_core::{
+//!     BackupOptions, BackupSource, CacheLocation, InitOptions, KdfParams, KeyInfo,
+//!     LocalBackend, NoProgress, NoRestoreProgress, SnapshotFilter,
+//! };
+//!
+//! # fn main() -> cairn_core::Result<()> {
+//! let dir = tempfile::tempdir().map_err(|e| cairn_core::Error::io("tempdir", e))?;
+//! let backend = Arc::new(LocalBackend::new(dir.path().join("repo")));
+//! let password = b"correct horse battery staple";
+//!
+//! // init: a new repository with one key (a light key derivation, for
+//! // the example; the default costs about 0.1 s per open).
+//! let init = InitOptions {
+//!     kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
+//!     ..InitOptions::default()
+//! };
+//! let key = KeyInfo {
+//!     created: "2026-12-06T00:00:00Z".into(),
+//!     host: "db1".into(),
+//!     user: "postgres".into(),
+//!     kind: "full".into(),
+//! };
+//! cairn_core::init(backend.clone(), password, &init, key)?;
+//!
+//! // backup: a stream, as `cairn backup -` stores stdin.
+//! let repo = cairn_core::locate(backend)?.unlock(password, &CacheLocation::Temporary)?;
+//! let dump = b"-- a dump\nCREATE TABLE t (x int);\n".to_vec();
+//! let source = BackupSource::Stream {
+//!     reader: Box::new(std::io::Cursor::new(dump.clone())),
+//!     filename: "shop.sql".into(),
+//! };
+//! let cancel = AtomicBool::new(false);
+//! let done = cairn_core::ops::backup::backup(
+//!     &repo,
+//!     source,
+//!     &BackupOptions::default(),
+//!     &NoProgress,
+//!     &cancel,
+//! )?;
+//!
+//! // snapshots: `latest` is the one just written.
+//! let list = repo.load_snapshots()?;
+//! let latest = list.resolve("latest", &SnapshotFilter::default())?;
+//! assert_eq!(latest.id, done.snapshot.id);
+//!
+//! // restore: every byte verified against its ID before it is written.
+//! let target = dir.path().join("restored");
+//! cairn_core::ops::restore::restore(&repo, latest, &target, &NoRestoreProgress, &cancel)?;
+//! assert_eq!(std::fs::read(target.join("shop.sql")).ok(), Some(dump));
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,5 +97,12 @@ pub mod testing;
 pub mod time;
 pub mod units;
 
+pub use backend::{Backend, LocalBackend};
 pub use error::{Error, ErrorKind, Result};
+pub use format::keyfile::{KdfParams, KeyInfo};
+pub use format::snapshot::{Snapshot, SnapshotFilter};
 pub use id::Id;
+pub use ops::backup::{BackupOptions, BackupOutcome, BackupSource, NoProgress};
+pub use ops::forget::{ForgetOptions, ForgetPlan, RetentionPolicy};
+pub use repo::reader::{NoRestoreProgress, RestoreStats};
+pub use repo::repository::{init, locate, CacheLocation, InitOptions, Repository, SnapshotList};

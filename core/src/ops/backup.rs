@@ -102,6 +102,22 @@ pub struct BackupOptions {
     pub allow_empty: bool,
 }
 
+impl Default for BackupOptions {
+    /// This machine's host name and user, no tags, now, dumps checked,
+    /// deltas as the repository says, an empty stream refused.
+    fn default() -> Self {
+        BackupOptions {
+            hostname: crate::sys::hostname(),
+            username: crate::sys::username(),
+            tags: Vec::new(),
+            time: None,
+            validate_dumps: true,
+            no_delta: false,
+            allow_empty: false,
+        }
+    }
+}
+
 /// The result of a backup.
 #[derive(Debug)]
 pub struct BackupOutcome {
@@ -138,7 +154,9 @@ pub fn check_not_future(time: &SnapshotTime, now: &SnapshotTime) -> Result<()> {
     Ok(())
 }
 
-/// Runs a backup and writes its snapshot.
+/// Runs a backup and writes its snapshot, in three phases: the source and
+/// options are checked ([`prepare`]), its data is stored ([`store`]),
+/// and the snapshot is committed ([`commit`]).
 pub fn backup(
     repo: &Repository,
     source: BackupSource,
@@ -151,20 +169,45 @@ pub fn backup(
         check_not_future(t, &start)?;
     }
     check_labels(&opts.hostname, &opts.tags)?;
-    // Absolute, normalised source paths (for `BackupSource::Paths`).
-    let mut sources: Vec<PathBuf> = Vec::new();
-    let (paths, mut source_meta) = match &source {
+    let prepared = prepare(&source)?;
+    let time = opts.time.unwrap_or(start);
+    let stored = store(repo, source, &prepared, opts, time, progress, cancel)?;
+    if cancel.load(Ordering::SeqCst) {
+        return Err(Error::interrupted());
+    }
+    commit(repo, prepared, stored, opts, start, time)
+}
+
+/// A source checked before anything is read: the paths the snapshot
+/// records, the absolute paths to read (a path backup), and the source's
+/// metadata so far.
+struct Prepared {
+    paths: Vec<String>,
+    sources: Vec<PathBuf>,
+    meta: SnapshotSource,
+}
+
+fn prepare(source: &BackupSource) -> Result<Prepared> {
+    let meta = |kind, filename: Option<&String>, command: Option<&String>| SnapshotSource {
+        kind,
+        stdin_filename: filename.cloned(),
+        command: command.cloned(),
+        exit_status: command.map(|_| 0),
+        dump: None,
+        empty_allowed: false,
+    };
+    match source {
         BackupSource::Paths(paths) => {
             if paths.is_empty() {
                 return Err(Error::invalid(
                     "nothing to back up: give paths, - for stdin, or --command",
                 ));
             }
-            let abs = paths
+            let sources = paths
                 .iter()
                 .map(|p| absolute(p))
                 .collect::<Result<Vec<_>>>()?;
-            for p in &abs {
+            for p in &sources {
                 if let Err(e) = fs::symlink_metadata(p) {
                     return Err(if e.kind() == io::ErrorKind::NotFound {
                         Error::new(
@@ -176,163 +219,203 @@ pub fn backup(
                     });
                 }
             }
-            let shown = abs
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect();
-            sources = abs;
-            (
-                shown,
-                SnapshotSource {
-                    kind: SourceKind::Paths,
-                    stdin_filename: None,
-                    command: None,
-                    exit_status: None,
-                    dump: None,
-                    empty_allowed: false,
-                },
-            )
+            Ok(Prepared {
+                paths: sources
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+                sources,
+                meta: meta(SourceKind::Paths, None, None),
+            })
         }
         BackupSource::Stream { filename, .. } => {
             check_stream_filename(filename)?;
-            (
-                vec![format!("/{filename}")],
-                SnapshotSource {
-                    kind: SourceKind::Stdin,
-                    stdin_filename: Some(filename.clone()),
-                    command: None,
-                    exit_status: None,
-                    dump: None,
-                    empty_allowed: false,
-                },
-            )
+            Ok(Prepared {
+                paths: vec![format!("/{filename}")],
+                sources: Vec::new(),
+                meta: meta(SourceKind::Stdin, Some(filename), None),
+            })
         }
         BackupSource::Command { command, filename } => {
             check_stream_filename(filename)?;
             if command.trim().is_empty() {
                 return Err(Error::invalid("--command is empty"));
             }
-            (
-                vec![format!("/{filename}")],
-                SnapshotSource {
-                    kind: SourceKind::Command,
-                    stdin_filename: Some(filename.clone()),
-                    command: Some(command.clone()),
-                    exit_status: Some(0),
-                    dump: None,
-                    empty_allowed: false,
-                },
-            )
+            Ok(Prepared {
+                paths: vec![format!("/{filename}")],
+                sources: Vec::new(),
+                meta: meta(SourceKind::Command, Some(filename), Some(command)),
+            })
         }
-    };
-    let time = opts.time.unwrap_or(start);
-
-    let upload_failed = AtomicBool::new(false);
-    let empty_allowed = AtomicBool::new(false);
-    let mut dump_info = None;
-    let (root, mut summary, warnings, referenced, stored_packs) =
-        thread::scope(|scope| -> Result<_> {
-            let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
-            let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
-            let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
-            // A write-only key reads no stored chunk, so it has no bases.
-            if !opts.no_delta && !repo.is_write_only() {
-                saver.enable_deltas(&opts.hostname, &paths)?;
-            }
-            let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
-            // A stream is inspected as it is read and judged once it ended
-            // (and, for a command, once it exited 0): an incomplete dump fails
-            // the backup before the snapshot.
-            let judge = |saved: Result<Id>, filename: &str, dump_info: &mut Option<DumpInfo>| {
-                let root = saved?;
-                let taken = match inspector.lock() {
-                    Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
-                    Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
-                };
-                if taken.total() == 0 {
-                    if !opts.allow_empty {
-                        return Err(empty_stream(filename, &source_meta));
-                    }
-                    progress.warning(&format!("{filename} is empty (saved: --allow-empty)"));
-                    empty_allowed.store(true, Ordering::SeqCst);
-                }
-                let found = taken.finish(filename).map_err(not_written)?;
-                for w in &found.warnings {
-                    progress.warning(w);
-                }
-                *dump_info = found.info;
-                Ok(root)
-            };
-            let saved = match source {
-                BackupSource::Paths(_) => {
-                    // One directory-format dump (pg_dump -Fd) is checked first.
-                    let checked = match sources.as_slice() {
-                        [one] => {
-                            check_directory_dump(one, opts.validate_dumps).map_err(not_written)
-                        }
-                        _ => Ok(None),
-                    };
-                    checked.and_then(|info| {
-                        if let Some(i) = &info {
-                            let name = sources[0].display().to_string();
-                            if let Some(w) = crate::pg::dumpcheck::compression_warning(&name, i) {
-                                progress.warning(&w);
-                            }
-                        }
-                        dump_info = info;
-                        saver.save_paths(&sources)
-                    })
-                }
-                BackupSource::Stream { reader, filename } => {
-                    let reader = InspectingReader::new(reader, Arc::clone(&inspector));
-                    let saved = saver.save_stream_file(reader, &filename, time, &|| {});
-                    judge(saved, &filename, &mut dump_info)
-                }
-                BackupSource::Command { command, filename } => {
-                    let saved = saver.save_command(&command, &filename, time, &inspector);
-                    judge(saved, &filename, &mut dump_info)
-                }
-            };
-            let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
-            // Sketches of what was stored, also after a failure: an entry
-            // whose blob never got indexed is skipped when looked up.
-            let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
-            // Everything the snapshot will refer to, for the commit check:
-            // what was reused from the index and what this backup stored.
-            let mut referenced = std::mem::take(&mut saver.reused);
-            referenced.extend(saver.seen.drain());
-            let bases = std::mem::take(&mut saver.bases);
-            referenced.extend(bases.iter().copied());
-            let (stats, warnings) = (
-                std::mem::take(&mut saver.stats),
-                std::mem::take(&mut saver.warnings),
-            );
-            drop(saver); // closes the pack channel: the uploader finishes
-            let uploaded = uploader
-                .join()
-                .map_err(|_| Error::new(ErrorKind::Io, "the upload thread panicked"))?;
-            // When storing packs failed, that is the cause; otherwise the
-            // reading side's error (dump command, interruption) is.
-            let (root, stored_packs) = match (flushed, uploaded) {
-                (Ok(root), Ok(packs)) => (root, packs),
-                (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
-                (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
-            };
-            Ok((root, stats, warnings, (referenced, bases), stored_packs))
-        })?;
-
-    if cancel.load(Ordering::SeqCst) {
-        return Err(Error::interrupted());
     }
-    source_meta.dump = dump_info;
-    source_meta.empty_allowed = empty_allowed.load(Ordering::SeqCst);
+}
+
+/// What [`store`] stored: the root tree, and what the commit needs.
+struct Stored {
+    root: Id,
+    summary: SnapshotSummary,
+    warnings: Vec<String>,
+    /// Every blob the snapshot refers to (reused or stored), for the
+    /// commit check...
+    referenced: HashSet<Id>,
+    /// ...and the delta bases among them, which must be stored whole.
+    bases: HashSet<Id>,
+    /// The packs this backup stored.
+    packs: Vec<Id>,
+    /// What the dump check found.
+    dump: Option<DumpInfo>,
+    /// An empty stream saved with `allow_empty`.
+    empty_allowed: bool,
+}
+
+/// Reads the source and stores its data: a reading thread packs blobs,
+/// an upload thread stores the packs and indexes them.
+fn store(
+    repo: &Repository,
+    source: BackupSource,
+    prepared: &Prepared,
+    opts: &BackupOptions,
+    time: SnapshotTime,
+    progress: &dyn BackupProgress,
+    cancel: &AtomicBool,
+) -> Result<Stored> {
+    let upload_failed = AtomicBool::new(false);
+    thread::scope(|scope| -> Result<Stored> {
+        let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
+        let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
+        let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+        // A write-only key reads no stored chunk, so it has no bases.
+        if !opts.no_delta && !repo.is_write_only() {
+            saver.enable_deltas(&opts.hostname, &prepared.paths)?;
+        }
+        let mut found = SourceFound::default();
+        let saved = save_source(&mut saver, source, prepared, opts, time, &mut found);
+        let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
+        // Sketches of what was stored, also after a failure: an entry
+        // whose blob never got indexed is skipped when looked up.
+        let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
+        // Everything the snapshot will refer to, for the commit check:
+        // what was reused from the index and what this backup stored.
+        let mut referenced = std::mem::take(&mut saver.reused);
+        referenced.extend(saver.seen.drain());
+        let bases = std::mem::take(&mut saver.bases);
+        referenced.extend(bases.iter().copied());
+        let summary = std::mem::take(&mut saver.stats);
+        let warnings = std::mem::take(&mut saver.warnings);
+        drop(saver); // closes the pack channel: the uploader finishes
+        let uploaded = uploader
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Io, "the upload thread panicked"))?;
+        // When storing packs failed, that is the cause; otherwise the
+        // reading side's error (dump command, interruption) is.
+        let (root, packs) = match (flushed, uploaded) {
+            (Ok(root), Ok(packs)) => (root, packs),
+            (_, Err(e)) if upload_failed.load(Ordering::SeqCst) => return Err(e),
+            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        };
+        Ok(Stored {
+            root,
+            summary,
+            warnings,
+            referenced,
+            bases,
+            packs,
+            dump: found.dump,
+            empty_allowed: found.empty_allowed,
+        })
+    })
+}
+
+/// What reading the source found besides its data.
+#[derive(Default)]
+struct SourceFound {
+    dump: Option<DumpInfo>,
+    empty_allowed: bool,
+}
+
+/// Saves the source's trees and data; returns the root tree. A dump is
+/// checked as it is read; a stream is judged once it ended (and, for a
+/// command, once it exited 0): an incomplete dump fails the backup before
+/// the snapshot.
+fn save_source(
+    saver: &mut BlobSaver,
+    source: BackupSource,
+    prepared: &Prepared,
+    opts: &BackupOptions,
+    time: SnapshotTime,
+    found: &mut SourceFound,
+) -> Result<Id> {
+    let progress = saver.progress;
+    let inspector = Arc::new(Mutex::new(Inspector::new(opts.validate_dumps)));
+    let mut judge = |saved: Result<Id>, filename: &str| {
+        let root = saved?;
+        let taken = match inspector.lock() {
+            Ok(mut i) => std::mem::replace(&mut *i, Inspector::new(false)),
+            Err(_) => return Err(Error::new(ErrorKind::Io, "dump inspection poisoned")),
+        };
+        if taken.total() == 0 {
+            if !opts.allow_empty {
+                return Err(empty_stream(filename, &prepared.meta));
+            }
+            progress.warning(&format!("{filename} is empty (saved: --allow-empty)"));
+            found.empty_allowed = true;
+        }
+        let checked = taken.finish(filename).map_err(not_written)?;
+        for w in &checked.warnings {
+            progress.warning(w);
+        }
+        found.dump = checked.info;
+        Ok(root)
+    };
+    match source {
+        BackupSource::Paths(_) => {
+            // One directory-format dump (pg_dump -Fd) is checked first.
+            if let [one] = prepared.sources.as_slice() {
+                let info = check_directory_dump(one, opts.validate_dumps).map_err(not_written)?;
+                if let Some(i) = &info {
+                    let name = one.display().to_string();
+                    if let Some(w) = crate::pg::dumpcheck::compression_warning(&name, i) {
+                        progress.warning(&w);
+                    }
+                }
+                found.dump = info;
+            }
+            saver.save_paths(&prepared.sources)
+        }
+        BackupSource::Stream { reader, filename } => {
+            let reader = InspectingReader::new(reader, Arc::clone(&inspector));
+            let saved = saver.save_stream_file(reader, &filename, time, &|| {});
+            judge(saved, &filename)
+        }
+        BackupSource::Command { command, filename } => {
+            let saved = saver.save_command(&command, &filename, time, &inspector);
+            judge(saved, &filename)
+        }
+    }
+}
+
+/// Writes the snapshot: its parent, its summary, then (last, right before
+/// the commit point, so that as little time as possible passes between
+/// the check and the snapshot becoming visible) the commit check, the
+/// snapshot, and the check that this backup's packs are still stored.
+fn commit(
+    repo: &Repository,
+    prepared: Prepared,
+    stored: Stored,
+    opts: &BackupOptions,
+    start: SnapshotTime,
+    time: SnapshotTime,
+) -> Result<BackupOutcome> {
+    let mut source = prepared.meta;
+    source.dump = stored.dump;
+    source.empty_allowed = stored.empty_allowed;
     // Damaged snapshots only cost the parent link; backups must go on. A
     // write-only key cannot read snapshots: no parent link.
     let existing = match repo.is_write_only() {
         true => Vec::new(),
         false => repo.load_snapshots()?.good,
     };
-    let mut sorted_paths = paths.clone();
+    let mut sorted_paths = prepared.paths.clone();
     sorted_paths.sort();
     let parent = existing
         .iter()
@@ -341,29 +424,28 @@ pub fn backup(
         })
         .max_by(|a, b| a.time.cmp(&b.time))
         .map(|s| s.id);
+    let mut summary = stored.summary;
     summary.backup_start = Some(start);
     summary.backup_end = Some(SnapshotTime::now());
     let mut snapshot = Snapshot {
         id: Id::default(),
         time,
-        tree: root,
-        paths,
+        tree: stored.root,
+        paths: prepared.paths,
         hostname: opts.hostname.clone(),
         username: opts.username.clone(),
         tags: opts.tags.clone(),
         parent,
-        source: source_meta,
+        source,
         original: None,
         program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         summary,
         future_dated: false,
     };
-    // Last, right before the commit point: as little time as possible
-    // between the check and the snapshot becoming visible.
-    verify_referenced(repo, &referenced.0, &referenced.1)?;
+    verify_referenced(repo, &stored.referenced, &stored.bases)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
-    let mut warnings = warnings;
-    warnings.extend(confirm_packs_stored(repo, &stored_packs, &snapshot.id)?);
+    let mut warnings = stored.warnings;
+    warnings.extend(confirm_packs_stored(repo, &stored.packs, &snapshot.id)?);
     Ok(BackupOutcome { snapshot, warnings })
 }
 
@@ -409,7 +491,7 @@ fn confirm_packs_stored(repo: &Repository, packs: &[Id], snapshot: &Id) -> Resul
     repo.backend()
         .delete(crate::backend::ObjectKind::Snapshot, &snapshot.to_hex())?;
     Err(Error::new(
-        ErrorKind::Locked,
+        ErrorKind::PruneConflict,
         format!(
             "pack {pack}, stored by this backup, was deleted before its snapshot became visible \
              (a prune on a machine whose clock runs ahead?); the snapshot was withdrawn, \

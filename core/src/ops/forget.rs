@@ -26,8 +26,14 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde::Serialize;
 
+use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{Snapshot, SnapshotFilter};
+use crate::pg::pitr;
+use crate::pg::wal::{self, WalExpiry};
+use crate::repo::drill_record;
+use crate::repo::repository::{Repository, SnapshotList};
+use crate::repo::wal_record;
 use crate::time::SnapshotTime;
 
 /// A calendar duration: years, months, days and hours (`2y5m`, `7d`, `36h`).
@@ -671,6 +677,167 @@ pub fn group(snapshots: &[Snapshot], by: GroupBy) -> Vec<(GroupKey, Vec<Snapshot
         groups.entry(key).or_default().push(s.clone());
     }
     groups.into_iter().collect()
+}
+
+/// What `forget` is asked to do: remove the snapshots named, or apply a
+/// retention policy to each group of the snapshots passing a filter.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ForgetOptions {
+    /// Snapshots by ID or unique prefix (an unreadable one by its full
+    /// object name). Given with a policy is an error.
+    pub snapshots: Vec<String>,
+    /// The rules of what to keep.
+    pub policy: RetentionPolicy,
+    /// Which snapshots the policy considers.
+    pub filter: SnapshotFilter,
+    /// How snapshots are grouped; each group gets the policy on its own.
+    pub group_by: GroupBy,
+    /// With neither snapshots nor a rule, forget every selected snapshot
+    /// (otherwise that is refused: nothing would be kept).
+    pub allow_remove_all: bool,
+}
+
+impl ForgetOptions {
+    /// Checks the options alone, before a repository is opened: counts,
+    /// IDs and a policy together, and a policy that keeps nothing.
+    pub fn validate(&self) -> Result<()> {
+        self.policy.validate()?;
+        if !self.snapshots.is_empty() && !self.policy.is_empty() {
+            return Err(Error::invalid(
+                "give either snapshot IDs or --keep-* options, not both",
+            ));
+        }
+        if self.snapshots.is_empty() && self.policy.is_empty() && !self.allow_remove_all {
+            return Err(Error::invalid(
+                "no policy given: nothing would be kept. Use --keep-* options, give snapshot IDs, \
+                 or --unsafe-allow-remove-all to forget every selected snapshot",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a `forget` removes, decided before anything is removed.
+#[derive(Debug, Default)]
+pub struct ForgetPlan {
+    /// By policy: each group and what the policy keeps and removes in it
+    /// (empty when snapshots were named).
+    pub groups: Vec<(GroupKey, PolicyResult)>,
+    /// The snapshots to remove, each once.
+    pub remove: Vec<Snapshot>,
+    /// Object names of unreadable snapshots named in full, to remove.
+    pub remove_damaged: Vec<String>,
+    /// Archived WAL that no kept base backup needs (when the repository
+    /// holds base backups).
+    pub wal: Option<WalExpiry>,
+}
+
+/// Decides what `forget` removes, with its safety rules: a policy is
+/// never applied over an incomplete list (an unreadable snapshot could be
+/// one the policy would keep), `keep_drilled` needs every drill record,
+/// and an empty policy removes nothing unless `allow_remove_all`.
+pub fn plan(
+    repo: &Repository,
+    list: &SnapshotList,
+    opts: &ForgetOptions,
+    now: Timestamp,
+) -> Result<ForgetPlan> {
+    opts.validate()?;
+    let mut policy = opts.policy.clone();
+    if policy.keep_drilled {
+        // An unreadable drill record might be the one that protects a
+        // snapshot: stop rather than guess.
+        let drills = drill_record::load(repo)?;
+        if let Some((name, e)) = drills.damaged.first() {
+            return Err(Error::corrupt(format!(
+                "drill record {name} cannot be read ({e}); --keep-drilled needs every drill record"
+            )));
+        }
+        policy.drilled = drills
+            .good
+            .iter()
+            .filter(|d| d.ok)
+            .map(|d| d.snapshot)
+            .collect();
+    }
+    let mut plan = ForgetPlan::default();
+    if opts.snapshots.is_empty() {
+        if let Some((name, _)) = list.damaged.first() {
+            return Err(Error::corrupt(format!(
+                "snapshot {} cannot be read; a policy over an incomplete list could remove the \
+                 wrong snapshots. Forget it by its full ID first ({name})",
+                &name[..8.min(name.len())]
+            )));
+        }
+        let selected: Vec<Snapshot> = list
+            .good
+            .iter()
+            .filter(|s| opts.filter.matches(s))
+            .cloned()
+            .collect();
+        for (key, group) in group(&selected, opts.group_by) {
+            let result = apply_policy(&group, &policy, now);
+            plan.remove.extend(result.remove.iter().cloned());
+            plan.groups.push((key, result));
+        }
+    } else {
+        let none = SnapshotFilter::default();
+        for spec in &opts.snapshots {
+            if let Some(name) = list.damaged_named(spec) {
+                plan.remove_damaged.push(name.to_string());
+                continue;
+            }
+            let s = list.resolve(spec, &none)?;
+            if !plan.remove.iter().any(|r| r.id == s.id) {
+                plan.remove.push(s.clone());
+            }
+        }
+    }
+    if list.good.iter().any(pitr::is_base_backup) {
+        let kept: Vec<Snapshot> = list
+            .good
+            .iter()
+            .filter(|s| !plan.remove.iter().any(|r| r.id == s.id))
+            .cloned()
+            .collect();
+        let records = wal_record::load(repo)?;
+        plan.wal = Some(wal::expiry(records.good, &kept));
+    }
+    Ok(plan)
+}
+
+/// What [`execute`] removed.
+#[derive(Debug, Default)]
+pub struct ForgetStats {
+    /// Snapshots removed.
+    pub removed: usize,
+    /// Unreadable snapshots removed.
+    pub removed_damaged: usize,
+    /// Archived WAL files removed.
+    pub wal_removed: usize,
+}
+
+/// Removes what `plan` decided: snapshots, then unreadable snapshots named
+/// in full, then the archived WAL no kept base backup needs.
+pub fn execute(repo: &Repository, plan: &ForgetPlan) -> Result<ForgetStats> {
+    let mut stats = ForgetStats::default();
+    for s in &plan.remove {
+        repo.backend()
+            .delete(ObjectKind::Snapshot, &s.id.to_hex())
+            .map_err(|e| e.context(format!("forgetting snapshot {}", s.id.short())))?;
+        stats.removed += 1;
+    }
+    for name in &plan.remove_damaged {
+        repo.backend()
+            .delete(ObjectKind::Snapshot, name)
+            .map_err(|e| e.context(format!("forgetting damaged snapshot {name}")))?;
+        stats.removed_damaged += 1;
+    }
+    if let Some(expiry) = &plan.wal {
+        stats.wal_removed = wal::expire(repo, expiry)?;
+    }
+    Ok(stats)
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub(crate) fn verify_referenced(
         };
         if pruned {
             return Err(Error::new(
-                ErrorKind::Locked,
+                ErrorKind::PruneConflict,
                 format!(
                     "a prune removed data this backup reuses (blob {}) while it ran; \
                      no snapshot was written: run the backup again",

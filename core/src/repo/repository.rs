@@ -17,7 +17,7 @@ use crate::format::config::{self, RepoConfig};
 use crate::format::index::{self, IndexPack};
 use crate::format::keyfile::{self, KdfParams, KeyInfo};
 use crate::format::pack::{self, BlobEntry, BlobType};
-use crate::format::snapshot::Snapshot;
+use crate::format::snapshot::{self, Snapshot, SnapshotFilter};
 use crate::format::tree::{self, Node, Tree};
 use crate::id::Id;
 use crate::repo::cache::{check_room, CacheReader, IndexCache, SyncStats};
@@ -424,6 +424,53 @@ pub struct SnapshotList {
 
 /// The object names of objects that cannot be read, with why.
 pub type Damaged = Vec<(String, Error)>;
+
+impl SnapshotList {
+    /// Resolves SNAPSHOT (a full ID, a unique prefix, or `latest`, the
+    /// newest passing `filter`), refusing to guess: `latest` while some
+    /// snapshot cannot be read (it may be the newest), or a prefix of a
+    /// damaged snapshot's name, is a damage error naming it.
+    pub fn resolve(&self, spec: &str, filter: &SnapshotFilter) -> Result<&Snapshot> {
+        let lower = spec.to_ascii_lowercase();
+        let hit = self
+            .damaged
+            .iter()
+            .find(|(name, _)| spec == "latest" || (!lower.is_empty() && name.starts_with(&lower)));
+        if let Some((name, _)) = hit {
+            return Err(Error::corrupt(format!(
+                "snapshot {} cannot be read, so {spec:?} cannot be resolved safely; name another \
+                 snapshot by ID",
+                &name[..8.min(name.len())]
+            )));
+        }
+        snapshot::resolve(&self.good, spec, filter)
+    }
+
+    /// The snapshots named by `specs` (each resolved as by
+    /// [`SnapshotList::resolve`]), or with none named every one passing
+    /// `filter`; oldest first, each once.
+    pub fn select(&self, specs: &[String], filter: &SnapshotFilter) -> Result<Vec<&Snapshot>> {
+        let mut chosen: Vec<&Snapshot> = if specs.is_empty() {
+            self.good.iter().filter(|s| filter.matches(s)).collect()
+        } else {
+            specs
+                .iter()
+                .map(|spec| self.resolve(spec, filter))
+                .collect::<Result<_>>()?
+        };
+        chosen.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        chosen.dedup_by(|a, b| a.id == b.id);
+        Ok(chosen)
+    }
+
+    /// The object name of an unreadable snapshot named in full by `spec`.
+    pub fn damaged_named(&self, spec: &str) -> Option<&str> {
+        self.damaged
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| *name == spec)
+    }
+}
 
 /// An opened repository.
 pub struct Repository {
