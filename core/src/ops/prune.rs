@@ -143,6 +143,13 @@ pub struct PackPlan {
     claimed: Vec<bool>,
 }
 
+impl PackPlan {
+    /// Stored bytes of the pack that no snapshot uses.
+    fn unused_bytes(&self) -> u64 {
+        self.size.saturating_sub(self.used_bytes)
+    }
+}
+
 /// Sums over the plan.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneTotals {
@@ -315,7 +322,12 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
     Ok((used, list.good.len()))
 }
 
-/// Decides what to do; changes nothing.
+/// Decides what to do; changes nothing. In phases, each its own function:
+/// what is in use ([`used_blobs`]), what is stored and indexed
+/// ([`inventory`]), which copy of each used blob is kept
+/// ([`claim_used`]), each pack's fate ([`decide_packs`]), which packs are
+/// repacked ([`decide_repacks`]), packs in no index ([`add_unindexed`]),
+/// and the sums ([`totals_of`]).
 pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Result<PrunePlan> {
     if let Some(w) = repo.warnings().first() {
         return Err(damaged(format!(
@@ -326,11 +338,56 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
     let grace = opts
         .grace_seconds
         .unwrap_or(repo.config().prune_grace_seconds);
-    let backend = repo.backend();
     let (used, snapshots) = used_blobs(repo, cancel)?;
+    let Inventory {
+        index_objects,
+        mut packs,
+        unindexed,
+        present,
+    } = inventory(repo)?;
+    // Sorted for a deterministic plan.
+    let mut ids: Vec<Id> = packs.keys().copied().collect();
+    ids.sort();
+    let used = claim_used(repo, &mut packs, &ids, &present, used, cancel)?;
+    let candidates = decide_packs(&mut packs, &ids, &present, time, grace);
+    let unused_left = decide_repacks(&mut packs, candidates, opts);
+    let mut list: Vec<PackPlan> = packs.into_values().collect();
+    add_unindexed(&mut list, unindexed, time, grace);
+    list.sort_by_key(|p| p.id);
+    let totals = totals_of(&list, snapshots, used.len(), unused_left);
+    Ok(PrunePlan {
+        time,
+        grace_seconds: grace,
+        packs: list,
+        index_objects,
+        totals,
+    })
+}
 
-    // Index objects first, then packs: a backup that finishes in between
-    // has its packs listed (recent, in no index we read: left alone).
+/// What storage and the index hold, read in that order: index objects
+/// first, then packs, so a backup that finishes in between has its packs
+/// listed (recent, in no index read: left alone).
+struct Inventory {
+    /// The index objects read.
+    index_objects: Vec<Id>,
+    /// Every pack some index object lists, merged over index objects.
+    packs: HashMap<Id, PackPlan>,
+    /// Stored packs no index object lists.
+    unindexed: Vec<UnindexedPack>,
+    /// Every stored pack.
+    present: HashSet<Id>,
+}
+
+/// A stored pack that no index object lists.
+struct UnindexedPack {
+    id: Id,
+    size: u64,
+    /// When it was stored (Unix seconds), if storage says.
+    modified: Option<i64>,
+}
+
+fn inventory(repo: &Repository) -> Result<Inventory> {
+    let backend = repo.backend();
     let index_objects: Vec<Id> = backend
         .list(ObjectKind::Index)?
         .iter()
@@ -344,62 +401,77 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
                 format!("{e}; prune needs the whole index and stops without changing anything"),
             )
         })? {
-            let entry = packs.entry(p.pack_id).or_insert_with(|| PackPlan {
-                id: p.pack_id,
-                size: 0,
-                blobs: p.blobs.len(),
-                used_blobs: 0,
-                used_bytes: 0,
-                obsolete_since: p.obsolete_since,
-                action: PackAction::Keep,
-                claimed: vec![false; p.blobs.len()],
-                entries: p.blobs.clone(),
-            });
-            // A full key's record of a pack beats a write-only key's: a
-            // writer could list another pack's blobs as its own.
-            let trusted = |es: &[BlobEntry]| es.iter().all(|e| !e.session);
-            if !trusted(&entry.entries) && trusted(&p.blobs) {
-                entry.blobs = p.blobs.len();
-                entry.claimed = vec![false; p.blobs.len()];
-                entry.entries = p.blobs.clone();
-            }
-            // Listed in use anywhere: in use.
-            entry.obsolete_since = match (entry.obsolete_since, p.obsolete_since) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
+            merge_index_record(&mut packs, p);
         }
     }
-    let stored = backend.list(ObjectKind::Pack)?;
     let mut unindexed = Vec::new();
     let mut present = HashSet::new();
-    for o in &stored {
+    for o in &backend.list(ObjectKind::Pack)? {
         let id = Id::parse(&o.name)?;
         present.insert(id);
         match packs.get_mut(&id) {
             Some(p) => p.size = o.size,
-            None => unindexed.push((id, o.size, o.modified)),
+            None => unindexed.push(UnindexedPack {
+                id,
+                size: o.size,
+                modified: o.modified,
+            }),
         }
     }
+    Ok(Inventory {
+        index_objects,
+        packs,
+        unindexed,
+        present,
+    })
+}
 
-    // Claim each blob in use once: packs in use first, then obsolete ones
-    // (which are then revived); within each, copies stored whole before
-    // deltas (a whole copy needs nothing else). Sorted for a deterministic
-    // plan.
-    let mut ids: Vec<Id> = packs.keys().copied().collect();
-    ids.sort();
-    let mut used = used;
+/// Adds one index object's record of a pack to what other index objects
+/// said of it.
+fn merge_index_record(packs: &mut HashMap<Id, PackPlan>, p: IndexPack) {
+    let entry = packs.entry(p.pack_id).or_insert_with(|| PackPlan {
+        id: p.pack_id,
+        size: 0,
+        blobs: p.blobs.len(),
+        used_blobs: 0,
+        used_bytes: 0,
+        obsolete_since: p.obsolete_since,
+        action: PackAction::Keep,
+        claimed: vec![false; p.blobs.len()],
+        entries: p.blobs.clone(),
+    });
+    // A full key's record of a pack beats a write-only key's: a writer
+    // could list another pack's blobs as its own.
+    let trusted = |es: &[BlobEntry]| es.iter().all(|e| !e.session);
+    if !trusted(&entry.entries) && trusted(&p.blobs) {
+        entry.blobs = p.blobs.len();
+        entry.claimed = vec![false; p.blobs.len()];
+        entry.entries = p.blobs;
+    }
+    // Listed in use anywhere: in use.
+    entry.obsolete_since = match (entry.obsolete_since, p.obsolete_since) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    };
+}
+
+/// Claims each blob in use once: packs in use first, then obsolete ones
+/// (which are then revived); within each, copies stored whole before
+/// deltas (a whole copy needs nothing else). Then the bases of claimed
+/// deltas, and the check of copies a write-only key stored. Returns the
+/// blobs in use with those bases; an error (damage) when some used blob
+/// has no stored copy.
+fn claim_used(
+    repo: &Repository,
+    packs: &mut HashMap<Id, PackPlan>,
+    ids: &[Id],
+    present: &HashSet<Id>,
+    mut used: HashSet<Id>,
+    cancel: &AtomicBool,
+) -> Result<HashSet<Id>> {
     let mut claimed: HashSet<Id> = HashSet::with_capacity(used.len());
     let no_rejects = HashSet::new();
-    claim_copies(
-        &mut packs,
-        &ids,
-        &present,
-        &used,
-        &mut claimed,
-        true,
-        &no_rejects,
-    );
+    claim_copies(packs, ids, present, &used, &mut claimed, true, &no_rejects);
     // A claimed delta needs its base, claimed from a copy stored whole (a
     // base is never a delta). Only the claimed copies count: a delta copy
     // nothing claims may name a base that is long gone. A base that is in
@@ -425,50 +497,74 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         }
         used.extend(need_whole.iter().copied());
         claim_copies(
-            &mut packs,
-            &ids,
-            &present,
+            packs,
+            ids,
+            present,
             &need_whole,
             &mut claimed,
             false,
             &no_rejects,
         );
     }
-    verify_writer_claims(repo, &mut packs, &ids, &present, &mut claimed, cancel)?;
+    verify_writer_claims(repo, packs, ids, present, &mut claimed, cancel)?;
     if claimed.len() != used.len() {
-        let missing = used
-            .iter()
-            .find(|id| !claimed.contains(id))
-            .copied()
-            .unwrap_or_default();
-        // A delta base with only delta copies left says more than "lost".
-        let deltas_of_it = packs
-            .values()
-            .filter(|p| present.contains(&p.id))
-            .flat_map(|p| &p.entries)
-            .filter(|e| e.id == missing && e.compression.base().is_some())
-            .count();
-        let missing = if need_whole.contains(&missing) && deltas_of_it > 0 {
-            format!("{missing}, a delta base stored only as a delta ({deltas_of_it} copies)")
-        } else if need_whole.contains(&missing) {
-            format!("{missing}, a delta base")
-        } else {
-            missing.to_string()
-        };
-        return Err(damaged(format!(
-            "{} blobs that snapshots use are in no stored pack (first: {missing}); the repository is damaged. \
-             prune stops without changing anything",
-            used.len() - claimed.len()
-        )));
+        return Err(unclaimed_error(
+            packs,
+            present,
+            &used,
+            &claimed,
+            &need_whole,
+        ));
     }
+    Ok(used)
+}
 
-    let mut totals = PruneTotals {
-        snapshots,
-        used_blobs: used.len(),
-        ..PruneTotals::default()
+/// The damage error for used blobs that no stored pack holds.
+fn unclaimed_error(
+    packs: &HashMap<Id, PackPlan>,
+    present: &HashSet<Id>,
+    used: &HashSet<Id>,
+    claimed: &HashSet<Id>,
+    need_whole: &HashSet<Id>,
+) -> Error {
+    let missing = used
+        .iter()
+        .find(|id| !claimed.contains(id))
+        .copied()
+        .unwrap_or_default();
+    // A delta base with only delta copies left says more than "lost".
+    let deltas_of_it = packs
+        .values()
+        .filter(|p| present.contains(&p.id))
+        .flat_map(|p| &p.entries)
+        .filter(|e| e.id == missing && e.compression.base().is_some())
+        .count();
+    let missing = if need_whole.contains(&missing) && deltas_of_it > 0 {
+        format!("{missing}, a delta base stored only as a delta ({deltas_of_it} copies)")
+    } else if need_whole.contains(&missing) {
+        format!("{missing}, a delta base")
+    } else {
+        missing.to_string()
     };
+    damaged(format!(
+        "{} blobs that snapshots use are in no stored pack (first: {missing}); the repository is damaged. \
+         prune stops without changing anything",
+        used.len() - claimed.len()
+    ))
+}
+
+/// Each indexed pack's fate from what it holds in use, whether it is
+/// stored, and how long ago it was marked obsolete. Returns the packs in
+/// use that hold unused blobs too: the candidates for repacking.
+fn decide_packs(
+    packs: &mut HashMap<Id, PackPlan>,
+    ids: &[Id],
+    present: &HashSet<Id>,
+    time: i64,
+    grace: u64,
+) -> Vec<Id> {
     let mut candidates: Vec<Id> = Vec::new();
-    for id in &ids {
+    for id in ids {
         let Some(p) = packs.get_mut(id) else { continue };
         let all_used = p.used_blobs == p.entries.len();
         p.action = if !present.contains(id) {
@@ -494,15 +590,30 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
             PackAction::Keep
         };
     }
+    candidates
+}
 
-    // Repack the emptiest packs until the unused data left is small enough.
-    let used_total: u64 = packs.values().map(|p| p.used_bytes).sum();
-    let unused_of = |p: &PackPlan| p.size.saturating_sub(p.used_bytes);
-    let mut unused_left: u64 = packs
+/// Unused bytes in packs that stay in use.
+fn unused_in_kept(packs: &HashMap<Id, PackPlan>) -> u64 {
+    packs
         .values()
         .filter(|p| matches!(p.action, PackAction::Keep | PackAction::Revive))
-        .map(unused_of)
-        .sum();
+        .map(PackPlan::unused_bytes)
+        .sum()
+}
+
+/// Repacks the emptiest `candidates` until the unused data left is within
+/// `max_unused` (and the bytes read within `max_repack_size`), then the
+/// packs that must be repacked whatever the limits (orphaned deltas,
+/// copies kept elsewhere). Returns the unused bytes left in packs that
+/// stay.
+fn decide_repacks(
+    packs: &mut HashMap<Id, PackPlan>,
+    mut candidates: Vec<Id>,
+    opts: &PruneOptions,
+) -> u64 {
+    let used_total: u64 = packs.values().map(|p| p.used_bytes).sum();
+    let mut unused_left = unused_in_kept(packs);
     let max_unused = match opts.max_unused {
         MaxUnused::Unlimited => u64::MAX,
         MaxUnused::Bytes(b) => b,
@@ -512,7 +623,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         let ratio = |id: &Id| {
             packs
                 .get(id)
-                .map(|p| unused_of(p) as f64 / p.size.max(1) as f64)
+                .map(|p| p.unused_bytes() as f64 / p.size.max(1) as f64)
                 .unwrap_or(0.0)
         };
         ratio(b).total_cmp(&ratio(a)).then(a.cmp(b))
@@ -533,32 +644,33 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
         }
         p.action = PackAction::Repack;
         repack_size += p.size;
-        unused_left -= unused_of(p);
+        unused_left -= p.unused_bytes();
     }
-    let orphans = repack_orphan_deltas(&mut packs);
-    if prefer_kept_copies(&mut packs) || orphans {
-        unused_left = packs
-            .values()
-            .filter(|p| matches!(p.action, PackAction::Keep | PackAction::Revive))
-            .map(unused_of)
-            .sum();
+    let orphans = repack_orphan_deltas(packs);
+    if prefer_kept_copies(packs) || orphans {
+        unused_left = unused_in_kept(packs);
     }
+    unused_left
+}
 
-    let mut list: Vec<PackPlan> = packs.into_values().collect();
-    // A running backup's packs are in no index until its next index flush
-    // (at most 16 packs or a minute later, timer-driven): never delete an unindexed pack
-    // younger than an hour, however short the grace period (except 0,
-    // where the caller vouched that nothing runs).
+/// Adds the packs in no index. A running backup's packs are in no index
+/// until its next index flush (at most 16 packs or a minute later,
+/// timer-driven): an unindexed pack younger than an hour is never
+/// deleted, however short the grace period (except 0, where the caller
+/// vouched that nothing runs).
+fn add_unindexed(list: &mut Vec<PackPlan>, unindexed: Vec<UnindexedPack>, time: i64, grace: u64) {
     let unindexed_age = if grace == 0 {
         0
     } else {
         grace.max(MIN_UNINDEXED_AGE)
     };
-    for (id, size, modified) in unindexed {
-        let old = modified.is_some_and(|m| time.saturating_sub(m) >= unindexed_age as i64);
+    for u in unindexed {
+        let old = u
+            .modified
+            .is_some_and(|m| time.saturating_sub(m) >= unindexed_age as i64);
         list.push(PackPlan {
-            id,
-            size,
+            id: u.id,
+            size: u.size,
             blobs: 0,
             used_blobs: 0,
             used_bytes: 0,
@@ -572,8 +684,21 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
             claimed: Vec::new(),
         });
     }
-    list.sort_by_key(|p| p.id);
-    for p in &list {
+}
+
+/// The sums over a plan's packs.
+fn totals_of(
+    list: &[PackPlan],
+    snapshots: usize,
+    used_blobs: usize,
+    unused_left: u64,
+) -> PruneTotals {
+    let mut totals = PruneTotals {
+        snapshots,
+        used_blobs,
+        ..PruneTotals::default()
+    };
+    for p in list {
         totals.packs += 1;
         totals.bytes += p.size;
         totals.used_bytes += p.used_bytes;
@@ -599,13 +724,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Resu
     }
     totals.unused_bytes = totals.bytes.saturating_sub(totals.used_bytes);
     totals.unused_bytes_after = unused_left;
-    Ok(PrunePlan {
-        time,
-        grace_seconds: grace,
-        packs: list,
-        index_objects,
-        totals,
-    })
+    totals
 }
 
 /// What [`execute`] did.
