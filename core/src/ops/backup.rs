@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::chunk::chunker::{read_block, BlockChunker, ChunkBatch, Chunker};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexPack;
-use crate::format::pack::{self, BlobType, EncodedBlob, FinishedPack, PackWriter};
+use crate::format::pack::{self, BlobType, EncodedBlob, FinishedPack};
 use crate::format::snapshot::{check_labels, DumpInfo};
 use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::format::tree::{self, Node, NodeKind, Tree};
@@ -33,7 +33,7 @@ use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
 use crate::repo::cache::CacheReader;
 use crate::repo::commit::verify_referenced;
 use crate::repo::delta::DeltaEncoder;
-use crate::repo::packer::INDEX_FLUSH_BLOBS;
+use crate::repo::packer::{Packer, INDEX_FLUSH_BLOBS};
 use crate::repo::repository::Repository;
 use crate::time::SnapshotTime;
 
@@ -632,11 +632,9 @@ struct BlobSaver<'a> {
     /// Delta bases the snapshot relies on (also in `reused`): the commit
     /// check must find them stored whole.
     bases: HashSet<Id>,
-    data_pack: PackWriter,
-    tree_pack: PackWriter,
+    packer: Packer<'a>,
     tx: SyncSender<FinishedPack>,
     level: i32,
-    pack_size: usize,
     stats: SnapshotSummary,
     warnings: Vec<String>,
     sources_skipped: usize,
@@ -662,11 +660,9 @@ impl<'a> BlobSaver<'a> {
             seen: HashSet::new(),
             reused: HashSet::new(),
             bases: HashSet::new(),
-            data_pack: PackWriter::new(repo.keys(), repo.id())?,
-            tree_pack: PackWriter::new(repo.keys(), repo.id())?,
+            packer: Packer::new(repo)?,
             tx,
             level: repo.config().compression.level,
-            pack_size: repo.config().pack_size as usize,
             stats: SnapshotSummary::default(),
             warnings: Vec::new(),
             sources_skipped: 0,
@@ -861,39 +857,24 @@ impl<'a> BlobSaver<'a> {
         }
         self.stats.data_added += u64::from(blob.raw_length);
         self.stats.data_added_packed += blob.sealed.len() as u64;
-        let is_data = blob.blob_type == BlobType::Data;
-        let writer = if is_data {
-            &mut self.data_pack
-        } else {
-            &mut self.tree_pack
-        };
-        writer.add(&blob)?;
-        if writer.len() >= self.pack_size {
-            self.flush(is_data)?;
+        match self.packer.add(&blob)? {
+            Some(full) => self.send(full),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    fn flush(&mut self, data: bool) -> Result<()> {
-        let writer = if data {
-            &mut self.data_pack
-        } else {
-            &mut self.tree_pack
-        };
-        if writer.is_empty() {
-            return Ok(());
-        }
-        let repo = self.repo;
-        let full = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
-        let finished = full.finish(repo.keys(), repo.id())?;
+    /// Hands a finished pack to the upload thread.
+    fn send(&self, pack: FinishedPack) -> Result<()> {
         self.tx
-            .send(finished)
+            .send(pack)
             .map_err(|_| Error::new(ErrorKind::Io, "storing packs failed"))
     }
 
     fn flush_all(&mut self) -> Result<()> {
-        self.flush(true)?;
-        self.flush(false)
+        for pack in self.packer.finish_all()? {
+            self.send(pack)?;
+        }
+        Ok(())
     }
 
     /// The content fields of a file node for these chunk IDs.

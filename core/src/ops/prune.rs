@@ -34,10 +34,11 @@ use serde::Serialize;
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexPack;
-use crate::format::pack::{self, BlobEntry, BlobType, PackWriter};
+use crate::format::pack::{self, BlobEntry, BlobType, FinishedPack};
 use crate::format::tree::{self, NodeKind};
 use crate::id::Id;
 use crate::repo::commit::MIN_UNINDEXED_AGE;
+use crate::repo::packer::Packer;
 use crate::repo::repository::{verify_name, Repository};
 use crate::units::parse_size;
 
@@ -1051,19 +1052,19 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         }
     };
     let keys = repo.keys();
-    let pack_size = repo.config().pack_size as usize;
 
     // 1. Copy the used blobs of partly used packs into new packs.
     let mut new_packs: Vec<IndexPack> = Vec::new();
-    let mut writers: HashMap<bool, PackWriter> = HashMap::new();
-    let store =
-        |w: PackWriter, stats: &mut PruneStats, new_packs: &mut Vec<IndexPack>| -> Result<()> {
-            let finished = w.finish(keys, repo.id())?;
-            stats.packs_written += 1;
-            stats.bytes_written += finished.bytes.len() as u64;
-            new_packs.push(repo.store_copied_pack(finished)?);
-            Ok(())
-        };
+    let mut packer = Packer::new(repo)?;
+    let store = |finished: FinishedPack,
+                 stats: &mut PruneStats,
+                 new_packs: &mut Vec<IndexPack>|
+     -> Result<()> {
+        stats.packs_written += 1;
+        stats.bytes_written += finished.bytes.len() as u64;
+        new_packs.push(repo.store_copied_pack(finished)?);
+        Ok(())
+    };
     for p in plan.with_action(PackAction::Repack) {
         check()?;
         let name = p.id.to_hex();
@@ -1101,24 +1102,13 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
             })
             .collect::<Result<Vec<_>>>()?;
         for (e, sealed) in claimed {
-            let is_data = e.blob_type == BlobType::Data;
-            let w = match writers.entry(is_data) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(PackWriter::new(keys, repo.id())?)
-                }
-            };
-            w.add_stored(&e, &sealed)?;
-            if w.len() >= pack_size {
-                let full = std::mem::replace(w, PackWriter::new(keys, repo.id())?);
+            if let Some(full) = packer.add_stored(&e, &sealed)? {
                 store(full, &mut stats, &mut new_packs)?;
             }
         }
     }
-    for (_, w) in writers.drain() {
-        if !w.is_empty() {
-            store(w, &mut stats, &mut new_packs)?;
-        }
+    for full in packer.finish_all()? {
+        store(full, &mut stats, &mut new_packs)?;
     }
     check()?;
 

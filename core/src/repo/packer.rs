@@ -9,12 +9,93 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::format::pack::{self, BlobType, EncodedBlob, PackWriter};
+use crate::format::index::IndexPack;
+use crate::format::pack::{self, BlobEntry, BlobType, EncodedBlob, FinishedPack, PackWriter};
 use crate::format::tree::{self, Tree};
 use crate::id::Id;
 use crate::repo::cache::CacheReader;
 use crate::repo::delta::DeltaEncoder;
 use crate::repo::repository::Repository;
+
+/// Fills packs: data blobs in one, metadata blobs (trees, chunk lists) in
+/// another, each finished when it reaches the repository's pack size. The
+/// one pack filler every writer uses (backup, copy, repair, `wal-push`,
+/// prune's repacking, the benchmark generator); what becomes of a
+/// finished pack (handed to an upload thread, or stored and indexed at
+/// once) is the caller's.
+pub(crate) struct Packer<'a> {
+    repo: &'a Repository,
+    data: PackWriter,
+    meta: PackWriter,
+    pack_size: usize,
+}
+
+impl<'a> Packer<'a> {
+    pub(crate) fn new(repo: &'a Repository) -> Result<Self> {
+        Ok(Packer {
+            repo,
+            data: PackWriter::new(repo.keys(), repo.id())?,
+            meta: PackWriter::new(repo.keys(), repo.id())?,
+            pack_size: repo.config().pack_size as usize,
+        })
+    }
+
+    fn writer(&mut self, data: bool) -> &mut PackWriter {
+        if data {
+            &mut self.data
+        } else {
+            &mut self.meta
+        }
+    }
+
+    /// Adds a blob sealed for this repository; returns the pack it filled,
+    /// if it filled one.
+    pub(crate) fn add(&mut self, blob: &EncodedBlob) -> Result<Option<FinishedPack>> {
+        let data = blob.blob_type == BlobType::Data;
+        self.writer(data).add(blob)?;
+        self.finish_if_full(data)
+    }
+
+    /// Adds a blob as another pack stores it (its seal checked by the
+    /// caller); returns the pack it filled, if it filled one.
+    pub(crate) fn add_stored(
+        &mut self,
+        entry: &BlobEntry,
+        sealed: &[u8],
+    ) -> Result<Option<FinishedPack>> {
+        let data = entry.blob_type == BlobType::Data;
+        self.writer(data).add_stored(entry, sealed)?;
+        self.finish_if_full(data)
+    }
+
+    fn finish_if_full(&mut self, data: bool) -> Result<Option<FinishedPack>> {
+        if self.writer(data).len() >= self.pack_size {
+            self.finish(data)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Finishes the pending pack of data (or metadata) blobs, if there is
+    /// one.
+    pub(crate) fn finish(&mut self, data: bool) -> Result<Option<FinishedPack>> {
+        if self.writer(data).is_empty() {
+            return Ok(None);
+        }
+        let repo = self.repo;
+        let fresh = PackWriter::new(repo.keys(), repo.id())?;
+        let full = std::mem::replace(self.writer(data), fresh);
+        full.finish(repo.keys(), repo.id()).map(Some)
+    }
+
+    /// Finishes both pending packs (data first).
+    pub(crate) fn finish_all(&mut self) -> Result<Vec<FinishedPack>> {
+        Ok([self.finish(true)?, self.finish(false)?]
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+}
 
 /// Writes blobs into new packs of one repository.
 pub(crate) struct BlobWriter<'a> {
@@ -26,8 +107,7 @@ pub(crate) struct BlobWriter<'a> {
     referenced: HashSet<Id>,
     /// Delta bases relied on (also in `referenced`), to be found whole.
     bases: HashSet<Id>,
-    data: PackWriter,
-    meta: PackWriter,
+    packer: Packer<'a>,
     delta: Option<DeltaEncoder<'a>>,
     /// Warnings of delta compression (bases that could not be read).
     warnings: Vec<String>,
@@ -46,8 +126,7 @@ impl<'a> BlobWriter<'a> {
             seen: HashSet::new(),
             referenced: HashSet::new(),
             bases: HashSet::new(),
-            data: PackWriter::new(repo.keys(), repo.id())?,
-            meta: PackWriter::new(repo.keys(), repo.id())?,
+            packer: Packer::new(repo)?,
             delta: None,
             warnings: Vec::new(),
             new_data_bytes: 0,
@@ -126,11 +205,17 @@ impl<'a> BlobWriter<'a> {
     }
 
     fn add(&mut self, blob: &EncodedBlob) -> Result<()> {
-        let data = blob.blob_type == BlobType::Data;
-        let writer = if data { &mut self.data } else { &mut self.meta };
-        writer.add(blob)?;
-        if writer.len() >= self.repo.config().pack_size as usize {
-            self.flush(data)?;
+        if let Some(full) = self.packer.add(blob)? {
+            self.index_now(&[self.repo.store_pack(full)?])?;
+        }
+        Ok(())
+    }
+
+    /// Indexes stored packs at once: a pack in no index for long looks
+    /// like a crashed backup's leftover to prune (§12.3).
+    fn index_now(&self, records: &[IndexPack]) -> Result<()> {
+        if !records.is_empty() {
+            self.repo.save_index(records)?;
         }
         Ok(())
     }
@@ -205,40 +290,17 @@ impl<'a> BlobWriter<'a> {
         }
     }
 
-    fn flush(&mut self, data: bool) -> Result<()> {
-        if let Some(record) = self.store(data)? {
-            // Indexed at once: a pack in no index for long looks like a
-            // crashed backup's leftover to prune (§12.3).
-            self.repo.save_index(std::slice::from_ref(&record))?;
-        }
-        Ok(())
-    }
-
-    /// Stores the pending pack of data (or metadata) blobs, if any; returns
-    /// its index record, for the caller to save.
-    fn store(&mut self, data: bool) -> Result<Option<crate::format::index::IndexPack>> {
-        let repo = self.repo;
-        let writer = if data { &mut self.data } else { &mut self.meta };
-        if writer.is_empty() {
-            return Ok(None);
-        }
-        let writer = std::mem::replace(writer, PackWriter::new(repo.keys(), repo.id())?);
-        let finished = writer.finish(repo.keys(), repo.id())?;
-        repo.store_pack(finished).map(Some)
-    }
-
     /// Stores both pending packs and indexes them in one index object (a
     /// `wal-push` writes one of each: one object and one cache commit
     /// fewer than two).
     fn store_both(&mut self) -> Result<()> {
-        let records: Vec<_> = [self.store(true)?, self.store(false)?]
+        let records = self
+            .packer
+            .finish_all()?
             .into_iter()
-            .flatten()
-            .collect();
-        if !records.is_empty() {
-            self.repo.save_index(&records)?;
-        }
-        Ok(())
+            .map(|pack| self.repo.store_pack(pack))
+            .collect::<Result<Vec<_>>>()?;
+        self.index_now(&records)
     }
 
     /// Plaintext bytes of the data chunks [`Self::save_chunks`] found new.

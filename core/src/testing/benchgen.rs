@@ -18,6 +18,7 @@ use crate::format::pack::{self, BlobType, PackWriter};
 use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::format::tree::{self, Node, NodeKind, Tree};
 use crate::id::Id;
+use crate::repo::packer::Packer;
 use crate::repo::repository::Repository;
 use crate::time::SnapshotTime;
 
@@ -59,22 +60,18 @@ fn chunk_bytes(n: u64, len: usize) -> Vec<u8> {
 /// Stores packs and writes index objects the way a backup does.
 struct Writer<'a> {
     repo: &'a Repository,
-    data: PackWriter,
-    meta: PackWriter,
+    packer: Packer<'a>,
     pending: Vec<IndexPack>,
     pending_blobs: usize,
     out: Generated,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
     fn add(&mut self, blob: &pack::EncodedBlob) -> Result<()> {
-        let data = blob.blob_type == BlobType::Data;
-        let w = if data { &mut self.data } else { &mut self.meta };
-        w.add(blob)?;
-        if w.len() >= self.repo.config().pack_size as usize {
-            self.flush_pack(data)?;
+        match self.packer.add(blob)? {
+            Some(full) => self.store(full),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn save_meta(&mut self, blob_type: BlobType, bytes: &[u8]) -> Result<Id> {
@@ -86,21 +83,20 @@ impl Writer<'_> {
         Ok(id)
     }
 
-    fn flush_pack(&mut self, data: bool) -> Result<()> {
-        let repo = self.repo;
-        let w = if data { &mut self.data } else { &mut self.meta };
-        if w.is_empty() {
-            return Ok(());
-        }
-        let w = std::mem::replace(w, PackWriter::new(repo.keys(), repo.id())?);
-        let record = self
-            .repo
-            .store_pack(w.finish(self.repo.keys(), self.repo.id())?)?;
+    fn store(&mut self, pack: pack::FinishedPack) -> Result<()> {
+        let record = self.repo.store_pack(pack)?;
         self.out.packs += 1;
         self.pending_blobs += record.blobs.len();
         self.pending.push(record);
         if self.pending_blobs >= crate::repo::packer::INDEX_FLUSH_BLOBS {
             self.flush_index()?;
+        }
+        Ok(())
+    }
+
+    fn flush_packs(&mut self) -> Result<()> {
+        for pack in self.packer.finish_all()? {
+            self.store(pack)?;
         }
         Ok(())
     }
@@ -132,8 +128,7 @@ pub fn generate(
     let level = repo.config().compression.level;
     let mut w = Writer {
         repo,
-        data: PackWriter::new(keys, &repo_id)?,
-        meta: PackWriter::new(keys, &repo_id)?,
+        packer: Packer::new(repo)?,
         pending: Vec::new(),
         pending_blobs: 0,
         out: Generated::default(),
@@ -174,8 +169,7 @@ pub fn generate(
     }
     // Packs, then the index, then the snapshots: the commit order of a
     // backup.
-    w.flush_pack(true)?;
-    w.flush_pack(false)?;
+    w.flush_packs()?;
     w.flush_index()?;
     let username = crate::sys::username();
     for (s, (tree, n)) in trees.into_iter().enumerate() {
