@@ -63,6 +63,18 @@ pub struct Job {
     /// Or: absolute paths to back up.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// With paths: patterns left out (`backup --exclude`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// With paths: files of patterns (`backup --exclude-file`).
+    #[serde(default)]
+    pub exclude_file: Vec<String>,
+    /// With paths: leave out cache directories (`backup --exclude-caches`).
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// With paths: stay on each path's file system (`backup -x`).
+    #[serde(default)]
+    pub one_file_system: bool,
     /// Host name recorded (default: this machine's).
     pub host: Option<String>,
     /// Tags recorded.
@@ -239,6 +251,17 @@ impl ConfigFile {
             }
             if job.stdin_filename.is_some() && job.command.is_none() {
                 return Err(invalid(file, &key("stdin_filename"), "only with command"));
+            }
+            if job.command.is_some() {
+                let path_only = [
+                    ("exclude", !job.exclude.is_empty()),
+                    ("exclude_file", !job.exclude_file.is_empty()),
+                    ("exclude_caches", job.exclude_caches),
+                    ("one_file_system", job.one_file_system),
+                ];
+                if let Some((name, _)) = path_only.iter().find(|(_, set)| *set) {
+                    return Err(invalid(file, &key(name), "only with paths"));
+                }
             }
             if let Some(p) = job.paths.iter().find(|p| !p.starts_with('/')) {
                 return Err(invalid(

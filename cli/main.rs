@@ -9,6 +9,7 @@ mod exit;
 mod jobs;
 mod output;
 mod password;
+mod patterns;
 
 use std::io::Write;
 use std::path::PathBuf;

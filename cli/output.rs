@@ -188,7 +188,7 @@ impl cairn_core::ops::backup::BackupProgress for Bar {
     }
 }
 
-impl cairn_core::repo::reader::RestoreProgress for Bar {
+impl cairn_core::repo::restorer::RestoreProgress for Bar {
     fn bytes_written(&self, n: u64) {
         self.0.inc(n);
     }

@@ -303,6 +303,10 @@ fn the_configuration_file_is_checked_strictly() {
         "a job name is",
     );
     bad("repository = [1]\n", "invalid type");
+    bad(
+        &format!("{job}exclude = [\"*.tmp\"]\n"),
+        "jobs.a.exclude: only with paths",
+    );
     // Naming a job that does not exist.
     let file = env.path("ok.toml");
     std::fs::write(&file, job).unwrap();
@@ -661,4 +665,43 @@ fn dry_run_of_a_copy_whose_password_comes_from_the_environment() {
         snapshots_of(&env, &env.dir.path().join("off"), "offsite password").len(),
         1
     );
+}
+
+/// A paths job's exclude settings reach its backup: `exclude`,
+/// `exclude_file` and `exclude_caches` leave out what they name.
+#[test]
+fn a_paths_job_leaves_out_what_its_excludes_name() {
+    let env = Env::init();
+    let dir = env.dir.path();
+    std::fs::write(dir.join("pw"), PASSWORD).unwrap();
+    let src = dir.join("tree");
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    std::fs::write(src.join("b.tmp"), "b").unwrap();
+    std::fs::write(src.join("c.log"), "c").unwrap();
+    std::fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55",
+    )
+    .unwrap();
+    std::fs::write(dir.join("excludes"), "# logs\n*.log\n").unwrap();
+    let config = dir.join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository = \"{repo}\"\npassword_file = \"{d}/pw\"\n[jobs.files]\npaths = [\"{src}\"]\n\
+             exclude = [\"*.tmp\"]\nexclude_file = [\"{d}/excludes\"]\nexclude_caches = true\n",
+            repo = env.repo.display(),
+            d = dir.display(),
+            src = src.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&env, &config, &["run", "files"]);
+    assert_code(&out, 0, &["run files"]);
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(listing.contains("a.txt"), "{listing}");
+    for gone in ["b.tmp", "c.log", "cache"] {
+        assert!(!listing.contains(gone), "{gone} in {listing}");
+    }
 }

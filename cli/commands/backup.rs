@@ -7,12 +7,14 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::format::snapshot::SourceKind;
-use cairn_core::ops::backup::{self, BackupOptions, BackupSource};
+use cairn_core::ops::backup::{self, BackupOptions, BackupSource, Excludes};
+use cairn_core::pattern::PatternList;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
 use crate::output::{byte_progress, size};
+use crate::patterns;
 use crate::{print_json, GlobalArgs, CANCEL};
 
 #[derive(Args)]
@@ -90,16 +92,159 @@ pub struct BackupArgs {
                      drill of it fails: there is nothing to restore)."
     )]
     allow_empty: bool,
+
+    /// Leave out paths matching PATTERN (repeatable; restic's rules, see --help)
+    #[arg(
+        short = 'e',
+        long = "exclude",
+        value_name = "PATTERN",
+        long_help = "Leave out paths matching PATTERN (repeatable), with restic's rules: `*` and \
+                     `?` match within one path component, `**` any number of components, \
+                     `[...]` a character class. A pattern that starts with / is matched \
+                     against the whole absolute path, any other at any depth (`*.tmp`, \
+                     `node_modules`, `cache/*`). A pattern matches whole components, and a \
+                     directory it matches is left out with everything in it. `!PATTERN` \
+                     includes again what an earlier pattern excluded: the last pattern that \
+                     matches a path (or a directory above it) decides; a directory left out is \
+                     not entered, so to keep one thing inside, exclude `dir/*` and then \
+                     `!dir/keep`. Applies to path backups (and to the paths given)."
+    )]
+    exclude: Vec<String>,
+
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    iexclude: Vec<String>,
+
+    /// Read --exclude patterns from FILE (one per line; # comments; $VAR expanded)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
+
+    /// Read --iexclude patterns from FILE
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    iexclude_file: Vec<PathBuf>,
+
+    /// Leave out directories holding a file NAME (beginning with HEADER, if given)
+    #[arg(long = "exclude-if-present", value_name = "NAME[:HEADER]")]
+    exclude_if_present: Vec<String>,
+
+    /// Leave out cache directories: those holding a CACHEDIR.TAG with its signature
+    #[arg(long)]
+    exclude_caches: bool,
+
+    /// Back up the paths listed in FILE (one per line; # comments and empty lines skipped)
+    #[arg(long = "files-from", value_name = "FILE")]
+    files_from: Vec<PathBuf>,
+
+    /// Back up the paths listed in FILE, separated by NUL bytes (`find -print0`)
+    #[arg(long = "files-from-raw", value_name = "FILE")]
+    files_from_raw: Vec<PathBuf>,
+
+    /// Stay on each path's file system: a mount point below it is stored as an empty directory
+    #[arg(short = 'x', long)]
+    one_file_system: bool,
+
+    /// Read and pack everything, store nothing: say what a backup would add
+    #[arg(
+        short = 'n',
+        long,
+        long_help = "Read, chunk, compress and encrypt everything as a backup would, and store \
+                     nothing: no pack, index object or snapshot is written. Prints what would be \
+                     added (with --json, the same summary with \"dry_run\": true). Use it to try \
+                     --exclude rules."
+    )]
+    dry_run: bool,
+}
+
+/// Whether an option that only applies to path backups was given.
+fn exclude_given(args: &BackupArgs) -> bool {
+    !(args.exclude.is_empty()
+        && args.iexclude.is_empty()
+        && args.exclude_file.is_empty()
+        && args.iexclude_file.is_empty()
+        && args.exclude_if_present.is_empty()
+        && args.files_from.is_empty()
+        && args.files_from_raw.is_empty())
+        || args.exclude_caches
+        || args.one_file_system
+}
+
+impl BackupArgs {
+    fn excludes(&self) -> anyhow::Result<Excludes> {
+        let mut exclude = Excludes::default();
+        exclude.patterns =
+            PatternList::new(&patterns::read(&self.exclude, &self.exclude_file)?, false)?;
+        exclude.patterns_ignoring_case =
+            PatternList::new(&patterns::read(&self.iexclude, &self.iexclude_file)?, true)?;
+        for spec in &self.exclude_if_present {
+            let (name, header) = match spec.split_once(':') {
+                Some((n, h)) => (n, Some(h.to_string())),
+                None => (spec.as_str(), None),
+            };
+            if name.is_empty() || name.contains('/') {
+                anyhow::bail!(Error::invalid(format!(
+                    "--exclude-if-present {spec:?}: give a file name (NAME or NAME:HEADER)"
+                )));
+            }
+            exclude.if_present.push((name.to_string(), header));
+        }
+        if self.exclude_caches {
+            let (name, header) = backup::CACHEDIR_TAG;
+            exclude
+                .if_present
+                .push((name.to_string(), Some(header.to_string())));
+        }
+        exclude.one_file_system = self.one_file_system;
+        Ok(exclude)
+    }
+
+    /// The paths given, and those listed in --files-from(-raw) files.
+    fn all_paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = self.paths.clone();
+        for f in &self.files_from {
+            let bytes = patterns::read_list_file(f, "--files-from")?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                Error::invalid(format!(
+                    "--files-from {}: not UTF-8; use --files-from-raw for any bytes",
+                    f.display()
+                ))
+            })?;
+            out.extend(patterns::list_lines(text).map(PathBuf::from));
+        }
+        for f in &self.files_from_raw {
+            let bytes = patterns::read_list_file(f, "--files-from-raw")?;
+            out.extend(
+                bytes
+                    .split(|b| *b == 0)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p))),
+            );
+        }
+        Ok(out)
+    }
 }
 
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
-    let stdin = args.paths.len() == 1 && args.paths[0].as_os_str() == "-";
-    if args.paths.iter().any(|p| p.as_os_str() == "-") && !stdin {
+    let exclude = args.excludes()?;
+    let listed = !args.files_from.is_empty() || !args.files_from_raw.is_empty();
+    let paths = args.all_paths()?;
+    let stdin = paths.len() == 1 && paths[0].as_os_str() == "-";
+    if paths.iter().any(|p| p.as_os_str() == "-") && !stdin {
         anyhow::bail!(Error::invalid(
             "- (stdin) cannot be combined with other paths"
         ));
     }
-    if args.paths.is_empty() && args.command.is_none() {
+    if listed && paths.is_empty() {
+        anyhow::bail!(Error::invalid(
+            "the --files-from lists are empty: nothing to back up"
+        ));
+    }
+    if (stdin || args.command.is_some()) && exclude_given(&args) {
+        anyhow::bail!(Error::invalid(
+            "--exclude, --files-from and --one-file-system apply to paths, not to a stream"
+        ));
+    }
+    if paths.is_empty() && args.command.is_none() {
         anyhow::bail!(Error::invalid(
             "nothing to back up: give paths, - for stdin, or --command"
         ));
@@ -119,7 +264,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
             filename: args.stdin_filename,
         }
     } else {
-        BackupSource::Paths(args.paths)
+        BackupSource::Paths(paths)
     };
     let opts = BackupOptions {
         hostname: args.host.unwrap_or_else(cairn_core::sys::hostname),
@@ -129,6 +274,8 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
         validate_dumps: !args.no_validate,
         no_delta: args.no_delta,
         allow_empty: args.allow_empty,
+        exclude,
+        dry_run: args.dry_run,
     };
     run_backup(global, &repo, source, &opts)
 }
@@ -166,9 +313,15 @@ pub fn run_backup(
             "data_added_packed": sum.data_added_packed,
             "total_duration": secs,
             "warnings": outcome.warnings,
+            "excluded": outcome.excluded,
+            "dry_run": !outcome.committed,
         }))?;
     } else {
-        global.say(format!("snapshot {} saved", s.id.short()));
+        if outcome.committed {
+            global.say(format!("snapshot {} saved", s.id.short()));
+        } else {
+            global.say("dry run: nothing was stored");
+        }
         let what = match s.source.kind {
             SourceKind::Paths => format!(
                 "in {} files and {} directories",
@@ -182,20 +335,36 @@ pub fn run_backup(
             size(sum.total_bytes_processed)
         ));
         global.say(format!(
-            "  added {} new data ({} stored) in {} new blobs",
+            "  {} {} new data ({} stored) in {} new blobs",
+            if outcome.committed {
+                "added"
+            } else {
+                "would add"
+            },
             size(sum.data_added),
             size(sum.data_added_packed),
             sum.data_blobs + sum.tree_blobs
         ));
-        global.verbose(format!("snapshot ID {}", s.id));
+        if outcome.excluded > 0 {
+            global.say(format!(
+                "  left out {} entries (excludes)",
+                outcome.excluded
+            ));
+        }
+        if outcome.committed {
+            global.verbose(format!("snapshot ID {}", s.id));
+        }
     }
     if outcome.warnings.is_empty() {
         Ok(ExitCode::Success)
     } else {
+        let from = match outcome.committed {
+            true => format!("are missing from snapshot {}", s.id.short()),
+            false => "would be missing from the snapshot".to_string(),
+        };
         eprintln!(
-            "cairn: {} files or directories could not be read and are missing from snapshot {}",
-            outcome.warnings.len(),
-            s.id.short()
+            "cairn: {} files or directories could not be read and {from}",
+            outcome.warnings.len()
         );
         Ok(ExitCode::PartialBackup)
     }

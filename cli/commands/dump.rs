@@ -106,7 +106,7 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "cairn: warning: {}: {}",
             path.display(),
-            cairn_core::repo::reader::damage_note(d)
+            cairn_core::repo::restorer::damage_note(d)
         );
         return Ok(ExitCode::PartialBackup);
     }

@@ -193,6 +193,7 @@ fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitC
         validate_dumps: true,
         no_delta: false,
         allow_empty: false,
+        ..Default::default()
     };
     let source = BackupSource::Command {
         command,

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 
 use cairn_core::ops::repair::{self, IndexRepairOptions, SnapshotRepairOptions};
-use cairn_core::repo::reader::damage_note;
+use cairn_core::repo::restorer::damage_note;
 
 use crate::commands::FilterArgs;
 use crate::exit::ExitCode;

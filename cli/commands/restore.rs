@@ -7,37 +7,108 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::ops::restore;
+use cairn_core::pattern::PatternList;
+use cairn_core::repo::restorer::{Overwrite, RestoreOptions};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
 use crate::output::{byte_progress_to, size};
+use crate::patterns;
 use crate::{print_json, GlobalArgs, CANCEL};
 
 #[derive(Args)]
+#[command(after_help = "\
+Patterns are restic's (see `cairn backup --help`, --exclude), matched against the paths in the
+snapshot (`/home/x/a.txt`), also with SNAPSHOT:PATH. With --include only what a pattern matches
+is restored, with everything under it and the directories above it; --exclude leaves out what
+its patterns match and wins over --include.")]
 pub struct RestoreArgs {
-    /// Snapshot ID, unique ID prefix, or "latest"
-    #[arg(value_name = "SNAPSHOT")]
+    /// Snapshot ID, unique ID prefix, or "latest"; SNAPSHOT:PATH restores only PATH of it
+    #[arg(
+        value_name = "SNAPSHOT[:PATH]",
+        long_help = "Snapshot ID, unique ID prefix, or \"latest\". SNAPSHOT:PATH restores only \
+                     PATH of the snapshot, as restic does: a directory's contents go straight \
+                     into the target, a file into the target under its name."
+    )]
     snapshot: String,
 
-    /// Directory to restore into (created if missing; files of the same name are replaced)
+    /// Directory to restore into (created if missing)
     #[arg(short, long, value_name = "DIR")]
     target: PathBuf,
+
+    /// Restore only what matches PATTERN (repeatable)
+    #[arg(long, value_name = "PATTERN")]
+    include: Vec<String>,
+
+    /// Like --include, ignoring case
+    #[arg(long, value_name = "PATTERN")]
+    iinclude: Vec<String>,
+
+    /// Read --include patterns from FILE (one per line; # comments)
+    #[arg(long, value_name = "FILE")]
+    include_file: Vec<PathBuf>,
+
+    /// Leave out what matches PATTERN (repeatable)
+    #[arg(short = 'e', long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+
+    /// Like --exclude, ignoring case
+    #[arg(long, value_name = "PATTERN")]
+    iexclude: Vec<String>,
+
+    /// Read --exclude patterns from FILE (one per line; # comments)
+    #[arg(long, value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
+
+    /// Files already at the target: always replaced, if-changed, if-newer, or never
+    #[arg(
+        long,
+        value_name = "WHEN",
+        default_value = "always",
+        long_help = "What to do with a file already at the target: `always` replace it (the \
+                     default), `if-changed` replace it unless its size and modification time are \
+                     the snapshot's (rsync's quick check: content is not compared), `if-newer` \
+                     replace it only if the snapshot's copy has a later modification time, \
+                     `never` leave it. Kept files are counted in the summary."
+    )]
+    overwrite: String,
+
+    /// Say what would be restored; write nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+
+    /// Read every restored file back and check it against the snapshot (exit 22 if one differs)
+    #[arg(long)]
+    verify: bool,
 
     #[command(flatten)]
     filter: FilterArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let (spec, subfolder) = match args.snapshot.split_once(':') {
+        Some((spec, path)) => (spec, Some(PathBuf::from(path))),
+        None => (args.snapshot.as_str(), None),
+    };
+    let mut opts = RestoreOptions::default();
+    opts.subfolder = subfolder.filter(|p| p.components().any(|c| c.as_os_str() != "/"));
+    opts.include = PatternList::new(&patterns::read(&args.include, &args.include_file)?, false)?;
+    opts.include_ignoring_case = PatternList::new(&args.iinclude, true)?;
+    opts.exclude = PatternList::new(&patterns::read(&args.exclude, &args.exclude_file)?, false)?;
+    opts.exclude_ignoring_case = PatternList::new(&args.iexclude, true)?;
+    opts.overwrite = args.overwrite.parse::<Overwrite>()?;
+    opts.dry_run = args.dry_run;
+    opts.verify = args.verify;
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
-    let snap = loaded.resolve(&args.snapshot, &args.filter.filter())?;
+    let snap = loaded.resolve(spec, &args.filter.filter())?;
     let started = Instant::now();
     let progress = byte_progress_to(
         global.quiet || global.json,
         "restored",
         snap.summary.total_bytes_processed,
     );
-    let stats = restore::restore(&repo, snap, &args.target, &progress, &CANCEL);
+    let stats = restore::restore(&repo, snap, &args.target, &opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let stats = stats?;
     let secs = started.elapsed().as_secs_f64();
@@ -50,18 +121,45 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "dirs_restored": stats.dirs,
             "symlinks_restored": stats.symlinks,
             "bytes_restored": stats.bytes,
+            "files_kept": stats.files_kept,
+            "excluded": stats.excluded,
+            "files_verified": stats.verified,
+            "dry_run": args.dry_run,
             "total_duration": secs,
             "warnings": stats.warnings,
         }))?;
     } else {
         global.say(format!(
-            "restored snapshot {} to {}: {} files, {} in {:.1}s",
+            "{} snapshot {} to {}: {} files, {} in {:.1}s",
+            if args.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            },
             snap.id.short(),
             args.target.display(),
             stats.files,
             size(stats.bytes),
             secs
         ));
+        if stats.files_kept > 0 {
+            global.say(format!(
+                "  kept {} files already there (--overwrite {})",
+                stats.files_kept, args.overwrite
+            ));
+        }
+        if stats.excluded > 0 {
+            global.say(format!("  left out {} entries (patterns)", stats.excluded));
+        }
+        if args.verify {
+            global.say(format!(
+                "  verified {} files against the snapshot",
+                stats.verified
+            ));
+        }
+        if args.dry_run {
+            global.say("dry run: nothing was written");
+        }
     }
     if stats.warnings.is_empty() {
         Ok(ExitCode::Success)

@@ -245,6 +245,18 @@ fn plan(
         for p in &job.paths {
             series.extend(["--path".into(), p.clone()]);
         }
+        for e in &job.exclude {
+            backup.extend(["--exclude".into(), e.clone()]);
+        }
+        for f in &job.exclude_file {
+            backup.extend(["--exclude-file".into(), f.clone()]);
+        }
+        if job.exclude_caches {
+            backup.push("--exclude-caches".into());
+        }
+        if job.one_file_system {
+            backup.push("--one-file-system".into());
+        }
     }
     backup.extend(["--host".into(), host]);
     if !job.tags.is_empty() {

@@ -7,11 +7,11 @@
 //! |---|---|
 //! | [`ops`] | the operations: backup, restore, browse, prune, check, repair, copy, forget, tag, key, drill; none imports another |
 //! | [`pg`] | dump checks, PostgreSQL WAL archiving, base backups and point-in-time recovery |
-//! | [`repo`] | the repository handle, the index cache, the packer, the reader, the tree walker, the commit check, deltas, WAL and drill records |
+//! | [`repo`] | the repository handle, the index cache, the packer, the reader, the restorer, the tree walker, the commit check, deltas, WAL and drill records |
 //! | [`backend`] | where objects are stored: a local directory, S3 |
 //! | [`format`] | the byte format: object header and sealing, compression, key files, packs, index, trees, snapshots, config |
 //! | [`crypto`], [`chunk`] | keys and sealing; the chunker and sketches |
-//! | [`error`], [`id`], [`time`], [`units`], [`sys`] | errors, object IDs, snapshot times, sizes, facts about this machine |
+//! | [`error`], [`id`], [`time`], [`units`], [`pattern`], [`sys`] | errors, object IDs, snapshot times, sizes, restic's path patterns, facts about this machine |
 //!
 //! The byte-level format is specified in `repo-format.md` at the root of
 //! the project; the reasons behind it in `docs/design.md`.
@@ -27,7 +27,7 @@
 //!
 //! use cairn_core::{
 //!     BackupOptions, BackupSource, CacheLocation, InitOptions, KdfParams, KeyInfo,
-//!     LocalBackend, NoProgress, NoRestoreProgress, SnapshotFilter,
+//!     LocalBackend, NoProgress, NoRestoreProgress, RestoreOptions, SnapshotFilter,
 //! };
 //!
 //! # fn main() -> cairn_core::Result<()> {
@@ -72,7 +72,8 @@
 //!
 //! // restore: every byte verified against its ID before it is written.
 //! let target = dir.path().join("restored");
-//! cairn_core::ops::restore::restore(&repo, latest, &target, &NoRestoreProgress, &cancel)?;
+//! let opts = RestoreOptions::default();
+//! cairn_core::ops::restore::restore(&repo, latest, &target, &opts, &NoRestoreProgress, &cancel)?;
 //! assert_eq!(std::fs::read(target.join("shop.sql")).ok(), Some(dump));
 //! # Ok(())
 //! # }
@@ -88,6 +89,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod ops;
+pub mod pattern;
 pub mod pg;
 pub mod repo;
 pub mod sys;
@@ -104,5 +106,5 @@ pub use format::snapshot::{Snapshot, SnapshotFilter};
 pub use id::Id;
 pub use ops::backup::{BackupOptions, BackupOutcome, BackupSource, NoProgress};
 pub use ops::forget::{ForgetOptions, ForgetPlan, RetentionPolicy};
-pub use repo::reader::{NoRestoreProgress, RestoreStats};
 pub use repo::repository::{init, locate, CacheLocation, InitOptions, Repository, SnapshotList};
+pub use repo::restorer::{NoRestoreProgress, Overwrite, RestoreOptions, RestoreStats};

@@ -26,8 +26,8 @@ use cairn_core::ops::backup::{self, BackupOptions, BackupSource, NoProgress};
 use cairn_core::ops::check::{self as integrity, CheckOptions, DataSubset, NoCheckProgress};
 use cairn_core::ops::prune::{self, MaxUnused, PruneOptions, PruneStats};
 use cairn_core::ops::restore;
-use cairn_core::repo::reader::NoRestoreProgress;
 use cairn_core::repo::repository::{self, CacheLocation, InitOptions, Repository};
+use cairn_core::repo::restorer::NoRestoreProgress;
 use cairn_core::{ErrorKind, Id, Result};
 use proptest::prelude::*;
 
@@ -75,6 +75,7 @@ fn backup_options() -> BackupOptions {
         validate_dumps: true,
         no_delta: false,
         allow_empty: false,
+        ..Default::default()
     }
 }
 
@@ -179,7 +180,15 @@ fn restore_into(repo: &Repository, snap: &Snapshot, target: &Path) -> Result<()>
         fs::write(target.join(FILE), &out).unwrap();
         result.map(drop)
     } else {
-        restore::restore(repo, snap, target, &NoRestoreProgress, &cancel).map(drop)
+        restore::restore(
+            repo,
+            snap,
+            target,
+            &Default::default(),
+            &NoRestoreProgress,
+            &cancel,
+        )
+        .map(drop)
     }
 }
 

@@ -29,6 +29,7 @@ use crate::format::snapshot::{check_labels, DumpInfo};
 use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::format::tree::{self, Node, NodeKind, Tree};
 use crate::id::Id;
+use crate::pattern::PatternList;
 use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
 use crate::repo::cache::CacheReader;
 use crate::repo::commit::verify_referenced;
@@ -100,6 +101,57 @@ pub struct BackupOptions {
     /// default it is refused: an empty dump is almost always a dump that
     /// failed (`pg_dump -d nosuchdb | cairn backup -`).
     pub allow_empty: bool,
+    /// What a path backup leaves out.
+    pub exclude: Excludes,
+    /// Read and pack everything, store nothing: no pack, index object or
+    /// snapshot is written ([`BackupOutcome::committed`] is `false`).
+    pub dry_run: bool,
+}
+
+/// What a path backup leaves out: restic's exclude options.
+#[derive(Debug, Clone, Default)]
+pub struct Excludes {
+    /// Paths matching these patterns ([`PatternList`]; `--exclude`).
+    pub patterns: PatternList,
+    /// The same, ignoring case (`--iexclude`).
+    pub patterns_ignoring_case: PatternList,
+    /// A directory that holds a file of this name (and, if given, whose
+    /// first bytes are this header) is left out, whole
+    /// (`--exclude-if-present NAME[:HEADER]`, `--exclude-caches`).
+    pub if_present: Vec<(String, Option<String>)>,
+    /// Stay on each source's file system: a directory on another (a mount
+    /// point) is stored empty, other entries there are left out.
+    pub one_file_system: bool,
+}
+
+/// The marker of a cache directory (<https://bford.info/cachedir/>): the
+/// file `--exclude-caches` looks for, and the header it must begin with.
+pub const CACHEDIR_TAG: (&str, &str) = (
+    "CACHEDIR.TAG",
+    "Signature: 8a477f597d28d172789f06886806bc55",
+);
+
+impl Excludes {
+    /// Is `path` excluded by a pattern?
+    fn by_pattern(&self, path: &Path) -> bool {
+        self.patterns.excludes(path) || self.patterns_ignoring_case.excludes(path)
+    }
+
+    /// Is the directory `dir` excluded by a marker file inside it?
+    fn by_marker(&self, dir: &Path) -> bool {
+        self.if_present.iter().any(|(name, header)| {
+            let marker = dir.join(name);
+            match header {
+                None => fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file()),
+                Some(h) => {
+                    let mut buf = vec![0u8; h.len()];
+                    File::open(&marker)
+                        .and_then(|mut f| f.read_exact(&mut buf))
+                        .is_ok_and(|()| buf == h.as_bytes())
+                }
+            }
+        })
+    }
 }
 
 impl Default for BackupOptions {
@@ -114,6 +166,8 @@ impl Default for BackupOptions {
             validate_dumps: true,
             no_delta: false,
             allow_empty: false,
+            exclude: Excludes::default(),
+            dry_run: false,
         }
     }
 }
@@ -121,10 +175,16 @@ impl Default for BackupOptions {
 /// The result of a backup.
 #[derive(Debug)]
 pub struct BackupOutcome {
-    /// The snapshot written.
+    /// The snapshot written (with a dry run, the one that would have been:
+    /// its ID is all zeros).
     pub snapshot: Snapshot,
     /// Files and directories that were skipped, one message each.
     pub warnings: Vec<String>,
+    /// Entries left out by [`BackupOptions::exclude`] (a directory counts
+    /// once, with everything in it).
+    pub excluded: u64,
+    /// Whether the snapshot was written (`false` for a dry run).
+    pub committed: bool,
 }
 
 /// Checks a `--stdin-filename`.
@@ -266,6 +326,8 @@ struct Stored {
     dump: Option<DumpInfo>,
     /// An empty stream saved with `allow_empty`.
     empty_allowed: bool,
+    /// Entries left out by the options' excludes.
+    excluded: u64,
 }
 
 /// Reads the source and stores its data: a reading thread packs blobs,
@@ -282,8 +344,22 @@ fn store(
     let upload_failed = AtomicBool::new(false);
     thread::scope(|scope| -> Result<Stored> {
         let (pack_tx, pack_rx) = sync_channel::<FinishedPack>(0);
-        let uploader = scope.spawn(|| upload_packs(repo, pack_rx, &upload_failed));
-        let mut saver = BlobSaver::new(repo, pack_tx, progress, cancel, &upload_failed)?;
+        let uploader = scope.spawn(|| {
+            if opts.dry_run {
+                // Packed, and dropped: nothing is stored.
+                pack_rx.iter().for_each(drop);
+                return Ok(Vec::new());
+            }
+            upload_packs(repo, pack_rx, &upload_failed)
+        });
+        let mut saver = BlobSaver::new(
+            repo,
+            pack_tx,
+            progress,
+            cancel,
+            &upload_failed,
+            &opts.exclude,
+        )?;
         // A write-only key reads no stored chunk, so it has no bases.
         if !opts.no_delta && !repo.is_write_only() {
             saver.enable_deltas(&opts.hostname, &prepared.paths)?;
@@ -293,7 +369,10 @@ fn store(
         let flushed = saved.and_then(|root| saver.flush_all().map(|_| root));
         // Sketches of what was stored, also after a failure: an entry
         // whose blob never got indexed is skipped when looked up.
-        let flushed = flushed.and_then(|root| saver.flush_sketches().map(|_| root));
+        let flushed = match opts.dry_run {
+            true => flushed,
+            false => flushed.and_then(|root| saver.flush_sketches().map(|_| root)),
+        };
         // Everything the snapshot will refer to, for the commit check:
         // what was reused from the index and what this backup stored.
         let mut referenced = std::mem::take(&mut saver.reused);
@@ -302,6 +381,7 @@ fn store(
         referenced.extend(bases.iter().copied());
         let summary = std::mem::take(&mut saver.stats);
         let warnings = std::mem::take(&mut saver.warnings);
+        let excluded = saver.excluded;
         drop(saver); // closes the pack channel: the uploader finishes
         let uploaded = uploader
             .join()
@@ -322,6 +402,7 @@ fn store(
             packs,
             dump: found.dump,
             empty_allowed: found.empty_allowed,
+            excluded,
         })
     })
 }
@@ -442,11 +523,24 @@ fn commit(
         summary,
         future_dated: false,
     };
+    let mut warnings = stored.warnings;
+    if opts.dry_run {
+        return Ok(BackupOutcome {
+            snapshot,
+            warnings,
+            excluded: stored.excluded,
+            committed: false,
+        });
+    }
     verify_referenced(repo, &stored.referenced, &stored.bases)?;
     snapshot.id = repo.save_snapshot(&snapshot)?;
-    let mut warnings = stored.warnings;
     warnings.extend(confirm_packs_stored(repo, &stored.packs, &snapshot.id)?);
-    Ok(BackupOutcome { snapshot, warnings })
+    Ok(BackupOutcome {
+        snapshot,
+        warnings,
+        excluded: stored.excluded,
+        committed: true,
+    })
 }
 
 /// After the commit: are the packs this backup stored still there? A
@@ -643,6 +737,11 @@ struct BlobSaver<'a> {
     cancel: &'a AtomicBool,
     upload_failed: &'a AtomicBool,
     delta: Option<DeltaEncoder<'a>>,
+    exclude: &'a Excludes,
+    /// The device of the source being read (`one_file_system`).
+    source_dev: Option<u64>,
+    /// Entries left out by `exclude`.
+    excluded: u64,
 }
 
 impl<'a> BlobSaver<'a> {
@@ -652,6 +751,7 @@ impl<'a> BlobSaver<'a> {
         progress: &'a dyn BackupProgress,
         cancel: &'a AtomicBool,
         upload_failed: &'a AtomicBool,
+        exclude: &'a Excludes,
     ) -> Result<Self> {
         Ok(BlobSaver {
             repo,
@@ -671,6 +771,9 @@ impl<'a> BlobSaver<'a> {
             cancel,
             upload_failed,
             delta: None,
+            exclude,
+            source_dev: None,
+            excluded: 0,
         })
     }
 
@@ -1095,6 +1198,7 @@ impl<'a> BlobSaver<'a> {
         }
         if root.is_source {
             // "/" itself was given.
+            self.source_dev = fs::symlink_metadata("/").ok().map(|m| m.dev());
             return self
                 .save_dir(Path::new("/"))?
                 .ok_or_else(|| Error::new(ErrorKind::SourceNotFound, "cannot read directory /"));
@@ -1116,7 +1220,12 @@ impl<'a> BlobSaver<'a> {
         for (name, child) in &trie.children {
             let path = dir.join(name);
             if child.is_source {
+                if self.exclude.by_pattern(&path) {
+                    self.excluded += 1;
+                    continue;
+                }
                 self.sources_tried += 1;
+                self.source_dev = fs::symlink_metadata(&path).ok().map(|m| m.dev());
                 match self.save_entry(&path, name)? {
                     Some(node) => nodes.push(node),
                     None => self.sources_skipped += 1,
@@ -1153,7 +1262,12 @@ impl<'a> BlobSaver<'a> {
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
-            if let Some(node) = self.save_entry(&dir.join(&name), &name)? {
+            let path = dir.join(&name);
+            if self.exclude.by_pattern(&path) {
+                self.excluded += 1;
+                continue;
+            }
+            if let Some(node) = self.save_entry(&path, &name)? {
                 nodes.push(node);
             }
         }
@@ -1168,7 +1282,22 @@ impl<'a> BlobSaver<'a> {
             Err(e) => return self.skip(path, e),
         };
         let ft = meta.file_type();
+        if self.exclude.one_file_system && self.source_dev.is_some_and(|d| d != meta.dev()) {
+            // Another file system: a mount point is kept, empty.
+            if !ft.is_dir() {
+                self.excluded += 1;
+                return Ok(None);
+            }
+            let mut node = node_from_meta(name, &meta, NodeKind::Dir);
+            node.subtree = Some(self.save_tree(Tree { nodes: Vec::new() })?);
+            self.excluded += 1;
+            return Ok(Some(node));
+        }
         if ft.is_dir() {
+            if self.exclude.by_marker(path) {
+                self.excluded += 1;
+                return Ok(None);
+            }
             let mut node = node_from_meta(name, &meta, NodeKind::Dir);
             match self.save_dir(path)? {
                 Some(id) => node.subtree = Some(id),

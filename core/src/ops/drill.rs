@@ -23,8 +23,8 @@ use crate::id::Id;
 use crate::pg::dumpcheck::{self, Inspector};
 use crate::repo::cache::CacheReader;
 use crate::repo::drill_record::DrillRecord;
-use crate::repo::reader::{self, RestoreProgress};
 use crate::repo::repository::Repository;
+use crate::repo::restorer::{self, RestoreOptions, RestoreProgress};
 use crate::sys::running_as_root;
 use crate::time::SnapshotTime;
 
@@ -168,7 +168,14 @@ fn drill_in(
     record: &mut DrillRecord,
     warnings: &mut Vec<String>,
 ) -> Result<()> {
-    let stats = reader::restore_tree(repo, snapshot, dir, progress, cancel)?;
+    let stats = restorer::restore_tree(
+        repo,
+        snapshot,
+        dir,
+        &RestoreOptions::default(),
+        progress,
+        cancel,
+    )?;
     record.restore_seconds = started.elapsed().as_secs_f64();
     warnings.extend(stats.warnings.iter().cloned());
 

@@ -1,6 +1,6 @@
 //! Restoring a snapshot into a directory, dumping one file of it, and
 //! finding the snapshot that holds a file. The reading and the writing of
-//! the tree are [`crate::repo::reader`]'s.
+//! the tree are [`crate::repo::reader`]'s and [`crate::repo::restorer`]'s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,20 +9,23 @@ use std::sync::atomic::AtomicBool;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::NodeKind;
-use crate::repo::reader::{self, write_chunks, RestoreProgress, RestoreStats};
+use crate::repo::reader::write_chunks;
 use crate::repo::repository::Repository;
+use crate::repo::restorer::{self, RestoreOptions, RestoreProgress, RestoreStats};
 use crate::repo::walker::find_node;
 
-/// Restores `snapshot` into `target` (created if missing). Existing files
-/// of the same names are replaced.
+/// Restores `snapshot` (or the part `opts` names) into `target` (created
+/// if missing); files already there are replaced or kept as
+/// `opts.overwrite` says.
 pub fn restore(
     repo: &Repository,
     snapshot: &Snapshot,
     target: &Path,
+    opts: &RestoreOptions,
     progress: &dyn RestoreProgress,
     cancel: &AtomicBool,
 ) -> Result<RestoreStats> {
-    reader::restore_tree(repo, snapshot, target, progress, cancel)
+    restorer::restore_tree(repo, snapshot, target, opts, progress, cancel)
 }
 
 /// What [`newest_holding`] found.

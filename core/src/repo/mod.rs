@@ -11,5 +11,6 @@ pub mod drill_record;
 pub(crate) mod packer;
 pub mod reader;
 pub mod repository;
+pub mod restorer;
 pub mod wal_record;
 pub mod walker;

@@ -8,220 +8,17 @@
 //! repository never leaves a silently wrong file behind.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use filetime::FileTime;
 use rayon::prelude::*;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::{self, BlobEntry, BlobType};
-use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, NodeKind};
 use crate::id::Id;
 use crate::repo::cache::{BlobLocation, CacheReader};
 use crate::repo::repository::Repository;
-use crate::sys::running_as_root;
-
-fn remove(path: &Path) -> Result<()> {
-    let meta =
-        fs::symlink_metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
-    let r = if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
-}
-
-/// Why the system cannot create `path`, if it cannot: a path of
-/// `PATH_MAX` (4096) bytes or more, or a name longer than `NAME_MAX`
-/// (255), which a snapshot taken elsewhere (or restored into a deep
-/// target directory) can hold.
-fn unrestorable_path(path: &Path) -> Option<String> {
-    let len = path.as_os_str().len();
-    let limit = libc::PATH_MAX as usize;
-    if len >= limit {
-        return Some(format!(
-            "its path is {len} bytes long, the system allows {}",
-            limit - 1
-        ));
-    }
-    let name = path.file_name().map_or(0, |n| n.len());
-    let name_max = 255;
-    (name > name_max)
-        .then(|| format!("its name is {name} bytes long, the system allows {name_max}"))
-}
-
-struct Restorer<'a> {
-    repo: &'a Repository,
-    index: CacheReader,
-    progress: &'a dyn RestoreProgress,
-    cancel: &'a AtomicBool,
-    stats: RestoreStats,
-    is_root: bool,
-}
-
-impl Restorer<'_> {
-    fn restore_tree(&mut self, tree_id: &Id, dir: &Path) -> Result<()> {
-        let tree = self.repo.load_tree(&self.index, tree_id)?;
-        for node in &tree.nodes {
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err(Error::interrupted());
-            }
-            let path = dir.join(OsStr::from_bytes(&node.name_bytes()?));
-            if let Some(why) = unrestorable_path(&path) {
-                // The system cannot name it: skip it (and what is below
-                // it) and restore the rest, like tar and rsync do.
-                let msg = format!("{}: skipped: {why}", path.display());
-                self.progress.warning(&msg);
-                self.stats.warnings.push(msg);
-                continue;
-            }
-            if let Some(d) = &node.damage {
-                let msg = format!("{}: {}", path.display(), damage_note(d));
-                self.progress.warning(&msg);
-                self.stats.warnings.push(msg);
-            }
-            match node.kind {
-                NodeKind::Dir => {
-                    match fs::symlink_metadata(&path) {
-                        // Restoring again over a read-only directory: make it
-                        // writable for now; its mode is set when done.
-                        Ok(m) if m.is_dir() => {
-                            let mode = m.permissions().mode() | 0o700;
-                            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
-                        }
-                        Ok(_) => remove(&path)?,
-                        Err(_) => {}
-                    }
-                    fs::create_dir_all(&path)
-                        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-                    let subtree = node.subtree.ok_or_else(|| {
-                        Error::corrupt(format!("directory {} has no subtree", path.display()))
-                    })?;
-                    self.restore_tree(&subtree, &path)?;
-                    self.set_metadata(&path, node, false)?;
-                    self.stats.dirs += 1;
-                }
-                NodeKind::File => {
-                    self.restore_file(node, &path)?;
-                    self.stats.files += 1;
-                }
-                NodeKind::Symlink => {
-                    if fs::symlink_metadata(&path).is_ok() {
-                        remove(&path)?;
-                    }
-                    let target = node.target_bytes()?;
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(|e| {
-                        Error::io(format!("creating symlink {}", path.display()), e)
-                    })?;
-                    self.set_metadata(&path, node, true)?;
-                    self.stats.symlinks += 1;
-                }
-                other => {
-                    let msg = format!("{}: skipped special file ({other:?})", path.display());
-                    self.progress.warning(&msg);
-                    self.stats.warnings.push(msg);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn restore_file(&mut self, node: &Node, path: &Path) -> Result<()> {
-        let ids = self.repo.file_chunks(&self.index, node)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".cairn-restore-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
-        let progress = self.progress;
-        let written = {
-            let mut out = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-            let n = write_chunks(
-                self.repo,
-                &self.index,
-                &ids,
-                &mut out,
-                &|n| progress.bytes_written(n),
-                self.cancel,
-            )
-            .map_err(|e| e.context(format!("restoring {}", path.display())))?;
-            out.flush()
-                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-            n
-        };
-        if written != node.size {
-            return Err(Error::corrupt(format!(
-                "restoring {}: got {written} bytes, the snapshot says {}",
-                path.display(),
-                node.size
-            )));
-        }
-        if let Ok(m) = fs::symlink_metadata(path) {
-            if m.is_dir() {
-                remove(path)?;
-            }
-        }
-        let file = tmp.persist(path).map_err(|e| {
-            Error::io(
-                format!("moving restored file to {}", path.display()),
-                e.error,
-            )
-        })?;
-        drop(file);
-        self.stats.bytes += written;
-        self.set_metadata(path, node, false)
-    }
-
-    fn set_metadata(&self, path: &Path, node: &Node, symlink: bool) -> Result<()> {
-        if self.is_root {
-            let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
-        }
-        if !symlink {
-            fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
-                .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
-        }
-        let mtime = FileTime::from_unix_time(node.mtime, node.mtime_nsec);
-        let set = if symlink {
-            filetime::set_symlink_file_times(path, mtime, mtime)
-        } else {
-            filetime::set_file_mtime(path, mtime)
-        };
-        set.map_err(|e| Error::io(format!("setting the time of {}", path.display()), e))
-    }
-}
-
-/// Restores `snapshot` into `target` (created if missing). Existing files
-/// of the same names are replaced.
-pub fn restore_tree(
-    repo: &Repository,
-    snapshot: &Snapshot,
-    target: &Path,
-    progress: &dyn RestoreProgress,
-    cancel: &AtomicBool,
-) -> Result<RestoreStats> {
-    fs::create_dir_all(target)
-        .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
-    let index = repo.index()?;
-    let mut r = Restorer {
-        repo,
-        index,
-        progress,
-        cancel,
-        stats: RestoreStats::default(),
-        is_root: running_as_root(),
-    };
-    r.restore_tree(&snapshot.tree, target)?;
-    Ok(r.stats)
-}
 
 /// Reads, opens and (unless a delta) decodes located blobs, in order.
 fn fetch_runs(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Fetched>> {
@@ -460,34 +257,6 @@ pub fn write_chunks(
     Ok(written)
 }
 
-/// Counts of a finished restore.
-#[derive(Debug, Default, Clone)]
-pub struct RestoreStats {
-    /// Regular files written.
-    pub files: u64,
-    /// Directories created or updated.
-    pub dirs: u64,
-    /// Symlinks created.
-    pub symlinks: u64,
-    /// Bytes of file content written.
-    pub bytes: u64,
-    /// Entries skipped (special files) or restored damaged (marked by
-    /// `repair snapshots`), one message each.
-    pub warnings: Vec<String>,
-}
-
-/// Reports nothing.
-pub struct NoRestoreProgress;
-impl RestoreProgress for NoRestoreProgress {}
-
-/// Receives progress from a running restore.
-pub trait RestoreProgress: Sync {
-    /// `n` more bytes were written.
-    fn bytes_written(&self, _n: u64) {}
-    /// Something was skipped; the restore goes on.
-    fn warning(&self, _message: &str) {}
-}
-
 /// ...of at most this many bytes.
 const MAX_RUN: u64 = 1024 * 1024;
 
@@ -578,27 +347,3 @@ const READ_BATCH_BYTES_PER_REQUEST: u64 = 4 * 1024 * 1024;
 /// Chunks fetched and decoded together, at most this many per request the
 /// backend takes at once (enough for several reads of [`MAX_RUN`] each)...
 const READ_BATCH_PER_REQUEST: usize = 512;
-
-/// One line on what `repair snapshots` could not save of an entry.
-pub fn damage_note(d: &crate::format::tree::Damage) -> String {
-    if d.listing_lost {
-        return format!(
-            "damaged: the listing of directory {:?} was lost in a repair; restored empty",
-            d.original_name
-        );
-    }
-    let mut s = format!(
-        "damaged: {} chunks of {:?} were lost in a repair",
-        d.lost_chunks, d.original_name
-    );
-    if d.zeroed_bytes > 0 {
-        s.push_str(&format!("; {} bytes read back as zeros", d.zeroed_bytes));
-    }
-    if d.dropped_chunks > 0 {
-        s.push_str(&format!(
-            "; {} pieces of unknown length are missing (the file is shorter)",
-            d.dropped_chunks
-        ));
-    }
-    s
-}

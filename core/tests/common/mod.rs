@@ -605,6 +605,7 @@ pub fn backup_stream(
         validate_dumps: validate,
         no_delta: false,
         allow_empty: false,
+        ..Default::default()
     };
     let source = cairn_core::ops::backup::BackupSource::Stream {
         reader: Box::new(io::Cursor::new(data.to_vec())),
@@ -633,7 +634,8 @@ pub fn restore_file(
         repo,
         snap,
         dir.path(),
-        &cairn_core::repo::reader::NoRestoreProgress,
+        &Default::default(),
+        &cairn_core::repo::restorer::NoRestoreProgress,
         &cancel,
     )?;
     std::fs::read(dir.path().join(filename)).map_err(|e| Error::io(filename, e))

@@ -1,0 +1,525 @@
+//! Writing a snapshot's tree into a directory (`restore`, drills): what
+//! to restore (a subfolder, include and exclude patterns), what to do with
+//! files already there, and reading restored files back to verify them.
+//!
+//! Every blob is checked against its ID before a byte of it is written
+//! ([`crate::repo::reader`]); a file is written under a temporary name and
+//! renamed into place only when all of it was verified, so a damaged
+//! repository never leaves a silently wrong file behind.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use filetime::FileTime;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind};
+use crate::id::Id;
+use crate::pattern::PatternList;
+use crate::repo::cache::CacheReader;
+use crate::repo::reader::write_chunks;
+use crate::repo::repository::Repository;
+use crate::repo::walker::find_node;
+use crate::sys::running_as_root;
+
+/// Receives progress from a running restore.
+pub trait RestoreProgress: Sync {
+    /// `n` more bytes were written.
+    fn bytes_written(&self, _n: u64) {}
+    /// Something was skipped; the restore goes on.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Reports nothing.
+pub struct NoRestoreProgress;
+impl RestoreProgress for NoRestoreProgress {}
+
+/// Counts of a finished restore.
+#[derive(Debug, Default, Clone)]
+pub struct RestoreStats {
+    /// Regular files written (with a dry run: that would be).
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Files already at the target and left as they were (`overwrite`).
+    pub files_kept: u64,
+    /// Entries left out by the include and exclude patterns.
+    pub excluded: u64,
+    /// Files read back and found equal to the snapshot (`verify`).
+    pub verified: u64,
+    /// Entries skipped (special files) or restored damaged (marked by
+    /// `repair snapshots`), one message each.
+    pub warnings: Vec<String>,
+}
+
+/// What to do with a file that is already at the target (restic's
+/// `--overwrite`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace it.
+    #[default]
+    Always,
+    /// Replace it unless its size and modification time are the
+    /// snapshot's (the quick check of rsync).
+    IfChanged,
+    /// Replace it only if the snapshot's copy is newer.
+    IfNewer,
+    /// Never replace it.
+    Never,
+}
+
+impl std::str::FromStr for Overwrite {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "always" => Ok(Overwrite::Always),
+            "if-changed" => Ok(Overwrite::IfChanged),
+            "if-newer" => Ok(Overwrite::IfNewer),
+            "never" => Ok(Overwrite::Never),
+            _ => Err(Error::invalid(format!(
+                "--overwrite {s:?}: use always, if-changed, if-newer or never"
+            ))),
+        }
+    }
+}
+
+/// What to restore, and how.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RestoreOptions {
+    /// Only this path of the snapshot (`SNAPSHOT:PATH`): a directory's
+    /// contents go straight into the target, a file into the target
+    /// under its name.
+    pub subfolder: Option<PathBuf>,
+    /// Only entries these patterns match (with what is under them, and the
+    /// directories above them); patterns are matched against the paths in
+    /// the snapshot ([`PatternList`]).
+    pub include: PatternList,
+    /// The same, ignoring case.
+    pub include_ignoring_case: PatternList,
+    /// Not the entries these patterns match.
+    pub exclude: PatternList,
+    /// The same, ignoring case.
+    pub exclude_ignoring_case: PatternList,
+    /// Files already at the target.
+    pub overwrite: Overwrite,
+    /// Write nothing; count what would be restored.
+    pub dry_run: bool,
+    /// Read every restored file back and check it against the snapshot.
+    pub verify: bool,
+}
+
+impl RestoreOptions {
+    fn excluded(&self, path: &Path) -> bool {
+        self.exclude.excludes(path) || self.exclude_ignoring_case.excludes(path)
+    }
+
+    fn included(&self, path: &Path) -> bool {
+        (self.include.is_empty() && self.include_ignoring_case.is_empty())
+            || self.include.excludes(path)
+            || self.include_ignoring_case.excludes(path)
+    }
+}
+
+/// Restores `snapshot` (or the part `opts` names) into `target` (created
+/// if missing).
+pub fn restore_tree(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+) -> Result<RestoreStats> {
+    if !opts.dry_run {
+        fs::create_dir_all(target)
+            .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+    }
+    let index = repo.index()?;
+    let mut r = Restorer {
+        repo,
+        index,
+        progress,
+        cancel,
+        stats: RestoreStats::default(),
+        is_root: running_as_root(),
+        opts,
+    };
+    match &opts.subfolder {
+        None => {
+            r.restore_tree(&snapshot.tree, target, Path::new("/"))?;
+        }
+        Some(sub) => {
+            let node = find_node(repo, &r.index, snapshot, sub)?;
+            let in_snapshot = Path::new("/").join(sub);
+            match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(tree)) => {
+                    r.restore_tree(&tree, target, &in_snapshot)?;
+                }
+                _ => {
+                    let name = OsStr::from_bytes(&node.name_bytes()?).to_os_string();
+                    r.restore_node(&node, &target.join(name), &in_snapshot)?;
+                }
+            }
+        }
+    }
+    Ok(r.stats)
+}
+
+struct Restorer<'a> {
+    repo: &'a Repository,
+    index: CacheReader,
+    progress: &'a dyn RestoreProgress,
+    cancel: &'a AtomicBool,
+    stats: RestoreStats,
+    is_root: bool,
+    opts: &'a RestoreOptions,
+}
+
+impl Restorer<'_> {
+    fn warn(&mut self, msg: String) {
+        self.progress.warning(&msg);
+        self.stats.warnings.push(msg);
+    }
+
+    /// Restores the entries of tree `tree_id` into `dir`, which is
+    /// `in_snapshot` in the snapshot. Returns whether it restored any.
+    fn restore_tree(&mut self, tree_id: &Id, dir: &Path, in_snapshot: &Path) -> Result<bool> {
+        let tree = self.repo.load_tree(&self.index, tree_id)?;
+        let mut any = false;
+        for node in &tree.nodes {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(Error::interrupted());
+            }
+            let name = OsStr::from_bytes(&node.name_bytes()?).to_os_string();
+            any |= self.restore_node(node, &dir.join(&name), &in_snapshot.join(&name))?;
+        }
+        Ok(any)
+    }
+
+    /// Restores one entry to `path`; `in_snapshot` is its path in the
+    /// snapshot. Returns whether it restored it (or something under it).
+    fn restore_node(&mut self, node: &Node, path: &Path, in_snapshot: &Path) -> Result<bool> {
+        if self.opts.excluded(in_snapshot) {
+            self.stats.excluded += 1;
+            return Ok(false);
+        }
+        let included = self.opts.included(in_snapshot);
+        if !included && node.kind != NodeKind::Dir {
+            self.stats.excluded += 1;
+            return Ok(false);
+        }
+        if let Some(why) = unrestorable_path(path) {
+            // The system cannot name it: skip it (and what is below it)
+            // and restore the rest, like tar and rsync do.
+            self.warn(format!("{}: skipped: {why}", path.display()));
+            return Ok(false);
+        }
+        if let Some(d) = &node.damage {
+            self.warn(format!("{}: {}", path.display(), damage_note(d)));
+        }
+        match node.kind {
+            NodeKind::Dir => self.restore_dir(node, path, in_snapshot, included),
+            NodeKind::File => {
+                self.make_parent(path)?;
+                self.restore_file(node, path)?;
+                Ok(true)
+            }
+            NodeKind::Symlink => {
+                self.make_parent(path)?;
+                if !self.opts.dry_run {
+                    if fs::symlink_metadata(path).is_ok() {
+                        remove(path)?;
+                    }
+                    let target = node.target_bytes()?;
+                    std::os::unix::fs::symlink(OsStr::from_bytes(&target), path).map_err(|e| {
+                        Error::io(format!("creating symlink {}", path.display()), e)
+                    })?;
+                    self.set_metadata(path, node, true)?;
+                }
+                self.stats.symlinks += 1;
+                Ok(true)
+            }
+            other => {
+                self.warn(format!(
+                    "{}: skipped special file ({other:?})",
+                    path.display()
+                ));
+                Ok(false)
+            }
+        }
+    }
+
+    /// A directory: created when it is included (an empty one too), or
+    /// when something under it is.
+    fn restore_dir(
+        &mut self,
+        node: &Node,
+        path: &Path,
+        in_snapshot: &Path,
+        included: bool,
+    ) -> Result<bool> {
+        let subtree = node.subtree.ok_or_else(|| {
+            Error::corrupt(format!("directory {} has no subtree", path.display()))
+        })?;
+        if included {
+            self.make_dir(path)?;
+        }
+        let any = self.restore_tree(&subtree, path, in_snapshot)?;
+        if !(included || any) {
+            return Ok(false);
+        }
+        if !self.opts.dry_run {
+            self.set_metadata(path, node, false)?;
+        }
+        self.stats.dirs += 1;
+        Ok(true)
+    }
+
+    /// Creates directory `path` (and those above it), replacing a file of
+    /// that name; a read-only directory restored again is made writable
+    /// until its mode is set at its end.
+    fn make_dir(&self, path: &Path) -> Result<()> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {
+                let mode = m.permissions().mode() | 0o700;
+                let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+            }
+            Ok(_) => remove(path)?,
+            Err(_) => {}
+        }
+        fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
+    }
+
+    /// The directories above an entry restored alone (with include
+    /// patterns), created as needed; their metadata is set when each is
+    /// done.
+    fn make_parent(&self, path: &Path) -> Result<()> {
+        match path.parent() {
+            Some(dir) if !self.opts.dry_run && !dir.is_dir() => self.make_dir(dir),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the file at `path` stays as it is (`overwrite`).
+    fn keep_existing(&self, node: &Node, path: &Path) -> bool {
+        let Ok(m) = fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !m.is_file() {
+            return false;
+        }
+        match self.opts.overwrite {
+            Overwrite::Always => false,
+            Overwrite::Never => true,
+            Overwrite::IfNewer => {
+                (m.mtime(), m.mtime_nsec()) >= (node.mtime, i64::from(node.mtime_nsec))
+            }
+            Overwrite::IfChanged => {
+                m.len() == node.size
+                    && m.mtime() == node.mtime
+                    && m.mtime_nsec() == i64::from(node.mtime_nsec)
+            }
+        }
+    }
+
+    fn restore_file(&mut self, node: &Node, path: &Path) -> Result<()> {
+        if self.keep_existing(node, path) {
+            self.stats.files_kept += 1;
+            // Kept on the quick check of size and time: verified too (a
+            // file changed in place without changing either is caught).
+            if self.opts.verify && !self.opts.dry_run && self.opts.overwrite == Overwrite::IfChanged
+            {
+                self.verify_file(node, path)?;
+                self.stats.verified += 1;
+            }
+            return Ok(());
+        }
+        if self.opts.dry_run {
+            self.stats.files += 1;
+            self.stats.bytes += node.size;
+            return Ok(());
+        }
+        self.write_file(node, path)?;
+        self.stats.files += 1;
+        if self.opts.verify {
+            self.verify_file(node, path)?;
+            self.stats.verified += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads a restored file back and checks it chunk by chunk against the
+    /// snapshot: each piece must hash to its chunk's ID, and nothing may
+    /// follow the last.
+    fn verify_file(&self, node: &Node, path: &Path) -> Result<()> {
+        let differs = |at: u64| {
+            Error::corrupt(format!(
+                "verify: {} differs from the snapshot at byte {at}",
+                path.display()
+            ))
+        };
+        let ids = self.repo.file_chunks(&self.index, node)?;
+        let mut file = io::BufReader::new(
+            fs::File::open(path)
+                .map_err(|e| Error::io(format!("verify: {}", path.display()), e))?,
+        );
+        let keys = self.repo.keys();
+        let mut at = 0u64;
+        let mut buf = Vec::new();
+        for id in &ids {
+            let loc = self.index.get(id)?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::MissingObject,
+                    format!("verify: chunk {id} is in no index"),
+                )
+            })?;
+            buf.resize(loc.entry.raw_length as usize, 0);
+            match file.read_exact(&mut buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(differs(at)),
+                Err(e) => return Err(Error::io(format!("verify: {}", path.display()), e)),
+            }
+            if keys.chunk_id(&buf) != *id {
+                return Err(differs(at));
+            }
+            at += buf.len() as u64;
+        }
+        let mut one = [0u8; 1];
+        match file.read(&mut one) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(differs(at)),
+            Err(e) => Err(Error::io(format!("verify: {}", path.display()), e)),
+        }
+    }
+
+    fn write_file(&mut self, node: &Node, path: &Path) -> Result<()> {
+        let ids = self.repo.file_chunks(&self.index, node)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".cairn-restore-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("creating a file in {}", dir.display()), e))?;
+        let progress = self.progress;
+        let written = {
+            let mut out = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let n = write_chunks(
+                self.repo,
+                &self.index,
+                &ids,
+                &mut out,
+                &|n| progress.bytes_written(n),
+                self.cancel,
+            )
+            .map_err(|e| e.context(format!("restoring {}", path.display())))?;
+            out.flush()
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            n
+        };
+        if written != node.size {
+            return Err(Error::corrupt(format!(
+                "restoring {}: got {written} bytes, the snapshot says {}",
+                path.display(),
+                node.size
+            )));
+        }
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if m.is_dir() {
+                remove(path)?;
+            }
+        }
+        let file = tmp.persist(path).map_err(|e| {
+            Error::io(
+                format!("moving restored file to {}", path.display()),
+                e.error,
+            )
+        })?;
+        drop(file);
+        self.stats.bytes += written;
+        self.set_metadata(path, node, false)
+    }
+
+    fn set_metadata(&self, path: &Path, node: &Node, symlink: bool) -> Result<()> {
+        if self.is_root {
+            let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
+        }
+        if !symlink {
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
+                .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
+        }
+        let mtime = FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+        let set = if symlink {
+            filetime::set_symlink_file_times(path, mtime, mtime)
+        } else {
+            filetime::set_file_mtime(path, mtime)
+        };
+        set.map_err(|e| Error::io(format!("setting the time of {}", path.display()), e))
+    }
+}
+
+/// One line on what `repair snapshots` could not save of an entry.
+pub fn damage_note(d: &crate::format::tree::Damage) -> String {
+    if d.listing_lost {
+        return format!(
+            "damaged: the listing of directory {:?} was lost in a repair; restored empty",
+            d.original_name
+        );
+    }
+    let mut s = format!(
+        "damaged: {} chunks of {:?} were lost in a repair",
+        d.lost_chunks, d.original_name
+    );
+    if d.zeroed_bytes > 0 {
+        s.push_str(&format!("; {} bytes read back as zeros", d.zeroed_bytes));
+    }
+    if d.dropped_chunks > 0 {
+        s.push_str(&format!(
+            "; {} pieces of unknown length are missing (the file is shorter)",
+            d.dropped_chunks
+        ));
+    }
+    s
+}
+
+fn remove(path: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    let r = if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    r.map_err(|e| Error::io(format!("removing {}", path.display()), e))
+}
+
+/// Why the system cannot create `path`, if it cannot: a path of
+/// `PATH_MAX` (4096) bytes or more, or a name longer than `NAME_MAX`
+/// (255), which a snapshot taken elsewhere (or restored into a deep
+/// target directory) can hold.
+fn unrestorable_path(path: &Path) -> Option<String> {
+    let len = path.as_os_str().len();
+    let limit = libc::PATH_MAX as usize;
+    if len >= limit {
+        return Some(format!(
+            "its path is {len} bytes long, the system allows {}",
+            limit - 1
+        ));
+    }
+    let name = path.file_name().map_or(0, |n| n.len());
+    let name_max = 255;
+    (name > name_max)
+        .then(|| format!("its name is {name} bytes long, the system allows {name_max}"))
+}
