@@ -252,3 +252,91 @@ fn one_file_system_keeps_mount_points_empty() {
     let got = stored(&env, snap["snapshot_id"].as_str().unwrap(), &src);
     assert!(got.contains("mnt/there.txt"), "{got:?}");
 }
+
+/// `rewrite --exclude` drops a file that should never have been backed up
+/// from stored snapshots: a dry run changes nothing, the copies lack it
+/// and restore and check cleanly, `--forget` removes the old ones, and a
+/// snapshot with nothing to drop is left alone.
+#[test]
+fn rewrite_drops_paths_from_stored_snapshots() {
+    let env = Env::init();
+    let src = tree(&env);
+    let s = src.to_str().unwrap();
+    env.ok(&["backup", s]);
+    fs::write(src.join("keep.txt"), "changed").unwrap();
+    env.ok(&["backup", s]);
+    let before: BTreeSet<String> = env
+        .snapshots()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(before.len(), 2);
+
+    let secret = format!("{s}/private");
+    let out = env.ok(&[
+        "rewrite",
+        "--exclude",
+        &secret,
+        "--exclude",
+        "*.tmp",
+        "--dry-run",
+    ]);
+    assert!(out.contains("would rewrite 2 of 2"), "{out}");
+    let ids = |env: &Env| -> BTreeSet<String> {
+        env.snapshots()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&env), before, "a dry run changed snapshots");
+
+    let done = json(
+        &env,
+        &[
+            "rewrite",
+            "--exclude",
+            &secret,
+            "--exclude",
+            "*.tmp",
+            "--forget",
+        ],
+    );
+    let rewritten = done["snapshots"].as_array().unwrap();
+    assert_eq!(rewritten.len(), 2, "{done}");
+    for r in rewritten {
+        // private (a directory, once) and the two .tmp files.
+        assert_eq!(r["dropped"], 3, "{r}");
+        assert_eq!(r["forgotten"], true);
+    }
+    let after = ids(&env);
+    assert_eq!(after.len(), 2);
+    assert!(after.is_disjoint(&before), "the old snapshots are gone");
+    for snap in env.snapshots() {
+        assert!(
+            before.contains(snap["original"].as_str().unwrap()),
+            "{snap}"
+        );
+        let got = stored(&env, snap["id"].as_str().unwrap(), &src);
+        assert!(
+            got.contains("keep.txt") && got.contains("cache/blob"),
+            "{got:?}"
+        );
+        assert!(
+            !got.iter()
+                .any(|p| p.starts_with("private") || p.ends_with(".tmp")),
+            "{got:?}"
+        );
+    }
+    let found = json(&env, &["find", "secret"]);
+    assert!(!found.to_string().contains("private/secret"), "{found}");
+    assert_eq!(env.dump("latest", &format!("{s}/keep.txt")), b"changed");
+    env.ok(&["check", "--read-data"]);
+
+    // Nothing left to drop: left alone.
+    let out = env.ok(&["rewrite", "--exclude", &secret]);
+    assert!(out.contains("rewrote 0 of 2"), "{out}");
+    assert_eq!(ids(&env), after);
+    // No pattern: an error, nothing written.
+    let out = env.run(&["rewrite"]);
+    assert_code(&out, 2, &["rewrite without patterns"]);
+}

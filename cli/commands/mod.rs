@@ -16,6 +16,7 @@ mod pg;
 pub(crate) mod prune;
 mod repair;
 mod restore;
+mod rewrite;
 mod run;
 mod snapshots;
 mod stats;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Add, remove or set the tags of snapshots
     #[command(long_about = tag::LONG_ABOUT)]
     Tag(tag::TagArgs),
+    /// Drop paths that should never have been backed up from stored snapshots
+    #[command(long_about = rewrite::LONG_ABOUT)]
+    Rewrite(rewrite::RewriteArgs),
     /// Manage keys: list, add, remove, passwd
     Key(key::KeyArgs),
     /// Remove snapshots by retention policy (restic's rules) or by ID
@@ -112,6 +116,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => diff::run(global, a),
         Command::Stats(a) => stats::run(global, a),
         Command::Tag(a) => tag::run(global, a),
+        Command::Rewrite(a) => rewrite::run(global, a),
         Command::Key(a) => key::run(global, a),
         Command::Forget(a) => forget::run(global, a),
         Command::Prune(a) => prune::run(global, a),

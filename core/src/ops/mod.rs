@@ -11,4 +11,5 @@ pub mod key;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
 pub mod tag;
