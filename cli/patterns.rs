@@ -3,7 +3,61 @@
 
 use std::path::{Path, PathBuf};
 
+use cairn_core::pattern::PatternList;
 use cairn_core::{Error, ErrorKind};
+
+/// `--exclude`, `--iexclude`, `--exclude-file`, `--iexclude-file`, as
+/// `backup`, `restore` and `rewrite` take them.
+#[derive(clap::Args)]
+pub struct ExcludeArgs {
+    /// Leave out what matches PATTERN (repeatable; restic's rules, see --help)
+    #[arg(
+        short = 'e',
+        long = "exclude",
+        value_name = "PATTERN",
+        long_help = "Leave out what matches PATTERN (repeatable), with restic's rules: `*` and \
+                     `?` match within one path component, `**` any number of components, \
+                     `[...]` a character class. A pattern that starts with / is matched \
+                     against the whole absolute path, any other at any depth (`*.tmp`, \
+                     `node_modules`, `cache/*`). A pattern matches whole components, and a \
+                     directory it matches is left out with everything in it. `!PATTERN` \
+                     includes again what an earlier pattern excluded: the last pattern that \
+                     matches a path (or a directory above it) decides; a directory left out is \
+                     not entered, so to keep one thing inside, exclude `dir/*` and then \
+                     `!dir/keep`."
+    )]
+    pub exclude: Vec<String>,
+
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexclude: Vec<String>,
+
+    /// Read --exclude patterns from FILE (one per line; # comments; $VAR expanded)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+
+    /// Read --iexclude patterns from FILE
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    pub iexclude_file: Vec<PathBuf>,
+}
+
+impl ExcludeArgs {
+    /// Nothing given.
+    pub fn is_empty(&self) -> bool {
+        self.exclude.is_empty()
+            && self.iexclude.is_empty()
+            && self.exclude_file.is_empty()
+            && self.iexclude_file.is_empty()
+    }
+
+    /// The case-sensitive list and the one ignoring case.
+    pub fn lists(&self) -> anyhow::Result<(PatternList, PatternList)> {
+        Ok((
+            PatternList::new(&read(&self.exclude, &self.exclude_file)?, false)?,
+            PatternList::new(&read(&self.iexclude, &self.iexclude_file)?, true)?,
+        ))
+    }
+}
 
 /// Lines of a pattern or path list: `#` comments and empty lines skipped,
 /// surrounding white space trimmed.

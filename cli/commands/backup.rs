@@ -8,7 +8,6 @@ use serde_json::json;
 
 use cairn_core::format::snapshot::SourceKind;
 use cairn_core::ops::backup::{self, BackupOptions, BackupSource, Excludes};
-use cairn_core::pattern::PatternList;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -93,35 +92,8 @@ pub struct BackupArgs {
     )]
     allow_empty: bool,
 
-    /// Leave out paths matching PATTERN (repeatable; restic's rules, see --help)
-    #[arg(
-        short = 'e',
-        long = "exclude",
-        value_name = "PATTERN",
-        long_help = "Leave out paths matching PATTERN (repeatable), with restic's rules: `*` and \
-                     `?` match within one path component, `**` any number of components, \
-                     `[...]` a character class. A pattern that starts with / is matched \
-                     against the whole absolute path, any other at any depth (`*.tmp`, \
-                     `node_modules`, `cache/*`). A pattern matches whole components, and a \
-                     directory it matches is left out with everything in it. `!PATTERN` \
-                     includes again what an earlier pattern excluded: the last pattern that \
-                     matches a path (or a directory above it) decides; a directory left out is \
-                     not entered, so to keep one thing inside, exclude `dir/*` and then \
-                     `!dir/keep`. Applies to path backups (and to the paths given)."
-    )]
-    exclude: Vec<String>,
-
-    /// Like --exclude, ignoring case
-    #[arg(long = "iexclude", value_name = "PATTERN")]
-    iexclude: Vec<String>,
-
-    /// Read --exclude patterns from FILE (one per line; # comments; $VAR expanded)
-    #[arg(long = "exclude-file", value_name = "FILE")]
-    exclude_file: Vec<PathBuf>,
-
-    /// Read --iexclude patterns from FILE
-    #[arg(long = "iexclude-file", value_name = "FILE")]
-    iexclude_file: Vec<PathBuf>,
+    #[command(flatten)]
+    exclude: patterns::ExcludeArgs,
 
     /// Leave out directories holding a file NAME (beginning with HEADER, if given)
     #[arg(long = "exclude-if-present", value_name = "NAME[:HEADER]")]
@@ -158,9 +130,6 @@ pub struct BackupArgs {
 /// Whether an option that only applies to path backups was given.
 fn exclude_given(args: &BackupArgs) -> bool {
     !(args.exclude.is_empty()
-        && args.iexclude.is_empty()
-        && args.exclude_file.is_empty()
-        && args.iexclude_file.is_empty()
         && args.exclude_if_present.is_empty()
         && args.files_from.is_empty()
         && args.files_from_raw.is_empty())
@@ -171,10 +140,7 @@ fn exclude_given(args: &BackupArgs) -> bool {
 impl BackupArgs {
     fn excludes(&self) -> anyhow::Result<Excludes> {
         let mut exclude = Excludes::default();
-        exclude.patterns =
-            PatternList::new(&patterns::read(&self.exclude, &self.exclude_file)?, false)?;
-        exclude.patterns_ignoring_case =
-            PatternList::new(&patterns::read(&self.iexclude, &self.iexclude_file)?, true)?;
+        (exclude.patterns, exclude.patterns_ignoring_case) = self.exclude.lists()?;
         for spec in &self.exclude_if_present {
             let (name, header) = match spec.split_once(':') {
                 Some((n, h)) => (n, Some(h.to_string())),

@@ -48,17 +48,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FILE")]
     include_file: Vec<PathBuf>,
 
-    /// Leave out what matches PATTERN (repeatable)
-    #[arg(short = 'e', long, value_name = "PATTERN")]
-    exclude: Vec<String>,
-
-    /// Like --exclude, ignoring case
-    #[arg(long, value_name = "PATTERN")]
-    iexclude: Vec<String>,
-
-    /// Read --exclude patterns from FILE (one per line; # comments)
-    #[arg(long, value_name = "FILE")]
-    exclude_file: Vec<PathBuf>,
+    #[command(flatten)]
+    exclude: patterns::ExcludeArgs,
 
     /// Files already at the target: always replaced, if-changed, if-newer, or never
     #[arg(
@@ -94,8 +85,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     opts.subfolder = subfolder.filter(|p| p.components().any(|c| c.as_os_str() != "/"));
     opts.include = PatternList::new(&patterns::read(&args.include, &args.include_file)?, false)?;
     opts.include_ignoring_case = PatternList::new(&args.iinclude, true)?;
-    opts.exclude = PatternList::new(&patterns::read(&args.exclude, &args.exclude_file)?, false)?;
-    opts.exclude_ignoring_case = PatternList::new(&args.iexclude, true)?;
+    (opts.exclude, opts.exclude_ignoring_case) = args.exclude.lists()?;
     opts.overwrite = args.overwrite.parse::<Overwrite>()?;
     opts.dry_run = args.dry_run;
     opts.verify = args.verify;

@@ -1,13 +1,11 @@
 //! `cairn rewrite`: drop paths from stored snapshots.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::json;
 
 use cairn_core::ops::rewrite::{self, RewriteOptions};
-use cairn_core::pattern::PatternList;
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -41,21 +39,8 @@ pub struct RewriteArgs {
     #[command(flatten)]
     filter: FilterArgs,
 
-    /// Drop entries matching PATTERN (repeatable)
-    #[arg(short = 'e', long, value_name = "PATTERN")]
-    exclude: Vec<String>,
-
-    /// Like --exclude, ignoring case
-    #[arg(long, value_name = "PATTERN")]
-    iexclude: Vec<String>,
-
-    /// Read --exclude patterns from FILE (one per line; # comments)
-    #[arg(long, value_name = "FILE")]
-    exclude_file: Vec<PathBuf>,
-
-    /// Read --iexclude patterns from FILE
-    #[arg(long, value_name = "FILE")]
-    iexclude_file: Vec<PathBuf>,
+    #[command(flatten)]
+    exclude: patterns::ExcludeArgs,
 
     /// Delete each rewritten snapshot once its copy is stored
     #[arg(long)]
@@ -68,9 +53,7 @@ pub struct RewriteArgs {
 
 pub fn run(global: &GlobalArgs, args: RewriteArgs) -> anyhow::Result<ExitCode> {
     let mut opts = RewriteOptions::default();
-    opts.exclude = PatternList::new(&patterns::read(&args.exclude, &args.exclude_file)?, false)?;
-    opts.exclude_ignoring_case =
-        PatternList::new(&patterns::read(&args.iexclude, &args.iexclude_file)?, true)?;
+    (opts.exclude, opts.exclude_ignoring_case) = args.exclude.lists()?;
     opts.forget = args.forget;
     opts.dry_run = args.dry_run;
     let repo = global.open()?;
