@@ -40,7 +40,7 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).map_err(|e| {
         Error::new(
-            crate::ErrorKind::Io,
+            crate::error::ErrorKind::Io,
             format!("no randomness from the OS: {e}"),
         )
     })?;
@@ -302,7 +302,7 @@ impl Keys {
                 Ok(keys)
             }
             Access::Writer { .. } => Err(Error::new(
-                crate::ErrorKind::AccessDenied,
+                crate::error::ErrorKind::AccessDenied,
                 "this object was written with a write-only key and only a full key can read it",
             )),
         }
@@ -537,7 +537,7 @@ mod tests {
             .open_key_block(&block, b"obj")
             .err()
             .map(|e| e.kind());
-        assert_eq!(denied, Some(crate::ErrorKind::AccessDenied));
+        assert_eq!(denied, Some(crate::error::ErrorKind::AccessDenied));
         assert!(writer.is_write_only() && !full.is_write_only());
         Ok(())
     }

@@ -170,8 +170,8 @@ pub struct ObjectInfo {
 
 /// A place to keep a repository.
 ///
-/// Errors: a missing object is [`crate::ErrorKind::MissingObject`]; a full
-/// device is [`crate::ErrorKind::NoSpace`].
+/// Errors: a missing object is [`crate::error::ErrorKind::MissingObject`]; a full
+/// device is [`crate::error::ErrorKind::NoSpace`].
 pub trait Backend: Send + Sync {
     /// Where this is, for messages.
     fn location(&self) -> String;

@@ -92,7 +92,7 @@ impl Compression {
             0 => Ok(Compression::None),
             1 => Ok(Compression::Zstd),
             other => Err(Error::new(
-                crate::ErrorKind::Unsupported,
+                crate::error::ErrorKind::Unsupported,
                 format!("unknown compression type {other}"),
             )),
         }
@@ -153,10 +153,9 @@ pub fn decompress_delta(
             let mut slot = cell.borrow_mut();
             let dctx = match &mut *slot {
                 Some(d) => d,
-                empty => empty.insert(
-                    zstd_safe::DCtx::try_create()
-                        .ok_or_else(|| Error::new(crate::ErrorKind::Io, "zstd: out of memory"))?,
-                ),
+                empty => empty.insert(zstd_safe::DCtx::try_create().ok_or_else(|| {
+                    Error::new(crate::error::ErrorKind::Io, "zstd: out of memory")
+                })?),
             };
             let mut out = Vec::with_capacity(raw_len);
             dctx.decompress_using_dict(&mut out, data, base)

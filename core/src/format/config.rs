@@ -109,7 +109,7 @@ impl RepoConfig {
     pub fn validate(&self) -> Result<()> {
         if self.version != u32::from(format::FORMAT_VERSION) {
             return Err(Error::new(
-                crate::ErrorKind::Unsupported,
+                crate::error::ErrorKind::Unsupported,
                 format!(
                     "repository format version {} is not supported",
                     self.version
@@ -119,7 +119,7 @@ impl RepoConfig {
         self.chunker.validate()?;
         if self.compression.algorithm != "zstd" {
             return Err(Error::new(
-                crate::ErrorKind::Unsupported,
+                crate::error::ErrorKind::Unsupported,
                 format!("unknown compression {:?}", self.compression.algorithm),
             ));
         }

@@ -110,7 +110,7 @@ pub fn decode_payload(mut bytes: &[u8]) -> Result<Vec<IndexPack>> {
             }
             other => {
                 return Err(Error::new(
-                    crate::ErrorKind::Unsupported,
+                    crate::error::ErrorKind::Unsupported,
                     format!("unknown index record kind {other}"),
                 ))
             }
@@ -239,7 +239,7 @@ mod tests {
         unknown[0] = 9;
         assert_eq!(
             decode_payload(&unknown).err().map(|e| e.kind()),
-            Some(crate::ErrorKind::Unsupported)
+            Some(crate::error::ErrorKind::Unsupported)
         );
         Ok(())
     }

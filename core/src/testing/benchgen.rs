@@ -174,7 +174,7 @@ pub fn generate(
     let username = crate::sys::username();
     for (s, (tree, n)) in trees.into_iter().enumerate() {
         let time = jiff::Timestamp::from_second(now - (snapshots - s as u64) as i64 * 86_400)
-            .map_err(|e| crate::Error::invalid(format!("snapshot time: {e}")))?;
+            .map_err(|e| crate::error::Error::invalid(format!("snapshot time: {e}")))?;
         let snapshot = Snapshot {
             id: Id::default(),
             time: SnapshotTime::from_timestamp(time),

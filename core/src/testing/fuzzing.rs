@@ -199,7 +199,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// Valid inputs for every target, made under [`fixed_keys`]: the seeds of
 /// the fuzz corpora, so fuzzing starts past authentication.
-pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
+pub fn seeds() -> crate::error::Result<Vec<(&'static str, Vec<u8>)>> {
     use crate::format::snapshot::{SnapshotSource, SnapshotSummary, SourceKind};
     use crate::format::tree::{Node, NodeKind};
     use crate::time::SnapshotTime;
@@ -294,7 +294,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         (keys.chunk_id(&base), &base),
         3,
     )?
-    .ok_or_else(|| crate::Error::invalid("the seed's delta is not smaller"))?;
+    .ok_or_else(|| crate::error::Error::invalid("the seed's delta is not smaller"))?;
     wd.add(&d)?;
     let with_delta = wd.finish(&keys, &repo)?;
     out.push((
@@ -349,7 +349,8 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
         summary: SnapshotSummary::default(),
         future_dated: false,
     };
-    let json = serde_json::to_vec(&snap).map_err(|e| crate::Error::invalid(e.to_string()))?;
+    let json =
+        serde_json::to_vec(&snap).map_err(|e| crate::error::Error::invalid(e.to_string()))?;
     out.push(("snapshot", snap.encode(&keys, &repo, 3)?));
     out.push(("snapshot", json.clone()));
     let drill = crate::repo::drill_record::DrillRecord {
@@ -374,7 +375,7 @@ pub fn seeds() -> crate::Result<Vec<(&'static str, Vec<u8>)>> {
     };
     out.push((
         "snapshot",
-        serde_json::to_vec(&drill).map_err(|e| crate::Error::invalid(e.to_string()))?,
+        serde_json::to_vec(&drill).map_err(|e| crate::error::Error::invalid(e.to_string()))?,
     ));
     out.push(("object", snap.encode(&keys, &repo, 3)?));
     // A write-only client's snapshot and pack (key scheme 1, key blocks
