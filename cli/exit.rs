@@ -92,8 +92,9 @@ Exit codes:
     1    error not listed below
     2    invalid command line or option value
     3    finished, but some entries were skipped (listed on stderr): backup saved a
-         snapshot without unreadable files; restore left out special files or
-         paths too long for this system, or restored files a repair marked damaged
+         snapshot without unreadable files; restore left out sockets, device
+         nodes (when not root) or paths too long for this system, or restored
+         files a repair marked damaged
    10    repository does not exist (or is not a cairn repository)
    11    repository busy: a prune ran during this backup and condemned (or deleted)
          data it refers to; nothing was committed (run the backup again)

@@ -247,3 +247,99 @@ fn verify_catches_a_file_the_quick_check_kept() {
     assert_eq!(out["files_verified"], 6, "{out}");
     assert_eq!(fs::read_to_string(&conf).unwrap(), "conf");
 }
+
+/// FIFOs come back as FIFOs, device nodes as device nodes (as root; else
+/// each is named as not restored), and a socket is named as not restored:
+/// nothing special is dropped without a word (issue 23, item 1, part).
+#[test]
+fn fifos_and_device_nodes_come_back_and_sockets_are_named() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let env = Env::init();
+    let src = env.path("special");
+    fs::create_dir_all(&src).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .args(["-m", "0640"])
+        .arg(src.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = common::is_root();
+    if root {
+        let status = std::process::Command::new("mknod")
+            .arg(src.join("null"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mknod as root");
+    }
+    let _listener = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    let out: Value =
+        serde_json::from_str(&env.ok(&["--json", "backup", src.to_str().unwrap()])).unwrap();
+    let snap = out["snapshot_id"].as_str().unwrap();
+
+    let t = env.path("t");
+    let out = env.run(&["--json", "restore", snap, "-t", t.to_str().unwrap()]);
+    assert_code(&out, 3, &["restore with a socket"]);
+    let err = common::stderr(&out);
+    assert!(err.contains("sock: socket not restored"), "{err}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = t.join(src.strip_prefix("/").unwrap());
+    let pipe = fs::symlink_metadata(base.join("pipe")).unwrap();
+    assert!(pipe.file_type().is_fifo(), "{pipe:?}");
+    assert_eq!(pipe.permissions().mode() & 0o7777, 0o640);
+    assert!(!base.join("sock").exists());
+    if root {
+        let null = fs::symlink_metadata(base.join("null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), fs::metadata("/dev/null").unwrap().rdev());
+        assert_eq!(summary["specials_restored"], 2, "{summary}");
+    } else {
+        assert_eq!(summary["specials_restored"], 1, "{summary}");
+    }
+}
+
+/// Hard links come back as links of one file (one inode), also when the
+/// first link is restored again; restored alone, a link is a file of its
+/// own with the content (issue 23, item 1, part).
+#[test]
+fn hard_links_come_back_as_one_file() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::init();
+    let src = env.path("links");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    fs::write(src.join("a/x"), common::pseudo_random(100_000, 3)).unwrap();
+    fs::hard_link(src.join("a/x"), src.join("b/y")).unwrap();
+    fs::hard_link(src.join("a/x"), src.join("b/z")).unwrap();
+    fs::write(src.join("single"), "one link").unwrap();
+    let out: Value =
+        serde_json::from_str(&env.ok(&["--json", "backup", src.to_str().unwrap()])).unwrap();
+    let snap = out["snapshot_id"].as_str().unwrap().to_string();
+    // Read once: the other links add no bytes read.
+    assert_eq!(out["total_bytes_processed"], 100_000 + 8, "{out}");
+
+    let t = env.path("t");
+    for round in 0..2 {
+        let out = restore(&env, &[&snap, "-t", t.to_str().unwrap()]);
+        assert_eq!(out["hardlinks_restored"], 2, "round {round}: {out}");
+        let base = t.join(src.strip_prefix("/").unwrap());
+        let ino = |p: &str| fs::metadata(base.join(p)).unwrap().ino();
+        assert_eq!(ino("a/x"), ino("b/y"));
+        assert_eq!(ino("a/x"), ino("b/z"));
+        assert_ne!(ino("a/x"), ino("single"));
+        assert_eq!(fs::metadata(base.join("a/x")).unwrap().nlink(), 3);
+        assert_eq!(
+            fs::read(base.join("b/z")).unwrap(),
+            common::pseudo_random(100_000, 3)
+        );
+    }
+    // Only one link: a file of its own.
+    let t = env.path("alone");
+    let out = restore(
+        &env,
+        &[&snap, "-t", t.to_str().unwrap(), "--include", "b/z"],
+    );
+    assert_eq!(out["hardlinks_restored"], 0, "{out}");
+    let z = t.join(src.strip_prefix("/").unwrap()).join("b/z");
+    assert_eq!(fs::read(&z).unwrap(), common::pseudo_random(100_000, 3));
+}

@@ -110,6 +110,8 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "files_restored": stats.files,
             "dirs_restored": stats.dirs,
             "symlinks_restored": stats.symlinks,
+            "specials_restored": stats.specials,
+            "hardlinks_restored": stats.hardlinks,
             "bytes_restored": stats.bytes,
             "files_kept": stats.files_kept,
             "excluded": stats.excluded,
@@ -155,7 +157,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::Success)
     } else {
         eprintln!(
-            "cairn: {} entries were skipped (special files, paths too long for this system) or are damaged (marked by a repair)",
+            "cairn: {} entries were skipped (sockets, device nodes when not root, paths too long for this system) or are damaged (marked by a repair)",
             stats.warnings.len()
         );
         Ok(ExitCode::PartialBackup)

@@ -50,6 +50,16 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Where a file with several hard links lived: the nodes of one snapshot
+/// with the same `HardLink` are links of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HardLink {
+    /// `st_dev` of its file system.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
 /// One entry of a tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -93,6 +103,11 @@ pub struct Node {
     /// Device number of a device node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<u64>,
+    /// A regular file with more than one hard link: the file system and
+    /// inode it had, shared by its other links, so that a restore links
+    /// them again (`repo-format.md` §8.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardlink: Option<HardLink>,
     /// Set by `repair snapshots` on an entry whose content was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<Damage>,
@@ -159,6 +174,7 @@ impl Node {
             target: None,
             target_raw: None,
             device: None,
+            hardlink: None,
             damage: None,
         }
     }

@@ -5,7 +5,7 @@
 //! data, so a crash, a failed upload or a failed dump command leaves at
 //! most unreferenced packs and index entries, never a half snapshot.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -27,7 +27,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::{self, BlobType, EncodedBlob, FinishedPack};
 use crate::format::snapshot::{check_labels, DumpInfo};
 use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
-use crate::format::tree::{self, Node, NodeKind, Tree};
+use crate::format::tree::{self, HardLink, Node, NodeKind, Tree};
 use crate::id::Id;
 use crate::pattern::PatternList;
 use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
@@ -742,6 +742,9 @@ struct BlobSaver<'a> {
     source_dev: Option<u64>,
     /// Entries left out by `exclude`.
     excluded: u64,
+    /// Files with several hard links already stored in this backup: their
+    /// content fields and size, for their other links.
+    linked: HashMap<HardLink, (Vec<Id>, Vec<Id>, u64)>,
 }
 
 impl<'a> BlobSaver<'a> {
@@ -774,6 +777,7 @@ impl<'a> BlobSaver<'a> {
             exclude,
             source_dev: None,
             excluded: 0,
+            linked: HashMap::new(),
         })
     }
 
@@ -1306,6 +1310,19 @@ impl<'a> BlobSaver<'a> {
             self.stats.total_dirs_processed += 1;
             Ok(Some(node))
         } else if ft.is_file() {
+            let link = (meta.nlink() > 1).then(|| HardLink {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+            if let Some((content, lists, size)) = link.and_then(|l| self.linked.get(&l)) {
+                // Another link of a file stored in this backup: read once.
+                let mut node = node_from_meta(name, &meta, NodeKind::File);
+                (node.content, node.content_lists, node.size) =
+                    (content.clone(), lists.clone(), *size);
+                node.hardlink = link;
+                self.stats.total_files_processed += 1;
+                return Ok(Some(node));
+            }
             let file = match File::open(path) {
                 Ok(f) => f,
                 Err(e) => return self.skip(path, e),
@@ -1327,6 +1344,11 @@ impl<'a> BlobSaver<'a> {
             let mut node = node_from_meta(name, &meta, NodeKind::File);
             node.size = size;
             (node.content, node.content_lists) = self.content_of(ids)?;
+            if let Some(l) = link {
+                node.hardlink = link;
+                self.linked
+                    .insert(l, (node.content.clone(), node.content_lists.clone(), size));
+            }
             self.stats.total_files_processed += 1;
             self.stats.total_bytes_processed += size;
             Ok(Some(node))

@@ -7,6 +7,7 @@
 //! renamed into place only when all of it was verified, so a damaged
 //! repository never leaves a silently wrong file behind.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -19,7 +20,7 @@ use filetime::FileTime;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{HardLink, Node, NodeKind};
 use crate::id::Id;
 use crate::pattern::PatternList;
 use crate::repo::cache::CacheReader;
@@ -49,6 +50,11 @@ pub struct RestoreStats {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// FIFOs and device nodes created.
+    pub specials: u64,
+    /// Files restored as another hard link of a file restored before
+    /// (counted in `files` too).
+    pub hardlinks: u64,
     /// Bytes of file content written.
     pub bytes: u64,
     /// Files already at the target and left as they were (`overwrite`).
@@ -154,6 +160,7 @@ pub fn restore_tree(
         stats: RestoreStats::default(),
         is_root: running_as_root(),
         opts,
+        links: HashMap::new(),
     };
     match &opts.subfolder {
         None => {
@@ -184,6 +191,8 @@ struct Restorer<'a> {
     stats: RestoreStats,
     is_root: bool,
     opts: &'a RestoreOptions,
+    /// The first restored link of each file with several hard links.
+    links: HashMap<HardLink, PathBuf>,
 }
 
 impl Restorer<'_> {
@@ -250,14 +259,53 @@ impl Restorer<'_> {
                 self.stats.symlinks += 1;
                 Ok(true)
             }
-            other => {
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
+                self.restore_special(node, path)
+            }
+            NodeKind::Socket => {
                 self.warn(format!(
-                    "{}: skipped special file ({other:?})",
+                    "{}: socket not restored (the program that listens on it creates it)",
                     path.display()
                 ));
                 Ok(false)
             }
         }
+    }
+
+    /// A FIFO, or (as root) a device node, created with `mknod`.
+    fn restore_special(&mut self, node: &Node, path: &Path) -> Result<bool> {
+        use rustix::fs::FileType;
+        let (file_type, dev) = match (node.kind, node.device) {
+            (NodeKind::Fifo, _) => (FileType::Fifo, 0),
+            (NodeKind::Chardev, Some(dev)) => (FileType::CharacterDevice, dev),
+            (NodeKind::Blockdev, Some(dev)) => (FileType::BlockDevice, dev),
+            (kind, _) => {
+                self.warn(format!(
+                    "{}: {kind:?} not restored: the snapshot has no device number",
+                    path.display()
+                ));
+                return Ok(false);
+            }
+        };
+        if file_type != FileType::Fifo && !self.is_root {
+            self.warn(format!(
+                "{}: device node not restored: only root can create one",
+                path.display()
+            ));
+            return Ok(false);
+        }
+        self.make_parent(path)?;
+        if !self.opts.dry_run {
+            if fs::symlink_metadata(path).is_ok() {
+                remove(path)?;
+            }
+            let mode = rustix::fs::Mode::from_raw_mode(node.mode & 0o7777);
+            rustix::fs::mknodat(rustix::fs::CWD, path, file_type, mode, dev)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e.into()))?;
+            self.set_metadata(path, node, false)?;
+        }
+        self.stats.specials += 1;
+        Ok(true)
     }
 
     /// A directory: created when it is included (an empty one too), or
@@ -353,13 +401,38 @@ impl Restorer<'_> {
             self.stats.bytes += node.size;
             return Ok(());
         }
-        self.write_file(node, path)?;
-        self.stats.files += 1;
+        if self.link_again(node, path)? {
+            self.stats.files += 1;
+            self.stats.hardlinks += 1;
+        } else {
+            self.write_file(node, path)?;
+            self.stats.files += 1;
+            if let Some(l) = node.hardlink {
+                self.links.entry(l).or_insert_with(|| path.to_path_buf());
+            }
+        }
         if self.opts.verify {
             self.verify_file(node, path)?;
             self.stats.verified += 1;
         }
         Ok(())
+    }
+
+    /// Another link of a file restored earlier in this run: linked to it
+    /// (its content and metadata are the file's). `false` when there is no
+    /// earlier link, or linking fails (another file system): then the
+    /// caller writes the content.
+    fn link_again(&mut self, node: &Node, path: &Path) -> Result<bool> {
+        let Some(first) = node.hardlink.and_then(|l| self.links.get(&l)) else {
+            return Ok(false);
+        };
+        if !first.is_file() {
+            return Ok(false);
+        }
+        if fs::symlink_metadata(path).is_ok() {
+            remove(path)?;
+        }
+        Ok(fs::hard_link(first, path).is_ok())
     }
 
     /// Reads a restored file back and checks it chunk by chunk against the
@@ -461,7 +534,10 @@ impl Restorer<'_> {
                 .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
         }
         let mtime = FileTime::from_unix_time(node.mtime, node.mtime_nsec);
-        let set = if symlink {
+        // set_file_mtime opens the file: a FIFO would block until a writer
+        // came. Everything but files and directories is set by path.
+        let by_path = symlink || !matches!(node.kind, NodeKind::File | NodeKind::Dir);
+        let set = if by_path {
             filetime::set_symlink_file_times(path, mtime, mtime)
         } else {
             filetime::set_file_mtime(path, mtime)
