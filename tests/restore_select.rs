@@ -343,3 +343,68 @@ fn hard_links_come_back_as_one_file() {
     let z = t.join(src.strip_prefix("/").unwrap()).join("b/z");
     assert_eq!(fs::read(&z).unwrap(), common::pseudo_random(100_000, 3));
 }
+
+/// `path` attribute `name` set to `value` (python3's os.setxattr: no
+/// xattr tool is assumed).
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]), follow_symlinks=False)",
+        ])
+        .arg(path)
+        .args([name, &hex])
+        .status()
+        .unwrap();
+    assert!(status.success(), "setxattr {name} on {}", path.display());
+}
+
+fn get_xattrs(path: &Path) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; p=sys.argv[1]; print(sorted((n, os.getxattr(p, n).hex()) for n in os.listxattr(p) if not n.startswith('security.')))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Extended attributes of files and directories come back, binary values
+/// too; `trusted.*` (only root may set it) too when restoring as root
+/// (issue 23, item 1, part).
+#[test]
+fn extended_attributes_come_back() {
+    let env = Env::init();
+    let src = env.path("attrs");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("dir/file"), "x").unwrap();
+    set_xattr(&src.join("dir/file"), "user.mime_type", b"text/plain");
+    set_xattr(&src.join("dir/file"), "user.binary", &[0, 255, 10, 0]);
+    set_xattr(&src.join("dir"), "user.dir", b"d");
+    let root = common::is_root();
+    if root {
+        set_xattr(&src.join("dir/file"), "trusted.cairn", b"t");
+    }
+    let out: Value =
+        serde_json::from_str(&env.ok(&["--json", "backup", src.to_str().unwrap()])).unwrap();
+    let snap = out["snapshot_id"].as_str().unwrap();
+    let t = env.path("t");
+    let out = restore(&env, &[snap, "-t", t.to_str().unwrap()]);
+    let base = t.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        get_xattrs(&base.join("dir/file")),
+        get_xattrs(&src.join("dir/file"))
+    );
+    assert_eq!(get_xattrs(&base.join("dir")), get_xattrs(&src.join("dir")));
+    let got = get_xattrs(&base.join("dir/file"));
+    assert!(
+        got.contains("user.binary") && got.contains("00ff0a00"),
+        "{got}"
+    );
+    assert_eq!(got.contains("trusted.cairn"), root, "{got}");
+    assert_eq!(out["xattrs_not_restored_not_root"], 0, "{out}");
+}

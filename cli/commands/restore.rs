@@ -112,6 +112,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "symlinks_restored": stats.symlinks,
             "specials_restored": stats.specials,
             "hardlinks_restored": stats.hardlinks,
+            "xattrs_not_restored_not_root": stats.xattrs_not_root,
             "bytes_restored": stats.bytes,
             "files_kept": stats.files_kept,
             "excluded": stats.excluded,
@@ -152,6 +153,13 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         if args.dry_run {
             global.say("dry run: nothing was written");
         }
+    }
+    if stats.xattrs_not_root > 0 && !global.quiet {
+        eprintln!(
+            "cairn: note: {} extended attributes (security.*, trusted.*: SELinux labels and the \
+             like) were not restored: only root can set them",
+            stats.xattrs_not_root
+        );
     }
     if stats.warnings.is_empty() {
         Ok(ExitCode::Success)

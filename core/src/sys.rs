@@ -1,6 +1,7 @@
 //! Facts about the machine and the process cairn runs on.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
 /// The name of the user running cairn.
@@ -32,4 +33,46 @@ pub fn hostname() -> String {
 /// Whether this process runs as root (and may give files away).
 pub fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// The extended attributes of `path` (not following a symlink), sorted by
+/// name: name and value bytes. A file system without them gives none.
+pub fn read_xattrs(path: &std::path::Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use rustix::io::Errno;
+    let unsupported = |e: Errno| e == Errno::NOTSUP || e == Errno::NODATA;
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(e) if unsupported(e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name_str = std::ffi::OsStr::from_bytes(name);
+        let mut value = vec![0u8; 256];
+        let got = loop {
+            match rustix::fs::lgetxattr(path, name_str, &mut value[..]) {
+                Ok(n) => break Some(n),
+                Err(Errno::RANGE) => value.resize(value.len() * 4, 0),
+                // Removed since it was listed.
+                Err(e) if unsupported(e) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(n) = got {
+            value.truncate(n);
+            out.push((name.to_vec(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Sets extended attribute `name` of `path` (not following a symlink).
+pub fn write_xattr(path: &std::path::Path, name: &[u8], value: &[u8]) -> std::io::Result<()> {
+    let name = std::ffi::OsStr::from_bytes(name);
+    rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).map_err(Into::into)
 }

@@ -50,6 +50,16 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// One extended attribute of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// Its name, with its namespace (`user.mime_type`,
+    /// `system.posix_acl_access`, `security.selinux`).
+    pub name: String,
+    /// Hex of its value bytes.
+    pub value: String,
+}
+
 /// Where a file with several hard links lived: the nodes of one snapshot
 /// with the same `HardLink` are links of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,6 +118,10 @@ pub struct Node {
     /// them again (`repo-format.md` §8.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardlink: Option<HardLink>,
+    /// Extended attributes (POSIX ACLs and SELinux labels among them),
+    /// sorted by name (`repo-format.md` §8.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
     /// Set by `repair snapshots` on an entry whose content was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damage: Option<Damage>,
@@ -175,6 +189,7 @@ impl Node {
             target_raw: None,
             device: None,
             hardlink: None,
+            xattrs: Vec::new(),
             damage: None,
         }
     }

@@ -27,7 +27,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::{self, BlobType, EncodedBlob, FinishedPack};
 use crate::format::snapshot::{check_labels, DumpInfo};
 use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
-use crate::format::tree::{self, HardLink, Node, NodeKind, Tree};
+use crate::format::tree::{self, HardLink, Node, NodeKind, Tree, Xattr};
 use crate::id::Id;
 use crate::pattern::PatternList;
 use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
@@ -1278,8 +1278,33 @@ impl<'a> BlobSaver<'a> {
         self.save_tree(Tree { nodes }).map(Some)
     }
 
-    /// Stores one entry; `None` if it could not be read (a warning).
+    /// Stores one entry with its extended attributes; `None` if it could
+    /// not be read (a warning).
     fn save_entry(&mut self, path: &Path, name: &OsStr) -> Result<Option<Node>> {
+        let Some(mut node) = self.save_entry_itself(path, name)? else {
+            return Ok(None);
+        };
+        match crate::sys::read_xattrs(path) {
+            Ok(attrs) => {
+                node.xattrs = attrs
+                    .into_iter()
+                    .filter_map(|(name, value)| {
+                        Some(Xattr {
+                            name: String::from_utf8(name).ok()?,
+                            value: hex::encode(value),
+                        })
+                    })
+                    .collect();
+            }
+            Err(e) => self.warn(format!(
+                "{}: extended attributes not read: {e}",
+                path.display()
+            )),
+        }
+        Ok(Some(node))
+    }
+
+    fn save_entry_itself(&mut self, path: &Path, name: &OsStr) -> Result<Option<Node>> {
         self.check_running()?;
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,

@@ -55,6 +55,9 @@ pub struct RestoreStats {
     /// Files restored as another hard link of a file restored before
     /// (counted in `files` too).
     pub hardlinks: u64,
+    /// Extended attributes only root may set (`security.*`, `trusted.*`,
+    /// SELinux labels among them), left out by a restore not run as root.
+    pub xattrs_not_root: u64,
     /// Bytes of file content written.
     pub bytes: u64,
     /// Files already at the target and left as they were (`overwrite`).
@@ -418,6 +421,29 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// Sets the entry's extended attributes. Those only root may set
+    /// (`security.*`, `trusted.*`) are counted and left when not root;
+    /// any other that cannot be set is a warning.
+    fn restore_xattrs(&mut self, path: &Path, node: &Node) {
+        for x in &node.xattrs {
+            let privileged = x.name.starts_with("security.") || x.name.starts_with("trusted.");
+            if privileged && !self.is_root {
+                self.stats.xattrs_not_root += 1;
+                continue;
+            }
+            let set = hex::decode(&x.value)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+                .and_then(|v| crate::sys::write_xattr(path, x.name.as_bytes(), &v));
+            if let Err(e) = set {
+                self.warn(format!(
+                    "{}: extended attribute {} not restored: {e}",
+                    path.display(),
+                    x.name
+                ));
+            }
+        }
+    }
+
     /// Another link of a file restored earlier in this run: linked to it
     /// (its content and metadata are the file's). `false` when there is no
     /// earlier link, or linking fails (another file system): then the
@@ -525,7 +551,8 @@ impl Restorer<'_> {
         self.set_metadata(path, node, false)
     }
 
-    fn set_metadata(&self, path: &Path, node: &Node, symlink: bool) -> Result<()> {
+    fn set_metadata(&mut self, path: &Path, node: &Node, symlink: bool) -> Result<()> {
+        self.restore_xattrs(path, node);
         if self.is_root {
             let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
         }
