@@ -49,26 +49,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     cairn_core::units::parse_size(s).map_err(|e| e.to_string())
 }
 
-/// `0`, `30s`, `15m`, `24h`, `2d`, `1h30m`.
+/// `0`, `30s`, `15m`, `24h`, `2d`, `1h30m` ([`cairn_core::units::parse_duration`]).
 pub fn parse_duration_seconds(s: &str) -> Result<u64, String> {
-    if s.trim() == "0" {
-        return Ok(0);
-    }
-    // Days and weeks count 24 hours and 7 days (as a grace period or an
-    // age means), not calendar days.
-    let span: jiff::Span = s
-        .parse()
-        .map_err(|e| format!("invalid duration {s:?} (use e.g. 26h, 7d, 30m, 0): {e}"))?;
-    let secs = span
-        .total((
-            jiff::Unit::Second,
-            jiff::SpanRelativeTo::days_are_24_hours(),
-        ))
-        .map_err(|e| format!("invalid duration {s:?} (use e.g. 26h, 7d, 30m, 0): {e}"))?;
-    if secs < 0.0 {
-        return Err(format!("duration {s:?} is negative"));
-    }
-    Ok(secs.round() as u64)
+    cairn_core::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn human_grace(seconds: u64) -> String {
