@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_core::pattern::PatternList;
+use cairn_core::pattern::Patterns;
 use cairn_core::{Error, ErrorKind};
 
 /// `--exclude`, `--iexclude`, `--exclude-file`, `--iexclude-file`, as
@@ -50,12 +50,12 @@ impl ExcludeArgs {
             && self.iexclude_file.is_empty()
     }
 
-    /// The case-sensitive list and the one ignoring case.
-    pub fn lists(&self) -> anyhow::Result<(PatternList, PatternList)> {
-        Ok((
-            PatternList::new(&read(&self.exclude, &self.exclude_file)?, false)?,
-            PatternList::new(&read(&self.iexclude, &self.iexclude_file)?, true)?,
-        ))
+    /// The patterns of the options and of the files named.
+    pub fn patterns(&self) -> anyhow::Result<Patterns> {
+        Ok(Patterns::new(
+            &read(&self.exclude, &self.exclude_file)?,
+            &read(&self.iexclude, &self.iexclude_file)?,
+        )?)
     }
 }
 

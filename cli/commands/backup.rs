@@ -140,7 +140,7 @@ fn exclude_given(args: &BackupArgs) -> bool {
 impl BackupArgs {
     fn excludes(&self) -> anyhow::Result<Excludes> {
         let mut exclude = Excludes::default();
-        (exclude.patterns, exclude.patterns_ignoring_case) = self.exclude.lists()?;
+        exclude.patterns = self.exclude.patterns()?;
         for spec in &self.exclude_if_present {
             let (name, header) = match spec.split_once(':') {
                 Some((n, h)) => (n, Some(h.to_string())),

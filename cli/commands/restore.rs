@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use cairn_core::ops::restore;
-use cairn_core::pattern::PatternList;
+use cairn_core::pattern::Patterns;
 use cairn_core::repo::restorer::{Overwrite, RestoreOptions};
 
 use crate::commands::{load_snapshots, FilterArgs};
@@ -83,9 +83,11 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     };
     let mut opts = RestoreOptions::default();
     opts.subfolder = subfolder.filter(|p| p.components().any(|c| c.as_os_str() != "/"));
-    opts.include = PatternList::new(&patterns::read(&args.include, &args.include_file)?, false)?;
-    opts.include_ignoring_case = PatternList::new(&args.iinclude, true)?;
-    (opts.exclude, opts.exclude_ignoring_case) = args.exclude.lists()?;
+    opts.include = Patterns::new(
+        &patterns::read(&args.include, &args.include_file)?,
+        &args.iinclude,
+    )?;
+    opts.exclude = args.exclude.patterns()?;
     opts.overwrite = args.overwrite.parse::<Overwrite>()?;
     opts.dry_run = args.dry_run;
     opts.verify = args.verify;

@@ -53,7 +53,7 @@ pub struct RewriteArgs {
 
 pub fn run(global: &GlobalArgs, args: RewriteArgs) -> anyhow::Result<ExitCode> {
     let mut opts = RewriteOptions::default();
-    (opts.exclude, opts.exclude_ignoring_case) = args.exclude.lists()?;
+    opts.exclude = args.exclude.patterns()?;
     opts.forget = args.forget;
     opts.dry_run = args.dry_run;
     let repo = global.open()?;

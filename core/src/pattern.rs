@@ -96,10 +96,42 @@ impl PatternList {
         last
     }
 
-    /// Does the list exclude `path` (absolute)? `false` when no pattern
-    /// matches it or the last one that does includes it (`!`).
-    pub fn excludes(&self, path: &Path) -> bool {
+    /// Does the list match `path` (absolute)? `false` when no pattern
+    /// matches it or the last one that does is negated (`!`). For
+    /// `--exclude` a match leaves the path out, for `--include` it keeps it.
+    pub fn matches(&self, path: &Path) -> bool {
         self.last_match(path).is_some_and(|i| !self.negated[i])
+    }
+}
+
+/// restic's pair of lists: patterns matched as written (`--exclude`,
+/// `--include`) and patterns matched ignoring case (`--iexclude`,
+/// `--iinclude`). A path matches when either list matches it.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns {
+    /// Matched as written.
+    pub exact: PatternList,
+    /// Matched ignoring case.
+    pub ignoring_case: PatternList,
+}
+
+impl Patterns {
+    /// Compiles both lists ([`PatternList::new`]).
+    pub fn new(exact: &[String], ignoring_case: &[String]) -> Result<Self> {
+        Ok(Patterns {
+            exact: PatternList::new(exact, false)?,
+            ignoring_case: PatternList::new(ignoring_case, true)?,
+        })
+    }
+
+    /// No pattern in either list.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.ignoring_case.is_empty()
+    }
+
+    /// Does either list match `path` ([`PatternList::matches`])?
+    pub fn matches(&self, path: &Path) -> bool {
+        self.exact.matches(path) || self.ignoring_case.matches(path)
     }
 }
 
@@ -115,42 +147,50 @@ mod tests {
     #[test]
     fn unanchored_patterns_match_at_any_depth_and_whole_components() {
         let l = list(&["*.tmp", "cache"]);
-        assert!(l.excludes(Path::new("/home/x/a.tmp")));
-        assert!(l.excludes(Path::new("/a.tmp")));
-        assert!(l.excludes(Path::new("/var/cache")));
-        assert!(l.excludes(Path::new("/var/cache/deep/file")));
-        assert!(!l.excludes(Path::new("/var/cached")));
-        assert!(!l.excludes(Path::new("/home/x/a.tmpx")));
+        assert!(l.matches(Path::new("/home/x/a.tmp")));
+        assert!(l.matches(Path::new("/a.tmp")));
+        assert!(l.matches(Path::new("/var/cache")));
+        assert!(l.matches(Path::new("/var/cache/deep/file")));
+        assert!(!l.matches(Path::new("/var/cached")));
+        assert!(!l.matches(Path::new("/home/x/a.tmpx")));
     }
 
     #[test]
     fn anchored_patterns_match_from_the_root() {
         let l = list(&["/home/*/secret", "/srv/**/*.log"]);
-        assert!(l.excludes(Path::new("/home/x/secret")));
-        assert!(l.excludes(Path::new("/home/x/secret/key")));
-        assert!(!l.excludes(Path::new("/other/home/x/secret")));
-        assert!(!l.excludes(Path::new("/home/x/y/secret")));
-        assert!(l.excludes(Path::new("/srv/a/b/c.log")));
-        assert!(l.excludes(Path::new("/srv/c.log")));
+        assert!(l.matches(Path::new("/home/x/secret")));
+        assert!(l.matches(Path::new("/home/x/secret/key")));
+        assert!(!l.matches(Path::new("/other/home/x/secret")));
+        assert!(!l.matches(Path::new("/home/x/y/secret")));
+        assert!(l.matches(Path::new("/srv/a/b/c.log")));
+        assert!(l.matches(Path::new("/srv/c.log")));
     }
 
     #[test]
     fn the_last_matching_pattern_decides() {
         let l = list(&["/home/u/*", "!/home/u/docs", "/home/u/docs/tmp"]);
-        assert!(l.excludes(Path::new("/home/u/music")));
-        assert!(!l.excludes(Path::new("/home/u/docs")));
-        assert!(!l.excludes(Path::new("/home/u/docs/a.txt")));
-        assert!(l.excludes(Path::new("/home/u/docs/tmp/x")));
-        assert!(!l.excludes(Path::new("/home/u")));
+        assert!(l.matches(Path::new("/home/u/music")));
+        assert!(!l.matches(Path::new("/home/u/docs")));
+        assert!(!l.matches(Path::new("/home/u/docs/a.txt")));
+        assert!(l.matches(Path::new("/home/u/docs/tmp/x")));
+        assert!(!l.matches(Path::new("/home/u")));
         assert!(l.has_negations());
+    }
+
+    #[test]
+    fn either_list_of_a_pair_matches() {
+        let p = Patterns::new(&["*.tmp".to_string()], &["*.JPG".to_string()]).expect("test");
+        assert!(p.matches(Path::new("/a/x.tmp")) && p.matches(Path::new("/a/y.jpg")));
+        assert!(!p.matches(Path::new("/a/x.TMP")) && !p.is_empty());
+        assert!(Patterns::default().is_empty());
     }
 
     #[test]
     fn case_is_ignored_when_asked() {
         let v = vec!["*.JPG".to_string()];
         let l = PatternList::new(&v, true).expect("test");
-        assert!(l.excludes(Path::new("/p/a.jpg")));
-        assert!(!list(&["*.JPG"]).excludes(Path::new("/p/a.jpg")));
+        assert!(l.matches(Path::new("/p/a.jpg")));
+        assert!(!list(&["*.JPG"]).matches(Path::new("/p/a.jpg")));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::format::snapshot::{check_labels, DumpInfo};
 use crate::format::snapshot::{Snapshot, SnapshotSource, SnapshotSummary, SourceKind};
 use crate::format::tree::{self, HardLink, Node, NodeKind, Tree, Xattr};
 use crate::id::Id;
-use crate::pattern::PatternList;
+use crate::pattern::Patterns;
 use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
 use crate::repo::cache::CacheReader;
 use crate::repo::commit::verify_referenced;
@@ -111,10 +111,9 @@ pub struct BackupOptions {
 /// What a path backup leaves out: restic's exclude options.
 #[derive(Debug, Clone, Default)]
 pub struct Excludes {
-    /// Paths matching these patterns ([`PatternList`]; `--exclude`).
-    pub patterns: PatternList,
-    /// The same, ignoring case (`--iexclude`).
-    pub patterns_ignoring_case: PatternList,
+    /// Paths matching these patterns ([`Patterns`]; `--exclude`,
+    /// `--iexclude`).
+    pub patterns: Patterns,
     /// A directory that holds a file of this name (and, if given, whose
     /// first bytes are this header) is left out, whole
     /// (`--exclude-if-present NAME[:HEADER]`, `--exclude-caches`).
@@ -132,11 +131,6 @@ pub const CACHEDIR_TAG: (&str, &str) = (
 );
 
 impl Excludes {
-    /// Is `path` excluded by a pattern?
-    fn by_pattern(&self, path: &Path) -> bool {
-        self.patterns.excludes(path) || self.patterns_ignoring_case.excludes(path)
-    }
-
     /// Is the directory `dir` excluded by a marker file inside it?
     fn by_marker(&self, dir: &Path) -> bool {
         self.if_present.iter().any(|(name, header)| {
@@ -1224,7 +1218,7 @@ impl<'a> BlobSaver<'a> {
         for (name, child) in &trie.children {
             let path = dir.join(name);
             if child.is_source {
-                if self.exclude.by_pattern(&path) {
+                if self.exclude.patterns.matches(&path) {
                     self.excluded += 1;
                     continue;
                 }
@@ -1267,7 +1261,7 @@ impl<'a> BlobSaver<'a> {
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let path = dir.join(&name);
-            if self.exclude.by_pattern(&path) {
+            if self.exclude.patterns.matches(&path) {
                 self.excluded += 1;
                 continue;
             }

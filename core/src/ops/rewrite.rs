@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::Id;
-use crate::pattern::PatternList;
+use crate::pattern::Patterns;
 use crate::repo::cache::CacheReader;
 use crate::repo::commit::verify_referenced;
 use crate::repo::packer::BlobWriter;
@@ -26,10 +26,8 @@ use crate::repo::repository::Repository;
 #[non_exhaustive]
 pub struct RewriteOptions {
     /// Entries these patterns match are dropped, with everything under
-    /// them ([`PatternList`], against the paths in the snapshot).
-    pub exclude: PatternList,
-    /// The same, ignoring case.
-    pub exclude_ignoring_case: PatternList,
+    /// them ([`Patterns`], against the paths in the snapshot).
+    pub exclude: Patterns,
     /// Delete each rewritten snapshot once its copy is stored.
     pub forget: bool,
     /// Decide and count, write nothing.
@@ -57,7 +55,7 @@ pub fn rewrite(
     opts: &RewriteOptions,
     cancel: &AtomicBool,
 ) -> Result<Vec<Rewritten>> {
-    if opts.exclude.is_empty() && opts.exclude_ignoring_case.is_empty() {
+    if opts.exclude.is_empty() {
         return Err(Error::invalid(
             "nothing to drop: give --exclude, --iexclude or an exclude file",
         ));
@@ -149,7 +147,7 @@ struct Frame {
 
 impl Walk<'_, '_> {
     fn excluded(&self, path: &Path) -> bool {
-        self.opts.exclude.excludes(path) || self.opts.exclude_ignoring_case.excludes(path)
+        self.opts.exclude.matches(path)
     }
 
     fn frame(&self, id: Id, path: PathBuf, node: Option<Node>) -> Result<Frame> {

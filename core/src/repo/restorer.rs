@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{HardLink, Node, NodeKind};
 use crate::id::Id;
-use crate::pattern::PatternList;
+use crate::pattern::Patterns;
 use crate::repo::cache::CacheReader;
 use crate::repo::reader::write_chunks;
 use crate::repo::repository::Repository;
@@ -112,14 +112,10 @@ pub struct RestoreOptions {
     pub subfolder: Option<PathBuf>,
     /// Only entries these patterns match (with what is under them, and the
     /// directories above them); patterns are matched against the paths in
-    /// the snapshot ([`PatternList`]).
-    pub include: PatternList,
-    /// The same, ignoring case.
-    pub include_ignoring_case: PatternList,
+    /// the snapshot ([`Patterns`]).
+    pub include: Patterns,
     /// Not the entries these patterns match.
-    pub exclude: PatternList,
-    /// The same, ignoring case.
-    pub exclude_ignoring_case: PatternList,
+    pub exclude: Patterns,
     /// Files already at the target.
     pub overwrite: Overwrite,
     /// Write nothing; count what would be restored.
@@ -129,14 +125,8 @@ pub struct RestoreOptions {
 }
 
 impl RestoreOptions {
-    fn excluded(&self, path: &Path) -> bool {
-        self.exclude.excludes(path) || self.exclude_ignoring_case.excludes(path)
-    }
-
     fn included(&self, path: &Path) -> bool {
-        (self.include.is_empty() && self.include_ignoring_case.is_empty())
-            || self.include.excludes(path)
-            || self.include_ignoring_case.excludes(path)
+        self.include.is_empty() || self.include.matches(path)
     }
 }
 
@@ -222,7 +212,7 @@ impl Restorer<'_> {
     /// Restores one entry to `path`; `in_snapshot` is its path in the
     /// snapshot. Returns whether it restored it (or something under it).
     fn restore_node(&mut self, node: &Node, path: &Path, in_snapshot: &Path) -> Result<bool> {
-        if self.opts.excluded(in_snapshot) {
+        if self.opts.exclude.matches(in_snapshot) {
             self.stats.excluded += 1;
             return Ok(false);
         }
