@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack::{blob_id, BlobType};
 use crate::format::snapshot::{Snapshot, SourceKind};
 use crate::format::tree::NodeKind;
 use crate::id::Id;
@@ -552,62 +551,25 @@ impl Verifier<'_> {
         Ok(())
     }
 
-    /// Reads back restored file `path` and checks that its bytes are the
-    /// chunks `ids`, in order, and nothing more.
+    /// Reads back restored file `path` ([`restorer::read_back`]), feeding
+    /// the dump inspector when it is the dump.
     fn file(&mut self, path: &Path, inside: &Path, ids: &[Id], size: u64) -> Result<()> {
-        let file = File::open(path)
-            .map_err(|e| Error::io(format!("reading back restored {}", path.display()), e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut inspector = match &mut self.dump_file {
             Some((p, i)) if p == inside => i.as_mut(),
             _ => None,
         };
-        let mut buf = Vec::new();
-        let mut total = 0u64;
-        for (n, id) in ids.iter().enumerate() {
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err(Error::interrupted());
-            }
-            let len = self
-                .index
-                .get(id)?
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::MissingObject,
-                        format!("chunk {id} of {} is in no pack", inside.display()),
-                    )
-                })?
-                .entry
-                .raw_length;
-            buf.resize(len as usize, 0);
-            reader.read_exact(&mut buf).map_err(|e| {
-                Error::corrupt(format!(
-                    "restored {} is shorter than its chunks say (chunk {n}): {e}",
-                    inside.display()
-                ))
-            })?;
-            if blob_id(self.repo.keys(), BlobType::Data, &buf) != *id {
-                return Err(Error::corrupt(format!(
-                    "restored {} differs from the snapshot at byte {total} (chunk {n}, {id})",
-                    inside.display()
-                )));
-            }
-            if let Some(i) = inspector.as_mut() {
-                i.feed(&buf);
-            }
-            total += u64::from(len);
-        }
-        let mut extra = [0u8; 1];
-        let more = reader
-            .read(&mut extra)
-            .map_err(|e| Error::io(format!("reading back restored {}", path.display()), e))?;
-        if more > 0 || total != size {
-            return Err(Error::corrupt(format!(
-                "restored {} has the wrong length ({} bytes, the snapshot says {size})",
-                inside.display(),
-                total + more as u64
-            )));
-        }
+        let total = restorer::read_back(
+            self.repo,
+            self.index,
+            (path, inside),
+            (ids, size),
+            self.cancel,
+            &mut |chunk| {
+                if let Some(i) = inspector.as_mut() {
+                    i.feed(chunk);
+                }
+            },
+        )?;
         self.files += 1;
         self.bytes += total;
         Ok(())

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use filetime::FileTime;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::{blob_id, BlobType};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{HardLink, Node, NodeKind};
 use crate::id::Id;
@@ -451,48 +452,19 @@ impl Restorer<'_> {
         Ok(fs::hard_link(first, path).is_ok())
     }
 
-    /// Reads a restored file back and checks it chunk by chunk against the
-    /// snapshot: each piece must hash to its chunk's ID, and nothing may
-    /// follow the last.
+    /// Reads a restored file back against the snapshot ([`read_back`]).
     fn verify_file(&self, node: &Node, path: &Path) -> Result<()> {
-        let differs = |at: u64| {
-            Error::corrupt(format!(
-                "verify: {} differs from the snapshot at byte {at}",
-                path.display()
-            ))
-        };
         let ids = self.repo.file_chunks(&self.index, node)?;
-        let mut file = io::BufReader::new(
-            fs::File::open(path)
-                .map_err(|e| Error::io(format!("verify: {}", path.display()), e))?,
-        );
-        let keys = self.repo.keys();
-        let mut at = 0u64;
-        let mut buf = Vec::new();
-        for id in &ids {
-            let loc = self.index.get(id)?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::MissingObject,
-                    format!("verify: chunk {id} is in no index"),
-                )
-            })?;
-            buf.resize(loc.entry.raw_length as usize, 0);
-            match file.read_exact(&mut buf) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(differs(at)),
-                Err(e) => return Err(Error::io(format!("verify: {}", path.display()), e)),
-            }
-            if keys.chunk_id(&buf) != *id {
-                return Err(differs(at));
-            }
-            at += buf.len() as u64;
-        }
-        let mut one = [0u8; 1];
-        match file.read(&mut one) {
-            Ok(0) => Ok(()),
-            Ok(_) => Err(differs(at)),
-            Err(e) => Err(Error::io(format!("verify: {}", path.display()), e)),
-        }
+        let size = node.size;
+        read_back(
+            self.repo,
+            &self.index,
+            (path, path),
+            (&ids, size),
+            self.cancel,
+            &mut |_| {},
+        )
+        .map(drop)
     }
 
     fn write_file(&mut self, node: &Node, path: &Path) -> Result<()> {
@@ -561,6 +533,69 @@ impl Restorer<'_> {
         };
         set.map_err(|e| Error::io(format!("setting the time of {}", path.display()), e))
     }
+}
+
+/// Reads back the restored file at `path` (`shown` names it in errors)
+/// and checks that its bytes are the data chunks `ids`, in order, `size`
+/// bytes in all and nothing more; `feed` sees each chunk. Returns the
+/// bytes read. Shared by `restore --verify` and restore drills.
+pub(crate) fn read_back(
+    repo: &Repository,
+    index: &CacheReader,
+    (path, shown): (&Path, &Path),
+    (ids, size): (&[Id], u64),
+    cancel: &AtomicBool,
+    feed: &mut dyn FnMut(&[u8]),
+) -> Result<u64> {
+    let read_error = |e| Error::io(format!("reading back restored {}", path.display()), e);
+    let file = fs::File::open(path).map_err(read_error)?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let mut total = 0u64;
+    for (n, id) in ids.iter().enumerate() {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
+        let len = index
+            .get(id)?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::MissingObject,
+                    format!("chunk {id} of {} is in no pack", shown.display()),
+                )
+            })?
+            .entry
+            .raw_length;
+        buf.resize(len as usize, 0);
+        match reader.read_exact(&mut buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(Error::corrupt(format!(
+                    "restored {} is shorter than its chunks say (chunk {n}): {e}",
+                    shown.display()
+                )))
+            }
+            Err(e) => return Err(read_error(e)),
+        }
+        if blob_id(repo.keys(), BlobType::Data, &buf) != *id {
+            return Err(Error::corrupt(format!(
+                "restored {} differs from the snapshot at byte {total} (chunk {n}, {id})",
+                shown.display()
+            )));
+        }
+        feed(&buf);
+        total += u64::from(len);
+    }
+    let mut extra = [0u8; 1];
+    let more = reader.read(&mut extra).map_err(read_error)?;
+    if more > 0 || total != size {
+        return Err(Error::corrupt(format!(
+            "restored {} has the wrong length ({} bytes, the snapshot says {size})",
+            shown.display(),
+            total + more as u64
+        )));
+    }
+    Ok(total)
 }
 
 /// One line on what `repair snapshots` could not save of an entry.
