@@ -9,7 +9,7 @@ use cairn_core::format::snapshot::Snapshot;
 use cairn_core::ops::restore;
 use cairn_core::{Error, ErrorKind};
 
-use crate::commands::{load_snapshots, FilterArgs};
+use crate::commands::{load_snapshots, snapshot_and_path, FilterArgs};
 use crate::exit::ExitCode;
 use crate::{GlobalArgs, CANCEL};
 
@@ -37,10 +37,7 @@ pub struct DumpArgs {
 
 /// SNAPSHOT[:PATH] and FILE: the snapshot spec and the file's path.
 fn split(args: &DumpArgs) -> anyhow::Result<(&str, PathBuf)> {
-    let (spec, inside) = match args.snapshot.split_once(':') {
-        Some((spec, inside)) => (spec, Some(PathBuf::from(inside))),
-        None => (args.snapshot.as_str(), None),
-    };
+    let (spec, inside) = snapshot_and_path(&args.snapshot);
     let path = match (inside, &args.file) {
         (Some(dir), Some(file)) => dir.join(file),
         (Some(path), None) => path,

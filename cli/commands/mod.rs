@@ -230,6 +230,15 @@ impl SecondPasswordArgs {
     }
 }
 
+/// `SNAPSHOT[:PATH]`, as restic writes it: the snapshot and the path in
+/// it, if one is given.
+pub fn snapshot_and_path(spec: &str) -> (&str, Option<PathBuf>) {
+    match spec.split_once(':') {
+        Some((snapshot, path)) => (snapshot, Some(PathBuf::from(path))),
+        None => (spec, None),
+    }
+}
+
 /// Drill records, warning about any that cannot be read.
 pub fn load_drills(repo: &Repository) -> anyhow::Result<cairn_core::repo::drill_record::DrillList> {
     let list = cairn_core::repo::drill_record::load(repo)?;

@@ -10,7 +10,7 @@ use cairn_core::ops::restore;
 use cairn_core::pattern::Patterns;
 use cairn_core::repo::restorer::{Overwrite, RestoreOptions};
 
-use crate::commands::{load_snapshots, FilterArgs};
+use crate::commands::{load_snapshots, snapshot_and_path, FilterArgs};
 use crate::exit::ExitCode;
 use crate::output::{byte_progress_to, size};
 use crate::patterns;
@@ -77,10 +77,7 @@ pub struct RestoreArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let (spec, subfolder) = match args.snapshot.split_once(':') {
-        Some((spec, path)) => (spec, Some(PathBuf::from(path))),
-        None => (args.snapshot.as_str(), None),
-    };
+    let (spec, subfolder) = snapshot_and_path(&args.snapshot);
     let mut opts = RestoreOptions::default();
     opts.subfolder = subfolder.filter(|p| p.components().any(|c| c.as_os_str() != "/"));
     opts.include = Patterns::new(

@@ -241,9 +241,7 @@ impl Restorer<'_> {
             NodeKind::Symlink => {
                 self.make_parent(path)?;
                 if !self.opts.dry_run {
-                    if fs::symlink_metadata(path).is_ok() {
-                        remove(path)?;
-                    }
+                    clear(path)?;
                     let target = node.target_bytes()?;
                     std::os::unix::fs::symlink(OsStr::from_bytes(&target), path).map_err(|e| {
                         Error::io(format!("creating symlink {}", path.display()), e)
@@ -290,9 +288,7 @@ impl Restorer<'_> {
         }
         self.make_parent(path)?;
         if !self.opts.dry_run {
-            if fs::symlink_metadata(path).is_ok() {
-                remove(path)?;
-            }
+            clear(path)?;
             let mode = rustix::fs::Mode::from_raw_mode(node.mode & 0o7777);
             rustix::fs::mknodat(rustix::fs::CWD, path, file_type, mode, dev)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e.into()))?;
@@ -446,9 +442,7 @@ impl Restorer<'_> {
         if !first.is_file() {
             return Ok(false);
         }
-        if fs::symlink_metadata(path).is_ok() {
-            remove(path)?;
-        }
+        clear(path)?;
         Ok(fs::hard_link(first, path).is_ok())
     }
 
@@ -620,6 +614,14 @@ pub fn damage_note(d: &crate::format::tree::Damage) -> String {
         ));
     }
     s
+}
+
+/// Removes whatever is at `path`, if anything is.
+fn clear(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => remove(path),
+        Err(_) => Ok(()),
+    }
 }
 
 fn remove(path: &Path) -> Result<()> {
