@@ -265,11 +265,13 @@ fn rewrite_drops_paths_from_stored_snapshots() {
     env.ok(&["backup", s]);
     fs::write(src.join("keep.txt"), "changed").unwrap();
     env.ok(&["backup", s]);
-    let before: BTreeSet<String> = env
-        .snapshots()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = |env: &Env| -> BTreeSet<String> {
+        env.snapshots()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = ids(&env);
     assert_eq!(before.len(), 2);
 
     let secret = format!("{s}/private");
@@ -282,12 +284,6 @@ fn rewrite_drops_paths_from_stored_snapshots() {
         "--dry-run",
     ]);
     assert!(out.contains("would rewrite 2 of 2"), "{out}");
-    let ids = |env: &Env| -> BTreeSet<String> {
-        env.snapshots()
-            .iter()
-            .map(|v| v["id"].as_str().unwrap().to_string())
-            .collect()
-    };
     assert_eq!(ids(&env), before, "a dry run changed snapshots");
 
     let done = json(
