@@ -346,14 +346,23 @@ impl Restorer<'_> {
     /// patterns), created as needed; their metadata is set when each is
     /// done.
     fn make_parent(&self, path: &Path) -> Result<()> {
+        // Without include patterns every directory is created before its
+        // entries (restore_dir), and the target before everything: no
+        // stat per entry is needed.
+        if self.opts.dry_run || self.opts.include.is_empty() {
+            return Ok(());
+        }
         match path.parent() {
-            Some(dir) if !self.opts.dry_run && !dir.is_dir() => self.make_dir(dir),
+            Some(dir) if !dir.is_dir() => self.make_dir(dir),
             _ => Ok(()),
         }
     }
 
     /// Whether the file at `path` stays as it is (`overwrite`).
     fn keep_existing(&self, node: &Node, path: &Path) -> bool {
+        if self.opts.overwrite == Overwrite::Always {
+            return false;
+        }
         let Ok(m) = fs::symlink_metadata(path) else {
             return false;
         };
