@@ -99,7 +99,7 @@ Exit codes:
    11    repository busy: a prune ran during this backup and condemned (or deleted)
          data it refers to; nothing was committed (run the backup again)
    12    wrong password, or no password given (empty, or its file or command failed)
-   13    access refused: wrong S3 credentials, no permission on the repository
+   13    access refused: wrong S3 or Azure credentials, no permission on the repository
          directory, or a write-only key used for anything but backup, wal-push
          and pg basebackup
    14    status --max-age: a series' newest snapshot is older than allowed, or there

@@ -34,7 +34,7 @@ fn dirs_config_home() -> Option<PathBuf> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Repository location (a directory, or s3:...).
+    /// Repository location (a directory, s3:..., azure:... or sftp:...).
     pub repository: Option<String>,
     /// File holding the repository password.
     pub password_file: Option<PathBuf>,

@@ -63,7 +63,7 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Repository location: a directory (./a:b if it has a colon), or s3:https://host[:port]/bucket[/prefix]
+    /// Repository location: a directory (./a:b if it has a colon), s3:https://host[:port]/bucket[/prefix], azure:CONTAINER:/PATH or sftp:[USER@]HOST:/PATH
     #[arg(
         short = 'r',
         long = "repo",
@@ -73,7 +73,7 @@ pub struct GlobalArgs {
     )]
     pub repo: Option<String>,
 
-    /// Object storage: requests in flight at once, at most
+    /// Object storage: requests in flight at once, at most (SFTP: SSH connections)
     #[arg(
         long,
         env = "CAIRN_CONNECTIONS",

@@ -30,7 +30,7 @@ The target's password comes from --password-command2 / CAIRN_PASSWORD_COMMAND2,
 
 #[derive(Args)]
 pub struct CopyArgs {
-    /// Target repository location (a directory, or s3:...)
+    /// Target repository location (a directory, s3:..., azure:... or sftp:...)
     #[arg(long = "to", env = "CAIRN_REPOSITORY2", value_name = "LOCATION")]
     to: String,
 

@@ -4,17 +4,19 @@
 
 pub mod claim;
 mod local;
-#[cfg(feature = "s3")]
+mod location;
+#[cfg(feature = "remote")]
 mod object_store;
 
 pub use local::LocalBackend;
-#[cfg(feature = "s3")]
-pub use object_store::{ObjectStoreBackend, S3Location};
+pub use location::{AzureLocation, Location, S3Location, SftpLocation};
+#[cfg(feature = "remote")]
+pub use object_store::ObjectStoreBackend;
 
-/// Settings of object storage backends.
+/// Settings of remote backends (object storage and SFTP).
 #[derive(Debug, Clone, Copy)]
 pub struct ObjectStoreOptions {
-    /// Requests in flight at once, at most.
+    /// Requests in flight at once, at most (for SFTP: SSH connections).
     pub connections: usize,
     /// Attempts of a request that fails transiently, first one included.
     pub attempts: usize,
@@ -37,50 +39,35 @@ impl Default for ObjectStoreOptions {
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
-/// Opens a repository location: `s3:https://host[:port]/bucket[/prefix]`
-/// (or restic's `s3:host/bucket/prefix`), else a local directory.
+/// Opens a repository location ([`Location::parse`]): a local directory,
+/// `s3:https://host[:port]/bucket[/prefix]` (or restic's
+/// `s3:host/bucket/prefix`), `azure:CONTAINER:/PATH` or
+/// `sftp:[USER@]HOST:/PATH`.
 pub fn open(location: &str, opts: &ObjectStoreOptions) -> Result<Arc<dyn Backend>> {
-    if let Some(rest) = location.strip_prefix("s3:") {
+    let unsupported = |feature: &str| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("{location}: this cairn was built without the `{feature}` feature"),
+        )
+    };
+    let _ = (opts, &unsupported);
+    match Location::parse(location)? {
+        Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
         #[cfg(feature = "s3")]
-        return Ok(Arc::new(ObjectStoreBackend::s3(
-            &S3Location::parse(rest)?,
-            opts,
-        )?));
+        Location::S3(l) => Ok(Arc::new(ObjectStoreBackend::s3(&l, opts)?)),
+        #[cfg(feature = "azure")]
+        Location::Azure(l) => Ok(Arc::new(ObjectStoreBackend::azure(&l, opts)?)),
+        #[cfg(feature = "sftp")]
+        Location::Sftp(l) => Ok(Arc::new(ObjectStoreBackend::sftp(&l, opts)?)),
         #[cfg(not(feature = "s3"))]
-        let _ = opts;
-        #[cfg(not(feature = "s3"))]
-        return Err(Error::new(
-            crate::error::ErrorKind::Unsupported,
-            format!("s3:{rest}: this cairn was built without S3 support (feature `s3`)"),
-        ));
+        Location::S3(_) => Err(unsupported("s3")),
+        #[cfg(not(feature = "azure"))]
+        Location::Azure(_) => Err(unsupported("azure")),
+        #[cfg(not(feature = "sftp"))]
+        Location::Sftp(_) => Err(unsupported("sftp")),
     }
-    // restic's spelling of a local repository.
-    if let Some(path) = location.strip_prefix("local:") {
-        return Ok(Arc::new(LocalBackend::new(path)));
-    }
-    if let Some(scheme) = scheme(location) {
-        return Err(Error::invalid(format!(
-            "{location}: unknown repository type `{scheme}:`; cairn supports a local directory \
-             and s3:https://host[:port]/bucket[/prefix] (a local path containing a colon can be \
-             written ./{location})"
-        )));
-    }
-    Ok(Arc::new(LocalBackend::new(location)))
-}
-
-/// The `word` of a location that starts like `word:` (restic's `rest:`,
-/// `b2:`, `azure:`, `gs:`, `rclone:`, `swift:`, `sftp:`, or a URL): a
-/// letter, then letters, digits, `+`, `-` or `.`, then a colon. A path
-/// (`./a:b`, `/srv/a:b`) never starts so.
-fn scheme(location: &str) -> Option<&str> {
-    let (word, _) = location.split_once(':')?;
-    let mut chars = word.chars();
-    let first = chars.next()?;
-    (first.is_ascii_alphabetic()
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-    .then_some(word)
 }
 
 /// The kinds of stored objects, one directory (prefix) each.
