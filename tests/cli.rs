@@ -466,11 +466,9 @@ fn unknown_location_types_are_errors_not_local_folders() {
     for location in [
         "rest:http://host/repo",
         "b2:bucket:path",
-        "azure:container:/path",
         "gs:bucket:/path",
         "rclone:remote:path",
         "swift:container:/path",
-        "sftp:user@host:/srv/repo",
         "https://host/repo",
     ] {
         for args in [

@@ -24,7 +24,7 @@ fn nightly_backups_restore_prune_and_check_on_s3() {
         return;
     };
     let env = s3_env(&server, "nightly", &["--pack-size", "1MiB"]);
-    nightly(&env, &|| server.log());
+    nightly_round(&env, &|| server.log());
 }
 
 /// The same on Garage, which is S3 but not quite (it ignores
@@ -39,45 +39,7 @@ fn nightly_backups_restore_prune_and_check_on_garage() {
         &server.env(),
         &["--pack-size", "1MiB"],
     );
-    nightly(&env, &|| server.log());
-}
-
-fn nightly(env: &Env, log: &dyn Fn() -> String) {
-    let mut nights = Vec::new();
-    for n in 0..4u64 {
-        let mut dump = fake_dump(25_000, 100 * (n + 1));
-        dump.extend(pseudo_random(300_000, 500 * (n + 1)));
-        let id = env.backup_stdin(&dump, &["--stdin-filename", "shop.sql"]);
-        nights.push((id, dump));
-    }
-    assert_eq!(env.snapshots().len(), 4);
-    for (id, dump) in &nights {
-        assert_eq!(&env.dump(id, "shop.sql"), dump, "{}", log());
-    }
-    // A directory, restored.
-    let src = env.path("src");
-    std::fs::create_dir_all(src.join("sub")).unwrap();
-    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
-    std::fs::write(src.join("sub/b.bin"), pseudo_random(70_000, 9)).unwrap();
-    env.ok(&["backup", src.to_str().unwrap()]);
-    let target = env.path("restored");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
-    let inner = target.join(src.strip_prefix("/").unwrap());
-    assert_eq!(std::fs::read(inner.join("a.txt")).unwrap(), b"alpha");
-    assert_eq!(
-        std::fs::read(inner.join("sub/b.bin")).unwrap(),
-        pseudo_random(70_000, 9)
-    );
-
-    env.ok(&["forget", &nights[0].0, &nights[1].0]);
-    env.ok(&["prune", "--grace", "0", "--max-unused", "0"]);
-    env.ok(&["check", "--read-data"]);
-    for (id, dump) in &nights[2..] {
-        assert_eq!(&env.dump(id, "shop.sql"), dump);
-    }
-    // Without the local cache too.
-    let out = env.ok(&["--no-cache", "check"]);
-    assert!(out.contains("no errors"), "{out}");
+    nightly_round(&env, &|| server.log());
 }
 
 #[test]

@@ -2,9 +2,11 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod azurite;
 pub mod garage;
 pub mod pg;
 pub mod s3;
+pub mod sftp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -112,6 +114,14 @@ impl Env {
     /// `cairn -r REPO` with the test password and cache, and no inherited
     /// CAIRN_* settings.
     pub fn cmd(&self) -> Command {
+        match &self.location {
+            Some(l) => self.cmd_at(l),
+            None => self.cmd_at(&self.repo.display().to_string()),
+        }
+    }
+
+    /// Like `cmd`, on another repository location.
+    pub fn cmd_at(&self, location: &str) -> Command {
         let exe = env!("CARGO_BIN_EXE_cairn");
         let mut c = if self.as_postgres && is_root() {
             let mut c = Command::new("runuser");
@@ -128,10 +138,7 @@ impl Env {
                 c.env_remove(k);
             }
         }
-        match &self.location {
-            Some(l) => c.arg("-r").arg(l),
-            None => c.arg("-r").arg(&self.repo),
-        };
+        c.arg("-r").arg(location);
         c.envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env("CAIRN_PASSWORD", PASSWORD)
             .env("CAIRN_CACHE_DIR", &self.cache)
@@ -464,4 +471,46 @@ pub fn mount_tmpfs(dir: &Path, size: &str, what: &str) -> Option<Mounted> {
         return None;
     }
     Some(Mounted(dir.to_path_buf()))
+}
+
+/// Four nightly dumps and a directory on a remote repository: each
+/// restores, forget + prune keep the rest whole, and check (also with
+/// `--read-data` and without the cache) finds nothing. `log` is the
+/// server's log, for failure messages.
+pub fn nightly_round(env: &Env, log: &dyn Fn() -> String) {
+    let mut nights = Vec::new();
+    for n in 0..4u64 {
+        let mut dump = fake_dump(25_000, 100 * (n + 1));
+        dump.extend(pseudo_random(300_000, 500 * (n + 1)));
+        let id = env.backup_stdin(&dump, &["--stdin-filename", "shop.sql"]);
+        nights.push((id, dump));
+    }
+    assert_eq!(env.snapshots().len(), 4);
+    for (id, dump) in &nights {
+        assert_eq!(&env.dump(id, "shop.sql"), dump, "{}", log());
+    }
+    // A directory, restored.
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(src.join("sub/b.bin"), pseudo_random(70_000, 9)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let inner = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(inner.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(
+        std::fs::read(inner.join("sub/b.bin")).unwrap(),
+        pseudo_random(70_000, 9)
+    );
+
+    env.ok(&["forget", &nights[0].0, &nights[1].0]);
+    env.ok(&["prune", "--grace", "0", "--max-unused", "0"]);
+    env.ok(&["check", "--read-data"]);
+    for (id, dump) in &nights[2..] {
+        assert_eq!(&env.dump(id, "shop.sql"), dump);
+    }
+    // Without the local cache too.
+    let out = env.ok(&["--no-cache", "check"]);
+    assert!(out.contains("no errors"), "{out}");
 }
