@@ -227,8 +227,21 @@ impl SshServer {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
-    /// SSH master processes of cairn's sessions still running.
+    /// SSH master processes of cairn's sessions still running, after
+    /// giving them 5 s to go: a master is told to exit when its session
+    /// ends and exits a moment later.
     pub fn masters(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.masters_now();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn masters_now(&self) -> Vec<String> {
         let out = Command::new("pgrep")
             .args(["-a", "-f"])
             .arg(self.state_dir().display().to_string())

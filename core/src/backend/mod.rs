@@ -7,6 +7,8 @@ mod local;
 mod location;
 #[cfg(feature = "remote")]
 mod object_store;
+#[cfg(feature = "sftp")]
+mod ssh_reaper;
 
 pub use local::LocalBackend;
 pub use location::{AzureLocation, Location, S3Location, SftpLocation};

@@ -79,6 +79,9 @@ pub struct ObjectStoreBackend {
     /// `ssh` master process only when it is dropped, and the master
     /// (`ControlPersist=yes`) would otherwise outlive cairn.
     _rt: tokio::runtime::Runtime,
+    /// SFTP only; declared after the runtime, so dropped after it.
+    #[cfg(feature = "sftp")]
+    _reaper: Option<super::ssh_reaper::MasterReaper>,
 }
 
 /// An environment variable, when it is set and not empty.
@@ -209,6 +212,8 @@ impl ObjectStoreBackend {
             attempts: opts.attempts.max(1),
             on_retry: opts.on_retry,
             _rt: rt,
+            #[cfg(feature = "sftp")]
+            _reaper: (service == Service::Sftp).then(super::ssh_reaper::MasterReaper::new),
         })
     }
 
