@@ -25,6 +25,7 @@ pub enum ExitCode {
     WalConflict = 28,
     WrongCluster = 29,
     ArchiveNotWorking = 30,
+    MountFailed = 31,
     Interrupted = 130,
 }
 
@@ -53,6 +54,7 @@ impl ExitCode {
             WalConflict,
             WrongCluster,
             ArchiveNotWorking,
+            MountFailed,
             Interrupted,
         ]
         .into_iter()
@@ -86,6 +88,19 @@ impl ExitCode {
 }
 
 /// The table printed at the end of `--help`.
+/// An error of the command line's own (not of the repository), with the
+/// exit code it ends with.
+#[derive(Debug)]
+pub struct Coded(pub ExitCode, pub String);
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for Coded {}
+
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
     0    success
@@ -125,4 +140,6 @@ Exit codes:
          than the one this repository archives (pg check: the server's cluster)
    30    pg check: the WAL segment the server switched to did not reach the repository
          in time (archive_mode off, or archive_command failing)
+   31    mount: FUSE is not available (no /dev/fuse, no permission to mount) or the
+         mount point is not an empty directory
   130    interrupted (Ctrl-C, SIGTERM)";

@@ -295,6 +295,9 @@ fn is_broken_pipe_error(err: &anyhow::Error) -> bool {
 }
 
 fn exit_code_of(err: &anyhow::Error) -> ExitCode {
+    if let Some(coded) = err.chain().find_map(|e| e.downcast_ref::<exit::Coded>()) {
+        return coded.0;
+    }
     err.chain()
         .find_map(|e| e.downcast_ref::<cairn_core::Error>())
         .map(|e| ExitCode::of(e.kind()))

@@ -93,6 +93,7 @@ const ELSEWHERE: &[(i32, &str, &str)] = &[
         "wal.rs",
         "pg_check_confirms_archiving_end_to_end_and_names_what_is_wrong",
     ),
+    (31, "mount.rs", "mount_refuses_clearly_where_it_cannot"),
     (
         130,
         "faults.rs",

@@ -12,6 +12,7 @@ mod generate;
 pub(crate) mod init;
 mod key;
 pub(crate) mod ls;
+mod mount;
 mod pg;
 pub(crate) mod prune;
 mod repair;
@@ -57,6 +58,9 @@ pub enum Command {
     Ls(ls::LsArgs),
     /// Find entries by name (glob) in snapshots
     Find(find::FindArgs),
+    /// Browse the snapshots as a read-only file system (FUSE)
+    #[command(long_about = mount::LONG_ABOUT)]
+    Mount(mount::MountArgs),
     /// Show what changed between two snapshots
     #[command(long_about = diff::LONG_ABOUT)]
     Diff(diff::DiffArgs),
@@ -113,6 +117,7 @@ pub fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
         Command::Drill(a) => drill::run(global, a),
         Command::Ls(a) => ls::run(global, a),
         Command::Find(a) => find::run(global, a),
+        Command::Mount(a) => mount::run(global, a),
         Command::Diff(a) => diff::run(global, a),
         Command::Stats(a) => stats::run(global, a),
         Command::Tag(a) => tag::run(global, a),

@@ -5,4 +5,4 @@
 pub mod chunker;
 pub mod sketch;
 #[cfg(test)]
-mod test_data;
+pub(crate) mod test_data;

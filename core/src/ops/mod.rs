@@ -8,6 +8,7 @@ pub mod copy;
 pub mod drill;
 pub mod forget;
 pub mod key;
+pub mod mount;
 pub mod prune;
 pub mod repair;
 pub mod restore;
