@@ -232,7 +232,7 @@ fn a_damaged_chunk_reads_as_an_io_error_never_as_wrong_bytes() {
     let data = pseudo_random(2 << 20, 3);
     env.backup_stdin(&data, &["--stdin-filename", "db.sql"]);
     // Flip one byte in the middle of every pack.
-    for pack in files_in(&env.repo.join("data")) {
+    for pack in files_under(&env.repo.join("data")) {
         let mut bytes = std::fs::read(&pack).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x40;
@@ -258,25 +258,6 @@ fn a_damaged_chunk_reads_as_an_io_error_never_as_wrong_bytes() {
     );
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// As root in CI every other test mounts as root, which needs no help:
-/// here the PostgreSQL server's user mounts, through fusermount3, as an
-/// admin browsing the backups of their own cron job would.
 #[test]
 fn a_user_other_than_root_mounts_through_fusermount() {
     if !have_fuse() {

@@ -102,15 +102,7 @@ impl Azurite {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Azurite did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_for_port(self.port, 60, "Azurite", &|| self.log());
     }
 
     /// Stops the emulator. With SIGTERM: Azurite keeps its metadata in

@@ -9,7 +9,9 @@ pub mod s3;
 pub mod sftp;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::io::Write as _;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -513,4 +515,94 @@ pub fn nightly_round(env: &Env, log: &dyn Fn() -> String) {
     // Without the local cache too.
     let out = env.ok(&["--no-cache", "check"]);
     assert!(out.contains("no errors"), "{out}");
+}
+
+/// A backup of 40 MiB from stdin, fed slowly enough to be interrupted.
+pub fn long_backup(env: &Env) -> (Child, std::thread::JoinHandle<()>) {
+    let mut child = env
+        .cmd()
+        .args(["backup", "-", "--stdin-filename", "db.sql"])
+        .env("CAIRN_CONNECTIONS", "2")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for seed in 0..40u64 {
+            if input
+                .write_all(&pseudo_random(1 << 20, 1000 + seed))
+                .is_err()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    (child, writer)
+}
+
+/// Files under `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// After a backup that failed because the storage went away, and the
+/// storage is back: only the earlier snapshot is there and restores,
+/// check reads every blob, and a new backup works.
+pub fn nothing_lost_after_an_outage(env: &Env, old_id: &str, old: &[u8]) {
+    assert_eq!(env.snapshots().len(), 1, "a failed backup left a snapshot");
+    assert_eq!(env.dump(old_id, "db.sql"), old);
+    env.ok(&["check", "--read-data"]);
+    let new = pseudo_random(3 << 20, 77);
+    let new_id = env.backup_stdin(&new, &["--stdin-filename", "db.sql"]);
+    assert_eq!(env.dump(&new_id, "db.sql"), new);
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, at most `secs`.
+pub fn wait_for_port(port: u16, secs: u64, what: &str, log: &dyn Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not start: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits for a backup started by [`long_backup`] whose storage went away:
+/// it fails, within two minutes, in at most three lines and no panic.
+pub fn fails_cleanly(child: std::process::Child, writer: std::thread::JoinHandle<()>) {
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert!(
+        !out.status.success(),
+        "backup succeeded with the storage down"
+    );
+    assert!(
+        !err.contains("panicked") && err.trim_end().lines().count() <= 3,
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(120),
+        "gave up too slowly"
+    );
 }

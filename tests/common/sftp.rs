@@ -128,15 +128,7 @@ impl SshServer {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_for_port(self.port, 20, "sshd", &|| self.log());
     }
 
     /// Stops the listening sshd (SIGKILL); sessions already open go on.

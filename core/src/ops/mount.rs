@@ -274,26 +274,11 @@ impl MountView {
             let n = taken.entry(base.clone()).or_insert(0);
             let name = if *n == 0 { base } else { format!("{base}-{n}") };
             *n += 1;
-            let root = Node {
-                name: name.clone(),
-                name_raw: None,
-                kind: NodeKind::Dir,
-                mode: 0o755,
-                uid: self.owner.0,
-                gid: self.owner.1,
-                mtime: snap.time.timestamp().as_second(),
-                mtime_nsec: 0,
-                size: 0,
-                content: Vec::new(),
-                content_lists: Vec::new(),
-                subtree: Some(snap.tree),
-                target: None,
-                target_raw: None,
-                device: None,
-                hardlink: None,
-                xattrs: Vec::new(),
-                damage: None,
-            };
+            let mut root = Node::new(std::ffi::OsStr::new(&name), NodeKind::Dir);
+            root.mode = 0o755;
+            (root.uid, root.gid) = self.owner;
+            root.mtime = snap.time.timestamp().as_second();
+            root.subtree = Some(snap.tree);
             let ino = Self::push(
                 inodes,
                 Inode::Node {
