@@ -1,9 +1,11 @@
 //! A repository in a local directory.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{Backend, ObjectInfo, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,15 +17,47 @@ const MAX_RANGE: u64 = 512 * 1024 * 1024;
 /// A repository in a local directory. Objects are written to a temporary
 /// file, fsynced, and then hard-linked to their name, which fails if the
 /// name exists: an object is never overwritten.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// The packs read from last, kept open: a restore of many small files
+    /// reads one pack a few bytes at a time, and opened it for each read.
+    open_packs: Mutex<VecDeque<(String, Arc<File>)>>,
 }
+
+impl Clone for LocalBackend {
+    fn clone(&self) -> Self {
+        LocalBackend::new(self.root.clone())
+    }
+}
+
+/// Packs kept open for range reads.
+const OPEN_PACKS: usize = 8;
 
 impl LocalBackend {
     /// A backend rooted at `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            open_packs: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The pack `name`, open; from the few kept open when it is one of
+    /// them. (A pack is never changed; one deleted while open still reads
+    /// as it was, and every blob read is checked against its ID.)
+    fn open_pack(&self, name: &str, path: &Path) -> Result<Arc<File>> {
+        let lock = || self.open_packs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, f)) = lock().iter().find(|(n, _)| n == name) {
+            return Ok(f.clone());
+        }
+        let file = Arc::new(self.open(ObjectKind::Pack, name, path)?);
+        let mut open = lock();
+        open.push_back((name.to_string(), file.clone()));
+        if open.len() > OPEN_PACKS {
+            open.pop_front();
+        }
+        Ok(file)
     }
 
     fn path(&self, kind: ObjectKind, name: &str) -> PathBuf {
@@ -215,7 +249,10 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, kind: ObjectKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let path = self.path(kind, name);
-        let file = self.open(kind, name, &path)?;
+        let file = match kind {
+            ObjectKind::Pack => self.open_pack(name, &path)?,
+            _ => Arc::new(self.open(kind, name, &path)?),
+        };
         if length > MAX_RANGE {
             return Err(Error::invalid(format!(
                 "range of {length} bytes is too large"

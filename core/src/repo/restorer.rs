@@ -177,6 +177,17 @@ pub fn restore_tree(
     Ok(r.stats)
 }
 
+/// What restoring one file did.
+#[derive(Default)]
+struct FileDone {
+    /// Written (else kept as it was).
+    written: bool,
+    bytes: u64,
+    verified: bool,
+    /// Extended attributes left because not root, and warnings.
+    xattrs: (u64, Vec<String>),
+}
+
 struct Restorer<'a> {
     repo: &'a Repository,
     index: CacheReader,
@@ -384,60 +395,105 @@ impl Restorer<'_> {
     }
 
     fn restore_file(&mut self, node: &Node, path: &Path) -> Result<()> {
-        if self.keep_existing(node, path) {
-            self.stats.files_kept += 1;
-            // Kept on the quick check of size and time: verified too (a
-            // file changed in place without changing either is caught).
-            if self.opts.verify && !self.opts.dry_run && self.opts.overwrite == Overwrite::IfChanged
-            {
+        if self.opts.dry_run {
+            if self.keep_existing(node, path) {
+                self.stats.files_kept += 1;
+            } else {
+                self.stats.files += 1;
+                self.stats.bytes += node.size;
+            }
+            return Ok(());
+        }
+        if !self.keep_existing(node, path) && self.link_again(node, path)? {
+            self.stats.files += 1;
+            self.stats.hardlinks += 1;
+            if self.opts.verify {
                 self.verify_file(node, path)?;
                 self.stats.verified += 1;
             }
             return Ok(());
         }
-        if self.opts.dry_run {
-            self.stats.files += 1;
-            self.stats.bytes += node.size;
-            return Ok(());
-        }
-        if self.link_again(node, path)? {
-            self.stats.files += 1;
-            self.stats.hardlinks += 1;
-        } else {
-            self.write_file(node, path)?;
-            self.stats.files += 1;
+        let done = self.restore_file_alone(node, path)?;
+        if done.written {
             if let Some(l) = node.hardlink {
                 self.links.entry(l).or_insert_with(|| path.to_path_buf());
             }
         }
+        self.count(done);
+        Ok(())
+    }
+
+    /// Restores one file that is not another link of one restored before:
+    /// kept when `overwrite` says so, else written (and verified with
+    /// `--verify`). Needs only `&self`. (Restoring the small files of a
+    /// directory in parallel this way was measured: 100 000 files took
+    /// 17 s instead of 6.5 s on 2 cores, the system time doubling.)
+    fn restore_file_alone(&self, node: &Node, path: &Path) -> Result<FileDone> {
+        let mut done = FileDone::default();
+        if self.keep_existing(node, path) {
+            // Kept on the quick check of size and time: verified too (a
+            // file changed in place without changing either is caught).
+            if self.opts.verify && self.opts.overwrite == Overwrite::IfChanged {
+                self.verify_file(node, path)?;
+                done.verified = true;
+            }
+            return Ok(done);
+        }
+        done.bytes = self.write_file(node, path)?;
+        done.written = true;
+        done.xattrs = self.set_xattrs(path, node);
         if self.opts.verify {
             self.verify_file(node, path)?;
+            done.verified = true;
+        }
+        Ok(done)
+    }
+
+    /// Adds what restoring one file did to the counts.
+    fn count(&mut self, done: FileDone) {
+        if done.written {
+            self.stats.files += 1;
+            self.stats.bytes += done.bytes;
+        } else {
+            self.stats.files_kept += 1;
+        }
+        if done.verified {
             self.stats.verified += 1;
         }
-        Ok(())
+        self.count_xattrs(done.xattrs);
+    }
+
+    fn count_xattrs(&mut self, (not_root, warnings): (u64, Vec<String>)) {
+        self.stats.xattrs_not_root += not_root;
+        for w in warnings {
+            self.warn(w);
+        }
     }
 
     /// Sets the entry's extended attributes. Those only root may set
     /// (`security.*`, `trusted.*`) are counted and left when not root;
-    /// any other that cannot be set is a warning.
-    fn restore_xattrs(&mut self, path: &Path, node: &Node) {
+    /// any other that cannot be set is a warning. Returns the count and
+    /// the warnings.
+    fn set_xattrs(&self, path: &Path, node: &Node) -> (u64, Vec<String>) {
+        let (mut not_root, mut warnings) = (0, Vec::new());
         for x in &node.xattrs {
             let privileged = x.name.starts_with("security.") || x.name.starts_with("trusted.");
             if privileged && !self.is_root {
-                self.stats.xattrs_not_root += 1;
+                not_root += 1;
                 continue;
             }
             let set = hex::decode(&x.value)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
                 .and_then(|v| crate::sys::write_xattr(path, x.name.as_bytes(), &v));
             if let Err(e) = set {
-                self.warn(format!(
+                warnings.push(format!(
                     "{}: extended attribute {} not restored: {e}",
                     path.display(),
                     x.name
                 ));
             }
         }
+        (not_root, warnings)
     }
 
     /// Another link of a file restored earlier in this run: linked to it
@@ -470,7 +526,10 @@ impl Restorer<'_> {
         .map(drop)
     }
 
-    fn write_file(&mut self, node: &Node, path: &Path) -> Result<()> {
+    /// Writes file `node` to `path` (under a temporary name, renamed into
+    /// place when whole), with its owner, mode and time; returns the bytes
+    /// written.
+    fn write_file(&self, node: &Node, path: &Path) -> Result<u64> {
         let ids = self.repo.file_chunks(&self.index, node)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new()
@@ -500,6 +559,25 @@ impl Restorer<'_> {
                 node.size
             )));
         }
+        // Owner, mode and time through the open file, before the rename:
+        // by path each would look the file up again (a restore of 100 000
+        // small files spent a fifth of its system time opening files).
+        let f = tmp.as_file();
+        let set = |what: &str, r: io::Result<()>| {
+            r.map_err(|e| Error::io(format!("setting the {what} of {}", path.display()), e))
+        };
+        if self.is_root {
+            let _ = std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid));
+        }
+        set(
+            "permissions",
+            f.set_permissions(fs::Permissions::from_mode(node.mode & 0o7777)),
+        )?;
+        let mtime = FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+        set(
+            "time",
+            filetime::set_file_handle_times(f, None, Some(mtime)),
+        )?;
         if let Ok(m) = fs::symlink_metadata(path) {
             if m.is_dir() {
                 remove(path)?;
@@ -512,12 +590,14 @@ impl Restorer<'_> {
             )
         })?;
         drop(file);
-        self.stats.bytes += written;
-        self.set_metadata(path, node, false)
+        // Extended attributes are set after this (by the caller): one
+        // changes only the ctime.
+        Ok(written)
     }
 
     fn set_metadata(&mut self, path: &Path, node: &Node, symlink: bool) -> Result<()> {
-        self.restore_xattrs(path, node);
+        let xattrs = self.set_xattrs(path, node);
+        self.count_xattrs(xattrs);
         if self.is_root {
             let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
         }
