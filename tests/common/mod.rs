@@ -8,8 +8,8 @@ pub mod pg;
 pub mod s3;
 pub mod sftp;
 
-use std::path::{Path, PathBuf};
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
