@@ -234,13 +234,7 @@ pub fn write_chunks(
         };
         if let Some((n, chunks)) = first {
             if n == ids.len() {
-                for chunk in &chunks {
-                    out.write_all(chunk)
-                        .map_err(|e| Error::io("writing restored data", e))?;
-                    written += chunk.len() as u64;
-                    on_bytes(chunk.len() as u64);
-                }
-                return Ok(written);
+                return write_out(out, &chunks, on_bytes);
             }
         }
     }
@@ -283,17 +277,25 @@ pub fn write_chunks(
             }
         });
         for chunks in rx {
-            for chunk in &chunks? {
-                out.write_all(chunk)
-                    .map_err(|e| Error::io("writing restored data", e))?;
-                written += chunk.len() as u64;
-                on_bytes(chunk.len() as u64);
-            }
+            written += write_out(out, &chunks?, on_bytes)?;
         }
         reader
             .join()
             .map_err(|_| Error::new(ErrorKind::Io, "the restore reader thread panicked"))
     })?;
+    Ok(written)
+}
+
+/// Writes `chunks` to `out` in order, telling `on_bytes` of each;
+/// returns the bytes written.
+fn write_out(out: &mut dyn Write, chunks: &[Vec<u8>], on_bytes: &dyn Fn(u64)) -> Result<u64> {
+    let mut written = 0;
+    for chunk in chunks {
+        out.write_all(chunk)
+            .map_err(|e| Error::io("writing restored data", e))?;
+        written += chunk.len() as u64;
+        on_bytes(chunk.len() as u64);
+    }
     Ok(written)
 }
 
