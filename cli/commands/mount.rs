@@ -270,12 +270,9 @@ pub fn run(global: &GlobalArgs, args: MountArgs) -> anyhow::Result<ExitCode> {
         rustix::process::getuid().as_raw(),
         rustix::process::getgid().as_raw(),
     );
-    let shown = list
-        .good
-        .iter()
-        .filter(|s| args.filter.filter().matches(s))
-        .count();
-    let view = MountView::new(repo, &list, &args.filter.filter(), owner)?;
+    let filter = args.filter.filter();
+    let shown = list.good.iter().filter(|s| filter.matches(s)).count();
+    let view = MountView::new(repo, &list, &filter, owner)?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::RO,

@@ -1,4 +1,5 @@
-//! Facts about the machine and the process cairn runs on.
+//! Facts about the machine and the process cairn runs on, and what the
+//! process's threads share.
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -75,4 +76,11 @@ pub fn read_xattrs(path: &std::path::Path) -> std::io::Result<Vec<(Vec<u8>, Vec<
 pub fn write_xattr(path: &std::path::Path, name: &[u8], value: &[u8]) -> std::io::Result<()> {
     let name = std::ffi::OsStr::from_bytes(name);
     rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).map_err(Into::into)
+}
+
+/// A mutex's guard, also after another thread panicked holding it: what
+/// cairn keeps under a mutex (caches, first errors, lists) stays valid
+/// between its updates.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

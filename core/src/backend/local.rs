@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::{Backend, ObjectInfo, ObjectKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::is_object_name;
+use crate::sys::lock;
 
 /// Largest range read accepted (a tree blob is at most 256 MiB).
 const MAX_RANGE: u64 = 512 * 1024 * 1024;
@@ -47,12 +48,11 @@ impl LocalBackend {
     /// them. (A pack is never changed; one deleted while open still reads
     /// as it was, and every blob read is checked against its ID.)
     fn open_pack(&self, name: &str, path: &Path) -> Result<Arc<File>> {
-        let lock = || self.open_packs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, f)) = lock().iter().find(|(n, _)| n == name) {
+        if let Some((_, f)) = lock(&self.open_packs).iter().find(|(n, _)| n == name) {
             return Ok(f.clone());
         }
         let file = Arc::new(self.open(ObjectKind::Pack, name, path)?);
-        let mut open = lock();
+        let mut open = lock(&self.open_packs);
         open.push_back((name.to_string(), file.clone()));
         if open.len() > OPEN_PACKS {
             open.pop_front();

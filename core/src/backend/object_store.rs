@@ -27,6 +27,11 @@ use super::{Backend, ObjectInfo, ObjectKind, ObjectStoreOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::is_object_name;
 
+/// The retry schedule: the first wait, doubling (with the retry layer's
+/// jitter) up to the longest.
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(200);
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
+
 /// The tokio runtime a backend's calls run on.
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -195,8 +200,8 @@ impl ObjectStoreBackend {
                     .with_max_times(opts.attempts.saturating_sub(1))
                     .with_jitter()
                     .with_factor(2.0)
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10)),
+                    .with_min_delay(RETRY_FIRST_DELAY)
+                    .with_max_delay(RETRY_MAX_DELAY),
             )
             .layer(ConcurrentLimitLayer::new(opts.connections.max(1)));
         let rt = runtime()?;
@@ -230,9 +235,7 @@ impl ObjectStoreBackend {
         if self.call("stat", |op| op.exists(path)).map_err(storing)? {
             return Ok(false);
         }
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("random numbers: {e}")))?;
+        let nonce = crate::crypto::random_bytes::<8>()?;
         let tmp = match path.rsplit_once('/') {
             Some((dir, _)) => format!("{dir}/.tmp-{}", hex::encode(nonce)),
             None => format!(".tmp-{}", hex::encode(nonce)),
@@ -258,7 +261,7 @@ impl ObjectStoreBackend {
         what: &str,
         f: impl Fn(&opendal::blocking::Operator) -> opendal::Result<T>,
     ) -> opendal::Result<T> {
-        let mut delay = Duration::from_millis(200);
+        let mut delay = RETRY_FIRST_DELAY;
         let mut attempt = 1;
         loop {
             match f(&self.op) {
@@ -271,7 +274,7 @@ impl ObjectStoreBackend {
                         ));
                     }
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    delay = (delay * 2).min(RETRY_MAX_DELAY);
                     attempt += 1;
                 }
                 other => return other,

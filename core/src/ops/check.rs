@@ -34,6 +34,7 @@ use crate::repo::cache::{CacheReader, IndexCache};
 use crate::repo::commit::MIN_UNINDEXED_AGE;
 use crate::repo::repository::{verify_name, Repository, SnapshotList};
 use crate::repo::walker;
+use crate::sys::lock;
 
 /// Which packs `--read-data-subset` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -293,7 +294,7 @@ pub fn check(
             c.in_obsolete
         ));
     }
-    if let Some(e) = c.passing.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(e) = lock(&c.passing).take() {
         return Err(e.context("check could not read the repository"));
     }
     compare_user_cache(repo, &index, &mut c.report)?;
@@ -1150,10 +1151,6 @@ impl PackFinding {
             whole_pack: true,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The packs `--read-data-subset` reads. Random choices order the packs by

@@ -20,7 +20,7 @@
 //! them are kept.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Snapshot, SnapshotFilter};
@@ -29,6 +29,7 @@ use crate::id::Id;
 use crate::repo::cache::CacheReader;
 use crate::repo::reader::{fetch_batch, locate_batch};
 use crate::repo::repository::{Repository, SnapshotList};
+use crate::sys::lock;
 
 /// The inode number of the root directory.
 pub const ROOT: u64 = 1;
@@ -152,10 +153,6 @@ pub struct MountView {
     inodes: Mutex<Vec<Inode>>,
     files: Mutex<FileMaps>,
     cache: Mutex<ChunkCache>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A file name of a host name or tag: `/` and NUL cannot be in one.
