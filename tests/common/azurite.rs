@@ -4,7 +4,7 @@
 //! on the same port and data, to test outages.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -84,23 +84,20 @@ impl Azurite {
     /// (Re)starts the emulator and waits until it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        let log = std::fs::File::create(self.dir.path().join("azurite.log")).unwrap();
-        let child = Command::new(&self.bin)
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &self.port.to_string(),
-            ])
-            .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"])
-            .arg("--location")
-            .arg(self.dir.path().join("data"))
-            .env("AZURITE_ACCOUNTS", format!("{ACCOUNT}:{KEY}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = super::spawn_logged(
+            Command::new(&self.bin)
+                .args([
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    &self.port.to_string(),
+                ])
+                .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"])
+                .arg("--location")
+                .arg(self.dir.path().join("data"))
+                .env("AZURITE_ACCOUNTS", format!("{ACCOUNT}:{KEY}")),
+            &self.dir.path().join("azurite.log"),
+        );
         self.child = Some(child);
         super::wait_for_port(self.port, 60, "Azurite", &|| self.log());
     }

@@ -572,6 +572,17 @@ pub fn nothing_lost_after_an_outage(env: &Env, old_id: &str, old: &[u8]) {
     assert_eq!(env.dump(&new_id, "db.sql"), new);
 }
 
+/// Starts a test server with stdin closed and its output to the file
+/// `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Waits until something listens on 127.0.0.1:`port`, at most `secs`.
 pub fn wait_for_port(port: u16, secs: u64, what: &str, log: &dyn Fn() -> String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);

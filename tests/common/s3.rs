@@ -4,7 +4,7 @@
 //! again on the same port and data, to test outages.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use tempfile::TempDir;
 
@@ -56,16 +56,13 @@ impl S3Server {
     /// connections.
     pub fn restart(&mut self) {
         self.kill();
-        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
-        let child = Command::new(&self.bin)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = super::spawn_logged(
+            Command::new(&self.bin)
+                .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                .arg(self.dir.path()),
+            &self.dir.path().join("server.log"),
+        );
         self.child = Some(child);
         super::wait_for_port(self.port, 20, "s3s-fs", &|| self.log());
     }

@@ -8,7 +8,7 @@
 //! user's `~/.ssh/config`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -118,15 +118,12 @@ impl SshServer {
     /// (Re)starts sshd and waits until it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        let log = std::fs::File::create(self.dir.path().join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(self.dir.path().join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = super::spawn_logged(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(self.dir.path().join("sshd_config")),
+            &self.dir.path().join("sshd.log"),
+        );
         self.child = Some(child);
         super::wait_for_port(self.port, 20, "sshd", &|| self.log());
     }
