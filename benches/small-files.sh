@@ -12,7 +12,12 @@
 #   benches/small-files.sh [TREE=/tmp/cairn-small-files] [RUNS=3] [FILES=100000]
 #
 # TOOLS="cairn restic" runs only those; CAIRN_BIN=path times another cairn
-# binary instead of building. The tree is made once (python3, a fixed seed):
+# binary instead of building; RESTORE_DIR=dir restores there instead of
+# under the work directory. Put it on a journaled file system: ext4 without
+# a journal skips, when it allocates an inode, every inode freed in the
+# last 60 s (6 minutes while their inode table block is dirty), so a
+# restore shortly after the last run's tree was removed measured up to 5
+# times slower, and varied that much (docs/benchmarks.md §12). The tree is made once (python3, a fixed seed):
 # FILES files of 0 to 8 KiB (half text, half random bytes) in directories of
 # 100, with a symlink and an empty directory here and there.
 set -euo pipefail
@@ -53,7 +58,8 @@ else
 fi
 WORK=$(mktemp -d /tmp/cairn-small-XXXXXX)
 export WORK CAIRN SRC
-trap 'rm -rf "$WORK"' EXIT
+RESTORED=${RESTORE_DIR:-$WORK}/restored-$$
+trap 'rm -rf "$WORK" "$RESTORED"' EXIT
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 export RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench CAIRN_PASSWORD=bench
@@ -122,20 +128,20 @@ for tool in ${TOOLS:-cairn restic rustic}; do
   esac
   versions+=("$v")
   for run in $(seq 1 "$RUNS"); do
-    rm -rf "$WORK/repo" "$WORK/cache" "$WORK/restored"
+    rm -rf "$WORK/repo" "$WORK/cache" "$RESTORED"
     export -f "${tool}_cmd"
     measure "$tool" "$run" init "${tool}_cmd" init
     measure "$tool" "$run" "first backup" "${tool}_cmd" backup
     measure "$tool" "$run" "unchanged backup" "${tool}_cmd" backup
     change change
-    trap 'change back; rm -rf "$WORK"' EXIT
+    trap 'change back; rm -rf "$WORK" "$RESTORED"' EXIT
     measure "$tool" "$run" "1% changed backup" "${tool}_cmd" backup
     printf "%s\t%s\t%s\t%s\t\n" "$tool" "$run" "repository" "$(du -sb "$WORK/repo" | cut -f1)" >> "$RESULTS"
-    measure "$tool" "$run" "restore newest" "${tool}_cmd" restore "$WORK/restored"
-    got=$(find "$WORK/restored" -type d -name tree-root | head -1)
+    measure "$tool" "$run" "restore newest" "${tool}_cmd" restore "$RESTORED"
+    got=$(find "$RESTORED" -type d -name tree-root | head -1)
     diff -r --no-dereference "$SRC" "$got" > /dev/null || { echo "$tool: the restored tree differs" >&2; exit 1; }
     change back
-    trap 'rm -rf "$WORK"' EXIT
+    trap 'rm -rf "$WORK" "$RESTORED"' EXIT
     echo "$tool run $run done" >&2
   done
 done

@@ -184,3 +184,94 @@ fn file_with_the_bytes_of_an_empty_tree() {
         br#"{"nodes":[]}"#
     );
 }
+
+/// Thousands of small files are written several at a time, in batches
+/// that span directories; a directory's mode and time are set only once
+/// everything below it is written. Run as `nobody`, so that a read-only
+/// directory whose mode came too early stops the restore; restored twice
+/// (the second time every file is there already), then with `--verify`.
+#[test]
+fn many_small_files_across_batches_keep_directory_times_and_modes() {
+    use common::{assert_code, unprivileged, FAST_KDF};
+    let env = Env::empty();
+    let src = env.path("src");
+    let mut n = 0u64;
+    for d in 0..6 {
+        for e in 0..5 {
+            let dir = src.join(format!("d{d}/e{e}"));
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..90 {
+                n += 1;
+                let len = (n * 37 % 3000) as usize;
+                fs::write(dir.join(format!("f{f}")), pseudo_random(len, n)).unwrap();
+            }
+        }
+    }
+    // Around the line between files read whole before they are created
+    // and files streamed under a temporary name.
+    fs::write(src.join("d0/exactly-1m"), pseudo_random(1 << 20, 1)).unwrap();
+    fs::write(src.join("d0/above-1m"), pseudo_random((1 << 20) + 1, 2)).unwrap();
+    for d in 0..6 {
+        for e in 0..5 {
+            let dir = src.join(format!("d{d}/e{e}"));
+            let t = filetime::FileTime::from_unix_time(1_500_000_000 + d * 1000 + e, 0);
+            filetime::set_file_mtime(&dir, t).unwrap();
+            if (d + e) % 3 == 0 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
+            }
+        }
+        let t = filetime::FileTime::from_unix_time(1_400_000_000 + d, 0);
+        filetime::set_file_mtime(src.join(format!("d{d}")), t).unwrap();
+    }
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+    let expected = scan(&src);
+    assert!(expected.len() > 2 * 1024, "{} entries", expected.len());
+
+    let run = |args: &[&str]| unprivileged(&env).args(args).output().unwrap();
+    let mut init = vec!["init"];
+    init.extend(FAST_KDF);
+    assert_code(&run(&init), 0, &["init"]);
+    let out = run(&["--json", "backup", src.to_str().unwrap()]);
+    assert_code(&out, 0, &["backup"]);
+    let id = common::snapshot_id(&out);
+    let target = env.path("t");
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    for (round, extra) in [(0, None), (1, None), (2, Some("--verify"))] {
+        let mut args = vec![
+            "--json",
+            "restore",
+            &id,
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = run(&args);
+        assert_code(&out, 0, &["restore round", &round.to_string()]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["files_restored"].as_u64(),
+            Some(n + 2),
+            "round {round}: {v}"
+        );
+        let verified = if extra.is_some() { n + 2 } else { 0 };
+        assert_eq!(
+            v["files_verified"].as_u64(),
+            Some(verified),
+            "round {round}"
+        );
+        assert_eq!(scan(&restored), expected, "round {round}");
+        let stray = common::files_under(&restored)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".cairn-restore-"))
+            .count();
+        assert_eq!(stray, 0, "round {round}: temporary files left");
+    }
+    // A clean restore leaves target directories writable for the test's
+    // own clean-up.
+    for d in 0..6 {
+        for e in 0..5 {
+            let dir = restored.join(format!("d{d}/e{e}"));
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+        }
+    }
+}
