@@ -77,14 +77,12 @@ fn generate(args: &[String]) -> Result<()> {
 fn self_test() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|e| cairn_core::Error::io("temp dir", e))?;
     let location = dir.path().join("repo").display().to_string();
-    let opts = InitOptions {
-        chunker: ChunkerParams::with_average(4096),
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
+    let mut opts = InitOptions::default();
+    opts.chunker = ChunkerParams::with_average(4096);
+    opts.kdf = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
     };
     let info = KeyInfo {
         created: "2026-11-27T00:00:00Z".into(),
@@ -102,8 +100,10 @@ fn self_test() -> Result<()> {
     assert!(repo.index()?.len()? >= 30_000, "every chunk is indexed");
     let report = check::check(
         &repo,
-        &CheckOptions {
-            read_data: Some(check::DataSubset::All),
+        &{
+            let mut o = CheckOptions::default();
+            o.read_data = Some(check::DataSubset::All);
+            o
         },
         &NoCheckProgress,
         &AtomicBool::new(false),

@@ -167,11 +167,10 @@ impl GlobalArgs {
     /// Object storage settings from the command line (`--connections`),
     /// for this repository and a second one (copy, init --from).
     pub fn store_options(&self) -> ObjectStoreOptions {
-        ObjectStoreOptions {
-            connections: usize::from(self.connections),
-            on_retry: (self.verbose > 0).then_some(tell_retry as fn(&str)),
-            ..ObjectStoreOptions::default()
-        }
+        let mut o = ObjectStoreOptions::default();
+        o.connections = usize::from(self.connections);
+        o.on_retry = (self.verbose > 0).then_some(tell_retry as fn(&str));
+        o
     }
 
     pub fn cache(&self) -> CacheLocation {

@@ -232,17 +232,16 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
     } else {
         BackupSource::Paths(paths)
     };
-    let opts = BackupOptions {
-        hostname: args.host.unwrap_or_else(cairn_core::sys::hostname),
-        username: cairn_core::sys::username(),
-        tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
-        time,
-        validate_dumps: !args.no_validate,
-        no_delta: args.no_delta,
-        allow_empty: args.allow_empty,
-        exclude,
-        dry_run: args.dry_run,
-    };
+    let mut opts = BackupOptions::default();
+    opts.hostname = args.host.unwrap_or_else(cairn_core::sys::hostname);
+    opts.username = cairn_core::sys::username();
+    opts.tags = args.tags.into_iter().filter(|t| !t.is_empty()).collect();
+    opts.time = time;
+    opts.validate_dumps = !args.no_validate;
+    opts.no_delta = args.no_delta;
+    opts.allow_empty = args.allow_empty;
+    opts.exclude = exclude;
+    opts.dry_run = args.dry_run;
     run_backup(global, &repo, source, &opts)
 }
 

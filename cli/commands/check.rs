@@ -43,11 +43,10 @@ pub struct CheckArgs {
 
 pub fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open_quietly()?;
-    let opts = CheckOptions {
-        read_data: args
-            .read_data_subset
-            .or(args.read_data.then_some(DataSubset::All)),
-    };
+    let mut opts = CheckOptions::default();
+    opts.read_data = args
+        .read_data_subset
+        .or(args.read_data.then_some(DataSubset::All));
     let bar = PhaseBar::new(global.quiet || global.json);
     let report = check::check(&repo, &opts, &bar, &CANCEL);
     bar.finish();

@@ -92,11 +92,10 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
             eprintln!("cairn: warning: {w}");
         }
     }
-    let opts = drill::DrillOptions {
-        dump_check: Some(check),
-        keep: args.keep,
-        restore_command: Some(crate::commands::pg::drill_restore_command(global)?),
-    };
+    let mut opts = drill::DrillOptions::default();
+    opts.dump_check = Some(check);
+    opts.keep = args.keep;
+    opts.restore_command = Some(crate::commands::pg::drill_restore_command(global)?);
     let outcome = drill::run(&repo, snap, &scratch, &opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let outcome = outcome?;

@@ -150,14 +150,13 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
             None => ChunkerParams::default_for(delta),
         },
     };
-    let opts = InitOptions {
-        chunker,
-        compression_level: args.compression,
-        delta,
-        pack_size: to_u32("pack size", args.pack_size)?,
-        kdf: args.kdf.params()?,
-        prune_grace_seconds: args.prune_grace,
-    };
+    let mut opts = InitOptions::default();
+    opts.chunker = chunker;
+    opts.compression_level = args.compression;
+    opts.delta = delta;
+    opts.pack_size = to_u32("pack size", args.pack_size)?;
+    opts.kdf = args.kdf.params()?;
+    opts.prune_grace_seconds = args.prune_grace;
     opts.chunker.validate()?;
     let password = password::read(global, true)?;
     let info = KeyInfo {

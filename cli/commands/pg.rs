@@ -185,16 +185,14 @@ fn basebackup(global: &GlobalArgs, args: BasebackupArgs) -> anyhow::Result<ExitC
     }
     // A backup: a write-only key may take it.
     let repo = global.open_to_add()?;
-    let opts = BackupOptions {
-        hostname: cairn_core::sys::hostname(),
-        username: cairn_core::sys::username(),
-        tags: args.tags.into_iter().filter(|t| !t.is_empty()).collect(),
-        time: None,
-        validate_dumps: true,
-        no_delta: false,
-        allow_empty: false,
-        ..Default::default()
-    };
+    let mut opts = BackupOptions::default();
+    opts.hostname = cairn_core::sys::hostname();
+    opts.username = cairn_core::sys::username();
+    opts.tags = args.tags.into_iter().filter(|t| !t.is_empty()).collect();
+    opts.time = None;
+    opts.validate_dumps = true;
+    opts.no_delta = false;
+    opts.allow_empty = false;
     let source = BackupSource::Command {
         command,
         filename: pitr::BASE_BACKUP_FILE.to_string(),

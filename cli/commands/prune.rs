@@ -141,11 +141,10 @@ pub fn run_on(
     options: &PruneOptionArgs,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
-    let opts = PruneOptions {
-        max_unused: options.max_unused,
-        max_repack_size: options.max_repack_size,
-        grace_seconds: options.grace,
-    };
+    let mut opts = PruneOptions::default();
+    opts.max_unused = options.max_unused;
+    opts.max_repack_size = options.max_repack_size;
+    opts.grace_seconds = options.grace;
     if options
         .grace
         .is_some_and(|g| g < repo.config().prune_grace_seconds)

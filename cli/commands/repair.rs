@@ -97,10 +97,9 @@ fn index(global: &GlobalArgs, args: IndexArgs) -> anyhow::Result<ExitCode> {
         } else {
             ProgressBar::new(0)
         };
-    let opts = IndexRepairOptions {
-        read_all_packs: args.read_all_packs,
-        dry_run: args.dry_run,
-    };
+    let mut opts = IndexRepairOptions::default();
+    opts.read_all_packs = args.read_all_packs;
+    opts.dry_run = args.dry_run;
     let r = repair::repair_index(
         &repo,
         opts,
@@ -179,11 +178,10 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
         }
         (chosen, Vec::new())
     };
-    let opts = SnapshotRepairOptions {
-        read_data: args.read_data,
-        forget: args.forget,
-        dry_run: args.dry_run,
-    };
+    let mut opts = SnapshotRepairOptions::default();
+    opts.read_data = args.read_data;
+    opts.forget = args.forget;
+    opts.dry_run = args.dry_run;
     let r = repair::repair_snapshots(&repo, &chosen, &unreadable, opts, &CANCEL)?;
     // Damage that stays (unrepairable or unreadable snapshots kept) is
     // still damage: exit 22, so a script does not take it for success.

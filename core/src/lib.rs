@@ -37,10 +37,8 @@
 //!
 //! // init: a new repository with one key (a light key derivation, for
 //! // the example; the default costs about 0.1 s per open).
-//! let init = InitOptions {
-//!     kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
-//!     ..InitOptions::default()
-//! };
+//! let mut init = InitOptions::default();
+//! init.kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 //! let key = KeyInfo {
 //!     created: "2026-12-06T00:00:00Z".into(),
 //!     host: "db1".into(),

@@ -249,10 +249,8 @@ fn of_concurrent_inits_on_a_store_that_overwrites_one_succeeds_and_it_opens() {
                     let (backend, barrier) = (backend.clone(), &barrier);
                     s.spawn(move || {
                         barrier.wait();
-                        let opts = repository::InitOptions {
-                            kdf: FAST_KDF,
-                            ..repository::InitOptions::default()
-                        };
+                        let mut opts = repository::InitOptions::default();
+                        opts.kdf = FAST_KDF;
                         let password = format!("password {i}");
                         repository::init(backend, password.as_bytes(), &opts, key_info("h", "u"))
                             .map(|_| password)
@@ -279,10 +277,8 @@ fn of_concurrent_inits_on_a_store_that_overwrites_one_succeeds_and_it_opens() {
         } else {
             assert!(mem.names(ObjectKind::Key).is_empty(), "round {round}");
             // Nothing there: a plain retry creates it.
-            let opts = repository::InitOptions {
-                kdf: FAST_KDF,
-                ..repository::InitOptions::default()
-            };
+            let mut opts = repository::InitOptions::default();
+            opts.kdf = FAST_KDF;
             repository::init(backend, b"retry", &opts, key_info("h", "u")).unwrap();
         }
     }

@@ -210,11 +210,9 @@ fn prune_keeps_the_base_of_a_kept_delta_when_the_bases_night_is_forgotten() {
         .delete(ObjectKind::Snapshot, &first.id.to_hex())
         .unwrap();
     // Grace 0 and nothing unused allowed: every partly used pack is repacked.
-    let opts = PruneOptions {
-        grace_seconds: Some(0),
-        max_unused: MaxUnused::Bytes(0),
-        ..PruneOptions::default()
-    };
+    let mut opts = PruneOptions::default();
+    opts.grace_seconds = Some(0);
+    opts.max_unused = MaxUnused::Bytes(0);
     let cancel = AtomicBool::new(false);
     let plan = prune::plan(&repo, &opts, &cancel).unwrap();
     let stats = prune::execute(&repo, &plan, &cancel).unwrap();

@@ -67,16 +67,15 @@ fn open_clean(storage: &MemBackend, cache: &CacheLocation, what: &str) -> Reposi
 }
 
 fn backup_options() -> BackupOptions {
-    BackupOptions {
-        hostname: "test".into(),
-        username: "test".into(),
-        tags: Vec::new(),
-        time: None,
-        validate_dumps: true,
-        no_delta: false,
-        allow_empty: false,
-        ..Default::default()
-    }
+    let mut o = BackupOptions::default();
+    o.hostname = "test".into();
+    o.username = "test".into();
+    o.tags = Vec::new();
+    o.time = None;
+    o.validate_dumps = true;
+    o.no_delta = false;
+    o.allow_empty = false;
+    o
 }
 
 fn backup_stream(repo: &Repository, data: &[u8]) -> Result<Snapshot> {
@@ -95,11 +94,9 @@ fn forget(storage: &MemBackend, id: &Id) {
 }
 
 fn prune_with(repo: &Repository, max_unused: MaxUnused, grace: Option<u64>) -> Result<PruneStats> {
-    let opts = PruneOptions {
-        max_unused,
-        grace_seconds: grace,
-        ..PruneOptions::default()
-    };
+    let mut opts = PruneOptions::default();
+    opts.max_unused = max_unused;
+    opts.grace_seconds = grace;
     let cancel = AtomicBool::new(false);
     let plan = prune::plan(repo, &opts, &cancel)?;
     prune::execute(repo, &plan, &cancel)
@@ -112,10 +109,8 @@ fn prune_now(repo: &Repository) -> Result<PruneStats> {
 
 /// Panics, showing the work, unless a prune would find nothing to do.
 fn assert_prune_is_noop(repo: &Repository, what: &str) {
-    let opts = PruneOptions {
-        grace_seconds: Some(0),
-        ..PruneOptions::default()
-    };
+    let mut opts = PruneOptions::default();
+    opts.grace_seconds = Some(0);
     let plan = prune::plan(repo, &opts, &AtomicBool::new(false)).unwrap();
     assert!(
         plan.is_noop(),
@@ -930,13 +925,14 @@ fn crash_at_any_point_of_a_prune_loses_nothing() {
 
 #[test]
 fn crash_during_init_leaves_no_half_repository() {
-    let opts = || InitOptions {
-        kdf: KdfParams {
+    let opts = || {
+        let mut o = InitOptions::default();
+        o.kdf = KdfParams {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
-        },
-        ..InitOptions::default()
+        };
+        o
     };
     let info = || KeyInfo {
         created: "2025-01-01T00:00:00Z".into(),
@@ -1321,9 +1317,8 @@ fn check_tells_failed_reads_from_damage() {
     let (mem, _src, _model) = damage_repo();
     let fb = Arc::new(FaultBackend::new(Arc::new(mem.clone())));
     let repo = open(fb.clone(), &CacheLocation::Temporary).unwrap();
-    let opts = CheckOptions {
-        read_data: Some(DataSubset::All),
-    };
+    let mut opts = CheckOptions::default();
+    opts.read_data = Some(DataSubset::All);
     let run = |repo: &Repository| {
         integrity::check(repo, &opts, &NoCheckProgress, &AtomicBool::new(false))
     };
@@ -1435,11 +1430,10 @@ fn repairs_stop_on_failed_reads_and_change_nothing() {
             nth,
             failure: Failure::Io,
         });
-        let opts = SnapshotRepairOptions {
-            read_data: true,
-            forget: true,
-            dry_run: false,
-        };
+        let mut opts = SnapshotRepairOptions::default();
+        opts.read_data = true;
+        opts.forget = true;
+        opts.dry_run = false;
         let r = repair::repair_snapshots(&repo, &list.good, &[], opts, &no);
         if fb.fired().is_empty() {
             r.unwrap();
@@ -1538,11 +1532,9 @@ fn prune_refuses_to_copy_a_damaged_blob_and_deletes_nothing() {
     mem.delete(ObjectKind::Snapshot, &first.id.to_hex())
         .unwrap();
     let cancel = AtomicBool::new(false);
-    let opts = PruneOptions {
-        max_unused: MaxUnused::Percent(0.0),
-        grace_seconds: Some(0),
-        ..PruneOptions::default()
-    };
+    let mut opts = PruneOptions::default();
+    opts.max_unused = MaxUnused::Percent(0.0);
+    opts.grace_seconds = Some(0);
     let plan = prune::plan(&repo, &opts, &cancel).unwrap();
     let target = plan
         .with_action(prune::PackAction::Repack)

@@ -69,11 +69,9 @@ fn pack_schemes(backend: &Arc<dyn Backend>) -> Vec<(String, u8)> {
 }
 
 fn pruned_fully(repo: &Repository) {
-    let opts = PruneOptions {
-        grace_seconds: Some(0),
-        max_unused: MaxUnused::Bytes(0),
-        ..PruneOptions::default()
-    };
+    let mut opts = PruneOptions::default();
+    opts.grace_seconds = Some(0);
+    opts.max_unused = MaxUnused::Bytes(0);
     let cancel = AtomicBool::new(false);
     let plan = prune::plan(repo, &opts, &cancel).unwrap();
     prune::execute(repo, &plan, &cancel).unwrap();

@@ -17,6 +17,7 @@ pub use object_store::ObjectStoreBackend;
 
 /// Settings of remote backends (object storage and SFTP).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ObjectStoreOptions {
     /// Requests in flight at once, at most (for SFTP: SSH connections).
     pub connections: usize,

@@ -31,7 +31,7 @@ use crate::format::tree::{self, HardLink, Node, NodeKind, Tree, Xattr};
 use crate::id::Id;
 use crate::pattern::Patterns;
 use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
-use crate::repo::cache::CacheReader;
+use crate::repo::cache::{CacheReader, LiveCopy};
 use crate::repo::commit::verify_referenced;
 use crate::repo::delta::DeltaEncoder;
 use crate::repo::packer::{Packer, INDEX_FLUSH_BLOBS};
@@ -81,6 +81,7 @@ pub enum BackupSource {
 
 /// Metadata of a new snapshot.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BackupOptions {
     /// Host name recorded.
     pub hostname: String,
@@ -110,6 +111,7 @@ pub struct BackupOptions {
 
 /// What a path backup leaves out: restic's exclude options.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Excludes {
     /// Paths matching these patterns ([`Patterns`]; `--exclude`,
     /// `--iexclude`).
@@ -870,13 +872,13 @@ impl<'a> BlobSaver<'a> {
     /// [`Self::is_new`] for a blob already looked up: `live` says whether
     /// the index has it in a pack in use, and if it is a delta, its base
     /// ([`CacheReader::live`]), which is then relied on too.
-    fn is_new_given(&mut self, id: &Id, live: Option<Option<Id>>) -> bool {
+    fn is_new_given(&mut self, id: &Id, live: Option<LiveCopy>) -> bool {
         if self.seen.contains(id) || self.reused.contains(id) {
             return false;
         }
-        if let Some(base) = live {
+        if let Some(copy) = live {
             self.reused.insert(*id);
-            self.bases.extend(base);
+            self.bases.extend(copy.base());
             return false;
         }
         self.seen.insert(*id);
@@ -890,7 +892,7 @@ impl<'a> BlobSaver<'a> {
         let keys = self.repo.keys();
         // Hashed and looked up in the index on all cores: with millions of
         // chunks indexed, a lookup costs as much as hashing a chunk.
-        let look = |index: &CacheReader| -> Vec<(Id, Result<Option<Option<Id>>>)> {
+        let look = |index: &CacheReader| -> Vec<(Id, Result<Option<LiveCopy>>)> {
             chunks
                 .par_iter()
                 .map(|c| {

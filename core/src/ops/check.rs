@@ -96,6 +96,7 @@ impl FromStr for DataSubset {
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CheckOptions {
     /// Read (part of) the pack data too.
     pub read_data: Option<DataSubset>,

@@ -281,6 +281,7 @@ fn drill_in(
 
 /// What a drill does besides restoring and verifying.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct DrillOptions {
     /// What to check of a dump in the snapshot.
     pub dump_check: Option<DumpCheck>,

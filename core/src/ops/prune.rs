@@ -87,6 +87,7 @@ impl FromStr for MaxUnused {
 
 /// Options of a prune.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PruneOptions {
     /// Repack partly used packs until at most this much unused data stays.
     pub max_unused: MaxUnused,
@@ -140,11 +141,59 @@ pub struct PackPlan {
     pub obsolete_since: Option<i64>,
     /// The decision.
     pub action: PackAction,
-    entries: Vec<BlobEntry>,
-    claimed: Vec<bool>,
+    /// What the pack holds, by its index record.
+    contents: Vec<PlannedBlob>,
+}
+
+/// A blob a pack holds, and whether the plan takes this copy of it.
+#[derive(Debug, Clone)]
+struct PlannedBlob {
+    entry: BlobEntry,
+    claimed: bool,
 }
 
 impl PackPlan {
+    /// What the pack holds, none of it claimed yet.
+    fn unclaimed(entries: Vec<BlobEntry>) -> Vec<PlannedBlob> {
+        entries
+            .into_iter()
+            .map(|entry| PlannedBlob {
+                entry,
+                claimed: false,
+            })
+            .collect()
+    }
+
+    /// The blobs the pack holds.
+    fn entries(&self) -> impl Iterator<Item = &BlobEntry> {
+        self.contents.iter().map(|b| &b.entry)
+    }
+
+    /// The copies the plan takes from this pack.
+    fn claimed(&self) -> impl Iterator<Item = &BlobEntry> {
+        self.contents.iter().filter(|b| b.claimed).map(|b| &b.entry)
+    }
+
+    /// Takes (`yes`) or gives back the copy at `i`, keeping the counts of
+    /// used blobs and bytes.
+    fn set_claimed(&mut self, i: usize, yes: bool) {
+        let Some(b) = self.contents.get_mut(i) else {
+            return;
+        };
+        if b.claimed == yes {
+            return;
+        }
+        b.claimed = yes;
+        let len = u64::from(b.entry.length);
+        if yes {
+            self.used_blobs += 1;
+            self.used_bytes += len;
+        } else {
+            self.used_blobs -= 1;
+            self.used_bytes -= len;
+        }
+    }
+
     /// Stored bytes of the pack that no snapshot uses.
     fn unused_bytes(&self) -> u64 {
         self.size.saturating_sub(self.used_bytes)
@@ -438,16 +487,14 @@ fn merge_index_record(packs: &mut HashMap<Id, PackPlan>, p: IndexPack) {
         used_bytes: 0,
         obsolete_since: p.obsolete_since,
         action: PackAction::Keep,
-        claimed: vec![false; p.blobs.len()],
-        entries: p.blobs.clone(),
+        contents: PackPlan::unclaimed(p.blobs.clone()),
     });
     // A full key's record of a pack beats a write-only key's: a writer
     // could list another pack's blobs as its own.
-    let trusted = |es: &[BlobEntry]| es.iter().all(|e| !e.session);
-    if !trusted(&entry.entries) && trusted(&p.blobs) {
+    let trusted_now = entry.entries().all(|e| !e.session);
+    if !trusted_now && p.blobs.iter().all(|e| !e.session) {
         entry.blobs = p.blobs.len();
-        entry.claimed = vec![false; p.blobs.len()];
-        entry.entries = p.blobs;
+        entry.contents = PackPlan::unclaimed(p.blobs);
     }
     // Listed in use anywhere: in use.
     entry.obsolete_since = match (entry.obsolete_since, p.obsolete_since) {
@@ -479,20 +526,16 @@ fn claim_used(
     // use itself and was claimed as a delta moves to a whole copy.
     let mut need_whole: HashSet<Id> = HashSet::new();
     for p in packs.values() {
-        for (e, &c) in p.entries.iter().zip(&p.claimed) {
-            if let (true, Some(base)) = (c, e.compression.base()) {
-                need_whole.insert(base);
-            }
-        }
+        need_whole.extend(p.claimed().filter_map(|e| e.compression.base()));
     }
     if !need_whole.is_empty() {
         for p in packs.values_mut() {
-            for (i, e) in p.entries.iter().enumerate() {
-                if p.claimed[i] && e.compression.base().is_some() && need_whole.contains(&e.id) {
-                    p.claimed[i] = false;
-                    p.used_blobs -= 1;
-                    p.used_bytes -= u64::from(e.length);
-                    claimed.remove(&e.id);
+            for i in 0..p.contents.len() {
+                let b = &p.contents[i];
+                let id = b.entry.id;
+                if b.claimed && b.entry.compression.base().is_some() && need_whole.contains(&id) {
+                    p.set_claimed(i, false);
+                    claimed.remove(&id);
                 }
             }
         }
@@ -537,7 +580,7 @@ fn unclaimed_error(
     let deltas_of_it = packs
         .values()
         .filter(|p| present.contains(&p.id))
-        .flat_map(|p| &p.entries)
+        .flat_map(|p| p.entries())
         .filter(|e| e.id == missing && e.compression.base().is_some())
         .count();
     let missing = if need_whole.contains(&missing) && deltas_of_it > 0 {
@@ -567,7 +610,7 @@ fn decide_packs(
     let mut candidates: Vec<Id> = Vec::new();
     for id in ids {
         let Some(p) = packs.get_mut(id) else { continue };
-        let all_used = p.used_blobs == p.entries.len();
+        let all_used = p.used_blobs == p.contents.len();
         p.action = if !present.contains(id) {
             PackAction::DropMissing
         } else if let Some(since) = p.obsolete_since {
@@ -681,8 +724,7 @@ fn add_unindexed(list: &mut Vec<PackPlan>, unindexed: Vec<UnindexedPack>, time: 
             } else {
                 PackAction::KeepUnindexed
             },
-            entries: Vec::new(),
-            claimed: Vec::new(),
+            contents: Vec::new(),
         });
     }
 }
@@ -766,9 +808,9 @@ fn repack_orphan_deltas(packs: &mut HashMap<Id, PackPlan>) -> bool {
                 PackAction::Repack => false,
                 _ => continue,
             };
-            for (e, &c) in p.entries.iter().zip(&p.claimed) {
-                if e.compression.base().is_none() && (all || c) {
-                    available.insert(e.id);
+            for b in &p.contents {
+                if b.entry.compression.base().is_none() && (all || b.claimed) {
+                    available.insert(b.entry.id);
                 }
             }
         }
@@ -777,7 +819,7 @@ fn repack_orphan_deltas(packs: &mut HashMap<Id, PackPlan>) -> bool {
             if !matches!(p.action, PackAction::Keep | PackAction::Revive) {
                 continue;
             }
-            let orphan = p.entries.iter().any(|e| {
+            let orphan = p.entries().any(|e| {
                 e.compression
                     .base()
                     .is_some_and(|b| !available.contains(&b))
@@ -817,8 +859,7 @@ fn claim_copies(
         for (id, p) in packs.iter() {
             if present.contains(id) {
                 whole_stored.extend(
-                    p.entries
-                        .iter()
+                    p.entries()
                         .filter(|e| e.compression.base().is_none())
                         .map(|e| e.id),
                 );
@@ -837,7 +878,8 @@ fn claim_copies(
                 if p.obsolete_since.is_some() != pass_obsolete || !present.contains(id) {
                     continue;
                 }
-                for (i, e) in p.entries.iter().enumerate() {
+                for i in 0..p.contents.len() {
+                    let e = &p.contents[i].entry;
                     let usable = e
                         .compression
                         .base()
@@ -849,9 +891,7 @@ fn claim_copies(
                         && !rejected.contains(&(*id, i))
                         && claimed.insert(e.id)
                     {
-                        p.claimed[i] = true;
-                        p.used_blobs += 1;
-                        p.used_bytes += u64::from(e.length);
+                        p.set_claimed(i, true);
                     }
                 }
             }
@@ -876,7 +916,7 @@ fn verify_writer_claims(
     let mut copies: HashMap<Id, usize> = HashMap::new();
     for id in ids.iter().filter(|id| present.contains(*id)) {
         if let Some(p) = packs.get(id) {
-            for e in &p.entries {
+            for e in p.entries() {
                 *copies.entry(e.id).or_default() += 1;
             }
         }
@@ -888,8 +928,9 @@ fn verify_writer_claims(
         let mut suspect: Vec<(Id, usize, BlobEntry)> = Vec::new();
         for id in ids {
             let Some(p) = packs.get(id) else { continue };
-            for (i, (e, &c)) in p.entries.iter().zip(&p.claimed).enumerate() {
-                if c && e.session && copies.get(&e.id).is_some_and(|&n| n > 1) {
+            for (i, b) in p.contents.iter().enumerate() {
+                let e = &b.entry;
+                if b.claimed && e.session && copies.get(&e.id).is_some_and(|&n| n > 1) {
                     suspect.push((*id, i, *e));
                 }
             }
@@ -922,9 +963,7 @@ fn verify_writer_claims(
         for (pack_id, i, e) in bad {
             rejected.insert((pack_id, i));
             if let Some(p) = packs.get_mut(&pack_id) {
-                p.claimed[i] = false;
-                p.used_blobs -= 1;
-                p.used_bytes -= u64::from(e.length);
+                p.set_claimed(i, false);
             }
             claimed.remove(&e.id);
             again.insert(e.id);
@@ -952,10 +991,8 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
         .values()
         .filter(|p| p.action == PackAction::Repack)
         .flat_map(|p| {
-            p.entries
-                .iter()
-                .zip(&p.claimed)
-                .filter_map(|(e, &c)| c.then_some((e.id, (e.compression.base(), e.session))))
+            p.claimed()
+                .map(|e| (e.id, (e.compression.base(), e.session)))
         })
         .collect();
     if copied.is_empty() {
@@ -966,7 +1003,7 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
     ids.sort();
     for id in ids {
         let Some(p) = packs.get(&id) else { continue };
-        for (i, e) in p.entries.iter().enumerate() {
+        for (i, e) in p.entries().enumerate() {
             let same = copied.get(&e.id).is_some_and(|&(base, session)| {
                 base == e.compression.base() && (session || !e.session)
             });
@@ -982,11 +1019,9 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
         .values_mut()
         .filter(|p| p.action == PackAction::Repack)
     {
-        for (i, e) in p.entries.iter().enumerate() {
-            if p.claimed[i] && kept_at.contains_key(&e.id) {
-                p.claimed[i] = false;
-                p.used_blobs -= 1;
-                p.used_bytes -= u64::from(e.length);
+        for i in 0..p.contents.len() {
+            if kept_at.contains_key(&p.contents[i].entry.id) {
+                p.set_claimed(i, false);
             }
         }
     }
@@ -994,12 +1029,8 @@ fn prefer_kept_copies(packs: &mut HashMap<Id, PackPlan>) -> bool {
         let Some(p) = packs.get_mut(&pack) else {
             continue;
         };
-        if let (Some(claimed), Some(e)) = (p.claimed.get_mut(i), p.entries.get(i)) {
-            debug_assert_eq!(e.id, blob);
-            *claimed = true;
-            p.used_blobs += 1;
-            p.used_bytes += u64::from(e.length);
-        }
+        debug_assert_eq!(p.contents.get(i).map(|b| b.entry.id), Some(blob));
+        p.set_claimed(i, true);
     }
     true
 }
@@ -1080,10 +1111,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         // again there.
         let pack_keys = pack::pack_keys(keys, repo.id(), &bytes, &p.id)?;
         let claimed = p
-            .entries
-            .iter()
-            .zip(&p.claimed)
-            .filter_map(|(e, c)| c.then_some(e))
+            .claimed()
             .collect::<Vec<_>>()
             .into_par_iter()
             .map(|e| {
@@ -1132,7 +1160,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
         records.push(IndexPack {
             pack_id: p.id,
             obsolete_since,
-            blobs: p.entries.clone(),
+            blobs: p.entries().copied().collect(),
         });
     }
     stats.index_written += repo.save_index_records(records, INDEX_CHUNK_BLOBS)?;
@@ -1171,18 +1199,27 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
 mod tests {
     use super::*;
 
+    /// Which copies of pack `p` are claimed.
+    fn flags(p: &PackPlan) -> Vec<bool> {
+        p.contents.iter().map(|b| b.claimed).collect()
+    }
+
     fn pack(n: u8, blobs: &[u8], claimed: &[bool], action: PackAction) -> (Id, PackPlan) {
-        let entries: Vec<BlobEntry> = blobs
+        let contents: Vec<PlannedBlob> = blobs
             .iter()
+            .zip(claimed)
             .enumerate()
-            .map(|(i, &b)| BlobEntry {
-                id: Id::from_bytes([b; 32]),
-                blob_type: BlobType::Data,
-                compression: crate::format::compress::Compression::None,
-                offset: 100 * i as u32,
-                length: 100,
-                raw_length: 60,
-                session: false,
+            .map(|(i, (&b, &claimed))| PlannedBlob {
+                claimed,
+                entry: BlobEntry {
+                    id: Id::from_bytes([b; 32]),
+                    blob_type: BlobType::Data,
+                    compression: crate::format::compress::Compression::None,
+                    offset: 100 * i as u32,
+                    length: 100,
+                    raw_length: 60,
+                    session: false,
+                },
             })
             .collect();
         let used = claimed.iter().filter(|&&c| c).count();
@@ -1195,8 +1232,7 @@ mod tests {
             used_bytes: 100 * used as u64,
             obsolete_since: None,
             action,
-            entries,
-            claimed: claimed.to_vec(),
+            contents,
         };
         (id, plan)
     }
@@ -1214,14 +1250,14 @@ mod tests {
         .into();
         assert!(prefer_kept_copies(&mut packs));
         let p1 = &packs[&Id::from_bytes([1; 32])];
-        assert_eq!(p1.claimed, [false, true, false], "only 8 is left to copy");
+        assert_eq!(flags(p1), [false, true, false], "only 8 is left to copy");
         assert_eq!((p1.used_blobs, p1.used_bytes), (1, 100));
         assert_eq!(p1.action, PackAction::Repack);
         let p2 = &packs[&Id::from_bytes([2; 32])];
-        assert_eq!(p2.claimed, [true, true]);
+        assert_eq!(flags(p2), [true, true]);
         assert_eq!((p2.used_blobs, p2.used_bytes), (2, 200));
         // A pack being deleted is no place to keep a blob.
-        assert_eq!(packs[&Id::from_bytes([4; 32])].claimed, [false]);
+        assert_eq!(flags(&packs[&Id::from_bytes([4; 32])]), [false]);
         // Nothing left to move: no change.
         assert!(!prefer_kept_copies(&mut packs));
     }
@@ -1230,16 +1266,16 @@ mod tests {
     fn a_claim_moves_only_to_a_copy_stored_the_same_way() {
         let base = |n: u8| crate::format::compress::Compression::Delta(Id::from_bytes([n; 32]));
         let (r, mut repacked) = pack(1, &[7, 8, 9], &[true, true, true], PackAction::Repack);
-        repacked.entries[0].compression = base(50);
-        repacked.entries[1].compression = base(50);
+        repacked.contents[0].entry.compression = base(50);
+        repacked.contents[1].entry.compression = base(50);
         let (k, mut kept) = pack(2, &[7, 8, 9], &[false, false, false], PackAction::Keep);
-        kept.entries[0].compression = base(50); // same base: may move
-        kept.entries[1].compression = base(51); // another base: must not
-                                                // entries[2]: whole in both: may move.
+        kept.contents[0].entry.compression = base(50); // same base: may move
+        kept.contents[1].entry.compression = base(51); // another base: must not
+                                                       // entries[2]: whole in both: may move.
         let mut packs: HashMap<Id, PackPlan> = [(r, repacked), (k, kept)].into();
         assert!(prefer_kept_copies(&mut packs));
-        assert_eq!(packs[&r].claimed, [false, true, false]);
-        assert_eq!(packs[&k].claimed, [true, false, true]);
+        assert_eq!(flags(&packs[&r]), [false, true, false]);
+        assert_eq!(flags(&packs[&k]), [true, false, true]);
     }
 
     #[test]
@@ -1249,15 +1285,15 @@ mod tests {
         // is whole and claimed in pack 3) and in pack 2 as a delta of 51,
         // unclaimed, whose base is only in pack 4, deleted now.
         let (a, mut p1) = pack(1, &[7, 6], &[true, true], PackAction::Keep);
-        p1.entries[0].compression = delta(50);
+        p1.contents[0].entry.compression = delta(50);
         let (b, mut p2) = pack(2, &[7, 5], &[false, true], PackAction::Keep);
-        p2.entries[0].compression = delta(51);
+        p2.contents[0].entry.compression = delta(51);
         let (c, p3) = pack(3, &[50], &[true], PackAction::Keep);
         let (d, p4) = pack(4, &[51], &[false], PackAction::Delete);
         // Pack 5 holds an unclaimed delta of 52, whose base stays in an
         // obsolete pack within its grace period: readable, so left alone.
         let (e, mut p5) = pack(5, &[8, 9], &[false, true], PackAction::Keep);
-        p5.entries[0].compression = delta(52);
+        p5.contents[0].entry.compression = delta(52);
         let (f, p6) = pack(6, &[52], &[false], PackAction::KeepMarked);
         let mut packs: HashMap<Id, PackPlan> =
             [(a, p1), (b, p2), (c, p3), (d, p4), (e, p5), (f, p6)].into();
@@ -1271,7 +1307,7 @@ mod tests {
         // them becomes an orphan in the next round.
         let (g, p7) = pack(7, &[53, 1], &[false, true], PackAction::Repack);
         let (h, mut p8) = pack(8, &[2, 3], &[true, false], PackAction::Keep);
-        p8.entries[1].compression = delta(53);
+        p8.contents[1].entry.compression = delta(53);
         let mut packs: HashMap<Id, PackPlan> = [(g, p7), (h, p8)].into();
         assert!(repack_orphan_deltas(&mut packs));
         assert_eq!(packs[&h].action, PackAction::Repack);
@@ -1283,9 +1319,9 @@ mod tests {
         // Blob 7: a delta of 51 (gone) in pack 1, a delta of 50 (stored)
         // in pack 2. Pack 1 sorts first, yet pack 2's copy is claimed.
         let (a, mut p1) = pack(1, &[7], &[false], PackAction::Keep);
-        p1.entries[0].compression = delta(51);
+        p1.contents[0].entry.compression = delta(51);
         let (b, mut p2) = pack(2, &[7], &[false], PackAction::Keep);
-        p2.entries[0].compression = delta(50);
+        p2.contents[0].entry.compression = delta(50);
         let (c, p3) = pack(3, &[50], &[false], PackAction::Keep);
         let mut packs: HashMap<Id, PackPlan> = [(a, p1), (b, p2), (c, p3)].into();
         for p in packs.values_mut() {
@@ -1305,8 +1341,8 @@ mod tests {
             true,
             &HashSet::new(),
         );
-        assert_eq!(packs[&a].claimed, [false]);
-        assert_eq!(packs[&b].claimed, [true]);
+        assert_eq!(flags(&packs[&a]), [false]);
+        assert_eq!(flags(&packs[&b]), [true]);
     }
 
     #[test]

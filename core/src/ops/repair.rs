@@ -88,6 +88,7 @@ pub struct IndexRepair {
 
 /// Options of `repair index`.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct IndexRepairOptions {
     /// Read the trailer of every pack, not only of packs the index lacks
     /// or gets wrong.
@@ -241,6 +242,7 @@ pub fn repair_index(
 
 /// Options of `repair snapshots`.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct SnapshotRepairOptions {
     /// Also read every data chunk the snapshots use and treat those that
     /// do not verify as lost.

@@ -550,6 +550,29 @@ impl SketchReader {
     }
 }
 
+/// How a live blob is stored ([`CacheReader::live`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveCopy {
+    /// Whole.
+    Whole,
+    /// As a delta: a writer that deduplicates against it relies on its
+    /// base too.
+    Delta {
+        /// The blob the delta is against.
+        base: Id,
+    },
+}
+
+impl LiveCopy {
+    /// The base of a delta.
+    pub fn base(self) -> Option<Id> {
+        match self {
+            LiveCopy::Whole => None,
+            LiveCopy::Delta { base } => Some(base),
+        }
+    }
+}
+
 /// Lookups against one snapshot of the cache.
 pub struct CacheReader {
     table: redb::ReadOnlyTable<[u8; 32], [u8; LOCATION_LEN]>,
@@ -586,10 +609,8 @@ impl CacheReader {
     }
 
     /// [`Self::contains_live`], saying what a writer that deduplicates
-    /// against the blob relies on: `Some(None)` for a blob stored whole,
-    /// `Some(Some(base))` for a delta (whose base the writer then relies
-    /// on too), `None` when the blob is not live.
-    pub fn live(&self, id: &Id) -> Result<Option<Option<Id>>> {
+    /// against the blob relies on; `None` when the blob is not live.
+    pub fn live(&self, id: &Id) -> Result<Option<LiveCopy>> {
         let Some(v) = self
             .table
             .get(*id.as_bytes())
@@ -603,7 +624,7 @@ impl CacheReader {
             return Ok(None);
         }
         if v[33] != crate::format::compress::DELTA_BYTE {
-            return Ok(Some(None));
+            return Ok(Some(LiveCopy::Whole));
         }
         let base = Id::from_slice(&v[55..87])?;
         let base_whole_and_live = self
@@ -616,7 +637,7 @@ impl CacheReader {
                     && !untrusted(b[46])
                     && b[33] != crate::format::compress::DELTA_BYTE
             });
-        Ok(base_whole_and_live.then_some(Some(base)))
+        Ok(base_whole_and_live.then_some(LiveCopy::Delta { base }))
     }
 
     /// Compares this view with `truth`, one lookup per blob of either.

@@ -13,7 +13,7 @@ use crate::format::index::IndexPack;
 use crate::format::pack::{self, BlobEntry, BlobType, EncodedBlob, FinishedPack, PackWriter};
 use crate::format::tree::{self, Tree};
 use crate::id::Id;
-use crate::repo::cache::CacheReader;
+use crate::repo::cache::{CacheReader, LiveCopy};
 use crate::repo::delta::DeltaEncoder;
 use crate::repo::repository::Repository;
 
@@ -280,7 +280,7 @@ impl<'a> BlobWriter<'a> {
             }
             Ok(live) => live,
         };
-        match live {
+        match live.map(LiveCopy::base) {
             Some(base) => {
                 self.referenced.extend(base);
                 self.bases.extend(base);

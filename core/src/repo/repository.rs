@@ -25,6 +25,7 @@ use crate::time::SnapshotTime;
 
 /// Settings of a new repository.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InitOptions {
     /// Chunk size bounds.
     pub chunker: ChunkerParams,

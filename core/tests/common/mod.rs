@@ -577,14 +577,12 @@ pub fn key_info(host: &str, user: &str) -> KeyInfo {
 }
 
 pub fn init_small(backend: Arc<dyn Backend>, password: &[u8], delta: bool) {
-    let opts = InitOptions {
-        chunker: ChunkerParams::with_average(4096),
-        compression_level: 1,
-        delta,
-        pack_size: MIN_PACK_SIZE,
-        kdf: FAST_KDF,
-        ..InitOptions::default()
-    };
+    let mut opts = InitOptions::default();
+    opts.chunker = ChunkerParams::with_average(4096);
+    opts.compression_level = 1;
+    opts.delta = delta;
+    opts.pack_size = MIN_PACK_SIZE;
+    opts.kdf = FAST_KDF;
     let info = key_info("test", "test");
     repository::init(backend, password, &opts, info).unwrap();
 }
@@ -597,16 +595,14 @@ pub fn backup_stream(
     data: &[u8],
     validate: bool,
 ) -> Result<cairn_core::format::snapshot::Snapshot> {
-    let opts = cairn_core::ops::backup::BackupOptions {
-        hostname: "test".into(),
-        username: "test".into(),
-        tags: Vec::new(),
-        time: None,
-        validate_dumps: validate,
-        no_delta: false,
-        allow_empty: false,
-        ..Default::default()
-    };
+    let mut opts = cairn_core::ops::backup::BackupOptions::default();
+    opts.hostname = "test".into();
+    opts.username = "test".into();
+    opts.tags = Vec::new();
+    opts.time = None;
+    opts.validate_dumps = validate;
+    opts.no_delta = false;
+    opts.allow_empty = false;
     let source = cairn_core::ops::backup::BackupSource::Stream {
         reader: Box::new(io::Cursor::new(data.to_vec())),
         filename: filename.into(),
@@ -645,9 +641,8 @@ pub fn restore_file(
 pub fn check_read_data(
     repo: &repository::Repository,
 ) -> Result<cairn_core::ops::check::CheckReport> {
-    let opts = cairn_core::ops::check::CheckOptions {
-        read_data: Some(cairn_core::ops::check::DataSubset::All),
-    };
+    let mut opts = cairn_core::ops::check::CheckOptions::default();
+    opts.read_data = Some(cairn_core::ops::check::DataSubset::All);
     let cancel = std::sync::atomic::AtomicBool::new(false);
     cairn_core::ops::check::check(
         repo,
