@@ -166,7 +166,7 @@ pub fn run(global: &GlobalArgs, args: InitArgs) -> anyhow::Result<ExitCode> {
         kind: "full".into(),
     };
     let id = repository::init(backend.clone(), &password, &opts, info)?;
-    // Reported, not relied on (repo-format.md §15.4): a store can honour
+    // Reported, not relied on (`docs/design.md` §1.3): a store can honour
     // it one request at a time and still not under concurrency.
     let create_only =
         backend.atomic_create_only() || cairn_core::backend::claim::probe(backend.as_ref())?;

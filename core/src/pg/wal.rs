@@ -35,7 +35,7 @@ use crate::time::SnapshotTime;
 /// segment's contents never shift (PostgreSQL writes each page at its
 /// place), so content-defined cuts find no more duplicates than fixed
 /// ones, and a larger piece compresses better: zstd sees more of the
-/// segment at once (`repo-format.md` §10.1).
+/// segment at once (`docs/design.md` §3.4).
 const WAL_PIECE: usize = 1 << 20;
 /// Pieces read, compressed and sealed at once (in parallel).
 const PIECES_AT_ONCE: usize = 16;
@@ -43,7 +43,7 @@ const PIECES_AT_ONCE: usize = 16;
 /// The zstd level of WAL pieces: at least 3 unless compression is off. On
 /// a 1 MiB piece of WAL, level 3 is as fast as level 1 (on 2 cores, a
 /// segment's pieces compress in parallel) and about 9 % smaller
-/// (`benches/wal-push.sh`, repo-format §10.1).
+/// (`benches/wal-push.sh`, `docs/design.md` §3.4).
 fn wal_level(repository_level: i32) -> i32 {
     if repository_level == 0 {
         0
