@@ -364,6 +364,70 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = ConfigFile::load(&file)?;
     let global = global.with_config(&config);
     let location = global.location()?.to_string();
+    let names = job_names(&config, &args, &file)?;
+    let state_path = state_file(&global);
+    let state = read_state(state_path.as_deref());
+
+    if args.dry_run {
+        show_plans(&global, &config, &file, &names, &location, &state)?;
+        return Ok(ExitCode::Success);
+    }
+    let password = crate::password::read(&global, false)?;
+    let password = String::from_utf8(password).map_err(|_| {
+        anyhow::anyhow!(Error::invalid(
+            "cairn run hands the password to its steps in CAIRN_PASSWORD, so it must be UTF-8"
+        ))
+    })?;
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!(Error::io("finding the cairn executable", e)))?;
+    // Every job's plan is made before any runs: a job that cannot be
+    // planned is an error in the file, found before anything changes.
+    for name in &names {
+        plan(name, &config.jobs[name], &location, &BTreeMap::new())?;
+    }
+    // The global options every step gets; the password is read once and
+    // handed down in CAIRN_PASSWORD.
+    let mut base = vec!["--json".to_string()];
+    if global.no_cache {
+        base.push("--no-cache".into());
+    } else if let Some(d) = &global.cache_dir {
+        base.extend(["--cache-dir".into(), d.display().to_string()]);
+    }
+    base.extend(["--connections".into(), global.connections.to_string()]);
+    let mut runner = Runner {
+        global: &global,
+        config: &config,
+        location: &location,
+        exe,
+        base,
+        password,
+        state,
+        state_path,
+    };
+    let cancelled = || crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst);
+    let mut first_failure: Option<ExitCode> = None;
+    let mut reports = Vec::new();
+    for name in &names {
+        if cancelled() {
+            // Jobs not started are not reported as done.
+            first_failure.get_or_insert(ExitCode::Interrupted);
+            break;
+        }
+        let (code, report) = runner.run_job(name)?;
+        if code != ExitCode::Success {
+            first_failure.get_or_insert(code);
+        }
+        reports.push(report);
+    }
+    if global.json {
+        print_json(&reports)?;
+    }
+    Ok(first_failure.unwrap_or(ExitCode::Success))
+}
+
+/// The jobs to run: those named, or all of the file's; an error for a
+/// name the file does not define.
+fn job_names(config: &ConfigFile, args: &RunArgs, file: &Path) -> anyhow::Result<Vec<String>> {
     let names: Vec<String> = if args.jobs.is_empty() {
         config.jobs.keys().cloned().collect()
     } else {
@@ -385,81 +449,75 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    let state_path = state_file(&global);
-    let mut state = read_state(state_path.as_deref());
+    Ok(names)
+}
 
-    // The global options every step gets; the password is read once and
-    // handed down in CAIRN_PASSWORD.
-    let mut base = vec!["--json".to_string()];
-    if global.no_cache {
-        base.push("--no-cache".into());
-    } else if let Some(d) = &global.cache_dir {
-        base.extend(["--cache-dir".into(), d.display().to_string()]);
-    }
-    base.extend(["--connections".into(), global.connections.to_string()]);
-
-    if args.dry_run {
-        let shown_file = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
-        let mut plans = Vec::new();
-        for name in &names {
-            let job = &config.jobs[name];
-            let (steps, notes) = plan(name, job, &location, &state)?;
-            if global.json {
-                plans.push(json!({
-                    "job": name,
-                    "steps": steps.iter().map(|s| json!({"step": s.name, "args": s.args})).collect::<Vec<_>>(),
-                    "notes": notes,
-                }));
-            } else if !global.quiet {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "job {name} (repository {location}):")?;
-                for s in &steps {
-                    // A -r given to run overrides the file's repository.
-                    let repo = (config.repository.as_deref() != Some(location.as_str()))
-                        .then_some(location.as_str());
-                    let line = s.display(&shown_file, job, global.no_cache, repo);
-                    writeln!(out, "  {:<11} {line}", s.name)?;
-                }
-                for n in &notes {
-                    writeln!(out, "  {n}")?;
-                }
+/// `run --dry-run`: each job's steps, as the commands they would run.
+fn show_plans(
+    global: &GlobalArgs,
+    config: &ConfigFile,
+    file: &Path,
+    names: &[String],
+    location: &str,
+    state: &BTreeMap<String, i64>,
+) -> anyhow::Result<()> {
+    let shown_file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let mut plans = Vec::new();
+    for name in names {
+        let job = &config.jobs[name];
+        let (steps, notes) = plan(name, job, location, state)?;
+        if global.json {
+            plans.push(json!({
+                "job": name,
+                "steps": steps.iter().map(|s| json!({"step": s.name, "args": s.args})).collect::<Vec<_>>(),
+                "notes": notes,
+            }));
+        } else if !global.quiet {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "job {name} (repository {location}):")?;
+            for s in &steps {
+                // A -r given to run overrides the file's repository.
+                let repo = (config.repository.as_deref() != Some(location)).then_some(location);
+                let line = s.display(&shown_file, job, global.no_cache, repo);
+                writeln!(out, "  {:<11} {line}", s.name)?;
+            }
+            for n in &notes {
+                writeln!(out, "  {n}")?;
             }
         }
-        if global.json {
-            print_json(&plans)?;
-        }
-        return Ok(ExitCode::Success);
     }
-
-    let password = crate::password::read(&global, false)?;
-    let password = String::from_utf8(password).map_err(|_| {
-        anyhow::anyhow!(Error::invalid(
-            "cairn run hands the password to its steps in CAIRN_PASSWORD, so it must be UTF-8"
-        ))
-    })?;
-    let exe = std::env::current_exe()
-        .map_err(|e| anyhow::anyhow!(Error::io("finding the cairn executable", e)))?;
-
-    // Every job's plan is made before any runs: a job that cannot be
-    // planned is an error in the file, found before anything changes.
-    for name in &names {
-        plan(name, &config.jobs[name], &location, &BTreeMap::new())?;
+    if global.json {
+        print_json(&plans)?;
     }
-    let cancelled = || crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst);
-    let mut first_failure: Option<ExitCode> = None;
-    let mut reports = Vec::new();
-    for name in &names {
-        if cancelled() {
-            // Jobs not started are not reported as done.
-            first_failure.get_or_insert(ExitCode::Interrupted);
-            break;
-        }
-        let job = &config.jobs[name];
+    Ok(())
+}
+
+/// What the jobs of one `cairn run` share.
+struct Runner<'a> {
+    global: &'a GlobalArgs,
+    config: &'a ConfigFile,
+    location: &'a str,
+    /// This executable, which runs each step.
+    exe: PathBuf,
+    /// The global options every step gets.
+    base: Vec<String>,
+    password: String,
+    /// When each repository was last pruned and each job last drilled.
+    state: BTreeMap<String, i64>,
+    state_path: Option<PathBuf>,
+}
+
+impl Runner<'_> {
+    /// Runs job `name`'s steps until one fails; says how it went (a line,
+    /// or the failure on stderr; its Prometheus file). Returns its exit
+    /// code and its JSON report.
+    fn run_job(&mut self, name: &str) -> anyhow::Result<(ExitCode, Value)> {
+        let job = &self.config.jobs[name];
         let started = Instant::now();
-        let (steps, notes) = plan(name, job, &location, &state)?;
+        let (steps, notes) = plan(name, job, self.location, &self.state)?;
         let mut results: Vec<StepResult> = Vec::new();
         for step in &steps {
-            if cancelled() {
+            if crate::CANCEL.load(std::sync::atomic::Ordering::SeqCst) {
                 results.push(StepResult {
                     name: step.name,
                     code: ExitCode::Interrupted as i32,
@@ -469,16 +527,24 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 });
                 break;
             }
-            let r = run_step(&exe, &base, &location, step, &config, job, &password)?;
+            let r = run_step(
+                &self.exe,
+                &self.base,
+                self.location,
+                step,
+                self.config,
+                job,
+                &self.password,
+            )?;
             let failed = r.code != 0;
             if !failed && (r.name == "prune" || r.name == "drill") {
                 let key = if r.name == "prune" {
-                    location.clone()
+                    self.location.to_string()
                 } else {
-                    drill_key(&location, name)
+                    drill_key(self.location, name)
                 };
-                state.insert(key, now());
-                write_state(state_path.as_deref(), &state);
+                self.state.insert(key, now());
+                write_state(self.state_path.as_deref(), &self.state);
             }
             results.push(r);
             if failed {
@@ -488,9 +554,6 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         let seconds = started.elapsed().as_secs_f64();
         let failed = results.iter().find(|r| r.code != 0);
         let code = failed.map(|r| code_of(r.code)).unwrap_or(ExitCode::Success);
-        if first_failure.is_none() && code != ExitCode::Success {
-            first_failure = Some(code);
-        }
         let summary = summary_line(name, &results, &notes, seconds);
         if let Some(f) = failed {
             let skipped: Vec<&str> = steps.iter().skip(results.len()).map(|s| s.name).collect();
@@ -505,7 +568,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 line.push_str(&format!("; not run: {}", skipped.join(", ")));
             }
             eprintln!("{line}");
-        } else if !global.quiet && !global.json {
+        } else if !self.global.quiet && !self.global.json {
             println!("{summary}");
         }
         if let Some(prom) = &job.prometheus {
@@ -513,7 +576,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("cairn: warning: {e:#}");
             }
         }
-        reports.push(json!({
+        let report = json!({
             "job": name,
             "ok": failed.is_none(),
             "exit_code": code as i32,
@@ -527,12 +590,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 "error": r.error,
                 "output": r.output,
             })).collect::<Vec<_>>(),
-        }));
+        });
+        Ok((code, report))
     }
-    if global.json {
-        print_json(&reports)?;
-    }
-    Ok(first_failure.unwrap_or(ExitCode::Success))
 }
 
 fn write_state(path: Option<&Path>, state: &BTreeMap<String, i64>) {

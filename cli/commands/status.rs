@@ -126,93 +126,148 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             entry.newest = s;
         }
     }
-    let age_of = |s: &Series| now - s.newest.time.timestamp().as_second();
-    let stale = |s: &Series| args.max_age.is_some_and(|max| age_of(s) > max as i64);
-    let drill_age = |s: &Series| s.passed.map(|d| now - d.time.timestamp().as_second());
-    let unproven = |s: &Series| {
-        args.max_drill_age
-            .is_some_and(|max| drill_age(s).is_none_or(|age| age > max as i64))
-    };
-    // A stream saved empty by an older cairn (or by one whose empty
-    // stream was not saved on purpose with --allow-empty): dated like a
-    // good one, but nothing to restore.
-    let empty = |s: &Series| {
-        s.newest.source.kind != SourceKind::Paths
-            && s.newest.summary.total_bytes_processed == 0
-            && !s.newest.source.empty_allowed
-    };
-    let limits = args.max_age.is_some() || args.max_drill_age.is_some();
-    let any_bad = groups.values().any(|s| stale(s) || unproven(s) || empty(s))
-        || (limits && groups.is_empty());
-    let flagged = |s: &Series| stale(s) || empty(s);
+    let series: Vec<&Series> = groups.values().collect();
+    let judge = Judge { args, now };
+    let any_bad = series.iter().any(|s| judge.bad(s)) || (judge.limits() && series.is_empty());
 
     if let Some(file) = &args.prometheus {
-        let text = prometheus_text(groups.values(), now, &flagged, &unproven);
+        let text = prometheus_text(
+            groups.values(),
+            now,
+            &|s| judge.stale(s) || judge.empty(s),
+            &|s| judge.unproven(s),
+        );
         write_atomically(file, text.as_bytes())?;
     }
-
     if global.json {
-        let list: Vec<_> = groups
-            .values()
-            .map(|s| {
-                json!({
-                    "host": s.host,
-                    "paths": s.paths,
-                    "tags": s.tags,
-                    "snapshots": s.count,
-                    "latest_id": s.newest.id.to_hex(),
-                    "latest_time": s.newest.time.to_rfc3339(),
-                    "age_seconds": age_of(s),
-                    "latest_size": s.newest.summary.total_bytes_processed,
-                    "stale": stale(s),
-                    "empty": empty(s),
-                    "last_drill": s.drill.map(drill_json),
-                    "last_passed_drill": s.passed.map(drill_json),
-                    "unproven": unproven(s),
-                })
-            })
-            .collect();
         print_json(&json!({
             "max_age_seconds": args.max_age,
             "max_drill_age_seconds": args.max_drill_age,
-            "series": list,
+            "series": series.iter().map(|s| judge.json(s)).collect::<Vec<_>>(),
             "ok": !any_bad,
         }))?;
     } else if global.quiet {
-        // Quiet: only what is wrong, on stderr, one line each.
+        judge.complain(&series)?;
+    } else {
+        judge.table(&series)?;
+    }
+    Ok(if any_bad {
+        ExitCode::Stale
+    } else if !loaded.damaged.is_empty() {
+        ExitCode::Damaged
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// The limits of `status` (`--max-age`, `--max-drill-age`) applied to a
+/// series at time `now`.
+struct Judge<'a> {
+    args: &'a StatusArgs,
+    now: i64,
+}
+
+impl Judge<'_> {
+    /// Whether any limit was given.
+    fn limits(&self) -> bool {
+        self.args.max_age.is_some() || self.args.max_drill_age.is_some()
+    }
+
+    /// Seconds since the newest snapshot.
+    fn age(&self, s: &Series) -> i64 {
+        self.now - s.newest.time.timestamp().as_second()
+    }
+
+    /// Older than `--max-age`.
+    fn stale(&self, s: &Series) -> bool {
+        self.args
+            .max_age
+            .is_some_and(|max| self.age(s) > max as i64)
+    }
+
+    /// Seconds since the last drill that passed.
+    fn drill_age(&self, s: &Series) -> Option<i64> {
+        s.passed.map(|d| self.now - d.time.timestamp().as_second())
+    }
+
+    /// No drill passed within `--max-drill-age`.
+    fn unproven(&self, s: &Series) -> bool {
+        self.args
+            .max_drill_age
+            .is_some_and(|max| self.drill_age(s).is_none_or(|age| age > max as i64))
+    }
+
+    /// A stream saved empty by an older cairn (or by one whose empty
+    /// stream was not saved on purpose with --allow-empty): dated like a
+    /// good one, but nothing to restore.
+    fn empty(&self, s: &Series) -> bool {
+        s.newest.source.kind != SourceKind::Paths
+            && s.newest.summary.total_bytes_processed == 0
+            && !s.newest.source.empty_allowed
+    }
+
+    fn bad(&self, s: &Series) -> bool {
+        self.stale(s) || self.unproven(s) || self.empty(s)
+    }
+
+    fn json(&self, s: &Series) -> serde_json::Value {
+        json!({
+            "host": s.host,
+            "paths": s.paths,
+            "tags": s.tags,
+            "snapshots": s.count,
+            "latest_id": s.newest.id.to_hex(),
+            "latest_time": s.newest.time.to_rfc3339(),
+            "age_seconds": self.age(s),
+            "latest_size": s.newest.summary.total_bytes_processed,
+            "stale": self.stale(s),
+            "empty": self.empty(s),
+            "last_drill": s.drill.map(drill_json),
+            "last_passed_drill": s.passed.map(drill_json),
+            "unproven": self.unproven(s),
+        })
+    }
+
+    /// Quiet: only what is wrong, on stderr, one line each.
+    fn complain(&self, series: &[&Series]) -> std::io::Result<()> {
         let mut err = std::io::stderr().lock();
-        for s in groups.values() {
+        for s in series {
             let name = format!("{} {} [{}]", s.host, s.paths.join(","), s.tags.join(","));
-            if stale(s) {
+            if self.stale(s) {
                 writeln!(
                     err,
                     "cairn: stale: {name}: newest snapshot {} is {} old",
                     s.newest.id.short(),
-                    age_text(age_of(s))
+                    age_text(self.age(s))
                 )?;
             }
-            if empty(s) {
+            if self.empty(s) {
                 writeln!(
                     err,
                     "cairn: empty: {name}: newest snapshot {} holds an empty stream",
                     s.newest.id.short()
                 )?;
             }
-            if unproven(s) {
-                let why = match drill_age(s) {
+            if self.unproven(s) {
+                let why = match self.drill_age(s) {
                     Some(age) => format!("the last passed restore drill was {} ago", age_text(age)),
                     None => "no restore drill has passed".to_string(),
                 };
                 writeln!(err, "cairn: unproven: {name}: {why}")?;
             }
         }
-        if limits && groups.is_empty() {
+        if self.limits() && series.is_empty() {
             writeln!(err, "cairn: stale: no snapshot at all")?;
         }
-    } else {
-        let any_empty = groups.values().any(empty);
-        let rows: Vec<Vec<String>> = groups
-            .values()
+        Ok(())
+    }
+
+    /// The table on stdout, and a line of counts.
+    fn table(&self, series: &[&Series]) -> std::io::Result<()> {
+        let any_empty = series.iter().any(|s| self.empty(s));
+        let with_status = self.limits() || any_empty;
+        let rows: Vec<Vec<String>> = series
+            .iter()
             .map(|s| {
                 let mut row = vec![
                     s.host.to_string(),
@@ -221,13 +276,13 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     s.count.to_string(),
                     s.newest.id.short(),
                     s.newest.time.local_display(),
-                    age_text(age_of(s)),
+                    age_text(self.age(s)),
                     size(s.newest.summary.total_bytes_processed),
                     drill_cell(s.drill),
                 ];
-                if limits || any_empty {
+                if with_status {
                     row.push(
-                        match (empty(s), stale(s), unproven(s)) {
+                        match (self.empty(s), self.stale(s), self.unproven(s)) {
                             (true, _, _) => "EMPTY",
                             (_, true, _) => "STALE",
                             (_, _, true) => "UNPROVEN",
@@ -250,40 +305,33 @@ fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             "Size",
             "Last drill",
         ];
-        if limits || any_empty {
+        if with_status {
             header.push("Status");
         }
         let mut out = std::io::stdout().lock();
         write!(out, "{}", table(&header, &rows))?;
-        if groups.is_empty() {
-            writeln!(out, "no snapshots")?;
-        } else {
-            let mut line = format!("{} series", groups.len());
-            if let Some(max) = args.max_age {
-                let n = groups.values().filter(|s| stale(s)).count();
-                line.push_str(&format!(", {n} older than {}", age_text(max as i64)));
-            }
-            if any_empty {
-                let n = groups.values().filter(|s| empty(s)).count();
-                line.push_str(&format!(", {n} whose newest snapshot is empty"));
-            }
-            if let Some(max) = args.max_drill_age {
-                let n = groups.values().filter(|s| unproven(s)).count();
-                line.push_str(&format!(
-                    ", {n} without a passing drill within {}",
-                    age_text(max as i64)
-                ));
-            }
-            writeln!(out, "{line}")?;
+        if series.is_empty() {
+            return writeln!(out, "no snapshots");
         }
+        let count = |f: &dyn Fn(&Series) -> bool| series.iter().filter(|s| f(s)).count();
+        let mut line = format!("{} series", series.len());
+        if let Some(max) = self.args.max_age {
+            let n = count(&|s| self.stale(s));
+            line.push_str(&format!(", {n} older than {}", age_text(max as i64)));
+        }
+        if any_empty {
+            let n = count(&|s| self.empty(s));
+            line.push_str(&format!(", {n} whose newest snapshot is empty"));
+        }
+        if let Some(max) = self.args.max_drill_age {
+            let n = count(&|s| self.unproven(s));
+            line.push_str(&format!(
+                ", {n} without a passing drill within {}",
+                age_text(max as i64)
+            ));
+        }
+        writeln!(out, "{line}")
     }
-    Ok(if any_bad {
-        ExitCode::Stale
-    } else if !loaded.damaged.is_empty() {
-        ExitCode::Damaged
-    } else {
-        ExitCode::Success
-    })
 }
 
 /// Escapes a Prometheus label value.

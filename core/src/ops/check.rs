@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::ObjectKind;
+use crate::crypto::Keys;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexPack;
 use crate::format::keyfile;
@@ -207,6 +208,17 @@ pub trait CheckProgress: Sync {
 /// Reports nothing.
 pub struct NoCheckProgress;
 impl CheckProgress for NoCheckProgress {}
+
+/// What reading one pack whole found.
+#[derive(Default)]
+struct PackRead {
+    /// Its damage, if any.
+    finding: Option<PackFinding>,
+    /// Blobs verified.
+    verified: u64,
+    /// Deltas in a pack in use left unverified: their base is not there.
+    baseless: u64,
+}
 
 /// What the index says one pack must be.
 struct ExpectedPack {
@@ -565,7 +577,11 @@ impl Checker<'_> {
         let baseless_packs = std::sync::atomic::AtomicU64::new(0);
         read.par_iter().try_for_each(|(id, size)| -> Result<()> {
             self.cancelled()?;
-            let (f, blobs, without_base) = self.read_pack(index, id, *size, &expected[id]);
+            let PackRead {
+                finding: f,
+                verified: blobs,
+                baseless: without_base,
+            } = self.read_pack(index, id, *size, &expected[id]);
             verified.fetch_add(blobs, Ordering::Relaxed);
             if without_base > 0 {
                 baseless.fetch_add(without_base, Ordering::Relaxed);
@@ -644,59 +660,33 @@ impl Checker<'_> {
         }
     }
 
-    /// Reads one pack whole: name, trailer, every blob. Returns the
-    /// finding, the number of blobs verified, and the number of deltas in
-    /// a pack in use left unverified because their base is not there.
-    fn read_pack(
-        &self,
-        index: &CacheReader,
-        id: &Id,
-        size: u64,
-        exp: &ExpectedPack,
-    ) -> (Option<PackFinding>, u64, u64) {
+    /// Reads one pack whole: name, trailer, every blob.
+    fn read_pack(&self, index: &CacheReader, id: &Id, size: u64, exp: &ExpectedPack) -> PackRead {
+        let whole = |message: String| PackRead {
+            finding: Some(PackFinding::whole(*id, message)),
+            ..PackRead::default()
+        };
         let name = id.to_hex();
         let bytes = match self.repo.backend().get(ObjectKind::Pack, &name) {
             Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::MissingObject && !exp.live => return (None, 0, 0),
-            Err(e) => {
-                return (
-                    Some(PackFinding::whole(*id, self.note(&e).to_string())),
-                    0,
-                    0,
-                )
+            Err(e) if e.kind() == ErrorKind::MissingObject && !exp.live => {
+                return PackRead::default()
             }
+            Err(e) => return whole(self.note(&e).to_string()),
         };
         if bytes.len() as u64 != size {
-            return (
-                Some(PackFinding::whole(
-                    *id,
-                    format!("pack {id} changed size while being read"),
-                )),
-                0,
-                0,
-            );
+            return whole(format!("pack {id} changed size while being read"));
         }
         let name_ok = verify_name(ObjectKind::Pack, &name, &bytes);
         let (entries, keys) = match pack::read_trailer(self.repo.keys(), self.repo.id(), &bytes, id)
         {
             Ok(e) => e,
-            Err(e) => {
-                return (
-                    Some(PackFinding::whole(*id, self.note(&e).to_string())),
-                    0,
-                    0,
-                )
-            }
+            Err(e) => return whole(self.note(&e).to_string()),
         };
         if pack::entries_digest(&entries) != exp.digest {
-            return (
-                Some(PackFinding::whole(
-                    *id,
-                    format!("pack {id}: its trailer does not list the blobs the index says"),
-                )),
-                0,
-                0,
-            );
+            return whole(format!(
+                "pack {id}: its trailer does not list the blobs the index says"
+            ));
         }
         let bases = self.prefetch_bases(index, &entries);
         let mut bad = Vec::new();
@@ -705,54 +695,18 @@ impl Checker<'_> {
         let mut baseless = 0;
         for e in &entries {
             let sealed = &bytes[e.offset as usize..e.end() as usize];
-            let decoded = match e.compression.base() {
-                None => pack::decode_blob(&keys, self.repo.id(), e, sealed, id),
-                // A delta is checked against its base, read where the
-                // index says: a damaged base damages every delta of it.
-                Some(base) => match bases
-                    .get(&base)
-                    .cloned()
-                    .map_or_else(|| self.repo.read_blob_once(index, &base, e.blob_type), Ok)
-                {
-                    // A base that is not there is not by itself damage: a
-                    // pack that only awaits deletion (obsolete in every
-                    // index that lists it) may outlive its deltas' bases,
-                    // which prune deleted first; and a `--grace 0` prune
-                    // killed while deleting old index objects leaves a
-                    // pack in use by a stale record whose deltas' bases
-                    // sit in a pack no index lists any more. A snapshot
-                    // that needs such a delta is reported by the walk
-                    // (its base is in no index), the bases' packs if
-                    // they are lost; the rest only waits for a prune.
-                    Err(err) if err.kind() == ErrorKind::MissingObject => {
-                        unverifiable += 1;
-                        if exp.live {
-                            baseless += 1;
-                        }
-                        continue;
+            match self.check_blob(index, (&keys, id), &bases, e, sealed) {
+                Ok(true) => {}
+                Ok(false) => {
+                    unverifiable += 1;
+                    if exp.live {
+                        baseless += 1;
                     }
-                    other => other,
                 }
-                .map_err(|err| {
-                    Error::corrupt(format!(
-                        "pack {id}: delta blob {}: its base {base} cannot be used: {err}",
-                        e.id
-                    ))
-                })
-                .and_then(|plain| {
-                    pack::decode_delta_in_place(
-                        &keys,
-                        self.repo.id(),
-                        e,
-                        &mut sealed.to_vec(),
-                        id,
-                        &plain,
-                    )
-                }),
-            };
-            if let Err(err) = decoded {
-                bad.push(e.id);
-                first_error.get_or_insert(err);
+                Err(err) => {
+                    bad.push(e.id);
+                    first_error.get_or_insert(err);
+                }
             }
         }
         let verified = (entries.len() - bad.len() - unverifiable) as u64;
@@ -777,7 +731,53 @@ impl Checker<'_> {
             }),
             (None, Ok(())) => None,
         };
-        (finding, verified, baseless)
+        PackRead {
+            finding,
+            verified,
+            baseless,
+        }
+    }
+
+    /// Opens blob `e` of pack `id` (`sealed`, its bytes) with the pack's
+    /// `keys`; a delta against its base, from `bases` or read where the
+    /// index says (a damaged base damages every delta of it). `false`:
+    /// a delta whose base is not there, unverified.
+    fn check_blob(
+        &self,
+        index: &CacheReader,
+        (keys, id): (&Keys, &Id),
+        bases: &HashMap<Id, Vec<u8>>,
+        e: &pack::BlobEntry,
+        sealed: &[u8],
+    ) -> Result<bool> {
+        let Some(base) = e.compression.base() else {
+            return pack::decode_blob(keys, self.repo.id(), e, sealed, id).map(|_| true);
+        };
+        let plain = match bases
+            .get(&base)
+            .cloned()
+            .map_or_else(|| self.repo.read_blob_once(index, &base, e.blob_type), Ok)
+        {
+            // A base that is not there is not by itself damage: a pack
+            // that only awaits deletion (obsolete in every index that
+            // lists it) may outlive its deltas' bases, which prune deleted
+            // first; and a `--grace 0` prune killed while deleting old
+            // index objects leaves a pack in use by a stale record whose
+            // deltas' bases sit in a pack no index lists any more. A
+            // snapshot that needs such a delta is reported by the walk
+            // (its base is in no index), the bases' packs if they are
+            // lost; the rest only waits for a prune.
+            Err(err) if err.kind() == ErrorKind::MissingObject => return Ok(false),
+            other => other,
+        }
+        .map_err(|err| {
+            Error::corrupt(format!(
+                "pack {id}: delta blob {}: its base {base} cannot be used: {err}",
+                e.id
+            ))
+        })?;
+        pack::decode_delta_in_place(keys, self.repo.id(), e, &mut sealed.to_vec(), id, &plain)
+            .map(|_| true)
     }
 
     fn check_snapshots(&mut self, index: &CacheReader, mut list: SnapshotList) -> Result<()> {

@@ -292,10 +292,15 @@ pub struct DrillOptions {
     pub restore_command: Option<String>,
 }
 
-/// A private PostgreSQL on a restored data directory, stopped on drop.
+/// A private PostgreSQL on a restored data directory (a Unix socket in
+/// `dir` only, trust for this user only), stopped on drop.
 struct PrivateServer {
     pg_ctl: PathBuf,
+    psql: PathBuf,
     pgdata: PathBuf,
+    dir: PathBuf,
+    log: PathBuf,
+    user: String,
 }
 
 impl Drop for PrivateServer {
@@ -311,23 +316,152 @@ impl Drop for PrivateServer {
     }
 }
 
-/// The real recovery test of a base backup: unpack the restored `base.tar`
-/// into `dir/pgdata`, configure recovery to the end of the archive through
-/// `restore_command`, start a private PostgreSQL on it (a Unix socket in
-/// `dir` only, trust for this user only), wait until it has replayed every
-/// archived WAL file and promoted, run a query, and stop it.
-fn recover_in_scratch(
-    tar_path: &Path,
-    dir: &Path,
-    restore_command: &str,
-    cancel: &AtomicBool,
-) -> Result<Option<String>> {
-    if running_as_root() {
-        return Err(Error::invalid(
-            "PostgreSQL does not run as root: run the drill of a base backup as the server's user \
-             (postgres)",
-        ));
+impl PrivateServer {
+    /// Starts PostgreSQL (of the data directory's version, if installed)
+    /// on `pgdata`, with its socket, log and `pg_hba.conf` in `dir`.
+    fn start(pgdata: &Path, dir: &Path) -> Result<Self> {
+        let hba = dir.join("pg_hba.conf");
+        std::fs::write(&hba, "local all all trust\n")
+            .map_err(|e| Error::io(format!("writing {}", hba.display()), e))?;
+        let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).unwrap_or_default();
+        let tool = |name: &str| {
+            let own = PathBuf::from(format!("/usr/lib/postgresql/{}/bin/{name}", version.trim()));
+            if own.is_file() {
+                return Ok(own);
+            }
+            dumpcheck::find_pg_tool(name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::SourceNotFound,
+                    format!(
+                        "{name} not found: a drill of a base backup needs the PostgreSQL server"
+                    ),
+                )
+            })
+        };
+        let server = PrivateServer {
+            pg_ctl: tool("pg_ctl")?,
+            psql: tool("psql")?,
+            pgdata: pgdata.to_path_buf(),
+            dir: dir.to_path_buf(),
+            log: dir.join("server.log"),
+            user: crate::sys::username(),
+        };
+        let opts = format!(
+            "-p 5432 -k '{}' -c listen_addresses='' -c hba_file='{}' -c archive_mode=off",
+            dir.display(),
+            hba.display()
+        );
+        let started = dumpcheck::without_secrets_but_cairn(&mut Command::new(&server.pg_ctl))
+            .arg("-D")
+            .arg(pgdata)
+            .arg("-l")
+            .arg(&server.log)
+            .args(["-w", "-t", "3600", "-o", &opts, "start"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::io(format!("running {}", server.pg_ctl.display()), e))?;
+        if !started.success() {
+            return Err(server.failed("the recovered server did not start"));
+        }
+        Ok(server)
     }
+
+    /// The error `what`, with the server log's last FATAL or PANIC line.
+    fn failed(&self, what: &str) -> Error {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("FATAL") || l.contains("PANIC"))
+            .or_else(|| text.lines().last())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        Error::new(ErrorKind::DumpInvalid, format!("{what}: {line}"))
+    }
+
+    /// Runs `sql` with psql: its output, or psql's complaint. The private
+    /// server only: none of the libpq settings meant for the real one
+    /// (PGHOST, PGUSER... of a dump drill) apply.
+    fn query(&self, sql: &str) -> Result<std::result::Result<String, String>> {
+        let mut cmd = Command::new(&self.psql);
+        for v in [
+            "PGHOST",
+            "PGHOSTADDR",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGSERVICE",
+        ] {
+            cmd.env_remove(v);
+        }
+        let out = dumpcheck::without_secrets(&mut cmd)
+            .args(["-X", "-A", "-t", "-q", "-h"])
+            .arg(&self.dir)
+            .args(["-p", "5432", "-U", &self.user, "-d", "template1", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("running {}", self.psql.display()), e))?;
+        Ok(if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        })
+    }
+
+    /// Whether the server still runs.
+    fn alive(&self) -> bool {
+        Command::new(&self.pg_ctl)
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("status")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits until the server has replayed the whole archive and promoted.
+    /// psql failing while the server runs (no such role) is this drill's
+    /// problem, not the backup's: after a minute of it the drill stops
+    /// without a verdict.
+    fn wait_for_promotion(&self, cancel: &AtomicBool) -> Result<()> {
+        let mut refused = 0u32;
+        loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(Error::interrupted());
+            }
+            match self.query("SELECT pg_is_in_recovery()")? {
+                Ok(answer) if answer == "f" => return Ok(()),
+                Ok(_) => refused = 0,
+                Err(why) => {
+                    refused += 1;
+                    if refused > 300 {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            format!(
+                                "the recovered server does not answer psql as {}: {}",
+                                self.user,
+                                why.lines().next().unwrap_or("")
+                            ),
+                        ));
+                    }
+                    if !self.alive() {
+                        return Err(self.failed("recovery of the base backup failed"));
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+/// Unpacks the restored base backup `tar_path` into `dir/pgdata` (mode
+/// 0700, as PostgreSQL requires) and configures recovery to the end of
+/// the archive through `restore_command`, then promotion.
+fn unpack_for_recovery(tar_path: &Path, dir: &Path, restore_command: &str) -> Result<PathBuf> {
     let pgdata = dir.join("pgdata");
     std::fs::create_dir(&pgdata)
         .map_err(|e| Error::io(format!("creating {}", pgdata.display()), e))?;
@@ -358,137 +492,45 @@ fn recover_in_scratch(
         },
     )?;
     // Debian keeps postgresql.conf in /etc: without one the server does
-    // not start. Empty is enough (defaults, plus what is set below).
+    // not start. Empty is enough (defaults, plus what is set on the
+    // command line).
     let conf = pgdata.join("postgresql.conf");
     if !conf.exists() {
         std::fs::write(&conf, "")
             .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
     }
-    let hba = dir.join("pg_hba.conf");
-    std::fs::write(&hba, "local all all trust\n")
-        .map_err(|e| Error::io(format!("writing {}", hba.display()), e))?;
-    let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).unwrap_or_default();
-    let tool = |name: &str| {
-        let own = PathBuf::from(format!("/usr/lib/postgresql/{}/bin/{name}", version.trim()));
-        if own.is_file() {
-            return Ok(own);
-        }
-        dumpcheck::find_pg_tool(name).ok_or_else(|| {
-            Error::new(
-                ErrorKind::SourceNotFound,
-                format!("{name} not found: a drill of a base backup needs the PostgreSQL server"),
-            )
-        })
-    };
-    let server = PrivateServer {
-        pg_ctl: tool("pg_ctl")?,
-        pgdata: pgdata.clone(),
-    };
-    let log = dir.join("server.log");
-    let opts = format!(
-        "-p 5432 -k '{}' -c listen_addresses='' -c hba_file='{}' -c archive_mode=off",
-        dir.display(),
-        hba.display()
-    );
-    let started = dumpcheck::without_secrets_but_cairn(&mut Command::new(&server.pg_ctl))
-        .arg("-D")
-        .arg(&pgdata)
-        .arg("-l")
-        .arg(&log)
-        .args(["-w", "-t", "3600", "-o", &opts, "start"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| Error::io(format!("running {}", server.pg_ctl.display()), e))?;
-    let failed = |what: &str| {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("FATAL") || l.contains("PANIC"))
-            .or_else(|| text.lines().last())
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        Error::new(ErrorKind::DumpInvalid, format!("{what}: {line}"))
-    };
-    if !started.success() {
-        return Err(failed("the recovered server did not start"));
+    Ok(pgdata)
+}
+
+/// The real recovery test of a base backup: unpack the restored `base.tar`
+/// into `dir/pgdata`, configure recovery to the end of the archive through
+/// `restore_command`, start a private PostgreSQL on it, wait until it has
+/// replayed every archived WAL file and promoted, run a query, and stop
+/// it. Returns the last WAL location replayed.
+fn recover_in_scratch(
+    tar_path: &Path,
+    dir: &Path,
+    restore_command: &str,
+    cancel: &AtomicBool,
+) -> Result<Option<String>> {
+    if running_as_root() {
+        return Err(Error::invalid(
+            "PostgreSQL does not run as root: run the drill of a base backup as the server's user \
+             (postgres)",
+        ));
     }
-    let psql = tool("psql")?;
-    // The private server only: none of the libpq settings meant for the
-    // real one (PGHOST, PGUSER... of a dump drill) apply.
-    let user = crate::sys::username();
-    let query = |sql: &str| -> Result<std::result::Result<String, String>> {
-        let mut cmd = Command::new(&psql);
-        for v in [
-            "PGHOST",
-            "PGHOSTADDR",
-            "PGPORT",
-            "PGUSER",
-            "PGDATABASE",
-            "PGSERVICE",
-        ] {
-            cmd.env_remove(v);
-        }
-        let out = dumpcheck::without_secrets(&mut cmd)
-            .args(["-X", "-A", "-t", "-q", "-h"])
-            .arg(dir)
-            .args(["-p", "5432", "-U", &user, "-d", "template1", "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Error::io(format!("running {}", psql.display()), e))?;
-        Ok(if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        })
-    };
-    // Replaying the whole archive, then promoting. psql failing while the
-    // server runs (no such role) is this drill's problem, not the
-    // backup's: after a minute of it the drill stops without a verdict.
-    let mut refused = 0u32;
-    loop {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
-        let answer = query("SELECT pg_is_in_recovery()")?;
-        match answer.as_ref().map(String::as_str) {
-            Ok("f") => break,
-            Ok(_) => refused = 0,
-            Err(why) => {
-                refused += 1;
-                if refused > 300 {
-                    return Err(Error::new(
-                        ErrorKind::Io,
-                        format!(
-                            "the recovered server does not answer psql as {user}: {}",
-                            why.lines().next().unwrap_or("")
-                        ),
-                    ));
-                }
-                let alive = Command::new(&server.pg_ctl)
-                    .arg("-D")
-                    .arg(&pgdata)
-                    .arg("status")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if !alive {
-                    return Err(failed("recovery of the base backup failed"));
-                }
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let databases = query("SELECT count(*) FROM pg_database")?.unwrap_or_default();
+    let pgdata = unpack_for_recovery(tar_path, dir, restore_command)?;
+    let server = PrivateServer::start(&pgdata, dir)?;
+    server.wait_for_promotion(cancel)?;
+    let databases = server
+        .query("SELECT count(*) FROM pg_database")?
+        .unwrap_or_default();
     if databases.parse::<u32>().map_or(true, |n| n == 0) {
-        return Err(failed("the recovered server answers no query"));
+        return Err(server.failed("the recovered server answers no query"));
     }
     // The last WAL location recovery replayed (it stays after promotion).
-    let replayed = query("SELECT pg_last_wal_replay_lsn()")?
+    let replayed = server
+        .query("SELECT pg_last_wal_replay_lsn()")?
         .ok()
         .filter(|l| !l.is_empty());
     drop(server);

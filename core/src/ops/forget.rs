@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::backend::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Snapshot, SnapshotFilter};
+use crate::id::Id;
 use crate::pg::pitr;
 use crate::pg::wal::{self, WalExpiry};
 use crate::repo::drill_record;
@@ -397,201 +398,218 @@ pub fn apply_policy(list: &[Snapshot], p: &RetentionPolicy, now: Timestamp) -> P
     // date would push the real snapshots out of `--keep-last`.
     let (future, list): (Vec<Snapshot>, Vec<Snapshot>) =
         list.into_iter().partition(|s| s.future_dated);
+    let untouched = Counters {
+        last: p.last,
+        hourly: p.hourly,
+        daily: p.daily,
+        weekly: p.weekly,
+        monthly: p.monthly,
+        yearly: p.yearly,
+    };
     for cur in future {
         out.keep.push(cur.clone());
         out.reasons.push(KeepReason {
             snapshot: cur,
             matches: vec![FUTURE_REASON.to_string()],
-            counters: Counters {
-                last: p.last,
-                hourly: p.hourly,
-                daily: p.daily,
-                weekly: p.weekly,
-                monthly: p.monthly,
-                yearly: p.yearly,
-            },
+            counters: untouched,
         });
     }
-    if list.is_empty() {
-        return out;
-    }
-    struct Bucket {
-        count: i64,
-        bucker: Bucker,
-        last: Option<i64>,
-        reason: &'static str,
-    }
-    let mut buckets = [
-        Bucket {
-            count: p.last,
-            bucker: always,
-            last: None,
-            reason: "last snapshot",
-        },
-        Bucket {
-            count: p.hourly,
-            bucker: ymdh,
-            last: None,
-            reason: "hourly snapshot",
-        },
-        Bucket {
-            count: p.daily,
-            bucker: ymd,
-            last: None,
-            reason: "daily snapshot",
-        },
-        Bucket {
-            count: p.weekly,
-            bucker: yw,
-            last: None,
-            reason: "weekly snapshot",
-        },
-        Bucket {
-            count: p.monthly,
-            bucker: ym,
-            last: None,
-            reason: "monthly snapshot",
-        },
-        Bucket {
-            count: p.yearly,
-            bucker: y,
-            last: None,
-            reason: "yearly snapshot",
-        },
-    ];
-    struct WithinBucket {
-        within: KeepDuration,
-        bucker: Bucker,
-        last: Option<i64>,
-        reason: &'static str,
-    }
-    let mut within = [
-        WithinBucket {
-            within: p.within_hourly,
-            bucker: ymdh,
-            last: None,
-            reason: "hourly within",
-        },
-        WithinBucket {
-            within: p.within_daily,
-            bucker: ymd,
-            last: None,
-            reason: "daily within",
-        },
-        WithinBucket {
-            within: p.within_weekly,
-            bucker: yw,
-            last: None,
-            reason: "weekly within",
-        },
-        WithinBucket {
-            within: p.within_monthly,
-            bucker: ym,
-            last: None,
-            reason: "monthly within",
-        },
-        WithinBucket {
-            within: p.within_yearly,
-            bucker: y,
-            last: None,
-            reason: "yearly within",
-        },
-    ];
-    // The newest snapshot that is not in the future.
-    let latest = list
-        .iter()
-        .filter(|s| s.time.timestamp() < now)
-        .map(|s| s.time)
-        .max_by_key(|t| t.timestamp());
-    let oldest = list.len() - 1;
-    let newest_drilled = p
-        .keep_drilled
-        .then(|| {
-            list.iter()
-                .find(|s| p.drilled.contains(&s.id))
-                .map(|s| s.id)
-        })
-        .flatten();
+    let mut rules = PolicyRun::new(p, &list, now);
     for (nr, cur) in list.iter().enumerate() {
+        let reasons = rules.reasons_to_keep(cur, nr);
+        if reasons.is_empty() {
+            out.remove.push(cur.clone());
+            continue;
+        }
+        out.keep.push(cur.clone());
+        out.reasons.push(KeepReason {
+            snapshot: cur.clone(),
+            matches: reasons,
+            counters: rules.counters(),
+        });
+    }
+    out
+}
+
+/// A rule that keeps one snapshot per time bucket (hour, day, ...): the
+/// newest of each, and the oldest snapshot of all when its bucket was
+/// taken already.
+struct Bucket {
+    limit: Limit,
+    bucker: Bucker,
+    /// The bucket of the last snapshot kept by this rule.
+    last: Option<i64>,
+    reason: &'static str,
+}
+
+/// How far a [`Bucket`] rule reaches.
+enum Limit {
+    /// This many buckets more (-1: all), as `--keep-daily N`.
+    Count(i64),
+    /// Buckets within this long of the newest snapshot, as
+    /// `--keep-within-daily 7d`.
+    Within(KeepDuration),
+}
+
+impl Bucket {
+    fn count(count: i64, bucker: Bucker, reason: &'static str) -> Self {
+        Bucket {
+            limit: Limit::Count(count),
+            bucker,
+            last: None,
+            reason,
+        }
+    }
+
+    fn within(within: KeepDuration, bucker: Bucker, reason: &'static str) -> Self {
+        Bucket {
+            limit: Limit::Within(within),
+            bucker,
+            last: None,
+            reason,
+        }
+    }
+
+    /// Why this rule keeps snapshot number `nr` (newest first; `oldest`
+    /// is the last number), at wall time `wall`, if it does; `after` says
+    /// whether the snapshot is after a time within the newest.
+    fn keeps(
+        &mut self,
+        wall: &DateTime,
+        (nr, oldest): (usize, usize),
+        after: &dyn Fn(&KeepDuration) -> bool,
+    ) -> Option<String> {
+        let applies = match &self.limit {
+            Limit::Count(n) => *n > 0 || *n == -1,
+            Limit::Within(d) => !d.is_zero() && after(d),
+        };
+        if !applies {
+            return None;
+        }
+        let val = (self.bucker)(wall, nr as i64);
+        if Some(val) == self.last && nr != oldest {
+            return None;
+        }
+        let reason = if Some(val) == self.last {
+            format!("oldest {}", self.reason)
+        } else {
+            self.reason.to_string()
+        };
+        self.last = Some(val);
+        match &mut self.limit {
+            Limit::Count(n) => {
+                if *n > 0 {
+                    *n -= 1;
+                }
+                Some(reason)
+            }
+            Limit::Within(d) => Some(format!("{reason} {d}")),
+        }
+    }
+
+    /// Buckets this rule may still keep (0 for a `within` rule).
+    fn left(&self) -> i64 {
+        match self.limit {
+            Limit::Count(n) => n,
+            Limit::Within(_) => 0,
+        }
+    }
+}
+
+/// A policy applied to a list of snapshots, newest first: the state of
+/// its rules so far.
+struct PolicyRun<'a> {
+    p: &'a RetentionPolicy,
+    /// The count rules (last, hourly, ... yearly), then the `within` ones.
+    buckets: [Bucket; 11],
+    /// The newest snapshot that is not in the future.
+    latest: Option<SnapshotTime>,
+    newest_drilled: Option<Id>,
+    oldest: usize,
+}
+
+impl<'a> PolicyRun<'a> {
+    fn new(p: &'a RetentionPolicy, list: &[Snapshot], now: Timestamp) -> Self {
+        PolicyRun {
+            p,
+            buckets: [
+                Bucket::count(p.last, always, "last snapshot"),
+                Bucket::count(p.hourly, ymdh, "hourly snapshot"),
+                Bucket::count(p.daily, ymd, "daily snapshot"),
+                Bucket::count(p.weekly, yw, "weekly snapshot"),
+                Bucket::count(p.monthly, ym, "monthly snapshot"),
+                Bucket::count(p.yearly, y, "yearly snapshot"),
+                Bucket::within(p.within_hourly, ymdh, "hourly within"),
+                Bucket::within(p.within_daily, ymd, "daily within"),
+                Bucket::within(p.within_weekly, yw, "weekly within"),
+                Bucket::within(p.within_monthly, ym, "monthly within"),
+                Bucket::within(p.within_yearly, y, "yearly within"),
+            ],
+            latest: list
+                .iter()
+                .filter(|s| s.time.timestamp() < now)
+                .map(|s| s.time)
+                .max_by_key(|t| t.timestamp()),
+            newest_drilled: p
+                .keep_drilled
+                .then(|| {
+                    list.iter()
+                        .find(|s| p.drilled.contains(&s.id))
+                        .map(|s| s.id)
+                })
+                .flatten(),
+            oldest: list.len().saturating_sub(1),
+        }
+    }
+
+    /// Why snapshot number `nr` is kept: empty when it is not.
+    fn reasons_to_keep(&mut self, cur: &Snapshot, nr: usize) -> Vec<String> {
+        let p = self.p;
         let wall = cur
             .time
             .timestamp()
             .to_zoned_datetime(zone_of(&cur.time))
             .datetime();
-        let mut keep = false;
         let mut reasons = Vec::new();
         for l in &p.tags {
             if has_tags(cur, l) {
-                keep = true;
                 reasons.push(format!("has tags [{}]", l.join(", ")));
             }
         }
+        let latest = self.latest;
         let after = |d: &KeepDuration| match &latest {
             Some(latest) => cur.time.timestamp() > d.before(latest),
             // Every snapshot is in the future: restic compares against the
             // zero time, which every snapshot is after.
             None => true,
         };
-        if newest_drilled == Some(cur.id) {
-            keep = true;
+        if self.newest_drilled == Some(cur.id) {
             reasons.push("newest drilled".to_string());
         }
         if !p.within.is_zero() && after(&p.within) {
-            keep = true;
             reasons.push(format!("within {}", p.within));
         }
-        for b in buckets.iter_mut() {
-            if b.count > 0 || b.count == -1 {
-                let val = (b.bucker)(&wall, nr as i64);
-                if Some(val) != b.last || nr == oldest {
-                    keep = true;
-                    let reason = if Some(val) == b.last && nr == oldest {
-                        format!("oldest {}", b.reason)
-                    } else {
-                        b.reason.to_string()
-                    };
-                    b.last = Some(val);
-                    if b.count > 0 {
-                        b.count -= 1;
-                    }
-                    reasons.push(reason);
-                }
-            }
-        }
-        for b in within.iter_mut() {
-            if !b.within.is_zero() && after(&b.within) {
-                let val = (b.bucker)(&wall, nr as i64);
-                if Some(val) != b.last || nr == oldest {
-                    keep = true;
-                    let reason = if Some(val) == b.last && nr == oldest {
-                        format!("oldest {}", b.reason)
-                    } else {
-                        b.reason.to_string()
-                    };
-                    b.last = Some(val);
-                    reasons.push(format!("{reason} {}", b.within));
-                }
-            }
-        }
-        if keep {
-            out.keep.push(cur.clone());
-            out.reasons.push(KeepReason {
-                snapshot: cur.clone(),
-                matches: reasons,
-                counters: Counters {
-                    last: buckets[0].count,
-                    hourly: buckets[1].count,
-                    daily: buckets[2].count,
-                    weekly: buckets[3].count,
-                    monthly: buckets[4].count,
-                    yearly: buckets[5].count,
-                },
-            });
-        } else {
-            out.remove.push(cur.clone());
+        let oldest = self.oldest;
+        reasons.extend(
+            self.buckets
+                .iter_mut()
+                .filter_map(|b| b.keeps(&wall, (nr, oldest), &after)),
+        );
+        reasons
+    }
+
+    /// What the count rules may still keep.
+    fn counters(&self) -> Counters {
+        let b = &self.buckets;
+        Counters {
+            last: b[0].left(),
+            hourly: b[1].left(),
+            daily: b[2].left(),
+            weekly: b[3].left(),
+            monthly: b[4].left(),
+            yearly: b[5].left(),
         }
     }
-    out
 }
 
 /// What snapshots are grouped by.

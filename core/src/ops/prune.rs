@@ -1075,80 +1075,126 @@ const INDEX_CHUNK_BLOBS: usize = 1_000_000;
 /// Carries out a plan. Order: new packs, new index, then deletions.
 pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Result<PruneStats> {
     let mut stats = PruneStats::default();
-    let check = || {
-        if cancel.load(Ordering::SeqCst) {
-            Err(Error::interrupted())
-        } else {
-            Ok(())
-        }
-    };
-    let keys = repo.keys();
-
     // 1. Copy the used blobs of partly used packs into new packs.
+    let new_packs = repack(repo, plan, cancel, &mut stats)?;
+    if cancel.load(Ordering::SeqCst) {
+        return Err(Error::interrupted());
+    }
+    // 2. The new index: everything that stays, obsolete packs as such.
+    let records = new_index_records(plan, new_packs);
+    stats.index_written += repo.save_index_records(records, INDEX_CHUNK_BLOBS)?;
+    // Before anything is deleted: does this machine's clock agree with the
+    // storage's? Ahead, it would take a running backup's new packs for a
+    // crashed one's leftovers and start grace periods early.
+    check_clock(repo, jiff::Timestamp::now().as_second())?;
+
+    // 3. Only now: remove what the new index replaces...
+    for id in &plan.index_objects {
+        repo.backend().delete(ObjectKind::Index, &id.to_hex())?;
+        stats.index_deleted += 1;
+    }
+    // 4. ...and the condemned packs; 5. with grace 0, repacked packs go at
+    // once too (nothing else can need them: the caller vouched that no
+    // backup runs).
+    for p in &plan.packs {
+        let condemned = match p.action {
+            PackAction::Delete | PackAction::DeleteUnindexed => true,
+            PackAction::Repack => plan.grace_seconds == 0,
+            _ => false,
+        };
+        if condemned {
+            repo.backend().delete(ObjectKind::Pack, &p.id.to_hex())?;
+            stats.packs_deleted += 1;
+            stats.bytes_deleted += p.size;
+        }
+    }
+    repo.sync_index()?;
+    Ok(stats)
+}
+
+/// Copies the claimed blobs of the packs to repack into new packs, and
+/// stores them; returns their index records.
+fn repack(
+    repo: &Repository,
+    plan: &PrunePlan,
+    cancel: &AtomicBool,
+    stats: &mut PruneStats,
+) -> Result<Vec<IndexPack>> {
     let mut new_packs: Vec<IndexPack> = Vec::new();
     let mut packer = Packer::new(repo)?;
-    let store = |finished: FinishedPack,
-                 stats: &mut PruneStats,
-                 new_packs: &mut Vec<IndexPack>|
-     -> Result<()> {
+    let mut store = |finished: FinishedPack| -> Result<()> {
         stats.packs_written += 1;
         stats.bytes_written += finished.bytes.len() as u64;
         new_packs.push(repo.store_copied_pack(finished)?);
         Ok(())
     };
     for p in plan.with_action(PackAction::Repack) {
-        check()?;
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Error::interrupted());
+        }
         let name = p.id.to_hex();
         let bytes = repo.backend().get(ObjectKind::Pack, &name)?;
         verify_name(ObjectKind::Pack, &name, &bytes)?;
-        // Each claimed blob's seal is checked (on all cores), then the blob
-        // is copied as it is stored: its seal binds the repository, its
-        // type and its ID, not its pack, so it needs no new compression
-        // nor encryption. A blob a write-only client sealed with its
-        // session key is sealed again with the data key instead (the new
-        // pack has no key block). Before it is stored, the new pack is
-        // checked from the buffer that is written: every seal must open
-        // again there.
-        let pack_keys = pack::pack_keys(keys, repo.id(), &bytes, &p.id)?;
-        let claimed = p
-            .claimed()
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|e| {
-                let sealed = bytes
-                    .get(e.offset as usize..e.end() as usize)
-                    .ok_or_else(|| {
-                        damaged(format!("pack {name}: blob {} lies outside the pack", e.id))
-                    })?;
-                if e.session {
-                    let (e, sealed) =
-                        pack::reseal_blob(&pack_keys, keys, repo.id(), e, sealed, &p.id)?;
-                    return Ok((e, std::borrow::Cow::Owned(sealed)));
-                }
-                pack::check_blob_seal(keys, repo.id(), e, sealed, &p.id)?;
-                Ok((*e, std::borrow::Cow::Borrowed(sealed)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (e, sealed) in claimed {
+        for (e, sealed) in claimed_blobs(repo, p, &bytes)? {
             if let Some(full) = packer.add_stored(&e, &sealed)? {
-                store(full, &mut stats, &mut new_packs)?;
+                store(full)?;
             }
         }
     }
     for full in packer.finish_all()? {
-        store(full, &mut stats, &mut new_packs)?;
+        store(full)?;
     }
-    check()?;
+    Ok(new_packs)
+}
 
-    // 2. The new index: everything that stays, obsolete packs as such. The
-    // mark time is now, when the marks become visible, not when planning
-    // began: the grace period must not start before backups can see it.
+/// The blobs pack `p` (its bytes) gives to the new packs, each as it
+/// will be stored. Each claimed blob's seal is checked (on all cores),
+/// then the blob is copied as it is stored: its seal binds the
+/// repository, its type and its ID, not its pack, so it needs no new
+/// compression nor encryption. A blob a write-only client sealed with
+/// its session key is sealed again with the data key instead (the new
+/// pack has no key block). Before it is stored, the new pack is checked
+/// from the buffer that is written: every seal must open again there.
+fn claimed_blobs<'b>(
+    repo: &Repository,
+    p: &PackPlan,
+    bytes: &'b [u8],
+) -> Result<Vec<(BlobEntry, std::borrow::Cow<'b, [u8]>)>> {
+    let keys = repo.keys();
+    let pack_keys = pack::pack_keys(keys, repo.id(), bytes, &p.id)?;
+    p.claimed()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|e| {
+            let sealed = bytes
+                .get(e.offset as usize..e.end() as usize)
+                .ok_or_else(|| {
+                    damaged(format!(
+                        "pack {}: blob {} lies outside the pack",
+                        p.id, e.id
+                    ))
+                })?;
+            if e.session {
+                let (e, sealed) = pack::reseal_blob(&pack_keys, keys, repo.id(), e, sealed, &p.id)?;
+                return Ok((e, std::borrow::Cow::Owned(sealed)));
+            }
+            pack::check_blob_seal(keys, repo.id(), e, sealed, &p.id)?;
+            Ok((*e, std::borrow::Cow::Borrowed(sealed)))
+        })
+        .collect()
+}
+
+/// The records of the new index: the new packs, and every pack that
+/// stays, obsolete ones as such. The mark time is now, when the marks
+/// become visible, not when planning began: the grace period must not
+/// start before backups can see it.
+fn new_index_records(plan: &PrunePlan, new_packs: Vec<IndexPack>) -> Vec<IndexPack> {
     let mark_time = jiff::Timestamp::now().as_second().max(plan.time);
     let mut records = new_packs;
     for p in &plan.packs {
         let obsolete_since = match p.action {
             PackAction::Keep | PackAction::Revive => None,
-            // With grace 0 repacked packs are deleted below: no record.
+            // With grace 0 repacked packs are deleted at once: no record.
             PackAction::Repack if plan.grace_seconds == 0 => continue,
             PackAction::Mark | PackAction::Repack => Some(mark_time),
             PackAction::KeepMarked => p.obsolete_since,
@@ -1163,36 +1209,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan, cancel: &AtomicBool) -> Resu
             blobs: p.entries().copied().collect(),
         });
     }
-    stats.index_written += repo.save_index_records(records, INDEX_CHUNK_BLOBS)?;
-    // Before anything is deleted: does this machine's clock agree with the
-    // storage's? Ahead, it would take a running backup's new packs for a
-    // crashed one's leftovers and start grace periods early.
-    check_clock(repo, jiff::Timestamp::now().as_second())?;
-
-    // 3. Only now: remove what the new index replaces...
-    for id in &plan.index_objects {
-        repo.backend().delete(ObjectKind::Index, &id.to_hex())?;
-        stats.index_deleted += 1;
-    }
-    // 4. ...and the condemned packs.
-    for p in &plan.packs {
-        if matches!(p.action, PackAction::Delete | PackAction::DeleteUnindexed) {
-            repo.backend().delete(ObjectKind::Pack, &p.id.to_hex())?;
-            stats.packs_deleted += 1;
-            stats.bytes_deleted += p.size;
-        }
-    }
-    // 5. With grace 0, repacked packs go at once too (nothing else can need
-    // them: the caller vouched that no backup runs).
-    if plan.grace_seconds == 0 {
-        for p in plan.with_action(PackAction::Repack) {
-            repo.backend().delete(ObjectKind::Pack, &p.id.to_hex())?;
-            stats.packs_deleted += 1;
-            stats.bytes_deleted += p.size;
-        }
-    }
-    repo.sync_index()?;
-    Ok(stats)
+    records
 }
 
 #[cfg(test)]

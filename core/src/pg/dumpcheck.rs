@@ -592,12 +592,6 @@ impl Inspector {
             }
         }
         let format = self.format.unwrap_or(Format::Unknown);
-        let invalid = |why: String| {
-            Err(Error::new(
-                ErrorKind::DumpInvalid,
-                format!("{name} is not a complete dump: {why}"),
-            ))
-        };
         if let Some(e) = self.start_error.take() {
             return Err(e);
         }
@@ -614,68 +608,85 @@ impl Inspector {
             None => None,
         };
         if self.validate {
-            if self.total == 0 && format == Format::Unknown {
-                // Nothing at all: the caller warns about an empty stream.
-            } else {
-                match format {
-                    Format::PgPlain
-                        if !ends_with_completion(
-                            &self.tail,
-                            "-- PostgreSQL database dump complete",
-                        ) =>
-                    {
-                        return invalid("it does not end with \"-- PostgreSQL database dump complete\" (cut short?)".into());
-                    }
-                    Format::PgDumpall
-                        if !ends_with_completion(
-                            &self.tail,
-                            "-- PostgreSQL database cluster dump complete",
-                        ) =>
-                    {
-                        return invalid("it does not end with \"-- PostgreSQL database cluster dump complete\" (cut short?)".into());
-                    }
-                    Format::MysqlDump
-                        if !String::from_utf8_lossy(&self.tail)
-                            .lines()
-                            .rev()
-                            .find(|l| !l.trim().is_empty())
-                            .is_some_and(|l| l.starts_with("-- Dump completed")) =>
-                    {
-                        return invalid(
-                            "it does not end with \"-- Dump completed\" (cut short?)".into(),
-                        );
-                    }
-                    Format::PgTar | Format::PgBaseBackup if tar_cut => {
-                        return invalid(
-                            "the tar archive has no end-of-archive blocks (cut short?)".into(),
-                        );
-                    }
-                    Format::PgCustom | Format::PgTar if restore_failure.is_some() => {
-                        return invalid(restore_failure.unwrap_or_default());
-                    }
-                    _ => {}
-                }
+            if let Some(why) = self.incomplete(format, tar_cut, restore_failure) {
+                return Err(Error::new(
+                    ErrorKind::DumpInvalid,
+                    format!("{name} is not a complete dump: {why}"),
+                ));
             }
         }
         let Some(format_name) = format_name(format) else {
             return Ok(Inspection::default());
         };
         let validated = self.validate && !matches!(format, Format::Compressed(_));
-        let mut info = DumpInfo {
+        let info = DumpInfo {
             format: format_name,
             validated,
             ..DumpInfo::default()
         };
+        Ok(self.describe(format, name, info))
+    }
+
+    /// Why the stream, of `format`, is not a whole dump, if it is not.
+    /// `tar_cut`: a tar archive without its end; `restore_failure`: what
+    /// `pg_restore --list` said of a custom or tar archive.
+    fn incomplete(
+        &self,
+        format: Format,
+        tar_cut: bool,
+        restore_failure: Option<String>,
+    ) -> Option<String> {
+        if self.total == 0 && format == Format::Unknown {
+            // Nothing at all: the caller warns about an empty stream.
+            return None;
+        }
+        let missing_end =
+            |line: &str| Some(format!("it does not end with \"{line}\" (cut short?)"));
+        match format {
+            Format::PgPlain
+                if !ends_with_completion(&self.tail, "-- PostgreSQL database dump complete") =>
+            {
+                missing_end("-- PostgreSQL database dump complete")
+            }
+            Format::PgDumpall
+                if !ends_with_completion(
+                    &self.tail,
+                    "-- PostgreSQL database cluster dump complete",
+                ) =>
+            {
+                missing_end("-- PostgreSQL database cluster dump complete")
+            }
+            Format::MysqlDump
+                if !String::from_utf8_lossy(&self.tail)
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .is_some_and(|l| l.starts_with("-- Dump completed")) =>
+            {
+                missing_end("-- Dump completed")
+            }
+            Format::PgTar | Format::PgBaseBackup if tar_cut => {
+                Some("the tar archive has no end-of-archive blocks (cut short?)".into())
+            }
+            Format::PgCustom | Format::PgTar => restore_failure,
+            _ => None,
+        }
+    }
+
+    /// What the dump's headers say of it (versions, database, WAL
+    /// positions), and advice about it, added to `info`.
+    fn describe(&self, format: Format, name: &str, mut info: DumpInfo) -> Inspection {
         let mut warnings = Vec::new();
+        let head_text = || String::from_utf8_lossy(&self.head[..self.head.len().min(8192)]);
         match format {
             Format::PgPlain | Format::PgDumpall => {
-                let text = String::from_utf8_lossy(&self.head[..self.head.len().min(8192)]);
+                let text = head_text();
                 info.server_version = header_value(&text, "-- Dumped from database version");
                 info.dump_version = header_value(&text, "-- Dumped by pg_dump version")
                     .or_else(|| header_value(&text, "-- Dumped by pg_dumpall version"));
             }
             Format::MysqlDump => {
-                let text = String::from_utf8_lossy(&self.head[..self.head.len().min(8192)]);
+                let text = head_text();
                 info.server_version = header_value(&text, "-- Server version");
                 info.database = text
                     .lines()
@@ -695,38 +706,41 @@ impl Inspector {
                  night is stored almost whole; back up the dump uncompressed (drop the \
                  compressor, or use `pg_dump -Z0`): cairn compresses with zstd itself"
             )),
-            Format::PgBaseBackup => {
-                let label = backup_label(&self.head).unwrap_or_default();
-                let start = header_value(&label, "START WAL LOCATION:");
-                // "0/2000028 (file 000000010000000000000002)"
-                info.start_lsn = start
-                    .as_deref()
-                    .and_then(|s| s.split_whitespace().next())
-                    .map(str::to_string);
-                info.start_wal = start
-                    .as_deref()
-                    .and_then(|s| s.split("(file ").nth(1))
-                    .map(|s| s.trim_end_matches(')').trim().to_string());
-                info.timeline =
-                    header_value(&label, "START TIMELINE:").and_then(|t| t.parse().ok());
-                info.start_time = header_value(&label, "START TIME:");
-                // pg_control starts with the system identifier (u64, the
-                // server's byte order: little-endian here).
-                info.system_identifier = self
-                    .pg_control
-                    .as_ref()
-                    .and_then(|t| <[u8; 8]>::try_from(t.found.as_slice()).ok())
-                    .map(u64::from_le_bytes)
-                    .filter(|id| *id != 0)
-                    .map(|id| id.to_string());
-                info.stop_lsn = manifest_end_lsn(&self.tail);
-            }
+            Format::PgBaseBackup => self.base_backup_info(&mut info),
             Format::Unknown => {}
         }
-        Ok(Inspection {
+        Inspection {
             info: Some(info),
             warnings,
-        })
+        }
+    }
+
+    /// The WAL positions, timeline, start time and system identifier of a
+    /// base backup, from its `backup_label`, `pg_control` and manifest.
+    fn base_backup_info(&self, info: &mut DumpInfo) {
+        let label = backup_label(&self.head).unwrap_or_default();
+        let start = header_value(&label, "START WAL LOCATION:");
+        // "0/2000028 (file 000000010000000000000002)"
+        info.start_lsn = start
+            .as_deref()
+            .and_then(|s| s.split_whitespace().next())
+            .map(str::to_string);
+        info.start_wal = start
+            .as_deref()
+            .and_then(|s| s.split("(file ").nth(1))
+            .map(|s| s.trim_end_matches(')').trim().to_string());
+        info.timeline = header_value(&label, "START TIMELINE:").and_then(|t| t.parse().ok());
+        info.start_time = header_value(&label, "START TIME:");
+        // pg_control starts with the system identifier (u64, the server's
+        // byte order: little-endian here).
+        info.system_identifier = self
+            .pg_control
+            .as_ref()
+            .and_then(|t| <[u8; 8]>::try_from(t.found.as_slice()).ok())
+            .map(u64::from_le_bytes)
+            .filter(|id| *id != 0)
+            .map(|id| id.to_string());
+        info.stop_lsn = manifest_end_lsn(&self.tail);
     }
 }
 

@@ -257,103 +257,8 @@ impl LockedRepository {
         cache: &CacheLocation,
         write_only_ok: bool,
     ) -> Result<Repository> {
-        let key_list = self.backend.list(ObjectKind::Key)?;
-        if key_list.is_empty() {
-            return Err(Error::corrupt(format!(
-                "repository at {} has no key files",
-                self.backend.location()
-            )));
-        }
-        let mut unusable: Vec<Error> = Vec::new();
-        let mut tried = 0usize;
-        let mut master = None;
-        // Cheapest derivation first, then by name (§3.5): a key made for
-        // a command that runs often (`key add --generate-password`, for
-        // archive_command) opens in a millisecond instead of after every
-        // costlier key has been tried with its password.
-        // Read at once (on object storage each is a request).
-        let mut files: Vec<(u64, &crate::backend::ObjectInfo, Result<Vec<u8>>)> = key_list
-            .par_iter()
-            .map(|info| {
-                let bytes = self.backend.get(ObjectKind::Key, &info.name).and_then(|b| {
-                    verify_name(ObjectKind::Key, &info.name, &b)?;
-                    Ok(b)
-                });
-                let cost = bytes
-                    .as_ref()
-                    .ok()
-                    .and_then(|b| keyfile::kdf_params(b, &info.name).ok())
-                    .map_or(u64::MAX, |k| {
-                        u64::from(k.memory_kib) * u64::from(k.iterations)
-                    });
-                (cost, info, bytes)
-            })
-            .collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        for (_, info, bytes) in files {
-            let what = format!("key {}", info.name);
-            let opened = bytes.and_then(|bytes| keyfile::unwrap(&bytes, &self.id, password, &what));
-            match opened {
-                Ok(Some(keyfile::Unwrapped::WriteOnly(_))) if !write_only_ok => {
-                    // The password opened a key that may not read: say so
-                    // (not "wrong password").
-                    return Err(Error::new(
-                        ErrorKind::AccessDenied,
-                        format!(
-                            "the password opens write-only key {}: it can add backups (backup, wal-push, pg basebackup), not read, list or remove them",
-                            info.name.get(..8).unwrap_or(&info.name)
-                        ),
-                    ));
-                }
-                Ok(Some(m)) => {
-                    master = Some((m, info.name.clone()));
-                    break;
-                }
-                Ok(None) => tried += 1,
-                Err(e) => unusable.push(e),
-            }
-        }
-        let (master, key_name) = match master {
-            Some(m) => m,
-            None if tried == 0 => {
-                // Every key file was unusable: say why, rather than blame
-                // the password.
-                return Err(unusable.swap_remove(0));
-            }
-            None => {
-                let mut msg =
-                    "wrong password: no key file of the repository opens with it".to_string();
-                if !unusable.is_empty() {
-                    msg.push_str(&format!(
-                        " ({} unusable key files skipped: {})",
-                        unusable.len(),
-                        unusable[0]
-                    ));
-                }
-                return Err(Error::new(ErrorKind::WrongPassword, msg));
-            }
-        };
-        let (keys, config, master) = match master {
-            keyfile::Unwrapped::Full(master) => {
-                let keys = Keys::derive(&master);
-                let (id, config) = config::decode(&self.config_bytes, keys.data())?;
-                if id != self.id {
-                    return Err(Error::corrupt("config changed while opening"));
-                }
-                (keys, config, Some(master))
-            }
-            keyfile::Unwrapped::WriteOnly(w) => {
-                // The config is sealed with the data key; the key file
-                // holds a copy, bound to this repository by its seal.
-                let config: RepoConfig = serde_json::from_slice(&w.config_json)
-                    .map_err(|e| Error::decode(format!("key {key_name}: config"), e))?;
-                config.validate().map_err(|e| {
-                    Error::corrupt(format!("key {key_name}: config: {}", e.message()))
-                })?;
-                let session: [u8; 32] = random_bytes()?;
-                (Keys::for_writer(&w.keys, &session, &w.public), config, None)
-            }
-        };
+        let (unwrapped, key_name) = self.find_key(password, write_only_ok)?;
+        let (keys, config, master) = self.keys_and_config(unwrapped, &key_name)?;
         let id = self.id;
         // A write-only key cannot check index tags, so it keeps its own
         // cache: a full key must not find a writer's view there.
@@ -410,6 +315,112 @@ impl LockedRepository {
                 .map(|e| format!("skipping unreadable index object: {e}")),
         );
         Ok(repo)
+    }
+
+    /// The key file that `password` opens, and its name. Cheapest
+    /// derivation first, then by name (§3.5): a key made for a command
+    /// that runs often (`key add --generate-password`, for
+    /// archive_command) opens in a millisecond instead of after every
+    /// costlier key has been tried with its password.
+    fn find_key(
+        &self,
+        password: &[u8],
+        write_only_ok: bool,
+    ) -> Result<(keyfile::Unwrapped, String)> {
+        let key_list = self.backend.list(ObjectKind::Key)?;
+        if key_list.is_empty() {
+            return Err(Error::corrupt(format!(
+                "repository at {} has no key files",
+                self.backend.location()
+            )));
+        }
+        // Read at once (on object storage each is a request).
+        let mut files: Vec<(u64, &crate::backend::ObjectInfo, Result<Vec<u8>>)> = key_list
+            .par_iter()
+            .map(|info| {
+                let bytes = self.backend.get(ObjectKind::Key, &info.name).and_then(|b| {
+                    verify_name(ObjectKind::Key, &info.name, &b)?;
+                    Ok(b)
+                });
+                let cost = bytes
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| keyfile::kdf_params(b, &info.name).ok())
+                    .map_or(u64::MAX, |k| {
+                        u64::from(k.memory_kib) * u64::from(k.iterations)
+                    });
+                (cost, info, bytes)
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        let mut unusable: Vec<Error> = Vec::new();
+        let mut tried = 0usize;
+        for (_, info, bytes) in files {
+            let what = format!("key {}", info.name);
+            let opened = bytes.and_then(|bytes| keyfile::unwrap(&bytes, &self.id, password, &what));
+            match opened {
+                Ok(Some(keyfile::Unwrapped::WriteOnly(_))) if !write_only_ok => {
+                    // The password opened a key that may not read: say so
+                    // (not "wrong password").
+                    return Err(Error::new(
+                        ErrorKind::AccessDenied,
+                        format!(
+                            "the password opens write-only key {}: it can add backups (backup, wal-push, pg basebackup), not read, list or remove them",
+                            info.name.get(..8).unwrap_or(&info.name)
+                        ),
+                    ));
+                }
+                Ok(Some(m)) => return Ok((m, info.name.clone())),
+                Ok(None) => tried += 1,
+                Err(e) => unusable.push(e),
+            }
+        }
+        if tried == 0 {
+            // Every key file was unusable: say why, rather than blame the
+            // password.
+            return Err(unusable.swap_remove(0));
+        }
+        let mut msg = "wrong password: no key file of the repository opens with it".to_string();
+        if !unusable.is_empty() {
+            msg.push_str(&format!(
+                " ({} unusable key files skipped: {})",
+                unusable.len(),
+                unusable[0]
+            ));
+        }
+        Err(Error::new(ErrorKind::WrongPassword, msg))
+    }
+
+    /// The keys and config that an opened key file gives: all of them
+    /// for a full key (whose master key is returned too), the sealing
+    /// keys only and the key file's copy of the config for a write-only
+    /// one.
+    fn keys_and_config(
+        &self,
+        unwrapped: keyfile::Unwrapped,
+        key_name: &str,
+    ) -> Result<(Keys, RepoConfig, Option<MasterKey>)> {
+        match unwrapped {
+            keyfile::Unwrapped::Full(master) => {
+                let keys = Keys::derive(&master);
+                let (id, config) = config::decode(&self.config_bytes, keys.data())?;
+                if id != self.id {
+                    return Err(Error::corrupt("config changed while opening"));
+                }
+                Ok((keys, config, Some(master)))
+            }
+            keyfile::Unwrapped::WriteOnly(w) => {
+                // The config is sealed with the data key; the key file
+                // holds a copy, bound to this repository by its seal.
+                let config: RepoConfig = serde_json::from_slice(&w.config_json)
+                    .map_err(|e| Error::decode(format!("key {key_name}: config"), e))?;
+                config.validate().map_err(|e| {
+                    Error::corrupt(format!("key {key_name}: config: {}", e.message()))
+                })?;
+                let session: [u8; 32] = random_bytes()?;
+                Ok((Keys::for_writer(&w.keys, &session, &w.public), config, None))
+            }
+        }
     }
 }
 
