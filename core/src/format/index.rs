@@ -69,6 +69,16 @@ impl IndexPack {
     }
 }
 
+/// The mark of a pack that two index objects list with marks `a` and
+/// `b`: listed in use in either, it is in use; marked in both, the later
+/// mark counts (repo-format.md §7.2).
+pub fn merged_mark(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
+}
+
 /// Encodes the payload of an index object.
 pub fn encode_payload(packs: &[IndexPack]) -> Result<Vec<u8>> {
     let mut out = Vec::new();

@@ -493,57 +493,7 @@ impl Checker<'_> {
         expected: &HashMap<Id, ExpectedPack>,
         read_data: Option<DataSubset>,
     ) -> Result<()> {
-        let stored = self.repo.backend().list(ObjectKind::Pack)?;
-        let now = jiff::Timestamp::now().as_second();
-        let mut present: Vec<(Id, u64)> = Vec::new();
-        let mut unindexed_bytes = 0u64;
-        let mut unindexed_old = 0usize;
-        for o in &stored {
-            let Ok(id) = Id::parse(&o.name) else { continue };
-            self.report.stats.packs += 1;
-            self.report.stats.pack_bytes += o.size;
-            if expected.contains_key(&id) {
-                present.push((id, o.size));
-            } else {
-                self.report.stats.unindexed_packs += 1;
-                let age = o
-                    .modified
-                    .map(|m| now.saturating_sub(m))
-                    .unwrap_or(i64::MAX);
-                if age >= MIN_UNINDEXED_AGE as i64 {
-                    unindexed_old += 1;
-                    unindexed_bytes += o.size;
-                }
-            }
-        }
-        if unindexed_old > 0 {
-            self.report.warnings.push(format!(
-                "{} packs ({} bytes) are in no index: left by interrupted backups (prune removes them) or listed by a lost index object (`cairn repair index` adds them back)",
-                unindexed_old, unindexed_bytes
-            ));
-        }
-        let present_ids: HashSet<Id> = present.iter().map(|(id, _)| *id).collect();
-        let mut missing: Vec<(&Id, &ExpectedPack)> = expected
-            .iter()
-            .filter(|(id, e)| e.live && !present_ids.contains(id))
-            .collect();
-        missing.sort_by_key(|(id, _)| **id);
-        for (id, e) in missing {
-            let n = self.problem(
-                ProblemKind::MissingPack,
-                id.to_hex(),
-                format!("pack {id} is missing ({} blobs lost)", e.blobs),
-            );
-            self.bad_packs.insert(*id, n);
-        }
-        // Packs prune marked unused and then deleted: fine, unless a
-        // snapshot still needs a blob only they held (see `blob_status`).
-        self.gone_obsolete = expected
-            .iter()
-            .filter(|(id, e)| !e.live && !present_ids.contains(id))
-            .map(|(id, _)| *id)
-            .collect();
-
+        let mut present = self.inventory(expected)?;
         let chosen = match read_data {
             Some(subset) => choose(&present, subset)?,
             None => HashSet::new(),
@@ -606,7 +556,73 @@ impl Checker<'_> {
                 baseless_packs.into_inner()
             ));
         }
-        let mut found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        self.record_findings(found);
+        Ok(())
+    }
+
+    /// The stored packs the index lists (ID, size); counts the others
+    /// (a warning for those old enough not to be a running backup's),
+    /// reports the packs in use that are missing, and notes the obsolete
+    /// ones that are gone.
+    fn inventory(&mut self, expected: &HashMap<Id, ExpectedPack>) -> Result<Vec<(Id, u64)>> {
+        let stored = self.repo.backend().list(ObjectKind::Pack)?;
+        let now = jiff::Timestamp::now().as_second();
+        let mut present: Vec<(Id, u64)> = Vec::new();
+        let mut unindexed_bytes = 0u64;
+        let mut unindexed_old = 0usize;
+        for o in &stored {
+            let Ok(id) = Id::parse(&o.name) else { continue };
+            self.report.stats.packs += 1;
+            self.report.stats.pack_bytes += o.size;
+            if expected.contains_key(&id) {
+                present.push((id, o.size));
+            } else {
+                self.report.stats.unindexed_packs += 1;
+                let age = o
+                    .modified
+                    .map(|m| now.saturating_sub(m))
+                    .unwrap_or(i64::MAX);
+                if age >= MIN_UNINDEXED_AGE as i64 {
+                    unindexed_old += 1;
+                    unindexed_bytes += o.size;
+                }
+            }
+        }
+        if unindexed_old > 0 {
+            self.report.warnings.push(format!(
+                "{} packs ({} bytes) are in no index: left by interrupted backups (prune removes them) or listed by a lost index object (`cairn repair index` adds them back)",
+                unindexed_old, unindexed_bytes
+            ));
+        }
+        let present_ids: HashSet<Id> = present.iter().map(|(id, _)| *id).collect();
+        let mut missing: Vec<(&Id, &ExpectedPack)> = expected
+            .iter()
+            .filter(|(id, e)| e.live && !present_ids.contains(id))
+            .collect();
+        missing.sort_by_key(|(id, _)| **id);
+        for (id, e) in missing {
+            let n = self.problem(
+                ProblemKind::MissingPack,
+                id.to_hex(),
+                format!("pack {id} is missing ({} blobs lost)", e.blobs),
+            );
+            self.bad_packs.insert(*id, n);
+        }
+        // Packs prune marked unused and then deleted: fine, unless a
+        // snapshot still needs a blob only they held (see `blob_status`).
+        self.gone_obsolete = expected
+            .iter()
+            .filter(|(id, e)| !e.live && !present_ids.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+
+        Ok(present)
+    }
+
+    /// Records what reading packs found: problems, and the packs and
+    /// blobs they make bad.
+    fn record_findings(&mut self, mut found: Vec<PackFinding>) {
         found.sort_by_key(|f| f.pack);
         for f in found {
             let n = self.problem(ProblemKind::Pack, f.pack.to_hex(), f.message);
@@ -617,7 +633,6 @@ impl Checker<'_> {
                 self.bad_blobs.insert((f.pack, b), n);
             }
         }
-        Ok(())
     }
 
     /// Size and trailer of one pack, against the index.

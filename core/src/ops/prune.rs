@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::IndexPack;
+use crate::format::index::{merged_mark, IndexPack};
 use crate::format::pack::{self, BlobEntry, BlobType, FinishedPack};
 use crate::format::tree::{self, NodeKind};
 use crate::id::Id;
@@ -496,11 +496,7 @@ fn merge_index_record(packs: &mut HashMap<Id, PackPlan>, p: IndexPack) {
         entry.blobs = p.blobs.len();
         entry.contents = PackPlan::unclaimed(p.blobs);
     }
-    // Listed in use anywhere: in use.
-    entry.obsolete_since = match (entry.obsolete_since, p.obsolete_since) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        _ => None,
-    };
+    entry.obsolete_since = merged_mark(entry.obsolete_since, p.obsolete_since);
 }
 
 /// Claims each blob in use once: packs in use first, then obsolete ones

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::IndexPack;
+use crate::format::index::{merged_mark, IndexPack};
 use crate::format::pack::{self, BlobType};
 use crate::format::snapshot::Snapshot;
 use crate::format::snapshot::REPAIRED_TAG;
@@ -107,44 +107,7 @@ pub fn repair_index(
 ) -> Result<IndexRepair> {
     let backend = repo.backend();
     let mut out = IndexRepair::default();
-    let old_indexes = backend.list(ObjectKind::Index)?;
-    out.index_objects = old_indexes.len();
-    let mut old: HashMap<Id, IndexPack> = HashMap::new();
-    let mut old_ids = Vec::new();
-    for o in &old_indexes {
-        check_cancel(cancel)?;
-        let id = Id::parse(&o.name)?;
-        match repo.load_index(&id) {
-            Ok(packs) => {
-                old_ids.push(id);
-                for p in packs {
-                    match old.get_mut(&p.pack_id) {
-                        // Listed in use anywhere: in use (as prune reads it).
-                        Some(existing) => {
-                            existing.obsolete_since =
-                                match (existing.obsolete_since, p.obsolete_since) {
-                                    (Some(a), Some(b)) => Some(a.max(b)),
-                                    _ => None,
-                                };
-                        }
-                        None => {
-                            old.insert(p.pack_id, p);
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::MissingObject => {}
-            // Damaged: replaced below. Anything else (unreachable
-            // storage, a newer format) stops the repair: such an object
-            // must never be deleted.
-            Err(e) if e.kind() == ErrorKind::Corrupt => {
-                old_ids.push(id);
-                out.unreadable_indexes.push((o.name.clone(), e.to_string()));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-
+    let (old, old_ids) = read_old_index(repo, cancel, &mut out)?;
     let stored = backend.list(ObjectKind::Pack)?;
     out.packs = stored.len();
     let mut stored_ids = HashSet::new();
@@ -163,23 +126,7 @@ pub fn repair_index(
             _ => to_read.push((id, o.size)),
         }
     }
-    let total = to_read.len() as u64;
-    let done = std::sync::atomic::AtomicU64::new(0);
-    use rayon::prelude::*;
-    let read: Vec<(Id, Result<Vec<pack::BlobEntry>>)> = to_read
-        .par_iter()
-        .map(|(id, size)| {
-            let r = if cancel.load(Ordering::SeqCst) {
-                Err(Error::interrupted())
-            } else {
-                repo.read_pack_trailer(id, *size)
-            };
-            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-            (*id, r)
-        })
-        .collect();
-    check_cancel(cancel)?;
-    for (id, r) in read {
+    for (id, r) in read_trailers(repo, &to_read, progress, cancel)? {
         match r {
             Ok(entries) => {
                 let previous = old.get(&id);
@@ -238,6 +185,77 @@ pub fn repair_index(
     }
     repo.sync_index()?;
     Ok(out)
+}
+
+/// Every index object's records, merged by pack as prune reads them, and
+/// the index objects to replace (those read, and the damaged ones, noted
+/// in `out`). Anything but damage (unreachable storage, a newer format)
+/// stops the repair: such an object must never be deleted.
+fn read_old_index(
+    repo: &Repository,
+    cancel: &AtomicBool,
+    out: &mut IndexRepair,
+) -> Result<(HashMap<Id, IndexPack>, Vec<Id>)> {
+    let old_indexes = repo.backend().list(ObjectKind::Index)?;
+    out.index_objects = old_indexes.len();
+    let mut old: HashMap<Id, IndexPack> = HashMap::new();
+    let mut old_ids = Vec::new();
+    for o in &old_indexes {
+        check_cancel(cancel)?;
+        let id = Id::parse(&o.name)?;
+        match repo.load_index(&id) {
+            Ok(packs) => {
+                old_ids.push(id);
+                for p in packs {
+                    match old.get_mut(&p.pack_id) {
+                        Some(existing) => {
+                            existing.obsolete_since =
+                                merged_mark(existing.obsolete_since, p.obsolete_since);
+                        }
+                        None => {
+                            old.insert(p.pack_id, p);
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::MissingObject => {}
+            // Damaged: replaced.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                old_ids.push(id);
+                out.unreadable_indexes.push((o.name.clone(), e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((old, old_ids))
+}
+
+/// Reads the trailers of the packs `to_read` (ID, stored size), in
+/// parallel, telling `progress`.
+#[allow(clippy::type_complexity)]
+fn read_trailers(
+    repo: &Repository,
+    to_read: &[(Id, u64)],
+    progress: &(dyn Fn(u64, u64) + Sync),
+    cancel: &AtomicBool,
+) -> Result<Vec<(Id, Result<Vec<pack::BlobEntry>>)>> {
+    use rayon::prelude::*;
+    let total = to_read.len() as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let read = to_read
+        .par_iter()
+        .map(|(id, size)| {
+            let r = if cancel.load(Ordering::SeqCst) {
+                Err(Error::interrupted())
+            } else {
+                repo.read_pack_trailer(id, *size)
+            };
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            (*id, r)
+        })
+        .collect();
+    check_cancel(cancel)?;
+    Ok(read)
 }
 
 /// Options of `repair snapshots`.
