@@ -97,12 +97,7 @@ fn restore_again_over_read_only_directories() {
     fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
     fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
     let run = |args: &[&str]| unprivileged(&env).args(args).output().unwrap();
-    let mut init = vec!["init"];
-    init.extend(FAST_KDF);
-    assert_code(&run(&init), 0, &["init"]);
-    let out = run(&["--json", "backup", src.to_str().unwrap()]);
-    assert_code(&out, 0, &["backup"]);
-    let id = common::snapshot_id(&out);
+    let id = common::unprivileged_backup(&env, &src);
     let target = env.path("t");
     for round in 0..2 {
         let out = run(&["restore", &id, "--target", target.to_str().unwrap()]);

@@ -192,7 +192,7 @@ fn file_with_the_bytes_of_an_empty_tree() {
 /// (the second time every file is there already), then with `--verify`.
 #[test]
 fn many_small_files_across_batches_keep_directory_times_and_modes() {
-    use common::{assert_code, unprivileged, FAST_KDF};
+    use common::{assert_code, unprivileged};
     let env = Env::empty();
     let src = env.path("src");
     let mut n = 0u64;
@@ -228,12 +228,7 @@ fn many_small_files_across_batches_keep_directory_times_and_modes() {
     assert!(expected.len() > 2 * 1024, "{} entries", expected.len());
 
     let run = |args: &[&str]| unprivileged(&env).args(args).output().unwrap();
-    let mut init = vec!["init"];
-    init.extend(FAST_KDF);
-    assert_code(&run(&init), 0, &["init"]);
-    let out = run(&["--json", "backup", src.to_str().unwrap()]);
-    assert_code(&out, 0, &["backup"]);
-    let id = common::snapshot_id(&out);
+    let id = common::unprivileged_backup(&env, &src);
     let target = env.path("t");
     let restored = target.join(src.strip_prefix("/").unwrap());
     for (round, extra) in [(0, None), (1, None), (2, Some("--verify"))] {

@@ -67,15 +67,7 @@ fn open_clean(storage: &MemBackend, cache: &CacheLocation, what: &str) -> Reposi
 }
 
 fn backup_options() -> BackupOptions {
-    let mut o = BackupOptions::default();
-    o.hostname = "test".into();
-    o.username = "test".into();
-    o.tags = Vec::new();
-    o.time = None;
-    o.validate_dumps = true;
-    o.no_delta = false;
-    o.allow_empty = false;
-    o
+    common::backup_options()
 }
 
 fn backup_stream(repo: &Repository, data: &[u8]) -> Result<Snapshot> {

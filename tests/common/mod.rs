@@ -379,6 +379,19 @@ pub fn unprivileged(env: &Env) -> Command {
     c
 }
 
+/// Makes the repository of [`unprivileged`] and backs up `src` into it,
+/// both as `nobody` when root; returns the snapshot's ID.
+#[allow(dead_code)]
+pub fn unprivileged_backup(env: &Env, src: &std::path::Path) -> String {
+    let run = |args: &[&str]| unprivileged(env).args(args).output().unwrap();
+    let mut init = vec!["init"];
+    init.extend(FAST_KDF);
+    assert_code(&run(&init), 0, &["init"]);
+    let out = run(&["--json", "backup", src.to_str().unwrap()]);
+    assert_code(&out, 0, &["backup"]);
+    snapshot_id(&out)
+}
+
 /// Starts `cmd` again and again, killing it (SIGKILL) after a delay that
 /// grows by `step` each time, until a run finishes on its own (which must
 /// succeed). `after` runs after every attempt, killed or not, to check

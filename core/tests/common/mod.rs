@@ -587,6 +587,15 @@ pub fn init_small(backend: Arc<dyn Backend>, password: &[u8], delta: bool) {
     repository::init(backend, password, &opts, info).unwrap();
 }
 
+/// Backup options of the tests: host and user `test`, the rest default.
+#[allow(dead_code)]
+pub fn backup_options() -> cairn_core::ops::backup::BackupOptions {
+    let mut o = cairn_core::ops::backup::BackupOptions::default();
+    o.hostname = "test".into();
+    o.username = "test".into();
+    o
+}
+
 /// Backs `data` up from a stream stored as `filename`, host and user
 /// `test` (dumps checked when `validate`).
 pub fn backup_stream(
@@ -595,14 +604,8 @@ pub fn backup_stream(
     data: &[u8],
     validate: bool,
 ) -> Result<cairn_core::format::snapshot::Snapshot> {
-    let mut opts = cairn_core::ops::backup::BackupOptions::default();
-    opts.hostname = "test".into();
-    opts.username = "test".into();
-    opts.tags = Vec::new();
-    opts.time = None;
+    let mut opts = backup_options();
     opts.validate_dumps = validate;
-    opts.no_delta = false;
-    opts.allow_empty = false;
     let source = cairn_core::ops::backup::BackupSource::Stream {
         reader: Box::new(io::Cursor::new(data.to_vec())),
         filename: filename.into(),
