@@ -231,50 +231,66 @@ fn drill_in(
         let command = restore_command.ok_or_else(|| {
             Error::invalid("a drill of a base backup needs a restore_command for its WAL")
         })?;
-        // Where the archive this base backup can reach ends (before the
-        // first gap): recovery must replay into its last segment. Only
-        // for an archive of one timeline: after a failover, recovery
-        // follows the newest timeline, which may end before the old one's
-        // last segment (the window takes the highest segment of any).
-        let list = crate::repo::wal_record::load(repo)?;
-        let timelines: std::collections::BTreeSet<u32> = list
-            .good
-            .iter()
-            .filter_map(|r| crate::pg::wal::segment_of(&r.name).map(|(tl, _)| tl))
-            .collect();
-        let one_timeline =
-            timelines.len() == 1 && !list.good.iter().any(|r| r.name.ends_with(".history"));
-        let reach = crate::pg::wal::status(&list, &[snapshot])
-            .windows
-            .into_iter()
-            .next()
-            .filter(|_| one_timeline)
-            .and_then(|w| {
-                let size = list.good.iter().find(|r| r.name == w.latest_wal)?.size;
-                let end = dumpcheck::parse_lsn(&w.latest_lsn).ok()?;
-                Some((w, end.saturating_sub(size)))
-            });
-        let recovery_start = Instant::now();
-        let replayed = recover_in_scratch(&dump_path, dir, command, cancel)?;
-        record.recovery_seconds = Some(recovery_start.elapsed().as_secs_f64());
-        if let (Some((w, last_segment_start)), Some(replayed)) = (reach, replayed) {
-            // Past the start: a segment closed by a switch ends its last
-            // record exactly at the next one's start, so reaching it
-            // replays nothing of the next.
-            let at = dumpcheck::parse_lsn(&replayed)?;
-            if at <= last_segment_start {
-                return Err(Error::corrupt(format!(
-                    "recovery stopped at {replayed}, short of the end of the archive (WAL file {}, \
-                     up to {}): PostgreSQL could not replay a WAL file after that point and \
-                     promoted early",
-                    w.latest_wal, w.latest_lsn
-                )));
-            }
-        }
+        recover_base_backup(repo, snapshot, (&dump_path, dir), command, cancel, record)?;
         record.dump_check = Some("recovered".into());
     } else if check == DumpCheck::Load {
         load_into_scratch_database(&info.format, &dump_path, snapshot)?;
         record.dump_check = Some("loaded".into());
+    }
+    Ok(())
+}
+
+/// Recovers the restored base backup `tar` in `dir` with a private
+/// server replaying the archive through `command` (the time it took goes
+/// into `record`), and checks that it replayed into the archive's last
+/// segment.
+fn recover_base_backup(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    (tar, dir): (&Path, &Path),
+    command: &str,
+    cancel: &AtomicBool,
+    record: &mut DrillRecord,
+) -> Result<()> {
+    // Where the archive this base backup can reach ends (before the first
+    // gap): recovery must replay into its last segment. Only for an
+    // archive of one timeline: after a failover, recovery follows the
+    // newest timeline, which may end before the old one's last segment
+    // (the window takes the highest segment of any).
+    let list = crate::repo::wal_record::load(repo)?;
+    let timelines: std::collections::BTreeSet<u32> = list
+        .good
+        .iter()
+        .filter_map(|r| crate::pg::wal::segment_of(&r.name).map(|(tl, _)| tl))
+        .collect();
+    let one_timeline =
+        timelines.len() == 1 && !list.good.iter().any(|r| r.name.ends_with(".history"));
+    let reach = crate::pg::wal::status(&list, &[snapshot])
+        .windows
+        .into_iter()
+        .next()
+        .filter(|_| one_timeline)
+        .and_then(|w| {
+            let size = list.good.iter().find(|r| r.name == w.latest_wal)?.size;
+            let end = dumpcheck::parse_lsn(&w.latest_lsn).ok()?;
+            Some((w, end.saturating_sub(size)))
+        });
+    let recovery_start = Instant::now();
+    let replayed = recover_in_scratch(tar, dir, command, cancel)?;
+    record.recovery_seconds = Some(recovery_start.elapsed().as_secs_f64());
+    if let (Some((w, last_segment_start)), Some(replayed)) = (reach, replayed) {
+        // Past the start: a segment closed by a switch ends its last
+        // record exactly at the next one's start, so reaching it replays
+        // nothing of the next.
+        let at = dumpcheck::parse_lsn(&replayed)?;
+        if at <= last_segment_start {
+            return Err(Error::corrupt(format!(
+                "recovery stopped at {replayed}, short of the end of the archive (WAL file {}, \
+                 up to {}): PostgreSQL could not replay a WAL file after that point and \
+                 promoted early",
+                w.latest_wal, w.latest_lsn
+            )));
+        }
     }
     Ok(())
 }
