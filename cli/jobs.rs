@@ -199,9 +199,6 @@ impl ConfigFile {
     }
 
     fn validate(&self, file: &Path) -> anyhow::Result<()> {
-        let duration = |key: &str, v: &str| {
-            crate::commands::prune::parse_duration_seconds(v).map_err(|e| invalid(file, key, e))
-        };
         // Environment variables: a name the environment can hold.
         let envs = std::iter::once(("env".to_string(), &self.env)).chain(
             self.jobs
@@ -220,99 +217,7 @@ impl ConfigFile {
             }
         }
         for (name, job) in &self.jobs {
-            let key = |k: &str| format!("jobs.{name}.{k}");
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(invalid(
-                    file,
-                    &format!("jobs.{name}"),
-                    "a job name is letters, digits, - and _",
-                ));
-            }
-            match (&job.command, job.paths.is_empty()) {
-                (Some(_), false) => {
-                    return Err(invalid(
-                        file,
-                        &format!("jobs.{name}"),
-                        "give command or paths, not both",
-                    ))
-                }
-                (None, true) => {
-                    return Err(invalid(
-                        file,
-                        &format!("jobs.{name}"),
-                        "give command (a dump command) or paths",
-                    ))
-                }
-                _ => {}
-            }
-            if job.stdin_filename.is_some() && job.command.is_none() {
-                return Err(invalid(file, &key("stdin_filename"), "only with command"));
-            }
-            if job.command.is_some() {
-                let path_only = [
-                    ("exclude", !job.exclude.is_empty()),
-                    ("exclude_file", !job.exclude_file.is_empty()),
-                    ("exclude_caches", job.exclude_caches),
-                    ("one_file_system", job.one_file_system),
-                ];
-                if let Some((name, _)) = path_only.iter().find(|(_, set)| *set) {
-                    return Err(invalid(file, &key(name), "only with paths"));
-                }
-            }
-            if let Some(p) = job.paths.iter().find(|p| !p.starts_with('/')) {
-                return Err(invalid(
-                    file,
-                    &key("paths"),
-                    format!("{p:?} is not an absolute path"),
-                ));
-            }
-            // Written as backup records them, so that forget and copy find
-            // the job's snapshots by them.
-            if let Some(p) = job.paths.iter().find(|p| {
-                p.len() > 1
-                    && (p.ends_with('/')
-                        || p.contains("//")
-                        || p.split('/').any(|c| c == "." || c == ".."))
-            }) {
-                return Err(invalid(
-                    file,
-                    &key("paths"),
-                    format!("write {p:?} without a trailing /, //, . or .. components"),
-                ));
-            }
-            if let Some(keep) = &job.keep {
-                keep.validate(file, &key("keep"))?;
-            }
-            if let Some(p) = &job.prune {
-                duration(&key("prune.every"), &p.every)?;
-                if let Some(m) = &p.max_unused {
-                    MaxUnused::from_str(m)
-                        .map_err(|e| invalid(file, &key("prune.max_unused"), e))?;
-                }
-                if let Some(s) = &p.max_repack_size {
-                    crate::commands::prune::parse_size(s)
-                        .map_err(|e| invalid(file, &key("prune.max_repack_size"), e))?;
-                }
-            }
-            if let Some(d) = &job.drill {
-                duration(&key("drill.every"), &d.every)?;
-            }
-            if let Some(c) = &job.copy {
-                if let Some(keep) = &c.keep {
-                    keep.validate(file, &key("copy.keep"))?;
-                }
-                if c.password_file.is_some() && c.password_command.is_some() {
-                    return Err(invalid(
-                        file,
-                        &key("copy"),
-                        "password_file and password_command are mutually exclusive",
-                    ));
-                }
-            }
+            job.validate(file, name)?;
         }
         if self.password_file.is_some() && self.password_command.is_some() {
             return Err(invalid(
@@ -320,6 +225,121 @@ impl ConfigFile {
                 "password_file",
                 "password_file and password_command are mutually exclusive",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Job {
+    /// Checks job `name` of `file`.
+    fn validate(&self, file: &Path, name: &str) -> anyhow::Result<()> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                file,
+                &format!("jobs.{name}"),
+                "a job name is letters, digits, - and _",
+            ));
+        }
+        self.validate_source(file, name)?;
+        self.validate_schedules(file, name)
+    }
+
+    /// What the job backs up: a command or paths, and the options that
+    /// go with either.
+    fn validate_source(&self, file: &Path, name: &str) -> anyhow::Result<()> {
+        let key = |k: &str| format!("jobs.{name}.{k}");
+        match (&self.command, self.paths.is_empty()) {
+            (Some(_), false) => {
+                return Err(invalid(
+                    file,
+                    &format!("jobs.{name}"),
+                    "give command or paths, not both",
+                ))
+            }
+            (None, true) => {
+                return Err(invalid(
+                    file,
+                    &format!("jobs.{name}"),
+                    "give command (a dump command) or paths",
+                ))
+            }
+            _ => {}
+        }
+        if self.stdin_filename.is_some() && self.command.is_none() {
+            return Err(invalid(file, &key("stdin_filename"), "only with command"));
+        }
+        if self.command.is_some() {
+            let path_only = [
+                ("exclude", !self.exclude.is_empty()),
+                ("exclude_file", !self.exclude_file.is_empty()),
+                ("exclude_caches", self.exclude_caches),
+                ("one_file_system", self.one_file_system),
+            ];
+            if let Some((name, _)) = path_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(file, &key(name), "only with paths"));
+            }
+        }
+        if let Some(p) = self.paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(invalid(
+                file,
+                &key("paths"),
+                format!("{p:?} is not an absolute path"),
+            ));
+        }
+        // Written as backup records them, so that forget and copy find
+        // the job's snapshots by them.
+        if let Some(p) = self.paths.iter().find(|p| {
+            p.len() > 1
+                && (p.ends_with('/')
+                    || p.contains("//")
+                    || p.split('/').any(|c| c == "." || c == ".."))
+        }) {
+            return Err(invalid(
+                file,
+                &key("paths"),
+                format!("write {p:?} without a trailing /, //, . or .. components"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the job does after its backup: keep, prune, drill, copy.
+    fn validate_schedules(&self, file: &Path, name: &str) -> anyhow::Result<()> {
+        let key = |k: &str| format!("jobs.{name}.{k}");
+        let duration = |key: &str, v: &str| {
+            crate::commands::prune::parse_duration_seconds(v).map_err(|e| invalid(file, key, e))
+        };
+        if let Some(keep) = &self.keep {
+            keep.validate(file, &key("keep"))?;
+        }
+        if let Some(p) = &self.prune {
+            duration(&key("prune.every"), &p.every)?;
+            if let Some(m) = &p.max_unused {
+                MaxUnused::from_str(m).map_err(|e| invalid(file, &key("prune.max_unused"), e))?;
+            }
+            if let Some(s) = &p.max_repack_size {
+                crate::commands::prune::parse_size(s)
+                    .map_err(|e| invalid(file, &key("prune.max_repack_size"), e))?;
+            }
+        }
+        if let Some(d) = &self.drill {
+            duration(&key("drill.every"), &d.every)?;
+        }
+        if let Some(c) = &self.copy {
+            if let Some(keep) = &c.keep {
+                keep.validate(file, &key("copy.keep"))?;
+            }
+            if c.password_file.is_some() && c.password_command.is_some() {
+                return Err(invalid(
+                    file,
+                    &key("copy"),
+                    "password_file and password_command are mutually exclusive",
+                ));
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use cairn_core::format::snapshot::Snapshot;
 use cairn_core::ops::backup::{BackupOptions, BackupSource};
 use cairn_core::pg::dumpcheck::find_pg_tool;
 use cairn_core::pg::pitr::{self, ArchiveMode, Target};
@@ -215,7 +216,7 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(pitr::parse_timeline)
         .transpose()?;
-    let (restore_command, end_command) = match args.restore_command {
+    let (restore_command, end_command) = match args.restore_command.clone() {
         Some(c) => (c, None),
         None => (
             default_restore_command(global)?,
@@ -224,40 +225,8 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
     };
     let repo = global.open()?;
     let loaded = load_snapshots(&repo)?;
-    let filter = args.filter.filter();
     let cluster = cairn_core::pg::wal::archived_identity(&repo)?;
-    let base = match &args.snapshot {
-        Some(spec) => {
-            let s = loaded.resolve(spec, &filter)?;
-            if !pitr::is_base_backup(s) {
-                anyhow::bail!(Error::invalid(format!(
-                    "snapshot {} is not a base backup (cairn pg basebackup)",
-                    s.id.short()
-                )));
-            }
-            if !same_cluster(s, cluster.as_deref()) {
-                anyhow::bail!(Error::new(
-                    cairn_core::ErrorKind::WrongCluster,
-                    format!(
-                        "base backup {} is of another PostgreSQL cluster than the WAL archived \
-                         here (cluster {}): it cannot be recovered from this archive",
-                        s.id.short(),
-                        cluster.as_deref().unwrap_or("?")
-                    )
-                ));
-            }
-            s.clone()
-        }
-        None => {
-            let candidates: Vec<_> = loaded
-                .good
-                .iter()
-                .filter(|s| filter.matches(s) && same_cluster(s, cluster.as_deref()))
-                .cloned()
-                .collect();
-            pitr::choose_base_backup(&candidates, &target)?.clone()
-        }
-    };
+    let base = choose_base(&loaded, &args, cluster.as_deref(), &target)?;
     let reach_warning = past_the_archive(&repo, &base, &target)?;
     let recovery = pitr::Recovery {
         restore_command: restore_command.clone(),
@@ -312,6 +281,46 @@ fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::Success)
+}
+
+/// The base backup to restore: the one named (which must be a base
+/// backup of the archived cluster), or the newest of that cluster that
+/// reaches `target`.
+fn choose_base(
+    loaded: &cairn_core::repo::repository::SnapshotList,
+    args: &RestoreArgs,
+    cluster: Option<&str>,
+    target: &Target,
+) -> anyhow::Result<Snapshot> {
+    let filter = args.filter.filter();
+    let Some(spec) = &args.snapshot else {
+        let candidates: Vec<_> = loaded
+            .good
+            .iter()
+            .filter(|s| filter.matches(s) && same_cluster(s, cluster))
+            .cloned()
+            .collect();
+        return Ok(pitr::choose_base_backup(&candidates, target)?.clone());
+    };
+    let s = loaded.resolve(spec, &filter)?;
+    if !pitr::is_base_backup(s) {
+        anyhow::bail!(Error::invalid(format!(
+            "snapshot {} is not a base backup (cairn pg basebackup)",
+            s.id.short()
+        )));
+    }
+    if !same_cluster(s, cluster) {
+        anyhow::bail!(Error::new(
+            cairn_core::ErrorKind::WrongCluster,
+            format!(
+                "base backup {} is of another PostgreSQL cluster than the WAL archived here \
+                 (cluster {}): it cannot be recovered from this archive",
+                s.id.short(),
+                cluster.unwrap_or("?")
+            )
+        ));
+    }
+    Ok(s.clone())
 }
 
 /// The PostgreSQL tool `name`: the one given with `--NAME PATH`, else one
@@ -603,52 +612,93 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|s| pitr::is_base_backup(s))
         .collect();
-    let newest = bases.iter().max_by(|a, b| a.time.cmp(&b.time));
-    let start_wal = newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone());
+    let newest = bases.iter().copied().max_by(|a, b| a.time.cmp(&b.time));
     let list = cairn_core::repo::wal_record::load(&repo)?;
     let cluster = cairn_core::pg::wal::archived_identity(&repo)?;
     // Base backups of another cluster than the archive's: no WAL here
     // can recover them, and they say nothing about its continuity.
-    let (ours, theirs): (Vec<&cairn_core::format::snapshot::Snapshot>, Vec<_>) = bases
+    let (ours, theirs): (Vec<&Snapshot>, Vec<_>) = bases
         .iter()
         .copied()
         .partition(|b| same_cluster(b, cluster.as_deref()));
-    let foreign: Vec<String> = theirs.iter().map(|b| b.id.to_hex()).collect();
-    let st = cairn_core::pg::wal::status(&list, &ours);
-    let healthy =
-        newest.is_some() && st.missing.is_empty() && st.unreadable == 0 && foreign.is_empty();
+    let st = PgStatus {
+        base_backups: bases.len(),
+        newest,
+        start_wal: newest.and_then(|b| b.source.dump.as_ref()?.start_wal.clone()),
+        wal: cairn_core::pg::wal::status(&list, &ours),
+        foreign: theirs.iter().map(|b| b.id.to_hex()).collect(),
+        cluster,
+    };
     if global.json {
-        print_json(&serde_json::json!({
-            "base_backups": bases.len(),
-            "newest_base_backup": newest.map(|b| serde_json::json!({
+        print_json(&st.json())?;
+    } else if !global.quiet {
+        st.say(global);
+    }
+    let whole = st.wal.missing.is_empty() && st.wal.unreadable == 0 && st.foreign.is_empty();
+    Ok(if whole {
+        ExitCode::Success
+    } else {
+        ExitCode::Damaged
+    })
+}
+
+/// What `pg status` reports.
+struct PgStatus<'a> {
+    base_backups: usize,
+    newest: Option<&'a Snapshot>,
+    /// The WAL file the newest base backup starts at.
+    start_wal: Option<String>,
+    wal: cairn_core::pg::wal::ArchiveStatus,
+    /// Base backups of another cluster than the archived WAL's.
+    foreign: Vec<String>,
+    /// The archived cluster's system identifier.
+    cluster: Option<String>,
+}
+
+impl PgStatus<'_> {
+    fn healthy(&self) -> bool {
+        self.newest.is_some()
+            && self.wal.missing.is_empty()
+            && self.wal.unreadable == 0
+            && self.foreign.is_empty()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "base_backups": self.base_backups,
+            "newest_base_backup": self.newest.map(|b| serde_json::json!({
                 "id": b.id.to_hex(),
                 "time": b.time.to_rfc3339(),
-                "start_wal": start_wal,
+                "start_wal": self.start_wal,
                 "start_lsn": b.source.dump.as_ref().and_then(|d| d.start_lsn.clone()),
                 "stop_lsn": b.source.dump.as_ref().and_then(|d| d.stop_lsn.clone()),
                 "system_identifier": b.source.dump.as_ref().and_then(|d| d.system_identifier.clone()),
                 "size": b.summary.total_bytes_processed,
             })),
-            "wal": st,
-            "system_identifier": cluster,
-            "foreign_base_backups": foreign,
-            "healthy": healthy,
-        }))?;
-    } else if !global.quiet {
+            "wal": self.wal,
+            "system_identifier": self.cluster,
+            "foreign_base_backups": self.foreign,
+            "healthy": self.healthy(),
+        })
+    }
+
+    /// The human report, a line per fact.
+    fn say(&self, global: &GlobalArgs) {
+        let st = &self.wal;
         global.say(format!(
             "cluster:             {}",
-            cluster.as_deref().map_or(
+            self.cluster.as_deref().map_or(
                 "none recorded yet (the first wal-push records it)".to_string(),
                 |c| format!("system identifier {c}")
             )
         ));
-        match newest {
+        match self.newest {
             Some(b) => global.say(format!(
                 "newest base backup:  {} of {} ({} base backups), starts at WAL {}",
                 b.id.short(),
                 b.time.local_display(),
-                bases.len(),
-                start_wal.as_deref().unwrap_or("?")
+                self.base_backups,
+                self.start_wal.as_deref().unwrap_or("?")
             )),
             None => global.say("newest base backup:  none (cairn pg basebackup)"),
         }
@@ -689,20 +739,13 @@ fn status(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 st.unreadable
             ));
         }
-        if !foreign.is_empty() {
+        if let Some(first) = self.foreign.first() {
             global.say(format!(
                 "other clusters:      {} base backups are of another cluster than the archived \
                  WAL (first {}): they cannot be recovered from this archive",
-                foreign.len(),
-                &foreign[0][..8]
+                self.foreign.len(),
+                &first[..8.min(first.len())]
             ));
         }
     }
-    Ok(
-        if st.missing.is_empty() && st.unreadable == 0 && foreign.is_empty() {
-            ExitCode::Success
-        } else {
-            ExitCode::Damaged
-        },
-    )
 }

@@ -17,7 +17,7 @@ use cairn_core::repo::repository::CacheLocation;
 use cairn_core::Error;
 
 use crate::exit::ExitCode;
-use crate::jobs::{ConfigFile, Job};
+use crate::jobs::{ConfigFile, CopyJob, Job};
 use crate::output::size;
 use crate::{print_json, GlobalArgs};
 
@@ -222,11 +222,66 @@ fn plan(
     location: &str,
     state: &BTreeMap<String, i64>,
 ) -> anyhow::Result<(Vec<Step>, Vec<String>)> {
-    let last_prune = state.get(location).copied();
+    let (backup, series) = backup_args(name, job);
+    let mut steps = vec![Step::new("backup", backup)];
+    if let Some(keep) = &job.keep {
+        let mut forget = vec!["forget".to_string()];
+        forget.extend(keep.args());
+        forget.extend(series.iter().cloned());
+        steps.push(Step::new("forget", forget));
+    }
+    let mut notes: Vec<String> = Vec::new();
+    if let Some(p) = &job.prune {
+        let (due, note) = due("prune", &p.every, state.get(location).copied())?;
+        notes.push(format!("prune {note}"));
+        if due {
+            let mut prune = vec!["prune".to_string()];
+            if let Some(m) = &p.max_unused {
+                prune.extend(["--max-unused".into(), m.clone()]);
+            }
+            if let Some(s) = &p.max_repack_size {
+                prune.extend(["--max-repack-size".into(), s.clone()]);
+            }
+            steps.push(Step::new("prune", prune));
+        }
+    }
+    if let Some(c) = &job.copy {
+        if c.to == location {
+            anyhow::bail!(Error::invalid(format!(
+                "jobs.{name}.copy.to is the job's own repository"
+            )));
+        }
+        steps.extend(copy_steps(c, &series));
+    }
+    if let Some(d) = &job.drill {
+        let (due, note) = due(
+            "drill",
+            &d.every,
+            state.get(&drill_key(location, name)).copied(),
+        )?;
+        notes.push(format!("drill {note}"));
+        if due {
+            let mut drill = vec!["drill".to_string(), "latest".to_string()];
+            if d.pg {
+                drill.push("--pg".into());
+            }
+            if let Some(dir) = &d.scratch {
+                drill.extend(["--scratch".into(), dir.display().to_string()]);
+            }
+            drill.extend(series.iter().cloned());
+            steps.push(Step::new("drill", drill));
+        }
+    }
+    Ok((steps, notes))
+}
+
+/// The arguments of job `name`'s backup, and the options that select
+/// the job's own series, exactly (`--exact --host H --path P... --tag
+/// T`): another job with more paths or tags on the same host is not
+/// touched by this one's rules.
+fn backup_args(name: &str, job: &Job) -> (Vec<String>, Vec<String>) {
     let host = job.host.clone().unwrap_or_else(cairn_core::sys::hostname);
     let mut backup = vec!["backup".to_string()];
-    // The job's own series, exactly: another job with more paths or tags
-    // on the same host is not touched by this one's rules.
     let mut series = vec!["--exact".to_string(), "--host".to_string(), host.clone()];
     if let Some(cmd) = &job.command {
         let file = job
@@ -266,78 +321,36 @@ fn plan(
     if job.validate == Some(false) {
         backup.push("--no-validate".into());
     }
-    let mut steps = vec![Step::new("backup", backup)];
-    if let Some(keep) = &job.keep {
+    (backup, series)
+}
+
+/// The copy of a job's `series` to a second repository, and the forget
+/// there by the copy's own rules.
+fn copy_steps(c: &CopyJob, series: &[String]) -> Vec<Step> {
+    let mut copy = vec!["copy".to_string(), "--to".into(), c.to.clone()];
+    if let Some(f) = &c.password_file {
+        copy.extend(["--password-file2".into(), f.display().to_string()]);
+    }
+    if let Some(cmd) = &c.password_command {
+        copy.extend(["--password-command2".into(), cmd.clone()]);
+    }
+    copy.extend(series.iter().cloned());
+    let mut steps = vec![Step::new("copy", copy)];
+    if let Some(keep) = &c.keep {
         let mut forget = vec!["forget".to_string()];
         forget.extend(keep.args());
         forget.extend(series.iter().cloned());
-        steps.push(Step::new("forget", forget));
+        steps.push(Step {
+            name: "forget-copy",
+            args: forget,
+            target: Some(Target {
+                location: c.to.clone(),
+                password_file: c.password_file.clone(),
+                password_command: c.password_command.clone(),
+            }),
+        });
     }
-    let mut notes: Vec<String> = Vec::new();
-    if let Some(p) = &job.prune {
-        let (due, note) = due("prune", &p.every, last_prune)?;
-        notes.push(format!("prune {note}"));
-        if due {
-            let mut prune = vec!["prune".to_string()];
-            if let Some(m) = &p.max_unused {
-                prune.extend(["--max-unused".into(), m.clone()]);
-            }
-            if let Some(s) = &p.max_repack_size {
-                prune.extend(["--max-repack-size".into(), s.clone()]);
-            }
-            steps.push(Step::new("prune", prune));
-        }
-    }
-    if let Some(c) = &job.copy {
-        if c.to == location {
-            anyhow::bail!(Error::invalid(format!(
-                "jobs.{name}.copy.to is the job's own repository"
-            )));
-        }
-        let mut copy = vec!["copy".to_string(), "--to".into(), c.to.clone()];
-        if let Some(f) = &c.password_file {
-            copy.extend(["--password-file2".into(), f.display().to_string()]);
-        }
-        if let Some(cmd) = &c.password_command {
-            copy.extend(["--password-command2".into(), cmd.clone()]);
-        }
-        copy.extend(series.iter().cloned());
-        steps.push(Step::new("copy", copy));
-        if let Some(keep) = &c.keep {
-            let mut forget = vec!["forget".to_string()];
-            forget.extend(keep.args());
-            forget.extend(series.iter().cloned());
-            steps.push(Step {
-                name: "forget-copy",
-                args: forget,
-                target: Some(Target {
-                    location: c.to.clone(),
-                    password_file: c.password_file.clone(),
-                    password_command: c.password_command.clone(),
-                }),
-            });
-        }
-    }
-    if let Some(d) = &job.drill {
-        let (due, note) = due(
-            "drill",
-            &d.every,
-            state.get(&drill_key(location, name)).copied(),
-        )?;
-        notes.push(format!("drill {note}"));
-        if due {
-            let mut drill = vec!["drill".to_string(), "latest".to_string()];
-            if d.pg {
-                drill.push("--pg".into());
-            }
-            if let Some(dir) = &d.scratch {
-                drill.extend(["--scratch".into(), dir.display().to_string()]);
-            }
-            drill.extend(series.iter().cloned());
-            steps.push(Step::new("drill", drill));
-        }
-    }
-    Ok((steps, notes))
+    steps
 }
 
 fn ago(seconds: i64) -> String {
