@@ -199,6 +199,13 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
         print_json(&r)?;
         return Ok(done);
     }
+    say_snapshot_repairs(global, &args, &r);
+    Ok(done)
+}
+
+/// What `repair snapshots` did (or would do), a line per snapshot
+/// repaired, lost or unreadable, and the counts.
+fn say_snapshot_repairs(global: &GlobalArgs, args: &SnapshotsArgs, r: &repair::SnapshotsRepair) {
     let would = if args.dry_run { "would be " } else { "" };
     let (mut intact, mut repaired, mut lost) = (0, 0, 0);
     for s in &r.snapshots {
@@ -255,5 +262,4 @@ fn snapshots(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCod
             ""
         }
     ));
-    Ok(done)
 }

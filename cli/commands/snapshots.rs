@@ -6,6 +6,7 @@ use clap::Args;
 
 use cairn_core::format::snapshot::Snapshot;
 use cairn_core::ops::forget::{self, GroupBy, GroupKey};
+use cairn_core::repo::drill_record::DrillRecord;
 
 use crate::commands::{load_drills, load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -53,59 +54,11 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
     let filter = args.filter.filter();
     let matching: Vec<Snapshot> = all.iter().filter(|s| filter.matches(s)).cloned().collect();
     let drills = load_drills(&repo)?;
-    // The newest drill of a snapshot, passed or not.
-    let drill_of = |id| {
-        drills
-            .good
-            .iter()
-            .filter(|d| d.snapshot == id)
-            .max_by(|a, b| a.time.cmp(&b.time))
+    let show = Shown {
+        drills: &drills.good,
     };
-    let json_of = |s: &Snapshot| {
-        let mut v = snapshot_json(s);
-        if let (serde_json::Value::Object(map), Some(d)) = (&mut v, drill_of(s.id)) {
-            map.insert("drill".into(), drill_json(d));
-        }
-        v
-    };
-    let table_of = |shown: &[Snapshot]| {
-        // A "Dump" column when some snapshot is a recognised dump.
-        let dumps = shown.iter().any(|s| s.source.dump.is_some());
-        let rows: Vec<Vec<String>> = shown
-            .iter()
-            .map(|s| {
-                let mut row = vec![
-                    s.id.short(),
-                    s.time.local_display(),
-                    s.hostname.clone(),
-                    s.tags.join(","),
-                    s.paths.join(","),
-                    size(s.summary.total_bytes_processed),
-                ];
-                if dumps {
-                    row.push(
-                        s.source
-                            .dump
-                            .as_ref()
-                            .map(|d| d.describe())
-                            .unwrap_or_default(),
-                    );
-                }
-                if !drills.good.is_empty() {
-                    row.push(drill_cell(drill_of(s.id)));
-                }
-                row
-            })
-            .collect();
-        let mut header = vec!["ID", "Time", "Host", "Tags", "Paths", "Size"];
-        if dumps {
-            header.push("Dump");
-        }
-        if !drills.good.is_empty() {
-            header.push("Drill");
-        }
-        table(&header, &rows)
-    };
+    let json_of = |s: &Snapshot| show.json(s);
+    let table_of = |list: &[Snapshot]| show.table(list);
     let by = args.group_by.unwrap_or_default();
     let groups = grouped(&matching, by, args.latest);
     let mut out = std::io::stdout().lock();
@@ -147,4 +100,68 @@ pub fn run(global: &GlobalArgs, args: SnapshotsArgs) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::Success
     })
+}
+
+/// How snapshots are shown, with their drills.
+struct Shown<'a> {
+    drills: &'a [DrillRecord],
+}
+
+impl Shown<'_> {
+    /// The newest drill of snapshot `id`, passed or not.
+    fn drill_of(&self, id: cairn_core::Id) -> Option<&DrillRecord> {
+        self.drills
+            .iter()
+            .filter(|d| d.snapshot == id)
+            .max_by(|a, b| a.time.cmp(&b.time))
+    }
+
+    fn json(&self, s: &Snapshot) -> serde_json::Value {
+        let mut v = snapshot_json(s);
+        if let (serde_json::Value::Object(map), Some(d)) = (&mut v, self.drill_of(s.id)) {
+            map.insert("drill".into(), drill_json(d));
+        }
+        v
+    }
+
+    /// The table of `shown`: a "Dump" column when some snapshot is a
+    /// recognised dump, a "Drill" one when the repository has drills.
+    fn table(&self, shown: &[Snapshot]) -> String {
+        let dumps = shown.iter().any(|s| s.source.dump.is_some());
+        let drills = !self.drills.is_empty();
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|s| {
+                let mut row = vec![
+                    s.id.short(),
+                    s.time.local_display(),
+                    s.hostname.clone(),
+                    s.tags.join(","),
+                    s.paths.join(","),
+                    size(s.summary.total_bytes_processed),
+                ];
+                if dumps {
+                    row.push(
+                        s.source
+                            .dump
+                            .as_ref()
+                            .map(|d| d.describe())
+                            .unwrap_or_default(),
+                    );
+                }
+                if drills {
+                    row.push(drill_cell(self.drill_of(s.id)));
+                }
+                row
+            })
+            .collect();
+        let mut header = vec!["ID", "Time", "Host", "Tags", "Paths", "Size"];
+        if dumps {
+            header.push("Dump");
+        }
+        if drills {
+            header.push("Drill");
+        }
+        table(&header, &rows)
+    }
 }

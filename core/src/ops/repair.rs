@@ -346,31 +346,9 @@ pub fn repair_snapshots(
     let mut repaired: Vec<(usize, Snapshot)> = Vec::new();
     for s in snapshots {
         check_cancel(cancel)?;
-        let mut entry = SnapshotRepair {
-            snapshot: s.id.to_hex(),
-            outcome: "intact",
-            repaired: None,
-            damaged: Vec::new(),
-            reason: None,
-            forgotten: false,
-        };
-        match r.tree(&s.tree, "/")? {
-            None => {
-                entry.outcome = "unrepairable";
-                entry.reason = Some(format!("its root tree {} is lost", s.tree));
-            }
-            Some((root, damaged)) if !damaged.is_empty() => {
-                entry.outcome = "repaired";
-                entry.damaged = damaged;
-                let mut copy = s.clone();
-                copy.tree = root;
-                copy.original = Some(s.id);
-                if !copy.tags.iter().any(|t| t == REPAIRED_TAG) {
-                    copy.tags.push(REPAIRED_TAG.to_string());
-                }
-                repaired.push((out.snapshots.len(), copy));
-            }
-            Some(_) => {}
+        let (entry, copy) = r.snapshot(s)?;
+        if let Some(copy) = copy {
+            repaired.push((out.snapshots.len(), copy));
         }
         out.snapshots.push(entry);
     }
@@ -384,26 +362,7 @@ pub fn repair_snapshots(
     if !repaired.is_empty() {
         verify_referenced(repo, &referenced.0, &referenced.1)?;
     }
-    // A copy an earlier run already wrote (same original, same tree) is
-    // reused: running repair again must not pile up duplicates.
-    let existing = repo.load_snapshots()?.good;
-    for (i, copy) in repaired {
-        let done = existing
-            .iter()
-            .find(|e| e.original == copy.original && e.tree == copy.tree)
-            .map(|e| e.id);
-        let id = match done {
-            Some(id) => id,
-            None => repo.save_snapshot(&copy)?,
-        };
-        let entry = &mut out.snapshots[i];
-        entry.repaired = Some(id.to_hex());
-        if opts.forget {
-            repo.backend()
-                .delete(ObjectKind::Snapshot, &entry.snapshot)?;
-            entry.forgotten = true;
-        }
-    }
+    save_repaired(repo, repaired, &mut out, opts.forget)?;
     if opts.forget {
         for entry in out
             .snapshots
@@ -422,6 +381,37 @@ pub fn repair_snapshots(
         }
     }
     Ok(out)
+}
+
+/// Saves the repaired copies (`out.snapshots` index, copy), each
+/// replacing its original when `forget`. A copy an earlier run already
+/// wrote (same original, same tree) is reused: running repair again must
+/// not pile up duplicates.
+fn save_repaired(
+    repo: &Repository,
+    repaired: Vec<(usize, Snapshot)>,
+    out: &mut SnapshotsRepair,
+    forget: bool,
+) -> Result<()> {
+    let existing = repo.load_snapshots()?.good;
+    for (i, copy) in repaired {
+        let done = existing
+            .iter()
+            .find(|e| e.original == copy.original && e.tree == copy.tree)
+            .map(|e| e.id);
+        let id = match done {
+            Some(id) => id,
+            None => repo.save_snapshot(&copy)?,
+        };
+        let entry = &mut out.snapshots[i];
+        entry.repaired = Some(id.to_hex());
+        if forget {
+            repo.backend()
+                .delete(ObjectKind::Snapshot, &entry.snapshot)?;
+            entry.forgotten = true;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites trees, remembering what it has done (snapshots share trees).
@@ -447,6 +437,39 @@ enum Chunk {
 }
 
 impl Rewriter<'_> {
+    /// Repairs snapshot `s`: what became of it, and the repaired copy to
+    /// save, if it needs one.
+    fn snapshot(&mut self, s: &Snapshot) -> Result<(SnapshotRepair, Option<Snapshot>)> {
+        let mut entry = SnapshotRepair {
+            snapshot: s.id.to_hex(),
+            outcome: "intact",
+            repaired: None,
+            damaged: Vec::new(),
+            reason: None,
+            forgotten: false,
+        };
+        let copy = match self.tree(&s.tree, "/")? {
+            None => {
+                entry.outcome = "unrepairable";
+                entry.reason = Some(format!("its root tree {} is lost", s.tree));
+                None
+            }
+            Some((root, damaged)) if !damaged.is_empty() => {
+                entry.outcome = "repaired";
+                entry.damaged = damaged;
+                let mut copy = s.clone();
+                copy.tree = root;
+                copy.original = Some(s.id);
+                if !copy.tags.iter().any(|t| t == REPAIRED_TAG) {
+                    copy.tags.push(REPAIRED_TAG.to_string());
+                }
+                Some(copy)
+            }
+            Some(_) => None,
+        };
+        Ok((entry, copy))
+    }
+
     /// Whether a blob can be read: indexed, its pack stored, and (with
     /// `read_data`, for data) verified.
     fn chunk(&mut self, id: &Id, blob_type: BlobType) -> Result<Chunk> {
