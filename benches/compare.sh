@@ -130,38 +130,4 @@ done
 echo
 echo "$(date -u +%F) on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB RAM; $(ls "$DUMPS"/night-*.sql | wc -l) dumps of $(( $(stat -L -c %s "$NEWEST") / 1000000 )) MB; median of $RUNS runs"
 printf '%s\n' "${versions[@]}"
-python3 - "$RESULTS" <<'EOF'
-import sys, statistics, collections
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-vals = collections.defaultdict(lambda: collections.defaultdict(list))  # step -> tool -> [(secs|bytes, kib)]
-order, tools = [], []
-for tool, run, step, a, b in rows:
-    if step not in order: order.append(step)
-    if tool not in tools: tools.append(tool)
-    vals[step][tool].append((float(a), float(b) if b else None))
-def med(xs): return statistics.median(xs) if xs else None
-print()
-head = f"{'step':28}" + "".join(f"{t:>22}" for t in tools) + f"{'cairn / best peer':>20}"
-print(head); print("-" * len(head))
-for step in order:
-    cells, nums = [], {}
-    for t in tools:
-        v = vals[step].get(t, [])
-        if not v: cells.append(f"{'-':>22}"); continue
-        if step.startswith("repository"):
-            x = med([a for a, _ in v]); nums[t] = x
-            cells.append(f"{x/1e6:>19.1f} MB")
-        else:
-            x = med([a for a, _ in v]); r = med([b for _, b in v]); nums[t] = x
-            cells.append(f"{x:>9.2f} s {r/1024:>6.0f} MiB")
-    peers = [nums[t] for t in nums if t != "cairn"]
-    ratio = f"{nums['cairn']/min(peers):>20.2f}" if "cairn" in nums and peers and min(peers) > 0 else f"{'':>20}"
-    print(f"{step:28}" + "".join(cells) + ratio)
-# Peak RSS ratios for backup and restore.
-print()
-for step in ("first backup", "nightly backup", "restore newest"):
-    rss = {t: med([b for _, b in vals[step][t]]) for t in vals[step]}
-    peers = [v for t, v in rss.items() if t != "cairn"]
-    if "cairn" in rss and peers:
-        print(f"peak RSS {step}: cairn {rss['cairn']/1024:.0f} MiB, best peer {min(peers)/1024:.0f} MiB, ratio {rss['cairn']/min(peers):.2f}")
-EOF
+python3 "$HERE/summarize.py" "$RESULTS" 28 "first backup" "nightly backup" "restore newest"

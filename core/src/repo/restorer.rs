@@ -452,7 +452,7 @@ impl Restorer<'_> {
             }
             return Ok(());
         }
-        let small = node.content_lists.is_empty() && node.size <= SMALL_FILE_BYTES;
+        let small = is_small(node);
         if small && node.hardlink.is_none() {
             self.pending.push((node.clone(), path.to_path_buf()));
             if self.pending.len() >= FILE_BATCH {
@@ -613,7 +613,7 @@ impl Restorer<'_> {
             write_chunks(self.repo, &self.index, &ids, out, &on_bytes, self.cancel)
                 .map_err(|e| e.context(format!("restoring {}", path.display())))
         };
-        let small = node.content_lists.is_empty() && node.size <= SMALL_FILE_BYTES;
+        let small = is_small(node);
         let data = if small {
             let mut data = Vec::with_capacity(usize::try_from(node.size).unwrap_or(0));
             read(&mut data)?;
@@ -808,6 +808,12 @@ pub fn damage_note(d: &crate::format::tree::Damage) -> String {
 /// A file of at most this many bytes is read whole, and verified, before
 /// it is created.
 const SMALL_FILE_BYTES: u64 = 1 << 20;
+
+/// Whether file `node` is small: read whole, and verified, before it is
+/// created; written in parallel with others.
+fn is_small(node: &Node) -> bool {
+    node.content_lists.is_empty() && node.size <= SMALL_FILE_BYTES
+}
 
 /// Creates `path` for writing, new and private until its mode is set;
 /// `None` when something is there already.
