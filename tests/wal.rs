@@ -1255,7 +1255,7 @@ fn archive_command_with_a_generated_write_only_key() {
     );
 }
 
-/// WAL is stored in 1 MiB pieces (repo-format §10.1), so zstd sees what a
+/// WAL is stored in 1 MiB pieces (docs/design.md §3.4), so zstd sees what a
 /// segment repeats from further back than a content-defined chunk: here a
 /// 128 KiB random block comes back 31 times with a byte changed every 4 KiB
 /// (no two chunks equal, so deduplication finds nothing). Compressed chunk
