@@ -19,6 +19,7 @@ use std::sync::Arc;
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
 use cairn_core::backend::{self, Backend, ObjectStoreOptions};
+use cairn_core::repo::appender::Appender;
 use cairn_core::repo::repository::{self, CacheLocation, Repository};
 
 use crate::exit::{ExitCode, EXIT_CODES_HELP};
@@ -193,9 +194,16 @@ impl GlobalArgs {
     }
 
     /// [`GlobalArgs::open`] for adding backups: a write-only key opens the
-    /// repository too (`cairn key add --write-only`).
-    pub fn open_to_add(&self) -> anyhow::Result<Repository> {
-        let repo = self.open_with(true)?;
+    /// repository too (`cairn key add --write-only`), and what it gives
+    /// cannot read.
+    pub fn open_to_add(&self) -> anyhow::Result<Appender> {
+        let (locked, password, started) = self.unlock_prelude()?;
+        let mut repo = locked.unlock_to_add(&password, &self.cache())?;
+        repo.set_warning_sink(|w| eprintln!("cairn: warning: {w}"));
+        if repo.is_write_only() {
+            self.verbose("opened with a write-only key: no parent snapshot, no deltas");
+        }
+        self.opened(repo.id(), started, &repo.cache(), || repo.index())?;
         for w in repo.warnings() {
             eprintln!("cairn: warning: {w}");
         }
@@ -205,32 +213,40 @@ impl GlobalArgs {
     /// [`GlobalArgs::open`] without printing the warnings of opening
     /// (damaged index objects), for commands that report them themselves.
     pub fn open_quietly(&self) -> anyhow::Result<Repository> {
-        self.open_with(false)
+        let (locked, password, started) = self.unlock_prelude()?;
+        let mut repo = locked.unlock(&password, &self.cache())?;
+        repo.set_warning_sink(|w| eprintln!("cairn: warning: {w}"));
+        self.opened(repo.id(), started, &repo.cache(), || repo.index())?;
+        Ok(repo)
     }
 
-    fn open_with(&self, write_only_ok: bool) -> anyhow::Result<Repository> {
+    /// The repository found, its password read, and when opening began.
+    fn unlock_prelude(
+        &self,
+    ) -> anyhow::Result<(repository::LockedRepository, Vec<u8>, std::time::Instant)> {
         let locked = repository::locate(self.backend()?)?;
         let password = password::read(self, false)?;
-        let started = std::time::Instant::now();
-        let mut repo = if write_only_ok {
-            locked.unlock_to_add(&password, &self.cache())?
-        } else {
-            locked.unlock(&password, &self.cache())?
-        };
-        repo.set_warning_sink(|w| eprintln!("cairn: warning: {w}"));
-        if repo.is_write_only() {
-            self.verbose("opened with a write-only key: no parent snapshot, no deltas");
-        }
+        Ok((locked, password, std::time::Instant::now()))
+    }
+
+    /// With -v: how long opening took and what the index cache holds.
+    fn opened(
+        &self,
+        id: &cairn_core::Id,
+        started: std::time::Instant,
+        cache: &cairn_core::repo::cache::IndexCache,
+        index: impl FnOnce() -> cairn_core::Result<cairn_core::repo::cache::CacheReader>,
+    ) -> anyhow::Result<()> {
         if self.verbose > 0 {
             self.verbose(format!(
                 "opened repository {} in {:.2}s; index cache {} ({} blobs)",
-                repo.id().short(),
+                id.short(),
                 started.elapsed().as_secs_f64(),
-                repo.cache().path().display(),
-                repo.index()?.len()?
+                cache.path().display(),
+                index()?.len()?
             ));
         }
-        Ok(repo)
+        Ok(())
     }
 
     /// Prints a line unless quiet or JSON. Best effort: a reader that went

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use cairn_core::backend::{self, ObjectKind};
 use cairn_core::format::{self, ObjectType};
+use cairn_core::repo::appender::Appender;
 use cairn_core::repo::repository::{self, CacheLocation, Repository};
 use common::{assert_code, stderr, Env, FAST_KDF};
 
@@ -30,8 +31,9 @@ fn add_writer(env: &Env) {
 }
 
 /// The repository as the library sees it, unlocked to add with `password`: how an
-/// attacker holding that key writes whatever objects they like.
-fn unlock(env: &Env, password: &str) -> Repository {
+/// attacker holding that key writes whatever objects they like (beneath the
+/// [`Appender`], with [`Appender::unguarded`], as code of their own would).
+fn unlock(env: &Env, password: &str) -> Appender {
     locked(env)
         .unlock_to_add(password.as_bytes(), &CacheLocation::Temporary)
         .unwrap()
@@ -769,9 +771,9 @@ fn a_writers_copy_never_outranks_a_full_keys_in_prune() {
 
     // The writer plants garbage under every data blob ID it can see.
     let writer = unlock(&env, WRITER);
-    let ids = data_blob_ids(&writer);
+    let ids = data_blob_ids(writer.unguarded());
     assert!(!ids.is_empty());
-    cairn_core::testing::benchgen::plant_garbage(&writer, &ids, 0).unwrap();
+    cairn_core::testing::benchgen::plant_garbage(writer.unguarded(), &ids, 0).unwrap();
 
     for args in [&["prune"][..], &["prune", "--grace", "0"]] {
         env.ok(args);
@@ -915,7 +917,7 @@ fn prune_checks_the_writer_copy_it_keeps_instead_of_another() {
     assert_code(&out, 0, &["writer backup"]);
     let id = common::snapshot_id(&out);
     let writer = unlock(&env, WRITER);
-    let ids = data_blob_ids(&writer);
+    let ids = data_blob_ids(writer.unguarded());
     let real: Vec<String> = pack_files(&env)
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
@@ -924,9 +926,13 @@ fn prune_checks_the_writer_copy_it_keeps_instead_of_another() {
     // Packs are made until one sorts first (about 1/share of the name
     // space below the lowest real pack; 200 stored tries failed one run
     // in about a hundred).
-    let planted =
-        cairn_core::testing::benchgen::plant_garbage_before(&writer, &ids, &lowest, 1_000_000)
-            .unwrap();
+    let planted = cairn_core::testing::benchgen::plant_garbage_before(
+        writer.unguarded(),
+        &ids,
+        &lowest,
+        1_000_000,
+    )
+    .unwrap();
     assert!(planted.is_some(), "no garbage pack sorted before {lowest}");
     let out = env.run(&["prune", "--grace", "0"]);
     assert_code(&out, 0, &["prune --grace 0"]);

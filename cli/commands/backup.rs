@@ -249,7 +249,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<ExitCode> {
 /// shared with `pg basebackup`.
 pub fn run_backup(
     global: &GlobalArgs,
-    repo: &cairn_core::repo::repository::Repository,
+    repo: &cairn_core::repo::appender::Appender,
     source: BackupSource,
     opts: &BackupOptions,
 ) -> anyhow::Result<ExitCode> {

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`ops`] | the operations: backup, restore, browse, prune, check, repair, copy, forget, tag, key, drill; none imports another |
 //! | [`pg`] | dump checks, PostgreSQL WAL archiving, base backups and point-in-time recovery |
-//! | [`repo`] | the repository handle, the index cache, the packer, the reader, the restorer, the tree walker, the commit check, deltas, WAL and drill records |
+//! | [`repo`] | the repository handle and the add-only [`repo::appender::Appender`], the index cache, the packer, the reader, the restorer, the tree walker, the commit check, deltas, WAL and drill records |
 //! | [`backend`] | where objects are stored: a local directory, S3 |
 //! | [`format`] | the byte format: object header and sealing, compression, key files, packs, index, trees, snapshots, config |
 //! | [`crypto`], [`chunk`] | keys and sealing; the chunker and sketches |

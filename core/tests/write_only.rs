@@ -19,6 +19,7 @@ use cairn_core::format::pack;
 use cairn_core::format::snapshot::Snapshot;
 use cairn_core::ops::key;
 use cairn_core::ops::prune::{self, MaxUnused, PruneOptions};
+use cairn_core::repo::appender::{Appender, CanAdd};
 use cairn_core::repo::repository::{self, CacheLocation, Repository};
 use cairn_core::{ErrorKind, Id};
 
@@ -26,17 +27,20 @@ const FULL: &[u8] = b"full password";
 const WRITER: &[u8] = b"writer password";
 const FILE: &str = "db.sql";
 
-fn open(backend: &Arc<dyn Backend>, password: &[u8], write_only_ok: bool) -> Repository {
+fn open(backend: &Arc<dyn Backend>, password: &[u8]) -> Repository {
     let locked = repository::locate(backend.clone()).unwrap();
-    let cache = CacheLocation::Temporary;
-    if write_only_ok {
-        locked.unlock_to_add(password, &cache).unwrap()
-    } else {
-        locked.unlock(password, &cache).unwrap()
-    }
+    locked.unlock(password, &CacheLocation::Temporary).unwrap()
 }
 
-fn backup(repo: &Repository, data: &[u8]) -> Snapshot {
+/// Opened to add: by a write-only key, an [`Appender`], which cannot read.
+fn open_writer(backend: &Arc<dyn Backend>, password: &[u8]) -> Appender {
+    let locked = repository::locate(backend.clone()).unwrap();
+    locked
+        .unlock_to_add(password, &CacheLocation::Temporary)
+        .unwrap()
+}
+
+fn backup(repo: &impl CanAdd, data: &[u8]) -> Snapshot {
     common::backup_stream(repo, FILE, data, false).unwrap()
 }
 
@@ -83,7 +87,7 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
     // Deltas on: a full key's later backup may use a writer's chunk as base.
     common::init_small(backend.clone(), FULL, true);
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     let nights: Vec<Vec<u8>> = (0..5)
         .map(|n| {
             let mut d = common::dump_text(400_000, 7);
@@ -107,7 +111,7 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
     let mut written = Vec::new();
     for data in &nights[1..4] {
-        let writer = open(&backend, WRITER, true);
+        let writer = open_writer(&backend, WRITER);
         assert!(writer.is_write_only());
         let snap = backup(&writer, data);
         // No parent (it cannot read snapshots), and deduplicated against
@@ -123,7 +127,7 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
     }
     // What a writer stored, the next writer run finds (in the index, with
     // the session flag): the same night again adds only its tree.
-    let writer = open(&backend, WRITER, true);
+    let writer = open_writer(&backend, WRITER);
     let again = backup(&writer, &nights[3]);
     assert!(again.summary.data_added < 1024, "{:?}", again.summary);
     written.push((again, nights[3].clone()));
@@ -133,7 +137,7 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
     assert!(schemes.iter().any(|(_, s)| *s == 0), "{schemes:?}");
 
     // The full key reads everything, checks it, and backs up on top.
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     let snaps = full.load_snapshots().unwrap();
     assert!(snaps.damaged.is_empty(), "{:?}", snaps.damaged);
     assert_eq!(snaps.good.len(), 5);
@@ -161,7 +165,7 @@ fn write_only_nightly_backups_restore_with_a_full_key_and_survive_prune() {
         .filter(|(n, s)| *s == 1 && !after.iter().any(|(m, _)| m == n))
         .count();
     assert!(gone_session > 0, "no write-only pack was repacked");
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     for (snap, data) in &written[1..] {
         assert!(restore_bytes(&full, snap) == *data);
     }
@@ -174,7 +178,7 @@ fn the_material_of_a_write_only_key_opens_no_stored_data() {
     let dir = tempfile::tempdir().unwrap();
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
     common::init_small(backend.clone(), FULL, false);
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     let old = backup(&full, &common::dump_text(200_000, 1));
     let key_name = add_writer(&full);
     let repo_id = *full.id();
@@ -194,7 +198,7 @@ fn the_material_of_a_write_only_key_opens_no_stored_data() {
         w.keys.index_key,
         w.public,
     ];
-    let writer = open(&backend, WRITER, true);
+    let writer = open_writer(&backend, WRITER);
     // Every held 32-byte value as data key, and the writer's own keys.
     let mut candidates: Vec<Keys> = held
         .iter()
@@ -229,10 +233,8 @@ fn the_material_of_a_write_only_key_opens_no_stored_data() {
             assert!(Snapshot::decode(keys, &repo_id, &old_snapshot, &old.id).is_err());
         }
     }
-    // Through the library, reading is refused as well.
-    let index = writer.index().unwrap();
-    let id = old.tree;
-    assert!(writer.read_blob(&index, &id, pack::BlobType::Tree).is_err());
+    // Through the library, an Appender has no method that reads a blob or
+    // a snapshot (the keys it holds are those tried above).
 
     // What the writer itself stores, it cannot read back either: its key
     // blocks open only with the repository's secret key.
@@ -257,7 +259,7 @@ fn the_material_of_a_write_only_key_opens_no_stored_data() {
         .unwrap();
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
     // A full key reads both.
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     assert!(pack::read_trailer(full.keys(), &repo_id, &bytes, &pack_id).is_ok());
     assert_eq!(
         Snapshot::decode(full.keys(), &repo_id, &snap_bytes, &mine.id)
@@ -272,7 +274,7 @@ fn what_a_write_only_key_lists_in_the_index_cannot_replace_a_full_keys_data() {
     let dir = tempfile::tempdir().unwrap();
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
     common::init_small(backend.clone(), FULL, false);
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     let data = common::dump_text(300_000, 5);
     let snap = backup(&full, &data);
     add_writer(&full);
@@ -281,7 +283,7 @@ fn what_a_write_only_key_lists_in_the_index_cannot_replace_a_full_keys_data() {
     // A compromised writer lists every stored blob again, as its own, in a
     // pack of garbage (sealed under its session key with the right IDs),
     // in a pack whose ID it could grind to sort first.
-    let writer = open(&backend, WRITER, true);
+    let writer = open_writer(&backend, WRITER);
     let repo_id = *writer.id();
     let stored: Vec<pack::BlobEntry> = backend
         .list(ObjectKind::Index)
@@ -302,8 +304,18 @@ fn what_a_write_only_key_lists_in_the_index_cannot_replace_a_full_keys_data() {
     backend
         .put(ObjectKind::Pack, &forged.id.to_hex(), &forged.bytes)
         .unwrap();
-    writer
-        .save_index(&[IndexPack::live(forged.id, forged.entries.clone())])
+    let listing = index::encode(
+        writer.keys(),
+        &repo_id,
+        &[IndexPack::live(forged.id, forged.entries.clone())],
+    )
+    .unwrap();
+    backend
+        .put(
+            ObjectKind::Index,
+            &Id::of_bytes(&listing).to_hex(),
+            &listing,
+        )
         .unwrap();
     // Listing a blob as sealed with the data key, or passing its index
     // object off as a full key's, gets the object refused as damaged.
@@ -317,7 +329,7 @@ fn what_a_write_only_key_lists_in_the_index_cannot_replace_a_full_keys_data() {
     posing[7] = 0;
     posing.extend_from_slice(&[0u8; 32]);
     drop(writer);
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     for bytes in [&lie, &posing] {
         let id = Id::of_bytes(bytes);
         let err = index::decode(full.keys(), &repo_id, bytes, &id)
@@ -330,13 +342,13 @@ fn what_a_write_only_key_lists_in_the_index_cannot_replace_a_full_keys_data() {
     // The full key: reads, checks (the forged pack is damage, the real
     // data whole), deduplicates only against its own data, and its prune
     // keeps the real copies and drops the forged ones.
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     assert!(restore_bytes(&full, &snap) == data);
     let again = backup(&full, &data);
     assert_eq!(again.summary.data_blobs, 0, "{:?}", again.summary);
     pruned_fully(&full);
     drop(full);
-    let full = open(&backend, FULL, false);
+    let full = open(&backend, FULL);
     let schemes = pack_schemes(&backend);
     assert!(
         !schemes.iter().any(|(n, _)| *n == forged.id.to_hex()),

@@ -31,6 +31,7 @@ use crate::format::tree::{self, HardLink, Node, NodeKind, Tree, Xattr};
 use crate::id::Id;
 use crate::pattern::Patterns;
 use crate::pg::dumpcheck::{check_directory_dump, InspectingReader, Inspector};
+use crate::repo::appender::CanAdd;
 use crate::repo::cache::{CacheReader, LiveCopy};
 use crate::repo::commit::verify_referenced;
 use crate::repo::delta::DeltaEncoder;
@@ -214,12 +215,13 @@ pub fn check_not_future(time: &SnapshotTime, now: &SnapshotTime) -> Result<()> {
 /// options are checked ([`prepare`]), its data is stored ([`store`]),
 /// and the snapshot is committed ([`commit`]).
 pub fn backup(
-    repo: &Repository,
+    repo: &impl CanAdd,
     source: BackupSource,
     opts: &BackupOptions,
     progress: &dyn BackupProgress,
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
+    let repo = repo.repository();
     let start = SnapshotTime::now();
     if let Some(t) = &opts.time {
         check_not_future(t, &start)?;

@@ -24,6 +24,7 @@ use crate::chunk::chunker::read_full;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::Id;
+use crate::repo::appender::CanAdd;
 use crate::repo::commit::verify_referenced;
 use crate::repo::packer::BlobWriter;
 use crate::repo::reader::write_chunks;
@@ -337,13 +338,15 @@ fn check_cluster(
 }
 
 /// Whether WAL file `name` is archived (one request; any key).
-pub fn is_archived(repo: &Repository, name: &str) -> Result<bool> {
+pub fn is_archived(repo: &impl CanAdd, name: &str) -> Result<bool> {
+    let repo = repo.repository();
     Ok(stored_record(repo, name)?.is_some())
 }
 
 /// Whether the repository archives the WAL of cluster `sysid`: `None`
 /// when no cluster is recorded yet. Any key (by contents tag).
-pub fn cluster_matches(repo: &Repository, sysid: u64) -> Result<Option<bool>> {
+pub fn cluster_matches(repo: &impl CanAdd, sysid: u64) -> Result<Option<bool>> {
+    let repo = repo.repository();
     let Some((id, bytes)) = stored_record(repo, IDENTITY)? else {
         return Ok(None);
     };
@@ -354,7 +357,8 @@ pub fn cluster_matches(repo: &Repository, sysid: u64) -> Result<Option<bool>> {
 
 /// The system identifier of the cluster whose WAL the repository
 /// archives, if one was recorded (needs a full key).
-pub fn archived_identity(repo: &Repository) -> Result<Option<String>> {
+pub fn archived_identity(repo: &impl CanAdd) -> Result<Option<String>> {
+    let repo = repo.repository();
     if repo.is_write_only() {
         return Ok(None);
     }
@@ -450,12 +454,13 @@ fn store_streaming(
 /// A WAL segment of another cluster than the repository's is refused
 /// ([`ErrorKind::WrongCluster`]).
 pub fn push(
-    repo: &Repository,
+    repo: &impl CanAdd,
     name: &str,
     path: &Path,
     hostname: &str,
     cancel: &AtomicBool,
 ) -> Result<PushOutcome> {
+    let repo = repo.repository();
     check_name(name)?;
     if let Some(sysid) = system_identifier(name, path)? {
         // Another cluster's WAL is named as such first (exit 29).

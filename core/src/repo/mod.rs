@@ -4,6 +4,7 @@
 //! ([`walker`]), the commit check ([`commit`]), delta compression, and the
 //! records kept beside snapshots (WAL files, drills).
 
+pub mod appender;
 pub mod cache;
 pub mod commit;
 pub(crate) mod delta;

@@ -20,6 +20,7 @@ use crate::format::pack::{self, BlobEntry, BlobType};
 use crate::format::snapshot::{self, Snapshot, SnapshotFilter};
 use crate::format::tree::{self, Node, Tree};
 use crate::id::Id;
+use crate::repo::appender::Appender;
 use crate::repo::cache::{check_room, CacheReader, IndexCache, SyncStats};
 use crate::time::SnapshotTime;
 
@@ -244,11 +245,11 @@ impl LockedRepository {
     }
 
     /// [`Self::unlock`] for adding backups only: a write-only key opens it
-    /// too (`repo-format.md` §3.3). Opened with a write-only key, the
-    /// repository names, deduplicates and seals new data, and reads
-    /// nothing but the index ([`Repository::is_write_only`]).
-    pub fn unlock_to_add(self, password: &[u8], cache: &CacheLocation) -> Result<Repository> {
-        self.unlock_as(password, cache, true)
+    /// too (`repo-format.md` §3.3). The [`Appender`] it gives names,
+    /// deduplicates and seals new data, and reads nothing but the index,
+    /// whichever key opened it.
+    pub fn unlock_to_add(self, password: &[u8], cache: &CacheLocation) -> Result<Appender> {
+        self.unlock_as(password, cache, true).map(Appender::new)
     }
 
     fn unlock_as(
@@ -565,9 +566,10 @@ impl Repository {
         })
     }
 
-    /// Opened with a write-only key: it can add backups (chunks, packs,
-    /// index objects, snapshots) and read only the index.
-    pub fn is_write_only(&self) -> bool {
+    /// Opened with a write-only key (only ever inside an [`Appender`]): it
+    /// can add backups (chunks, packs, index objects, snapshots) and read
+    /// only the index.
+    pub(crate) fn is_write_only(&self) -> bool {
         self.keys.is_write_only()
     }
 

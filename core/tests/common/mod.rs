@@ -599,7 +599,7 @@ pub fn backup_options() -> cairn_core::ops::backup::BackupOptions {
 /// Backs `data` up from a stream stored as `filename`, host and user
 /// `test` (dumps checked when `validate`).
 pub fn backup_stream(
-    repo: &repository::Repository,
+    repo: &impl cairn_core::repo::appender::CanAdd,
     filename: &str,
     data: &[u8],
     validate: bool,
