@@ -255,7 +255,7 @@ pub fn run_backup(
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let progress = byte_progress(global.quiet || global.json, "read");
-    let outcome = backup::backup(repo, source, opts, &progress, &CANCEL);
+    let outcome = repo.backup(source, opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let outcome = outcome?;
     let s = &outcome.snapshot;

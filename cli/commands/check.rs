@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use clap::Args;
 
-use cairn_core::ops::check::{self, CheckOptions, CheckReport, DataSubset, ProblemKind};
+use cairn_core::ops::check::{CheckOptions, CheckReport, DataSubset, ProblemKind};
 
 use crate::exit::ExitCode;
 use crate::output::{size, PhaseBar};
@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
         .read_data_subset
         .or(args.read_data.then_some(DataSubset::All));
     let bar = PhaseBar::new(global.quiet || global.json);
-    let report = check::check(&repo, &opts, &bar, &CANCEL);
+    let report = repo.check(&opts, &bar, &CANCEL);
     bar.finish();
     let report = report?;
     for w in &report.warnings {

@@ -79,7 +79,7 @@ pub fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode> {
         "copied",
         copy::progress_total(&chosen),
     );
-    let stats = copy::copy(&src, &dst, &chosen, &progress, &CANCEL);
+    let stats = src.copy_to(&dst, &chosen, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let stats = stats?;
     for w in &stats.warnings {

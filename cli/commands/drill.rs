@@ -96,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: DrillArgs) -> anyhow::Result<ExitCode> {
     opts.dump_check = Some(check);
     opts.keep = args.keep;
     opts.restore_command = Some(crate::commands::pg::drill_restore_command(global)?);
-    let outcome = drill::run(&repo, snap, &scratch, &opts, &progress, &CANCEL);
+    let outcome = repo.drill(snap, &scratch, &opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let outcome = outcome?;
     for w in &outcome.warnings {

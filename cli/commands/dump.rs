@@ -91,10 +91,12 @@ pub fn run(global: &GlobalArgs, args: DumpArgs) -> anyhow::Result<ExitCode> {
     let progress =
         crate::output::byte_progress_to(global.quiet || global.json, "dumped", node.size);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let dumped = restore::dump(&repo, snap, &path, &mut out, &progress, &CANCEL).and_then(|_| {
-        out.flush()
-            .map_err(|e| cairn_core::Error::io("writing to stdout", e))
-    });
+    let dumped = repo
+        .dump(snap, &path, &mut out, &progress, &CANCEL)
+        .and_then(|_| {
+            out.flush()
+                .map_err(|e| cairn_core::Error::io("writing to stdout", e))
+        });
     progress.0.finish_and_clear();
     dumped?;
     // A file `repair snapshots` marked: the bytes are what could be

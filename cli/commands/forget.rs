@@ -206,7 +206,7 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     opts.validate()?;
     let repo = global.open()?;
     let list = load_snapshots(&repo)?;
-    let plan = forget::plan(&repo, &list, &opts, jiff::Timestamp::now())?;
+    let plan = repo.forget_plan(&list, &opts, jiff::Timestamp::now())?;
     if args.snapshots.is_empty() {
         global.say(format!("Applying policy: {}", opts.policy.describe()));
         if !global.json && !global.quiet {
@@ -219,7 +219,7 @@ pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
             plan.remove.len()
         ));
     } else {
-        let stats = forget::execute(&repo, &plan)?;
+        let stats = repo.forget(&plan)?;
         for name in &plan.remove_damaged {
             global.say(format!(
                 "removed damaged snapshot {}",

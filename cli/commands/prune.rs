@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::ops::prune::{self, MaxUnused, PackAction, PruneOptions, PrunePlan};
+use cairn_core::ops::prune::{MaxUnused, PackAction, PruneOptions, PrunePlan};
 use cairn_core::repo::repository::Repository;
 use cairn_core::Error;
 
@@ -155,7 +155,7 @@ pub fn run_on(
             human_grace(repo.config().prune_grace_seconds)
         );
     }
-    let plan = prune::plan(repo, &opts, &CANCEL)?;
+    let plan = repo.prune_plan(&opts, &CANCEL)?;
     print_plan(global, &plan)?;
     let ids = |a: PackAction| {
         plan.with_action(a)
@@ -170,7 +170,7 @@ pub fn run_on(
         }
         None
     } else {
-        let stats = prune::execute(repo, &plan, &CANCEL)?;
+        let stats = repo.prune(&plan, &CANCEL)?;
         global.say(format!(
             "done: deleted {} packs ({}), wrote {} packs ({}), replaced {} index objects by {}",
             stats.packs_deleted,

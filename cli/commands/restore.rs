@@ -6,7 +6,6 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 
-use cairn_core::ops::restore;
 use cairn_core::pattern::Patterns;
 use cairn_core::repo::restorer::{Overwrite, RestoreOptions};
 
@@ -97,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         "restored",
         snap.summary.total_bytes_processed,
     );
-    let stats = restore::restore(&repo, snap, &args.target, &opts, &progress, &CANCEL);
+    let stats = repo.restore(snap, &args.target, &opts, &progress, &CANCEL);
     progress.0.finish_and_clear();
     let stats = stats?;
     let secs = started.elapsed().as_secs_f64();

@@ -9,9 +9,17 @@
 //! | [`pg`] | dump checks, PostgreSQL WAL archiving, base backups and point-in-time recovery |
 //! | [`repo`] | the repository handle and the add-only [`repo::appender::Appender`], the index cache, the packer, the reader, the restorer, the tree walker, the commit check, deltas, WAL and drill records |
 //! | [`backend`] | where objects are stored: a local directory, S3 |
-//! | [`format`] | the byte format: object header and sealing, compression, key files, packs, index, trees, snapshots, config |
+//! | [`mod@format`] | the byte format: object header and sealing, compression, key files, packs, index, trees, snapshots, config |
 //! | [`crypto`], [`chunk`] | keys and sealing; the chunker and sketches |
 //! | [`error`], [`id`], [`time`], [`units`], [`pattern`], [`sys`] | errors, object IDs, snapshot times, sizes, restic's path patterns, facts about this machine |
+//!
+//! The operations are methods of the opened repository
+//! ([`Repository::backup`], [`Repository::restore`],
+//! [`Repository::forget_plan`] and [`Repository::forget`],
+//! [`Repository::prune_plan`] and [`Repository::prune`],
+//! [`Repository::check`], [`Repository::copy_to`], [`Repository::drill`]),
+//! each taking an option struct built from `Default`; a write-only key
+//! opens an [`Appender`], which can only add backups.
 //!
 //! The byte-level format is specified in `repo-format.md` at the root of
 //! the project; the reasons behind it in `docs/design.md`.
@@ -55,13 +63,7 @@
 //!     filename: "shop.sql".into(),
 //! };
 //! let cancel = AtomicBool::new(false);
-//! let done = cairn_core::ops::backup::backup(
-//!     &repo,
-//!     source,
-//!     &BackupOptions::default(),
-//!     &NoProgress,
-//!     &cancel,
-//! )?;
+//! let done = repo.backup(source, &BackupOptions::default(), &NoProgress, &cancel)?;
 //!
 //! // snapshots: `latest` is the one just written.
 //! let list = repo.load_snapshots()?;
@@ -71,7 +73,7 @@
 //! // restore: every byte verified against its ID before it is written.
 //! let target = dir.path().join("restored");
 //! let opts = RestoreOptions::default();
-//! cairn_core::ops::restore::restore(&repo, latest, &target, &opts, &NoRestoreProgress, &cancel)?;
+//! repo.restore(latest, &target, &opts, &NoRestoreProgress, &cancel)?;
 //! assert_eq!(std::fs::read(target.join("shop.sql")).ok(), Some(dump));
 //! # Ok(())
 //! # }
@@ -103,6 +105,12 @@ pub use format::keyfile::{KdfParams, KeyInfo};
 pub use format::snapshot::{Snapshot, SnapshotFilter};
 pub use id::Id;
 pub use ops::backup::{BackupOptions, BackupOutcome, BackupSource, NoProgress};
-pub use ops::forget::{ForgetOptions, ForgetPlan, RetentionPolicy};
-pub use repo::repository::{init, locate, CacheLocation, InitOptions, Repository, SnapshotList};
+pub use ops::check::{CheckOptions, CheckReport};
+pub use ops::copy::CopyStats;
+pub use ops::forget::{ForgetOptions, ForgetPlan, ForgetStats, RetentionPolicy};
+pub use ops::prune::{PruneOptions, PrunePlan, PruneStats};
+pub use repo::appender::{Appender, CanAdd};
+pub use repo::repository::{
+    init, locate, CacheLocation, InitOptions, LockedRepository, Repository, SnapshotList,
+};
 pub use repo::restorer::{NoRestoreProgress, Overwrite, RestoreOptions, RestoreStats};

@@ -377,7 +377,7 @@ const CLEARLY_SMALL: usize = 16;
 
 /// Encodes a blob of `blob_type` and ID `id` whichever way is smaller: as
 /// a delta against `base` when one is given (and small enough to need no
-/// comparison, [`CLEARLY_SMALL`]), else whole.
+/// comparison, `CLEARLY_SMALL`), else whole.
 pub fn encode_best(
     keys: &Keys,
     repo_id: &Id,

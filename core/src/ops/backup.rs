@@ -212,8 +212,8 @@ pub fn check_not_future(time: &SnapshotTime, now: &SnapshotTime) -> Result<()> {
 }
 
 /// Runs a backup and writes its snapshot, in three phases: the source and
-/// options are checked ([`prepare`]), its data is stored ([`store`]),
-/// and the snapshot is committed ([`commit`]).
+/// options are checked (`prepare`), its data is stored (`store`),
+/// and the snapshot is committed (`commit`).
 pub fn backup(
     repo: &impl CanAdd,
     source: BackupSource,
@@ -1448,5 +1448,33 @@ fn not_written(e: Error) -> Error {
         )
     } else {
         e
+    }
+}
+
+/// The operation as methods on both handles: `repo.backup(...)`.
+impl Repository {
+    /// Backs up `source` and writes its snapshot: see [`backup`].
+    pub fn backup(
+        &self,
+        source: BackupSource,
+        opts: &BackupOptions,
+        progress: &dyn BackupProgress,
+        cancel: &AtomicBool,
+    ) -> Result<BackupOutcome> {
+        backup(self, source, opts, progress, cancel)
+    }
+}
+
+impl crate::repo::appender::Appender {
+    /// Backs up `source` and writes its snapshot: see [`backup`]. With a
+    /// write-only key, without a parent and without deltas.
+    pub fn backup(
+        &self,
+        source: BackupSource,
+        opts: &BackupOptions,
+        progress: &dyn BackupProgress,
+        cancel: &AtomicBool,
+    ) -> Result<BackupOutcome> {
+        backup(self, source, opts, progress, cancel)
     }
 }

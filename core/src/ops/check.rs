@@ -1275,3 +1275,16 @@ fn compare_user_cache(
     }
     Ok(())
 }
+
+/// The operation as a method: `repo.check(...)`.
+impl Repository {
+    /// Checks the repository: see [`check`].
+    pub fn check(
+        &self,
+        opts: &CheckOptions,
+        progress: &dyn CheckProgress,
+        cancel: &AtomicBool,
+    ) -> Result<CheckReport> {
+        check(self, opts, progress, cancel)
+    }
+}

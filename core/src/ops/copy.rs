@@ -461,3 +461,17 @@ pub fn copy_wal(src: &Repository, dst: &Repository, cancel: &AtomicBool) -> Resu
     stats.chunks_read = c.chunks_read;
     Ok(stats)
 }
+
+/// The operation as a method: `src.copy_to(&dst, ...)`.
+impl Repository {
+    /// Copies `snapshots` into `dst`: see [`copy`].
+    pub fn copy_to(
+        &self,
+        dst: &Repository,
+        snapshots: &[Snapshot],
+        progress: &dyn CopyProgress,
+        cancel: &AtomicBool,
+    ) -> Result<CopyStats> {
+        copy(self, dst, snapshots, progress, cancel)
+    }
+}

@@ -765,3 +765,18 @@ fn refuse_database_switch(path: &Path) -> Result<()> {
         }
     }
 }
+
+/// The operation as a method: `repo.drill(...)`.
+impl Repository {
+    /// Restores `snapshot` into `scratch` and proves it: see [`run`].
+    pub fn drill(
+        &self,
+        snapshot: &Snapshot,
+        scratch: &Path,
+        opts: &DrillOptions,
+        progress: &dyn RestoreProgress,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome> {
+        run(self, snapshot, scratch, opts, progress, cancel)
+    }
+}

@@ -858,6 +858,24 @@ pub fn execute(repo: &Repository, plan: &ForgetPlan) -> Result<ForgetStats> {
     Ok(stats)
 }
 
+/// The operation as methods: `repo.forget_plan(...)`, then `repo.forget(&plan)`.
+impl Repository {
+    /// Decides what to remove, with the safety rules: see [`plan`].
+    pub fn forget_plan(
+        &self,
+        list: &SnapshotList,
+        opts: &ForgetOptions,
+        now: Timestamp,
+    ) -> Result<ForgetPlan> {
+        plan(self, list, opts, now)
+    }
+
+    /// Removes what `plan` names: see [`execute`].
+    pub fn forget(&self, plan: &ForgetPlan) -> Result<ForgetStats> {
+        execute(self, plan)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -373,11 +373,11 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
 }
 
 /// Decides what to do; changes nothing. In phases, each its own function:
-/// what is in use ([`used_blobs`]), what is stored and indexed
-/// ([`inventory`]), which copy of each used blob is kept
-/// ([`claim_used`]), each pack's fate ([`decide_packs`]), which packs are
-/// repacked ([`decide_repacks`]), packs in no index ([`add_unindexed`]),
-/// and the sums ([`totals_of`]).
+/// what is in use (`used_blobs`), what is stored and indexed
+/// (`inventory`), which copy of each used blob is kept
+/// (`claim_used`), each pack's fate (`decide_packs`), which packs are
+/// repacked (`decide_repacks`), packs in no index (`add_unindexed`),
+/// and the sums (`totals_of`).
 pub fn plan(repo: &Repository, opts: &PruneOptions, cancel: &AtomicBool) -> Result<PrunePlan> {
     if let Some(w) = repo.warnings().first() {
         return Err(damaged(format!(
@@ -1206,6 +1206,19 @@ fn new_index_records(plan: &PrunePlan, new_packs: Vec<IndexPack>) -> Vec<IndexPa
         });
     }
     records
+}
+
+/// The operation as methods: `repo.prune_plan(...)`, then `repo.prune(&plan, ...)`.
+impl Repository {
+    /// Decides what to delete and repack: see [`plan`].
+    pub fn prune_plan(&self, opts: &PruneOptions, cancel: &AtomicBool) -> Result<PrunePlan> {
+        plan(self, opts, cancel)
+    }
+
+    /// Carries `plan` out: see [`execute`].
+    pub fn prune(&self, plan: &PrunePlan, cancel: &AtomicBool) -> Result<PruneStats> {
+        execute(self, plan, cancel)
+    }
 }
 
 #[cfg(test)]

@@ -113,3 +113,30 @@ pub fn dump(
     }
     Ok(n)
 }
+
+/// The operations as methods: `repo.restore(...)`, `repo.dump(...)`.
+impl Repository {
+    /// Restores `snapshot` into `target`: see [`restore`].
+    pub fn restore(
+        &self,
+        snapshot: &Snapshot,
+        target: &Path,
+        opts: &RestoreOptions,
+        progress: &dyn RestoreProgress,
+        cancel: &AtomicBool,
+    ) -> Result<RestoreStats> {
+        restore(self, snapshot, target, opts, progress, cancel)
+    }
+
+    /// Writes one file of `snapshot` to `out`: see [`dump`].
+    pub fn dump(
+        &self,
+        snapshot: &Snapshot,
+        path: &Path,
+        out: &mut dyn Write,
+        progress: &dyn RestoreProgress,
+        cancel: &AtomicBool,
+    ) -> Result<u64> {
+        dump(self, snapshot, path, out, progress, cancel)
+    }
+}

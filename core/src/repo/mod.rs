@@ -1,6 +1,6 @@
 //! The repository: opening it, its local index cache, and the shared
 //! machinery every operation uses to read and write it: the one packer
-//! ([`packer`]), the one reader ([`reader`]), the tree walker
+//! (`packer`), the one reader ([`reader`]), the tree walker
 //! ([`walker`]), the commit check ([`commit`]), delta compression, and the
 //! records kept beside snapshots (WAL files, drills).
 
