@@ -429,3 +429,16 @@ fn main() -> std::process::ExitCode {
 fn tell_retry(line: &str) {
     eprintln!("cairn: {line}");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every command: unique argument
+    /// names (the option structs flattened from cairn-core share a
+    /// namespace with the CLI's), valid defaults, no conflicting shorts.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -6,9 +6,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use cairn_core::format::snapshot::Snapshot;
-use cairn_core::ops::forget::{
-    self, ForgetOptions, ForgetPlan, GroupBy, KeepDuration, RetentionPolicy,
-};
+use cairn_core::ops::forget::{self, ForgetOptions, ForgetPlan, GroupBy, RetentionPolicy};
 
 use crate::commands::{load_snapshots, FilterArgs};
 use crate::exit::ExitCode;
@@ -27,84 +25,8 @@ pub struct ForgetArgs {
     #[arg(value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
 
-    /// Keep the N newest snapshots
-    #[arg(
-        short = 'l',
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    keep_last: i64,
-    /// Keep the newest snapshot of each of the N newest hours
-    #[arg(
-        short = 'H',
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    keep_hourly: i64,
-    /// Keep the newest snapshot of each of the N newest days
-    #[arg(
-        short = 'd',
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    keep_daily: i64,
-    /// Keep the newest snapshot of each of the N newest ISO weeks
-    #[arg(
-        short = 'w',
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    keep_weekly: i64,
-    /// Keep the newest snapshot of each of the N newest months
-    #[arg(
-        short = 'm',
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    keep_monthly: i64,
-    /// Keep the newest snapshot of each of the N newest years
-    #[arg(
-        short = 'y',
-        long,
-        value_name = "N",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    keep_yearly: i64,
-    /// Keep every snapshot within this duration of the newest (e.g. 7d, 2y5m, 1y2m3d4h)
-    #[arg(long, value_name = "DURATION")]
-    keep_within: Option<KeepDuration>,
-    /// Keep hourly snapshots within this duration of the newest
-    #[arg(long, value_name = "DURATION")]
-    keep_within_hourly: Option<KeepDuration>,
-    /// Keep daily snapshots within this duration of the newest
-    #[arg(long, value_name = "DURATION")]
-    keep_within_daily: Option<KeepDuration>,
-    /// Keep weekly snapshots within this duration of the newest
-    #[arg(long, value_name = "DURATION")]
-    keep_within_weekly: Option<KeepDuration>,
-    /// Keep monthly snapshots within this duration of the newest
-    #[arg(long, value_name = "DURATION")]
-    keep_within_monthly: Option<KeepDuration>,
-    /// Keep yearly snapshots within this duration of the newest
-    #[arg(long, value_name = "DURATION")]
-    keep_within_yearly: Option<KeepDuration>,
-    /// Keep snapshots with all of these comma-separated tags (repeatable: any of the lists)
-    #[arg(long, value_name = "TAG[,TAG...]")]
-    keep_tag: Vec<String>,
-    /// Keep the newest snapshot of each group that passed a restore drill (cairn drill)
-    #[arg(long)]
-    keep_drilled: bool,
+    #[command(flatten)]
+    policy: RetentionPolicy,
 
     /// Apply the policy to each group of snapshots with the same host, paths and/or tags
     #[arg(
@@ -127,37 +49,11 @@ pub struct ForgetArgs {
     #[arg(long)]
     prune: bool,
 
-    #[command(flatten, next_help_heading = "Prune options (with --prune)")]
-    prune_options: crate::commands::prune::PruneOptionArgs,
-
     #[command(flatten)]
     filter: FilterArgs,
-}
 
-impl ForgetArgs {
-    fn policy(&self) -> RetentionPolicy {
-        RetentionPolicy {
-            last: self.keep_last,
-            hourly: self.keep_hourly,
-            daily: self.keep_daily,
-            weekly: self.keep_weekly,
-            monthly: self.keep_monthly,
-            yearly: self.keep_yearly,
-            within: self.keep_within.unwrap_or_default(),
-            within_hourly: self.keep_within_hourly.unwrap_or_default(),
-            within_daily: self.keep_within_daily.unwrap_or_default(),
-            within_weekly: self.keep_within_weekly.unwrap_or_default(),
-            within_monthly: self.keep_within_monthly.unwrap_or_default(),
-            within_yearly: self.keep_within_yearly.unwrap_or_default(),
-            tags: self
-                .keep_tag
-                .iter()
-                .map(|t| t.split(',').map(|s| s.trim().to_string()).collect())
-                .collect(),
-            keep_drilled: self.keep_drilled,
-            drilled: Vec::new(),
-        }
-    }
+    #[command(flatten, next_help_heading = "Prune options (with --prune)")]
+    prune_options: cairn_core::ops::prune::PruneOptions,
 }
 
 fn rows(list: &[Snapshot], reasons: Option<&[forget::KeepReason]>) -> Vec<Vec<String>> {
@@ -199,7 +95,7 @@ fn rows(list: &[Snapshot], reasons: Option<&[forget::KeepReason]>) -> Vec<Vec<St
 pub fn run(global: &GlobalArgs, args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let mut opts = ForgetOptions::default();
     opts.snapshots = args.snapshots.clone();
-    opts.policy = args.policy();
+    opts.policy = args.policy.clone();
     opts.filter = args.filter.filter();
     opts.group_by = args.group_by;
     opts.allow_remove_all = args.unsafe_allow_remove_all;
@@ -309,4 +205,57 @@ fn groups_json(plan: &ForgetPlan, by: GroupBy) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ForgetArgs;
+
+    #[derive(Parser)]
+    struct Forget {
+        #[command(flatten)]
+        args: ForgetArgs,
+    }
+
+    /// The policy and prune options come from cairn-core's derives: each
+    /// option lands in its field, `--keep-tag` lists stay apart.
+    #[test]
+    fn retention_and_prune_options_parse_into_the_core_structs() {
+        let argv = [
+            "forget",
+            "-l",
+            "3",
+            "--keep-monthly",
+            "-1",
+            "--keep-within",
+            "1y2m",
+            "--keep-tag",
+            "a, b",
+            "--keep-tag",
+            "c",
+            "--keep-drilled",
+            "--prune",
+            "--grace",
+            "30m",
+            "--max-repack-size",
+            "2G",
+            "--host",
+            "db1",
+        ];
+        let parsed = Forget::try_parse_from(argv).map_err(|e| e.to_string());
+        let args = parsed.expect("parses").args;
+        let p = &args.policy;
+        assert_eq!((p.last, p.monthly, p.daily), (3, -1, 0));
+        assert_eq!(p.within.to_string(), "1y2m");
+        assert_eq!(p.within_daily.to_string(), "");
+        assert_eq!(p.tags, vec![vec!["a", "b"], vec!["c"]]);
+        assert!(p.keep_drilled && args.prune);
+        assert_eq!(args.prune_options.grace_seconds, Some(1800));
+        assert_eq!(args.prune_options.max_repack_size, Some(2 << 30));
+        assert_eq!(args.filter.hosts, vec!["db1"]);
+        let bad = Forget::try_parse_from(["forget", "--keep-within", "7x"]);
+        assert!(bad.is_err());
+    }
 }

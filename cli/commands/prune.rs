@@ -22,27 +22,11 @@ longer than that refuses to commit (exit 11). Space is therefore freed one grace
 forget. `--grace 0` deletes at once: only when no backup can be running.")]
 pub struct PruneArgs {
     #[command(flatten)]
-    pub options: PruneOptionArgs,
+    pub options: PruneOptions,
 
     /// Print the plan (packs to delete, repack, mark; bytes freed) and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-}
-
-/// The prune options shared with `forget --prune`.
-#[derive(Args, Clone)]
-pub struct PruneOptionArgs {
-    /// Tolerate this much unused data in partly used packs: a percentage of the repository, a size (100M, 2G), or `unlimited`
-    #[arg(long, value_name = "LIMIT", default_value = "5%")]
-    pub max_unused: MaxUnused,
-
-    /// Repack at most this much data in one run (e.g. 2G)
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_repack_size: Option<u64>,
-
-    /// Grace period before obsolete packs are deleted (e.g. 24h, 30m, 0); default: the repository's
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration_seconds)]
-    pub grace: Option<u64>,
 }
 
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -138,24 +122,20 @@ fn print_plan(global: &GlobalArgs, plan: &PrunePlan) -> anyhow::Result<()> {
 pub fn run_on(
     global: &GlobalArgs,
     repo: &Repository,
-    options: &PruneOptionArgs,
+    opts: &PruneOptions,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut opts = PruneOptions::default();
-    opts.max_unused = options.max_unused;
-    opts.max_repack_size = options.max_repack_size;
-    opts.grace_seconds = options.grace;
-    if options
-        .grace
+    if opts
+        .grace_seconds
         .is_some_and(|g| g < repo.config().prune_grace_seconds)
     {
         eprintln!(
             "cairn: warning: grace {} is shorter than the repository's {}: safe only if no backup is running",
-            human_grace(options.grace.unwrap_or(0)),
+            human_grace(opts.grace_seconds.unwrap_or(0)),
             human_grace(repo.config().prune_grace_seconds)
         );
     }
-    let plan = repo.prune_plan(&opts, &CANCEL)?;
+    let plan = repo.prune_plan(opts, &CANCEL)?;
     print_plan(global, &plan)?;
     let ids = |a: PackAction| {
         plan.with_action(a)

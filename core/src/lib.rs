@@ -19,7 +19,9 @@
 //! [`Repository::prune_plan`] and [`Repository::prune`],
 //! [`Repository::check`], [`Repository::copy_to`], [`Repository::drill`]),
 //! each taking an option struct built from `Default`; a write-only key
-//! opens an [`Appender`], which can only add backups.
+//! opens an [`Appender`], which can only add backups. With the `clap`
+//! feature, [`RetentionPolicy`] and [`PruneOptions`] derive `clap::Args`,
+//! so a command line can flatten them as cairn's own does.
 //!
 //! The byte-level format is specified in `repo-format.md` at the root of
 //! the project; the reasons behind it in `docs/design.md`.

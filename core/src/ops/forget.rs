@@ -156,39 +156,206 @@ fn zone_of(t: &SnapshotTime) -> TimeZone {
 }
 
 /// What `forget` keeps. Counts are 0 (off), N, or -1 (no limit).
+///
+/// With the `clap` feature it is a set of `--keep-*` options, as `cairn
+/// forget` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct RetentionPolicy {
     /// The N newest snapshots.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            short = 'l',
+            long = "keep-last",
+            id = "keep_last",
+            value_name = "N",
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            help = "Keep the N newest snapshots"
+        )
+    )]
     pub last: i64,
     /// The newest snapshot of each of the last N hours that have one.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            short = 'H',
+            long = "keep-hourly",
+            id = "keep_hourly",
+            value_name = "N",
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            help = "Keep the newest snapshot of each of the N newest hours"
+        )
+    )]
     pub hourly: i64,
     /// ... days.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            short = 'd',
+            long = "keep-daily",
+            id = "keep_daily",
+            value_name = "N",
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            help = "Keep the newest snapshot of each of the N newest days"
+        )
+    )]
     pub daily: i64,
     /// ... ISO weeks.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            short = 'w',
+            long = "keep-weekly",
+            id = "keep_weekly",
+            value_name = "N",
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            help = "Keep the newest snapshot of each of the N newest ISO weeks"
+        )
+    )]
     pub weekly: i64,
     /// ... months.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            short = 'm',
+            long = "keep-monthly",
+            id = "keep_monthly",
+            value_name = "N",
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            help = "Keep the newest snapshot of each of the N newest months"
+        )
+    )]
     pub monthly: i64,
     /// ... years.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            short = 'y',
+            long = "keep-yearly",
+            id = "keep_yearly",
+            value_name = "N",
+            default_value_t = 0,
+            allow_negative_numbers = true,
+            help = "Keep the newest snapshot of each of the N newest years"
+        )
+    )]
     pub yearly: i64,
     /// Every snapshot within this duration of the newest.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-within",
+            id = "keep_within",
+            value_name = "DURATION",
+            default_value = "0h",
+            hide_default_value = true,
+            help = "Keep every snapshot within this duration of the newest (e.g. 7d, 2y5m, 1y2m3d4h)"
+        )
+    )]
     pub within: KeepDuration,
     /// The newest snapshot of each hour within this duration.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-within-hourly",
+            id = "keep_within_hourly",
+            value_name = "DURATION",
+            default_value = "0h",
+            hide_default_value = true,
+            help = "Keep hourly snapshots within this duration of the newest"
+        )
+    )]
     pub within_hourly: KeepDuration,
     /// ... day.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-within-daily",
+            id = "keep_within_daily",
+            value_name = "DURATION",
+            default_value = "0h",
+            hide_default_value = true,
+            help = "Keep daily snapshots within this duration of the newest"
+        )
+    )]
     pub within_daily: KeepDuration,
     /// ... ISO week.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-within-weekly",
+            id = "keep_within_weekly",
+            value_name = "DURATION",
+            default_value = "0h",
+            hide_default_value = true,
+            help = "Keep weekly snapshots within this duration of the newest"
+        )
+    )]
     pub within_weekly: KeepDuration,
     /// ... month.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-within-monthly",
+            id = "keep_within_monthly",
+            value_name = "DURATION",
+            default_value = "0h",
+            hide_default_value = true,
+            help = "Keep monthly snapshots within this duration of the newest"
+        )
+    )]
     pub within_monthly: KeepDuration,
     /// ... year.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-within-yearly",
+            id = "keep_within_yearly",
+            value_name = "DURATION",
+            default_value = "0h",
+            hide_default_value = true,
+            help = "Keep yearly snapshots within this duration of the newest"
+        )
+    )]
     pub within_yearly: KeepDuration,
     /// Snapshots having all tags of any of these lists.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-tag",
+            id = "keep_tag",
+            value_name = "TAG[,TAG...]",
+            value_parser = tag_list,
+            help = "Keep snapshots with all of these comma-separated tags (repeatable: any of the lists)"
+        )
+    )]
     pub tags: Vec<Vec<String>>,
     /// Keep the newest snapshot of each group that passed a restore drill
     /// (its ID is in `drilled`).
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "keep-drilled",
+            id = "keep_drilled",
+            help = "Keep the newest snapshot of each group that passed a restore drill (cairn drill)"
+        )
+    )]
     pub keep_drilled: bool,
     /// Snapshots that passed a restore drill (`repo-format.md` §11).
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub drilled: Vec<crate::id::Id>,
+}
+
+/// The tags of one `--keep-tag a,b`, without the spaces around them.
+#[cfg(feature = "clap")]
+fn tag_list(s: &str) -> std::result::Result<Vec<String>, std::convert::Infallible> {
+    Ok(s.split(',').map(|t| t.trim().to_string()).collect())
 }
 
 impl RetentionPolicy {

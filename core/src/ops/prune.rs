@@ -85,16 +85,45 @@ impl FromStr for MaxUnused {
     }
 }
 
-/// Options of a prune.
+/// Options of a prune. With the `clap` feature, the options `cairn prune`
+/// shows.
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 #[non_exhaustive]
 pub struct PruneOptions {
     /// Repack partly used packs until at most this much unused data stays.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            value_name = "LIMIT",
+            default_value = "5%",
+            help = "Tolerate this much unused data in partly used packs: a percentage of the repository, a size (100M, 2G), or `unlimited`"
+        )
+    )]
     pub max_unused: MaxUnused,
     /// Repack at most this many bytes of packs in one run.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            value_name = "SIZE",
+            value_parser = crate::units::parse_size,
+            help = "Repack at most this much data in one run (e.g. 2G)"
+        )
+    )]
     pub max_repack_size: Option<u64>,
     /// Override the repository's grace period (seconds). Shorter than the
     /// repository's is only safe when no backup runs at the same time.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "grace",
+            value_name = "DURATION",
+            value_parser = crate::units::parse_duration,
+            help = "Grace period before obsolete packs are deleted (e.g. 24h, 30m, 0); default: the repository's"
+        )
+    )]
     pub grace_seconds: Option<u64>,
 }
 
