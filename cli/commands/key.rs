@@ -8,6 +8,7 @@ use serde_json::json;
 
 use cairn_core::format::keyfile::{KdfParams, KeyInfo};
 use cairn_core::ops::key;
+use cairn_core::repo::repository::Repository;
 use cairn_core::time::SnapshotTime;
 use cairn_core::Error;
 
@@ -195,101 +196,109 @@ fn info(host: Option<String>, user: Option<String>) -> KeyInfo {
 pub fn run(global: &GlobalArgs, args: KeyArgs) -> anyhow::Result<ExitCode> {
     let repo = global.open()?;
     match args.what {
-        KeyCommand::List => {
-            let keys = key::list(&repo)?;
-            if global.json {
-                print_json(&keys)?;
-            } else if !global.quiet {
-                let rows: Vec<Vec<String>> = keys
-                    .iter()
-                    .map(|k| {
-                        let mark = if k.current { "*" } else { " " };
-                        match (&k.info, &k.kdf) {
-                            (Some(i), Some(kdf)) => vec![
-                                format!("{mark}{}", &k.id[..8]),
-                                i.kind.clone(),
-                                i.user.clone(),
-                                i.host.clone(),
-                                SnapshotTime::parse_rfc3339(&i.created)
-                                    .map(|t| t.local_display())
-                                    .unwrap_or_else(|_| i.created.clone()),
-                                format!(
-                                    "{} MiB, t={}, p={}",
-                                    kdf.memory_kib / 1024,
-                                    kdf.iterations,
-                                    kdf.parallelism
-                                ),
-                            ],
-                            _ => vec![
-                                format!("{mark}{}", &k.id[..8]),
-                                "unreadable".into(),
-                                String::new(),
-                                String::new(),
-                                String::new(),
-                                k.error.clone().unwrap_or_default(),
-                            ],
-                        }
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    table(&[" ID", "Kind", "User", "Host", "Added", "KDF"], &rows)
-                );
-                println!("{} keys (* the one in use)", keys.len());
-            }
-            Ok(ExitCode::Success)
-        }
-        KeyCommand::Add(a) => {
-            let (password, kdf) = a.new.password_and_kdf()?;
-            let info = info(a.host, a.user);
-            let added = if a.write_only {
-                key::add_write_only(&repo, &password, kdf, &info).map(|n| (n, "write-only"))
-            } else {
-                key::add(&repo, &password, kdf, &info).map(|n| (n, "full"))
-            };
-            let (name, kind) = a.new.unless_failed(added)?;
-            if global.json {
-                print_json(&json!({ "added": name, "kind": kind }))?;
-            }
-            global.say(format!("added {kind} key {}", &name[..8]));
-            if a.write_only && repo.config().compression.deltas_on() {
-                global.say(
-                    "This repository stores deltas, which a write-only key cannot make (it cannot \
-                     read their bases): its backups store changed chunks whole. A repository \
-                     written mainly by write-only keys stores less made with `init --no-delta`.",
-                );
-            }
-            Ok(ExitCode::Success)
-        }
-        KeyCommand::Remove(a) => {
-            let keys = key::list(&repo)?;
-            let target = key::resolve(&keys, &a.id)?;
-            if let (Some(risk), false) = (key::removal_risk(&keys, target), a.force) {
-                anyhow::bail!(Error::invalid(format!(
-                    "{risk}; use --force to remove it anyway"
-                )));
-            }
-            key::remove(&repo, &target.id, !a.force)?;
-            if global.json {
-                print_json(&json!({ "removed": target.id }))?;
-            }
-            global.say(format!("removed key {}", &target.id[..8]));
-            Ok(ExitCode::Success)
-        }
-        KeyCommand::Passwd(a) => {
-            let (password, kdf) = a.new.password_and_kdf()?;
-            // The new key records who changed it; it keeps full access.
-            let changed = key::change_password(&repo, &password, kdf, &info(None, None));
-            let (new, old) = a.new.unless_failed(changed)?;
-            if global.json {
-                print_json(&json!({ "added": new, "removed": old }))?;
-            }
-            global.say(format!(
-                "password changed: key {} replaces key {}",
-                &new[..8],
-                &old[..8]
-            ));
-            Ok(ExitCode::Success)
-        }
+        KeyCommand::List => list(global, &repo),
+        KeyCommand::Add(a) => add(global, &repo, a),
+        KeyCommand::Remove(a) => remove(global, &repo, a),
+        KeyCommand::Passwd(a) => passwd(global, &repo, a),
     }
+}
+
+fn list(global: &GlobalArgs, repo: &Repository) -> anyhow::Result<ExitCode> {
+    let keys = key::list(repo)?;
+    if global.json {
+        print_json(&keys)?;
+    } else if !global.quiet {
+        let rows: Vec<Vec<String>> = keys.iter().map(key_row).collect();
+        print!(
+            "{}",
+            table(&[" ID", "Kind", "User", "Host", "Added", "KDF"], &rows)
+        );
+        println!("{} keys (* the one in use)", keys.len());
+    }
+    Ok(ExitCode::Success)
+}
+
+/// One key's line of `key list`.
+fn key_row(k: &key::KeyEntry) -> Vec<String> {
+    let mark = if k.current { "*" } else { " " };
+    match (&k.info, &k.kdf) {
+        (Some(i), Some(kdf)) => vec![
+            format!("{mark}{}", &k.id[..8]),
+            i.kind.clone(),
+            i.user.clone(),
+            i.host.clone(),
+            SnapshotTime::parse_rfc3339(&i.created)
+                .map(|t| t.local_display())
+                .unwrap_or_else(|_| i.created.clone()),
+            format!(
+                "{} MiB, t={}, p={}",
+                kdf.memory_kib / 1024,
+                kdf.iterations,
+                kdf.parallelism
+            ),
+        ],
+        _ => vec![
+            format!("{mark}{}", &k.id[..8]),
+            "unreadable".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            k.error.clone().unwrap_or_default(),
+        ],
+    }
+}
+
+fn add(global: &GlobalArgs, repo: &Repository, a: AddArgs) -> anyhow::Result<ExitCode> {
+    let (password, kdf) = a.new.password_and_kdf()?;
+    let info = info(a.host, a.user);
+    let added = if a.write_only {
+        key::add_write_only(repo, &password, kdf, &info).map(|n| (n, "write-only"))
+    } else {
+        key::add(repo, &password, kdf, &info).map(|n| (n, "full"))
+    };
+    let (name, kind) = a.new.unless_failed(added)?;
+    if global.json {
+        print_json(&json!({ "added": name, "kind": kind }))?;
+    }
+    global.say(format!("added {kind} key {}", &name[..8]));
+    if a.write_only && repo.config().compression.deltas_on() {
+        global.say(
+            "This repository stores deltas, which a write-only key cannot make (it cannot \
+             read their bases): its backups store changed chunks whole. A repository \
+             written mainly by write-only keys stores less made with `init --no-delta`.",
+        );
+    }
+    Ok(ExitCode::Success)
+}
+
+fn remove(global: &GlobalArgs, repo: &Repository, a: RemoveArgs) -> anyhow::Result<ExitCode> {
+    let keys = key::list(repo)?;
+    let target = key::resolve(&keys, &a.id)?;
+    if let (Some(risk), false) = (key::removal_risk(&keys, target), a.force) {
+        anyhow::bail!(Error::invalid(format!(
+            "{risk}; use --force to remove it anyway"
+        )));
+    }
+    key::remove(repo, &target.id, !a.force)?;
+    if global.json {
+        print_json(&json!({ "removed": target.id }))?;
+    }
+    global.say(format!("removed key {}", &target.id[..8]));
+    Ok(ExitCode::Success)
+}
+
+fn passwd(global: &GlobalArgs, repo: &Repository, a: PasswdArgs) -> anyhow::Result<ExitCode> {
+    let (password, kdf) = a.new.password_and_kdf()?;
+    // The new key records who changed it; it keeps full access.
+    let changed = key::change_password(repo, &password, kdf, &info(None, None));
+    let (new, old) = a.new.unless_failed(changed)?;
+    if global.json {
+        print_json(&json!({ "added": new, "removed": old }))?;
+    }
+    global.say(format!(
+        "password changed: key {} replaces key {}",
+        &new[..8],
+        &old[..8]
+    ));
+    Ok(ExitCode::Success)
 }
