@@ -34,12 +34,12 @@ use serde::Serialize;
 use crate::backend::ObjectKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{merged_mark, IndexPack};
-use crate::format::pack::{self, BlobEntry, BlobType, FinishedPack};
-use crate::format::tree::{self, NodeKind};
+use crate::format::pack::{self, BlobEntry, FinishedPack};
 use crate::id::Id;
 use crate::repo::commit::MIN_UNINDEXED_AGE;
 use crate::repo::packer::Packer;
 use crate::repo::repository::{verify_name, Repository};
+use crate::repo::walker;
 use crate::units::parse_size;
 
 /// How much unused data may stay in partly used packs.
@@ -344,59 +344,15 @@ fn used_blobs(repo: &Repository, cancel: &AtomicBool) -> Result<(HashSet<Id>, us
         ));
     }
     let index = repo.index()?;
-    let index = &index;
     let mut used = HashSet::new();
-    let mut stack: Vec<Id> = Vec::new();
-    for tree in list
-        .good
-        .iter()
-        .map(|s| s.tree)
-        .chain(wal.good.iter().map(|w| w.tree))
-    {
-        if used.insert(tree) {
-            stack.push(tree);
-        }
-    }
-    while let Some(tree_id) = stack.pop() {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(Error::interrupted());
-        }
-        let tree = repo.load_tree(index, &tree_id).map_err(|e| {
-            stop(
-                &e,
-                format!("cannot read tree {tree_id}: {e}; prune stops without changing anything"),
-            )
-        })?;
-        for node in tree.nodes {
-            match node.kind {
-                NodeKind::Dir => {
-                    if let Some(sub) = node.subtree {
-                        if used.insert(sub) {
-                            stack.push(sub);
-                        }
-                    }
-                }
-                NodeKind::File => {
-                    used.extend(node.content.iter().copied());
-                    for list_id in &node.content_lists {
-                        if used.insert(*list_id) {
-                            let bytes = repo
-                                .read_blob(index, list_id, BlobType::ChunkList)
-                                .map_err(|e| {
-                                    stop(
-                                        &e,
-                                        format!(
-                                            "cannot read chunk list {list_id}: {e}; prune stops"
-                                        ),
-                                    )
-                                })?;
-                            used.extend(tree::decode_chunk_list(&bytes)?);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
+    let roots = list.good.iter().map(|s| s.tree);
+    for root in roots.chain(wal.good.iter().map(|w| w.tree)) {
+        walker::for_each_new_blob(repo, &index, &root, &mut used, cancel, &mut |_, _| {}).map_err(
+            |e| match e.kind() {
+                ErrorKind::Interrupted => e,
+                _ => stop(&e, format!("{e}; prune stops without changing anything")),
+            },
+        )?;
     }
     Ok((used, list.good.len()))
 }
@@ -1253,6 +1209,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::pack::BlobType;
 
     /// Which copies of pack `p` are claimed.
     fn flags(p: &PackPlan) -> Vec<bool> {

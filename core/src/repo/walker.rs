@@ -69,6 +69,12 @@ pub fn find_node(
 /// that is not yet in `seen` (trees, chunk lists, data), and adds it.
 /// A subtree already in `seen` is not read again, so walking the
 /// snapshots of a series one after another reads each tree once.
+///
+/// Its error policy is to stop: a tree or chunk list that cannot be read
+/// ends the walk with an error naming it (`cannot read tree <id>: ...`),
+/// since every caller (prune's used set, stats, diff, delta bases) would
+/// otherwise act on an incomplete set. A walk that must go on past damage
+/// and report it is `check`'s, which records each finding instead.
 pub fn for_each_new_blob(
     repo: &Repository,
     index: &CacheReader,
@@ -84,7 +90,10 @@ pub fn for_each_new_blob(
     let mut stack = vec![*root];
     while let Some(tree_id) = stack.pop() {
         check_cancel(cancel)?;
-        for node in repo.load_tree(index, &tree_id)?.nodes {
+        let tree = repo
+            .load_tree(index, &tree_id)
+            .map_err(|e| e.context(format!("cannot read tree {tree_id}")))?;
+        for node in tree.nodes {
             match node.kind {
                 NodeKind::Dir => {
                     if let Some(sub) = node.subtree {
@@ -105,7 +114,9 @@ pub fn for_each_new_blob(
                             continue;
                         }
                         new_blob(list, BlobType::ChunkList);
-                        let bytes = repo.read_blob(index, list, BlobType::ChunkList)?;
+                        let bytes = repo
+                            .read_blob(index, list, BlobType::ChunkList)
+                            .map_err(|e| e.context(format!("cannot read chunk list {list}")))?;
                         for id in tree::decode_chunk_list(&bytes)? {
                             if seen.insert(id) {
                                 new_blob(&id, BlobType::Data);
