@@ -6,6 +6,11 @@
 //! This module only streams: it keeps a buffer of at least `max_size` bytes
 //! in front of every cut, so cut points depend on the data and parameters
 //! alone, never on how reads happen to be split.
+//!
+//! One front end cuts: [`BlockChunker`], fed blocks of the stream (by a
+//! reader thread in a backup, by a small file's single read, or by
+//! [`Chunker`], which reads them from an `io::Read` for callers that pull
+//! one chunk at a time).
 
 use std::io::{self, Read};
 
@@ -194,64 +199,54 @@ impl Cutter {
     }
 }
 
-/// Cuts a byte stream into chunks.
+/// Cuts a byte stream read from an `io::Read` into chunks, one at a time:
+/// a [`BlockChunker`] fed with the blocks it reads.
 pub struct Chunker<R> {
     reader: R,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    eof: bool,
-    cutter: Cutter,
+    blocks: BlockChunker,
+    block_size: usize,
+    batch: ChunkBatch,
+    next: usize,
+    ended: bool,
 }
 
 impl<R: Read> Chunker<R> {
     /// A chunker over `reader` with the repository's parameters and seed,
-    /// reading into a 4 MiB buffer (or two maximum chunks, if larger).
+    /// reading 4 MiB blocks (or two maximum chunks, if larger).
     pub fn new(reader: R, params: &ChunkerParams, seed: u64) -> Self {
-        Self::with_buffer(reader, params, seed, 4 << 20)
+        let blocks = BlockChunker::new(params, seed);
+        let size = blocks.block_size();
+        Self::with_buffer(reader, params, seed, size)
     }
 
-    /// Like [`Chunker::new`] with a read buffer of about `size` bytes (at
-    /// least two maximum chunks: cut points never depend on it). Small files
-    /// use a small buffer.
+    /// Like [`Chunker::new`], reading blocks of `size` bytes (at least
+    /// one): cut points never depend on it.
     pub fn with_buffer(reader: R, params: &ChunkerParams, seed: u64, size: usize) -> Self {
-        let cutter = Cutter::new(params, seed);
         Chunker {
             reader,
-            buf: vec![0u8; size.max(2 * cutter.max)],
-            start: 0,
-            end: 0,
-            eof: false,
-            cutter,
+            blocks: BlockChunker::new(params, seed),
+            block_size: size.max(1),
+            batch: ChunkBatch::default(),
+            next: 0,
+            ended: false,
         }
-    }
-
-    fn fill(&mut self) -> io::Result<()> {
-        if self.eof || self.end - self.start >= self.cutter.max {
-            return Ok(());
-        }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let space = self.buf.len() - self.end;
-        let n = read_full(&mut self.reader, &mut self.buf[self.end..])?;
-        self.end += n;
-        self.eof = n < space;
-        Ok(())
     }
 
     /// The next chunk, or `None` at the end of the stream.
     pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
-        self.fill()?;
-        if self.start == self.end {
-            return Ok(None);
+        while self.next >= self.batch.len() && !self.ended {
+            let mut block = std::mem::take(&mut self.batch).into_block();
+            block.resize(self.block_size, 0);
+            self.ended = read_block(&mut self.reader, &mut block)?;
+            self.batch = match self.ended {
+                true => self.blocks.push_last(block),
+                false => self.blocks.push(block),
+            };
+            self.next = 0;
         }
-        let len = self.cutter.cut(&self.buf[self.start..self.end]);
-        let chunk = &self.buf[self.start..self.start + len];
-        self.start += len;
-        Ok(Some(chunk))
+        let chunk = self.batch.get(self.next);
+        self.next += 1;
+        Ok(chunk)
     }
 }
 
@@ -321,6 +316,17 @@ impl ChunkBatch {
         out
     }
 
+    /// Chunk `i`, in stream order.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        match self.head.get(i) {
+            Some(c) => Some(c),
+            None => {
+                let &(at, len) = self.ranges.get(i - self.head.len())?;
+                self.block.get(at..at + len)
+            }
+        }
+    }
+
     /// Bytes in the chunks.
     pub fn bytes(&self) -> u64 {
         let head: usize = self.head.iter().map(Vec::len).sum();
@@ -349,18 +355,41 @@ impl BlockChunker {
     }
 
     /// Cuts the next `block` of the stream (any size; the last chunk or so
-    /// waits for the next block or for [`BlockChunker::finish`]).
+    /// waits for the next block, or for [`BlockChunker::push_last`]).
     pub fn push(&mut self, block: Vec<u8>) -> ChunkBatch {
+        self.cut(block, false)
+    }
+
+    /// Cuts the last `block` of the stream (any size, empty too) and what
+    /// was left of the earlier ones: every byte pushed is in a chunk after
+    /// it. A stream read in one block (a small file) is cut without
+    /// copying any chunk.
+    pub fn push_last(&mut self, block: Vec<u8>) -> ChunkBatch {
+        self.cut(block, true)
+    }
+
+    /// The stream ended after the last [`BlockChunker::push`]: the chunks
+    /// of what is left, if anything.
+    pub fn finish(&mut self) -> Option<ChunkBatch> {
+        let last = self.push_last(Vec::new());
+        (!last.is_empty()).then_some(last)
+    }
+
+    /// Cuts every chunk that lies whole in the carry and `block` (all of
+    /// them when the stream ends with `block`).
+    fn cut(&mut self, block: Vec<u8>, last: bool) -> ChunkBatch {
         let max = self.cutter.max;
         let mut head = Vec::new();
         let mut pos = 0;
         if !self.carry.is_empty() {
             // The chunks that start in the carry are cut from the carry
-            // followed by at most `max` bytes of the block.
+            // followed by at most `max` bytes of the block: at least `max`
+            // bytes in front of each cut, or the whole rest of the stream.
             let carried = self.carry.len();
             self.carry.extend_from_slice(&block[..block.len().min(max)]);
+            let rest_of_stream = last && block.len() <= max;
             let mut p = 0;
-            while p < carried && self.carry.len() - p >= max {
+            while p < carried && (rest_of_stream || self.carry.len() - p >= max) {
                 let len = self.cutter.cut(&self.carry[p..]);
                 head.push(self.carry[p..p + len].to_vec());
                 p += len;
@@ -380,7 +409,7 @@ impl BlockChunker {
             self.carry.clear();
         }
         let mut ranges = Vec::new();
-        while block.len() - pos >= max {
+        while pos < block.len() && (last || block.len() - pos >= max) {
             let len = self.cutter.cut(&block[pos..]);
             ranges.push((pos, len));
             pos += len;
@@ -391,22 +420,6 @@ impl BlockChunker {
             block,
             ranges,
         }
-    }
-
-    /// The stream ended: the chunks of what is left, if anything.
-    pub fn finish(&mut self) -> Option<ChunkBatch> {
-        let mut head = Vec::new();
-        let mut p = 0;
-        while p < self.carry.len() {
-            let len = self.cutter.cut(&self.carry[p..]);
-            head.push(self.carry[p..p + len].to_vec());
-            p += len;
-        }
-        self.carry.clear();
-        (!head.is_empty()).then(|| ChunkBatch {
-            head,
-            ..ChunkBatch::default()
-        })
     }
 }
 
@@ -433,9 +446,9 @@ mod tests {
     }
 
     fn chunks(data: &[u8], params: &ChunkerParams, seed: u64, step: usize) -> Vec<Vec<u8>> {
-        // The smallest buffer allowed, so refills and compaction happen
-        // many times per input.
-        let mut c = Chunker::with_buffer(Dribble { data, step }, params, seed, 0);
+        // Blocks much smaller than a chunk, so that most chunks are cut
+        // from the carry of several blocks.
+        let mut c = Chunker::with_buffer(Dribble { data, step }, params, seed, 777);
         let mut out = Vec::new();
         while let Ok(Some(chunk)) = c.next_chunk() {
             out.push(chunk.to_vec());
@@ -472,11 +485,34 @@ mod tests {
         out
     }
 
+    /// [`block_chunks`] with the stream's last block given to `push_last`.
+    fn last_block_chunks(data: &[u8], seed: u64, block: usize) -> Vec<Vec<u8>> {
+        let mut c = BlockChunker::new(&SMALL, seed);
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = data.chunks(block.max(1)).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let batch = match i + 1 == pieces.len() {
+                true => c.push_last(piece.to_vec()),
+                false => c.push(piece.to_vec()),
+            };
+            out.extend((0..batch.len()).map(|k| batch.get(k).unwrap_or_default().to_vec()));
+            assert!(batch.get(batch.len()).is_none());
+        }
+        assert!(c.finish().is_none(), "push_last left bytes uncut");
+        out
+    }
+
     proptest! {
         #[test]
         fn block_chunker_cuts_like_the_stream_chunker(len in 0usize..60_000, seed: u64, block in 1usize..20_000) {
             let data = pseudo_random(len, seed);
             prop_assert_eq!(block_chunks(&data, &SMALL, seed, block), chunks(&data, &SMALL, seed, 1 << 20));
+        }
+
+        #[test]
+        fn the_last_block_pushed_as_last_cuts_the_same(len in 1usize..60_000, seed: u64, block in 1usize..20_000) {
+            let data = pseudo_random(len, seed);
+            prop_assert_eq!(last_block_chunks(&data, seed, block), block_chunks(&data, &SMALL, seed, 70_000));
         }
 
         #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-use crate::chunk::chunker::{read_block, BlockChunker, ChunkBatch, Chunker};
+use crate::chunk::chunker::{read_block, BlockChunker, ChunkBatch};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexPack;
 use crate::format::pack::{self, BlobType, EncodedBlob, FinishedPack};
@@ -39,9 +39,6 @@ use crate::repo::packer::{Packer, INDEX_FLUSH_BLOBS};
 use crate::repo::repository::Repository;
 use crate::time::SnapshotTime;
 
-/// Chunks are handed from the reading thread to the hashing and
-/// compressing threads in batches of about this many bytes.
-const BATCH_BYTES: usize = 4 << 20;
 const INDEX_FLUSH_PACKS: usize = 16;
 const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 /// Files at least this large are read on their own thread.
@@ -1070,35 +1067,33 @@ impl<'a> BlobSaver<'a> {
         result
     }
 
-    /// Chunks and stores a small file on this thread.
-    fn save_small<R: Read>(&mut self, reader: R, size_hint: u64) -> Result<(Vec<Id>, u64)> {
-        let params = self.repo.config().chunker;
-        let buffer = usize::try_from(size_hint)
+    /// Chunks and stores a small file on this thread: read in one block
+    /// of its size and cut without copying a chunk (more blocks only if
+    /// it grew since it was listed).
+    fn save_small<R: Read>(&mut self, mut reader: R, size_hint: u64) -> Result<(Vec<Id>, u64)> {
+        let mut chunker = BlockChunker::new(&self.repo.config().chunker, self.repo.chunker_seed());
+        let mut block_size = usize::try_from(size_hint)
             .unwrap_or(usize::MAX)
             .saturating_add(1);
-        let mut chunker = Chunker::with_buffer(reader, &params, self.repo.chunker_seed(), buffer);
         let mut ids = Vec::new();
         let mut total = 0u64;
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
         loop {
-            let next = chunker.next_chunk().map_err(|e| Error::io("reading", e))?;
-            let done = next.is_none();
-            if let Some(c) = next {
-                bytes += c.len();
-                batch.push(c.to_vec());
+            let mut block = vec![0u8; block_size];
+            let ended = read_block(&mut reader, &mut block).map_err(|e| Error::io("reading", e))?;
+            let batch = match ended {
+                true => chunker.push_last(block),
+                false => chunker.push(block),
+            };
+            let n = batch.bytes();
+            if !batch.is_empty() {
+                ids.extend(self.save_chunks(&batch.chunks())?);
             }
-            if (done && !batch.is_empty()) || bytes >= BATCH_BYTES {
-                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-                ids.extend(self.save_chunks(&refs)?);
-                total += bytes as u64;
-                self.progress.bytes_read(bytes as u64);
-                batch.clear();
-                bytes = 0;
-            }
-            if done {
+            total += n;
+            self.progress.bytes_read(n);
+            if ended {
                 return Ok((ids, total));
             }
+            block_size = chunker.block_size();
         }
     }
 
