@@ -581,30 +581,36 @@ struct Verifier<'a> {
 
 impl Verifier<'_> {
     /// Compares the restored directory `dir` (the snapshot's `inside`)
-    /// with tree `id`.
+    /// with tree `id`, and everything below it. Without recursion: a
+    /// stack of the directories still to compare, so a tree nested
+    /// however deep costs memory, never the call stack
+    /// (`docs/design.md` §8.3).
     fn tree(&mut self, id: &Id, dir: &Path, inside: &Path) -> Result<()> {
-        let tree = self.repo.load_tree(self.index, id)?;
-        for node in &tree.nodes {
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err(Error::interrupted());
-            }
-            let name = node.name_bytes()?;
-            let path = dir.join(OsStr::from_bytes(&name));
-            let inside = inside.join(OsStr::from_bytes(&name));
-            if node.damage.is_some() {
-                self.damaged += 1;
-            }
-            match node.kind {
-                NodeKind::Dir => {
-                    if let Some(sub) = &node.subtree {
-                        self.tree(sub, &path, &inside)?;
+        let mut pending = vec![(*id, dir.to_path_buf(), inside.to_path_buf())];
+        while let Some((id, dir, inside)) = pending.pop() {
+            let tree = self.repo.load_tree(self.index, &id)?;
+            for node in &tree.nodes {
+                if self.cancel.load(Ordering::SeqCst) {
+                    return Err(Error::interrupted());
+                }
+                let name = node.name_bytes()?;
+                let path = dir.join(OsStr::from_bytes(&name));
+                let inside = inside.join(OsStr::from_bytes(&name));
+                if node.damage.is_some() {
+                    self.damaged += 1;
+                }
+                match node.kind {
+                    NodeKind::Dir => {
+                        if let Some(sub) = node.subtree {
+                            pending.push((sub, path, inside));
+                        }
                     }
+                    NodeKind::File => {
+                        let ids = self.repo.file_chunks(self.index, node)?;
+                        self.file(&path, &inside, &ids, node.size)?;
+                    }
+                    _ => {}
                 }
-                NodeKind::File => {
-                    let ids = self.repo.file_chunks(self.index, node)?;
-                    self.file(&path, &inside, &ids, node.size)?;
-                }
-                _ => {}
             }
         }
         Ok(())
