@@ -586,7 +586,7 @@ impl Repository {
     /// Runs `f` on the repository's I/O threads, so that the rayon
     /// iterators inside it run as many storage requests at once as the
     /// backend takes ([`Backend::parallel_requests`]), not one per core.
-    pub fn with_io_threads<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+    pub(crate) fn with_io_threads<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         let pool = self.io_pool.get_or_init(|| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(self.backend.parallel_requests().max(1))
@@ -744,7 +744,7 @@ impl Repository {
     }
 
     /// Writes an index object and records it in the cache.
-    pub fn save_index(&self, packs: &[IndexPack]) -> Result<Id> {
+    pub(crate) fn save_index(&self, packs: &[IndexPack]) -> Result<Id> {
         let bytes = index::encode(&self.keys, &self.id, packs)?;
         let id = Id::of_bytes(&bytes);
         self.backend.put(ObjectKind::Index, &id.to_hex(), &bytes)?;
@@ -756,7 +756,7 @@ impl Repository {
     }
 
     /// The index objects this process wrote.
-    pub fn indexes_written(&self) -> HashSet<Id> {
+    pub(crate) fn indexes_written(&self) -> HashSet<Id> {
         self.indexes_written
             .lock()
             .map(|w| w.clone())
@@ -781,7 +781,11 @@ impl Repository {
     /// Writes `records` as as many index objects as needed, each listing
     /// at most `max_blobs` blobs (a pack is never split, so a pack of more
     /// blobs gets an object of its own); returns how many were written.
-    pub fn save_index_records(&self, records: Vec<IndexPack>, max_blobs: usize) -> Result<usize> {
+    pub(crate) fn save_index_records(
+        &self,
+        records: Vec<IndexPack>,
+        max_blobs: usize,
+    ) -> Result<usize> {
         let mut written = 0;
         let mut batch: Vec<IndexPack> = Vec::new();
         let mut blobs = 0usize;
@@ -830,7 +834,7 @@ impl Repository {
     /// decoded by `decode(listing, id, bytes)`: the decoded ones, and the
     /// name and error of each that cannot be read, so that one damaged
     /// object does not hide the others.
-    pub fn read_all<T: Send>(
+    pub(crate) fn read_all<T: Send>(
         &self,
         kind: ObjectKind,
         decode: impl Fn(&crate::backend::ObjectInfo, &Id, &[u8]) -> Result<T> + Sync,
@@ -901,7 +905,7 @@ impl Repository {
 
     /// Reads one blob where `index` says it is, verifying it, without
     /// refreshing the cache on failure (`check` must see what is there).
-    pub fn read_blob_once(
+    pub(crate) fn read_blob_once(
         &self,
         index: &CacheReader,
         id: &Id,
@@ -970,14 +974,14 @@ impl Repository {
 
     /// Verifies a finished pack from the bytes that will be stored, stores
     /// it, and returns its index record (to be written in an index object).
-    pub fn store_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
+    pub(crate) fn store_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
         pack::verify(&self.keys, &self.id, &pack)?;
         self.put_pack(pack)
     }
 
     /// [`Self::store_pack`] for a pack of blobs copied as they were stored
     /// (verified with [`pack::verify_copied`]).
-    pub fn store_copied_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
+    pub(crate) fn store_copied_pack(&self, pack: pack::FinishedPack) -> Result<IndexPack> {
         pack::verify_copied(&self.keys, &self.id, &pack)?;
         self.put_pack(pack)
     }
@@ -1027,7 +1031,7 @@ impl Repository {
     /// repository's, or for a blob a write-only client sealed with its
     /// session key, those of its pack's key block (read once per pack and
     /// process: one small range read). A write-only key gets access denied.
-    pub fn blob_keys(&self, pack_id: &Id, entry: &BlobEntry) -> Result<Cow<'_, Keys>> {
+    pub(crate) fn blob_keys(&self, pack_id: &Id, entry: &BlobEntry) -> Result<Cow<'_, Keys>> {
         if !entry.session {
             return Ok(Cow::Borrowed(&self.keys));
         }
