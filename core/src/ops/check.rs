@@ -910,12 +910,8 @@ impl Checker<'_> {
             return Ok(d.clone());
         }
         self.cancelled()?;
-        if depth > 0 && depth.is_multiple_of(walker::RECURSION_STEP) {
-            // Deep: walk what is below bottom-up first, so that the stack
-            // never holds more than RECURSION_STEP levels.
-            for t in walker::trees_bottom_up(self.repo, index, id, self.cancel)? {
-                self.walk_tree(index, &t, depth + 1)?;
-            }
+        for t in walker::below_when_deep(self.repo, index, id, depth, self.cancel)? {
+            self.walk_tree(index, &t, depth + 1)?;
         }
         let mut damage: BTreeSet<usize> = BTreeSet::new();
         match self.read_metadata(index, id, BlobType::Tree) {

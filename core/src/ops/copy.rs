@@ -34,6 +34,7 @@ use crate::repo::commit::verify_referenced;
 use crate::repo::packer::BlobWriter;
 use crate::repo::reader::read_next_batch;
 use crate::repo::repository::Repository;
+use crate::repo::walker;
 
 /// What happened to one snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -266,14 +267,9 @@ impl<'a> Copier<'a> {
         if self.cancel.load(Ordering::SeqCst) {
             return Err(Error::interrupted());
         }
-        if depth > 0 && depth.is_multiple_of(crate::repo::walker::RECURSION_STEP) {
-            // Deep: copy what is below bottom-up first, so that the stack
-            // never holds more than RECURSION_STEP levels.
-            let below =
-                crate::repo::walker::trees_bottom_up(self.src, &self.index, id, self.cancel)?;
-            for t in below {
-                self.tree(&t, None, depth + 1)?;
-            }
+        let below = walker::below_when_deep(self.src, &self.index, id, depth, self.cancel)?;
+        for t in below {
+            self.tree(&t, None, depth + 1)?;
         }
         let mut tree = self.src.load_tree(&self.index, id)?;
         let partners = hint.and_then(|h| self.hint_trees(h));

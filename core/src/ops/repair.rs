@@ -33,6 +33,7 @@ use crate::repo::commit::verify_referenced;
 use crate::repo::packer::BlobWriter;
 use crate::repo::packer::INDEX_FLUSH_BLOBS;
 use crate::repo::repository::Repository;
+use crate::repo::walker;
 
 /// Whether a failed read means the data is lost (damaged or gone), as
 /// opposed to a reason to stop (storage unreachable, disk full, Ctrl-C, a
@@ -518,21 +519,12 @@ impl Rewriter<'_> {
         if let Some(done) = self.trees.get(id) {
             return Ok(done.clone().map(|(new, dmg)| (new, prefixed(path, dmg))));
         }
-        if self.depth > 0
-            && self
-                .depth
-                .is_multiple_of(crate::repo::walker::RECURSION_STEP)
-        {
-            // Deep: repair what is below bottom-up first, so that the
-            // stack never holds more than RECURSION_STEP levels.
-            let below =
-                crate::repo::walker::trees_bottom_up(self.repo, &self.index, id, self.cancel)?;
-            self.depth += 1;
-            for t in below {
-                self.tree(&t, "")?;
-            }
-            self.depth -= 1;
+        let below = walker::below_when_deep(self.repo, &self.index, id, self.depth, self.cancel)?;
+        self.depth += 1;
+        for t in below {
+            self.tree(&t, "")?;
         }
+        self.depth -= 1;
         let tree = match self.read(id, BlobType::Tree)? {
             Some(b) => lost_or(Tree::decode(&b))?,
             None => None,

@@ -179,6 +179,25 @@ pub fn trees_bottom_up(
 /// that no walk nests deeper than about this on the call stack.
 pub const RECURSION_STEP: usize = 256;
 
+/// The depth guard of a memoised recursive walk (check, copy, repair): at
+/// tree `id`, `depth` levels down, the trees below it that the walk must
+/// visit first, bottom-up, before it goes on with `id` itself; none unless
+/// `depth` is a multiple of [`RECURSION_STEP`]. Visited in this order, and
+/// memoised, no recursion from `id` goes deeper than one level.
+pub fn below_when_deep(
+    repo: &Repository,
+    index: &CacheReader,
+    id: &Id,
+    depth: usize,
+    cancel: &AtomicBool,
+) -> Result<Vec<Id>> {
+    if depth > 0 && depth.is_multiple_of(RECURSION_STEP) {
+        trees_bottom_up(repo, index, id, cancel)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 pub(crate) fn check_cancel(cancel: &AtomicBool) -> Result<()> {
     if cancel.load(Ordering::SeqCst) {
         return Err(Error::interrupted());
