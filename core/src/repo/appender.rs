@@ -24,7 +24,7 @@ use crate::format::index::IndexPack;
 use crate::format::snapshot::Snapshot;
 use crate::id::Id;
 use crate::repo::cache::{CacheReader, IndexCache};
-use crate::repo::repository::Repository;
+use crate::repo::repository::{CacheLocation, LockedRepository, Repository};
 
 /// A repository opened to add backups only: see the [module](self).
 ///
@@ -120,6 +120,16 @@ impl Appender {
     #[doc(hidden)]
     pub fn unguarded(&self) -> &Repository {
         &self.repo
+    }
+}
+
+impl LockedRepository {
+    /// [`Self::unlock`] for adding backups only: a write-only key opens it
+    /// too (`repo-format.md` §3.3). The [`Appender`] it gives names,
+    /// deduplicates and seals new data, and reads nothing but the index,
+    /// whichever key opened it.
+    pub fn unlock_to_add(self, password: &[u8], cache: &CacheLocation) -> Result<Appender> {
+        self.unlock_as(password, cache, true).map(Appender::new)
     }
 }
 

@@ -20,7 +20,6 @@ use crate::format::pack::{self, BlobEntry, BlobType};
 use crate::format::snapshot::{self, Snapshot, SnapshotFilter};
 use crate::format::tree::{self, Node, Tree};
 use crate::id::Id;
-use crate::repo::appender::Appender;
 use crate::repo::cache::{check_room, CacheReader, IndexCache, SyncStats};
 use crate::time::SnapshotTime;
 
@@ -239,20 +238,12 @@ impl LockedRepository {
 
     /// Opens the master key with `password` and syncs the index cache. A
     /// password that opens a write-only key gets access denied: see
-    /// [`Self::unlock_to_add`].
+    /// `unlock_to_add` (in `repo::appender`).
     pub fn unlock(self, password: &[u8], cache: &CacheLocation) -> Result<Repository> {
         self.unlock_as(password, cache, false)
     }
 
-    /// [`Self::unlock`] for adding backups only: a write-only key opens it
-    /// too (`repo-format.md` §3.3). The [`Appender`] it gives names,
-    /// deduplicates and seals new data, and reads nothing but the index,
-    /// whichever key opened it.
-    pub fn unlock_to_add(self, password: &[u8], cache: &CacheLocation) -> Result<Appender> {
-        self.unlock_as(password, cache, true).map(Appender::new)
-    }
-
-    fn unlock_as(
+    pub(crate) fn unlock_as(
         self,
         password: &[u8],
         cache: &CacheLocation,
@@ -566,7 +557,7 @@ impl Repository {
         })
     }
 
-    /// Opened with a write-only key (only ever inside an [`Appender`]): it
+    /// Opened with a write-only key (only ever inside an `Appender`): it
     /// can add backups (chunks, packs, index objects, snapshots) and read
     /// only the index.
     pub(crate) fn is_write_only(&self) -> bool {
