@@ -942,3 +942,29 @@ fn prune_checks_the_writer_copy_it_keeps_instead_of_another() {
     );
     env.ok(&["check", "--read-data"]);
 }
+
+/// The second wall: beneath a write-only key's `Appender` (reached as code
+/// of the attacker's own would, with the key material), the repository
+/// itself refuses every read, so the type is not the only guard.
+#[test]
+fn beneath_a_write_only_appender_the_repository_refuses_reads() {
+    let env = Env::init();
+    let id = env.backup_stdin(&common::fake_dump(2000, 3), &["--stdin-filename", "db.sql"]);
+    add_writer(&env);
+    let full = unlock_full(&env);
+    let list = full.load_snapshots().unwrap();
+    let snap = list.resolve(&id, &Default::default()).unwrap().clone();
+    drop(full);
+
+    let writer = unlock(&env, WRITER);
+    assert!(writer.is_write_only());
+    let beneath = writer.unguarded();
+    let seen = beneath.load_snapshots().unwrap();
+    assert!(seen.good.is_empty(), "a write-only key read a snapshot");
+    assert_eq!(seen.damaged.len(), 1);
+    let index = beneath.index().unwrap();
+    let tree = beneath.read_blob(&index, &snap.tree, format::pack::BlobType::Tree);
+    assert!(tree.is_err(), "a write-only key read a tree");
+    let err = beneath.master_key().err().unwrap();
+    assert_eq!(err.kind(), cairn_core::ErrorKind::AccessDenied, "{err}");
+}

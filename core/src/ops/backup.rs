@@ -218,7 +218,7 @@ pub fn backup(
     progress: &dyn BackupProgress,
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
-    let repo = repo.repository();
+    let repo = repo.repository(crate::repo::appender::sealed::TOKEN);
     let start = SnapshotTime::now();
     if let Some(t) = &opts.time {
         check_not_future(t, &start)?;

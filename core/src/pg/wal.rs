@@ -339,14 +339,14 @@ fn check_cluster(
 
 /// Whether WAL file `name` is archived (one request; any key).
 pub fn is_archived(repo: &impl CanAdd, name: &str) -> Result<bool> {
-    let repo = repo.repository();
+    let repo = repo.repository(crate::repo::appender::sealed::TOKEN);
     Ok(stored_record(repo, name)?.is_some())
 }
 
 /// Whether the repository archives the WAL of cluster `sysid`: `None`
 /// when no cluster is recorded yet. Any key (by contents tag).
 pub fn cluster_matches(repo: &impl CanAdd, sysid: u64) -> Result<Option<bool>> {
-    let repo = repo.repository();
+    let repo = repo.repository(crate::repo::appender::sealed::TOKEN);
     let Some((id, bytes)) = stored_record(repo, IDENTITY)? else {
         return Ok(None);
     };
@@ -358,7 +358,7 @@ pub fn cluster_matches(repo: &impl CanAdd, sysid: u64) -> Result<Option<bool>> {
 /// The system identifier of the cluster whose WAL the repository
 /// archives, if one was recorded (needs a full key).
 pub fn archived_identity(repo: &impl CanAdd) -> Result<Option<String>> {
-    let repo = repo.repository();
+    let repo = repo.repository(crate::repo::appender::sealed::TOKEN);
     if repo.is_write_only() {
         return Ok(None);
     }
@@ -460,7 +460,7 @@ pub fn push(
     hostname: &str,
     cancel: &AtomicBool,
 ) -> Result<PushOutcome> {
-    let repo = repo.repository();
+    let repo = repo.repository(crate::repo::appender::sealed::TOKEN);
     check_name(name)?;
     if let Some(sysid) = system_identifier(name, path)? {
         // Another cluster's WAL is named as such first (exit 29).

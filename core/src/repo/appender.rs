@@ -4,12 +4,18 @@
 //! gives a [`Repository`], which reads and writes everything and which a
 //! write-only key never opens.
 //! [`LockedRepository::unlock_to_add`](super::repository::LockedRepository::unlock_to_add)
-//! gives an [`Appender`]: whatever key opened it, it offers only what adding
-//! a backup needs (the index, to deduplicate; writing packs, index objects
-//! and snapshots). Reading a snapshot, a tree or a chunk is not something
-//! an `Appender` can be asked to do, so code that holds one cannot leak
-//! what a write-only client must not see (`docs/design.md` §8). The
-//! repository's own runtime refusals stay beneath it, as a second wall.
+//! gives an [`Appender`]: whatever key opened it, its methods are what
+//! adding a backup needs (the index, to deduplicate; writing packs, index
+//! objects and snapshots). Reading a snapshot, a tree or a chunk is not
+//! something an `Appender` can be asked to do.
+//!
+//! The type narrows what code can ask for; the key is the security
+//! boundary. A write-only key holds nothing that decrypts stored data, so
+//! beneath the `Appender` the repository refuses every read as well, a
+//! second wall (`docs/design.md` §8.2). A full key opened this way still
+//! reads what adding needs (the parent snapshot, delta bases), and its
+//! [`Appender::keys`] are the full keys: narrowing a full key is about
+//! the interface, not about secrecy.
 //!
 //! The operations that add ([`crate::ops::backup::backup`],
 //! [`crate::pg::wal::push`]) take either handle through [`CanAdd`].
@@ -73,7 +79,8 @@ impl Appender {
     }
 
     /// The working keys: with a write-only key, those that seal and name
-    /// new data, and nothing that opens stored data.
+    /// new data, and nothing that opens stored data; with a full key, all
+    /// of them.
     pub fn keys(&self) -> &Keys {
         self.repo.keys()
     }
@@ -126,15 +133,28 @@ impl Appender {
 impl LockedRepository {
     /// [`Self::unlock`] for adding backups only: a write-only key opens it
     /// too (`repo-format.md` §3.3). The [`Appender`] it gives names,
-    /// deduplicates and seals new data, and reads nothing but the index,
-    /// whichever key opened it.
+    /// deduplicates and seals new data; with a write-only key it reads
+    /// nothing but the index.
     pub fn unlock_to_add(self, password: &[u8], cache: &CacheLocation) -> Result<Appender> {
         self.unlock_as(password, cache, true).map(Appender::new)
     }
 }
 
 /// A handle that may add backups: a [`Repository`] or an [`Appender`].
-/// Sealed: cairn's two handles are the only ones.
+/// Sealed: cairn's two handles are the only ones, and the repository
+/// beneath an `Appender` cannot be reached through it:
+///
+/// ```compile_fail
+/// fn leak<T: cairn_core::CanAdd>(h: &T) -> &cairn_core::Repository {
+///     h.repository()
+/// }
+/// ```
+///
+/// ```compile_fail
+/// fn leak<T: cairn_core::CanAdd>(h: &T) -> &cairn_core::Repository {
+///     h.repository(Default::default())
+/// }
+/// ```
 pub trait CanAdd: sealed::Sealed {}
 
 impl CanAdd for Repository {}
@@ -143,20 +163,30 @@ impl CanAdd for Appender {}
 pub(crate) mod sealed {
     use super::{Appender, Repository};
 
-    /// Reaches the repository beneath a handle; not nameable outside the
-    /// crate, so neither implementable nor callable there.
+    /// Reaches the repository beneath a handle. The trait cannot be named
+    /// outside the crate, but a supertrait's method can still be called
+    /// through a `T: CanAdd` bound, so the method also takes a [`Token`],
+    /// which only this crate can make: outside it, the method cannot be
+    /// called at all.
     pub trait Sealed {
-        fn repository(&self) -> &Repository;
+        fn repository(&self, token: Token) -> &Repository;
     }
 
+    /// Proof that the caller is inside the crate (its field is private).
+    #[derive(Clone, Copy)]
+    pub struct Token(());
+
+    /// The token, for the crate's own calls.
+    pub(crate) const TOKEN: Token = Token(());
+
     impl Sealed for Repository {
-        fn repository(&self) -> &Repository {
+        fn repository(&self, _: Token) -> &Repository {
             self
         }
     }
 
     impl Sealed for Appender {
-        fn repository(&self) -> &Repository {
+        fn repository(&self, _: Token) -> &Repository {
             &self.repo
         }
     }
