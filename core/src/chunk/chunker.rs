@@ -216,15 +216,19 @@ impl<R: Read> Chunker<R> {
     pub fn new(reader: R, params: &ChunkerParams, seed: u64) -> Self {
         let blocks = BlockChunker::new(params, seed);
         let size = blocks.block_size();
-        Self::with_buffer(reader, params, seed, size)
+        Self::over(reader, blocks, size)
     }
 
     /// Like [`Chunker::new`], reading blocks of `size` bytes (at least
     /// one): cut points never depend on it.
     pub fn with_buffer(reader: R, params: &ChunkerParams, seed: u64, size: usize) -> Self {
+        Self::over(reader, BlockChunker::new(params, seed), size)
+    }
+
+    fn over(reader: R, blocks: BlockChunker, size: usize) -> Self {
         Chunker {
             reader,
-            blocks: BlockChunker::new(params, seed),
+            blocks,
             block_size: size.max(1),
             batch: ChunkBatch::default(),
             next: 0,
